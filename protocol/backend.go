@@ -1,0 +1,175 @@
+package protocol
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Backend accepts transactions. It is the one thing a Server needs to be
+// given; everything else has working defaults.
+//
+// Methods are called from the connection's goroutine, many connections at
+// once, so a Backend must be safe for concurrent use. Every call receives a
+// context that is cancelled when the client goes away or the server shuts
+// down; zerolog.Ctx(ctx) returns the session's logger, which carries the
+// session id on every line.
+type Backend interface {
+	// Mail starts a transaction for MAIL FROM. conn describes the
+	// connection and stays valid until the connection closes; backends
+	// must not modify it. A non-nil error rejects the sender: an *Error is
+	// sent as it is, anything else as a generic temporary failure.
+	Mail(ctx context.Context, conn *ConnState, from Address, params *MailParams) (Transaction, error)
+}
+
+// Transaction is one mail transaction, MAIL FROM to the end of DATA or the
+// last BDAT, or to RSET, a new MAIL or the end of the connection.
+//
+// The server calls Close exactly once, whatever happens, and calls no other
+// method after it. A Transaction is used from one goroutine at a time.
+type Transaction interface {
+	// Rcpt decides about one recipient. A nil error accepts it; the
+	// recipient then takes the next index in Message.Recipients. Duplicate
+	// recipients are passed again: LMTP replies once per accepted RCPT,
+	// duplicates included (RFC 2033 section 4.2).
+	Rcpt(ctx context.Context, rcpt *Recipient) error
+
+	// Data delivers msg to every accepted recipient. It is called once, with
+	// at least one recipient. The backend reports the outcome of recipient i
+	// (an index into msg.Recipients) with status.Set(i, err) as soon as it
+	// is known: in LMTP mode that reply is written at once (in RCPT order).
+	// Every recipient left without a status when Data returns gets Data's
+	// return value: nil means delivered.
+	//
+	// msg.Body is valid only until Data returns. A read error from it (size
+	// limit, bare line ending, timeout, lost connection) means the message
+	// is incomplete: the backend must not deliver it and should return the
+	// error; the server answers for it in any case.
+	Data(ctx context.Context, msg *Message, status StatusSetter) error
+
+	// Close ends the transaction and releases what it holds. After Stage
+	// without Commit it discards the staged message.
+	Close() error
+}
+
+// Stager is implemented by a Transaction that can deliver in two phases.
+// In SMTP mode the server prefers it to Data: it stages the message for
+// every recipient, and commits only if all were staged, which makes the one
+// SMTP reply all-or-nothing. LMTP mode always uses Data, since it answers
+// per recipient anyway.
+type Stager interface {
+	// Stage reads msg and prepares delivery to every accepted recipient
+	// without making the message visible to anyone. A non-nil error means
+	// nothing will be delivered; the server then calls Close.
+	Stage(ctx context.Context, msg *Message) error
+	// Commit makes the staged message visible for every recipient. A
+	// backend should make this step as small as it can (a rename per
+	// recipient); if Commit fails part way, the server answers with a
+	// temporary failure so that nothing is lost, at the cost of a possible
+	// duplicate for the recipients already committed.
+	Commit(ctx context.Context) error
+}
+
+// StatusSetter receives per-recipient outcomes from Transaction.Data.
+// It is safe for concurrent use.
+type StatusSetter interface {
+	// Set records the outcome for recipient i: nil for delivered, an
+	// *Error for a specific reply, any other error for a generic temporary
+	// failure. Only the first call for an index counts.
+	Set(i int, err error)
+}
+
+// ConnChecker may be implemented by a Backend to refuse a connection
+// before the greeting (for example by client address). A non-nil error is
+// sent instead of the greeting (as 554 if it is not an *Error with a code)
+// and the connection is closed (RFC 5321 section 3.1).
+type ConnChecker interface {
+	CheckConn(ctx context.Context, conn *ConnState) error
+}
+
+// Protocol is the dialect a Server speaks.
+type Protocol int
+
+const (
+	// SMTP is RFC 5321 SMTP with EHLO and HELO, one reply per message.
+	SMTP Protocol = iota
+	// LMTP is RFC 2033 LMTP with LHLO, one reply per recipient.
+	LMTP
+)
+
+// String returns "SMTP" or "LMTP".
+func (p Protocol) String() string {
+	if p == LMTP {
+		return "LMTP"
+	}
+	return "SMTP"
+}
+
+// XForward holds the attributes a trusted proxy (Postfix) sent with
+// XFORWARD, describing the original client. Empty fields were not sent or
+// were [UNAVAILABLE]. See Postfix's XFORWARD_README.
+type XForward struct {
+	Name   string // client host name, verified by the proxy
+	Addr   string // client address (IPv4, or IPv6 without the IPV6: prefix)
+	Port   string // client port
+	Helo   string // HELO/EHLO name the client sent
+	Proto  string // SMTP or ESMTP
+	Ident  string // proxy's queue id for the message
+	Source string // LOCAL or REMOTE
+}
+
+// IsZero reports whether nothing was forwarded.
+func (x *XForward) IsZero() bool { return *x == XForward{} }
+
+// ConnState describes a connection. The server updates it as the session
+// progresses (HELO, STARTTLS, AUTH, XFORWARD); a backend receives a pointer
+// and may read it, but must not keep it past the connection.
+type ConnState struct {
+	// ID is the session id, unique per process run; it appears on every log
+	// line of the connection and in generic error replies.
+	ID string
+	// Protocol is the listener's dialect.
+	Protocol Protocol
+	// RemoteAddr and LocalAddr are the socket's addresses.
+	RemoteAddr, LocalAddr net.Addr
+	// Hostname is the argument of the last HELO, EHLO or LHLO.
+	Hostname string
+	// ESMTP is true after EHLO or LHLO, false after HELO.
+	ESMTP bool
+	// TLS is the TLS state after STARTTLS or on an implicit-TLS listener;
+	// nil on a plain connection.
+	TLS *tls.ConnectionState
+	// AuthIdentity is the authenticated user after a successful AUTH.
+	AuthIdentity string
+	// XForward holds the XFORWARD attributes of the current transaction.
+	XForward XForward
+}
+
+// Message is what a backend receives after DATA or the last BDAT.
+type Message struct {
+	// ID is the transaction id, the session id with a sequence number; it
+	// is used as the queue id in logs and in the Received header.
+	ID string
+	// Conn is the connection the message came in on.
+	Conn *ConnState
+	// From is the reverse-path and Params its MAIL parameters.
+	From   Address
+	Params *MailParams
+	// Recipients are the accepted recipients in RCPT order, duplicates
+	// included. Status indexes refer to this slice.
+	Recipients []*Recipient
+	// Header is the message header parsed by go-message, with the server's
+	// Received field already prepended. The backend owns it and may add
+	// fields (Return-Path, Delivered-To) before writing it out with
+	// textproto.WriteHeader; fields it does not touch keep their raw bytes.
+	Header textproto.Header
+	// Body is the rest of the message after the header's blank line, with
+	// CRLF line endings, dot-unstuffed, streamed from the client: reading
+	// it reads the connection. It is valid only during Data or Stage. Its
+	// read errors are *Error values (ErrMessageTooBig, ErrBareLineEnding,
+	// ErrDataTimeout, ErrConnectionLost, ...).
+	Body io.Reader
+}
