@@ -1,0 +1,668 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Buffer sizes per connection. They are kept small because an idle
+// connection should cost little (10,000 idle connections in 250 MiB); the
+// DATA reader reads large blocks straight into the backend's buffer.
+const (
+	readBufferSize  = 8 << 10
+	writeBufferSize = 4 << 10
+	// maxAuthLineLength is the AUTH line limit of RFC 4954 section 4.
+	maxAuthLineLength = 12288
+)
+
+var (
+	errInterrupted = errors.New("protocol: read interrupted")
+	errLineTooLong = errors.New("protocol: line too long")
+)
+
+// conn is one client connection. Its fields belong to the connection's
+// goroutine, except where noted.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	ip  netip.Addr
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	// wmu guards bw while a delivery may write per-recipient replies from
+	// another goroutine or the disconnect watcher may flush.
+	wmu      sync.Mutex
+	replyBuf []byte
+
+	state ConnState
+	log   zerolog.Logger
+
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelCauseFunc
+
+	// readTimeout is the deadline applied to each network read: the
+	// command timeout, or the data timeout inside DATA and BDAT.
+	readTimeout atomic.Int64
+	// idle is set while the session waits for a command outside a
+	// transaction; Shutdown interrupts such a read at once.
+	idle atomic.Bool
+	// interrupt makes the next network read fail with errInterrupted.
+	interrupt    atomic.Bool
+	shuttingDown atomic.Bool
+
+	greeted      bool
+	tx           *transaction
+	txSeq        int
+	errCount     int
+	authFailures int
+	quit         bool
+}
+
+// transaction is the state between MAIL and the end of the message.
+type transaction struct {
+	t      Transaction
+	from   Address
+	params MailParams
+	rcpts  []*Recipient
+	bdat   *bdatState // non-nil once BDAT started
+	failed error      // a BDAT chunk failed: later chunks are discarded
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.ip = ap.Addr().Unmap()
+	}
+	c.state = ConnState{
+		ID:         s.newSessionID(),
+		Protocol:   s.Protocol,
+		RemoteAddr: nc.RemoteAddr(),
+		LocalAddr:  nc.LocalAddr(),
+	}
+	c.log = s.logger().With().
+		Str("session", c.state.ID).
+		Str("proto", s.Protocol.String()).
+		Str("peer", nc.RemoteAddr().String()).
+		Logger()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c.ctx = c.log.WithContext(ctx)
+	c.cancel = cancel
+	c.readTimeout.Store(int64(orDur(s.CommandTimeout, DefaultCommandTimeout)))
+	c.br = bufio.NewReaderSize(&connReader{c}, readBufferSize)
+	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
+	c.replyBuf = make([]byte, 0, 256)
+	return c
+}
+
+// connReader is the reader under c.br. Before it blocks on the network it
+// flushes pending replies, so a pipelined batch costs one write and the
+// client never waits for a reply that sits in our buffer. It applies the
+// read deadline of the current phase.
+type connReader struct{ c *conn }
+
+func (r *connReader) Read(p []byte) (int, error) {
+	c := r.c
+	c.wmu.Lock()
+	err := c.bw.Flush()
+	c.wmu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.readTimeout.Load())))
+	// Checked after setting the deadline: whoever sets interrupt sets it
+	// first and the deadline after, so one of the two stops this read.
+	if c.interrupt.Load() {
+		return 0, errInterrupted
+	}
+	return c.nc.Read(p)
+}
+
+// refuse answers 421 to a connection that is not admitted and closes it.
+func (c *conn) refuse(reason string) {
+	c.log.Warn().Str("reason", reason).Msg("connection refused")
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	ec := ecTempPolicy
+	if reason == "shutdown" {
+		ec = ecSysNotAccepting
+	}
+	c.reply(CodeServiceUnavailable, ec, c.srv.hostname()+" "+reasonText(reason))
+	c.bw.Flush()
+	c.nc.Close()
+	c.cancel(ErrConnectionLost)
+}
+
+func reasonText(reason string) string {
+	if reason == "shutdown" {
+		return "Service shutting down, try again later"
+	}
+	return "Too many connections, try again later"
+}
+
+// shutdownRequested is called by Server.Shutdown from another goroutine.
+func (c *conn) shutdownRequested() {
+	c.shuttingDown.Store(true)
+	if c.idle.Load() {
+		c.interrupt.Store(true)
+		c.nc.SetReadDeadline(time.Now())
+	}
+}
+
+// abort ends the connection at once (Server.Close, or Shutdown's context
+// expiring). Safe to call from any goroutine.
+func (c *conn) abort() {
+	c.cancel(ErrShuttingDown)
+	c.nc.Close()
+}
+
+func (c *conn) serve() {
+	start := time.Now()
+	defer c.srv.release(c)
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("session panicked")
+			c.wmu.Lock()
+			c.reply(CodeServiceUnavailable, ecTempSys, "Internal error, closing connection (session "+c.state.ID+")")
+			c.bw.Flush()
+			c.wmu.Unlock()
+		}
+		c.endTransaction()
+		c.cancel(ErrConnectionLost)
+		c.nc.Close()
+		c.log.Debug().Dur("duration", time.Since(start)).Msg("connection closed")
+	}()
+
+	c.log.Debug().Msg("connection opened")
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := c.handshake(tc); err != nil {
+			return
+		}
+	}
+	if cc, ok := c.srv.Backend.(ConnChecker); ok {
+		if err := cc.CheckConn(c.ctx, &c.state); err != nil {
+			e := AsError(err)
+			if e == nil {
+				e = NewError(CodeTransactionFailed2, ecPolicy, "Connection refused")
+			}
+			c.log.Info().Err(err).Msg("connection refused by backend")
+			c.replyErr(e)
+			c.bw.Flush()
+			return
+		}
+	}
+	banner := " ESMTP lmtpd ready"
+	if c.srv.Protocol == LMTP {
+		banner = " LMTP lmtpd ready"
+	}
+	c.writeReply(CodeReady, EnhancedCode{}, false, c.srv.hostname()+banner)
+
+	for !c.quit {
+		if !c.nextCommand() {
+			return
+		}
+	}
+	c.bw.Flush()
+}
+
+// nextCommand reads and runs one command. It returns false when the
+// connection must close.
+func (c *conn) nextCommand() bool {
+	if c.shuttingDown.Load() && c.tx == nil {
+		c.reply(CodeServiceUnavailable, ecSysNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
+		c.bw.Flush()
+		return false
+	}
+	c.idle.Store(c.tx == nil)
+	line, err := c.readLine(orInt(c.srv.MaxLineLength, DefaultMaxLineLength))
+	c.idle.Store(false)
+	switch {
+	case err == nil:
+	case errors.Is(err, errLineTooLong):
+		c.reply(CodeSyntaxError, ecSyntax, "Line too long")
+		return c.countError()
+	case c.shuttingDown.Load() && (errors.Is(err, errInterrupted) || isTimeout(err)):
+		c.interrupt.Store(false)
+		c.reply(CodeServiceUnavailable, ecSysNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
+		c.bw.Flush()
+		return false
+	case isTimeout(err):
+		c.log.Info().Msg("command timeout")
+		c.reply(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Timeout waiting for command, closing connection")
+		c.bw.Flush()
+		return false
+	default:
+		c.log.Debug().Err(err).Msg("read failed")
+		return false
+	}
+	if c.log.Trace().Enabled() {
+		c.traceIn(line)
+	}
+	verb, arg := splitCommand(line)
+	return c.dispatch(verb, arg)
+}
+
+// readLine reads one command line of at most limit octets (CRLF included;
+// a bare LF is accepted as the end of a command line, as Postfix does). An
+// over-long line is drained to its end and reported as errLineTooLong. The
+// returned slice is valid until the next read.
+func (c *conn) readLine(limit int) ([]byte, error) {
+	line, err := c.br.ReadSlice('\n')
+	if err == nil && len(line) <= limit {
+		return trimEOL(line), nil
+	}
+	if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, err
+	}
+	// Too long: drain to the end of the line without keeping it.
+	for errors.Is(err, bufio.ErrBufferFull) {
+		_, err = c.br.ReadSlice('\n')
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nil, errLineTooLong
+}
+
+func trimEOL(b []byte) []byte {
+	b = b[:len(b)-1]
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// countError counts a protocol error; past the limit the session ends
+// with 421 (RFC 5321 4.3.2 allows it; chasquid and Postfix do the same).
+func (c *conn) countError() bool {
+	c.errCount++
+	if c.errCount >= orInt(c.srv.MaxErrors, DefaultMaxErrors) {
+		c.log.Info().Int("errors", c.errCount).Msg("too many errors")
+		c.reply(CodeServiceUnavailable, ecTempPolicy, c.srv.hostname()+" Too many errors, closing connection")
+		c.bw.Flush()
+		return false
+	}
+	return true
+}
+
+// splitCommand splits a command line into its upper-cased verb and the
+// argument after one space. Verbs are case-insensitive (RFC 5321 2.4).
+func splitCommand(line []byte) (verb, arg string) {
+	i := 0
+	for i < len(line) && line[i] != ' ' {
+		i++
+	}
+	verb = upperVerb(line[:i])
+	if i < len(line) {
+		arg = string(line[i+1:])
+	}
+	return verb, arg
+}
+
+// knownVerbs lets upperVerb return a constant instead of allocating.
+var knownVerbs = []string{"MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "EHLO", "HELO", "LHLO", "VRFY", "HELP", "AUTH", "STARTTLS", "XFORWARD", "EXPN"}
+
+func upperVerb(b []byte) string {
+	for _, v := range knownVerbs {
+		if len(v) == len(b) && equalFoldASCII(b, v) {
+			return v
+		}
+	}
+	if len(b) > 16 {
+		b = b[:16]
+	}
+	return strings.ToUpper(string(b))
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	for i := 0; i < len(b); i++ {
+		ch := b[i]
+		if 'a' <= ch && ch <= 'z' {
+			ch -= 'a' - 'A'
+		}
+		if ch != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) traceIn(line []byte) {
+	verb, _ := splitCommand(line)
+	if verb == "AUTH" || c.inAuth() {
+		// Never log credentials (RFC 4954 section 9).
+		c.log.Trace().Str("dir", "in").Str("line", verb+" ...").Msg("wire")
+		return
+	}
+	c.log.Trace().Str("dir", "in").Bytes("line", line).Msg("wire")
+}
+
+func (c *conn) inAuth() bool { return false }
+
+func (c *conn) dispatch(verb, arg string) bool {
+	if c.srv.RequireTLS && c.state.TLS == nil {
+		switch verb {
+		case "EHLO", "HELO", "LHLO", "NOOP", "RSET", "QUIT", "STARTTLS":
+		default:
+			c.reply(CodeAuthRequired, ecPolicy, "Must issue a STARTTLS command first")
+			return c.countError()
+		}
+	}
+	switch verb {
+	case "EHLO", "HELO":
+		if c.srv.Protocol == LMTP {
+			c.reply(CodeSyntaxError, ecBadCommand, "This is an LMTP server: use LHLO")
+			return c.countError()
+		}
+		return c.cmdHello(verb, arg)
+	case "LHLO":
+		if c.srv.Protocol != LMTP {
+			c.reply(CodeSyntaxError, ecBadCommand, "Unrecognized command")
+			return c.countError()
+		}
+		return c.cmdHello(verb, arg)
+	case "MAIL":
+		return c.cmdMail(arg)
+	case "RCPT":
+		return c.cmdRcpt(arg)
+	case "DATA":
+		return c.cmdData(arg)
+	case "BDAT":
+		return c.cmdBdat(arg)
+	case "RSET":
+		if arg != "" {
+			c.reply(CodeParamSyntax, ecBadArgs, "Syntax: RSET")
+			return c.countError()
+		}
+		c.endTransaction()
+		c.reply(CodeOK, ecOK, "Reset OK")
+	case "NOOP":
+		c.reply(CodeOK, ecOK, "OK")
+	case "QUIT":
+		c.reply(CodeClosing, ecClosing, c.srv.hostname()+" Bye")
+		c.bw.Flush()
+		c.quit = true
+	case "VRFY", "EXPN":
+		// RFC 5321 3.5.3: 252 says nothing about whether the user exists.
+		if arg == "" {
+			c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" <address>")
+			return c.countError()
+		}
+		c.reply(CodeCannotVerify, ecCannotVerify, "Cannot verify user, but will accept message and attempt delivery")
+	case "HELP":
+		c.reply(CodeHelp, ecOK, "See RFC 5321 and RFC 2033; commands: LHLO EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
+	case "STARTTLS":
+		return c.cmdStartTLS(arg)
+	case "AUTH":
+		return c.cmdAuth(arg)
+	case "XFORWARD":
+		return c.cmdXForward(arg)
+	default:
+		c.reply(CodeSyntaxError, ecBadCommand, "Unrecognized command")
+		return c.countError()
+	}
+	return true
+}
+
+func (c *conn) helloVerb() string {
+	if c.srv.Protocol == LMTP {
+		return "LHLO"
+	}
+	return "EHLO/HELO"
+}
+
+func (c *conn) cmdHello(verb, arg string) bool {
+	arg = strings.TrimSpace(arg)
+	if arg == "" || strings.ContainsAny(arg, " \t") || !isPrintableASCIIOrUTF8(arg) {
+		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" hostname")
+		return c.countError()
+	}
+	// RFC 5321 4.1.4: HELO/EHLO resets the transaction state.
+	c.endTransaction()
+	c.greeted = true
+	c.state.Hostname = arg
+	c.state.ESMTP = verb != "HELO"
+	host := c.srv.hostname()
+	if verb == "HELO" {
+		c.writeReply(CodeOK, EnhancedCode{}, false, host+" Hello "+arg)
+		return true
+	}
+	c.writeReply(CodeOK, EnhancedCode{}, false, c.extensions(host+" Hello "+arg)...)
+	return true
+}
+
+// extensions lists the EHLO/LHLO reply lines.
+func (c *conn) extensions(first string) []string {
+	s := c.srv
+	lines := make([]string, 0, 16)
+	lines = append(lines, first, "PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
+		"CHUNKING", "BINARYMIME", "DSN")
+	if m := s.maxMessageBytes(); m > 0 {
+		lines = append(lines, "SIZE "+strconv.FormatInt(m, 10))
+	} else {
+		lines = append(lines, "SIZE")
+	}
+	lines = append(lines, "LIMITS RCPTMAX="+strconv.Itoa(orInt(s.MaxRecipients, DefaultMaxRecipients)))
+	if s.TLSConfig != nil && c.state.TLS == nil {
+		lines = append(lines, "STARTTLS")
+	}
+	if mechs := c.authMechanisms(); len(mechs) > 0 {
+		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
+	}
+	if s.trusted(c) {
+		lines = append(lines, "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
+	}
+	return lines
+}
+
+func isPrintableASCIIOrUTF8(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *conn) paramSet() paramSet {
+	return paramSet{
+		esmtp:    c.state.ESMTP,
+		smtputf8: true,
+		dsn:      true,
+		chunking: true,
+		size:     true,
+		auth:     c.srv.Auth != nil,
+	}
+}
+
+// cutKeyword removes "FROM:" or "TO:" (any case) and the spaces real
+// clients put after the colon.
+func cutKeyword(arg, kw string) (string, bool) {
+	if len(arg) < len(kw) || !strings.EqualFold(arg[:len(kw)], kw) {
+		return "", false
+	}
+	return strings.TrimLeft(arg[len(kw):], " "), true
+}
+
+func (c *conn) cmdMail(arg string) bool {
+	switch {
+	case !c.greeted:
+		c.reply(CodeBadSequence, ecBadCommand, "Send "+c.helloVerb()+" first")
+		return c.countError()
+	case c.tx != nil:
+		c.reply(CodeBadSequence, ecBadCommand, "Nested MAIL command")
+		return c.countError()
+	case c.srv.RequireAuth && c.state.AuthIdentity == "":
+		c.reply(CodeAuthRequired, ecPolicy, "Authentication required")
+		return c.countError()
+	}
+	rest, ok := cutKeyword(arg, "FROM:")
+	if !ok || rest == "" || rest[0] != '<' {
+		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: MAIL FROM:<address> [parameters]")
+		return c.countError()
+	}
+	from, params, err := parsePath(rest, false)
+	if err != nil {
+		c.replyErr(err)
+		return c.countError()
+	}
+	mp, err := parseMailParams(params, c.paramSet())
+	if err != nil {
+		c.replyErr(err)
+		return c.countError()
+	}
+	if !from.IsASCII() && !mp.SMTPUTF8 {
+		c.reply(CodeMailboxNameInvalid, ecNeedUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
+		return c.countError()
+	}
+	if max := c.srv.maxMessageBytes(); max > 0 && mp.Size > max {
+		c.reply(ErrMessageTooBig.Code, ErrMessageTooBig.EnhancedCode, "Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets")
+		return true
+	}
+	t, err := c.srv.Backend.Mail(c.ctx, &c.state, from, &mp)
+	if err != nil {
+		c.log.Info().Str("from", from.String()).Err(err).Msg("sender rejected")
+		c.replyErr(err)
+		return true
+	}
+	c.tx = &transaction{t: t, from: from, params: mp}
+	c.reply(CodeOK, ecSenderOK, "Sender OK")
+	return true
+}
+
+func (c *conn) cmdRcpt(arg string) bool {
+	if c.tx == nil {
+		c.reply(CodeBadSequence, ecBadCommand, "Need MAIL before RCPT")
+		return c.countError()
+	}
+	if c.tx.bdat != nil {
+		c.reply(CodeBadSequence, ecBadCommand, "RCPT not allowed during BDAT")
+		return c.countError()
+	}
+	rest, ok := cutKeyword(arg, "TO:")
+	if !ok || rest == "" || rest[0] != '<' {
+		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: RCPT TO:<address> [parameters]")
+		return c.countError()
+	}
+	to, params, err := parsePath(rest, true)
+	if err != nil {
+		c.replyErr(err)
+		return c.countError()
+	}
+	rp, err := parseRcptParams(params, c.paramSet())
+	if err != nil {
+		c.replyErr(err)
+		return c.countError()
+	}
+	if !to.IsASCII() && !c.tx.params.SMTPUTF8 {
+		c.reply(CodeMailboxNameInvalid, ecNeedUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
+		return c.countError()
+	}
+	if len(c.tx.rcpts) >= orInt(c.srv.MaxRecipients, DefaultMaxRecipients) {
+		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients")
+		return true
+	}
+	r := &Recipient{Address: to, Params: rp}
+	if err := c.tx.t.Rcpt(c.ctx, r); err != nil {
+		c.log.Info().Str("to", to.String()).Err(err).Msg("recipient rejected")
+		c.replyErr(err)
+		return true
+	}
+	c.tx.rcpts = append(c.tx.rcpts, r)
+	c.reply(CodeOK, ecRecipientOK, "Recipient OK")
+	return true
+}
+
+// endTransaction closes the backend transaction, if any.
+func (c *conn) endTransaction() {
+	if c.tx == nil {
+		return
+	}
+	if c.tx.bdat != nil {
+		c.tx.bdat.abandon()
+	}
+	if err := c.tx.t.Close(); err != nil {
+		c.log.Warn().Err(err).Msg("closing transaction")
+	}
+	c.tx = nil
+	c.state.XForward = XForward{}
+}
+
+func (c *conn) cmdData(arg string) bool {
+	switch {
+	case arg != "":
+		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: DATA")
+		return c.countError()
+	case c.tx == nil:
+		c.reply(CodeBadSequence, ecBadCommand, "Need MAIL command")
+		return c.countError()
+	case c.tx.bdat != nil:
+		c.reply(CodeBadSequence, ecBadCommand, "DATA not allowed after BDAT")
+		return c.countError()
+	case len(c.tx.rcpts) == 0:
+		// RFC 2033 4.2: no accepted recipient, no DATA.
+		c.reply(CodeBadSequence, ecBadCommand, "No valid recipients")
+		return c.countError()
+	case c.tx.params.Body == BodyBinaryMIME:
+		// RFC 3030 section 3: BINARYMIME requires BDAT.
+		c.reply(CodeBadSequence, ecBadCommand, "BODY=BINARYMIME requires BDAT")
+		return c.countError()
+	}
+	c.reply(CodeStartMailInput, EnhancedCode{}, "Start mail input; end with <CRLF>.<CRLF>")
+	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
+	defer c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
+
+	dr := newDataReader(c.br, dataOptions{
+		MaxBytes:      c.srv.maxMessageBytes(),
+		MaxLineLength: c.srv.maxTextLineLength(),
+		Normalize:     c.srv.BareLineEndings == NormalizeBareLineEndings,
+	})
+	d := c.newDelivery()
+	dr.onEnd = d.inputEnded
+	d.run(&trackingReader{r: dr, d: d})
+	if !dr.Done() && !dr.Broken() {
+		if err := dr.Drain(c.drainLimit()); err != nil {
+			d.setStreamErr(err)
+		}
+	}
+	return c.finishDelivery(d, dr.Done() && !dr.Broken())
+}
+
+// drainLimit bounds how much of an abandoned message is read to find its
+// end before the connection is closed instead.
+func (c *conn) drainLimit() int64 {
+	if m := c.srv.maxMessageBytes(); m > 0 {
+		return m + m/2
+	}
+	return 0
+}
+
+// trackingReader records the first error the message stream returned, so
+// that an incomplete message is never acknowledged, whatever the backend
+// says.
+type trackingReader struct {
+	r interface{ Read([]byte) (int, error) }
+	d *delivery
+}
+
+func (t *trackingReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != errEOF {
+		t.d.setStreamErr(err)
+	}
+	return n, err
+}

@@ -1,0 +1,360 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+)
+
+var errEOF = io.EOF
+
+// delivery runs one message through the backend and collects one status
+// per accepted recipient. It implements StatusSetter.
+//
+// Life cycle: run (header, then the backend's Data or Stage) while the
+// message streams in; inputEnded when the end of the message has been
+// consumed; finish (on the connection goroutine) writes the replies.
+//
+// LMTP statuses are written as soon as they are known, in RCPT order, but
+// never before the whole message was received intact: until then nothing
+// is acknowledged, since a late stream error (bare LF, size) fails every
+// recipient.
+type delivery struct {
+	c      *conn
+	tx     *transaction
+	msg    *Message
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	start  time.Time
+
+	mu        sync.Mutex
+	streamErr error   // the message is refused as a whole
+	statuses  []error // per recipient
+	set       []bool
+	ready     bool // input complete and intact: LMTP statuses may go out
+	next      int  // next LMTP status to write
+	inputDone bool
+	running   bool // the backend call is in progress
+
+	backendErr error // Data's or Stage's return value
+	staged     bool  // Stage returned nil
+
+	watchDone chan struct{}
+	timer     *time.Timer
+}
+
+func (c *conn) newDelivery() *delivery {
+	c.txSeq++
+	n := len(c.tx.rcpts)
+	d := &delivery{
+		c:        c,
+		tx:       c.tx,
+		start:    time.Now(),
+		statuses: make([]error, n),
+		set:      make([]bool, n),
+	}
+	d.ctx, d.cancel = context.WithCancelCause(c.ctx)
+	d.msg = &Message{
+		ID:         c.state.ID + "." + strconv.Itoa(c.txSeq),
+		Conn:       &c.state,
+		From:       c.tx.from,
+		Params:     &c.tx.params,
+		Recipients: c.tx.rcpts,
+	}
+	return d
+}
+
+// Set implements StatusSetter.
+func (d *delivery) Set(i int, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if i < 0 || i >= len(d.set) || d.set[i] {
+		return
+	}
+	d.set[i] = true
+	d.statuses[i] = err
+	if d.ready && d.c.srv.Protocol == LMTP {
+		d.flushLMTPLocked()
+	}
+}
+
+// setStreamErr records that the message is refused as a whole; the first
+// such error wins.
+func (d *delivery) setStreamErr(err error) {
+	d.mu.Lock()
+	if d.streamErr == nil {
+		d.streamErr = err
+	}
+	d.mu.Unlock()
+}
+
+// inputEnded is called once the end of the message has been consumed
+// (the data reader's or the BDAT reader's end callback). It starts the
+// final-reply budget and, while the backend still works, a watcher that
+// cancels the delivery if the client goes away.
+func (d *delivery) inputEnded() {
+	d.mu.Lock()
+	if d.inputDone {
+		d.mu.Unlock()
+		return
+	}
+	d.inputDone = true
+	running := d.running
+	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
+		d.ready = true
+		d.flushLMTPLocked()
+	}
+	d.mu.Unlock()
+
+	budget := orDur(d.c.srv.FinalReplyTimeout, DefaultFinalReplyTimeout)
+	d.timer = time.AfterFunc(budget, func() {
+		d.cancel(NewError(CodeLocalError, ecTempSys, "Delivery took too long, try again later"))
+	})
+	if running {
+		d.startWatcher()
+	}
+}
+
+// startWatcher peeks at the connection while the backend delivers: input
+// arriving is left in the buffer (Postfix pipelines QUIT after the final
+// dot), but an EOF or reset means the client is gone and the delivery's
+// context is cancelled. The connection goroutine is inside the backend call
+// then and does not touch the reader.
+func (d *delivery) startWatcher() {
+	c := d.c
+	d.watchDone = make(chan struct{})
+	go func() {
+		defer close(d.watchDone)
+		for {
+			_, err := c.br.Peek(1)
+			switch {
+			case err == nil:
+				return
+			case c.interrupt.Load():
+				return
+			case isTimeout(err):
+				continue // a quiet client is still there
+			default:
+				c.log.Info().Err(err).Msg("client went away during delivery")
+				d.cancel(ErrConnectionLost)
+				return
+			}
+		}
+	}()
+}
+
+func (d *delivery) stopWatcher() {
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	if d.watchDone == nil {
+		return
+	}
+	c := d.c
+	c.interrupt.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+	<-d.watchDone
+	c.interrupt.Store(false)
+	d.watchDone = nil
+}
+
+// run parses the header from r and hands the message to the backend. It
+// returns when the backend's call returns.
+func (d *delivery) run(r io.Reader) {
+	c := d.c
+	hr := getHeaderReader(r)
+	defer putHeaderReader(hr)
+
+	hdr, body, err := readHeader(hr, orInt(c.srv.MaxHeaderBytes, DefaultMaxHeaderBytes))
+	if err != nil {
+		d.setStreamErr(err)
+		return
+	}
+	if n := countReceived(&hdr); n > orInt(c.srv.MaxReceivedHeaders, DefaultMaxReceivedHeaders) {
+		d.setStreamErr(ErrTooManyHops)
+		return
+	}
+	if !c.srv.DisableReceived {
+		hdr.Add("Received", c.receivedValue(d.msg))
+	}
+	d.msg.Header = hdr
+	d.msg.Body = body
+
+	d.mu.Lock()
+	d.running = true
+	d.mu.Unlock()
+	st, staging := d.tx.t.(Stager)
+	if staging && c.srv.Protocol == SMTP {
+		d.backendErr = st.Stage(d.ctx, d.msg)
+		d.staged = d.backendErr == nil
+	} else {
+		d.backendErr = d.tx.t.Data(d.ctx, d.msg, d)
+	}
+	d.mu.Lock()
+	d.running = false
+	d.mu.Unlock()
+	d.msg.Body = nil
+}
+
+// finish writes the replies once the input has been consumed. intact is
+// false when the connection broke or the message's end was not found
+// within the drain limit: then the session ends. It returns whether the
+// session goes on.
+func (c *conn) finishDelivery(d *delivery, intact bool) bool {
+	d.stopWatcher()
+	defer func() {
+		d.cancel(nil)
+		c.endTransaction()
+	}()
+	if !intact {
+		d.mu.Lock()
+		err := d.streamErr
+		d.mu.Unlock()
+		c.log.Info().Str("msg", d.msg.ID).Err(err).Msg("message not received completely, closing connection")
+		c.wmu.Lock()
+		c.reply(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Error reading message, closing connection")
+		c.bw.Flush()
+		c.wmu.Unlock()
+		return false
+	}
+
+	d.mu.Lock()
+	streamErr := d.streamErr
+	for i := range d.statuses {
+		switch {
+		case streamErr != nil:
+			// Nothing was acknowledged yet (ready was never set).
+			d.statuses[i] = streamErr
+		case !d.set[i]:
+			d.statuses[i] = d.backendErr
+		}
+		d.set[i] = true
+	}
+	d.mu.Unlock()
+
+	if c.srv.Protocol == LMTP {
+		d.mu.Lock()
+		d.ready = true
+		d.flushLMTPLocked()
+		d.mu.Unlock()
+		d.logOutcome(d.statuses)
+		return true
+	}
+
+	var final error
+	switch {
+	case streamErr != nil:
+		final = streamErr
+	case d.staged:
+		final = d.tx.t.(Stager).Commit(d.ctx)
+		if final != nil && AsError(final) == nil {
+			final = WrapError(CodeLocalError, ecTempSys, "Delivery failed, try again later (session "+c.state.ID+")", final)
+		}
+	case d.backendErr != nil && hasStager(d.tx.t):
+		final = d.backendErr
+	default:
+		final = foldStatuses(d.statuses)
+	}
+	if final == nil {
+		c.reply(CodeOK, ecOK, "Message accepted for delivery as "+d.msg.ID)
+	} else {
+		c.replyErr(final)
+	}
+	out := d.statuses
+	if final != nil && streamErr == nil && d.staged {
+		for i := range out {
+			out[i] = final
+		}
+	}
+	d.logOutcome(out)
+	return true
+}
+
+func hasStager(t Transaction) bool { _, ok := t.(Stager); return ok }
+
+// flushLMTPLocked writes the statuses that are known, in RCPT order, and
+// flushes them to the client (RFC 2033 4.2). d.mu is held.
+func (d *delivery) flushLMTPLocked() {
+	c := d.c
+	if d.next >= len(d.set) || !d.set[d.next] {
+		return
+	}
+	c.wmu.Lock()
+	for d.next < len(d.set) && d.set[d.next] {
+		err := d.statuses[d.next]
+		rcpt := d.msg.Recipients[d.next].Address.String()
+		if err == nil {
+			c.reply(CodeOK, ecOK, "<"+rcpt+"> Delivered as "+d.msg.ID)
+		} else {
+			e := c.errorFor(err)
+			c.reply(e.Code, e.enhanced(), "<"+rcpt+"> "+e.Message)
+		}
+		d.next++
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.log.Debug().Err(err).Msg("writing LMTP status")
+	}
+	c.wmu.Unlock()
+}
+
+// foldStatuses turns per-recipient outcomes into the one SMTP reply
+// (RFC 5321 has one reply per message). The rule:
+//
+//   - every recipient delivered: nil (250);
+//   - otherwise, if any failure is temporary, the first temporary failure:
+//     the client retries the whole message, so nothing is lost, at the
+//     price of a duplicate for recipients that were already delivered;
+//   - otherwise the first permanent failure: the client returns the
+//     message to its sender, which tells a human; recipients that did get
+//     it keep it. A temporary reply here would make the client retry the
+//     delivered recipients until the message expires.
+//
+// Backends that implement Stager avoid mixed outcomes altogether.
+func foldStatuses(statuses []error) error {
+	var firstPerm error
+	for _, err := range statuses {
+		if err == nil {
+			continue
+		}
+		e := AsError(err)
+		if e == nil || e.Temporary() {
+			return err
+		}
+		if firstPerm == nil {
+			firstPerm = err
+		}
+	}
+	return firstPerm
+}
+
+// logOutcome writes one info line per recipient: the admin's record.
+func (d *delivery) logOutcome(statuses []error) {
+	c := d.c
+	dur := time.Since(d.start)
+	for i, err := range statuses {
+		ev := c.log.Info().
+			Str("msg", d.msg.ID).
+			Str("from", d.msg.From.String()).
+			Str("to", d.msg.Recipients[i].Address.String()).
+			Dur("duration", dur)
+		if err == nil {
+			ev.Int("code", CodeOK).Str("status", "delivered").Msg("delivery")
+			continue
+		}
+		e := c.errorFor(err)
+		if e.Temporary() {
+			ev = ev.Str("status", "deferred")
+		} else {
+			ev = ev.Str("status", "bounced")
+		}
+		if cause := errors.Unwrap(e); cause != nil {
+			ev = ev.AnErr("cause", cause)
+		} else if AsError(err) == nil {
+			ev = ev.AnErr("cause", err)
+		}
+		ev.Int("code", e.Code).Str("enhanced", e.enhanced().String()).Str("reply", e.Message).Msg("delivery")
+	}
+}

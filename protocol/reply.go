@@ -1,0 +1,78 @@
+package protocol
+
+import "strconv"
+
+// writeReply buffers one reply line set. Replies are flushed by the
+// connection reader just before it would block on the network, so a
+// pipelined batch of commands is answered with one write (RFC 2920 3.2).
+//
+// The enhanced code is written for every 2xx, 4xx and 5xx reply
+// (RFC 2034, RFC 3463) except where withEC is false: the greeting and the
+// EHLO/LHLO/HELO reply.
+func (c *conn) writeReply(code int, ec EnhancedCode, withEC bool, lines ...string) {
+	if withEC && ec.IsZero() {
+		ec = EnhancedCode{code / 100, 0, 0}
+	}
+	b := c.replyBuf[:0]
+	for i, l := range lines {
+		b = strconv.AppendInt(b, int64(code), 10)
+		if i == len(lines)-1 {
+			b = append(b, ' ')
+		} else {
+			b = append(b, '-')
+		}
+		if withEC && code/100 != 3 {
+			b = ec.appendTo(b)
+			b = append(b, ' ')
+		}
+		b = appendSafeText(b, l)
+		b = append(b, '\r', '\n')
+	}
+	c.replyBuf = b[:0]
+	c.bw.Write(b)
+	if c.log.Trace().Enabled() {
+		c.log.Trace().Str("dir", "out").Bytes("line", b).Msg("wire")
+	}
+}
+
+// reply writes a single-line reply with an enhanced code.
+func (c *conn) reply(code int, ec EnhancedCode, text string) {
+	c.writeReply(code, ec, true, text)
+}
+
+// replyErr turns err into a reply. This is the one place where errors
+// become replies: an *Error anywhere in err's chain is sent as it is;
+// anything else is a generic transient failure naming the session id, so
+// internal text never reaches the client. The cause is logged.
+func (c *conn) replyErr(err error) {
+	if e := AsError(err); e != nil {
+		if e.Err != nil {
+			c.log.Debug().Err(e.Err).Int("code", e.Code).Msg("reply with cause")
+		}
+		c.reply(e.Code, e.enhanced(), e.Message)
+		return
+	}
+	c.log.Error().Err(err).Msg("internal error")
+	c.reply(CodeLocalError, ecTempSys, "Internal error, try again later (session "+c.state.ID+")")
+}
+
+// errorFor returns the *Error that err is answered with (see replyErr).
+func (c *conn) errorFor(err error) *Error {
+	if e := AsError(err); e != nil {
+		return e
+	}
+	return NewError(CodeLocalError, ecTempSys, "Internal error, try again later (session "+c.state.ID+")")
+}
+
+// appendSafeText appends s with everything but printable US-ASCII replaced
+// by '?': reply text must not carry CR, LF or 8-bit bytes (RFC 5321 4.2).
+func appendSafeText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch < 0x20 || ch > 0x7e {
+			ch = '?'
+		}
+		b = append(b, ch)
+	}
+	return b
+}

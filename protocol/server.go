@@ -1,0 +1,460 @@
+package protocol
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Default limits and timeouts. A zero Server field means the default written
+// in its documentation; these are those values.
+const (
+	DefaultMaxMessageBytes     = 50 << 20 // 50 MiB
+	DefaultMaxRecipients       = 1000     // Postfix's smtpd_recipient_limit; RFC 5321 4.5.3.1.8 asks for at least 100
+	DefaultMaxLineLength       = 512      // RFC 5321 4.5.3.1.4 (command line, CRLF included)
+	DefaultMaxTextLineLength   = 998      // RFC 5321 4.5.3.1.6 (1000 with CRLF)
+	DefaultMaxHeaderBytes      = 1 << 20  // 1 MiB
+	DefaultMaxReceivedHeaders  = 50       // loop detection, RFC 5321 6.3
+	DefaultMaxErrors           = 10
+	DefaultMaxConnections      = 10000
+	DefaultCommandTimeout      = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
+	DefaultDataTimeout         = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
+	DefaultFinalReplyTimeout   = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
+	DefaultTLSHandshakeTimeout = 30 * time.Second
+	DefaultMaxAuthFailures     = 3
+)
+
+// BareLineEndingPolicy says what happens to a CR or LF that is not part of
+// a CRLF pair inside DATA (RFC 5321 section 2.3.8). Neither policy ever
+// lets a bare line ending end the message or start a command.
+type BareLineEndingPolicy int
+
+const (
+	// RejectBareLineEndings reads the message to its real end and then
+	// answers 550 5.6.0. It is the default.
+	RejectBareLineEndings BareLineEndingPolicy = iota
+	// NormalizeBareLineEndings turns bare CR and bare LF into CRLF.
+	NormalizeBareLineEndings
+)
+
+// Server is an SMTP or LMTP server. Fill in the fields and call Serve or
+// ListenAndServe; a Server must not be copied after first use. Every field
+// has a working zero value whose meaning is written in its documentation,
+// except Backend, which is required. Fields must not be changed while the
+// server runs.
+//
+// One Server serves one dialect; a process that speaks both runs two
+// Servers, which may share a Backend.
+type Server struct {
+	// Addr is the address ListenAndServe listens on: "host:port" for TCP,
+	// or "unix:/path/to/socket". Default ":25" for SMTP, ":24" for LMTP.
+	Addr string
+
+	// Protocol selects SMTP (default) or LMTP.
+	Protocol Protocol
+
+	// Hostname is this server's name in the greeting, the EHLO reply and the
+	// Received header. Default: os.Hostname.
+	Hostname string
+
+	// Backend receives transactions. Required.
+	Backend Backend
+
+	// Logger receives structured logs. Each session logs through a child
+	// logger carrying the session id, peer and protocol. Nil: no logs.
+	Logger *zerolog.Logger
+
+	// TLSConfig enables STARTTLS when non-nil (RFC 3207). For an
+	// implicit-TLS listener, pass a tls.Listener to Serve; the handshake
+	// then happens before the greeting.
+	TLSConfig *tls.Config
+
+	// RequireTLS refuses every command but EHLO/LHLO, HELO, NOOP, RSET, QUIT
+	// and STARTTLS with 530 5.7.0 until TLS is active (RFC 3207 section 4).
+	RequireTLS bool
+
+	// Auth enables the AUTH command (RFC 4954). Nil: no AUTH.
+	Auth Authenticator
+
+	// RequireAuth refuses MAIL with 530 5.7.0 until AUTH succeeded.
+	RequireAuth bool
+
+	// MaxAuthFailures is the number of failed AUTH attempts after which
+	// the connection is closed with 421. Default 3.
+	MaxAuthFailures int
+
+	// AuthFailureDelay is the delay before answering a failed AUTH; it
+	// doubles with each further failure on the connection. Default 1s;
+	// negative disables the delay (tests).
+	AuthFailureDelay time.Duration
+
+	// MaxMessageBytes is the largest message accepted, in octets as
+	// received (after dot-unstuffing). Advertised with SIZE (RFC 1870).
+	// Default 50 MiB; negative means no limit.
+	MaxMessageBytes int64
+
+	// MaxRecipients is the number of RCPT accepted per transaction;
+	// further ones get 452 4.5.3 (RFC 5321 4.5.3.1.10). Advertised as
+	// LIMITS RCPTMAX (RFC 9422). Default 1000.
+	MaxRecipients int
+
+	// MaxLineLength bounds a command line, CRLF included. Default 512
+	// (RFC 5321 4.5.3.1.4). AUTH exchanges allow 12288 (RFC 4954 section 4).
+	MaxLineLength int
+
+	// MaxTextLineLength bounds a line of message text, CRLF excluded.
+	// Default 998 (RFC 5321 4.5.3.1.6); negative means no limit.
+	MaxTextLineLength int
+
+	// MaxHeaderBytes bounds the message header. Default 1 MiB.
+	MaxHeaderBytes int
+
+	// MaxReceivedHeaders refuses a message that carries more Received
+	// fields with 554 5.4.6 (mail loop). Default 50.
+	MaxReceivedHeaders int
+
+	// MaxErrors is the number of protocol errors after which the session
+	// is closed with 421 4.7.0. Default 10.
+	MaxErrors int
+
+	// MaxConnections caps the concurrent connections; further ones get
+	// 421 4.7.0 and are closed. Default 10000.
+	MaxConnections int
+
+	// MaxConnectionsPerIP caps concurrent connections from one IP address
+	// (TCP only). Default 0: no per-address limit.
+	MaxConnectionsPerIP int
+
+	// CommandTimeout is how long the server waits for the next command.
+	// Default 5 minutes (RFC 5321 4.5.3.2.7).
+	CommandTimeout time.Duration
+
+	// DataTimeout is how long the server waits for each block of message
+	// text. Default 3 minutes (RFC 5321 4.5.3.2.5).
+	DataTimeout time.Duration
+
+	// FinalReplyTimeout bounds the backend's delivery after the end of
+	// the message; when it expires the delivery context is cancelled.
+	// Default 10 minutes (what RFC 5321 4.5.3.2.6 lets the client wait).
+	FinalReplyTimeout time.Duration
+
+	// TLSHandshakeTimeout bounds a TLS handshake. Default 30 seconds.
+	TLSHandshakeTimeout time.Duration
+
+	// BareLineEndings is the policy for bare CR and LF in DATA. Default
+	// RejectBareLineEndings.
+	BareLineEndings BareLineEndingPolicy
+
+	// TrustedNetworks may send XFORWARD. Connections over unix sockets are
+	// always trusted. Default: none.
+	TrustedNetworks []netip.Prefix
+
+	// DisableReceived stops the server from prepending its Received field.
+	DisableReceived bool
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	conns      map[*conn]struct{}
+	perIP      map[netip.Addr]int
+	inShutdown atomic.Bool
+	connWG     sync.WaitGroup
+	nextID     atomic.Uint64
+	idPrefix   string
+	initOnce   sync.Once
+	nop        zerolog.Logger
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+		s.perIP = make(map[netip.Addr]int)
+		s.idPrefix = newIDPrefix()
+		s.nop = zerolog.Nop()
+	})
+}
+
+func (s *Server) hostname() string {
+	if s.Hostname != "" {
+		return s.Hostname
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+func (s *Server) logger() *zerolog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return &s.nop
+}
+
+func orInt(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func orDur(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (s *Server) maxMessageBytes() int64 {
+	switch {
+	case s.MaxMessageBytes == 0:
+		return DefaultMaxMessageBytes
+	case s.MaxMessageBytes < 0:
+		return 0
+	}
+	return s.MaxMessageBytes
+}
+
+func (s *Server) maxTextLineLength() int {
+	if s.MaxTextLineLength < 0 {
+		return 0
+	}
+	return orInt(s.MaxTextLineLength, DefaultMaxTextLineLength)
+}
+
+func (s *Server) authFailureDelay() time.Duration {
+	if s.AuthFailureDelay < 0 {
+		return 0
+	}
+	return orDur(s.AuthFailureDelay, time.Second)
+}
+
+// ListenAndServe listens on s.Addr and serves until Shutdown or Close.
+// A unix socket path that already exists is not removed: the caller owns
+// stale-socket handling.
+func (s *Server) ListenAndServe() error {
+	if s.inShutdown.Load() {
+		return ErrServerClosed
+	}
+	l, err := s.listen()
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// ListenAndServeTLS is ListenAndServe on an implicit-TLS listener (RFC
+// 8314) with the certificate and key from the given files; s.TLSConfig, if
+// set, is used as the base configuration.
+func (s *Server) ListenAndServeTLS(certFile, keyFile string) error {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if s.TLSConfig != nil {
+		cfg = s.TLSConfig.Clone()
+	}
+	cfg.Certificates = []tls.Certificate{cert}
+	l, err := s.listen()
+	if err != nil {
+		return err
+	}
+	return s.Serve(tls.NewListener(l, cfg))
+}
+
+func (s *Server) listen() (net.Listener, error) {
+	addr := s.Addr
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return net.Listen("unix", path)
+	}
+	if addr == "" {
+		addr = ":25"
+		if s.Protocol == LMTP {
+			addr = ":24"
+		}
+	}
+	return net.Listen("tcp", addr)
+}
+
+// Serve accepts connections on l and serves each in its own goroutine. It
+// returns ErrServerClosed after Shutdown or Close, or the accept error.
+// Serve closes l when it returns.
+func (s *Server) Serve(l net.Listener) error {
+	if s.Backend == nil {
+		return errors.New("protocol: Server.Backend is nil")
+	}
+	s.init()
+	if !s.trackListener(&l, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(&l, false)
+	defer l.Close()
+
+	var tempDelay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Back off like net/http on EMFILE and friends.
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.logger().Warn().Err(err).Dur("retry_in", tempDelay).Msg("accept failed")
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		s.ServeConn(c)
+	}
+}
+
+// ServeConn serves one already accepted connection in a new goroutine and
+// returns at once. The server owns c from then on.
+func (s *Server) ServeConn(c net.Conn) {
+	s.init()
+	cn := newConn(s, c)
+	if reason := s.admit(cn); reason != "" {
+		cn.refuse(reason)
+		return
+	}
+	go cn.serve()
+}
+
+// admit counts the connection in, or returns why it is refused.
+func (s *Server) admit(c *conn) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inShutdown.Load() {
+		return "shutdown"
+	}
+	if len(s.conns) >= orInt(s.MaxConnections, DefaultMaxConnections) {
+		return "too many connections"
+	}
+	if s.MaxConnectionsPerIP > 0 && c.ip.IsValid() {
+		if s.perIP[c.ip] >= s.MaxConnectionsPerIP {
+			return "too many connections from your address"
+		}
+		s.perIP[c.ip]++
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return ""
+}
+
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.MaxConnectionsPerIP > 0 && c.ip.IsValid() {
+		if n := s.perIP[c.ip] - 1; n > 0 {
+			s.perIP[c.ip] = n
+		} else {
+			delete(s.perIP, c.ip)
+		}
+	}
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+func (s *Server) trackListener(l *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.listeners[l] = struct{}{}
+	} else {
+		delete(s.listeners, l)
+	}
+	return true
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, lets
+// transactions in flight finish and answers 421 4.3.2 to idle sessions at
+// once and to busy ones at their next command. If ctx ends first, the
+// remaining connections are closed and their delivery contexts cancelled,
+// and Shutdown returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.inShutdown.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	for c := range s.conns {
+		c.shutdownRequested()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.connWG.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeConns()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, cancelling
+// deliveries in flight. Use Shutdown for a graceful stop.
+func (s *Server) Close() error {
+	s.init()
+	s.inShutdown.Store(true)
+	err := s.closeListeners()
+	s.closeConns()
+	s.connWG.Wait()
+	return err
+}
+
+func (s *Server) closeListeners() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var err error
+	for l := range s.listeners {
+		if cerr := (*l).Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.abort()
+	}
+}
+
+// trusted reports whether the peer may send XFORWARD.
+func (s *Server) trusted(c *conn) bool {
+	if _, ok := c.nc.RemoteAddr().(*net.UnixAddr); ok {
+		return true
+	}
+	if !c.ip.IsValid() {
+		return false
+	}
+	for _, p := range s.TrustedNetworks {
+		if p.Contains(c.ip) {
+			return true
+		}
+	}
+	return false
+}
