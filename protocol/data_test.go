@@ -367,7 +367,7 @@ func TestDataReaderReadErrors(t *testing.T) {
 
 func TestDataReaderDrainErrors(t *testing.T) {
 	body := "abc\ndefgh\r\n.\r\n" // Read stops at the bare LF after 3 bytes
-	toEnd := int64(len(body) - 3)  // what Drain then has to consume
+	toEnd := int64(len(body) - 3) // what Drain then has to consume
 	tests := []struct {
 		name     string
 		src      func() io.Reader
