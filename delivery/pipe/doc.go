@@ -1,0 +1,89 @@
+// Package pipe delivers a message by running a command with the message on
+// its standard input, the way Postfix pipe(8) does: an argument vector, never
+// a shell; placeholders expanded from the envelope, each into exactly one
+// argument; a clean environment; the exit status mapped through the
+// sysexits(3) table; a time limit that kills the whole process group.
+//
+// # Outcome
+//
+// [Command.Run] returns a nil error when the command exits with status 0,
+// whatever it printed and whether or not it read all of its input (a program
+// may decide from the header alone; Postfix counts that as delivered too).
+// Every failure is a *[protocol.Error] whose Code and EnhancedCode are the
+// reply to send for the recipient and whose Message is safe to send: printable
+// US-ASCII on one line, at most a few hundred characters. The cause (Err) is
+// for the log only.
+//
+// A non-zero exit status is mapped as Postfix sys_exits.c maps it (RFC 3463
+// codes; EX_* names from sysexits.h):
+//
+//	64 EX_USAGE       5.3.0    72 EX_OSFILE     5.3.0
+//	65 EX_DATAERR     5.6.0    73 EX_CANTCREAT  5.2.0
+//	66 EX_NOINPUT     5.3.0    74 EX_IOERR      5.3.0
+//	67 EX_NOUSER      5.1.1    75 EX_TEMPFAIL   4.3.0
+//	68 EX_NOHOST      5.1.2    76 EX_PROTOCOL   5.5.0
+//	69 EX_UNAVAILABLE 5.3.0    77 EX_NOPERM     5.7.0
+//	70 EX_SOFTWARE    5.3.0    78 EX_CONFIG     5.3.5
+//	71 EX_OSERR       4.3.0    any other        5.3.0
+//
+// If the command exits non-zero and its output, after leading white space,
+// starts with "4.X.Y text" or "5.X.Y text" (X and Y one to three digits,
+// followed by white space or the end of the line), that enhanced code
+// overrides the exit status and the rest of that line is the reply text, as
+// in Postfix pipe_command.c. Output is never consulted when the exit status is
+// 0, nor when the command died of a signal.
+//
+// A command killed by a signal, one that exceeds its time limit, and one
+// interrupted because the caller's context ended are all temporary failures,
+// 451 4.3.0. Postfix bounces a command that exceeds its time limit; a hung
+// command is not a fact about the recipient, so we defer instead.
+//
+// The basic reply code follows from the enhanced code by one rule
+// (RFC 5321 section 4.2.2 and 4.2.3, RFC 3463 section 3):
+//
+//	4.2.2, 4.3.1          452 insufficient system storage (mailbox full, disk full)
+//	4.2.x otherwise       450 mailbox unavailable
+//	4.x.x otherwise       451 local error in processing
+//	5.2.2, 5.2.3, 5.3.4   552 exceeded storage allocation
+//	5.1.x, 5.2.x, 5.7.x   550 mailbox unavailable (address, mailbox, policy)
+//	5.x.x otherwise       554 transaction failed (system, protocol, content)
+//
+// A command that cannot be started because the configuration is wrong (no
+// such program, not executable, unknown run-as user, missing directory) is
+// 451 4.3.5, as Postfix answers "mail system configuration error"; any other
+// failure to start is 451 4.3.0.
+//
+// # Output
+//
+// Standard output and standard error go to one pipe that is read until the
+// command and everything holding the pipe is gone, so a chatty command never
+// blocks; only the first [Command.MaxOutput] bytes are kept (Postfix keeps the
+// first 4096 too: that is where a status line is). [Result.Output] holds them
+// with every byte outside printable US-ASCII, other than line feed and tab,
+// replaced by '?'. A failure's reply text quotes that output folded onto one
+// line and cut to 200 characters.
+//
+// # Arguments and environment
+//
+// Values from the envelope and the connection are client data. Before they
+// reach an argument or the environment, every C0 control character (NUL, CR,
+// LF, TAB ...), DEL, C1 control character and byte that is not part of valid
+// UTF-8 is replaced by '_'; valid UTF-8 (RFC 6531 addresses) is kept.
+//
+// A value that would begin an argument with '-' is refused rather than passed
+// on, because the command could not tell it from an option ("-oQ/tmp" as a
+// sender was the classic sendmail hole). This is Postfix's allow_min_user =
+// no, which bounces such recipients with 5.1.3. The refusal is 550 5.1.3 for
+// the recipient-derived placeholders, 550 5.1.7 for {sender} and 554 5.5.4 for
+// the connection's values; the command does not run. A value inside an
+// argument ("--to={recipient}") or after a literal prefix is not affected.
+// [Command.AllowLeadingDash] turns the check off for commands that put "--"
+// before their operands.
+//
+// # Platform
+//
+// The package needs a Unix system: it puts the command into its own process
+// group (setpgid) so that a time limit or a cancellation can kill everything
+// the command started, and it switches user and group with setuid/setgid
+// when lmtpd runs as root.
+package pipe

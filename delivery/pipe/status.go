@@ -1,0 +1,161 @@
+package pipe
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+// sysexit describes one exit status of sysexits.h as Postfix sys_exits.c
+// maps it.
+type sysexit struct {
+	name string // EX_ name
+	text string // Postfix's description
+	ec   protocol.EnhancedCode
+}
+
+// sysexits is the table of ../shared/recipes/README.md, "Pipe exit
+// statuses" (Postfix sys_exits.c).
+var sysexits = map[int]sysexit{
+	64: {"EX_USAGE", "command line usage error", protocol.EnhancedCode{5, 3, 0}},
+	65: {"EX_DATAERR", "data format error", protocol.EnhancedCode{5, 6, 0}},
+	66: {"EX_NOINPUT", "cannot open input", protocol.EnhancedCode{5, 3, 0}},
+	67: {"EX_NOUSER", "user unknown", protocol.EnhancedCode{5, 1, 1}},
+	68: {"EX_NOHOST", "host name unknown", protocol.EnhancedCode{5, 1, 2}},
+	69: {"EX_UNAVAILABLE", "service unavailable", protocol.EnhancedCode{5, 3, 0}},
+	70: {"EX_SOFTWARE", "internal software error", protocol.EnhancedCode{5, 3, 0}},
+	71: {"EX_OSERR", "system resource problem", protocol.EnhancedCode{4, 3, 0}},
+	72: {"EX_OSFILE", "critical OS file missing", protocol.EnhancedCode{5, 3, 0}},
+	73: {"EX_CANTCREAT", "can't create user output file", protocol.EnhancedCode{5, 2, 0}},
+	74: {"EX_IOERR", "input/output error", protocol.EnhancedCode{5, 3, 0}},
+	75: {"EX_TEMPFAIL", "temporary failure", protocol.EnhancedCode{4, 3, 0}},
+	76: {"EX_PROTOCOL", "remote error in protocol", protocol.EnhancedCode{5, 5, 0}},
+	77: {"EX_NOPERM", "permission denied", protocol.EnhancedCode{5, 7, 0}},
+	78: {"EX_CONFIG", "local configuration error", protocol.EnhancedCode{5, 3, 5}},
+}
+
+// exitStatus maps a non-zero exit status to its enhanced code and a short
+// description. Statuses outside the sysexits range are permanent 5.3.0, as in
+// Postfix ("unknown mail system error").
+func exitStatus(status int) (protocol.EnhancedCode, string) {
+	if e, ok := sysexits[status]; ok {
+		return e.ec, e.text + " (exit status " + strconv.Itoa(status) + ", " + e.name + ")"
+	}
+	return protocol.EnhancedCode{5, 3, 0}, "unknown mail system error (exit status " + strconv.Itoa(status) + ")"
+}
+
+// basicCode returns the RFC 5321 reply code for an enhanced code of class 4
+// or 5, by the rule in the package documentation.
+func basicCode(ec protocol.EnhancedCode) int {
+	if ec[0] == 4 {
+		switch {
+		case ec == protocol.EnhancedCode{4, 2, 2} || ec == protocol.EnhancedCode{4, 3, 1}:
+			return protocol.CodeInsufficientSpace // 452
+		case ec[1] == 2:
+			return protocol.CodeMailboxBusy // 450
+		default:
+			return protocol.CodeLocalError // 451
+		}
+	}
+	switch {
+	case ec == protocol.EnhancedCode{5, 2, 2} || ec == protocol.EnhancedCode{5, 2, 3} || ec == protocol.EnhancedCode{5, 3, 4}:
+		return protocol.CodeExceededStorage // 552
+	case ec[1] == 1 || ec[1] == 2 || ec[1] == 7:
+		return protocol.CodeMailboxUnavailable // 550
+	default:
+		return protocol.CodeTransactionFailed2 // 554
+	}
+}
+
+// parseStatusOutput recognises a command's output that starts, after
+// leading white space (blank lines included), with an RFC 3463 enhanced
+// status code of class 4 or 5: "4.2.2 Mailbox full". Subject and detail are
+// one to three digits; the code must be followed by white space or the end
+// of the line. text is the rest of that line with surrounding white space
+// removed; it may be empty. out is expected to be sanitised (see
+// sanitizeOutput) but any bytes are accepted.
+func parseStatusOutput(out string) (ec protocol.EnhancedCode, text string, ok bool) {
+	s := strings.TrimLeft(out, " \t\r\n")
+	if len(s) < 5 || (s[0] != '4' && s[0] != '5') || s[1] != '.' {
+		return protocol.EnhancedCode{}, "", false
+	}
+	ec[0] = int(s[0] - '0')
+	i := 2
+	for part := 1; part <= 2; part++ {
+		n, digits := 0, 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' && digits < 3 {
+			n = n*10 + int(s[i]-'0')
+			digits++
+			i++
+		}
+		if digits == 0 {
+			return protocol.EnhancedCode{}, "", false
+		}
+		ec[part] = n
+		if part == 1 {
+			if i >= len(s) || s[i] != '.' {
+				return protocol.EnhancedCode{}, "", false
+			}
+			i++
+		}
+	}
+	rest := s[i:]
+	if rest != "" && rest[0] != ' ' && rest[0] != '\t' && rest[0] != '\r' && rest[0] != '\n' {
+		return protocol.EnhancedCode{}, "", false
+	}
+	if nl := strings.IndexByte(rest, '\n'); nl >= 0 {
+		rest = rest[:nl]
+	}
+	return ec, strings.Trim(rest, " \t\r"), true
+}
+
+// sanitizeOutput returns the captured output as text for the log: every
+// byte outside printable US-ASCII other than line feed and tab becomes '?',
+// CR LF becomes LF, and trailing white space is removed. Non-ASCII text is
+// replaced byte by byte: the log gets a faithful length, never raw bytes.
+func sanitizeOutput(p []byte) string {
+	b := make([]byte, 0, len(p))
+	for i, c := range p {
+		switch {
+		case c == '\r' && i+1 < len(p) && p[i+1] == '\n':
+			// Dropped: the LF follows.
+		case c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f):
+			b = append(b, c)
+		default:
+			b = append(b, '?')
+		}
+	}
+	return strings.TrimRight(string(b), " \t\n")
+}
+
+// maxReplyOutput bounds the command output quoted in a reply. RFC 5321
+// section 4.5.3.1.5 allows 512 octets per reply line, code included.
+const maxReplyOutput = 200
+
+// replyText folds sanitised output onto one line (every run of white space
+// becomes one space) and cuts it to maxReplyOutput characters, marking a cut
+// with "...". The result is printable US-ASCII.
+func replyText(s string) string {
+	var b strings.Builder
+	space := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+			space = b.Len() > 0
+			continue
+		}
+		if c < 0x20 || c >= 0x7f {
+			c = '?'
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		if b.Len() >= maxReplyOutput {
+			return b.String()[:maxReplyOutput-3] + "..."
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
