@@ -1,0 +1,78 @@
+package maildir
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+// ErrTooBig is the cause of the reply for a message larger than
+// Options.MaxMessageBytes.
+var ErrTooBig = errors.New("maildir: message exceeds the mailbox size limit")
+
+// Replies of Classify. Their Err is nil; Classify returns copies that carry
+// the cause.
+var (
+	// ReplyNoSpace: the file system is full (RFC 3463 X.3.1, mail system
+	// full); temporary.
+	ReplyNoSpace = protocol.NewError(protocol.CodeInsufficientSpace, protocol.EnhancedCode{4, 3, 1}, "Insufficient system storage")
+	// ReplyQuota: the user's disk quota is exhausted (X.2.2, mailbox
+	// full); permanent, as Dovecot and Postfix answer.
+	ReplyQuota = protocol.NewError(protocol.CodeExceededStorage, protocol.EnhancedCode{5, 2, 2}, "Mailbox full: quota exceeded")
+	// ReplyTooBig: the message exceeds the configured maildir limit (X.3.4).
+	ReplyTooBig = protocol.NewError(protocol.CodeExceededStorage, protocol.EnhancedCode{5, 3, 4}, "Message too big for mailbox")
+	// ReplyMisconfigured: permissions, a read-only file system, a missing
+	// root or a symbolic link leading out of it (X.3.5, system incorrectly
+	// configured); temporary, because an administrator can fix it.
+	ReplyMisconfigured = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, "Mail system configuration error, try again later")
+	// ReplyIOError: any other failure (X.3.0); temporary.
+	ReplyIOError = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
+)
+
+// Classify maps an error from delivery to its reply: an *protocol.Error in
+// the chain is returned as it is; otherwise the result is a copy of one of
+// the Reply values above with err as its cause. Classify(nil) is nil.
+func Classify(err error) *protocol.Error {
+	if err == nil {
+		return nil
+	}
+	if pe := protocol.AsError(err); pe != nil {
+		return pe
+	}
+	var r *protocol.Error
+	switch {
+	case errors.Is(err, ErrTooBig):
+		r = ReplyTooBig
+	case errors.Is(err, syscall.ENOSPC):
+		r = ReplyNoSpace
+	case errors.Is(err, syscall.EDQUOT):
+		r = ReplyQuota
+	case Hint(err) != "":
+		r = ReplyMisconfigured
+	default:
+		r = ReplyIOError
+	}
+	return protocol.WrapError(r.Code, r.EnhancedCode, r.Message, err)
+}
+
+// Hint returns what an administrator should fix for an error that is a
+// configuration problem rather than a passing failure, or "" if err is not
+// one.
+func Hint(err error) string {
+	var re *RootError
+	switch {
+	case errors.As(err, &re):
+		return "create the maildir root directory " + re.Dir + " (or fix the configured root) and make it writable for lmtpd"
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return "permission denied: give the lmtpd user write access to the maildir tree (owner and mode of the directories named in the error)"
+	case errors.Is(err, syscall.EROFS):
+		return "the maildir file system is mounted read-only"
+	case errors.Is(err, syscall.ELOOP), strings.Contains(err.Error(), "path escapes from parent"):
+		return "a symbolic link in the maildir tree loops or points outside the maildir root; replace it with a directory"
+	case errors.Is(err, syscall.ENOTDIR):
+		return "a file stands where the maildir tree needs a directory; remove or rename it"
+	}
+	return ""
+}
