@@ -185,7 +185,12 @@ func (d *delivery) run(r io.Reader) {
 
 	d.mu.Lock()
 	d.running = true
+	ended := d.inputDone
 	d.mu.Unlock()
+	if ended {
+		// The header reader already consumed the end of a small message.
+		d.startWatcher()
+	}
 	st, staging := d.tx.t.(Stager)
 	if staging && c.srv.Protocol == SMTP {
 		d.backendErr = st.Stage(d.ctx, d.msg)

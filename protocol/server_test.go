@@ -1,0 +1,714 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// client is a minimal line-oriented test client.
+type client struct {
+	t  testing.TB
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func newClient(t testing.TB, c net.Conn) *client {
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (c *client) send(lines ...string) {
+	c.t.Helper()
+	c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c.c, strings.Join(lines, "\r\n")+"\r\n"); err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// reply reads one whole reply and returns its lines joined with "\n".
+func (c *client) reply() string {
+	c.t.Helper()
+	var out []string
+	for {
+		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading reply after %q: %v", out, err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		out = append(out, l)
+		if len(l) < 4 || l[3] != '-' {
+			return strings.Join(out, "\n")
+		}
+	}
+}
+
+func (c *client) expect(prefix string) string {
+	c.t.Helper()
+	r := c.reply()
+	if !strings.HasPrefix(r, prefix) {
+		c.t.Fatalf("want reply %q..., got %q", prefix, r)
+	}
+	return r
+}
+
+func (c *client) expectClosed() {
+	c.t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	l, err := c.br.ReadString('\n')
+	if err == nil {
+		c.t.Fatalf("want connection closed, got %q", l)
+	}
+}
+
+func TestStartTLS(t *testing.T) {
+	_, b, nc := testServer(t, SMTP, "tcp", []string{"tls"})
+	c := newClient(t, nc)
+	c.expect("220 ")
+	c.send("EHLO client.test")
+	if r := c.expect("250"); !strings.Contains(r, "STARTTLS") {
+		t.Fatalf("STARTTLS not advertised: %q", r)
+	}
+	// Command injection (CVE-2011-0411 class): commands in the same write
+	// as STARTTLS must not run inside the TLS session.
+	c.send("STARTTLS\r\nMAIL FROM:<injected@example.org>")
+	c.expect("220 2.0.0 Ready to start TLS")
+	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	c = newClient(t, tc)
+	// RFC 3207 4.2: state reset, so MAIL needs EHLO first.
+	c.send("MAIL FROM:<a@example.org>")
+	c.expect("503 5.5.1")
+	c.send("EHLO client.test")
+	if r := c.expect("250"); strings.Contains(r, "STARTTLS") {
+		t.Fatalf("STARTTLS advertised again after TLS: %q", r)
+	}
+	c.send("STARTTLS")
+	c.expect("503 5.5.1")
+	c.send("MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
+	c.expect("250 2.1.0")
+	c.expect("250 2.1.5")
+	c.expect("354")
+	c.send("Subject: tls", "", "x", ".")
+	c.expect("250 2.0.0")
+	msgs := b.messages()
+	if len(msgs) != 1 {
+		t.Fatalf("want 1 message, got %d", len(msgs))
+	}
+	if msgs[0].From != "a@example.org" {
+		t.Errorf("injected command ran: from %q", msgs[0].From)
+	}
+	recv := msgs[0].Header.Get("Received")
+	if !strings.Contains(recv, "with ESMTPS") || !strings.Contains(recv, "TLS") {
+		t.Errorf("Received lacks TLS details: %q", recv)
+	}
+}
+
+func TestRequireTLS(t *testing.T) {
+	_, _, nc := testServer(t, SMTP, "pipe", []string{"tls", "requiretls"})
+	c := newClient(t, nc)
+	c.expect("220 ")
+	c.send("EHLO client.test")
+	c.expect("250")
+	for _, cmd := range []string{"MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA", "VRFY x", "AUTH PLAIN"} {
+		c.send(cmd)
+		c.expect("530 5.7.0 Must issue a STARTTLS command first")
+	}
+	c.send("NOOP")
+	c.expect("250")
+}
+
+func TestImplicitTLS(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(tls.NewListener(l, testTLSConfig(t)))
+	defer s.Close()
+	tc, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	c := newClient(t, tc)
+	c.expect("220 mx.test ESMTP")
+	c.send("EHLO x")
+	if r := c.expect("250"); strings.Contains(r, "STARTTLS") {
+		t.Errorf("STARTTLS offered on implicit TLS: %q", r)
+	}
+}
+
+// TestShutdownGraceful: an idle session gets 421 4.3.2 at once; a session
+// inside a transaction finishes it, then gets 421 at its next command.
+func TestShutdownGraceful(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, Protocol: LMTP}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(l) }()
+
+	dial := func() *client {
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		c := newClient(t, nc)
+		c.expect("220")
+		c.send("LHLO x")
+		c.expect("250")
+		return c
+	}
+	idle := dial()
+	busy := dial()
+	busy.send("MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
+	busy.expect("250")
+	busy.expect("250")
+	busy.expect("354")
+	busy.send("Subject: half")
+
+	shutdownDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdownDone <- s.Shutdown(ctx)
+	}()
+	idle.expect("421 4.3.2")
+	idle.expectClosed()
+	if err := <-served; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	if _, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+		t.Error("listener still accepts after Shutdown")
+	}
+	busy.send("", "rest of the message", ".")
+	busy.expect("250 2.0.0 <b@example.test>")
+	busy.send("NOOP")
+	busy.expect("421 4.3.2")
+	busy.expectClosed()
+	if err := <-shutdownDone; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if n := len(b.messages()); n != 1 {
+		t.Errorf("want the in-flight message delivered, got %d messages", n)
+	}
+}
+
+// TestShutdownDeadline: when Shutdown's context ends, deliveries in flight
+// are cancelled and connections closed.
+func TestShutdownDeadline(t *testing.T) {
+	s, b, nc := testServer(t, LMTP, "tcp", nil)
+	c := newClient(t, nc)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<slow@example.test>", "DATA")
+	c.expect("250")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("x", ".")
+	waitFor(t, func() bool { return len(s.conns) == 1 })
+	time.Sleep(50 * time.Millisecond) // let the delivery start
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Shutdown: %v, want deadline exceeded", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.ctxErrs) != 1 {
+		t.Fatalf("delivery context not cancelled: %v", b.ctxErrs)
+	}
+}
+
+// TestClientGoneDuringDelivery: the backend's context is cancelled when
+// the client disconnects while it delivers.
+func TestClientGoneDuringDelivery(t *testing.T) {
+	for _, tr := range []string{"tcp", "pipe"} {
+		t.Run(tr, func(t *testing.T) {
+			_, b, nc := testServer(t, LMTP, tr, nil)
+			c := newClient(t, nc)
+			c.expect("220")
+			c.send("LHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<slow@example.test>", "DATA")
+			for range 3 {
+				c.expect("250")
+			}
+			c.expect("354")
+			c.send("x", ".")
+			time.Sleep(50 * time.Millisecond)
+			nc.Close()
+			waitFor(t, func() bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				return len(b.ctxErrs) == 1
+			})
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if !errors.Is(b.ctxErrs[0], ErrConnectionLost) {
+				t.Errorf("cause %v, want ErrConnectionLost", b.ctxErrs[0])
+			}
+		})
+	}
+}
+
+// TestPipelinedQuitDuringDelivery: QUIT pipelined after the final dot (as
+// Postfix does) does not cancel the delivery and is answered after it.
+func TestPipelinedQuitDuringDelivery(t *testing.T) {
+	_, b, nc := testServer(t, LMTP, "tcp", nil)
+	c := newClient(t, nc)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("354")
+	c.send("x", ".", "QUIT")
+	c.expect("250 2.0.0 <b@example.test>")
+	c.expect("221")
+	if len(b.messages()) != 1 {
+		t.Fatal("message not delivered")
+	}
+}
+
+func TestMaxConnections(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, MaxConnections: 2}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	var kept []*client
+	for range 2 {
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		c := newClient(t, nc)
+		c.expect("220")
+		kept = append(kept, c)
+	}
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	c := newClient(t, nc)
+	c.expect("421 4.7.0")
+	c.expectClosed()
+	kept[0].send("QUIT")
+	kept[0].expect("221")
+	waitFor(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.conns) == 1 })
+	nc2, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	newClient(t, nc2).expect("220")
+}
+
+func TestMaxConnectionsPerIP(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, MaxConnectionsPerIP: 1}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	nc1, _ := net.Dial("tcp", l.Addr().String())
+	defer nc1.Close()
+	newClient(t, nc1).expect("220")
+	nc2, _ := net.Dial("tcp", l.Addr().String())
+	defer nc2.Close()
+	c := newClient(t, nc2)
+	c.expect("421 4.7.0")
+	c.expectClosed()
+}
+
+func TestCommandTimeout(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, CommandTimeout: 100 * time.Millisecond}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	defer s.Close()
+	c := newClient(t, c2)
+	c.expect("220")
+	c.expect("421 4.4.2 mx.test Timeout waiting for command")
+	c.expectClosed()
+}
+
+func TestDataTimeout(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, DataTimeout: 100 * time.Millisecond, Protocol: LMTP}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	defer s.Close()
+	c := newClient(t, c2)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("354")
+	c.send("Subject: stalled")
+	c.expect("421 4.4.2")
+	c.expectClosed()
+	if len(b.messages()) != 0 {
+		t.Fatal("a message with a stalled DATA was delivered")
+	}
+}
+
+// panicBackend panics in Mail.
+type panicBackend struct{}
+
+func (panicBackend) Mail(context.Context, *ConnState, Address, *MailParams) (Transaction, error) {
+	panic("boom")
+}
+
+func TestPanicRecovered(t *testing.T) {
+	s := &Server{Hostname: "mx.test", Backend: panicBackend{}}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	defer s.Close()
+	c := newClient(t, c2)
+	c.expect("220")
+	c.send("EHLO x", "MAIL FROM:<a@example.org>")
+	c.expect("250")
+	r := c.expect("421 4.3.0 Internal error")
+	if strings.Contains(r, "boom") {
+		t.Errorf("panic text leaked: %q", r)
+	}
+	c.expectClosed()
+}
+
+// TestTransactionClosedOnce: every transaction is closed exactly once
+// whatever ends it (fakeTx panics on a second Close).
+func TestTransactionClosedOnce(t *testing.T) {
+	_, b, nc := testServer(t, SMTP, "pipe", nil)
+	c := newClient(t, nc)
+	c.expect("220")
+	c.send("EHLO x", "MAIL FROM:<a@example.org>", "RSET", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
+	for range 5 {
+		c.expect("250")
+	}
+	c.expect("354")
+	c.send("x", ".", "MAIL FROM:<a@example.org>", "EHLO y", "MAIL FROM:<a@example.org>", "QUIT")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("250")
+	c.expect("221")
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.closed == 4 })
+}
+
+// TestBdatAbandoned: RSET in the middle of a BDAT transfer stops the
+// consumer and closes the transaction; nothing is delivered.
+func TestBdatAbandoned(t *testing.T) {
+	_, b, nc := testServer(t, LMTP, "pipe", nil)
+	c := newClient(t, nc)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>")
+	for range 3 {
+		c.expect("250")
+	}
+	c.send("BDAT 5\r\nabc") // send adds CRLF: 5 octets
+	c.expect("250 2.0.0 5 octets received")
+	c.send("RSET")
+	c.expect("250 2.0.0 Reset OK")
+	c.send("BDAT 5 LAST\r\nabc")
+	c.expect("503 5.5.1")
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.closed == 1 })
+	if len(b.messages()) != 0 {
+		t.Fatal("abandoned BDAT message delivered")
+	}
+}
+
+// TestLargeMessageConstantMemory streams a big message through DATA and
+// checks the heap does not grow with it.
+func TestLargeMessageConstantMemory(t *testing.T) {
+	size := int64(256 << 20)
+	if testing.Short() {
+		size = 32 << 20
+	}
+	var got int64
+	h := HandlerFunc(func(ctx context.Context, m *Message) error {
+		n, err := io.Copy(io.Discard, m.Body)
+		got = n
+		return err
+	})
+	s := &Server{Hostname: "mx.test", Backend: &HandlerBackend{Handler: h}, MaxMessageBytes: -1, Protocol: LMTP}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	defer s.Close()
+	c := newClient(t, c2)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("354")
+
+	var before, peak runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	line := []byte(strings.Repeat("x", 78) + "\r\n")
+	chunk := make([]byte, 0, 64<<10)
+	for len(chunk)+len(line) <= cap(chunk) {
+		chunk = append(chunk, line...)
+	}
+	var sent int64
+	c2.SetWriteDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := io.WriteString(c2, "Subject: big\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for sent < size {
+		if _, err := c2.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		sent += int64(len(chunk))
+		if sent%(16<<20) < int64(len(chunk)) {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.HeapInuse {
+				peak = m
+			}
+		}
+	}
+	io.WriteString(c2, ".\r\n")
+	c.expect("250 2.0.0")
+	if got != sent {
+		t.Errorf("backend read %d bytes, sent %d", got, sent)
+	}
+	growth := int64(peak.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("streamed %d MiB; heap in use grew by %d KiB", sent>>20, growth>>10)
+	if growth > 8<<20 {
+		t.Errorf("heap grew by %d MiB while streaming: the message is being buffered", growth>>20)
+	}
+}
+
+func TestHandlerAPI(t *testing.T) {
+	var mu sync.Mutex
+	var subjects []string
+	b := &HandlerBackend{
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			mu.Lock()
+			subjects = append(subjects, m.Header.Get("Subject"))
+			mu.Unlock()
+			_, err := io.Copy(io.Discard, m.Body)
+			return err
+		}),
+		CheckRecipient: func(ctx context.Context, conn *ConnState, from Address, rcpt *Recipient) error {
+			if rcpt.Address.Domain != "example.test" {
+				return NewError(550, EnhancedCode{5, 7, 1}, "Relay access denied")
+			}
+			return nil
+		},
+	}
+	s := &Server{Hostname: "mx.test", Backend: b}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	defer s.Close()
+	c := newClient(t, c2)
+	c.expect("220")
+	c.send("EHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<x@elsewhere.example>", "RCPT TO:<b@example.test>", "DATA")
+	c.expect("250")
+	c.expect("250 2.1.0")
+	c.expect("550 5.7.1 Relay access denied")
+	c.expect("250 2.1.5")
+	c.expect("354")
+	c.send("Subject: hello handler", "", "x", ".")
+	c.expect("250 2.0.0")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(subjects) != 1 || subjects[0] != "hello handler" {
+		t.Errorf("subjects %q", subjects)
+	}
+}
+
+// TestLogsCarrySessionID checks every log line of a session carries the
+// session id and that AUTH payloads and message text never reach the log,
+// even at trace level.
+func TestLogsCarrySessionID(t *testing.T) {
+	var buf syncBuffer
+	log := zerolog.New(&buf).Level(zerolog.TraceLevel)
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, Logger: &log, Auth: testAuthenticator(), AuthFailureDelay: -1}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	c := newClient(t, c2)
+	c.expect("220")
+	c.send("EHLO x", "AUTH PLAIN")
+	c.expect("250")
+	c.expect("334")
+	c.send("AGFsaWNlAHNlY3JldA==")
+	c.expect("235")
+	c.send("MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("Subject: topsecretsubject", "", "topsecretbody", ".", "QUIT")
+	c.expect("250")
+	c.expect("221")
+	s.Close()
+	out := buf.String()
+	for _, secret := range []string{"AGFsaWNlAHNlY3JldA", "secret\"", "topsecretbody", "topsecretsubject"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("log contains %q:\n%s", secret, out)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 5 {
+		t.Fatalf("too few log lines: %q", out)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, `"session":"`) {
+			t.Errorf("log line without session id: %s", l)
+		}
+	}
+	if !strings.Contains(out, `"status":"delivered"`) {
+		t.Errorf("no delivery outcome line:\n%s", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestFoldStatuses(t *testing.T) {
+	temp := NewError(452, EnhancedCode{4, 2, 2}, "full")
+	temp2 := NewError(451, EnhancedCode{4, 3, 0}, "later")
+	perm := NewError(550, EnhancedCode{5, 1, 1}, "unknown")
+	perm2 := NewError(554, EnhancedCode{5, 3, 0}, "failed")
+	plain := errors.New("plain")
+	tests := []struct {
+		name string
+		in   []error
+		want error
+	}{
+		{"all delivered", []error{nil, nil}, nil},
+		{"one temporary", []error{nil, temp}, temp},
+		{"temporary beats earlier permanent", []error{perm, nil, temp}, temp},
+		{"first temporary wins", []error{temp2, temp}, temp2},
+		{"permanent only", []error{nil, perm, perm2}, perm},
+		{"plain error is temporary", []error{perm, plain}, plain},
+		{"all permanent", []error{perm2, perm}, perm2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := foldStatuses(tt.in); got != tt.want {
+				t.Errorf("foldStatuses = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProtocolKeyword(t *testing.T) {
+	tlsState := &tls.ConnectionState{}
+	tests := []struct {
+		st   ConnState
+		utf8 bool
+		want string
+	}{
+		{ConnState{Protocol: SMTP}, false, "SMTP"},
+		{ConnState{Protocol: SMTP, ESMTP: true}, false, "ESMTP"},
+		{ConnState{Protocol: SMTP, ESMTP: true, TLS: tlsState}, false, "ESMTPS"},
+		{ConnState{Protocol: SMTP, ESMTP: true, AuthIdentity: "a"}, false, "ESMTPA"},
+		{ConnState{Protocol: SMTP, ESMTP: true, TLS: tlsState, AuthIdentity: "a"}, false, "ESMTPSA"},
+		{ConnState{Protocol: SMTP, ESMTP: true, TLS: tlsState, AuthIdentity: "a"}, true, "UTF8SMTPSA"},
+		{ConnState{Protocol: SMTP, ESMTP: true}, true, "UTF8SMTP"},
+		{ConnState{Protocol: LMTP, ESMTP: true}, false, "LMTP"},
+		{ConnState{Protocol: LMTP, ESMTP: true, TLS: tlsState}, false, "LMTPS"},
+		{ConnState{Protocol: LMTP, ESMTP: true, AuthIdentity: "a"}, true, "UTF8LMTPA"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := protocolKeyword(&tt.st, tt.utf8); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrorType(t *testing.T) {
+	cause := errors.New("ENOSPC on /var/mail")
+	e := WrapError(452, EnhancedCode{4, 3, 1}, "Insufficient system storage", cause)
+	wrapped := fmt.Errorf("delivering: %w", e)
+	if got := AsError(wrapped); got != e {
+		t.Fatalf("AsError through wrapping = %v", got)
+	}
+	if !errors.Is(wrapped, cause) {
+		t.Error("errors.Is does not reach the cause")
+	}
+	if !e.Temporary() || NewError(550, EnhancedCode{}, "x").Temporary() {
+		t.Error("Temporary wrong")
+	}
+	if got := NewError(550, EnhancedCode{}, "x").enhanced(); got != (EnhancedCode{5, 0, 0}) {
+		t.Errorf("derived enhanced code %v", got)
+	}
+	for _, tt := range []struct {
+		in   string
+		ok   bool
+		want EnhancedCode
+	}{
+		{"4.2.2", true, EnhancedCode{4, 2, 2}},
+		{"5.1.10", true, EnhancedCode{5, 1, 10}},
+		{"2.0.0", true, EnhancedCode{2, 0, 0}},
+		{"3.0.0", false, EnhancedCode{}},
+		{"4.2", false, EnhancedCode{}},
+		{"4.2.2.2", false, EnhancedCode{}},
+		{"4..2", false, EnhancedCode{}},
+		{"44.2.2", false, EnhancedCode{}},
+		{"4.1000.2", false, EnhancedCode{}},
+		{"", false, EnhancedCode{}},
+		{"a.b.c", false, EnhancedCode{}},
+	} {
+		got, err := ParseEnhancedCode(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseEnhancedCode(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}
