@@ -65,6 +65,13 @@
 //
 // # Arguments and environment
 //
+// The environment is exactly SENDER, RECIPIENT, ORIGINAL_RECIPIENT, USER (the
+// recipient's local part without detail), EXTENSION (the detail), DOMAIN,
+// SIZE, CLIENT_ADDRESS, CLIENT_HELO, SESSION_ID and PATH=/usr/bin:/bin, plus
+// HOME, LOGNAME and SHELL of the run-as user when [Command.User] is set.
+// Nothing is inherited from lmtpd's own environment. The working directory is
+// [Command.Dir], "/" by default.
+//
 // Values from the envelope and the connection are client data. Before they
 // reach an argument or the environment, every C0 control character (NUL, CR,
 // LF, TAB ...), DEL, C1 control character and byte that is not part of valid

@@ -248,7 +248,10 @@ func lookPath(name string) (string, error) {
 		if !filepath.IsAbs(name) {
 			return "", fmt.Errorf("pipe: program %q: a path must be absolute", name)
 		}
-		return name, checkExecutable(name)
+		if err := checkExecutable(name); err != nil {
+			return "", fmt.Errorf("pipe: program: %w", err)
+		}
+		return name, nil
 	}
 	var firstErr error
 	for _, dir := range filepath.SplitList(SearchPath) {
@@ -261,7 +264,7 @@ func lookPath(name string) (string, error) {
 			firstErr = err
 		}
 	}
-	return "", fmt.Errorf("pipe: program %q not found in %s: %w", name, SearchPath, firstErr)
+	return "", fmt.Errorf("pipe: program %q not found in %s (%w)", name, SearchPath, firstErr)
 }
 
 // checkExecutable reports whether p is a regular file with an execute bit.
@@ -269,13 +272,13 @@ func lookPath(name string) (string, error) {
 func checkExecutable(p string) error {
 	fi, err := os.Stat(p)
 	if err != nil {
-		return fmt.Errorf("pipe: program: %w", err)
+		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("pipe: program %q is not a regular file", p)
+		return fmt.Errorf("%s is not a regular file", p)
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("pipe: program %q is not executable", p)
+		return fmt.Errorf("%s is not executable", p)
 	}
 	return nil
 }

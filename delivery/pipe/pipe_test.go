@@ -816,3 +816,16 @@ func BenchmarkRunTrue(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkExecTrueBaseline is os/exec alone, for comparison with
+// BenchmarkRunTrue: the difference is this package's overhead.
+func BenchmarkExecTrueBaseline(b *testing.B) {
+	msg := bytes.Repeat([]byte("x"), 1024)
+	for b.Loop() {
+		cmd := exec.Command("/bin/true")
+		cmd.Stdin = bytes.NewReader(msg)
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
