@@ -151,7 +151,8 @@ type Result struct {
 	// OutputTotal is the number of bytes the command wrote in all, of
 	// which Output kept at most MaxOutput.
 	OutputTotal int64
-	// Duration is the time from starting the command until Run returned.
+	// Duration is the time Run or RunMulti took, the command's run time
+	// included.
 	Duration time.Duration
 }
 
@@ -287,9 +288,10 @@ func checkExecutable(p string) error {
 // standard input, and waits for it to finish. The placeholder {recipients}
 // expands to v.Recipient alone.
 //
-// The error is nil if and only if the command exited with status 0;
-// otherwise it is a *protocol.Error for this recipient (see the package
-// documentation for the mapping). The Result is valid in both cases.
+// The error is nil when the command exited with status 0 and its input
+// could be read without error; otherwise it is a *protocol.Error for this
+// recipient (see the package documentation for the mapping). The Result is
+// valid in both cases.
 //
 // Run reads stdin until the command exits or stops reading (a command that
 // exits 0 without reading all of it has delivered) and does not use it after
