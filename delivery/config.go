@@ -1,0 +1,251 @@
+package delivery
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"unicode"
+
+	"github.com/lmtpd/lmtpd/delivery/pipe"
+	"github.com/lmtpd/lmtpd/delivery/spool"
+)
+
+// Config is the routing and delivery configuration of a Router. It is made
+// of plain values so that cmd/lmtpd can decode its TOML file into it: start
+// from DefaultConfig, which holds the defaults documented on each field,
+// and decode over it. Zero values are taken literally, except where a
+// field says otherwise. Validate reports every inconsistency; New and
+// Reload call it.
+type Config struct {
+	// Domains are the domains served, matched case-insensitively (RFC 5321
+	// section 2.4). Address literals ("[192.0.2.1]") may be listed too.
+	// The first domain is where the bare "Postmaster" recipient goes unless
+	// Postmaster says otherwise. At least one is required.
+	Domains []Domain
+	// DetailDelimiter is the set of characters that separate a local part
+	// from its detail (address extension): with "+", bob+lists is user
+	// bob, detail "lists". Each character is a delimiter and the first
+	// occurrence splits, as Postfix's recipient_delimiter. "" turns details
+	// off. DefaultConfig: "+".
+	DetailDelimiter string
+	// CaseSensitive makes user, alias and detail matching case-sensitive.
+	// By default (false) local parts match case-insensitively; the
+	// spelling the client used is kept for headers and pipe variables.
+	CaseSensitive bool
+	// DeliveredTo adds "Delivered-To: <recipient>" at the top of every
+	// delivered copy. A copy per recipient then differs, so maildir
+	// deliveries to several recipients are written separately instead of
+	// hard-linked. DefaultConfig: true.
+	DeliveredTo bool
+	// LoopCheck refuses delivery to a recipient for whom the message
+	// already carries a Delivered-To field, with 554 5.4.6. It works
+	// whether or not DeliveredTo is set. DefaultConfig: true.
+	LoopCheck bool
+	// Postmaster is the address the bare "Postmaster" recipient (RFC 5321
+	// section 4.5.1) is delivered to, routed like any recipient. Empty
+	// means postmaster@ the first domain; if that does not route anywhere
+	// (no such user, alias or catch-all), "RCPT TO:<Postmaster>" is refused
+	// with 550 5.1.1. An explicit address must route.
+	Postmaster string
+	// Maildir configures maildir delivery, the default backend.
+	Maildir MaildirConfig
+	// Spool configures the one copy of each message kept while it is
+	// delivered.
+	Spool SpoolConfig
+}
+
+// Domain is one served domain.
+type Domain struct {
+	// Name is the domain name, case-insensitive. Required.
+	Name string
+	// Users are the mailboxes of the domain.
+	Users []User
+	// AnyUser accepts every local part as a user (after Users and
+	// Aliases, which still apply), each with its own mailbox from the
+	// domain's route. It excludes CatchAll.
+	AnyUser bool
+	// Aliases maps a local part to one or more targets: a user of this
+	// domain ("bob"), or of another served domain ("bob@example.net"),
+	// optionally with a detail ("bob+sales"). A target must be a user
+	// (listed, or in an AnyUser domain); aliases do not chain. A detail of
+	// the recipient that the alias did not match is passed on to the
+	// targets, as Postfix's propagate_unmatched_extensions does.
+	Aliases map[string][]string
+	// CatchAll are the targets of every local part that matches nothing
+	// else ("@domain" in Postfix virtual(5)), in the form of alias targets.
+	CatchAll []string
+	// Route is the backend of users that do not name their own; its zero
+	// value is a maildir at Config.Maildir.Template.
+	Route Route
+}
+
+// User is one mailbox.
+type User struct {
+	// Name is the local part, without domain. Required.
+	Name string
+	// Route overrides the domain's route when it is not the zero value.
+	Route Route
+}
+
+// Route chooses the backend for a user or domain: a pipe command when Pipe
+// is set, otherwise maildir. The zero value inherits (user from domain,
+// domain from the global maildir template).
+type Route struct {
+	// Maildir is a maildir path template relative to Config.Maildir.Root
+	// (see maildir.ParseTemplate: {domain} {user} {localpart} {detail});
+	// "" inherits.
+	Maildir string
+	// Pipe delivers by running a command instead.
+	Pipe *Pipe
+}
+
+// IsZero reports whether r inherits everything.
+func (r Route) IsZero() bool { return r.Maildir == "" && r.Pipe == nil }
+
+// Pipe is a delivery command (see package pipe for placeholders, the
+// environment and the exit status mapping).
+type Pipe struct {
+	pipe.Command
+	// PerMessage runs the command once per message with all of its
+	// recipients on this route ("{recipients}" in Argv), instead of once
+	// per recipient. All those recipients then share one outcome, and no
+	// Delivered-To field is added.
+	PerMessage bool
+}
+
+// MaildirConfig configures maildir delivery.
+type MaildirConfig struct {
+	// Root is the directory every maildir is under; nothing outside it is
+	// ever created or written. Required (absolute) if any route is a
+	// maildir. A missing root makes deliveries fail with 451 4.3.5 until
+	// it exists.
+	Root string
+	// Template is the default maildir path under Root. "" means
+	// DefaultTemplate.
+	Template string
+	// DetailFolders delivers user+detail into the Maildir++ folder
+	// ".detail" (sanitised by maildir.FolderName). DefaultConfig: false.
+	DetailFolders bool
+	// CreateFolders creates a missing detail folder; when false, mail for
+	// a missing folder goes to INBOX. DefaultConfig: false.
+	CreateFolders bool
+	// MaxMessageBytes, when positive, is the largest file a maildir
+	// delivery may write (552 5.3.4 above it). 0: no limit.
+	MaxMessageBytes int64
+	// Hostname is written into maildir file names; "" means os.Hostname.
+	Hostname string
+}
+
+// SpoolConfig configures the message spool.
+type SpoolConfig struct {
+	// Threshold is how many bytes of a message stay in memory; larger
+	// messages go to an unnamed temporary file. 0 means
+	// spool.DefaultThreshold (256 KiB); negative spools everything to a
+	// file.
+	Threshold int64
+	// Dir is where the temporary file is created. "" means Maildir.Root
+	// (the same file system, so copies into maildirs can be done by
+	// copy_file_range), or os.TempDir without a maildir root.
+	Dir string
+}
+
+// DefaultTemplate is the maildir path used when neither the route nor
+// MaildirConfig.Template names one.
+const DefaultTemplate = "{domain}/{user}"
+
+// DefaultConfig returns a Config with the documented defaults: detail
+// delimiter "+", Delivered-To added, loop check on, case-insensitive
+// matching, the default template. Domains and the maildir root are left
+// for the caller.
+func DefaultConfig() Config {
+	return Config{
+		DetailDelimiter: "+",
+		DeliveredTo:     true,
+		LoopCheck:       true,
+		Maildir:         MaildirConfig{Template: DefaultTemplate},
+	}
+}
+
+// Validate reports whether c can be used, with one error per problem
+// (joined with errors.Join).
+func (c *Config) Validate() error {
+	_, err := compile(c)
+	return err
+}
+
+// fold returns the matching key of a local part.
+func (c *Config) fold(s string) string {
+	if c.CaseSensitive {
+		return s
+	}
+	return strings.ToLower(s)
+}
+
+// splitDetail splits a local part at the first delimiter character. A
+// local part that starts with the delimiter has no detail (Postfix does
+// the same, so "+foo" stays a user name).
+func splitDetail(local, delims string) (user, detail string, ok bool) {
+	if delims == "" {
+		return local, "", false
+	}
+	i := strings.IndexAny(local, delims)
+	if i <= 0 {
+		return local, "", false
+	}
+	// Delimiters are ASCII (checkDelimiter), so one byte.
+	return local[:i], local[i+1:], true
+}
+
+// checkName reports whether s is usable as a configured local part or
+// domain: not empty, no '@', no white space or control characters.
+func checkName(kind, s string) error {
+	if s == "" {
+		return fmt.Errorf("empty %s", kind)
+	}
+	if strings.ContainsFunc(s, func(r rune) bool {
+		return r == '@' || unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar
+	}) {
+		return fmt.Errorf("%s %q contains '@', white space or a control character", kind, s)
+	}
+	return nil
+}
+
+func checkDelimiter(d string) error {
+	for _, r := range d {
+		if r >= 0x80 || r <= ' ' || r == 0x7f || strings.ContainsRune(`@".\()<>[]:;,`, r) {
+			return fmt.Errorf("detail delimiter %q: %q is not allowed (use printable ASCII other than specials, such as + or -)", d, r)
+		}
+	}
+	return nil
+}
+
+func checkAbs(what, p string) error {
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("%s %q must be an absolute path", what, p)
+	}
+	return nil
+}
+
+var errNoDomains = errors.New("no domains configured")
+
+// spoolOptions returns the spool settings.
+func (c *Config) spoolOptions() spool.Options {
+	dir := c.Spool.Dir
+	if dir == "" {
+		dir = c.Maildir.Root
+	}
+	return spool.Options{Threshold: c.Spool.Threshold, Dir: dir}
+}
+
+// storeKey identifies the maildir.Store a config needs; equal keys share
+// a Store across reloads.
+type storeKey struct {
+	root, hostname string
+	createFolders  bool
+	maxBytes       int64
+}
+
+func (c *Config) storeKey() storeKey {
+	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, createFolders: c.Maildir.CreateFolders, maxBytes: c.Maildir.MaxMessageBytes}
+}

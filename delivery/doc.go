@@ -1,0 +1,42 @@
+// Package delivery is lmtpd's backend: it routes each recipient at RCPT
+// time and delivers each message, read from the client once, to maildirs
+// (package maildir) and pipe commands (package pipe), with one honest
+// status per recipient.
+//
+// # Routing
+//
+// Router implements protocol.Backend. A recipient is split into local
+// part, detail (after Config.DetailDelimiter) and domain, and looked up in
+// the order of Postfix virtual(8): user+detail@domain as a user,
+// user@domain, the optional UserLookup, an alias (user+detail, then user),
+// any-user, the @domain catch-all. Refusals: unknown user 550 5.1.1; a
+// domain not served 550 5.1.2 in LMTP and 554 5.7.1 "Relay access denied"
+// in SMTP; a failed lookup 451 4.3.0 (never a permanent refusal); an
+// address that cannot be a file name 553 5.1.3. The bare "Postmaster"
+// (RFC 5321 section 4.5.1) goes to Config.Postmaster.
+//
+// # Delivery
+//
+// The body is spooled once (package spool) with its CRLF line endings
+// turned into LF, then each distinct destination gets a copy that starts
+// with Return-Path (any Return-Path in the message removed, RFC 5321
+// section 4.4), Delivered-To when configured, and the header as received
+// (the server's Received field first). Recipients that reach the same
+// destination (duplicate RCPTs, aliases) share one delivery and its
+// status; a recipient with several destinations gets the worst outcome,
+// a temporary failure before a permanent one. Maildir copies with
+// identical bytes are hard links of one file.
+//
+// Transaction.Data (LMTP) reports each recipient through the StatusSetter
+// as soon as all its destinations are done: maildir ones once the
+// directory fsync that makes them durable returned. The transaction also
+// implements protocol.Stager (SMTP): Stage writes and fsyncs every maildir
+// copy into tmp/ and then runs pipe commands; Commit renames into new/.
+// A pipe command's success cannot be undone, so in an all-or-nothing
+// transaction where a later recipient fails, the command has delivered
+// and a retry delivers to it again.
+//
+// Per-recipient errors are *protocol.Error values: see maildir.Classify
+// and the package pipe documentation. Each outcome is logged at info level
+// on zerolog.Ctx(ctx), one line per recipient.
+package delivery

@@ -1,0 +1,214 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lmtpd/lmtpd/delivery/pipe"
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+func testConfig(root string) Config {
+	cfg := DefaultConfig()
+	cfg.Maildir.Root = root
+	cfg.Maildir.DetailFolders = true
+	cfg.Domains = []Domain{
+		{
+			Name:  "Example.ORG",
+			Users: []User{{Name: "bob"}, {Name: "Alice"}, {Name: "bob+special"}, {Name: "carol", Route: Route{Maildir: "other/{user}"}}},
+			Aliases: map[string][]string{
+				"sales":      {"bob", "Alice"},
+				"team":       {"dave@example.net"},
+				"postmaster": {"alice"},
+				"fixed":      {"bob+fixed"},
+			},
+		},
+		{Name: "example.net", AnyUser: true},
+		{Name: "example.com", CatchAll: []string{"bob@example.org"}},
+		{Name: "[192.0.2.1]", Users: []User{{Name: "root"}}},
+		{Name: "pipe.example", Route: Route{Pipe: &Pipe{Command: pipe.Command{Argv: []string{"true"}}}}, Users: []User{{Name: "p"}}},
+	}
+	return cfg
+}
+
+type fakeLookup struct {
+	users map[string]bool
+	err   error
+	calls []string
+}
+
+func (f *fakeLookup) LookupUser(_ context.Context, domain, user string) (bool, error) {
+	f.calls = append(f.calls, user+"@"+domain)
+	return f.users[user+"@"+domain], f.err
+}
+
+func TestLookup(t *testing.T) {
+	type want struct {
+		path, folder, user, detail, addr, backend string
+	}
+	tests := []struct {
+		name    string
+		rcpt    protocol.Address
+		proto   protocol.Protocol
+		mutate  func(*Config)
+		lookup  *fakeLookup
+		want    []want
+		code    int
+		ec      protocol.EnhancedCode
+		wantErr *protocol.Error
+	}{
+		{name: "user", rcpt: addr("bob@example.org"), want: []want{{path: "example.org/bob", user: "bob", addr: "bob@example.org", backend: "maildir"}}},
+		{name: "domain case", rcpt: addr("bob@EXAMPLE.Org"), want: []want{{path: "example.org/bob", user: "bob", addr: "bob@EXAMPLE.Org"}}},
+		{name: "local part case kept in addr", rcpt: addr("BoB@example.org"), want: []want{{path: "example.org/bob", user: "bob", addr: "BoB@example.org"}}},
+		{name: "configured spelling in path", rcpt: addr("alice@example.org"), want: []want{{path: "example.org/Alice", user: "Alice", addr: "alice@example.org"}}},
+		{name: "quoted local part", rcpt: protocol.Address{LocalPart: `"bob"`, Domain: "example.org"}, want: []want{{path: "example.org/bob", user: "bob", addr: `"bob"@example.org`}}},
+		{name: "detail to folder", rcpt: addr("bob+lists@example.org"), want: []want{{path: "example.org/bob", folder: ".lists", user: "bob", detail: "lists", addr: "bob+lists@example.org"}}},
+		{name: "detail case kept for folder", rcpt: addr("bob+Lists@example.org"), want: []want{{path: "example.org/bob", folder: ".Lists", user: "bob", detail: "Lists"}}},
+		{name: "hostile detail sanitised", rcpt: protocol.Address{LocalPart: `"bob+../../x"`, Domain: "example.org"}, want: []want{{path: "example.org/bob", folder: "._._x", user: "bob", detail: "../../x"}}},
+		{name: "dots-only detail is INBOX", rcpt: addr("bob+..@example.org"), want: []want{{path: "example.org/bob", user: "bob", detail: ".."}}},
+		{name: "user+detail user first", rcpt: addr("bob+special@example.org"), want: []want{{path: "example.org/bob+special", user: "bob+special"}}},
+		{name: "leading delimiter is no detail", rcpt: addr("+bob@example.org"), code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "user route template", rcpt: addr("carol@example.org"), want: []want{{path: "other/carol", user: "carol"}}},
+		{name: "alias to two users", rcpt: addr("sales@example.org"), want: []want{{path: "example.org/bob", user: "bob", addr: "bob@example.org"}, {path: "example.org/Alice", user: "Alice", addr: "Alice@example.org"}}},
+		{name: "alias detail propagated", rcpt: addr("sales+q1@example.org"), want: []want{{path: "example.org/bob", folder: ".q1", detail: "q1", addr: "bob+q1@example.org"}, {path: "example.org/Alice", folder: ".q1", detail: "q1", addr: "Alice+q1@example.org"}}},
+		{name: "alias target detail wins", rcpt: addr("fixed+x@example.org"), want: []want{{path: "example.org/bob", folder: ".fixed", detail: "fixed", addr: "bob+fixed@example.org"}}},
+		{name: "alias to other domain", rcpt: addr("team@example.org"), want: []want{{path: "example.net/dave", user: "dave", addr: "dave@example.net"}}},
+		{name: "any user folded", rcpt: addr("Zed+x@Example.NET"), want: []want{{path: "example.net/zed", folder: ".x", user: "zed", detail: "x", addr: "Zed+x@Example.NET"}}},
+		{name: "catch-all", rcpt: addr("nobody+x@example.com"), want: []want{{path: "example.org/bob", user: "bob", addr: "bob@example.org"}}},
+		{name: "address literal domain", rcpt: addr("root@[192.0.2.1]"), want: []want{{path: "%5B192.0.2.1%5D/root", user: "root"}}},
+		{name: "pipe route", rcpt: addr("p@pipe.example"), want: []want{{user: "p", addr: "p@pipe.example", backend: "pipe"}}},
+		{name: "unknown user", rcpt: addr("nobody@example.org"), code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "unknown domain LMTP", rcpt: addr("bob@example.invalid"), proto: protocol.LMTP, code: 550, ec: protocol.EnhancedCode{5, 1, 2}},
+		{name: "unknown domain SMTP", rcpt: addr("bob@example.invalid"), proto: protocol.SMTP, code: 554, ec: protocol.EnhancedCode{5, 7, 1}},
+		{name: "bare postmaster", rcpt: protocol.Address{LocalPart: "PostMaster"}, want: []want{{path: "example.org/Alice", user: "Alice"}}},
+		{name: "bare postmaster without route", rcpt: protocol.Address{LocalPart: "Postmaster"}, mutate: func(c *Config) { delete(c.Domains[0].Aliases, "postmaster") }, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "explicit postmaster", rcpt: protocol.Address{LocalPart: "postmaster"}, mutate: func(c *Config) { c.Postmaster = "carol@example.org" }, want: []want{{path: "other/carol"}}},
+		{name: "bare non-postmaster", rcpt: protocol.Address{LocalPart: "bob"}, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "case-sensitive", rcpt: addr("BOB@example.org"), mutate: func(c *Config) { c.CaseSensitive = true; c.Domains[0].Aliases["postmaster"] = []string{"Alice"} }, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "case-sensitive match", rcpt: addr("Alice@example.org"), mutate: func(c *Config) { c.CaseSensitive = true; c.Domains[0].Aliases["postmaster"] = []string{"Alice"} }, want: []want{{path: "example.org/Alice"}}},
+		{name: "details off", rcpt: addr("bob+lists@example.org"), mutate: func(c *Config) { c.DetailDelimiter = ""; delete(c.Domains[0].Aliases, "fixed") }, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "two delimiters", rcpt: addr("bob-lists@example.org"), mutate: func(c *Config) { c.DetailDelimiter = "+-" }, want: []want{{path: "example.org/bob", folder: ".lists", detail: "lists"}}},
+		{name: "detail folders off", rcpt: addr("bob+lists@example.org"), mutate: func(c *Config) { c.Maildir.DetailFolders = false }, want: []want{{path: "example.org/bob", detail: "lists"}}},
+		{name: "detail in template, no folder", rcpt: addr("bob+lists@example.org"), mutate: func(c *Config) { c.Maildir.Template = "{domain}/{user}/{detail}x" }, want: []want{{path: "example.org/bob/listsx", detail: "lists"}}},
+		{name: "local part too long for a path", rcpt: addr(strings.Repeat("a", 300) + "@example.net"), code: 553, ec: protocol.EnhancedCode{5, 1, 3}},
+		{name: "hostile any-user local part", rcpt: protocol.Address{LocalPart: `"../../etc/x"`, Domain: "example.net"}, want: []want{{path: "example.net/%2E.%2F..%2Fetc%2Fx"}}},
+		{name: "external lookup hit", rcpt: addr("Ext+d@example.org"), lookup: &fakeLookup{users: map[string]bool{"ext@example.org": true}}, want: []want{{path: "example.org/ext", user: "ext", detail: "d", folder: ".d"}}},
+		{name: "external lookup miss", rcpt: addr("ext@example.org"), lookup: &fakeLookup{}, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "external lookup temporary failure", rcpt: addr("ext@example.org"), lookup: &fakeLookup{err: errors.New("db down")}, code: 451, ec: protocol.EnhancedCode{4, 3, 0}},
+		{name: "configured user skips lookup", rcpt: addr("bob@example.org"), lookup: &fakeLookup{err: errors.New("db down")}, want: []want{{path: "example.org/bob"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("/srv/mail")
+			if tt.mutate != nil {
+				tt.mutate(&cfg)
+			}
+			tab, err := compile(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ext UserLookup
+			if tt.lookup != nil {
+				ext = tt.lookup
+			}
+			got, err := tab.lookup(context.Background(), tt.rcpt, tt.proto, ext)
+			if tt.code != 0 {
+				checkCode(t, err, tt.code, tt.ec)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("%d targets, want %d: %+v", len(got), len(tt.want), got)
+			}
+			for i, w := range tt.want {
+				g := got[i]
+				check := func(what, got, want string) {
+					if want != "" && got != want {
+						t.Errorf("target %d %s = %q, want %q", i, what, got, want)
+					}
+				}
+				check("path", g.mailbox.Path, w.path)
+				check("folder", g.mailbox.Folder, w.folder)
+				if w.folder == "" && w.path != "" && g.mailbox.Folder != "" {
+					t.Errorf("target %d folder = %q, want INBOX", i, g.mailbox.Folder)
+				}
+				check("user", g.user, w.user)
+				check("detail", g.detail, w.detail)
+				check("addr", g.addr, w.addr)
+				check("backend", g.route.backend(), w.backend)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"no domains", func(c *Config) { c.Domains = nil }, "no domains"},
+		{"empty domain", func(c *Config) { c.Domains[0].Name = "" }, "empty domain name"},
+		{"domain with @", func(c *Config) { c.Domains[0].Name = "a@b" }, "contains '@'"},
+		{"duplicate domain", func(c *Config) { c.Domains[1].Name = "EXAMPLE.org" }, "listed twice"},
+		{"duplicate user", func(c *Config) { c.Domains[0].Users = append(c.Domains[0].Users, User{Name: "BOB"}) }, "user BOB listed twice"},
+		{"user with space", func(c *Config) { c.Domains[0].Users[0].Name = "b ob" }, "white space"},
+		{"alias shadowed by user", func(c *Config) { c.Domains[0].Aliases["bob"] = []string{"alice"} }, "is also a user"},
+		{"alias without targets", func(c *Config) { c.Domains[0].Aliases["x"] = nil }, "has no targets"},
+		{"alias to non-user", func(c *Config) { c.Domains[0].Aliases["x"] = []string{"nobody"} }, "not a user"},
+		{"alias chain", func(c *Config) { c.Domains[0].Aliases["x"] = []string{"sales"} }, "not a user"},
+		{"alias to foreign domain", func(c *Config) { c.Domains[0].Aliases["x"] = []string{"a@elsewhere.example"} }, "not served"},
+		{"catch-all to non-user", func(c *Config) { c.Domains[2].CatchAll = []string{"nobody@example.org"} }, "catch-all"},
+		{"catch-all with any-user", func(c *Config) { c.Domains[1].CatchAll = []string{"bob@example.org"} }, "no effect with any-user"},
+		{"bad delimiter", func(c *Config) { c.DetailDelimiter = "@" }, "detail delimiter"},
+		{"non-ASCII delimiter", func(c *Config) { c.DetailDelimiter = "ü" }, "detail delimiter"},
+		{"no maildir root", func(c *Config) { c.Maildir.Root = "" }, "maildir root is required"},
+		{"relative maildir root", func(c *Config) { c.Maildir.Root = "mail" }, "absolute"},
+		{"bad template", func(c *Config) { c.Maildir.Template = "../{user}" }, "template"},
+		{"bad user template", func(c *Config) { c.Domains[0].Users[3].Route.Maildir = "{nope}" }, "unknown placeholder"},
+		{"maildir and pipe", func(c *Config) {
+			c.Domains[0].Users[0].Route = Route{Maildir: "x/{user}", Pipe: &Pipe{Command: pipe.Command{Argv: []string{"true"}}}}
+		}, "both a maildir and a pipe"},
+		{"bad pipe", func(c *Config) { c.Domains[4].Route.Pipe.Argv = nil }, "pipe"},
+		{"missing program", func(c *Config) { c.Domains[4].Route.Pipe.Argv = []string{"/nonexistent/prog"} }, "pipe"},
+		{"relative spool dir", func(c *Config) { c.Spool.Dir = "spool" }, "spool dir"},
+		{"negative max size", func(c *Config) { c.Maildir.MaxMessageBytes = -1 }, "negative"},
+		{"postmaster not an address", func(c *Config) { c.Postmaster = "root" }, "postmaster"},
+		{"postmaster does not route", func(c *Config) { c.Postmaster = "nobody@example.org" }, "does not route"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("/srv/mail")
+			tt.mutate(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("valid", func(t *testing.T) {
+		cfg := testConfig("/srv/mail")
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("pipe only needs no root", func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Domains = []Domain{{Name: "x", AnyUser: true, Route: Route{Pipe: &Pipe{Command: pipe.Command{Argv: []string{"true"}}}}}}
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("all problems reported", func(t *testing.T) {
+		cfg := testConfig("")
+		cfg.DetailDelimiter = "@"
+		err := cfg.Validate()
+		if err == nil || !strings.Contains(err.Error(), "root") || !strings.Contains(err.Error(), "delimiter") {
+			t.Errorf("Validate = %v, want both problems", err)
+		}
+	})
+}

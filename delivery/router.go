@@ -1,0 +1,130 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lmtpd/lmtpd/delivery/maildir"
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+// Options are the parts of a Router that are not configuration: seams for
+// tests and optional sources of users. The zero value uses the real file
+// system and clock.
+type Options struct {
+	// FS replaces the maildir file system (maildir.NewRootFS on
+	// Config.Maildir.Root); for tests.
+	FS maildir.FS
+	// Now replaces time.Now for maildir file names and tmp/ cleanup.
+	Now func() time.Time
+	// Names replaces the maildir unique-name source.
+	Names maildir.NameSource
+	// Lookup, if set, is asked about local parts the configuration does
+	// not list (see UserLookup).
+	Lookup UserLookup
+}
+
+// Router is the delivery backend: it routes recipients at RCPT time and
+// delivers each message to maildirs and pipe commands, with one status
+// per recipient. It implements protocol.Backend; its transactions
+// implement protocol.Stager.
+//
+// A Router is safe for concurrent use. Reload swaps the configuration
+// atomically; a transaction keeps the configuration it started with.
+type Router struct {
+	opts  Options
+	state atomic.Pointer[state]
+
+	mu     sync.Mutex
+	stores map[storeKey]*maildir.Store
+	closed bool
+}
+
+// state is one configuration with what it needs.
+type state struct {
+	tab   *table
+	store *maildir.Store // nil without maildir root
+}
+
+var _ protocol.Backend = (*Router)(nil)
+
+// New validates cfg and returns a Router for it.
+func New(cfg Config, opts Options) (*Router, error) {
+	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store)}
+	if err := r.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload validates cfg and, if it is valid, makes it the configuration of
+// new transactions. On error the running configuration stays. Maildir
+// state (group commit, created-maildir cache) is kept when the maildir
+// settings did not change.
+func (r *Router) Reload(cfg Config) error {
+	tab, err := compile(&cfg)
+	if err != nil {
+		return err
+	}
+	st := &state{tab: tab}
+	if cfg.Maildir.Root != "" || r.opts.FS != nil {
+		if st.store, err = r.storeFor(&cfg); err != nil {
+			return err
+		}
+	}
+	r.state.Store(st)
+	return nil
+}
+
+// storeFor returns the Store for cfg's maildir settings, shared between
+// configurations with equal settings. Stores are closed by Close only,
+// since transactions of an old configuration may still use theirs.
+func (r *Router) storeFor(cfg *Config) (*maildir.Store, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errClosed
+	}
+	k := cfg.storeKey()
+	if s := r.stores[k]; s != nil {
+		return s, nil
+	}
+	s, err := maildir.New(maildir.Options{
+		Root:            cfg.Maildir.Root,
+		FS:              r.opts.FS,
+		Now:             r.opts.Now,
+		Names:           r.opts.Names,
+		Hostname:        cfg.Maildir.Hostname,
+		MaxMessageBytes: cfg.Maildir.MaxMessageBytes,
+		CreateFolders:   cfg.Maildir.CreateFolders,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.stores[k] = s
+	return s, nil
+}
+
+var errClosed = errors.New("delivery: router closed")
+
+// Close releases the maildir roots. Transactions must have ended.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	var errs []error
+	for k, s := range r.stores {
+		errs = append(errs, s.Close())
+		delete(r.stores, k)
+	}
+	return errors.Join(errs...)
+}
+
+// Mail starts a transaction. Every sender is accepted: lmtpd delivers
+// what the MTA in front of it accepted.
+func (r *Router) Mail(ctx context.Context, conn *protocol.ConnState, from protocol.Address, params *protocol.MailParams) (protocol.Transaction, error) {
+	return &transaction{r: r, st: r.state.Load(), conn: conn, from: from, params: params}, nil
+}
