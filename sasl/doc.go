@@ -1,0 +1,66 @@
+// Package sasl implements the server side of the SASL mechanisms lmtpd
+// offers for SMTP AUTH (RFC 4954), on the Server interface of
+// github.com/emersion/go-sasl, and the credential store behind them.
+//
+// # Mechanisms
+//
+//   - PLAIN, RFC 4616, wrapping go-sasl's parser (NewPlainServer);
+//   - LOGIN, draft-murchison-sasl-login-00 (NewLoginServer);
+//   - SCRAM-SHA-256, RFC 5802 and RFC 7677, without channel binding:
+//     advertise SCRAM-SHA-256, never SCRAM-SHA-256-PLUS (NewScramServer);
+//   - CRAM-MD5, RFC 2195, off unless a user has a CRAM secret
+//     (NewCramMD5Server).
+//
+// Store.NewServer builds any of them against a Store; IsPlaintext tells
+// which must be offered only under TLS.
+//
+// # Credentials
+//
+// Passwords are stored as argon2id PHC strings (RFC 9106; HashPassword),
+// and bcrypt hashes are accepted for verification (VerifyPassword). SCRAM
+// keys are stored as salted keys, never the password, in PostgreSQL's
+// text encoding (NewScramCredentials, ParseScramCredentials). MakeSecrets
+// makes both from one password.
+//
+// # What callers can rely on
+//
+//   - Errors from a Server's Next match ErrMalformed (the client broke the
+//     mechanism: answer 501) or ErrAuthFailed (credentials not proven:
+//     answer 535 5.7.8); anything else is an internal failure (answer
+//     454). Store.NewServer fails with ErrUnsupportedMechanism (504).
+//   - An unknown user and a wrong password are indistinguishable: the same
+//     error, and the same work. PLAIN and LOGIN verify a dummy hash with
+//     the parameters of the users' hashes; SCRAM-SHA-256 carries on with a
+//     fake, stable salt and fails only at the proof; CRAM-MD5 computes the
+//     digest with a fake secret.
+//   - Comparisons of hashes, proofs and digests are constant time.
+//   - Nothing in this package logs. Error texts contain no password, proof,
+//     key or hash, and no client-sent name (a user name is often a
+//     mistyped password). ScramCredentials, CRAMSecret and User print as
+//     "[REDACTED]" with fmt, encoding/json and log/slog.
+//   - User names are compared after PrepareUsername, the SASLprep subset it
+//     documents: exact for ASCII, without Unicode normalisation otherwise.
+//   - Store is safe for concurrent use; a Server serves one exchange on one
+//     goroutine.
+//
+// # Why CRAM-MD5 is off by default
+//
+// CRAM-MD5 keeps the password off the wire, but at a price the other
+// mechanisms do not pay:
+//
+//   - the server must keep a password-equivalent secret: the plaintext or
+//     the HMAC-MD5 precomputed key, which answers any challenge, so a leak
+//     of the credentials file lets the thief log in without cracking
+//     anything (SCRAM's StoredKey does not);
+//   - that secret is unsalted and costs two MD5 compressions per guess, so
+//     a leaked one gives up the password to a GPU quickly, whatever
+//     argon2id protects the same password with elsewhere;
+//   - MD5 is long broken for collision resistance, and the exchange gives
+//     no mutual authentication: the client learns nothing about whether it
+//     talks to the real server.
+//
+// SCRAM-SHA-256 has none of these faults, and PLAIN or LOGIN under TLS
+// keep only an argon2id hash. CRAM-MD5 is therefore offered only when an
+// administrator gives at least one user a CRAM secret (User.CRAM, in
+// Dovecot's "{CRAM-MD5}" format), and it works only for those users.
+package sasl
