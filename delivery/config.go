@@ -53,6 +53,8 @@ type Config struct {
 	// Spool configures the one copy of each message kept while it is
 	// delivered.
 	Spool SpoolConfig
+	// Dedup configures idempotent delivery (off by default).
+	Dedup DedupConfig
 }
 
 // Domain is one served domain.

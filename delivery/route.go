@@ -203,6 +203,14 @@ func compile(cfg *Config) (*table, error) {
 			errs = append(errs, err)
 		}
 	}
+	if cfg.Dedup.Enabled {
+		if err := checkAbs("dedup journal path", cfg.Dedup.Path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if cfg.Dedup.Window < 0 {
+		fail("dedup window %v is negative", cfg.Dedup.Window)
+	}
 	if cfg.Postmaster != "" {
 		local, dom, ok := strings.Cut(cfg.Postmaster, "@")
 		if !ok || local == "" || dom == "" {

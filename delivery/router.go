@@ -38,22 +38,24 @@ type Router struct {
 	opts  Options
 	state atomic.Pointer[state]
 
-	mu     sync.Mutex
-	stores map[storeKey]*maildir.Store
-	closed bool
+	mu       sync.Mutex
+	stores   map[storeKey]*maildir.Store
+	journals map[string]*journal
+	closed   bool
 }
 
 // state is one configuration with what it needs.
 type state struct {
-	tab   *table
-	store *maildir.Store // nil without maildir root
+	tab     *table
+	store   *maildir.Store // nil without maildir root
+	journal *journal       // nil unless Dedup.Enabled
 }
 
 var _ protocol.Backend = (*Router)(nil)
 
 // New validates cfg and returns a Router for it.
 func New(cfg Config, opts Options) (*Router, error) {
-	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store)}
+	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
 	if err := r.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -75,8 +77,35 @@ func (r *Router) Reload(cfg Config) error {
 			return err
 		}
 	}
+	if cfg.Dedup.Enabled {
+		if st.journal, err = r.journalFor(cfg.Dedup); err != nil {
+			return err
+		}
+	}
 	r.state.Store(st)
 	return nil
+}
+
+// journalFor returns the dedup journal at c.Path, opened once per Router.
+func (r *Router) journalFor(c DedupConfig) (*journal, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, errClosed
+	}
+	if j := r.journals[c.Path]; j != nil {
+		return j, nil
+	}
+	now := r.opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	j, err := openJournal(c.Path, c.window(), now)
+	if err != nil {
+		return nil, err
+	}
+	r.journals[c.Path] = j
+	return j, nil
 }
 
 // storeFor returns the Store for cfg's maildir settings, shared between
@@ -119,6 +148,10 @@ func (r *Router) Close() error {
 	for k, s := range r.stores {
 		errs = append(errs, s.Close())
 		delete(r.stores, k)
+	}
+	for k, j := range r.journals {
+		errs = append(errs, j.close())
+		delete(r.journals, k)
 	}
 	return errors.Join(errs...)
 }

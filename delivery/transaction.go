@@ -3,6 +3,8 @@ package delivery
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"net"
 	"path/filepath"
@@ -73,8 +75,10 @@ func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status pr
 	d.stageMaildir(ctx)
 	d.settle()
 	d.commitMaildir(ctx)
+	d.record(ctx)
 	d.settle()
 	d.runPipes(ctx)
+	d.record(ctx)
 	d.settle()
 	return nil
 }
@@ -98,6 +102,7 @@ func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 		return err
 	}
 	d.runPipes(ctx)
+	d.record(ctx)
 	if err := d.firstError(); err != nil {
 		d.abort()
 		d.logAll(ctx)
@@ -117,6 +122,7 @@ func (t *transaction) Commit(ctx context.Context) error {
 	}
 	t.staged = nil
 	d.commitMaildir(ctx)
+	d.record(ctx)
 	d.logAll(ctx)
 	return d.firstError()
 }
@@ -161,6 +167,8 @@ type job struct {
 	err     error
 	done    bool
 	elapsed time.Duration
+	dkey    string // dedup journal key, when the journal is on
+	dup     bool   // delivered before, within the dedup window
 }
 
 var lfPool = sync.Pool{New: func() any { return spool.NewLFWriter(nil) }}
@@ -226,7 +234,51 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 			d.byRcpt[i] = append(d.byRcpt[i], j)
 		}
 	}
+	if t.st.journal != nil {
+		d.dedup(ctx)
+	}
 	return d, nil
+}
+
+// dedup marks the jobs the journal says were delivered already as done.
+func (d *delivery) dedup(ctx context.Context) {
+	msgKey := strings.TrimSpace(d.msg.Header.Get("Message-ID"))
+	if msgKey == "" {
+		h := sha256.New()
+		if _, err := d.sp.WriteTo(h); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("dedup: cannot digest the body; not deduplicating")
+			return
+		}
+		msgKey = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	}
+	w := d.t.st.tab.cfg.Dedup.window()
+	for _, j := range d.jobs {
+		if j.done {
+			continue
+		}
+		j.dkey = dedupKey(msgKey, d.t.from.String(), j.tg.key())
+		if d.t.st.journal.has(j.dkey, w) {
+			j.done, j.dup = true, true
+		}
+	}
+}
+
+// record writes the keys of newly delivered jobs to the dedup journal.
+func (d *delivery) record(ctx context.Context) {
+	jr := d.t.st.journal
+	if jr == nil {
+		return
+	}
+	var keys []string
+	for _, j := range d.jobs {
+		if j.done && j.err == nil && !j.dup && j.dkey != "" {
+			keys = append(keys, j.dkey)
+			j.dkey = ""
+		}
+	}
+	if err := jr.add(d.t.st.tab.cfg.Dedup.window(), keys...); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("dedup: cannot write the journal")
+	}
 }
 
 // planJob applies the loop check and builds the job's header.
@@ -514,7 +566,9 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	}
 	var backends, files, commands []string
 	var elapsed time.Duration
+	dup := false
 	for _, j := range d.byRcpt[i] {
+		dup = dup || j.dup
 		backends = append(backends, j.tg.route.backend())
 		if j.file != "" {
 			files = append(files, j.file)
@@ -536,6 +590,9 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	}
 	if len(commands) > 0 {
 		ev = ev.Strs("command", commands)
+	}
+	if dup {
+		ev = ev.Bool("duplicate", true)
 	}
 	ev.Msg(outcome)
 }

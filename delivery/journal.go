@@ -1,0 +1,193 @@
+package delivery
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// DedupConfig configures idempotent delivery: a journal of recent
+// deliveries so that a client that resends a transaction after losing the
+// final reply (the classic LMTP duplicate, RFC 2033 section 4.2: "the
+// message may be sent more than once") does not deliver a second copy.
+// The resend still gets its 250.
+type DedupConfig struct {
+	// Enabled turns the journal on. Default false.
+	Enabled bool
+	// Path is the journal file, an absolute path. Required when enabled.
+	Path string
+	// Window is how long a delivery is remembered; 0 means
+	// DefaultDedupWindow.
+	Window time.Duration
+}
+
+// DefaultDedupWindow is the journal window when DedupConfig.Window is 0:
+// long enough for an MTA's first retries (Postfix retries after 5 to 15
+// minutes), short enough that a message deliberately sent again a day
+// later is delivered.
+const DefaultDedupWindow = 2 * time.Hour
+
+func (c *DedupConfig) window() time.Duration {
+	if c.Window <= 0 {
+		return DefaultDedupWindow
+	}
+	return c.Window
+}
+
+// journal remembers delivered (message, destination) keys. Entries are
+// appended to a file without fsync: the journal is an optimisation, and a
+// crash that loses its last lines costs at most a duplicate, which is what
+// happens without it. Safe for concurrent use.
+type journal struct {
+	mu      sync.Mutex
+	path    string
+	f       *os.File
+	seen    map[string]time.Time
+	written int // lines in the file
+	now     func() time.Time
+}
+
+// openJournal loads the journal at path, dropping entries older than
+// window, and opens it for appending.
+func openJournal(path string, window time.Duration, now func() time.Time) (*journal, error) {
+	j := &journal{path: path, seen: make(map[string]time.Time), now: now}
+	f, err := os.Open(path)
+	switch {
+	case err == nil:
+		cutoff := now().Add(-window)
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			ts, key, ok := strings.Cut(sc.Text(), " ")
+			sec, err := strconv.ParseInt(ts, 10, 64)
+			if !ok || err != nil || len(key) != 64 {
+				continue // a line torn by a crash
+			}
+			if t := time.Unix(sec, 0); t.After(cutoff) {
+				j.seen[key] = t
+			}
+			j.written++
+		}
+		err = sc.Err()
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("dedup journal %s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return nil, fmt.Errorf("dedup journal: %w", err)
+	}
+	if err := j.rewrite(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// rewrite replaces the file with the live entries and reopens it for
+// appending. Called with mu held (or before j is shared).
+func (j *journal) rewrite() error {
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("dedup journal: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for k, t := range j.seen {
+		fmt.Fprintf(w, "%d %s\n", t.Unix(), k)
+	}
+	err = w.Flush()
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, j.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("dedup journal: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(j.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("dedup journal: %w", err)
+	}
+	j.written = len(j.seen)
+	return nil
+}
+
+// dedupKey is the journal key of a message id (the Message-ID field, or a
+// digest of the body when there is none) and a destination.
+func dedupKey(msgKey, sender, dest string) string {
+	h := sha256.New()
+	for _, s := range []string{msgKey, sender, dest} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// has reports whether key was recorded within window.
+func (j *journal) has(key string, window time.Duration) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	t, ok := j.seen[key]
+	return ok && j.now().Sub(t) < window
+}
+
+// add records keys. Failures to write are returned for the log; the
+// in-memory record is kept anyway.
+func (j *journal) add(window time.Duration, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	now := j.now()
+	var b strings.Builder
+	for _, k := range keys {
+		j.seen[k] = now
+		fmt.Fprintf(&b, "%d %s\n", now.Unix(), k)
+	}
+	_, err := j.f.WriteString(b.String())
+	j.written += len(keys)
+	if j.written > 2*len(j.seen)+1024 {
+		cutoff := now.Add(-window)
+		for k, t := range j.seen {
+			if !t.After(cutoff) {
+				delete(j.seen, k)
+			}
+		}
+		if rerr := j.rewrite(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+func (j *journal) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}

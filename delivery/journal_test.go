@@ -1,0 +1,171 @@
+package delivery
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lmtpd/lmtpd/delivery/maildir"
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func dedupConfig(root, journal string) Config {
+	cfg := testConfig(root)
+	cfg.Dedup = DedupConfig{Enabled: true, Path: journal, Window: time.Hour}
+	return cfg
+}
+
+func TestDedup(t *testing.T) {
+	withID := "Message-ID: <m1@example.com>\r\n" + testText
+	tests := []struct {
+		name      string
+		first     string
+		second    string
+		advance   time.Duration
+		restart   bool
+		wantCopies int
+	}{
+		{"same Message-ID", withID, withID, 0, false, 1},
+		{"same Message-ID after restart", withID, withID, 0, true, 1},
+		{"same Message-ID after the window", withID, withID, 2 * time.Hour, false, 2},
+		{"no Message-ID, same body", testText, testText, 0, false, 1},
+		{"no Message-ID, other body", testText, testText + "more\r\n", 0, false, 2},
+		{"other Message-ID", withID, "Message-ID: <m2@example.com>\r\n" + testText, 0, false, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			jpath := filepath.Join(t.TempDir(), "journal")
+			clock := &fakeClock{t: time.Now()}
+			opts := Options{Now: clock.now}
+			r := newRouter(t, dedupConfig(root, jpath), opts)
+			rcpts := []string{"bob@example.org", "zed@example.net"}
+			st, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", rcpts, tt.first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock.add(tt.advance)
+			if tt.restart {
+				r.Close()
+				r = newRouter(t, dedupConfig(root, jpath), opts)
+			}
+			var logs bytes.Buffer
+			st, _, err = run(t, testCtx(t, &logs), r, protocol.LMTP, "a@b", rcpts, tt.second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range rcpts {
+				if e, ok := st.get(i); !ok || e != nil {
+					t.Errorf("resend, recipient %d: %v (set %v), want 250", i, e, ok)
+				}
+			}
+			for _, d := range []string{"example.org/bob", "example.net/zed"} {
+				if n := len(maildirFiles(t, root, d)); n != tt.wantCopies {
+					t.Errorf("%s has %d copies, want %d", d, n, tt.wantCopies)
+				}
+			}
+			if dup := strings.Contains(logs.String(), `"duplicate":true`); dup != (tt.wantCopies == 1) {
+				t.Errorf("log marks duplicate: %v, want %v", dup, tt.wantCopies == 1)
+			}
+		})
+	}
+}
+
+func TestDedupFailureNotRecorded(t *testing.T) {
+	root := t.TempDir()
+	jpath := filepath.Join(t.TempDir(), "journal")
+	text := "Message-ID: <m1@example.com>\r\n" + testText
+	ffs := &failFS{FS: maildir.NewRootFS(root), match: "bob", err: syscall.ENOSPC}
+	r := newRouter(t, dedupConfig(root, jpath), Options{FS: ffs})
+	st, _, _ := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"bob@example.org"}, text)
+	e, _ := st.get(0)
+	checkCode(t, e, 452, protocol.EnhancedCode{4, 3, 1})
+	ffs.match = "\x00never"
+	st, _, _ = run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"bob@example.org"}, text)
+	if e, _ := st.get(0); e != nil {
+		t.Fatal(e)
+	}
+	if n := len(maildirFiles(t, root, "example.org/bob")); n != 1 {
+		t.Errorf("retry after a failure: %d copies, want 1", n)
+	}
+}
+
+func TestJournalFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal")
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	key := func(s string) string { return dedupKey(s, "", "") }
+	old, live := key("old"), key("live")
+	content := "1699990000 " + old + "\n" + // older than the window
+		"1699999990 " + live + "\n" +
+		"garbage\n" +
+		"1699999991 " + live[:20] // torn by a crash
+	os.WriteFile(path, []byte(content), 0o600)
+	j, err := openJournal(path, time.Hour, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if j.has(old, time.Hour) || !j.has(live, time.Hour) {
+		t.Errorf("has(old) %v has(live) %v", j.has(old, time.Hour), j.has(live, time.Hour))
+	}
+	b, _ := os.ReadFile(path)
+	if string(b) != "1699999990 "+live+"\n" {
+		t.Errorf("journal not compacted on open:\n%s", b)
+	}
+	// Compaction while running: many adds, then expiry.
+	for i := 0; i < 1500; i++ {
+		if err := j.add(time.Hour, key(strings.Repeat("x", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(2 * time.Hour)
+	for i := 0; i < 1100; i++ {
+		j.add(time.Hour, key(strings.Repeat("y", i)))
+	}
+	b, _ = os.ReadFile(path)
+	if n := strings.Count(string(b), "\n"); n > 2*1100+1024 {
+		t.Errorf("journal has %d lines after compaction", n)
+	}
+	if j.has(key("x"), time.Hour) {
+		t.Error("expired entry still present")
+	}
+	if _, err := openJournal(filepath.Join(dir, "missing", "journal"), time.Hour, clock); err == nil {
+		t.Error("journal in a missing directory opened")
+	}
+}
+
+func TestDedupValidate(t *testing.T) {
+	cfg := testConfig("/srv/mail")
+	cfg.Dedup = DedupConfig{Enabled: true}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dedup journal path") {
+		t.Errorf("Validate = %v", err)
+	}
+	cfg.Dedup = DedupConfig{Window: -time.Second}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dedup window") {
+		t.Errorf("Validate = %v", err)
+	}
+}
