@@ -111,8 +111,9 @@ func streamReadError(err error) error {
 // the delivery goroutine to return, so the Transaction is never used by
 // two goroutines.
 func (b *bdatState) abandon() {
+	defer b.c.renewContext()
 	b.once.Do(func() {
-		b.d.cancel(errBdatAborted)
+		b.c.cancelConn(errBdatAborted)
 		close(b.abort)
 	})
 	<-b.done
@@ -241,7 +242,8 @@ func (c *conn) startBdat() *bdatState {
 				c.log.Error().Interface("panic", v).Msg("backend panicked during BDAT")
 			}
 		}()
-		d.run(&trackingReader{r: bdatReader{b}, d: d})
+		d.track.r = bdatReader{b}
+		d.run(&d.track)
 	}()
 	return b
 }

@@ -48,8 +48,31 @@ type conn struct {
 	state ConnState
 	log   zerolog.Logger
 
-	ctx    context.Context // cancelled when the connection ends
-	cancel context.CancelCauseFunc
+	// ctx is cancelled when the connection ends, the client goes away
+	// during a delivery, or a delivery outlives its budget; it is what
+	// backends receive. Only the connection goroutine replaces it
+	// (renewContext); other goroutines cancel it through cancelConn.
+	ctx      context.Context
+	cancelMu sync.Mutex
+	cancelFn context.CancelCauseFunc
+
+	// Per-connection state reused by every message.
+	dr          dataReader
+	dlv         delivery
+	txv         transaction
+	msgv        Message
+	onDataEnd   func()
+	hdr         headerScratch
+	rcvBuf      []byte
+	active      atomic.Pointer[delivery] // the delivery in flight, for the timers
+	budgetTimer *time.Timer
+	slowTimer   *time.Timer
+	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
+
+	// Read deadline bookkeeping (see connReader).
+	deadlineDirty atomic.Bool
+	lastDeadline  time.Time
+	lastTimeout   time.Duration
 
 	// readTimeout is the deadline applied to each network read: the
 	// command timeout, or the data timeout inside DATA and BDAT.
@@ -75,7 +98,8 @@ type transaction struct {
 	from   Address
 	params MailParams
 	rcpts  []*Recipient
-	bdat   *bdatState // non-nil once BDAT started
+	store  []Recipient // backing store of accepted and refused recipients
+	bdat   *bdatState  // non-nil once BDAT started
 	failed error      // a BDAT chunk failed: later chunks are discarded
 }
 
@@ -95,9 +119,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 		Str("proto", s.Protocol.String()).
 		Str("peer", nc.RemoteAddr().String()).
 		Logger()
-	ctx, cancel := context.WithCancelCause(context.Background())
-	c.ctx = c.log.WithContext(ctx)
-	c.cancel = cancel
+	c.renewContext()
+	c.onDataEnd = c.dataEnded
 	c.readTimeout.Store(int64(orDur(s.CommandTimeout, DefaultCommandTimeout)))
 	c.br = bufio.NewReaderSize(&connReader{c}, readBufferSize)
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
@@ -114,18 +137,62 @@ type connReader struct{ c *conn }
 func (r *connReader) Read(p []byte) (int, error) {
 	c := r.c
 	c.wmu.Lock()
-	err := c.bw.Flush()
+	var err error
+	if c.bw.Buffered() > 0 {
+		err = c.bw.Flush()
+	}
 	c.wmu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	c.nc.SetReadDeadline(time.Now().Add(time.Duration(c.readTimeout.Load())))
-	// Checked after setting the deadline: whoever sets interrupt sets it
-	// first and the deadline after, so one of the two stops this read.
+	// The deadline is refreshed when the phase's timeout changed, when
+	// someone else moved it (interruptRead), or when an eighth of the
+	// timeout has passed since it was set: a timeout fires between 7/8 and
+	// 8/8 of its value after the last read, without a deadline call on
+	// every read.
+	timeout := time.Duration(c.readTimeout.Load())
+	now := time.Now()
+	if c.deadlineDirty.Swap(false) || timeout != c.lastTimeout || now.Sub(c.lastDeadline) > timeout/8 {
+		c.nc.SetReadDeadline(now.Add(timeout))
+		c.lastDeadline, c.lastTimeout = now, timeout
+	}
+	// Checked after the deadline: interruptRead sets interrupt first and the
+	// deadline after, so one of the two stops this read.
 	if c.interrupt.Load() {
 		return 0, errInterrupted
 	}
 	return c.nc.Read(p)
+}
+
+// interruptRead makes a read in progress or about to start return at once
+// (errInterrupted or a timeout). The caller clears c.interrupt when done.
+func (c *conn) interruptRead() {
+	c.interrupt.Store(true)
+	c.deadlineDirty.Store(true)
+	c.nc.SetReadDeadline(time.Now())
+}
+
+// cancelConn cancels the context backends hold. Safe from any goroutine.
+func (c *conn) cancelConn(cause error) {
+	c.cancelMu.Lock()
+	c.cancelFn(cause)
+	c.cancelMu.Unlock()
+}
+
+// renewContext gives the connection a fresh context when there is none yet
+// or the last one was cancelled while the session goes on (a delivery over
+// its budget, an abandoned BDAT).
+func (c *conn) renewContext() {
+	if c.ctx != nil && c.ctx.Err() == nil {
+		return
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c.cancelMu.Lock()
+	if c.cancelFn != nil {
+		c.cancelFn(nil)
+	}
+	c.ctx, c.cancelFn = c.log.WithContext(ctx), cancel
+	c.cancelMu.Unlock()
 }
 
 // refuse answers 421 to a connection that is not admitted and closes it.
@@ -139,7 +206,7 @@ func (c *conn) refuse(reason string) {
 	c.reply(CodeServiceUnavailable, ec, c.srv.hostname()+" "+reasonText(reason))
 	c.bw.Flush()
 	c.nc.Close()
-	c.cancel(ErrConnectionLost)
+	c.cancelConn(ErrConnectionLost)
 }
 
 func reasonText(reason string) string {
@@ -153,15 +220,14 @@ func reasonText(reason string) string {
 func (c *conn) shutdownRequested() {
 	c.shuttingDown.Store(true)
 	if c.idle.Load() {
-		c.interrupt.Store(true)
-		c.nc.SetReadDeadline(time.Now())
+		c.interruptRead()
 	}
 }
 
 // abort ends the connection at once (Server.Close, or Shutdown's context
 // expiring). Safe to call from any goroutine.
 func (c *conn) abort() {
-	c.cancel(ErrShuttingDown)
+	c.cancelConn(ErrShuttingDown)
 	c.nc.Close()
 }
 
@@ -177,7 +243,8 @@ func (c *conn) serve() {
 			c.wmu.Unlock()
 		}
 		c.endTransaction()
-		c.cancel(ErrConnectionLost)
+		c.stopTimers()
+		c.cancelConn(ErrConnectionLost)
 		c.nc.Close()
 		c.log.Debug().Dur("duration", time.Since(start)).Msg("connection closed")
 	}()
@@ -539,7 +606,10 @@ func (c *conn) cmdMail(arg string) bool {
 		c.replyErr(err)
 		return true
 	}
-	c.tx = &transaction{t: t, from: from, params: mp}
+	// The transaction value and its recipients' storage are reused by the
+	// connection (backends must not keep them past the transaction).
+	c.txv = transaction{t: t, from: from, params: mp, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
+	c.tx = &c.txv
 	c.reply(CodeOK, ecSenderOK, "Sender OK")
 	return true
 }
@@ -576,7 +646,8 @@ func (c *conn) cmdRcpt(arg string) bool {
 		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients")
 		return true
 	}
-	r := &Recipient{Address: to, Params: rp}
+	c.tx.store = append(c.tx.store, Recipient{Address: to, Params: rp})
+	r := &c.tx.store[len(c.tx.store)-1]
 	if err := c.tx.t.Rcpt(c.ctx, r); err != nil {
 		c.log.Info().Str("to", to.String()).Err(err).Msg("recipient rejected")
 		c.replyErr(err)
@@ -626,14 +697,16 @@ func (c *conn) cmdData(arg string) bool {
 	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
 	defer c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
 
-	dr := newDataReader(c.br, dataOptions{
+	c.dr = dataReader{br: c.br, bol: true, opt: dataOptions{
 		MaxBytes:      c.srv.maxMessageBytes(),
 		MaxLineLength: c.srv.maxTextLineLength(),
 		Normalize:     c.srv.BareLineEndings == NormalizeBareLineEndings,
-	})
+	}}
+	dr := &c.dr
 	d := c.newDelivery()
-	dr.onEnd = d.inputEnded
-	d.run(&trackingReader{r: dr, d: d})
+	dr.onEnd = c.onDataEnd
+	d.track.r = dr
+	d.run(&d.track)
 	if !dr.Done() && !dr.Broken() {
 		if err := dr.Drain(c.drainLimit()); err != nil {
 			d.setStreamErr(err)
@@ -641,6 +714,10 @@ func (c *conn) cmdData(arg string) bool {
 	}
 	return c.finishDelivery(d, dr.Done() && !dr.Broken())
 }
+
+// dataEnded is the data reader's end callback (bound once per connection
+// in c.onDataEnd, since a method value allocates each time it is made).
+func (c *conn) dataEnded() { c.dlv.inputEnded() }
 
 // drainLimit bounds how much of an abandoned message is read to find its
 // end before the connection is closed instead.

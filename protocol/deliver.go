@@ -1,9 +1,9 @@
 package protocol
 
 import (
-	"context"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -16,19 +16,21 @@ var errEOF = io.EOF
 //
 // Life cycle: run (header, then the backend's Data or Stage) while the
 // message streams in; inputEnded when the end of the message has been
-// consumed; finish (on the connection goroutine) writes the replies.
+// consumed; finishDelivery (on the connection goroutine) writes the replies.
 //
 // LMTP statuses are written as soon as they are known, in RCPT order, but
 // never before the whole message was received intact: until then nothing
 // is acknowledged, since a late stream error (bare LF, size) fails every
 // recipient.
+//
+// A connection reuses one delivery value, so a message costs no allocation
+// here; StatusSetter.Set must not be called after Data returns.
 type delivery struct {
-	c      *conn
-	tx     *transaction
-	msg    *Message
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	start  time.Time
+	c     *conn
+	tx    *transaction
+	msg   *Message
+	start time.Time
+	track trackingReader
 
 	mu        sync.Mutex
 	streamErr error   // the message is refused as a whole
@@ -38,32 +40,45 @@ type delivery struct {
 	next      int  // next LMTP status to write
 	inputDone bool
 	running   bool // the backend call is in progress
+	finished  bool // finishDelivery began: no watcher may start
 
 	backendErr error // Data's or Stage's return value
 	staged     bool  // Stage returned nil
 
-	watchDone chan struct{}
-	timer     *time.Timer
+	watchDone chan struct{} // non-nil while a disconnect watcher runs
 }
+
+// watchDelay is how long a delivery may run after the end of the message
+// before the server starts watching the connection for a disconnect. Fast
+// deliveries, the common case, never pay for the watcher.
+const watchDelay = 50 * time.Millisecond
 
 func (c *conn) newDelivery() *delivery {
 	c.txSeq++
 	n := len(c.tx.rcpts)
-	d := &delivery{
-		c:        c,
-		tx:       c.tx,
-		start:    time.Now(),
-		statuses: make([]error, n),
-		set:      make([]bool, n),
-	}
-	d.ctx, d.cancel = context.WithCancelCause(c.ctx)
-	d.msg = &Message{
+	d := &c.dlv
+	d.mu.Lock()
+	d.c, d.tx = c, c.tx
+	d.start = time.Now()
+	d.track = trackingReader{d: d}
+	d.streamErr, d.backendErr = nil, nil
+	d.statuses = slices.Grow(d.statuses[:0], n)[:n]
+	clear(d.statuses)
+	d.set = slices.Grow(d.set[:0], n)[:n]
+	clear(d.set)
+	d.ready, d.inputDone, d.running, d.finished, d.staged = false, false, false, false, false
+	d.next = 0
+	d.watchDone = nil
+	c.msgv = Message{
 		ID:         c.state.ID + "." + strconv.Itoa(c.txSeq),
 		Conn:       &c.state,
 		From:       c.tx.from,
 		Params:     &c.tx.params,
 		Recipients: c.tx.rcpts,
 	}
+	d.msg = &c.msgv
+	d.mu.Unlock()
+	c.active.Store(d)
 	return d
 }
 
@@ -71,7 +86,7 @@ func (c *conn) newDelivery() *delivery {
 func (d *delivery) Set(i int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if i < 0 || i >= len(d.set) || d.set[i] {
+	if i < 0 || i >= len(d.set) || d.set[i] || d.finished {
 		return
 	}
 	d.set[i] = true
@@ -93,8 +108,7 @@ func (d *delivery) setStreamErr(err error) {
 
 // inputEnded is called once the end of the message has been consumed
 // (the data reader's or the BDAT reader's end callback). It starts the
-// final-reply budget and, while the backend still works, a watcher that
-// cancels the delivery if the client goes away.
+// final-reply budget and the timer that starts the disconnect watcher.
 func (d *delivery) inputEnded() {
 	d.mu.Lock()
 	if d.inputDone {
@@ -102,32 +116,78 @@ func (d *delivery) inputEnded() {
 		return
 	}
 	d.inputDone = true
-	running := d.running
 	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
 		d.ready = true
 		d.flushLMTPLocked()
 	}
 	d.mu.Unlock()
+	d.c.armTimers()
+}
 
-	budget := orDur(d.c.srv.FinalReplyTimeout, DefaultFinalReplyTimeout)
-	d.timer = time.AfterFunc(budget, func() {
-		d.cancel(NewError(CodeLocalError, ecTempSys, "Delivery took too long, try again later"))
-	})
-	if running {
-		d.startWatcher()
+// armTimers starts the final-reply budget and the watcher delay. The
+// timers are made once per connection and reset per message.
+func (c *conn) armTimers() {
+	budget := orDur(c.srv.FinalReplyTimeout, DefaultFinalReplyTimeout)
+	c.budgetAt.Store(time.Now().Add(budget).UnixNano())
+	if c.budgetTimer == nil {
+		c.budgetTimer = time.AfterFunc(budget, c.budgetExpired)
+		c.slowTimer = time.AfterFunc(watchDelay, c.deliverySlow)
+		return
+	}
+	c.budgetTimer.Reset(budget)
+	c.slowTimer.Reset(watchDelay)
+}
+
+func (c *conn) stopTimers() {
+	if c.budgetTimer != nil {
+		c.budgetTimer.Stop()
+		c.slowTimer.Stop()
 	}
 }
 
-// startWatcher peeks at the connection while the backend delivers: input
-// arriving is left in the buffer (Postfix pipelines QUIT after the final
-// dot), but an EOF or reset means the client is gone and the delivery's
-// context is cancelled. The connection goroutine is inside the backend call
-// then and does not touch the reader.
-func (d *delivery) startWatcher() {
+// budgetExpired cancels a delivery that outlived FinalReplyTimeout.
+func (c *conn) budgetExpired() {
+	if time.Now().UnixNano() < c.budgetAt.Load() {
+		return // a stale firing from an earlier message
+	}
+	if d := c.active.Load(); d != nil {
+		d.mu.Lock()
+		running := d.running && !d.finished
+		d.mu.Unlock()
+		if running {
+			c.cancelConn(errBudgetExpired)
+		}
+	}
+}
+
+var errBudgetExpired = NewError(CodeLocalError, EnhancedCode{4, 4, 7}, "Delivery took too long, try again later")
+
+// deliverySlow starts the disconnect watcher for a delivery still running
+// watchDelay after the end of its message.
+func (c *conn) deliverySlow() {
+	d := c.active.Load()
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running && d.inputDone && !d.finished && d.watchDone == nil {
+		d.startWatcherLocked()
+	}
+}
+
+// startWatcherLocked peeks at the connection while the backend delivers:
+// input arriving is left in the buffer (Postfix pipelines QUIT after the
+// final dot), but an EOF or reset means the client is gone and the
+// connection's context, which the backend holds, is cancelled. The
+// connection goroutine is inside the backend call then and does not touch
+// the reader. d.mu is held.
+func (d *delivery) startWatcherLocked() {
 	c := d.c
-	d.watchDone = make(chan struct{})
+	done := make(chan struct{})
+	d.watchDone = done
 	go func() {
-		defer close(d.watchDone)
+		defer close(done)
 		for {
 			_, err := c.br.Peek(1)
 			switch {
@@ -139,26 +199,29 @@ func (d *delivery) startWatcher() {
 				continue // a quiet client is still there
 			default:
 				c.log.Info().Err(err).Msg("client went away during delivery")
-				d.cancel(ErrConnectionLost)
+				c.cancelConn(ErrConnectionLost)
 				return
 			}
 		}
 	}()
 }
 
+// stopWatcher ends the disconnect watcher and the timers; no watcher can
+// start afterwards.
 func (d *delivery) stopWatcher() {
-	if d.timer != nil {
-		d.timer.Stop()
-	}
-	if d.watchDone == nil {
+	c := d.c
+	c.stopTimers()
+	d.mu.Lock()
+	d.finished = true
+	done := d.watchDone
+	d.watchDone = nil
+	d.mu.Unlock()
+	if done == nil {
 		return
 	}
-	c := d.c
-	c.interrupt.Store(true)
-	c.nc.SetReadDeadline(time.Now())
-	<-d.watchDone
+	c.interruptRead()
+	<-done
 	c.interrupt.Store(false)
-	d.watchDone = nil
 }
 
 // run parses the header from r and hands the message to the backend. It
@@ -168,35 +231,36 @@ func (d *delivery) run(r io.Reader) {
 	hr := getHeaderReader(r)
 	defer putHeaderReader(hr)
 
-	hdr, body, err := readHeader(hr, orInt(c.srv.MaxHeaderBytes, DefaultMaxHeaderBytes))
+	var received []byte
+	if !c.srv.DisableReceived {
+		received = c.receivedField(d.msg)
+	}
+	hdr, body, err := readHeader(hr, orInt(c.srv.MaxHeaderBytes, DefaultMaxHeaderBytes), &c.hdr, received)
 	if err != nil {
 		d.setStreamErr(err)
 		return
 	}
-	if n := countReceived(&hdr); n > orInt(c.srv.MaxReceivedHeaders, DefaultMaxReceivedHeaders) {
+	hops := countReceived(&hdr)
+	if received != nil {
+		hops-- // ours
+	}
+	if hops > orInt(c.srv.MaxReceivedHeaders, DefaultMaxReceivedHeaders) {
 		d.setStreamErr(ErrTooManyHops)
 		return
-	}
-	if !c.srv.DisableReceived {
-		hdr.Add("Received", c.receivedValue(d.msg))
 	}
 	d.msg.Header = hdr
 	d.msg.Body = body
 
 	d.mu.Lock()
 	d.running = true
-	ended := d.inputDone
 	d.mu.Unlock()
-	if ended {
-		// The header reader already consumed the end of a small message.
-		d.startWatcher()
-	}
+	ctx := c.ctx
 	st, staging := d.tx.t.(Stager)
 	if staging && c.srv.Protocol == SMTP {
-		d.backendErr = st.Stage(d.ctx, d.msg)
+		d.backendErr = st.Stage(ctx, d.msg)
 		d.staged = d.backendErr == nil
 	} else {
-		d.backendErr = d.tx.t.Data(d.ctx, d.msg, d)
+		d.backendErr = d.tx.t.Data(ctx, d.msg, d)
 	}
 	d.mu.Lock()
 	d.running = false
@@ -211,8 +275,9 @@ func (d *delivery) run(r io.Reader) {
 func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 	d.stopWatcher()
 	defer func() {
-		d.cancel(nil)
+		c.active.Store(nil)
 		c.endTransaction()
+		c.renewContext()
 	}()
 	if !intact {
 		d.mu.Lock()
@@ -254,7 +319,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 	case streamErr != nil:
 		final = streamErr
 	case d.staged:
-		final = d.tx.t.(Stager).Commit(d.ctx)
+		final = d.tx.t.(Stager).Commit(c.ctx)
 		if final != nil && AsError(final) == nil {
 			final = WrapError(CodeLocalError, ecTempSys, "Delivery failed, try again later (session "+c.state.ID+")", final)
 		}
@@ -290,12 +355,12 @@ func (d *delivery) flushLMTPLocked() {
 	c.wmu.Lock()
 	for d.next < len(d.set) && d.set[d.next] {
 		err := d.statuses[d.next]
-		rcpt := d.msg.Recipients[d.next].Address.String()
+		rcpt := &d.msg.Recipients[d.next].Address
 		if err == nil {
-			c.reply(CodeOK, ecOK, "<"+rcpt+"> Delivered as "+d.msg.ID)
+			c.replyRcpt(CodeOK, ecOK, rcpt, "Delivered as ", d.msg.ID)
 		} else {
 			e := c.errorFor(err)
-			c.reply(e.Code, e.enhanced(), "<"+rcpt+"> "+e.Message)
+			c.replyRcpt(e.Code, e.enhanced(), rcpt, e.Message, "")
 		}
 		d.next++
 	}

@@ -29,67 +29,81 @@ func putHeaderReader(br *bufio.Reader) {
 	headerReaderPool.Put(br)
 }
 
+// headerScratch holds per-connection buffers for readHeader.
+type headerScratch struct {
+	raw    []byte // the header as read, reused
+	starts []int  // offset of each field in raw, reused
+}
+
 // readHeader reads the message header from br, bounded by max octets, and
-// parses it with go-message. The header ends at the first empty line (which
-// is consumed) or at the first line that cannot be a header field, which is
-// then the first line of the body (RFC 5322 section 2.1: a message without
-// a blank line is all header or all body). The returned body reader yields
-// the rest of the message; it reads through br.
-func readHeader(br *bufio.Reader, max int) (textproto.Header, io.Reader, error) {
-	var raw []byte
+// parses it into a go-message textproto.Header. The header ends at the
+// first empty line (which is consumed) or at the first line that cannot be
+// a header field, which then starts the body (RFC 5322 section 2.1). The
+// returned body reader yields the rest of the message through br.
+//
+// The header is kept in one buffer of its exact size that the fields
+// reference (textproto.Header.AddRaw), so fields the backend does not
+// touch are written back byte for byte.
+//
+// top, if not nil, is a complete field (the server's Received) added above
+// the message's own fields, in the same buffer.
+func readHeader(br *bufio.Reader, max int, sc *headerScratch, top []byte) (textproto.Header, io.Reader, error) {
+	raw := sc.raw[:0]
+	starts := sc.starts[:0]
+	defer func() { sc.raw, sc.starts = raw[:0], starts[:0] }()
 	var pending []byte // a body line read while looking for the header's end
+	inLine := false    // raw ends inside a line longer than br's buffer
+scan:
 	for {
 		line, err := br.ReadSlice('\n')
-		for errors.Is(err, bufio.ErrBufferFull) && len(raw)+len(line) <= max {
-			// A header line longer than the buffer: keep collecting.
-			raw = append(raw, line...)
-			line, err = br.ReadSlice('\n')
-		}
-		if errors.Is(err, bufio.ErrBufferFull) || len(raw)+len(line) > max {
+		if len(raw)+len(line) > max {
 			return textproto.Header{}, nil, ErrHeaderTooBig
 		}
-		if err != nil && err != io.EOF {
+		full := err == nil || err == io.EOF
+		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
 			return textproto.Header{}, nil, err
 		}
 		if len(line) == 0 && err == io.EOF {
 			break
 		}
-		lineStart := len(raw)
-		if lineStart > 0 && raw[lineStart-1] != '\n' {
-			// Continuing a line collected above.
-			raw = append(raw, line...)
-			if err == io.EOF {
-				break
-			}
-			continue
-		}
-		if isBlankLine(line) {
-			break
-		}
-		if !isHeaderLine(line) && !(lineStart > 0 && isContinuation(line)) {
+		switch {
+		case inLine:
+			// The rest of a line longer than the buffer.
+		case isBlankLine(line):
+			break scan
+		case isHeaderLine(line):
+			starts = append(starts, len(raw))
+		case len(starts) > 0 && isContinuation(line):
+		default:
+			// The first body line; if it is longer than br's buffer, its
+			// rest follows from br.
 			pending = bytes.Clone(line)
-			break
+			break scan
 		}
 		raw = append(raw, line...)
+		inLine = !full
 		if err == io.EOF {
 			break
 		}
 	}
 	var hdr textproto.Header
-	if len(raw) > 0 {
-		if raw[len(raw)-1] != '\n' {
-			raw = append(raw, '\r', '\n')
-		}
+	if n := len(raw); n > 0 && raw[n-1] != '\n' {
 		raw = append(raw, '\r', '\n')
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
-		if err != nil {
-			// A field go-message cannot parse: deliver the header
-			// lines unparsed as the start of the body rather than
-			// lose or reject the message.
-			pending = append(raw[:len(raw)-2:len(raw)-2], pending...)
-			h = textproto.Header{}
+	}
+	n := len(raw)
+	own := make([]byte, n+len(top))
+	copy(own, raw)
+	copy(own[n:], top)
+	// AddRaw inserts at the top: add the last field first.
+	for i := len(starts) - 1; i >= 0; i-- {
+		end := n
+		if i+1 < len(starts) {
+			end = starts[i+1]
 		}
-		hdr = h
+		hdr.AddRaw(own[starts[i]:end:end])
+	}
+	if len(top) > 0 {
+		hdr.AddRaw(own[n:])
 	}
 	var body io.Reader = br
 	if len(pending) > 0 {

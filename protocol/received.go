@@ -6,59 +6,70 @@ import (
 	"time"
 )
 
-// receivedValue returns the value of the Received field the server
-// prepends (RFC 5321 section 4.4), with the protocol keyword registered
-// by RFC 3848 and RFC 6531: ESMTP, ESMTPS, ESMTPA, ESMTPSA, LMTP, LMTPS,
-// LMTPA, LMTPSA, and the UTF8SMTP/UTF8LMTP forms of each. The "for"
-// clause names the recipient only when there is exactly one, so that a
-// copy shared by several recipients does not disclose them to each other.
-func (c *conn) receivedValue(m *Message) string {
-	var b strings.Builder
-	b.Grow(256)
+// receivedField returns the Received field the server prepends (RFC 5321
+// section 4.4), folded and CRLF-terminated, in a per-connection buffer
+// that readHeader copies.
+// The "with" keyword is the one registered by RFC 3848 and RFC 6531:
+// ESMTP, ESMTPS, ESMTPA, ESMTPSA, LMTP, LMTPS, LMTPA, LMTPSA, and the
+// UTF8SMTP/UTF8LMTP forms of each. The "for" clause names the recipient
+// only when there is exactly one, so that a copy shared by several
+// recipients does not disclose them to each other.
+func (c *conn) receivedField(m *Message) []byte {
+	b := c.rcvBuf[:0]
 	st := &c.state
 	helo, name, addr := st.Hostname, "", ""
-	if ip := c.ip; ip.IsValid() {
-		addr = ip.String()
-	}
 	if x := &st.XForward; !x.IsZero() {
 		if x.Helo != "" {
 			helo = x.Helo
 		}
 		name, addr = x.Name, x.Addr
 	}
-	b.WriteString("from ")
-	b.WriteString(sanitizeHeaderWord(helo))
-	b.WriteString(" (")
+	b = append(b, "Received: from "...)
+	b = appendHeaderWord(b, helo)
+	b = append(b, " ("...)
 	if name != "" {
-		b.WriteString(sanitizeHeaderWord(name))
-		b.WriteByte(' ')
+		b = appendHeaderWord(b, name)
+		b = append(b, ' ')
 	}
-	if addr != "" {
-		b.WriteString("[" + sanitizeHeaderWord(addr) + "]")
-	} else {
-		b.WriteString("local")
+	switch {
+	case addr != "":
+		b = append(b, '[')
+		b = appendHeaderWord(b, addr)
+		b = append(b, ']')
+	case c.ip.IsValid():
+		b = append(b, '[')
+		b = c.ip.AppendTo(b)
+		b = append(b, ']')
+	default:
+		b = append(b, "local"...)
 	}
-	b.WriteString(")\r\n\tby ")
-	b.WriteString(c.srv.hostname())
-	b.WriteString(" (lmtpd) with ")
-	b.WriteString(protocolKeyword(st, m.Params.SMTPUTF8))
+	b = append(b, ")\r\n\tby "...)
+	b = appendHeaderWord(b, c.srv.hostname())
+	b = append(b, " (lmtpd) with "...)
+	b = append(b, protocolKeyword(st, m.Params.SMTPUTF8)...)
 	if st.TLS != nil {
-		b.WriteString(" (")
-		b.WriteString(tls.VersionName(st.TLS.Version))
-		b.WriteString(" with cipher ")
-		b.WriteString(tls.CipherSuiteName(st.TLS.CipherSuite))
-		b.WriteString(")")
+		b = append(b, " ("...)
+		b = append(b, tls.VersionName(st.TLS.Version)...)
+		b = append(b, " with cipher "...)
+		b = append(b, tls.CipherSuiteName(st.TLS.CipherSuite)...)
+		b = append(b, ')')
 	}
-	b.WriteString("\r\n\tid ")
-	b.WriteString(m.ID)
+	b = append(b, "\r\n\tid "...)
+	b = append(b, m.ID...)
 	if len(m.Recipients) == 1 {
-		b.WriteString("\r\n\tfor <")
-		b.WriteString(sanitizeHeaderWord(m.Recipients[0].Address.String()))
-		b.WriteString(">")
+		b = append(b, "\r\n\tfor <"...)
+		b = appendHeaderWord(b, m.Recipients[0].Address.LocalPart)
+		if m.Recipients[0].Address.Domain != "" {
+			b = append(b, '@')
+			b = appendHeaderWord(b, m.Recipients[0].Address.Domain)
+		}
+		b = append(b, '>')
 	}
-	b.WriteString(";\r\n\t")
-	b.WriteString(time.Now().Format("Mon, 02 Jan 2006 15:04:05 -0700 (MST)"))
-	return b.String()
+	b = append(b, ";\r\n\t"...)
+	b = time.Now().AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
+	b = append(b, "\r\n"...)
+	c.rcvBuf = b
+	return b
 }
 
 // protocolKeyword returns the "with" keyword (RFC 3848 section 2, RFC 6531
@@ -86,24 +97,16 @@ func protocolKeyword(st *ConnState, utf8 bool) string {
 	return kw + suffix
 }
 
-// sanitizeHeaderWord keeps client-supplied words from breaking the header:
-// no white space, no control characters, no parentheses or brackets.
-func sanitizeHeaderWord(s string) string {
-	clean := true
+// appendHeaderWord appends a client-supplied word so that it cannot break
+// the header: white space, control characters, parentheses, brackets and
+// semicolons become '_'.
+func appendHeaderWord(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if ch := s[i]; ch <= ' ' || ch == 0x7f || ch == '(' || ch == ')' || ch == '[' || ch == ']' || ch == ';' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	b := []byte(s)
-	for i, ch := range b {
+		ch := s[i]
 		if ch <= ' ' || ch == 0x7f || ch == '(' || ch == ')' || ch == '[' || ch == ']' || ch == ';' {
-			b[i] = '_'
+			ch = '_'
 		}
+		b = append(b, ch)
 	}
-	return string(b)
+	return b
 }

@@ -35,6 +35,30 @@ func (c *conn) writeReply(code int, ec EnhancedCode, withEC bool, lines ...strin
 	}
 }
 
+// replyRcpt writes an LMTP per-recipient reply, "<rcpt> text1text2",
+// without building the text first.
+func (c *conn) replyRcpt(code int, ec EnhancedCode, rcpt *Address, text1, text2 string) {
+	b := c.replyBuf[:0]
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = ec.appendTo(b)
+	b = append(b, " <"...)
+	b = appendSafeText(b, rcpt.LocalPart)
+	if rcpt.Domain != "" {
+		b = append(b, '@')
+		b = appendSafeText(b, rcpt.Domain)
+	}
+	b = append(b, "> "...)
+	b = appendSafeText(b, text1)
+	b = appendSafeText(b, text2)
+	b = append(b, '\r', '\n')
+	c.replyBuf = b[:0]
+	c.bw.Write(b)
+	if c.log.Trace().Enabled() {
+		c.log.Trace().Str("dir", "out").Bytes("line", b).Msg("wire")
+	}
+}
+
 // reply writes a single-line reply with an enhanced code.
 func (c *conn) reply(code int, ec EnhancedCode, text string) {
 	c.writeReply(code, ec, true, text)

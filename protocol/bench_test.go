@@ -1,0 +1,155 @@
+package protocol
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// The core benchmark of issue 2: one full pipelined LMTP transaction (MAIL,
+// RCPT, DATA in one write; then a 1 KiB message) to a backend that
+// discards the body, over an in-memory connection (net.Pipe), for this
+// package and for github.com/emersion/go-smtp side by side in one run.
+// scripts/bench.sh turns the figures into the README's table.
+
+// benchMessage is a 1 KiB message with a realistic header.
+var benchMessage = func() string {
+	var b strings.Builder
+	b.WriteString("From: Alice <alice@example.org>\r\nTo: Bob <bob@example.test>\r\n")
+	b.WriteString("Subject: benchmark message\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n")
+	b.WriteString("Message-ID: <bench@example.org>\r\nMIME-Version: 1.0\r\n")
+	b.WriteString("Content-Type: text/plain; charset=us-ascii\r\n\r\n")
+	line := "The quick brown fox jumps over the lazy dog, again and again and again.\r\n"
+	for b.Len()+len(line) <= 1024-3 {
+		b.WriteString(line)
+	}
+	for b.Len() < 1024-5 {
+		b.WriteString("x")
+	}
+	b.WriteString("\r\n.\r\n")
+	return b.String()
+}()
+
+// pipeListener hands out pre-made connections: the server under test
+// accepts the server end of a net.Pipe.
+type pipeListener struct {
+	ch   chan net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{ch: make(chan net.Conn, 1), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
+
+// runBenchClient drives b.N pipelined transactions over c.
+func runBenchClient(b *testing.B, c net.Conn) {
+	br := bufio.NewReader(c)
+	readReply := func() {
+		for {
+			l, err := br.ReadSlice('\n')
+			if err != nil {
+				b.Fatalf("read: %v", err)
+			}
+			if len(l) < 4 || l[3] != '-' {
+				if l[0] != '2' && l[0] != '3' {
+					b.Fatalf("unexpected reply %q", l)
+				}
+				return
+			}
+		}
+	}
+	readReply() // greeting
+	io.WriteString(c, "LHLO client.test\r\n")
+	readReply()
+	cmds := []byte("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n")
+	msg := []byte(benchMessage)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c.Write(cmds)
+		readReply()
+		readReply()
+		readReply()
+		c.Write(msg)
+		readReply()
+	}
+	b.StopTimer()
+	io.WriteString(c, "QUIT\r\n")
+	readReply()
+}
+
+// discardBackend accepts everything and discards the body.
+type discardBackend struct{}
+
+func (discardBackend) Mail(context.Context, *ConnState, Address, *MailParams) (Transaction, error) {
+	return discardTx{}, nil
+}
+
+type discardTx struct{}
+
+func (discardTx) Rcpt(context.Context, *Recipient) error { return nil }
+func (discardTx) Data(_ context.Context, m *Message, _ StatusSetter) error {
+	_, err := io.Copy(io.Discard, m.Body)
+	return err
+}
+func (discardTx) Close() error { return nil }
+
+func BenchmarkTransaction(b *testing.B) {
+	b.Run("impl=lmtpd", func(b *testing.B) {
+		s := &Server{Protocol: LMTP, Hostname: "mx.test", Backend: discardBackend{}}
+		c1, c2 := net.Pipe()
+		s.ServeConn(c1)
+		defer s.Close()
+		runBenchClient(b, c2)
+	})
+	b.Run("impl=go-smtp", func(b *testing.B) {
+		s := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
+			return &goSMTPDiscard{}, nil
+		}))
+		s.LMTP = true
+		s.Domain = "mx.test"
+		l := newPipeListener()
+		c1, c2 := net.Pipe()
+		l.ch <- c1
+		go s.Serve(l)
+		defer s.Close()
+		runBenchClient(b, c2)
+	})
+}
+
+type goSMTPDiscard struct{}
+
+func (*goSMTPDiscard) Reset()                                 {}
+func (*goSMTPDiscard) Logout() error                          { return nil }
+func (*goSMTPDiscard) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (*goSMTPDiscard) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
+func (*goSMTPDiscard) Data(r io.Reader) error                 { _, err := io.Copy(io.Discard, r); return err }
+func (*goSMTPDiscard) LMTPData(r io.Reader, s gosmtp.StatusCollector) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
