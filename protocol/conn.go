@@ -100,7 +100,7 @@ type transaction struct {
 	rcpts  []*Recipient
 	store  []Recipient // backing store of accepted and refused recipients
 	bdat   *bdatState  // non-nil once BDAT started
-	failed error      // a BDAT chunk failed: later chunks are discarded
+	failed error       // a BDAT chunk failed: later chunks are discarded
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
