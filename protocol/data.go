@@ -188,6 +188,10 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 	}
 	lim := min(len(out), bud)
 	maxLine := r.opt.MaxLineLength
+	// lfAt caches the index of the first LF at or after the position last
+	// searched from, len(buf) if there is none, so that text with many
+	// bare CRs (normalised) is not searched for its LF once per CR.
+	lfAt := -1
 	for {
 		if r.bol {
 			if i >= len(buf) {
@@ -216,8 +220,8 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 		j := i
 		for {
 			rest := buf[j:]
-			lf := bytes.IndexByte(rest, '\n')
-			if lf < 1 || rest[lf-1] != '\r' || bytes.IndexByte(rest[:lf-1], '\r') >= 0 {
+			lf := nextLF(buf, j, &lfAt) - j
+			if lf < 1 || lf == len(rest) || rest[lf-1] != '\r' || bytes.IndexByte(rest[:lf-1], '\r') >= 0 {
 				break
 			}
 			if maxLine > 0 && r.lineLen+lf-1 > maxLine || o+(j-i)+lf+1 > lim {
@@ -241,10 +245,7 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 
 		// Text up to the next CR or LF, then that line ending.
 		rest := buf[i:]
-		end := bytes.IndexByte(rest, '\n')
-		if end < 0 {
-			end = len(rest)
-		}
+		end := nextLF(buf, i, &lfAt) - i
 		if cr := bytes.IndexByte(rest[:end], '\r'); cr >= 0 {
 			end = cr
 		}
@@ -302,6 +303,19 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 			return i, o, scanFull
 		}
 	}
+}
+
+// nextLF returns the index of the first LF in buf at or after from, or
+// len(buf), using and updating the cached answer *at of an earlier search.
+func nextLF(buf []byte, from int, at *int) int {
+	if *at < from {
+		if k := bytes.IndexByte(buf[from:], '\n'); k >= 0 {
+			*at = from + k
+		} else {
+			*at = len(buf)
+		}
+	}
+	return *at
 }
 
 // Drain consumes the rest of the message up to and including the real

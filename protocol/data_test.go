@@ -522,10 +522,32 @@ func makeMessage(size int) []byte {
 	return b.Bytes()
 }
 
+// bareCRMessage is size bytes of "a\r" with a CRLF every 16 KiB: the
+// worst case for normalisation, which must stay linear.
+func bareCRMessage(size int) []byte {
+	var b bytes.Buffer
+	for b.Len() < size {
+		b.WriteString(strings.Repeat("a\r", 8<<10))
+		b.WriteString("\r\n")
+	}
+	b.WriteString(".\r\n")
+	return b.Bytes()
+}
+
 func BenchmarkDataReader(b *testing.B) {
-	for _, size := range []int{1 << 10, 1 << 20} {
-		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
-			msg := makeMessage(size)
+	type bench struct {
+		name string
+		msg  []byte
+		opt  dataOptions
+	}
+	benches := []bench{
+		{"1KiB", makeMessage(1 << 10), dataOptions{MaxBytes: 50 << 20, MaxLineLength: 998}},
+		{"1024KiB", makeMessage(1 << 20), dataOptions{MaxBytes: 50 << 20, MaxLineLength: 998}},
+		{"1024KiB-bareCR-normalize", bareCRMessage(1 << 20), dataOptions{MaxBytes: 50 << 20, Normalize: true}},
+	}
+	for _, bc := range benches {
+		b.Run(bc.name, func(b *testing.B) {
+			msg := bc.msg
 			src := bytes.NewReader(msg)
 			br := bufio.NewReaderSize(src, 4096)
 			buf := make([]byte, 32<<10)
@@ -536,7 +558,7 @@ func BenchmarkDataReader(b *testing.B) {
 			for b.Loop() {
 				src.Reset(msg)
 				br.Reset(src)
-				dr := newDataReader(br, dataOptions{MaxBytes: 50 << 20, MaxLineLength: 998})
+				dr := newDataReader(br, bc.opt)
 				if _, err := io.CopyBuffer(dst, dr, buf); err != nil {
 					b.Fatal(err)
 				}
