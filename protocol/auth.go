@@ -4,8 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
+
+	gosasl "github.com/emersion/go-sasl"
+
+	"github.com/lmtpd/lmtpd/sasl"
 )
 
 // Authenticator provides SASL mechanisms for AUTH (RFC 4954). The sasl
@@ -18,8 +24,10 @@ type Authenticator interface {
 	// should be offered only over TLS (RFC 4954 section 4).
 	Mechanisms(conn *ConnState) []string
 	// NewServer starts an exchange for mech, one of those Mechanisms
-	// returned. Errors from the returned server's Next that are not
-	// *Error are answered 535 5.7.8.
+	// returned. Errors from the returned server's Next become replies
+	// thus: an *Error as it is; sasl.ErrMalformed 501 5.5.2; sasl.
+	// ErrAuthFailed and go-sasl's errors 535 5.7.8; anything else (a
+	// credential store that failed) 454 4.7.0 (RFC 4954 section 6).
 	NewServer(ctx context.Context, conn *ConnState, mech string) (SASLServer, error)
 }
 
@@ -40,7 +48,25 @@ var (
 	errAuthBadBase64   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Invalid base64 data")
 	errAuthUnknownMech = NewError(CodeParamNotImpl, EnhancedCode{5, 5, 4}, "Unrecognized authentication type")
 	errAuthLineTooLong = NewError(CodeSyntaxError, EnhancedCode{5, 5, 6}, "Authentication exchange line is too long")
+	errAuthMalformed   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Malformed authentication exchange")
+	errAuthTemporary   = NewError(CodeTempAuthFailure, EnhancedCode{4, 7, 0}, "Temporary authentication failure")
+	errAuthBudget      = NewError(CodeServiceUnavailable, EnhancedCode{4, 7, 0}, "Too many authentication failures from your address, try again later")
 )
+
+// authReply maps an error from a SASL exchange to its reply and says
+// whether it counts as a failed attempt.
+func authReply(err error) (*Error, bool) {
+	switch {
+	case AsError(err) != nil:
+		e := AsError(err)
+		return e, !e.Temporary()
+	case errors.Is(err, sasl.ErrMalformed):
+		return errAuthMalformed, true
+	case errors.Is(err, sasl.ErrAuthFailed), errors.Is(err, gosasl.ErrUnexpectedClientResponse):
+		return errAuthInvalid, true
+	}
+	return errAuthTemporary, false
+}
 
 func (c *conn) authMechanisms() []string {
 	if c.srv.Auth == nil || c.state.AuthIdentity != "" {
@@ -77,6 +103,12 @@ func (c *conn) cmdAuth(arg string) bool {
 		c.replyErr(errAuthUnknownMech)
 		return c.countError()
 	}
+	if c.srv.authBudgetExhausted(c.ip) {
+		c.log.Warn().Msg("AUTH refused: per-address failure budget exhausted")
+		c.replyErr(errAuthBudget)
+		c.bw.Flush()
+		return false
+	}
 	srv, err := c.srv.Auth.NewServer(c.ctx, &c.state, mech)
 	if err != nil {
 		c.replyErr(err)
@@ -92,7 +124,13 @@ func (c *conn) cmdAuth(arg string) bool {
 	for {
 		challenge, done, err := srv.Next(resp)
 		if err != nil {
-			return c.authFailed(err)
+			e, counts := authReply(err)
+			if !counts {
+				c.log.Warn().Err(err).Msg("authentication could not be checked")
+				c.replyErr(e)
+				return true
+			}
+			return c.authFailed(e)
 		}
 		if done {
 			c.state.AuthIdentity = srv.Username()
@@ -136,8 +174,9 @@ func decodeAuthLine(s string) ([]byte, error) {
 // authFailed answers a failed exchange after a delay that doubles with
 // each failure on the connection, and closes the connection after
 // MaxAuthFailures (slowing down password guessing).
-func (c *conn) authFailed(err error) bool {
+func (c *conn) authFailed(e *Error) bool {
 	c.authFailures++
+	c.srv.countAuthFailure(c.ip)
 	c.log.Info().Int("failures", c.authFailures).Msg("authentication failed")
 	if delay := c.srv.authFailureDelay(); delay > 0 {
 		delay <<= min(c.authFailures-1, 4)
@@ -149,15 +188,108 @@ func (c *conn) authFailed(err error) bool {
 			return false
 		}
 	}
-	if e := AsError(err); e != nil {
-		c.replyErr(e)
-	} else {
-		c.replyErr(errAuthInvalid)
-	}
+	c.replyErr(e)
 	if c.authFailures >= orInt(c.srv.MaxAuthFailures, DefaultMaxAuthFailures) {
 		c.reply(CodeServiceUnavailable, ecTempPolicy, c.srv.hostname()+" Too many authentication failures, closing connection")
 		c.bw.Flush()
 		return false
 	}
 	return true
+}
+
+// authBudget tracks failed AUTH attempts per client address over
+// Server.AuthFailureWindow.
+type authBudget struct {
+	mu sync.Mutex
+	m  map[netip.Addr]*authCount
+}
+
+type authCount struct {
+	n     int
+	since time.Time
+}
+
+func (s *Server) authFailureWindow() time.Duration {
+	return orDur(s.AuthFailureWindow, DefaultAuthFailureWindow)
+}
+
+func (s *Server) maxAuthFailuresPerIP() int {
+	return orInt(s.MaxAuthFailuresPerIP, DefaultMaxAuthFailuresPerIP)
+}
+
+// authBudgetExhausted reports whether ip used up its failures in the
+// current window. Connections without an IP address (unix sockets) have no
+// budget.
+func (s *Server) authBudgetExhausted(ip netip.Addr) bool {
+	if !ip.IsValid() || s.maxAuthFailuresPerIP() < 0 {
+		return false
+	}
+	b := &s.authFails
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ac := b.m[ip]
+	if ac == nil {
+		return false
+	}
+	if time.Since(ac.since) > s.authFailureWindow() {
+		delete(b.m, ip)
+		return false
+	}
+	return ac.n >= s.maxAuthFailuresPerIP()
+}
+
+func (s *Server) countAuthFailure(ip netip.Addr) {
+	if !ip.IsValid() || s.maxAuthFailuresPerIP() < 0 {
+		return
+	}
+	b := &s.authFails
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = make(map[netip.Addr]*authCount)
+	}
+	now := time.Now()
+	if len(b.m) > 100000 {
+		// Bound the table: drop expired entries.
+		for k, v := range b.m {
+			if now.Sub(v.since) > s.authFailureWindow() {
+				delete(b.m, k)
+			}
+		}
+	}
+	ac := b.m[ip]
+	if ac == nil || now.Sub(ac.since) > s.authFailureWindow() {
+		ac = &authCount{since: now}
+		b.m[ip] = ac
+	}
+	ac.n++
+}
+
+// PasswordAuth is an Authenticator from a password check: the auth hook of
+// the simple API. It offers PLAIN (RFC 4616) and LOGIN over TLS, and over
+// plain connections too when Insecure is set. The function returns nil to
+// accept; sasl.ErrAuthFailed (or any *Error) to refuse.
+type PasswordAuth struct {
+	Check    func(ctx context.Context, conn *ConnState, username, password string) error
+	Insecure bool
+}
+
+// Mechanisms implements Authenticator.
+func (a *PasswordAuth) Mechanisms(conn *ConnState) []string {
+	if conn.TLS == nil && !a.Insecure {
+		return nil
+	}
+	return []string{sasl.MechPlain, sasl.MechLogin}
+}
+
+// NewServer implements Authenticator.
+func (a *PasswordAuth) NewServer(ctx context.Context, conn *ConnState, mech string) (SASLServer, error) {
+	check := func(username, password string) error { return a.Check(ctx, conn, username, password) }
+	switch mech {
+	case sasl.MechPlain:
+		return sasl.NewPlainServer(check), nil
+	case sasl.MechLogin:
+		return sasl.NewLoginServer(check), nil
+	}
+	return nil, errAuthUnknownMech
 }

@@ -134,6 +134,10 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 	case "auth":
 		s.Auth = testAuthenticator()
 		s.AuthFailureDelay = -1
+	case "maxauthfailures":
+		s.MaxAuthFailures = n
+	case "authbudget":
+		s.MaxAuthFailuresPerIP = n
 	case "tls":
 		s.TLSConfig = testTLSConfig(t)
 	default:

@@ -19,19 +19,21 @@ import (
 // Default limits and timeouts. A zero Server field means the default written
 // in its documentation; these are those values.
 const (
-	DefaultMaxMessageBytes     = 50 << 20 // 50 MiB
-	DefaultMaxRecipients       = 1000     // Postfix's smtpd_recipient_limit; RFC 5321 4.5.3.1.8 asks for at least 100
-	DefaultMaxLineLength       = 512      // RFC 5321 4.5.3.1.4 (command line, CRLF included)
-	DefaultMaxTextLineLength   = 998      // RFC 5321 4.5.3.1.6 (1000 with CRLF)
-	DefaultMaxHeaderBytes      = 1 << 20  // 1 MiB
-	DefaultMaxReceivedHeaders  = 50       // loop detection, RFC 5321 6.3
-	DefaultMaxErrors           = 10
-	DefaultMaxConnections      = 10000
-	DefaultCommandTimeout      = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
-	DefaultDataTimeout         = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
-	DefaultFinalReplyTimeout   = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
-	DefaultTLSHandshakeTimeout = 30 * time.Second
-	DefaultMaxAuthFailures     = 3
+	DefaultMaxMessageBytes      = 50 << 20 // 50 MiB
+	DefaultMaxRecipients        = 1000     // Postfix's smtpd_recipient_limit; RFC 5321 4.5.3.1.8 asks for at least 100
+	DefaultMaxLineLength        = 512      // RFC 5321 4.5.3.1.4 (command line, CRLF included)
+	DefaultMaxTextLineLength    = 998      // RFC 5321 4.5.3.1.6 (1000 with CRLF)
+	DefaultMaxHeaderBytes       = 1 << 20  // 1 MiB
+	DefaultMaxReceivedHeaders   = 50       // loop detection, RFC 5321 6.3
+	DefaultMaxErrors            = 10
+	DefaultMaxConnections       = 10000
+	DefaultCommandTimeout       = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
+	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
+	DefaultFinalReplyTimeout    = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
+	DefaultTLSHandshakeTimeout  = 30 * time.Second
+	DefaultMaxAuthFailures      = 3
+	DefaultMaxAuthFailuresPerIP = 30
+	DefaultAuthFailureWindow    = time.Hour
 )
 
 // BareLineEndingPolicy says what happens to a CR or LF that is not part of
@@ -97,6 +99,17 @@ type Server struct {
 	// doubles with each further failure on the connection. Default 1s;
 	// negative disables the delay (tests).
 	AuthFailureDelay time.Duration
+
+	// MaxAuthFailuresPerIP is the number of failed AUTH attempts one
+	// client address may make within AuthFailureWindow, over all its
+	// connections; after that AUTH is answered 421 4.7.0 without checking
+	// anything. Default 30; negative disables the budget. Unix-socket
+	// clients have no address and no budget.
+	MaxAuthFailuresPerIP int
+
+	// AuthFailureWindow is the period of MaxAuthFailuresPerIP, counted from
+	// an address's first failure. Default 1 hour.
+	AuthFailureWindow time.Duration
 
 	// MaxMessageBytes is the largest message accepted, in octets as
 	// received (after dot-unstuffing). Advertised with SIZE (RFC 1870).
@@ -172,6 +185,7 @@ type Server struct {
 	idPrefix   string
 	initOnce   sync.Once
 	nop        zerolog.Logger
+	authFails  authBudget
 }
 
 func (s *Server) init() {

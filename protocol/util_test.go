@@ -8,12 +8,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"math/big"
 	"sync"
 	"testing"
 	"time"
 
-	gosasl "github.com/emersion/go-sasl"
+	"github.com/lmtpd/lmtpd/sasl"
 )
 
 var (
@@ -45,28 +46,19 @@ func testTLSConfig(t testing.TB) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{testCert}, MinVersion: tls.VersionTLS12}
 }
 
-// testAuth offers PLAIN for user "alice" with password "secret".
-type testAuth struct{}
-
-func testAuthenticator() Authenticator { return testAuth{} }
-
-func (testAuth) Mechanisms(*ConnState) []string { return []string{"PLAIN"} }
-
-func (testAuth) NewServer(ctx context.Context, c *ConnState, mech string) (SASLServer, error) {
-	s := &plainTestServer{}
-	s.Server = gosasl.NewPlainServer(func(identity, username, password string) error {
-		if username != "alice" || password != "secret" || (identity != "" && identity != username) {
-			return gosasl.ErrUnexpectedClientResponse
-		}
-		s.user = username
-		return nil
-	})
-	return s, nil
+// testAuthenticator offers PLAIN and LOGIN for user "alice" with password
+// "secret"; user "broken" makes the credential store fail.
+func testAuthenticator() Authenticator {
+	return &PasswordAuth{
+		Insecure: true,
+		Check: func(ctx context.Context, c *ConnState, username, password string) error {
+			switch {
+			case username == "broken":
+				return errors.New("credential store unreachable")
+			case username == "alice" && password == "secret":
+				return nil
+			}
+			return sasl.ErrAuthFailed
+		},
+	}
 }
-
-type plainTestServer struct {
-	gosasl.Server
-	user string
-}
-
-func (s *plainTestServer) Username() string { return s.user }
