@@ -40,11 +40,11 @@ func dedupConfig(root, journal string) Config {
 func TestDedup(t *testing.T) {
 	withID := "Message-ID: <m1@example.com>\r\n" + testText
 	tests := []struct {
-		name      string
-		first     string
-		second    string
-		advance   time.Duration
-		restart   bool
+		name       string
+		first      string
+		second     string
+		advance    time.Duration
+		restart    bool
 		wantCopies int
 	}{
 		{"same Message-ID", withID, withID, 0, false, 1},
