@@ -218,9 +218,14 @@ func TestDataPerRecipientErrors(t *testing.T) {
 				cfg.Maildir.MaxMessageBytes = tt.max
 			}
 			r := newRouter(t, cfg, opts)
-			st, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"alice@example.org", "bob@example.org", "sales@example.org"}, testText)
+			var logs bytes.Buffer
+			st, _, err := run(t, testCtx(t, &logs), r, protocol.LMTP, "a@b", []string{"alice@example.org", "bob@example.org", "sales@example.org"}, testText)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// A configuration problem is logged with what to fix.
+			if hasFix := strings.Contains(logs.String(), `"fix":"permission denied`); hasFix != (tt.ec == protocol.EnhancedCode{4, 3, 5}) {
+				t.Errorf("log has a fix hint: %v, want it for 4.3.5 only:\n%s", hasFix, logs.String())
 			}
 			e0, _ := st.get(0)
 			checkCode(t, e0, tt.code, tt.ec)
