@@ -697,11 +697,11 @@ func (c *conn) cmdData(arg string) bool {
 	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
 	defer c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
 
-	c.dr = dataReader{br: c.br, bol: true, opt: dataOptions{
+	c.dr.reset(c.br, dataOptions{
 		MaxBytes:      c.srv.maxMessageBytes(),
 		MaxLineLength: c.srv.maxTextLineLength(),
 		Normalize:     c.srv.BareLineEndings == NormalizeBareLineEndings,
-	}}
+	})
 	dr := &c.dr
 	d := c.newDelivery()
 	dr.onEnd = c.onDataEnd

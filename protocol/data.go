@@ -103,6 +103,12 @@ func newDataReader(br *bufio.Reader, opt dataOptions) *dataReader {
 	return &dataReader{br: br, opt: opt, bol: true}
 }
 
+// reset makes r a fresh reader over br, reusing r's memory (the server
+// keeps one per connection).
+func (r *dataReader) reset(br *bufio.Reader, opt dataOptions) {
+	*r = dataReader{br: br, opt: opt, bol: true}
+}
+
 // Done reports whether the terminator has been consumed.
 func (r *dataReader) Done() bool { return r.done }
 
