@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -126,7 +127,7 @@ func ParseScramCredentials(s string) (ScramCredentials, error) {
 		text string
 		dst  *[]byte
 	}{{"salt", saltText, &c.Salt}, {"StoredKey", storedText, &c.StoredKey}, {"ServerKey", serverText, &c.ServerKey}} {
-		b, err := base64.StdEncoding.Strict().DecodeString(f.text)
+		b, err := decodeBase64(base64.StdEncoding, f.text)
 		if err != nil {
 			return ScramCredentials{}, fmt.Errorf("%w: SCRAM: %s is not base64", ErrInvalidSecret, f.name)
 		}
@@ -207,4 +208,14 @@ func hmacSHA256(key, msg []byte) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write(msg)
 	return m.Sum(nil)
+}
+
+// decodeBase64 decodes s strictly: canonical padding and trailing bits
+// (Encoding.Strict) and, unlike encoding/base64, no CR or LF anywhere, so
+// each value has exactly one accepted spelling.
+func decodeBase64(enc *base64.Encoding, s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, errors.New("sasl: line break in base64")
+	}
+	return enc.Strict().DecodeString(s)
 }

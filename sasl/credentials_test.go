@@ -114,6 +114,7 @@ func TestParseScramCredentialsErrors(t *testing.T) {
 		{"stored key not base64", "SCRAM-SHA-256$4096:" + salt + "$!!!!:" + key},
 		{"server key not base64", "SCRAM-SHA-256$4096:" + salt + "$" + key + ":!!!!"},
 		{"short key", "SCRAM-SHA-256$4096:" + salt + "$c2FsdA==:" + key},
+		{"line break in key", "SCRAM-SHA-256$4096:" + salt + "$" + key[:4] + "\n" + key[4:] + ":" + key},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

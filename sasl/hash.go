@@ -210,8 +210,8 @@ func parseArgon2id(encoded string) (Argon2Params, []byte, []byte, error) {
 	if vals[2] > 255 {
 		return Argon2Params{}, nil, nil, fmt.Errorf("%w: argon2id: parallelism above 255", ErrInvalidSecret)
 	}
-	salt, err1 := base64.RawStdEncoding.Strict().DecodeString(fields[4])
-	key, err2 := base64.RawStdEncoding.Strict().DecodeString(fields[5])
+	salt, err1 := decodeBase64(base64.RawStdEncoding, fields[4])
+	key, err2 := decodeBase64(base64.RawStdEncoding, fields[5])
 	if err1 != nil || err2 != nil {
 		return Argon2Params{}, nil, nil, fmt.Errorf("%w: argon2id: salt and hash must be unpadded base64", ErrInvalidSecret)
 	}

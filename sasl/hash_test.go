@@ -182,6 +182,7 @@ func TestVerifyPasswordErrors(t *testing.T) {
 		{"argon2id zero passes", "$argon2id$v=19$m=1024,t=0,p=1$" + salt + "$" + key, ErrInvalidSecret},
 		{"argon2id padded base64", "$argon2id$v=19$m=1024,t=1,p=1$" + salt + "==$" + key, ErrInvalidSecret},
 		{"argon2id bad base64", "$argon2id$v=19$m=1024,t=1,p=1$!!!$" + key, ErrInvalidSecret},
+		{"argon2id line break in base64", "$argon2id$v=19$m=1024,t=1,p=1$" + salt[:4] + "\r\n" + salt[4:] + "$" + key, ErrInvalidSecret},
 		{"argon2id short salt", "$argon2id$v=19$m=1024,t=1,p=1$c2FsdA$" + key, ErrInvalidSecret},
 		{"argon2id short hash", "$argon2id$v=19$m=1024,t=1,p=1$" + salt + "$c2FsdA", ErrInvalidSecret},
 		{"bcrypt truncated", "$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0Xo", ErrInvalidSecret},

@@ -263,11 +263,11 @@ func (s *ScramServer) clientFinal(msg []byte) ([]byte, error) {
 	if err := checkExtensions(attrs[2:]); err != nil {
 		return nil, err
 	}
-	cbindInput, err := base64.StdEncoding.Strict().DecodeString(cbind)
+	cbindInput, err := decodeBase64(base64.StdEncoding, cbind)
 	if err != nil {
 		return nil, scramErr(ErrMalformed, "invalid-encoding", "channel binding is not base64")
 	}
-	proof, err := base64.StdEncoding.Strict().DecodeString(proofText)
+	proof, err := decodeBase64(base64.StdEncoding, proofText)
 	if err != nil || len(proof) != sha256.Size {
 		return nil, scramErr(ErrMalformed, "invalid-encoding", "proof is not 32 bytes of base64")
 	}
