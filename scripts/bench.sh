@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: the in-process benchmarks, side by side in one run, with the
+# figures written into README.md's benchmark section. Set COUNT for more
+# runs per benchmark (default 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${COUNT:-5}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+{
+	go test -run '^$' -bench 'BenchmarkTransaction|BenchmarkDataReader' -benchmem -benchtime 20000x -count "$count" ./protocol/
+	go test -run '^$' -bench . -benchmem -benchtime 100x -count "$count" ./delivery/maildir/
+	go test -run '^$' -bench . -benchmem -benchtime 200x -count "$count" ./delivery/pipe/
+	go test -run '^$' -bench . -benchmem -benchtime 10x -count "$count" ./sasl/
+} 2>&1 | grep -v '^smtp/server' | tee "$out"
+go run ./scripts/benchreport -readme README.md -command "make bench (COUNT=$count)" < "$out"
+echo "README.md benchmark section updated"
