@@ -28,6 +28,8 @@
 //     mechanism: answer 501) or ErrAuthFailed (credentials not proven:
 //     answer 535 5.7.8); anything else is an internal failure (answer
 //     454). Store.NewServer fails with ErrUnsupportedMechanism (504).
+//     SCRAM failures are *ScramError values that also carry the RFC 5802
+//     section 7 server-error-value.
 //   - An unknown user and a wrong password are indistinguishable: the same
 //     error, and the same work. PLAIN and LOGIN verify a dummy hash with
 //     the parameters of the users' hashes; SCRAM-SHA-256 carries on with a

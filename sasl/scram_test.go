@@ -3,6 +3,7 @@ package sasl
 import (
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -343,7 +344,7 @@ func TestScramUnknownUserIndistinguishable(t *testing.T) {
 	if err != nil || len(salt) != scramSaltLength {
 		t.Fatalf("fake salt %q: %d bytes, %v", unknown[1], len(salt), err)
 	}
-	if unknown[2] != "i=100000" {
+	if unknown[2] != "i="+strconv.Itoa(DefaultScramIterations) {
 		t.Fatalf("fake iteration count %q, want DefaultScramIterations", unknown[2])
 	}
 	if again[1] != unknown[1] {
