@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-message/textproto"
 	gosmtp "github.com/emersion/go-smtp"
 )
 
@@ -127,9 +128,21 @@ func BenchmarkTransaction(b *testing.B) {
 		defer s.Close()
 		runBenchClient(b, c2)
 	})
-	b.Run("impl=go-smtp", func(b *testing.B) {
+	for _, parse := range []bool{false, true} {
+		name := "impl=go-smtp"
+		if parse {
+			// What a real go-smtp delivery agent has to add: the header
+			// parsed with go-message, as lmtpd does before its backend.
+			name = "impl=go-smtp+header-parse"
+		}
+		b.Run(name, func(b *testing.B) { benchGoSMTP(b, parse) })
+	}
+}
+
+func benchGoSMTP(b *testing.B, parse bool) {
+	{
 		s := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
-			return &goSMTPDiscard{}, nil
+			return &goSMTPDiscard{parse: parse}, nil
 		}))
 		s.LMTP = true
 		s.Domain = "mx.test"
@@ -139,17 +152,24 @@ func BenchmarkTransaction(b *testing.B) {
 		go s.Serve(l)
 		defer s.Close()
 		runBenchClient(b, c2)
-	})
+	}
 }
 
-type goSMTPDiscard struct{}
+type goSMTPDiscard struct{ parse bool }
 
 func (*goSMTPDiscard) Reset()                                 {}
 func (*goSMTPDiscard) Logout() error                          { return nil }
 func (*goSMTPDiscard) Mail(string, *gosmtp.MailOptions) error { return nil }
 func (*goSMTPDiscard) Rcpt(string, *gosmtp.RcptOptions) error { return nil }
 func (*goSMTPDiscard) Data(r io.Reader) error                 { _, err := io.Copy(io.Discard, r); return err }
-func (*goSMTPDiscard) LMTPData(r io.Reader, s gosmtp.StatusCollector) error {
+func (d *goSMTPDiscard) LMTPData(r io.Reader, s gosmtp.StatusCollector) error {
+	if d.parse {
+		br := bufio.NewReader(r)
+		if _, err := textproto.ReadHeader(br); err != nil {
+			return err
+		}
+		r = br
+	}
 	_, err := io.Copy(io.Discard, r)
 	return err
 }
