@@ -600,7 +600,10 @@ func (c *conn) cmdMail(arg string) bool {
 		c.reply(ErrMessageTooBig.Code, ErrMessageTooBig.EnhancedCode, "Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets")
 		return true
 	}
-	t, err := c.srv.Backend.Mail(c.ctx, &c.state, from, &mp)
+	// The parameters live in the connection's reused transaction value, so
+	// the pointer the backend gets costs no allocation.
+	c.txv.params = mp
+	t, err := c.srv.Backend.Mail(c.ctx, &c.state, from, &c.txv.params)
 	if err != nil {
 		c.log.Info().Str("from", from.String()).Err(err).Msg("sender rejected")
 		c.replyErr(err)
@@ -608,7 +611,7 @@ func (c *conn) cmdMail(arg string) bool {
 	}
 	// The transaction value and its recipients' storage are reused by the
 	// connection (backends must not keep them past the transaction).
-	c.txv = transaction{t: t, from: from, params: mp, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
+	c.txv = transaction{t: t, from: from, params: c.txv.params, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
 	c.tx = &c.txv
 	c.reply(CodeOK, ecSenderOK, "Sender OK")
 	return true
