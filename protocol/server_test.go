@@ -712,3 +712,83 @@ func TestErrorType(t *testing.T) {
 		}
 	}
 }
+
+// TestFinalReplyBudget: a delivery that outlives FinalReplyTimeout has its
+// context cancelled; the recipient gets a temporary failure and the
+// session goes on with a fresh context.
+func TestFinalReplyBudget(t *testing.T) {
+	b := newFakeBackend()
+	s := &Server{Hostname: "mx.test", Backend: b, Protocol: LMTP, FinalReplyTimeout: 100 * time.Millisecond}
+	c1, c2 := net.Pipe()
+	s.ServeConn(c1)
+	defer s.Close()
+	c := newClient(t, c2)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<slow@example.test>", "DATA")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("354")
+	c.send("x", ".")
+	c.expect("451 4.4.7 <slow@example.test> Delivery took too long")
+	c.send("MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
+	c.expect("250")
+	c.expect("250")
+	c.expect("354")
+	c.send("y", ".")
+	c.expect("250 2.0.0 <b@example.test>")
+}
+
+// TestBdatConnectionLost: the client vanishes inside a chunk; nothing is
+// delivered and the transaction is closed.
+func TestBdatConnectionLost(t *testing.T) {
+	_, b, nc := testServer(t, LMTP, "tcp", nil)
+	c := newClient(t, nc)
+	c.expect("220")
+	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>")
+	for range 3 {
+		c.expect("250")
+	}
+	io.WriteString(nc, "BDAT 1000 LAST\r\nSubject: cut\r\n\r\npartial")
+	time.Sleep(50 * time.Millisecond)
+	nc.Close()
+	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.closed == 1 })
+	if n := len(b.messages()); n != 0 {
+		t.Fatalf("%d messages delivered from a cut BDAT", n)
+	}
+}
+
+func TestListenAndServeUnix(t *testing.T) {
+	sock := t.TempDir() + "/l.sock"
+	got := make(chan string, 1)
+	s := &Server{Addr: "unix:" + sock, Protocol: LMTP, Hostname: "mx.test", Backend: &HandlerBackend{
+		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
+			got <- m.Header.Get("Subject")
+			_, err := io.Copy(io.Discard, m.Body)
+			return err
+		})}}
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe() }()
+	var nc net.Conn
+	waitFor(t, func() bool {
+		var err error
+		nc, err = net.Dial("unix", sock)
+		return err == nil
+	})
+	c := newClient(t, nc)
+	c.expect("220 mx.test LMTP")
+	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("354")
+	c.send("Subject: via unix", "", ".")
+	c.expect("250 2.0.0")
+	if s := <-got; s != "via unix" {
+		t.Errorf("subject %q", s)
+	}
+	s.Close()
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Errorf("ListenAndServe returned %v", err)
+	}
+}
