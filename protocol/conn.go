@@ -117,7 +117,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.log = s.logger().With().
 		Str("session", c.state.ID).
 		Str("proto", s.Protocol.String()).
-		Str("peer", nc.RemoteAddr().String()).
+		Str("peer", peerName(nc)).
 		Logger()
 	c.renewContext()
 	c.onDataEnd = c.dataEnded
@@ -126,6 +126,15 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
 	c.replyBuf = make([]byte, 0, 256)
 	return c
+}
+
+// peerName names the client for logs: its address, or for a unix-socket
+// client (whose address is empty) the socket it came in on.
+func peerName(nc net.Conn) string {
+	if ua, ok := nc.RemoteAddr().(*net.UnixAddr); ok && (ua.Name == "" || ua.Name == "@") {
+		return "unix:" + nc.LocalAddr().String()
+	}
+	return nc.RemoteAddr().String()
 }
 
 // connReader is the reader under c.br. Before it blocks on the network it
