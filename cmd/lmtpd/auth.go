@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+
+	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/sasl"
+)
+
+// AUTH replies (RFC 4954 section 6).
+var (
+	errAuthMalformed = protocol.NewError(protocol.CodeParamSyntax, protocol.EnhancedCode{5, 5, 2}, "Malformed authentication exchange")
+	errAuthInvalid   = protocol.NewError(protocol.CodeAuthFailed, protocol.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
+	errAuthTemporary = protocol.NewError(protocol.CodeTempAuthFailure, protocol.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
+	errAuthNoMech    = protocol.NewError(protocol.CodeParamNotImpl, protocol.EnhancedCode{5, 5, 4}, "Unrecognized authentication type")
+)
+
+// authenticator is the protocol.Authenticator of a listener with auth
+// enabled, on the shared credential store (which SIGHUP replaces).
+type authenticator struct {
+	store    *sasl.Store
+	insecure bool // offer PLAIN and LOGIN without TLS
+	// outcome, if not nil, counts each finished exchange by mechanism
+	// and result ("ok", "failed", "malformed", "error").
+	outcome func(mech, result string)
+}
+
+// Mechanisms offers what the store's users can use: SCRAM-SHA-256 on any
+// connection, PLAIN and LOGIN only under TLS unless insecure_auth is set
+// (RFC 4954 section 4: the password itself crosses the connection).
+func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
+	var out []string
+	for _, m := range a.store.Mechanisms() {
+		if sasl.IsPlaintext(m) && c.TLS == nil && !a.insecure {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// NewServer starts an exchange.
+func (a *authenticator) NewServer(ctx context.Context, c *protocol.ConnState, mech string) (protocol.SASLServer, error) {
+	s, err := a.store.NewServer(mech)
+	if err != nil {
+		if errors.Is(err, sasl.ErrUnsupportedMechanism) {
+			return nil, errAuthNoMech
+		}
+		return nil, protocol.WrapError(errAuthTemporary.Code, errAuthTemporary.EnhancedCode, errAuthTemporary.Message, err)
+	}
+	return &saslServer{s: s, mech: strings.ToUpper(mech), outcome: a.outcome}, nil
+}
+
+// saslServer maps the sasl package's errors to AUTH replies.
+type saslServer struct {
+	s       sasl.Server
+	mech    string
+	outcome func(mech, result string)
+}
+
+func (s *saslServer) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := s.s.Next(resp)
+	if err != nil {
+		err = authReply(err)
+		if s.outcome != nil {
+			s.outcome(s.mech, authResult(err))
+		}
+		return nil, false, err
+	}
+	if done && s.outcome != nil {
+		s.outcome(s.mech, "ok")
+	}
+	return ch, done, nil
+}
+
+func (s *saslServer) Username() string { return s.s.Username() }
+
+// authReply maps an exchange error: a client that broke the mechanism
+// gets 501 5.5.2, credentials not proven 535 5.7.8, anything else (a
+// store that failed) 454 4.7.0. The cause stays attached for the log.
+func authReply(err error) error {
+	var e *protocol.Error
+	switch {
+	case errors.Is(err, sasl.ErrMalformed):
+		e = errAuthMalformed
+	case errors.Is(err, sasl.ErrAuthFailed):
+		e = errAuthInvalid
+	default:
+		e = errAuthTemporary
+	}
+	return protocol.WrapError(e.Code, e.EnhancedCode, e.Message, err)
+}
+
+func authResult(err error) string {
+	switch protocol.AsError(err).Code {
+	case protocol.CodeAuthFailed:
+		return "failed"
+	case protocol.CodeParamSyntax:
+		return "malformed"
+	}
+	return "error"
+}
+
+// errSenderNotOwned refuses MAIL FROM an address the authenticated user
+// does not own (RFC 3463 X.7.1: delivery not authorized).
+var errSenderNotOwned = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 7, 1}, "Sender address rejected: not owned by the authenticated user")
+
+// senderPolicy holds which addresses each user may send as, for
+// auth.restrict_sender; SIGHUP swaps it.
+type senderPolicy struct {
+	// byUser maps a prepared user name to its addresses: "local@domain"
+	// or "@domain" for the whole domain.
+	byUser map[string][]string
+	on     bool
+}
+
+// restrictSender is a protocol.Backend that refuses, when the policy is
+// on and the session is authenticated, a sender the user does not own.
+// The null sender is allowed: bounces carry no sender to own.
+type restrictSender struct {
+	next   protocol.Backend
+	policy atomic.Pointer[senderPolicy]
+}
+
+func (r *restrictSender) Mail(ctx context.Context, c *protocol.ConnState, from protocol.Address, p *protocol.MailParams) (protocol.Transaction, error) {
+	if pol := r.policy.Load(); pol != nil && pol.on && c.AuthIdentity != "" && !from.IsNull() {
+		if !owns(pol.byUser[c.AuthIdentity], from) {
+			return nil, errSenderNotOwned
+		}
+	}
+	return r.next.Mail(ctx, c, from, p)
+}
+
+// CheckConn passes the check on when the wrapped backend has one.
+func (r *restrictSender) CheckConn(ctx context.Context, c *protocol.ConnState) error {
+	if cc, ok := r.next.(protocol.ConnChecker); ok {
+		return cc.CheckConn(ctx, c)
+	}
+	return nil
+}
+
+// owns reports whether addrs includes from: the domain compared without
+// regard to case (RFC 5321 section 2.4), the local part exactly as the
+// configuration spells it, except that "@domain" covers the domain.
+func owns(addrs []string, from protocol.Address) bool {
+	local, domain := from.DecodedLocalPart(), from.Domain
+	for _, a := range addrs {
+		i := strings.LastIndexByte(a, '@')
+		if i < 0 || !strings.EqualFold(a[i+1:], domain) {
+			continue
+		}
+		if i == 0 || a[:i] == local {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"github.com/lmtpd/lmtpd/sasl"
+)
+
+const hashPasswordUsage = `lmtpd hash-password [-user NAME]
+
+Reads a password and prints the password_hash (argon2id, for PLAIN and LOGIN)
+and scram (SCRAM-SHA-256 keys) lines of an [[auth.user]] entry, ready to
+paste. On a terminal it prompts twice with echo off; otherwise it reads the
+first line of standard input. The password is never taken from the command
+line, where other users could see it in the process list.`
+
+func cmdHashPassword(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
+	fs := newFlagSet("hash-password", hashPasswordUsage, stderr)
+	name := fs.String("user", "", "also print the [[auth.user]] header and name = `NAME`")
+	if st := parseFlags(fs, args); st >= 0 {
+		return st
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "lmtpd hash-password: the password is read from standard input, not from arguments")
+		fs.Usage()
+		return exUsage
+	}
+	var pw string
+	var err error
+	if isTerminal(stdin) {
+		pw, err = promptPassword(stdin, stderr)
+	} else {
+		pw, err = readPasswordLine(stdin)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "lmtpd hash-password: %v\n", err)
+		if errors.Is(err, errPasswordMismatch) || errors.Is(err, errEmptyPassword) {
+			return exDataErr
+		}
+		return exNoInput
+	}
+	hash, scram, err := sasl.MakeSecrets(pw)
+	if err != nil {
+		fmt.Fprintf(stderr, "lmtpd hash-password: %v\n", err)
+		return exDataErr
+	}
+	if *name != "" {
+		fmt.Fprintf(stdout, "[[auth.user]]\nname = %s\n", strconv.Quote(*name))
+	}
+	fmt.Fprintf(stdout, "password_hash = %s\nscram = %s\n", strconv.Quote(hash), strconv.Quote(scram))
+	return exOK
+}
+
+var (
+	errPasswordMismatch = errors.New("the passwords do not match")
+	errEmptyPassword    = errors.New("empty password")
+)
+
+// readPasswordLine reads the first line of r, without its line ending.
+func readPasswordLine(r io.Reader) (string, error) {
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errEmptyPassword
+	}
+	return line, nil
+}
+
+// promptPassword asks twice on the terminal tty with echo off.
+func promptPassword(tty *os.File, prompt io.Writer) (string, error) {
+	restore, err := echoOff(tty)
+	if err != nil {
+		return "", err
+	}
+	defer restore()
+	br := bufio.NewReader(tty)
+	read := func(p string) (string, error) {
+		fmt.Fprint(prompt, p)
+		line, err := br.ReadString('\n')
+		fmt.Fprintln(prompt)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		return strings.TrimRight(line, "\r\n"), nil
+	}
+	a, err := read("Password: ")
+	if err != nil {
+		return "", err
+	}
+	if a == "" {
+		return "", errEmptyPassword
+	}
+	b, err := read("Again: ")
+	if err != nil {
+		return "", err
+	}
+	if a != b {
+		return "", errPasswordMismatch
+	}
+	return a, nil
+}
+
+// echoOff turns terminal echo off on f (TCGETS/TCSETS, as stty -echo)
+// and returns the function that restores the previous state.
+func echoOff(f *os.File) (func(), error) {
+	var old syscall.Termios
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&old))); errno != 0 {
+		return nil, fmt.Errorf("reading the terminal state: %w", errno)
+	}
+	t := old
+	t.Lflag &^= syscall.ECHO
+	t.Lflag |= syscall.ICANON
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&t))); errno != 0 {
+		return nil, fmt.Errorf("turning echo off: %w", errno)
+	}
+	return func() {
+		syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&old)))
+	}, nil
+}

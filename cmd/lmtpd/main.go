@@ -1,0 +1,162 @@
+// Command lmtpd is an LMTP and SMTP delivery gateway: it accepts mail from
+// an MTA such as Postfix (or directly) and delivers it to maildirs and
+// pipe commands.
+//
+// Usage:
+//
+//	lmtpd [serve] [-config FILE]        run the daemon (the default)
+//	lmtpd check-config [-config FILE]   validate, print the effective configuration
+//	lmtpd deliver [-config FILE] [-f SENDER] RECIPIENT...
+//	                                    deliver one message from standard input
+//	lmtpd hash-password                 make password_hash and scram lines
+//	lmtpd version                       print the version
+//
+// Without -config, lmtpd uses its embedded default: LMTP on the unix socket
+// ./run/lmtp.sock, SMTP on 127.0.0.1:2525, any user at localhost and
+// example.test, maildirs under ./mail/{domain}/{user}.
+//
+// Exit statuses follow sysexits(3): 0 success, 64 usage, 78 configuration
+// error; deliver also uses 67 (unknown user), 75 (temporary failure) and
+// others, see deliver.go.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// Exit statuses, sysexits(3).
+const (
+	exOK          = 0
+	exSoftware1   = 1  // a failure after start-up (listener died, forced stop)
+	exUsage       = 64 // EX_USAGE: bad command line
+	exDataErr     = 65 // EX_DATAERR: input data incorrect
+	exNoInput     = 66 // EX_NOINPUT: input missing or unreadable
+	exNoUser      = 67 // EX_NOUSER: addressee unknown
+	exNoHost      = 68 // EX_NOHOST: host name unknown
+	exUnavailable = 69 // EX_UNAVAILABLE: service unavailable
+	exSoftware    = 70 // EX_SOFTWARE: internal software error
+	exOSErr       = 71 // EX_OSERR: system error
+	exCantCreat   = 73 // EX_CANTCREAT: cannot create (user) output file
+	exIOErr       = 74 // EX_IOERR: input/output error
+	exTempFail    = 75 // EX_TEMPFAIL: temporary failure, try again
+	exProtocol    = 76 // EX_PROTOCOL: remote error in protocol
+	exNoPerm      = 77 // EX_NOPERM: permission denied
+	exConfig      = 78 // EX_CONFIG: configuration error
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// versionString returns the build's version: the -X value, else the
+// module version recorded by go install, else "devel".
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+const mainUsage = `Usage: lmtpd [command] [flags]
+
+Commands:
+  serve          run the daemon (the default command)
+  check-config   validate the configuration and print it with defaults filled in
+  deliver        deliver one message from standard input (local delivery agent)
+  hash-password  read a password and print password_hash and scram lines
+  version        print the version
+
+Run "lmtpd COMMAND -h" for a command's flags. Without -config, lmtpd uses its
+embedded default: LMTP on ./run/lmtp.sock, SMTP on 127.0.0.1:2525, any user at
+localhost and example.test, maildirs under ./mail.
+`
+
+// run dispatches to a subcommand and returns the exit status.
+func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(args, stderr)
+	case "check-config":
+		return cmdCheckConfig(args, stdout, stderr)
+	case "deliver":
+		return cmdDeliver(args, stdin, stderr)
+	case "hash-password":
+		return cmdHashPassword(args, stdin, stdout, stderr)
+	case "version":
+		return cmdVersion(args, stdout, stderr)
+	case "help":
+		fmt.Fprint(stdout, mainUsage)
+		return exOK
+	}
+	if len(args) == 0 && (cmd == "-h" || cmd == "--help") {
+		fmt.Fprint(stdout, mainUsage)
+		return exOK
+	}
+	fmt.Fprintf(stderr, "lmtpd: unknown command %q\n\n%s", cmd, mainUsage)
+	return exUsage
+}
+
+// newFlagSet returns a flag set for a subcommand whose -h prints usage
+// (a synopsis and the flags) to stderr.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; it returns -1 to continue, or an exit status:
+// 0 after -h, 64 after a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exOK
+		}
+		return exUsage
+	}
+	return -1
+}
+
+func cmdVersion(args []string, stdout io.Writer, stderr io.Writer) int {
+	fs := newFlagSet("version", "lmtpd version", stderr)
+	if st := parseFlags(fs, args); st >= 0 {
+		return st
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exUsage
+	}
+	fmt.Fprintf(stdout, "lmtpd %s\n", versionString())
+	return exOK
+}
+
+// printConfigError writes a configuration error, one problem per line.
+func printConfigError(stderr io.Writer, err error) {
+	var ce configErrors
+	if errors.As(err, &ce) {
+		for _, e := range ce {
+			fmt.Fprintf(stderr, "lmtpd: %s\n", e)
+		}
+		return
+	}
+	fmt.Fprintf(stderr, "lmtpd: %v\n", err)
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"reflect"
+)
+
+// reload re-reads the configuration on SIGHUP and applies what can change
+// while running: routing and delivery (Router.Reload), users and
+// credentials (Store.Replace), the sender policy, the certificate and the
+// log level. The new configuration is validated as a whole first; if any
+// part is wrong, the error is logged and the running configuration stays,
+// untouched. Changes to listeners, the server hostname, the metrics
+// address or the log format need a restart; they are logged and ignored.
+//
+// Transactions already started keep the routing they started with; a
+// session open across the reload sees the new one at its next MAIL.
+func (d *daemon) reload() {
+	if err := d.notify.notify(reloadingMessage()); err != nil {
+		d.log.Warn().Err(err).Msg("cannot notify systemd")
+	}
+	defer func() {
+		if err := d.notify.notify("READY=1\nSTATUS=serving"); err != nil {
+			d.log.Warn().Err(err).Msg("cannot notify systemd")
+		}
+	}()
+	d.log.Info().Str("config", d.cfg.file).Msg("SIGHUP: reloading the configuration")
+	cfg, err := loadConfig(d.configFile)
+	if err != nil {
+		var ce configErrors
+		if errors.As(err, &ce) {
+			for _, e := range ce {
+				d.log.Error().Str("file", e.File).Int("line", e.Line).Str("key", e.Key).Err(e.Err).Msg(e.Error())
+			}
+		}
+		d.log.Error().Msg("reload failed: the configuration is invalid; keeping the running one")
+		return
+	}
+	var cert *tls.Certificate
+	if cfg.TLS.CertFile != "" {
+		if cert, err = loadCertificate(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			d.log.Error().Err(err).Msg("reload failed: the certificate cannot be loaded; keeping the running configuration")
+			return
+		}
+	}
+	// The router validates again and may fail (a maildir root that cannot
+	// be opened): do it first, before anything else changes.
+	if err := d.router.Reload(cfg.dcfg); err != nil {
+		d.log.Error().Err(err).Msg("reload failed: delivery configuration refused; keeping the running configuration")
+		return
+	}
+	// loadConfig built a store from the same users, so this does not fail
+	// short of running out of memory.
+	if err := d.store.Replace(cfg.users); err != nil {
+		d.log.Error().Err(err).Msg("reload: users could not be replaced; the old users stay (routing was reloaded)")
+	}
+	d.senders.policy.Store(&senderPolicy{byUser: cfg.addresses, on: cfg.Auth.RestrictSender})
+	if cert != nil {
+		d.certs.set(cert, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	}
+	d.out.setLevel(cfg.logLevel)
+
+	old := d.cfg
+	restart := func(what string) {
+		d.log.Warn().Str("changed", what).Msg("this change needs a restart; it is ignored until then")
+	}
+	if !reflect.DeepEqual(old.Listeners, cfg.Listeners) {
+		restart("listener")
+	}
+	if old.Server.Hostname != cfg.Server.Hostname {
+		restart("server.hostname")
+	}
+	if old.Metrics != cfg.Metrics {
+		restart("metrics")
+	}
+	if old.Log.Format != cfg.Log.Format {
+		restart("log.format")
+	}
+	if (old.TLS.CertFile == "") != (cfg.TLS.CertFile == "") {
+		restart("tls")
+	}
+	// What stays from the old configuration is what the running servers
+	// use; keep those parts so that the next reload compares against them.
+	cfg.Listeners, cfg.Server.Hostname, cfg.Metrics, cfg.Log.Format, cfg.trusted = old.Listeners, old.Server.Hostname, old.Metrics, old.Log.Format, old.trusted
+	d.cfg = cfg
+	d.log.Info().Int("users", len(cfg.users)).Int("domains", len(cfg.Domains)).Msg("configuration reloaded")
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/sasl"
+)
+
+const serveUsage = "lmtpd [serve] [-config FILE]\n\nRuns the daemon. SIGTERM or SIGINT stop it gracefully (a second one at once),\nSIGHUP reloads routing, users, credentials and certificates."
+
+func cmdServe(args []string, stderr *os.File) int {
+	fs := newFlagSet("serve", serveUsage, stderr)
+	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
+	if st := parseFlags(fs, args); st >= 0 {
+		return st
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return exUsage
+	}
+	cfg, err := loadConfig(*file)
+	if err != nil {
+		printConfigError(stderr, err)
+		return exConfig
+	}
+	log, out := newLogger(cfg.Log.Format, cfg.logLevel, stderr, isTerminal(stderr))
+	d := &daemon{configFile: *file, cfg: cfg, log: log, out: out, notify: newNotifier()}
+	return d.run()
+}
+
+// daemon is the running server: the listeners and their protocol
+// servers, the delivery router they share, the credential store and the
+// certificate, and what SIGHUP swaps.
+type daemon struct {
+	configFile string
+	cfg        *config // the running configuration; only the main goroutine uses it
+	log        zerolog.Logger
+	out        *logOutput
+	notify     *notifier
+
+	router  *delivery.Router
+	store   *sasl.Store
+	senders *restrictSender
+	certs   *certStore
+	metrics *metrics
+	servers []*listenerServer
+
+	serveErr chan error
+	stopBg   context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+// listenerServer is one listener and its server.
+type listenerServer struct {
+	cfg       listenerConfig
+	srv       *protocol.Server
+	ln        net.Listener
+	addr      string // what it listens on, for logs
+	activated bool
+}
+
+// configFail reports a start-up problem at a key of the configuration file
+// and returns EX_CONFIG.
+func (d *daemon) configFail(key string, err error) int {
+	e := &configError{File: d.cfg.file, Line: d.cfg.locs[d.cfg.file].line(key), Key: key, Err: err}
+	d.log.Error().Str("file", e.File).Int("line", e.Line).Str("key", key).Err(err).Msg("cannot start: " + e.Error())
+	return exConfig
+}
+
+// run starts everything, waits for signals and returns the exit status.
+func (d *daemon) run() int {
+	cfg := d.cfg
+	activated, err := activatedListeners()
+	if err != nil {
+		d.log.Error().Err(err).Msg("cannot start")
+		return exOSErr
+	}
+	if root := cfg.dcfg.Maildir.Root; root != "" {
+		if err := os.MkdirAll(root, 0o750); err != nil {
+			return d.configFail("delivery.maildir.root", err)
+		}
+	}
+	if d.router, err = delivery.New(cfg.dcfg, delivery.Options{}); err != nil {
+		return d.configFail("domain", err)
+	}
+	defer d.router.Close()
+	if d.store, err = sasl.NewStore(cfg.users); err != nil {
+		return d.configFail("auth", err)
+	}
+	d.senders = &restrictSender{}
+	d.senders.policy.Store(&senderPolicy{byUser: cfg.addresses, on: cfg.Auth.RestrictSender})
+	d.certs = &certStore{}
+	if cfg.TLS.CertFile != "" {
+		if err := d.certs.load(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return d.configFail("tls.cert_file", err)
+		}
+	}
+	var backend protocol.Backend = d.router
+	if cfg.Metrics.Address != "" {
+		d.metrics = newMetrics()
+		d.out.setTap(d.metrics.observeLogLine)
+		backend = d.metrics.wrapBackend(backend)
+	}
+	d.senders.next = backend
+
+	defer d.closeListeners()
+	for i := range cfg.Listeners {
+		if st := d.openListener(i, activated); st != exOK {
+			return st
+		}
+	}
+	for name, l := range activated {
+		l.Close()
+		return d.configFail("listener", fmt.Errorf("systemd passed a socket named %q but no listener has that name", name))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopBg = cancel
+	defer cancel()
+	if d.metrics != nil {
+		ln, err := net.Listen("tcp", cfg.Metrics.Address)
+		if err != nil {
+			return d.configFail("metrics.address", err)
+		}
+		d.bg.Add(1)
+		go func() {
+			defer d.bg.Done()
+			d.metrics.serve(ctx, ln, &d.log)
+		}()
+	}
+	if cfg.TLS.CertFile != "" {
+		d.bg.Add(1)
+		go func() {
+			defer d.bg.Done()
+			d.certs.watch(ctx, certPollInterval, &d.log)
+		}()
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	d.serveErr = make(chan error, len(d.servers))
+	for _, s := range d.servers {
+		go func() {
+			err := s.srv.Serve(s.ln)
+			if !errors.Is(err, protocol.ErrServerClosed) {
+				d.serveErr <- fmt.Errorf("listener %s: %w", s.cfg.Name, err)
+			}
+		}()
+	}
+	if d.metrics != nil {
+		d.metrics.setUp(true)
+	}
+	d.logStart()
+	if err := d.notify.notify("READY=1\nSTATUS=serving"); err != nil {
+		d.log.Warn().Err(err).Msg("cannot notify systemd")
+	}
+
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.reload()
+				continue
+			}
+			d.log.Info().Str("signal", s.String()).Stringer("grace", time.Duration(d.cfg.Server.ShutdownGrace)).Msg("shutting down: no new connections, transactions in flight may finish")
+			return d.shutdown(sigs, exOK)
+		case err := <-d.serveErr:
+			d.log.Error().Err(err).Msg("a listener failed; shutting down")
+			return d.shutdown(sigs, exSoftware1)
+		}
+	}
+}
+
+// openListener opens listener i (a systemd socket if one has its name)
+// and creates its server.
+func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
+	lc := d.cfg.Listeners[i]
+	key := indexKey("listener", i)
+	ls := &listenerServer{cfg: lc, addr: lc.Address}
+	var err error
+	if l, ok := activated[lc.Name]; ok {
+		delete(activated, lc.Name)
+		ls.ln, ls.activated = l, true
+		ls.addr = l.Addr().Network() + ":" + l.Addr().String()
+		if l.Addr().Network() == "tcp" {
+			ls.addr = l.Addr().String()
+		}
+	} else if ls.ln, err = listenConfigured(&lc); err != nil {
+		return d.configFail(joinKey(key, "address"), fmt.Errorf("cannot listen on %s: %w", lc.Address, err))
+	}
+	if d.metrics != nil {
+		ls.ln = d.metrics.wrapListener(ls.ln, lc.Name)
+	}
+	var tlsCfg *tls.Config
+	if lc.TLS != "none" {
+		var onHello func()
+		var onDone func(tls.ConnectionState)
+		if d.metrics != nil {
+			onHello, onDone = d.metrics.tlsHooks(lc.Name)
+		}
+		tlsCfg = d.certs.tlsConfig(onHello, onDone)
+	}
+	if lc.TLS == "implicit" {
+		ls.ln = tls.NewListener(ls.ln, tlsCfg)
+	}
+	logger := d.log.With().Str("listener", lc.Name).Logger()
+	srv := &protocol.Server{
+		Protocol:            protocol.SMTP,
+		Hostname:            d.cfg.Server.Hostname,
+		Backend:             d.senders,
+		Logger:              &logger,
+		RequireTLS:          lc.RequireTLS,
+		RequireAuth:         lc.Auth == "required",
+		MaxAuthFailures:     lc.MaxAuthFailures,
+		AuthFailureDelay:    orNegative(time.Duration(lc.AuthFailureDelay)),
+		MaxMessageBytes:     int64(orNegative(lc.MaxMessageSize)),
+		MaxRecipients:       lc.MaxRecipients,
+		MaxLineLength:       lc.MaxLineLength,
+		MaxTextLineLength:   orNegative(lc.MaxTextLineLength),
+		MaxHeaderBytes:      int(lc.MaxHeaderSize),
+		MaxReceivedHeaders:  lc.MaxReceivedHeaders,
+		MaxErrors:           lc.MaxErrors,
+		MaxConnections:      lc.MaxConnections,
+		MaxConnectionsPerIP: lc.MaxConnectionsPerIP,
+		CommandTimeout:      time.Duration(lc.CommandTimeout),
+		DataTimeout:         time.Duration(lc.DataTimeout),
+		FinalReplyTimeout:   time.Duration(lc.FinalReplyTimeout),
+		TLSHandshakeTimeout: time.Duration(lc.TLSHandshakeTimeout),
+		TrustedNetworks:     d.cfg.trusted[i],
+	}
+	if lc.Protocol == "lmtp" {
+		srv.Protocol = protocol.LMTP
+	}
+	if lc.TLS == "starttls" {
+		srv.TLSConfig = tlsCfg
+	}
+	if lc.BareLineEndings == "normalize" {
+		srv.BareLineEndings = protocol.NormalizeBareLineEndings
+	}
+	if lc.Auth != "off" {
+		a := &authenticator{store: d.store, insecure: lc.InsecureAuth}
+		if d.metrics != nil {
+			a.outcome = d.metrics.authOutcome(lc.Name)
+		}
+		srv.Auth = a
+	}
+	ls.srv = srv
+	d.servers = append(d.servers, ls)
+	return exOK
+}
+
+// orNegative maps the configuration's 0 ("none") to the protocol
+// package's negative value ("none"; its 0 means "default").
+func orNegative[T ~int | ~int64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+// closeListeners closes listeners whose servers never started serving (a
+// failed start-up); Serve closes the others itself.
+func (d *daemon) closeListeners() {
+	for _, s := range d.servers {
+		s.srv.Close()
+		s.ln.Close()
+	}
+}
+
+// shutdown stops every server gracefully within the grace period; a
+// second SIGTERM or SIGINT stops at once.
+func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
+	if err := d.notify.notify("STOPPING=1"); err != nil {
+		d.log.Warn().Err(err).Msg("cannot notify systemd")
+	}
+	if d.metrics != nil {
+		d.metrics.setUp(false)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(d.cfg.Server.ShutdownGrace))
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for _, s := range d.servers {
+			wg.Go(func() {
+				if err := s.srv.Shutdown(ctx); err != nil {
+					d.log.Warn().Str("listener", s.cfg.Name).Err(err).Msg("grace period over: closed the connections still open")
+				}
+			})
+		}
+		wg.Wait()
+	}()
+	for {
+		select {
+		case <-done:
+			d.stopBg()
+			d.bg.Wait()
+			d.log.Info().Msg("stopped")
+			return status
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				continue
+			}
+			d.log.Warn().Str("signal", s.String()).Msg("second signal: exiting now, transactions in flight are not answered")
+			return exSoftware1
+		}
+	}
+}
+
+// logStart writes the start-up lines: version, listeners, backends, and
+// for the embedded default how to try it.
+func (d *daemon) logStart() {
+	cfg := d.cfg
+	var serving []string
+	for _, s := range d.servers {
+		serving = append(serving, strings.ToUpper(s.cfg.Protocol)+" on "+s.addr)
+	}
+	var domains, pipes []string
+	for _, dm := range cfg.Domains {
+		s := dm.Name
+		if dm.AnyUser {
+			s += " (any user)"
+		}
+		domains = append(domains, s)
+		if dm.Route.Pipe != nil && len(dm.Route.Pipe.Argv) > 0 {
+			pipes = append(pipes, dm.Route.Pipe.Argv[0])
+		}
+		for _, u := range dm.User {
+			if u.Route.Pipe != nil && len(u.Route.Pipe.Argv) > 0 {
+				pipes = append(pipes, u.Route.Pipe.Argv[0])
+			}
+		}
+	}
+	ev := d.log.Info().Str("version", versionString()).Str("config", cfg.file).Strs("domains", domains)
+	if root := cfg.dcfg.Maildir.Root; root != "" {
+		ev = ev.Str("maildir", root+"/"+cfg.dcfg.Maildir.Template)
+	}
+	if len(pipes) > 0 {
+		ev = ev.Strs("pipe", pipes)
+	}
+	if cfg.Metrics.Address != "" {
+		ev = ev.Str("metrics", "http://"+cfg.Metrics.Address+"/metrics")
+	}
+	ev.Msgf("lmtpd %s serving %s, delivering for %s", versionString(), strings.Join(serving, " and "), strings.Join(domains, ", "))
+	if cfg.embedded {
+		d.log.Info().Msgf("embedded default configuration: mail for any user at localhost or example.test goes to the maildir %s/{domain}/{user} (run lmtpd -config FILE for your own; see config.example.toml)", cfg.dcfg.Maildir.Root)
+		for _, s := range d.servers {
+			switch {
+			case s.cfg.Protocol == "smtp" && !strings.HasPrefix(s.addr, "unix:"):
+				d.log.Info().Msgf("try SMTP: swaks --server %s --from you@example.org --to bob@example.test", s.addr)
+			case s.cfg.Protocol == "lmtp" && strings.HasPrefix(s.addr, "unix:"):
+				d.log.Info().Msgf(`try LMTP: printf 'LHLO me\r\nMAIL FROM:<you@example.org>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: test\r\n\r\nHello.\r\n.\r\nQUIT\r\n' | nc -U %s`, strings.TrimPrefix(s.addr, "unix:"))
+			}
+		}
+	}
+	for _, s := range d.servers {
+		ev := d.log.Info().Str("listener", s.cfg.Name).Str("protocol", strings.ToUpper(s.cfg.Protocol)).
+			Str("address", s.addr).Str("tls", s.cfg.TLS).Str("auth", s.cfg.Auth)
+		if s.activated {
+			ev = ev.Bool("systemd", true)
+		}
+		ev.Msg("listening")
+	}
+}
