@@ -667,7 +667,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 // into, or, if it does not exist yet, one lmtpd can create.
 func checkWritableDir(dir string) error {
 	fi, err := os.Stat(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		parent := filepath.Dir(dir)
 		for {
 			pfi, perr := os.Stat(parent)

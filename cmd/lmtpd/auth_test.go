@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/sasl"
+)
+
+func newTestStore(t *testing.T, users map[string]string, withScram bool) *sasl.Store {
+	t.Helper()
+	m := make(map[string]sasl.User)
+	for name, pw := range users {
+		hash, scram, err := sasl.MakeSecrets(pw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := sasl.User{PasswordHash: hash}
+		if withScram {
+			sc, err := sasl.ParseScramCredentials(scram)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Scram = &sc
+		}
+		m[name] = u
+	}
+	s, err := sasl.NewStore(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestAuthenticatorMechanisms(t *testing.T) {
+	both := newTestStore(t, map[string]string{"alice": "pw"}, true)
+	plainOnly := newTestStore(t, map[string]string{"alice": "pw"}, false)
+	plain := &protocol.ConnState{}
+	secure := &protocol.ConnState{TLS: &tls.ConnectionState{}}
+	tests := []struct {
+		name     string
+		a        *authenticator
+		conn     *protocol.ConnState
+		expected []string
+	}{
+		{"no TLS: SCRAM only", &authenticator{store: both}, plain, []string{"SCRAM-SHA-256"}},
+		{"TLS: all", &authenticator{store: both}, secure, []string{"SCRAM-SHA-256", "PLAIN", "LOGIN"}},
+		{"insecure_auth", &authenticator{store: both, insecure: true}, plain, []string{"SCRAM-SHA-256", "PLAIN", "LOGIN"}},
+		{"hash only, no TLS: nothing", &authenticator{store: plainOnly}, plain, nil},
+		{"hash only, TLS", &authenticator{store: plainOnly}, secure, []string{"PLAIN", "LOGIN"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.a.Mechanisms(tc.conn); !reflect.DeepEqual(got, tc.expected) {
+				t.Errorf("Mechanisms = %q, want %q", got, tc.expected)
+			}
+		})
+	}
+}
+
+func TestAuthenticatorExchange(t *testing.T) {
+	store := newTestStore(t, map[string]string{"alice": "pw"}, true)
+	var outcomes []string
+	a := &authenticator{store: store, insecure: true, outcome: func(mech, result string) { outcomes = append(outcomes, mech+" "+result) }}
+	ctx := context.Background()
+	conn := &protocol.ConnState{}
+	if _, err := a.NewServer(ctx, conn, "CRAM-MD5"); err != errAuthNoMech {
+		t.Errorf("unsupported mechanism: %v, want 504 5.5.4", err)
+	}
+	tests := []struct {
+		name     string
+		mech     string
+		resp     string
+		wantCode int
+		wantEC   protocol.EnhancedCode
+		wantUser string
+		outcome  string
+	}{
+		{"ok", "PLAIN", "\x00alice\x00pw", 0, protocol.EnhancedCode{}, "alice", "PLAIN ok"},
+		{"wrong password", "plain", "\x00alice\x00nope", 535, protocol.EnhancedCode{5, 7, 8}, "", "PLAIN failed"},
+		{"unknown user", "PLAIN", "\x00bob\x00pw", 535, protocol.EnhancedCode{5, 7, 8}, "", "PLAIN failed"},
+		{"malformed", "PLAIN", "no separators", 501, protocol.EnhancedCode{5, 5, 2}, "", "PLAIN malformed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			outcomes = nil
+			s, err := a.NewServer(ctx, conn, tc.mech)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, done, err := s.Next([]byte(tc.resp))
+			if tc.wantCode == 0 {
+				if err != nil || !done || s.Username() != tc.wantUser {
+					t.Fatalf("Next: done %v, err %v, user %q", done, err, s.Username())
+				}
+			} else {
+				e := protocol.AsError(err)
+				if e == nil || e.Code != tc.wantCode || e.EnhancedCode != tc.wantEC {
+					t.Fatalf("Next: %v, want %d %v", err, tc.wantCode, tc.wantEC)
+				}
+				if !errors.Is(err, sasl.ErrAuthFailed) && !errors.Is(err, sasl.ErrMalformed) {
+					t.Errorf("the cause is lost: %v", err)
+				}
+			}
+			if len(outcomes) != 1 || outcomes[0] != tc.outcome {
+				t.Errorf("outcomes %q, want %q", outcomes, tc.outcome)
+			}
+		})
+	}
+}
+
+func TestAuthReply(t *testing.T) {
+	tests := []struct {
+		err    error
+		code   int
+		result string
+	}{
+		{sasl.ErrMalformed, 501, "malformed"},
+		{fmt.Errorf("x: %w", sasl.ErrAuthFailed), 535, "failed"},
+		{errors.New("store broken"), 454, "error"},
+	}
+	for _, tc := range tests {
+		r := authReply(tc.err)
+		if e := protocol.AsError(r); e == nil || e.Code != tc.code || !errors.Is(r, tc.err) {
+			t.Errorf("authReply(%v) = %v, want %d wrapping the cause", tc.err, r, tc.code)
+		}
+		if got := authResult(r); got != tc.result {
+			t.Errorf("authResult(%v) = %q, want %q", tc.err, got, tc.result)
+		}
+	}
+}
+
+// fakeBackend records the senders it was given.
+type fakeBackend struct {
+	froms   []string
+	checked bool
+}
+
+func (b *fakeBackend) Mail(ctx context.Context, c *protocol.ConnState, from protocol.Address, p *protocol.MailParams) (protocol.Transaction, error) {
+	b.froms = append(b.froms, from.String())
+	return nil, nil
+}
+
+func (b *fakeBackend) CheckConn(ctx context.Context, c *protocol.ConnState) error {
+	b.checked = true
+	return errors.New("refused")
+}
+
+func TestRestrictSender(t *testing.T) {
+	fb := &fakeBackend{}
+	r := &restrictSender{next: fb}
+	r.policy.Store(&senderPolicy{on: true, byUser: map[string][]string{
+		"alice": {"alice@example.test", "@example.org"},
+		"bob":   {},
+	}})
+	addr := func(local, domain string) protocol.Address { return protocol.Address{LocalPart: local, Domain: domain} }
+	tests := []struct {
+		name string
+		user string
+		from protocol.Address
+		ok   bool
+	}{
+		{"own address", "alice", addr("alice", "example.test"), true},
+		{"domain case", "alice", addr("alice", "EXAMPLE.test"), true},
+		{"local part case", "alice", addr("Alice", "example.test"), false},
+		{"whole domain", "alice", addr("anyone", "example.org"), true},
+		{"quoted local part", "alice", addr(`"alice"`, "example.test"), true},
+		{"other address", "alice", addr("bob", "example.test"), false},
+		{"null sender", "alice", protocol.Address{}, true},
+		{"user without addresses", "bob", addr("bob", "example.test"), false},
+		{"not authenticated", "", addr("mallory", "example.net"), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := r.Mail(context.Background(), &protocol.ConnState{AuthIdentity: tc.user}, tc.from, &protocol.MailParams{})
+			if tc.ok && err != nil {
+				t.Errorf("refused: %v", err)
+			}
+			if !tc.ok && err != errSenderNotOwned {
+				t.Errorf("error %v, want 553 5.7.1", err)
+			}
+		})
+	}
+	r.policy.Store(&senderPolicy{on: false})
+	if _, err := r.Mail(context.Background(), &protocol.ConnState{AuthIdentity: "bob"}, addr("x", "y.test"), &protocol.MailParams{}); err != nil {
+		t.Errorf("policy off: %v", err)
+	}
+	if err := r.CheckConn(context.Background(), &protocol.ConnState{}); err == nil || !fb.checked {
+		t.Errorf("CheckConn not passed on: %v", err)
+	}
+	if err := (&restrictSender{next: &meteredBackend{}}).CheckConn(context.Background(), &protocol.ConnState{}); err != nil {
+		t.Errorf("CheckConn without a checker: %v", err)
+	}
+}
