@@ -993,9 +993,9 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// selfSigned writes a certificate and key for mx.example.test and
-// 127.0.0.1 and returns the pool that trusts it.
-func selfSigned(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+// selfSigned writes a certificate and key for cn (and 127.0.0.1) and
+// returns the pool that trusts it.
+func selfSigned(t testing.TB, dir, cn string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -1003,8 +1003,8 @@ func selfSigned(t testing.TB, dir string) (certFile, keyFile string, pool *x509.
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.example.test"},
-		DNSNames:     []string{"mx.example.test"},
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     []string{cn},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
@@ -1036,7 +1036,7 @@ func selfSigned(t testing.TB, dir string) (certFile, keyFile string, pool *x509.
 // sender restriction, a delivery, and what /metrics and /healthz report.
 func TestSubmissionTLSAuthMetrics(t *testing.T) {
 	dir := tempDir(t)
-	certFile, keyFile, pool := selfSigned(t, dir)
+	certFile, keyFile, pool := selfSigned(t, dir, "mx.example.test")
 	_, user, _ := run(t, dir, "s3cret\n", "hash-password", "-user", "alice@example.test")
 	smtpAddr, metricsAddr := freePort(t), freePort(t)
 	cfg := fmt.Sprintf(`[log]
@@ -1210,4 +1210,89 @@ func scrape(t testing.TB, addr string) map[string]float64 {
 		out[line[:i]] = v
 	}
 	return out
+}
+
+// TestImplicitTLSReload runs an implicit-TLS SMTP listener with users from
+// auth.users_file; SIGHUP brings in a new user and a new certificate for
+// new connections.
+func TestImplicitTLSReload(t *testing.T) {
+	dir := tempDir(t)
+	certFile, keyFile, _ := selfSigned(t, dir, "first.example.test")
+	_, alice, _ := run(t, dir, "alice-pw\n", "hash-password", "-user", "alice")
+	_, bob, _ := run(t, dir, "bob-pw\n", "hash-password", "-user", "bob")
+	users := func(s string) string { return strings.ReplaceAll(s, "[[auth.user]]", "[[user]]") }
+	writeFile(t, dir, "users.toml", users(alice))
+	addr := freePort(t)
+	cfgFile := writeFile(t, dir, "lmtpd.toml", fmt.Sprintf(`[log]
+format = "json"
+
+[[listener]]
+name = "smtps"
+protocol = "smtp"
+address = %q
+tls = "implicit"
+auth = "optional"
+
+[tls]
+cert_file = %q
+key_file = %q
+
+[auth]
+users_file = "users.toml"
+
+[delivery.maildir]
+root = "mail"
+
+[[domain]]
+name = "example.test"
+any_user = true
+`, addr, certFile, keyFile))
+	p := start(t, dir, nil, "-config", cfgFile)
+	p.waitLog(0, "listening", `"tls":"implicit"`)
+
+	// login connects over TLS and tries AUTH PLAIN; it returns the
+	// certificate's name.
+	login := func(user, pw string) (string, error) {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName
+		c, err := smtp.NewClient(conn, "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if ok, mechs := c.Extension("AUTH"); !ok || !strings.Contains(mechs, "PLAIN") {
+			t.Errorf("AUTH over implicit TLS: %q", mechs)
+		}
+		return cn, c.Auth(smtp.PlainAuth("", user, pw, "127.0.0.1"))
+	}
+	if cn, err := login("alice", "alice-pw"); err != nil || cn != "first.example.test" {
+		t.Errorf("alice: %v, certificate %s", err, cn)
+	}
+	if _, err := login("bob", "bob-pw"); err == nil {
+		t.Error("bob logged in before he was added")
+	}
+
+	writeFile(t, dir, "users.toml", users(alice)+"\n"+users(bob))
+	selfSigned(t, dir, "second.example.test")
+	n := p.nlines()
+	p.signal(syscall.SIGHUP)
+	p.waitLog(n, "configuration reloaded", `"users":2`)
+	if cn, err := login("bob", "bob-pw"); err != nil || cn != "second.example.test" {
+		t.Errorf("bob after SIGHUP: %v, certificate %s", err, cn)
+	}
+
+	// A users file that does not parse keeps the old users.
+	writeFile(t, dir, "users.toml", "[[user]]\nname = \"carol\"\npassword = \"plain text\"\n")
+	n = p.nlines()
+	p.signal(syscall.SIGHUP)
+	p.waitLog(n, filepath.Join(dir, "users.toml")+":3: user[0].password: unknown key")
+	p.waitLog(n, "reload failed")
+	if _, err := login("bob", "bob-pw"); err != nil {
+		t.Errorf("bob after a failed reload: %v", err)
+	}
 }

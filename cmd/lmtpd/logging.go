@@ -66,6 +66,7 @@ func (o *logOutput) setTap(f func(p []byte)) {
 // and w is a terminal (term).
 func newLogger(format string, level zerolog.Level, w io.Writer, term bool) (zerolog.Logger, *logOutput) {
 	zerolog.DurationFieldInteger = false
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	out := &logOutput{w: w}
 	if format == "console" || format == "auto" && term {
 		out.w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
