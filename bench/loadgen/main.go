@@ -192,8 +192,8 @@ func summary(r *result.Result) string {
 		fmt.Fprintf(&b, "%d idle connections in %.2fs, server RSS %.1f MiB (peak %.1f MiB)",
 			r.Idle, r.Elapsed, mib(r.RSS), mib(r.PeakRSS))
 	} else {
-		fmt.Fprintf(&b, "%d msgs in %.2fs = %.0f msgs/s, server CPU %.3fs (%.3fs/1000 msgs), peak RSS %.1f MiB, client CPU %.2fs",
-			r.Messages, r.Elapsed, r.MsgsPerSec, r.ServerCPU, r.CPUPer1000, mib(r.PeakRSS), r.ClientCPU)
+		fmt.Fprintf(&b, "%d msgs in %.2fs = %.0f msgs/s, server CPU %.3fs (%.3fs/1000 msgs), peak RSS %.1f MiB, client CPU %.2fs, other CPU %.2fs",
+			r.Messages, r.Elapsed, r.MsgsPerSec, r.ServerCPU, r.CPUPer1000, mib(r.PeakRSS), r.ClientCPU, r.OtherCPU)
 	}
 	if r.Errors > 0 {
 		fmt.Fprintf(&b, "; %d ERRORS, first: %s", r.Errors, r.FirstError)
@@ -227,6 +227,7 @@ type meter struct {
 type reading struct {
 	server procstat.Sample
 	self   time.Duration
+	busy   time.Duration // the whole machine
 }
 
 func (m meter) read() (reading, error) {
@@ -236,6 +237,11 @@ func (m meter) read() (reading, error) {
 		return r, err
 	}
 	r.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	busy, err := procstat.Busy()
+	if err != nil {
+		return r, err
+	}
+	r.busy = busy
 	if m.pid > 0 {
 		s, err := procstat.Tree(m.pid)
 		if err != nil {
@@ -349,7 +355,6 @@ func runLoad(cfg *config, s *session) (*result.Result, error) {
 	res.FirstError = errs.firstError()
 	res.Elapsed = elapsed.Seconds()
 	res.MsgsPerSec = float64(res.Messages) / res.Elapsed
-	res.ClientCPU = (after.self - before.self).Seconds()
 	fillServer(res, before, after)
 	if res.Messages > 0 {
 		res.CPUPer1000 = res.ServerCPU / float64(res.Messages) * 1000
@@ -403,7 +408,6 @@ func runIdle(cfg *config, s *session) (*result.Result, error) {
 	res.Errors = errs.n.Load()
 	res.FirstError = errs.firstError()
 	res.Elapsed = elapsed.Seconds()
-	res.ClientCPU = (after.self - before.self).Seconds()
 	fillServer(res, before, after)
 	return res, nil
 }
@@ -413,8 +417,11 @@ func (c *config) result() *result.Result {
 		Concurrency: c.concurrency, Rcpts: c.rcpts, Size: c.size}
 }
 
+// fillServer records the measurements of the window between two readings.
 func fillServer(res *result.Result, before, after reading) {
+	res.ClientCPU = (after.self - before.self).Seconds()
 	res.ServerCPU = (after.server.CPU - before.server.CPU).Seconds()
+	res.OtherCPU = max(0, (after.busy-before.busy).Seconds()-res.ServerCPU-res.ClientCPU)
 	res.ServerProcs = after.server.Procs
 	res.PeakRSS = after.server.HWM
 	res.RSS = after.server.RSS

@@ -15,6 +15,9 @@
 // peak resident set since the process started). For one process VmHWM is
 // exact; for several it overstates the peak a little, since pages shared
 // between processes are counted in each.
+//
+// Busy reads the whole machine's non-idle CPU time, so that a benchmark can
+// tell how much else was running beside the processes it measures.
 package procstat
 
 import (
@@ -201,3 +204,34 @@ func (r Reader) memory(pid int) (rss, hwm int64, err error) {
 
 // Tree samples pid's process tree from the real /proc.
 func Tree(pid int) (Sample, error) { return Reader{}.Tree(pid) }
+
+// Busy returns the CPU time the whole machine has spent not idle since
+// boot, summed over CPUs: user, nice, system, irq, softirq and steal from
+// the first line of /proc/stat (idle and iowait excluded; guest time is
+// already inside user). The difference of two readings, less what the
+// measured processes spent, is what everything else on the machine used,
+// kernel threads (such as the file system journal) included.
+func (r Reader) Busy() (time.Duration, error) {
+	data, err := os.ReadFile(filepath.Join(r.root(), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("procstat: %w", err)
+	}
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, fmt.Errorf("procstat: stat: malformed first line %q", line)
+	}
+	var ticks int64
+	// cpu user nice system idle iowait irq softirq steal ...
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseInt(string(f[i]), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("procstat: stat: %w", err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * ClockTick, nil
+}
+
+// Busy reads the real /proc/stat.
+func Busy() (time.Duration, error) { return Reader{}.Busy() }

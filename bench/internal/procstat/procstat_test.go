@@ -187,3 +187,52 @@ func TestTreeReal(t *testing.T) {
 		t.Errorf("CPU grew by %v after a 100ms busy loop (%d iterations)", d, x)
 	}
 }
+
+func TestBusy(t *testing.T) {
+	tests := []struct {
+		name    string
+		stat    string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"typical", "cpu  100 5 40 9000 70 1 2 3 0 0\ncpu0 50 0 20 4500 35 0 1 1 0 0\n", (100 + 5 + 40 + 1 + 2 + 3) * ClockTick, false},
+		{"short line", "cpu 1 2 3\n", 0, true},
+		{"not the cpu line", "intr 1 2 3 4 5 6 7 8 9\n", 0, true},
+		{"bad number", "cpu  x 5 40 9000 70 1 2 3 0 0\n", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.WriteFile(filepath.Join(root, "stat"), []byte(tc.stat), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Reader{Root: root}.Busy()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Errorf("Busy = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	t.Run("missing", func(t *testing.T) {
+		if _, err := (Reader{Root: t.TempDir()}).Busy(); err == nil {
+			t.Fatal("no error without /proc/stat")
+		}
+	})
+	t.Run("real", func(t *testing.T) {
+		a, err := Busy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+		}
+		b, err := Busy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b < a+20*time.Millisecond {
+			t.Errorf("machine busy time grew from %v to %v over a 50ms busy loop", a, b)
+		}
+	})
+}

@@ -58,6 +58,12 @@ type Result struct {
 	// ClientCPU is the load generator's own CPU time in the window, in
 	// seconds: on a small machine it competes with the server.
 	ClientCPU float64 `json:"client_cpu_s"`
+
+	// OtherCPU is the CPU time everything else on the machine spent in
+	// the window, in seconds: the machine's busy time less ServerCPU and
+	// ClientCPU (never below zero). It includes kernel threads working for
+	// the server, such as the file system journal, and any unrelated load.
+	OtherCPU float64 `json:"other_cpu_s"`
 }
 
 // Write writes r as one JSON line.
