@@ -8,7 +8,7 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-const checkConfigUsage = "lmtpd check-config [-config FILE] [-q]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute. Exit status\n0 if it is valid, 78 (EX_CONFIG) with one line per problem if not."
+const checkConfigUsage = "lmtpd check-config [-config FILE] [-q]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute. Exit status\n0 if it is valid, 78 (EX_CONFIG) with one line per problem if not. Whether a\nlistener's address is free is found out only by serve, which then exits 78 too."
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", checkConfigUsage, stderr)

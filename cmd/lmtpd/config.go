@@ -791,7 +791,7 @@ func (c *config) loadUsers() error {
 				return errs
 			}
 		}
-		return configErrors{{File: c.file, Key: "auth", Err: err}}
+		return configErrors{{File: c.file, Line: c.locs[c.file].line("auth"), Key: "auth", Err: err}}
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ var version = ""
 // Exit statuses, sysexits(3).
 const (
 	exOK          = 0
-	exSoftware1   = 1  // a failure after start-up (listener died, forced stop)
+	exFailure     = 1  // a failure after start-up (a listener died, a forced stop)
 	exUsage       = 64 // EX_USAGE: bad command line
 	exDataErr     = 65 // EX_DATAERR: input data incorrect
 	exNoInput     = 66 // EX_NOINPUT: input missing or unreadable

@@ -181,7 +181,7 @@ func (d *daemon) run() int {
 			return d.shutdown(sigs, exOK)
 		case err := <-d.serveErr:
 			d.log.Error().Err(err).Msg("a listener failed; shutting down")
-			return d.shutdown(sigs, exSoftware1)
+			return d.shutdown(sigs, exFailure)
 		}
 	}
 }
@@ -318,7 +318,7 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 				continue
 			}
 			d.log.Warn().Str("signal", s.String()).Msg("second signal: exiting now, transactions in flight are not answered")
-			return exSoftware1
+			return exFailure
 		}
 	}
 }
