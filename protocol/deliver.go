@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 var errEOF = io.EOF
@@ -404,8 +406,12 @@ func foldStatuses(statuses []error) error {
 func (d *delivery) logOutcome(statuses []error) {
 	c := d.c
 	dur := time.Since(d.start)
+	level := zerolog.InfoLevel
+	if c.srv.BackendLogsOutcomes {
+		level = zerolog.DebugLevel
+	}
 	for i, err := range statuses {
-		ev := c.log.Info().
+		ev := c.log.WithLevel(level).
 			Str("msg", d.msg.ID).
 			Str("from", d.msg.From.String()).
 			Str("to", d.msg.Recipients[i].Address.String()).

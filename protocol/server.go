@@ -175,6 +175,12 @@ type Server struct {
 	// DisableReceived stops the server from prepending its Received field.
 	DisableReceived bool
 
+	// BackendLogsOutcomes says the backend writes the one info line per
+	// recipient outcome itself (delivery.Router does, with the backend and
+	// file); the server's own outcome lines then go to debug level instead
+	// of info, so an administrator sees one line per recipient.
+	BackendLogsOutcomes bool
+
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
