@@ -56,7 +56,11 @@ func (c *scramClient) final(t *testing.T, serverFirst string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mac := func(key []byte, s string) []byte { h := hmac.New(sha256.New, key); h.Write([]byte(s)); return h.Sum(nil) }
+	mac := func(key []byte, s string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(s))
+		return h.Sum(nil)
+	}
 	clientKey := mac(salted, "Client Key")
 	stored := sha256.Sum256(clientKey)
 	withoutProof := "c=biws,r=" + attrs["r"]

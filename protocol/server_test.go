@@ -792,3 +792,42 @@ func TestListenAndServeUnix(t *testing.T) {
 		t.Errorf("ListenAndServe returned %v", err)
 	}
 }
+
+// TestBackendLogsOutcomes: with the switch on, the server's outcome line
+// is logged at debug level, not info.
+func TestBackendLogsOutcomes(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		var buf syncBuffer
+		log := zerolog.New(&buf).Level(zerolog.DebugLevel)
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), Logger: &log, BackendLogsOutcomes: quiet}
+		c1, c2 := net.Pipe()
+		s.ServeConn(c1)
+		c := newClient(t, c2)
+		c.expect("220")
+		c.send("EHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
+		for range 3 {
+			c.expect("250")
+		}
+		c.expect("354")
+		c.send("x", ".", "QUIT")
+		c.expect("250")
+		c.expect("221")
+		s.Close()
+		want := `"level":"info"`
+		if quiet {
+			want = `"level":"debug"`
+		}
+		found := false
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if strings.Contains(l, `"message":"delivery"`) {
+				found = true
+				if !strings.Contains(l, want) {
+					t.Errorf("quiet=%v: outcome line %s lacks %s", quiet, l, want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("quiet=%v: no outcome line", quiet)
+		}
+	}
+}
