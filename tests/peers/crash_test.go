@@ -67,6 +67,7 @@ func TestCrash(t *testing.T) {
 	var (
 		mu      sync.Mutex
 		acked   = map[string][]string{} // message id -> recipients answered 250
+		tries   = map[string]int{}      // message id -> sessions it took
 		pending = messages
 		done    = make(chan struct{})
 		errs    []string
@@ -126,6 +127,7 @@ func TestCrash(t *testing.T) {
 					continue
 				}
 				mu.Lock()
+				tries[j.m.ID] = j.tries
 				pending--
 				if pending == 0 {
 					close(done)
@@ -199,6 +201,10 @@ loop:
 			case n == 0:
 				t.Errorf("%s was acknowledged with 250 for %s but is not in its new/", id, rc)
 			case n > 1:
+				// Only a retry after a lost 250 may deliver twice.
+				if tries[id] < 2 {
+					t.Errorf("%s is in %s's new/ %d times but was sent once", id, rc, n)
+				}
 				dups += n - 1
 			}
 		}

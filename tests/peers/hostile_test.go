@@ -268,15 +268,17 @@ func TestHostileClients(t *testing.T) {
 		if err != nil || !strings.HasPrefix(out, "421 4.4.2 ") {
 			t.Errorf("after a stall: %q %v, want 421 4.4.2 and close", out, err)
 		}
-		if waited < 1500*time.Millisecond || waited > 4*time.Second {
+		if waited < 1500*time.Millisecond || waited > 6*time.Second {
 			t.Errorf("closed %v after the last byte, want about the 2s data timeout", waited)
 		}
 		p.check(t)
 	})
 
 	t.Run("idle-connections", func(t *testing.T) {
-		if n := processNoFile(t, d.Pid()); n < idle+100 {
-			t.Fatalf("lmtpd may open only %d files; it should raise its soft RLIMIT_NOFILE", n)
+		// Go raises the soft RLIMIT_NOFILE to the hard limit at start.
+		nofile := processNoFile(t, d.Pid())
+		if nofile < idle+100 {
+			t.Fatalf("lmtpd may open only %d files; it should raise its soft RLIMIT_NOFILE", nofile)
 		}
 		conns := make([]net.Conn, 0, idle)
 		defer func() {
@@ -309,7 +311,7 @@ func TestHostileClients(t *testing.T) {
 		if err := p.deliver("idle-probe"); err != nil {
 			t.Errorf("well-behaved client with %d idle connections open: %v", idle, err)
 		}
-		t.Logf("%d idle connections: lmtpd has %d descriptors, RSS %d KiB (%d KiB before)", idle, fds, rss, baseHWM)
+		t.Logf("%d idle connections: lmtpd has %d descriptors (limit %d), RSS %d KiB (%d KiB before)", idle, fds, nofile, rss, baseHWM)
 		if fds < idle {
 			t.Errorf("lmtpd has %d descriptors with %d connections open", fds, idle)
 		}
