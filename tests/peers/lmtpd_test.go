@@ -290,8 +290,25 @@ func (d *daemon) cleanup() {
 			<-d.exited
 		}
 	}
+	d.checkLog()
 	if d.t.Failed() {
 		d.t.Logf("lmtpd log (%s), last lines:\n%s", d.Log, d.logTail(60))
+	}
+}
+
+// checkLog fails the test if lmtpd's log shows a data race (the binary
+// has the race detector when the tests do), a Go panic or fatal error, or
+// a session that panicked and was recovered.
+func (d *daemon) checkLog() {
+	b, err := os.ReadFile(d.Log)
+	if err != nil {
+		return
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.HasPrefix(line, "WARNING: DATA RACE") || strings.HasPrefix(line, "panic: ") ||
+			strings.HasPrefix(line, "fatal error: ") || strings.Contains(line, `"panic":`) {
+			d.t.Errorf("lmtpd log: %s", clip([]byte(line), 2000))
+		}
 	}
 }
 
