@@ -193,7 +193,9 @@ func TestPythonSmtplib(t *testing.T) {
 	t.Run("smtp-starttls-login", func(t *testing.T) {
 		m := newMessage("py-smtp", s.user, "carol@example.test", 5000)
 		msgFile := filepath.Join(dir, "smtp.eml")
-		os.WriteFile(msgFile, m.Wire, 0o644)
+		if err := os.WriteFile(msgFile, m.Wire, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		host, port, _ := net.SplitHostPort(s.d.SMTPAddr)
 		res := runSmtplib(t, python, map[string]any{
 			"mode": "smtp", "host": host, "port": port, "starttls": true, "cafile": s.cert.CertFile,
@@ -215,7 +217,9 @@ func TestPythonSmtplib(t *testing.T) {
 	t.Run("lmtp-per-recipient-replies", func(t *testing.T) {
 		m := newMessage("py-lmtp", "sender@example.test", "alice@example.test", 5000)
 		msgFile := filepath.Join(dir, "lmtp.eml")
-		os.WriteFile(msgFile, m.Wire, 0o644)
+		if err := os.WriteFile(msgFile, m.Wire, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		rcpts := []string{"alice@example.test", "nobody@example.test", "defer@example.test", "bob@example.test", "fail@example.test"}
 		res := runSmtplib(t, python, map[string]any{
 			"mode": "lmtp", "host": s.d.Socket, "sender": "sender@example.test", "rcpts": rcpts, "message": msgFile,

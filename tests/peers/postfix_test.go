@@ -199,11 +199,15 @@ argv = ["/bin/sh", %q, %q, %q]
 				if err != nil {
 					t.Fatal(err)
 				}
-				w.Write(m.Wire)
+				if _, err := w.Write(m.Wire); err != nil {
+					t.Fatal(err)
+				}
 				if err := w.Close(); err != nil {
 					t.Fatal(err)
 				}
-				c.Quit()
+				if err := c.Quit(); err != nil {
+					t.Fatal(err)
+				}
 				qid := p.QueueID(m.ID + "@client.example.test")
 				sent(t, qid, m, "carol"+at)
 				rcv := checkRelayed(t, findMessage(t, d.mailbox("carol"+at), m.ID), m)
