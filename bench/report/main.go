@@ -379,7 +379,7 @@ func writeTargets(w io.Writer, scs []*scenario) {
 	for _, sc := range scs {
 		byName[sc.name] = sc
 	}
-	fmt.Fprintf(w, "\n#### Targets (issue 7)\n\n| target | measured | |\n|---|---|---|\n")
+	header := false
 	for _, t := range targets {
 		sc := byName[t.scenario]
 		if sc == nil || sc.byName[t.server] == nil || (t.other != "" && sc.byName[t.other] == nil) {
@@ -402,12 +402,16 @@ func writeTargets(w io.Writer, scs []*scenario) {
 		if !ok {
 			verdict = "**missed**"
 		}
+		if !header {
+			fmt.Fprintf(w, "\n#### Targets (issue 7)\n\n| target | measured | |\n|---|---|---|\n")
+			header = true
+		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", t.text, shown, verdict)
 	}
 }
 
 // report is the whole markdown section.
-func report(all []result.Result, command, versions string, now time.Time) []byte {
+func report(all []result.Result, command, versions, fs string, now time.Time) []byte {
 	var b bytes.Buffer
 	scs := byScenario(all)
 	runs := 0
@@ -419,6 +423,9 @@ func report(all []result.Result, command, versions string, now time.Time) []byte
 	fmt.Fprintf(&b, "End to end over loopback TCP, measured %s with `%s` on %s", now.UTC().Format("2006-01-02"), command, machine())
 	if versions != "" {
 		fmt.Fprintf(&b, "; %s", versions)
+	}
+	if fs != "" {
+		fmt.Fprintf(&b, "; %s", fs)
 	}
 	fmt.Fprintf(&b, ".\n\n")
 	fmt.Fprintf(&b, "Load from `bench/loadgen`: each connection is reused for one transaction after another, "+
@@ -485,6 +492,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	readme := fs.String("readme", "", "rewrite the end-to-end benchmark section of this file")
 	command := fs.String("command", "scripts/bench-e2e.sh", "the command to name in the report")
 	versions := fs.String("versions", "", "versions of the servers compared, for the report's first line")
+	fsDesc := fs.String("fs", "", "the file system the maildirs were on, for the report's first line")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -515,7 +523,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "report: no results")
 		return 1
 	}
-	out := report(all, *command, *versions, time.Now())
+	out := report(all, *command, *versions, *fsDesc, time.Now())
 	if *readme == "" {
 		stdout.Write(out)
 		return 0

@@ -49,10 +49,10 @@ func fixture() []result.Result {
 }
 
 func TestReport(t *testing.T) {
-	out := string(report(fixture(), "scripts/bench-e2e.sh", "Dovecot 2.3", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
+	out := string(report(fixture(), "scripts/bench-e2e.sh", "Dovecot 2.3", "maildirs on ext4", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
 	want := []string{
 		"measured 2026-01-02 with `scripts/bench-e2e.sh` on ",
-		"; Dovecot 2.3.",
+		"; Dovecot 2.3; maildirs on ext4.",
 		"median of 3 runs",
 		"#### 1 KiB messages, 1 recipient, concurrency 8",
 		// median 2800 of 2600..3000; no ratio for lmtpd itself
@@ -101,6 +101,15 @@ func TestReport(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out)
+	}
+}
+
+// TestReportNoTargets: without the scenarios of any target, no targets
+// table.
+func TestReportNoTargets(t *testing.T) {
+	out := string(report(load("mystery", "lmtpd", 1, 5, 10), "x", "", "", time.Now()))
+	if strings.Contains(out, "Targets") {
+		t.Errorf("targets table without targets:\n%s", out)
 	}
 }
 
