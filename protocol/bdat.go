@@ -152,8 +152,8 @@ func (c *conn) cmdBdat(arg string) bool {
 		c.bw.Flush()
 		return false
 	}
-	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
-	defer c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
+	c.startDataPhase()
+	defer c.endDataPhase()
 
 	var refuse string
 	switch {

@@ -69,7 +69,9 @@ type conn struct {
 	slowTimer   *time.Timer
 	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
 
-	// Read deadline bookkeeping (see connReader).
+	// Read deadline bookkeeping (see connReader). dataDeadline, when not
+	// zero, is the end of the current message transfer (DataTotalTimeout).
+	dataDeadline  atomic.Int64
 	deadlineDirty atomic.Bool
 	lastDeadline  time.Time
 	lastTimeout   time.Duration
@@ -162,7 +164,11 @@ func (r *connReader) Read(p []byte) (int, error) {
 	timeout := time.Duration(c.readTimeout.Load())
 	now := time.Now()
 	if c.deadlineDirty.Swap(false) || timeout != c.lastTimeout || now.Sub(c.lastDeadline) > timeout/8 {
-		c.nc.SetReadDeadline(now.Add(timeout))
+		dl := now.Add(timeout)
+		if end := c.dataDeadline.Load(); end != 0 && end < dl.UnixNano() {
+			dl = time.Unix(0, end)
+		}
+		c.nc.SetReadDeadline(dl)
 		c.lastDeadline, c.lastTimeout = now, timeout
 	}
 	// Checked after the deadline: interruptRead sets interrupt first and the
@@ -682,6 +688,9 @@ func (c *conn) endTransaction() {
 		c.log.Warn().Err(err).Msg("closing transaction")
 	}
 	c.tx = nil
+	if c.dataDeadline.Swap(0) != 0 {
+		c.deadlineDirty.Store(true)
+	}
 	c.state.XForward = XForward{}
 }
 
@@ -706,8 +715,8 @@ func (c *conn) cmdData(arg string) bool {
 		return c.countError()
 	}
 	c.reply(CodeStartMailInput, EnhancedCode{}, "Start mail input; end with <CRLF>.<CRLF>")
-	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
-	defer c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
+	c.startDataPhase()
+	defer c.endDataPhase()
 
 	c.dr.reset(c.br, dataOptions{
 		MaxBytes:      c.srv.maxMessageBytes(),
@@ -725,6 +734,22 @@ func (c *conn) cmdData(arg string) bool {
 		}
 	}
 	return c.finishDelivery(d, dr.Done() && !dr.Broken())
+}
+
+// startDataPhase switches the read deadline to the data timeout, bounded
+// by the total transfer limit.
+func (c *conn) startDataPhase() {
+	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
+	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
+		c.dataDeadline.Store(time.Now().Add(total).UnixNano())
+		c.deadlineDirty.Store(true)
+	}
+}
+
+// endDataPhase restores the command timeout. The total transfer limit
+// stays until the transaction ends (BDAT spans several commands).
+func (c *conn) endDataPhase() {
+	c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
 }
 
 // dataEnded is the data reader's end callback (bound once per connection

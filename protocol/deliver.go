@@ -119,6 +119,11 @@ func (d *delivery) inputEnded() {
 		return
 	}
 	d.inputDone = true
+	// The transfer is over: its total limit no longer applies (the
+	// disconnect watcher reads on while the backend delivers).
+	if d.c.dataDeadline.Swap(0) != 0 {
+		d.c.deadlineDirty.Store(true)
+	}
 	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
 		d.ready = true
 		d.flushLMTPLocked()

@@ -30,6 +30,7 @@ const (
 	DefaultCommandTimeout       = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
 	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
 	DefaultFinalReplyTimeout    = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
+	DefaultDataTotalTimeout     = time.Hour
 	DefaultTLSHandshakeTimeout  = 30 * time.Second
 	DefaultMaxAuthFailures      = 3
 	DefaultMaxAuthFailuresPerIP = 30
@@ -155,6 +156,13 @@ type Server struct {
 	// DataTimeout is how long the server waits for each block of message
 	// text. Default 3 minutes (RFC 5321 4.5.3.2.5).
 	DataTimeout time.Duration
+
+	// DataTotalTimeout bounds the whole transfer of one message (DATA, or
+	// all BDAT chunks from the first), however steadily the client
+	// trickles it: DataTimeout alone would let a byte every few minutes
+	// hold a session for as long as MaxMessageBytes allows. Default 1 hour;
+	// negative means no total limit.
+	DataTotalTimeout time.Duration
 
 	// FinalReplyTimeout bounds the backend's delivery after the end of
 	// the message; when it expires the delivery context is cancelled.

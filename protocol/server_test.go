@@ -831,3 +831,53 @@ func TestBackendLogsOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// TestDataTotalTimeout: a client that trickles message text, each byte
+// within DataTimeout, is still cut off after DataTotalTimeout.
+func TestDataTotalTimeout(t *testing.T) {
+	for _, verb := range []string{"DATA", "BDAT"} {
+		t.Run(verb, func(t *testing.T) {
+			b := newFakeBackend()
+			s := &Server{Hostname: "mx.test", Backend: b, Protocol: LMTP,
+				DataTimeout: 2 * time.Second, DataTotalTimeout: 300 * time.Millisecond}
+			c1, c2 := net.Pipe()
+			s.ServeConn(c1)
+			defer s.Close()
+			c := newClient(t, c2)
+			c.expect("220")
+			c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>")
+			for range 3 {
+				c.expect("250")
+			}
+			if verb == "DATA" {
+				c.send("DATA")
+				c.expect("354")
+			} else {
+				io.WriteString(c2, "BDAT 1000 LAST\r\n")
+			}
+			start := time.Now()
+			stop := make(chan struct{})
+			go func() {
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+						c2.SetWriteDeadline(time.Now().Add(time.Second))
+						if _, err := io.WriteString(c2, "x"); err != nil {
+							return
+						}
+					}
+				}
+			}()
+			defer close(stop)
+			c.expect("421 4.4.2")
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("cut off after %v, want about 300ms", d)
+			}
+			if len(b.messages()) != 0 {
+				t.Error("a trickled message was delivered")
+			}
+		})
+	}
+}
