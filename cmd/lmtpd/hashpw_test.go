@@ -2,9 +2,14 @@ package main
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
+	"time"
+	"unsafe"
 )
 
 func TestReadPasswordLine(t *testing.T) {
@@ -28,5 +33,89 @@ func TestReadPasswordLine(t *testing.T) {
 	}
 	if _, err := readPasswordLine(iotest.ErrReader(errors.New("broken"))); err == nil || err.Error() != "broken" {
 		t.Errorf("read error: %v", err)
+	}
+}
+
+// openPTY returns the master and slave ends of a new pseudo-terminal.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	var unlock int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); errno != 0 {
+		t.Fatal(errno)
+	}
+	var n uint32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		t.Fatal(errno)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); m.Close() })
+	return m, s
+}
+
+func TestPromptPassword(t *testing.T) {
+	tests := []struct {
+		name, typed, want string
+		err               error
+	}{
+		{"twice the same", "s3cret\ns3cret\n", "s3cret", nil},
+		{"mismatch", "s3cret\nother\n", "", errPasswordMismatch},
+		{"empty", "\n", "", errEmptyPassword},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			master, slave := openPTY(t)
+			if !isTerminal(slave) {
+				t.Fatal("isTerminal is false on a pty")
+			}
+			var prompts strings.Builder
+			type result struct {
+				pw  string
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				pw, err := promptPassword(slave, &prompts)
+				done <- result{pw, err}
+			}()
+			// Type once the prompt waits with echo off.
+			var st syscall.Termios
+			waitEcho := func(on bool) {
+				t.Helper()
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+					syscall.Syscall(syscall.SYS_IOCTL, slave.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&st)))
+					if (st.Lflag&syscall.ECHO != 0) == on {
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("terminal echo not %v", on)
+					}
+				}
+			}
+			waitEcho(false)
+			if _, err := master.Write([]byte(tc.typed)); err != nil {
+				t.Fatal(err)
+			}
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("promptPassword did not return")
+			}
+			if r.pw != tc.want || !errors.Is(r.err, tc.err) {
+				t.Errorf("got %q, %v; want %q, %v", r.pw, r.err, tc.want, tc.err)
+			}
+			if !strings.HasPrefix(prompts.String(), "Password: ") {
+				t.Errorf("prompts %q", prompts.String())
+			}
+			// Echo is back on once promptPassword returned.
+			waitEcho(true)
+		})
 	}
 }
