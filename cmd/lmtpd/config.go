@@ -656,11 +656,69 @@ func (c *config) validateDelivery(ec *errorCollector) {
 		return
 	}
 	// What is left is the delivery package's own cross-checks (aliases
-	// that name no user, the postmaster, templates); it cannot name a
-	// line, so point at the first domain.
+	// that name no user, the postmaster, templates). Its errors name the
+	// domain, alias or setting, which gives the key and so the line.
 	if err := d.Validate(); err != nil {
-		ec.add("domain", err)
+		for _, e := range splitJoined(err) {
+			ec.add(c.deliveryErrorKey(e.Error()), e)
+		}
 	}
+}
+
+// splitJoined returns the errors joined in err (the delivery package
+// wraps an errors.Join of one error per problem), or err alone.
+func splitJoined(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
+}
+
+// deliveryErrorKey finds the configuration key a delivery.Config.Validate
+// message is about, from the way that package words them ("domain NAME:
+// alias A: ...", "postmaster ...", "maildir template: ...").
+func (c *config) deliveryErrorKey(msg string) string {
+	for _, p := range []struct{ prefix, key string }{
+		{"postmaster", "delivery.postmaster"},
+		{"detail delimiter", "delivery.detail_delimiter"},
+		{"maildir template", "delivery.maildir.template"},
+		{"maildir root", "delivery.maildir.root"},
+		{"maildir max message", "delivery.maildir.max_message_size"},
+		{"spool dir", "delivery.spool.dir"},
+		{"dedup journal", "delivery.dedup.path"},
+		{"dedup window", "delivery.dedup.window"},
+	} {
+		if strings.HasPrefix(msg, p.prefix) {
+			return p.key
+		}
+	}
+	rest, ok := strings.CutPrefix(msg, "domain ")
+	if !ok {
+		return "domain"
+	}
+	name, detail, _ := strings.Cut(rest, ":")
+	name, twice := strings.CutSuffix(name, " listed twice")
+	for i := range c.Domains {
+		if twice {
+			i = len(c.Domains) - 1 - i // the second listing is the mistake
+		}
+		if !strings.EqualFold(c.Domains[i].Name, name) {
+			continue
+		}
+		key := indexKey("domain", i)
+		detail = strings.TrimSpace(detail)
+		switch {
+		case strings.HasPrefix(detail, "catch-all"):
+			return joinKey(key, "catch_all")
+		case strings.HasPrefix(detail, "alias "):
+			a, _, _ := strings.Cut(strings.TrimPrefix(detail, "alias "), " ")
+			return joinKey(joinKey(key, "aliases"), strings.TrimSuffix(a, ":"))
+		}
+		return key
+	}
+	return "domain"
 }
 
 // checkWritableDir reports whether dir is a directory lmtpd can write
