@@ -205,6 +205,8 @@ func TestDecodeStrict(t *testing.T) {
 		{"date", "s = 2026-01-01\n", "f:1: s: expected a string, found a date or time", nil},
 		{"hyphen key not a field", "- = 1\n", "f:1: -: unknown key", nil},
 		{"syntax", "s = \n", "f:1: s: expected value but found '\\n' instead", nil},
+		{"syntax at the end of a line", "[t\nn = 1\n", "f:1: expected '.' or ']' to end table name, but got '\\n' instead", nil},
+		{"syntax on the next line", "s = \"a\"\n= 1\n", "f:2: unexpected '=': key name appears blank", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

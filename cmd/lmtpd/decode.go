@@ -104,7 +104,14 @@ func decodeStrict(file, text string, dst any) error {
 	if _, err := toml.Decode(text, &tree); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return configErrors{{File: file, Line: pe.Position.Line, Key: pe.LastKey, Err: errors.New(pe.Message)}}
+			// The parser's line counter has passed a newline it reports
+			// as the offending character ("got '\n'"); the byte offset
+			// gives the line the mistake is on.
+			line := pe.Position.Line
+			if st := pe.Position.Start; st >= 0 && st <= len(text) {
+				line = 1 + strings.Count(text[:st], "\n")
+			}
+			return configErrors{{File: file, Line: line, Key: pe.LastKey, Err: errors.New(pe.Message)}}
 		}
 		return configErrors{{File: file, Err: err}}
 	}
