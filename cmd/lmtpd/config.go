@@ -59,6 +59,7 @@ type config struct {
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
 }
 
+// logConfig is [log].
 type logConfig struct {
 	// Level is trace, debug, info, warn or error. Default info.
 	Level string `toml:"level"`
@@ -66,6 +67,7 @@ type logConfig struct {
 	Format string `toml:"format"`
 }
 
+// serverConfig is [server].
 type serverConfig struct {
 	// Hostname is the name in greetings and Received fields; "" means the
 	// system's host name.
@@ -75,6 +77,9 @@ type serverConfig struct {
 	ShutdownGrace duration `toml:"shutdown_grace"`
 }
 
+// listenerConfig is one [[listener]]: the address, TLS and AUTH modes,
+// and every limit of protocol.Server under its snake_case name (see
+// config.example.toml for each key and its default).
 type listenerConfig struct {
 	Name                string   `toml:"name"`
 	Protocol            string   `toml:"protocol"`
@@ -136,6 +141,7 @@ func (l *listenerConfig) isUnix() (string, bool) {
 	return strings.CutPrefix(l.Address, "unix:")
 }
 
+// tlsConfig is [tls], shared by every TLS listener.
 type tlsConfig struct {
 	// CertFile and KeyFile are PEM files; both are needed by any listener
 	// with tls other than "none".
@@ -143,6 +149,7 @@ type tlsConfig struct {
 	KeyFile  string `toml:"key_file"`
 }
 
+// authConfig is [auth]: the users of AUTH and the sender policy.
 type authConfig struct {
 	// UsersFile is an optional TOML file of [[user]] tables, read at start
 	// and on SIGHUP.
@@ -153,6 +160,9 @@ type authConfig struct {
 	Users          []authUserConfig `toml:"user"`
 }
 
+// authUserConfig is one [[auth.user]] (or [[user]] in the users file):
+// secrets as lmtpd hash-password prints them, and the sender addresses
+// the user owns for restrict_sender.
 type authUserConfig struct {
 	Name         string   `toml:"name"`
 	PasswordHash string   `toml:"password_hash"`
@@ -167,6 +177,7 @@ type usersFile struct {
 	Users []authUserConfig `toml:"user"`
 }
 
+// deliveryConfig is [delivery], mapped onto delivery.Config.
 type deliveryConfig struct {
 	DetailDelimiter string        `toml:"detail_delimiter"`
 	CaseSensitive   bool          `toml:"case_sensitive"`
@@ -178,6 +189,7 @@ type deliveryConfig struct {
 	Dedup           dedupConfig   `toml:"dedup"`
 }
 
+// maildirConfig is [delivery.maildir] (delivery.MaildirConfig).
 type maildirConfig struct {
 	Root           string `toml:"root"`
 	Template       string `toml:"template"`
@@ -187,6 +199,7 @@ type maildirConfig struct {
 	Hostname       string `toml:"hostname"`
 }
 
+// spoolConfig is [delivery.spool] (delivery.SpoolConfig).
 type spoolConfig struct {
 	// Threshold: messages up to this size stay in memory; 0 spools every
 	// message to a file.
@@ -194,12 +207,15 @@ type spoolConfig struct {
 	Dir       string `toml:"dir"`
 }
 
+// dedupConfig is [delivery.dedup] (delivery.DedupConfig).
 type dedupConfig struct {
 	Enabled bool     `toml:"enabled"`
 	Path    string   `toml:"path"`
 	Window  duration `toml:"window"`
 }
 
+// domainConfig is one [[domain]] (delivery.Domain); users come as a
+// list of names (users) and as tables with their own route (user).
 type domainConfig struct {
 	Name     string              `toml:"name"`
 	AnyUser  bool                `toml:"any_user"`
@@ -214,16 +230,20 @@ func (d *domainConfig) setDefaults() {
 	d.Users, d.User, d.CatchAll, d.Aliases = []string{}, []userConfig{}, []string{}, map[string][]string{}
 }
 
+// userConfig is one [[domain.user]] (delivery.User).
 type userConfig struct {
 	Name  string      `toml:"name"`
 	Route routeConfig `toml:"route"`
 }
 
+// routeConfig is a route table (delivery.Route): a maildir template or a
+// pipe command; empty inherits.
 type routeConfig struct {
 	Maildir string      `toml:"maildir,omitempty"`
 	Pipe    *pipeConfig `toml:"pipe,omitempty"`
 }
 
+// pipeConfig is a route's pipe table (pipe.Command and PerMessage).
 type pipeConfig struct {
 	Argv             []string `toml:"argv"`
 	Timeout          duration `toml:"timeout"`
@@ -239,6 +259,7 @@ func (p *pipeConfig) setDefaults() {
 	*p = pipeConfig{Timeout: duration(pipe.DefaultTimeout), MaxOutput: pipe.DefaultMaxOutput, Dir: pipe.DefaultDir}
 }
 
+// metricsConfig is [metrics].
 type metricsConfig struct {
 	// Address is host:port of the HTTP listener for /metrics and
 	// /healthz; "" turns it off.

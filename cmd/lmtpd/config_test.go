@@ -508,3 +508,40 @@ func TestLoadConfigMissingFile(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestExampleDocumentsEveryKey checks that config.example.toml mentions
+// every key of the configuration, as a key or a table.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example := string(b)
+	seen := map[reflect.Type]bool{}
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] {
+			return
+		}
+		seen[typ] = true
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := joinKey(path, name)
+			if !strings.Contains(example, name+" = ") && !strings.Contains(example, "["+key+"]") && !strings.Contains(example, "[["+key+"]]") && !strings.Contains(example, "."+name+"]") {
+				t.Errorf("config.example.toml does not document %s", key)
+			}
+			walk(key, f.Type)
+		}
+	}
+	walk("", reflect.TypeOf(config{}))
+	if len(seen) < 10 {
+		t.Errorf("walked only %d types", len(seen))
+	}
+}
