@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-message/textproto"
+	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
 	"github.com/lmtpd/lmtpd/protocol"
@@ -142,6 +143,8 @@ func (ld *localDelivery) run(ctx context.Context, stdin io.Reader) ([]error, int
 	}
 
 	id := localID()
+	l := zerolog.Ctx(ctx).With().Str("session", id).Str("proto", "local").Logger()
+	ctx = l.WithContext(ctx)
 	conn := &protocol.ConnState{ID: id, Protocol: protocol.LMTP, Hostname: "localhost", ESMTP: true}
 	params := &protocol.MailParams{}
 	tx, err := ld.router.Mail(ctx, conn, from, params)
