@@ -521,10 +521,21 @@ func (c *config) validateListeners(ec *errorCollector) {
 // validateAuth checks the users and the listeners that need them. It
 // runs after loadUsers.
 func (c *config) validateAuth(ec *errorCollector) {
+	hasScram := false
+	for _, u := range c.users {
+		hasScram = hasScram || u.Scram != nil
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
-		if l.Auth != "off" && len(c.users) == 0 {
-			ec.addf(joinKey(indexKey("listener", i), "auth"), "auth = %q needs users: add [[auth.user]] or auth.users_file", l.Auth)
+		key := joinKey(indexKey("listener", i), "auth")
+		switch {
+		case l.Auth == "off":
+		case len(c.users) == 0:
+			ec.addf(key, "auth = %q needs users: add [[auth.user]] or auth.users_file", l.Auth)
+		case l.TLS == "none" && !l.InsecureAuth && !hasScram:
+			// PLAIN and LOGIN are offered only under TLS (RFC 4954
+			// section 4): no mechanism would ever be offered.
+			ec.addf(key, `auth = %q offers no mechanism: PLAIN and LOGIN need TLS (tls = "starttls") or insecure_auth = true, SCRAM-SHA-256 needs users with scram keys`, l.Auth)
 		}
 	}
 }

@@ -412,6 +412,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`test.toml:10: auth.user[0].password_hash: password hash: sasl: invalid stored secret: argon2id: salt and hash must be unpadded base64 (make one with lmtpd hash-password)`}},
 		{"bad address", ok + "[[auth.user]]\nname = \"carol\"\npassword_hash = \"" + hash + "\"\naddresses = [\"carol\"]\n",
 			[]string{`test.toml:11: auth.user[0].addresses[0]: "carol" is not an address (local@domain, or @domain for the whole domain)`}},
+		{"auth without a mechanism", strings.Replace(ok, "[[listener]]\n", "[[listener]]\nauth = \"optional\"\n", 1) + "[[auth.user]]\nname = \"carol\"\npassword_hash = \"" + hash + "\"\n",
+			[]string{`test.toml:2: listener[0].auth: auth = "optional" offers no mechanism: PLAIN and LOGIN need TLS (tls = "starttls") or insecure_auth = true, SCRAM-SHA-256 needs users with scram keys`}},
 		{"users file missing", ok + "[auth]\nusers_file = \"/nonexistent/users.toml\"\n", []string{"test.toml:9: auth.users_file: open /nonexistent/users.toml: no such file or directory"}},
 	}
 	for _, tc := range tests {
