@@ -318,7 +318,12 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 				continue
 			}
 			d.log.Warn().Str("signal", s.String()).Msg("second signal: exiting now, transactions in flight are not answered")
-			return exFailure
+			// Exit without waiting for anything: only the listeners are
+			// closed, which removes their socket files.
+			for _, s := range d.servers {
+				s.ln.Close()
+			}
+			os.Exit(exFailure)
 		}
 	}
 }
