@@ -63,6 +63,17 @@ func (c *client) expect(prefix string) string {
 	return r
 }
 
+// startLMTPData greets with LHLO, opens a transaction for one recipient
+// and sends DATA, checking every reply up to the 354.
+func (c *client) startLMTPData(from, to string) {
+	c.t.Helper()
+	c.send("LHLO x", "MAIL FROM:<"+from+">", "RCPT TO:<"+to+">", "DATA")
+	for range 3 {
+		c.expect("250")
+	}
+	c.expect("354")
+}
+
 func (c *client) expectClosed() {
 	c.t.Helper()
 	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -246,11 +257,7 @@ func TestClientGoneDuringDelivery(t *testing.T) {
 			_, b, nc := testServer(t, LMTP, tr, nil)
 			c := newClient(t, nc)
 			c.expect("220")
-			c.send("LHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<slow@example.test>", "DATA")
-			for range 3 {
-				c.expect("250")
-			}
-			c.expect("354")
+			c.startLMTPData("a@example.org", "slow@example.test")
 			c.send("x", ".")
 			time.Sleep(50 * time.Millisecond)
 			nc.Close()
@@ -274,11 +281,7 @@ func TestPipelinedQuitDuringDelivery(t *testing.T) {
 	_, b, nc := testServer(t, LMTP, "tcp", nil)
 	c := newClient(t, nc)
 	c.expect("220")
-	c.send("LHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
-	for range 3 {
-		c.expect("250")
-	}
-	c.expect("354")
+	c.startLMTPData("a@example.org", "b@example.test")
 	c.send("x", ".", "QUIT")
 	c.expect("250 2.0.0 <b@example.test>")
 	c.expect("221")
@@ -365,11 +368,7 @@ func TestDataTimeout(t *testing.T) {
 	defer s.Close()
 	c := newClient(t, c2)
 	c.expect("220")
-	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
-	for range 3 {
-		c.expect("250")
-	}
-	c.expect("354")
+	c.startLMTPData("", "b@example.test")
 	c.send("Subject: stalled")
 	c.expect("421 4.4.2")
 	c.expectClosed()
@@ -462,11 +461,7 @@ func TestLargeMessageConstantMemory(t *testing.T) {
 	defer s.Close()
 	c := newClient(t, c2)
 	c.expect("220")
-	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
-	for range 3 {
-		c.expect("250")
-	}
-	c.expect("354")
+	c.startLMTPData("", "b@example.test")
 
 	var before, peak runtime.MemStats
 	runtime.GC()
@@ -724,11 +719,7 @@ func TestFinalReplyBudget(t *testing.T) {
 	defer s.Close()
 	c := newClient(t, c2)
 	c.expect("220")
-	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<slow@example.test>", "DATA")
-	for range 3 {
-		c.expect("250")
-	}
-	c.expect("354")
+	c.startLMTPData("", "slow@example.test")
 	c.send("x", ".")
 	c.expect("451 4.4.7 <slow@example.test> Delivery took too long")
 	c.send("MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
@@ -777,11 +768,7 @@ func TestListenAndServeUnix(t *testing.T) {
 	})
 	c := newClient(t, nc)
 	c.expect("220 mx.test LMTP")
-	c.send("LHLO x", "MAIL FROM:<>", "RCPT TO:<b@example.test>", "DATA")
-	for range 3 {
-		c.expect("250")
-	}
-	c.expect("354")
+	c.startLMTPData("", "b@example.test")
 	c.send("Subject: via unix", "", ".")
 	c.expect("250 2.0.0")
 	if s := <-got; s != "via unix" {
