@@ -104,10 +104,13 @@ type listenerConfig struct {
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
 	CommandTimeout      duration `toml:"command_timeout"`
 	DataTimeout         duration `toml:"data_timeout"`
+	DataTotalTimeout    duration `toml:"data_total_timeout"`
 	FinalReplyTimeout   duration `toml:"final_reply_timeout"`
 	TLSHandshakeTimeout duration `toml:"tls_handshake_timeout"`
 	MaxAuthFailures     int      `toml:"max_auth_failures"`
 	AuthFailureDelay    duration `toml:"auth_failure_delay"`
+	MaxAuthFailuresIP   int      `toml:"max_auth_failures_per_ip"`
+	AuthFailureWindow   duration `toml:"auth_failure_window"`
 }
 
 // setDefaults fills in the protocol package's defaults.
@@ -129,10 +132,13 @@ func (l *listenerConfig) setDefaults() {
 		MaxConnections:      protocol.DefaultMaxConnections,
 		CommandTimeout:      duration(protocol.DefaultCommandTimeout),
 		DataTimeout:         duration(protocol.DefaultDataTimeout),
+		DataTotalTimeout:    duration(protocol.DefaultDataTotalTimeout),
 		FinalReplyTimeout:   duration(protocol.DefaultFinalReplyTimeout),
 		TLSHandshakeTimeout: duration(protocol.DefaultTLSHandshakeTimeout),
 		MaxAuthFailures:     protocol.DefaultMaxAuthFailures,
 		AuthFailureDelay:    duration(time.Second),
+		MaxAuthFailuresIP:   protocol.DefaultMaxAuthFailuresPerIP,
+		AuthFailureWindow:   duration(protocol.DefaultAuthFailureWindow),
 	}
 }
 
@@ -497,12 +503,16 @@ func (c *config) validateListeners(ec *errorCollector) {
 		if l.MaxConnectionsPerIP < 0 {
 			ec.addf(key("max_connections_per_ip"), "must not be negative (0 means no limit)")
 		}
+		if l.MaxAuthFailuresIP < 0 {
+			ec.addf(key("max_auth_failures_per_ip"), "must not be negative (0 means no limit)")
+		}
 		if l.MaxHeaderSize <= 0 {
 			ec.addf(key("max_header_size"), "must be positive")
 		}
 		for k, d := range map[string]duration{
 			"command_timeout": l.CommandTimeout, "data_timeout": l.DataTimeout,
 			"final_reply_timeout": l.FinalReplyTimeout, "tls_handshake_timeout": l.TLSHandshakeTimeout,
+			"auth_failure_window": l.AuthFailureWindow,
 		} {
 			if d <= 0 {
 				ec.addf(key(k), "must be positive")
