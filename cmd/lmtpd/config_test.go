@@ -547,3 +547,48 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Errorf("walked only %d types", len(seen))
 	}
 }
+
+// TestListenerCoversServer keeps the [[listener]] keys in step with
+// protocol.Server: every setting of the server has a key, or is set by
+// lmtpd itself for a reason written here.
+func TestListenerCoversServer(t *testing.T) {
+	notConfigurable := map[string]string{
+		"Addr": "address", "Protocol": "protocol", "Hostname": "server.hostname", "Backend": "the router",
+		"Logger": "the process logger", "TLSConfig": "tls and [tls]", "Auth": "auth and [auth]", "RequireAuth": "auth = required",
+		"DisableReceived": "always on", "BackendLogsOutcomes": "the router logs outcomes",
+	}
+	renamed := map[string]string{
+		"MaxMessageBytes": "max_message_size", "MaxHeaderBytes": "max_header_size",
+		"MaxAuthFailuresPerIP": "max_auth_failures_per_ip", "MaxConnectionsPerIP": "max_connections_per_ip",
+		"RequireTLS": "require_tls", "TLSHandshakeTimeout": "tls_handshake_timeout",
+	}
+	keys := map[string]bool{}
+	lt := reflect.TypeOf(listenerConfig{})
+	for i := range lt.NumField() {
+		keys[lt.Field(i).Tag.Get("toml")] = true
+	}
+	st := reflect.TypeOf(protocol.Server{})
+	for i := range st.NumField() {
+		f := st.Field(i)
+		if !f.IsExported() || notConfigurable[f.Name] != "" {
+			continue
+		}
+		key := renamed[f.Name]
+		if key == "" {
+			var b strings.Builder
+			for j, r := range f.Name {
+				if r >= 'A' && r <= 'Z' {
+					if j > 0 {
+						b.WriteByte('_')
+					}
+					r += 'a' - 'A'
+				}
+				b.WriteRune(r)
+			}
+			key = b.String()
+		}
+		if !keys[key] {
+			t.Errorf("protocol.Server.%s has no [[listener]] key %q", f.Name, key)
+		}
+	}
+}
