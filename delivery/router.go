@@ -25,6 +25,23 @@ type Options struct {
 	// Lookup, if set, is asked about local parts the configuration does
 	// not list (see UserLookup).
 	Lookup UserLookup
+	// Observe, if set, is called with the outcome of every recipient's
+	// delivery to each of its destinations, when the recipient's status is
+	// reported: for metrics. It is called from delivering goroutines, so it
+	// must be safe for concurrent use, and it should be quick.
+	Observe func(Outcome)
+}
+
+// Outcome is one recipient's delivery to one destination, for
+// Options.Observe.
+type Outcome struct {
+	// Backend is "maildir" or "pipe".
+	Backend string
+	// Duration is the time the destination's delivery took.
+	Duration time.Duration
+	// Err is the recipient's status: nil when delivered, else a
+	// *protocol.Error.
+	Err error
 }
 
 // Router is the delivery backend: it routes recipients at RCPT time and

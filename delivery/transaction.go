@@ -567,9 +567,13 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	var backends, files, commands []string
 	var elapsed time.Duration
 	dup := false
+	observe := d.t.r.opts.Observe
 	for _, j := range d.byRcpt[i] {
 		dup = dup || j.dup
 		backends = append(backends, j.tg.route.backend())
+		if observe != nil {
+			observe(Outcome{Backend: j.tg.route.backend(), Duration: j.elapsed, Err: err})
+		}
 		if j.file != "" {
 			files = append(files, j.file)
 		}

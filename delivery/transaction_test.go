@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"testing/iotest"
@@ -479,5 +480,33 @@ func TestReload(t *testing.T) {
 	checkCode(t, err, 550, protocol.EnhancedCode{5, 1, 1})
 	if _, err := New(bad, Options{}); err == nil {
 		t.Error("New with an invalid config succeeded")
+	}
+}
+
+// TestObserve: Options.Observe sees one outcome per recipient and
+// destination, with the backend and the recipient's status.
+func TestObserve(t *testing.T) {
+	root := t.TempDir()
+	var mu sync.Mutex
+	var got []Outcome
+	r := newRouter(t, testConfig(root), Options{Observe: func(o Outcome) {
+		mu.Lock()
+		got = append(got, o)
+		mu.Unlock()
+	}})
+	ctx := testCtx(t, &bytes.Buffer{})
+	_, _, err := run(t, ctx, r, protocol.LMTP, "sender@example.com", []string{"bob@example.org", "zed@example.net"}, testText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 {
+		t.Fatalf("%d outcomes, want 2: %+v", len(got), got)
+	}
+	for _, o := range got {
+		if o.Backend != "maildir" || o.Err != nil || o.Duration <= 0 {
+			t.Errorf("outcome %+v", o)
+		}
 	}
 }

@@ -13,21 +13,16 @@ import (
 
 // logOutput is the writer under every logger of the process. It filters by
 // the configured level itself, so that the level can change on SIGHUP
-// without touching the loggers the servers hold, and it lets the metrics
-// observe the per-recipient delivery lines (see metrics.observeLogLine).
-// It is safe for concurrent use.
+// without touching the loggers the servers hold. It is safe for concurrent
+// use.
 type logOutput struct {
 	mu    sync.Mutex // serialises writes to w (ConsoleWriter is not safe)
 	w     io.Writer
 	level atomic.Int32
-	tap   atomic.Pointer[func(p []byte)]
 }
 
 // WriteLevel implements zerolog.LevelWriter.
 func (o *logOutput) WriteLevel(l zerolog.Level, p []byte) (int, error) {
-	if t := o.tap.Load(); t != nil && l == zerolog.InfoLevel {
-		(*t)(p)
-	}
 	if l < zerolog.Level(o.level.Load()) {
 		return len(p), nil
 	}
@@ -43,22 +38,10 @@ func (o *logOutput) Write(p []byte) (int, error) {
 	return o.w.Write(p)
 }
 
-// setLevel makes l the level written. While a tap is installed, info
-// events are still produced (and dropped here) so that the metrics see
-// every delivery.
+// setLevel makes l the level written.
 func (o *logOutput) setLevel(l zerolog.Level) {
 	o.level.Store(int32(l))
-	g := l
-	if o.tap.Load() != nil && g > zerolog.InfoLevel {
-		g = zerolog.InfoLevel
-	}
-	zerolog.SetGlobalLevel(g)
-}
-
-// setTap installs f to see every info line.
-func (o *logOutput) setTap(f func(p []byte)) {
-	o.tap.Store(&f)
-	o.setLevel(zerolog.Level(o.level.Load()))
+	zerolog.SetGlobalLevel(l)
 }
 
 // newLogger returns the process logger writing to w (stderr): JSON, or

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/lmtpd/lmtpd/delivery"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
@@ -27,7 +26,7 @@ import (
 // delivery packages: a Backend wrapper counts transactions, recipients and
 // bytes; a net.Listener wrapper counts connections; tls.Config hooks count
 // handshakes; the Authenticator reports AUTH results; delivery latency per
-// backend comes from the per-recipient log line the delivery package
+// backend comes from the delivery router's Observe hook
 // writes (observeLogLine), the one place that names the backend.
 type metrics struct {
 	reg          *prometheus.Registry
@@ -161,35 +160,10 @@ func (m *metrics) authOutcome(listener string) func(mech, result string) {
 	return func(mech, result string) { m.auth.WithLabelValues(listener, mech, result).Inc() }
 }
 
-// deliveryLine is the part of the delivery package's per-recipient log
-// line that the latency histogram needs.
-type deliveryLine struct {
-	Message      string   `json:"message"`
-	Backend      []string `json:"backend"`
-	DeliveryTime *float64 `json:"delivery_time"` // milliseconds (zerolog's default unit)
-}
-
-// observeLogLine feeds the latency histogram from the delivery package's
-// per-recipient info lines ("delivered", "deferred", "bounced" with
-// backend and delivery_time fields). Other lines are skipped after a
-// cheap test.
-func (m *metrics) observeLogLine(p []byte) {
-	if !bytes.Contains(p, []byte(`"delivery_time":`)) || !bytes.Contains(p, []byte(`"backend":`)) {
-		return
-	}
-	var l deliveryLine
-	if json.Unmarshal(p, &l) != nil || l.DeliveryTime == nil {
-		return
-	}
-	switch l.Message {
-	case "delivered", "deferred", "bounced":
-	default:
-		return
-	}
-	secs := *l.DeliveryTime * float64(zerolog.DurationFieldUnit) / float64(time.Second)
-	for _, b := range l.Backend {
-		m.latency.WithLabelValues(b).Observe(secs)
-	}
+// observe feeds the latency histogram; it is the delivery router's
+// Options.Observe hook, called once per recipient and destination.
+func (m *metrics) observe(o delivery.Outcome) {
+	m.latency.WithLabelValues(o.Backend).Observe(o.Duration.Seconds())
 }
 
 // replyClass returns "2xx", "4xx" or "5xx" for a recipient outcome; an

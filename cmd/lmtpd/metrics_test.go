@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/lmtpd/lmtpd/delivery"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
@@ -144,18 +146,14 @@ func TestReplyClass(t *testing.T) {
 	}
 }
 
-func TestObserveLogLine(t *testing.T) {
+func TestObserve(t *testing.T) {
 	m := newMetrics()
-	lines := []string{
-		`{"level":"info","status":"250 2.0.0","backend":["maildir"],"delivery_time":12.5,"message":"delivered"}`,
-		`{"level":"info","backend":["pipe","maildir"],"delivery_time":1000,"message":"deferred"}`,
-		`{"level":"info","backend":["maildir"],"delivery_time":1,"message":"something else"}`,
-		`{"level":"info","backend":["maildir"],"message":"delivered"}`,
-		`{"level":"info","message":"listening"}`,
-		`not json "backend": "delivery_time":`,
-	}
-	for _, l := range lines {
-		m.observeLogLine([]byte(l))
+	for _, o := range []delivery.Outcome{
+		{Backend: "maildir", Duration: 12500 * time.Microsecond},
+		{Backend: "pipe", Duration: time.Second, Err: protocol.NewError(451, protocol.EnhancedCode{4, 3, 0}, "later")},
+		{Backend: "maildir", Duration: time.Second},
+	} {
+		m.observe(o)
 	}
 	text := scrapeText(t, m)
 	for _, want := range []string{

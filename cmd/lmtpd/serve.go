@@ -94,7 +94,12 @@ func (d *daemon) run() int {
 			return d.configFail("delivery.maildir.root", err)
 		}
 	}
-	if d.router, err = delivery.New(cfg.dcfg, delivery.Options{}); err != nil {
+	var dopts delivery.Options
+	if cfg.Metrics.Address != "" {
+		d.metrics = newMetrics()
+		dopts.Observe = d.metrics.observe
+	}
+	if d.router, err = delivery.New(cfg.dcfg, dopts); err != nil {
 		return d.configFail("domain", err)
 	}
 	defer d.router.Close()
@@ -110,9 +115,7 @@ func (d *daemon) run() int {
 		}
 	}
 	var backend protocol.Backend = d.router
-	if cfg.Metrics.Address != "" {
-		d.metrics = newMetrics()
-		d.out.setTap(d.metrics.observeLogLine)
+	if d.metrics != nil {
 		backend = d.metrics.wrapBackend(backend)
 	}
 	d.senders.next = backend
