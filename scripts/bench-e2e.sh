@@ -125,10 +125,15 @@ go build -trimpath -o "$work/bin/" ./bench/loadgen ./bench/gosmtpd ./bench/lmtps
 # start_NAME DIR PORT starts a server listening on 127.0.0.1:PORT with its
 # files under DIR and sets server_pid.
 
+# Listening ports are taken below the kernel's ephemeral range, which the
+# 10,000 client sockets of idle-10k fill (and leave in TIME_WAIT).
+read -r eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || eph_lo=32768
+port_lo=$((eph_lo > 12000 ? 10000 : 1025))
+port_span=$((eph_lo > 12000 ? eph_lo - 10000 : eph_lo - 1025))
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 20000))
+		p=$((port_lo + RANDOM % port_span))
 		ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
 	done
 }

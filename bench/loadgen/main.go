@@ -148,7 +148,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	s := cfg.session()
 	if cfg.wait > 0 {
-		if err := waitReady(s, cfg.wait); err != nil {
+		if err := waitReady(s, cfg.wait, cfg.pid); err != nil {
 			fmt.Fprintln(stderr, "loadgen:", err)
 			return 2
 		}
@@ -203,14 +203,19 @@ func summary(r *result.Result) string {
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
-// waitReady dials until the server greets, for at most d.
-func waitReady(s *session, d time.Duration) error {
+// waitReady dials until the server greets, for at most d. With pid > 0 it
+// gives up as soon as that process has exited (a server that could not
+// start).
+func waitReady(s *session, d time.Duration, pid int) error {
 	deadline := time.Now().Add(d)
 	for {
 		c, err := s.connect()
 		if err == nil {
 			c.quit()
 			return nil
+		}
+		if pid > 0 && !procstat.Alive(pid) {
+			return fmt.Errorf("server process %d exited: %w", pid, err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("server at %s not ready after %v: %w", s.addr, d, err)

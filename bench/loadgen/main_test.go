@@ -352,6 +352,7 @@ func TestSetupErrors(t *testing.T) {
 		{"tiny message", []string{"-addr", live, "-n", "1", "-size", "10"}, "smallest"},
 		{"server down", []string{"-addr", closed, "-n", "1"}, "connection 1"},
 		{"not ready", []string{"-addr", closed, "-n", "1", "-wait", "100ms"}, "not ready after 100ms"},
+		{"server exited", []string{"-addr", closed, "-n", "1", "-wait", "1h", "-pid", "999999999"}, "server process 999999999 exited"},
 		{"bad pid", []string{"-addr", live, "-n", "1", "-pid", "999999999"}, "server process"},
 		{"bad pid idle", []string{"-addr", live, "-idle", "1", "-pid", "999999999"}, "server process"},
 		{"bad output", []string{"-addr", live, "-n", "1", "-o", "/nonexistent/x.jsonl"}, "no such file"},

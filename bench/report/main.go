@@ -344,7 +344,7 @@ func writeTable(w io.Writer, sc *scenario) {
 		}
 	}
 	if med, hi := sc.background(); hi >= 0.05 {
-		fmt.Fprintf(w, "\nCPU used beside the server and the load generator (kernel threads such as the ext4 journal, other processes): median %.2f cores, at most %.2f.\n", med, hi)
+		fmt.Fprintf(w, "\nCPU used meanwhile by other processes and kernel threads (the ext4 journal and the loop device's workers among them): median %.2f cores, at most %.2f.\n", med, hi)
 	}
 }
 

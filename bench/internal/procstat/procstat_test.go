@@ -195,7 +195,7 @@ func TestBusy(t *testing.T) {
 		want    time.Duration
 		wantErr bool
 	}{
-		{"typical", "cpu  100 5 40 9000 70 1 2 3 0 0\ncpu0 50 0 20 4500 35 0 1 1 0 0\n", (100 + 5 + 40 + 1 + 2 + 3) * ClockTick, false},
+		{"typical", "cpu  100 5 40 9000 70 1 2 3 0 0\ncpu0 50 0 20 4500 35 0 1 1 0 0\n", (100 + 5 + 40 + 3) * ClockTick, false},
 		{"short line", "cpu 1 2 3\n", 0, true},
 		{"not the cpu line", "intr 1 2 3 4 5 6 7 8 9\n", 0, true},
 		{"bad number", "cpu  x 5 40 9000 70 1 2 3 0 0\n", 0, true},
@@ -233,6 +233,43 @@ func TestBusy(t *testing.T) {
 		}
 		if b < a+20*time.Millisecond {
 			t.Errorf("machine busy time grew from %v to %v over a 50ms busy loop", a, b)
+		}
+	})
+}
+
+func TestAlive(t *testing.T) {
+	root := writeFake(t, []fakeProc{{pid: 5, ppid: 1}, {pid: 6, ppid: 1}})
+	zombie := "6 (srv) Z 1 1 1 0 -1 4194304 10 0 0 0 1 1 0 0 20 0 1 0 100 0 0\n"
+	if err := os.WriteFile(filepath.Join(root, "6", "stat"), []byte(zombie), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "7", "stat"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := Reader{Root: root}
+	tests := []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{"running", 5, true},
+		{"zombie", 6, false},
+		{"malformed", 7, false},
+		{"missing", 8, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.Alive(tc.pid); got != tc.want {
+				t.Errorf("Alive(%d) = %v, want %v", tc.pid, got, tc.want)
+			}
+		})
+	}
+	t.Run("real", func(t *testing.T) {
+		if !Alive(os.Getpid()) {
+			t.Error("this process is not alive")
 		}
 	})
 }

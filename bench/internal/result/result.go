@@ -59,10 +59,11 @@ type Result struct {
 	// seconds: on a small machine it competes with the server.
 	ClientCPU float64 `json:"client_cpu_s"`
 
-	// OtherCPU is the CPU time everything else on the machine spent in
-	// the window, in seconds: the machine's busy time less ServerCPU and
-	// ClientCPU (never below zero). It includes kernel threads working for
-	// the server, such as the file system journal, and any unrelated load.
+	// OtherCPU is the CPU time other processes and kernel threads spent in
+	// the window, in seconds: the machine's busy time (procstat.Busy) less
+	// ServerCPU and ClientCPU, never below zero. It includes kernel threads
+	// working for the server, such as the file system journal, and any
+	// unrelated load.
 	OtherCPU float64 `json:"other_cpu_s"`
 }
 
