@@ -92,6 +92,10 @@ func (c *conn) cmdAuth(arg string) bool {
 	}
 	mech, ir, _ := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
+	if mech == "" {
+		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: AUTH mechanism [initial-response]")
+		return c.countError()
+	}
 	offered := false
 	for _, m := range c.authMechanisms() {
 		if strings.EqualFold(m, mech) {
