@@ -388,8 +388,10 @@ func writeTargets(w io.Writer, scs []*scenario) {
 		var v float64
 		var shown string
 		if t.other != "" {
+			// Three decimals: a ratio just over its bound must not read
+			// as equal to it.
 			v = ratio(sc.byName[t.server], sc.byName[t.other], t.metric)
-			shown = fmtRatio(v)
+			shown = fmt.Sprintf("%.3f×", v)
 		} else {
 			v = sc.byName[t.server].median(t.metric)
 			shown = fmtMiB(v)
