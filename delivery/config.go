@@ -33,14 +33,13 @@ type Config struct {
 	// By default (false) local parts match case-insensitively; the
 	// spelling the client used is kept for headers and pipe variables.
 	CaseSensitive bool
-	// DeliveredTo adds "Delivered-To: <recipient>" at the top of every
-	// delivered copy. A copy per recipient then differs, so maildir
-	// deliveries to several recipients are written separately instead of
-	// hard-linked. DefaultConfig: true.
-	DeliveredTo bool
+	// DeliveredTo says when "Delivered-To: <recipient>" is added at the
+	// top of a delivered copy (see DeliveredToMode). "" means
+	// DeliveredToSingle, the default.
+	DeliveredTo DeliveredToMode
 	// LoopCheck refuses delivery to a recipient for whom the message
 	// already carries a Delivered-To field, with 554 5.4.6. It works
-	// whether or not DeliveredTo is set. DefaultConfig: true.
+	// whatever DeliveredTo says. DefaultConfig: true.
 	LoopCheck bool
 	// Postmaster is the address the bare "Postmaster" recipient (RFC 5321
 	// section 4.5.1) is delivered to, routed like any recipient. Empty
@@ -152,6 +151,40 @@ type SpoolConfig struct {
 	Dir string
 }
 
+// DeliveredToMode says when a Delivered-To field is added.
+//
+// The field names the recipient, so a copy that carries it is one
+// recipient's own: several recipients of one message then get separate
+// copies instead of one file hard-linked into each maildir. Dovecot
+// therefore adds it only when a message has a single recipient; that is
+// the default here too.
+type DeliveredToMode string
+
+// Delivered-To modes.
+const (
+	// DeliveredToSingle adds the field when the message goes to exactly
+	// one destination (duplicates of one recipient count once); a message
+	// for several mailboxes is stored once and hard-linked, without it.
+	DeliveredToSingle DeliveredToMode = "single"
+	// DeliveredToAlways adds it to every copy, which makes every copy
+	// separate.
+	DeliveredToAlways DeliveredToMode = "always"
+	// DeliveredToNever never adds it.
+	DeliveredToNever DeliveredToMode = "never"
+)
+
+// deliveredTo reports whether a message with n destinations gets the
+// Delivered-To field.
+func (c *Config) deliveredTo(n int) bool {
+	switch c.DeliveredTo {
+	case DeliveredToAlways:
+		return true
+	case DeliveredToNever:
+		return false
+	}
+	return n == 1
+}
+
 // DefaultTemplate is the maildir path used when neither the route nor
 // MaildirConfig.Template names one.
 const DefaultTemplate = "{domain}/{user}"
@@ -163,7 +196,7 @@ const DefaultTemplate = "{domain}/{user}"
 func DefaultConfig() Config {
 	return Config{
 		DetailDelimiter: "+",
-		DeliveredTo:     true,
+		DeliveredTo:     DeliveredToSingle,
 		LoopCheck:       true,
 		Maildir:         MaildirConfig{Template: DefaultTemplate},
 	}

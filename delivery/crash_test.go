@@ -36,7 +36,10 @@ func crashBody(id string, n int) string {
 func crashConfig(root string, deliveredTo bool) Config {
 	cfg := DefaultConfig()
 	cfg.Maildir.Root = root
-	cfg.DeliveredTo = deliveredTo
+	cfg.DeliveredTo = DeliveredToNever
+	if deliveredTo {
+		cfg.DeliveredTo = DeliveredToAlways
+	}
 	cfg.Spool.Threshold = 64 << 10
 	var users []User
 	for i := 0; i < 4; i++ {

@@ -69,6 +69,11 @@ func compile(cfg *Config) (*table, error) {
 	if err := checkDelimiter(cfg.DetailDelimiter); err != nil {
 		errs = append(errs, err)
 	}
+	switch cfg.DeliveredTo {
+	case "", DeliveredToSingle, DeliveredToAlways, DeliveredToNever:
+	default:
+		fail("delivered_to %q: want %q, %q or %q", cfg.DeliveredTo, DeliveredToSingle, DeliveredToAlways, DeliveredToNever)
+	}
 	tmplSrc := cfg.Maildir.Template
 	if tmplSrc == "" {
 		tmplSrc = DefaultTemplate

@@ -226,13 +226,15 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 				j = &job{tg: tg}
 				byKey[k] = j
 				d.jobs = append(d.jobs, j)
-				d.planJob(j, delivered)
 			}
 			if len(j.rcpts) == 0 || j.rcpts[len(j.rcpts)-1] != i {
 				j.rcpts = append(j.rcpts, i)
 			}
 			d.byRcpt[i] = append(d.byRcpt[i], j)
 		}
+	}
+	for _, j := range d.jobs {
+		d.planJob(j, delivered)
 	}
 	if t.st.journal != nil {
 		d.dedup(ctx)
@@ -294,7 +296,7 @@ func (d *delivery) planJob(j *job, delivered []string) {
 	}
 	h := make([]byte, 0, len(d.rp)+len(d.base)+len(j.tg.addr)+16)
 	h = append(h, d.rp...)
-	if cfg.DeliveredTo && !j.tg.route.perMessage {
+	if cfg.deliveredTo(len(d.jobs)) && !j.tg.route.perMessage {
 		h = append(h, "Delivered-To: "...)
 		h = append(h, headerValue(j.tg.addr)...)
 		h = append(h, '\n')

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,7 +65,9 @@ func TestDataEndToEnd(t *testing.T) {
 	root := t.TempDir()
 	var logs bytes.Buffer
 	ctx := testCtx(t, &logs)
-	r := newRouter(t, testConfig(root), Options{})
+	cfg := testConfig(root)
+	cfg.DeliveredTo = DeliveredToAlways
+	r := newRouter(t, cfg, Options{})
 	rcpts := []string{"bob@example.org", "nobody@example.org", "BOB@example.org", "sales@example.org", "bob+lists@example.org", "zed@example.net"}
 	st, rcptErrs, err := run(t, ctx, r, protocol.LMTP, "sender@example.com", rcpts, testText)
 	if err != nil {
@@ -122,10 +125,48 @@ func TestDataEndToEnd(t *testing.T) {
 	}
 }
 
+// TestDeliveredToModes: "single" (the default) adds Delivered-To only to a
+// message with one destination; "always" to every copy; "never" to none.
+func TestDeliveredToModes(t *testing.T) {
+	tests := []struct {
+		mode  DeliveredToMode
+		rcpts []string
+		want  bool
+	}{
+		{"", []string{"bob@example.org"}, true},
+		{DeliveredToSingle, []string{"bob@example.org", "BOB@example.org"}, true},
+		{DeliveredToSingle, []string{"bob@example.org", "zed@example.net"}, false},
+		{DeliveredToAlways, []string{"bob@example.org", "zed@example.net"}, true},
+		{DeliveredToNever, []string{"bob@example.org"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.mode)+"/"+strconv.Itoa(len(tt.rcpts)), func(t *testing.T) {
+			root := t.TempDir()
+			cfg := testConfig(root)
+			cfg.DeliveredTo = tt.mode
+			r := newRouter(t, cfg, Options{})
+			if _, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "", tt.rcpts, testText); err != nil {
+				t.Fatal(err)
+			}
+			got := maildirFiles(t, root, "example.org/bob")
+			if len(got) != 1 {
+				t.Fatalf("bob has %d messages", len(got))
+			}
+			if has := strings.Contains(got[0], "Delivered-To: bob@example.org\n"); has != tt.want {
+				t.Errorf("Delivered-To present %v, want %v:\n%s", has, tt.want, got[0])
+			}
+		})
+	}
+	bad := testConfig(t.TempDir())
+	bad.DeliveredTo = "sometimes"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "delivered_to") {
+		t.Errorf("Validate(delivered_to = sometimes) = %v", err)
+	}
+}
+
 func TestDataHardLinks(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(root)
-	cfg.DeliveredTo = false
 	r := newRouter(t, cfg, Options{})
 	st, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "", []string{"bob@example.org", "alice@example.org", "zed@example.net"}, testText)
 	if err != nil {
@@ -365,6 +406,7 @@ func TestStageCommit(t *testing.T) {
 func TestStageAllOrNothing(t *testing.T) {
 	root := t.TempDir()
 	cfg := testConfig(root)
+	cfg.DeliveredTo = DeliveredToAlways // a write per recipient, so one can fail
 	r := newRouter(t, cfg, Options{FS: &failFS{FS: maildir.NewRootFS(root), match: "example.net", err: syscall.ENOSPC}})
 	ctx := testCtx(t, nil)
 	tx, _ := r.Mail(ctx, conn(protocol.SMTP), addr("a@b"), &protocol.MailParams{})
@@ -393,6 +435,7 @@ func TestPipeRoutes(t *testing.T) {
 	root := t.TempDir()
 	out := t.TempDir()
 	cfg := testConfig(root)
+	cfg.DeliveredTo = DeliveredToAlways // each command sees its recipient
 	cfg.Domains = append(cfg.Domains, Domain{
 		Name: "cmd.example",
 		Users: []User{

@@ -152,7 +152,7 @@ lmtpd_config() { # DIR PORT DELIVERED_TO
 		max_message_size = 0
 		max_connections = 20000
 		[delivery]
-		delivered_to = $3
+		delivered_to = "$3"
 		[delivery.maildir]
 		root = "$1/mail"
 		template = "{domain}/{user}"
@@ -163,12 +163,12 @@ lmtpd_config() { # DIR PORT DELIVERED_TO
 }
 
 start_lmtpd() {
-	lmtpd_config "$1" "$2" true
+	lmtpd_config "$1" "$2" single
 	"$work/bin/lmtpd" -config "$1/lmtpd.toml" 2>"$1/log" &
 	server_pid=$!
 }
-start_lmtpd-nodt() {
-	lmtpd_config "$1" "$2" false
+start_lmtpd-always() {
+	lmtpd_config "$1" "$2" always
 	"$work/bin/lmtpd" -config "$1/lmtpd.toml" 2>"$1/log" &
 	server_pid=$!
 }
@@ -210,7 +210,7 @@ load_servers="lmtpd gosmtpd dovecot lmtpsink gosmtpd-discard smtp-sink"
 servers_for() {
 	local s
 	case $1 in
-	1k-c8-r5) s="lmtpd lmtpd-nodt gosmtpd dovecot lmtpsink gosmtpd-discard smtp-sink" ;;
+	1k-c8-r5) s="lmtpd lmtpd-always gosmtpd dovecot lmtpsink gosmtpd-discard smtp-sink" ;;
 	# Dovecot serves one connection per lmtp process (100 by default):
 	# 10,000 idle connections are not a Dovecot scenario.
 	idle-10k) s="lmtpd gosmtpd smtp-sink" ;;

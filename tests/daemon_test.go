@@ -412,7 +412,7 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"wrong_type.toml", "check-config", []string{
 			"@FILE@:9: listener[1].max_recipients: expected an integer, found a string",
-			"@FILE@:14: delivery.delivered_to: expected a boolean (true or false), found an integer",
+			"@FILE@:13: delivery.case_sensitive: expected a boolean (true or false), found an integer",
 		}},
 		{"bad_duration.toml", "check-config", []string{
 			`@FILE@:4: server.shutdown_grace: invalid duration "5": use a number with a unit (ms, s, m, h), such as "30s" or "5m"`,
@@ -430,6 +430,7 @@ func TestBadConfigs(t *testing.T) {
 			`@FILE@:8: listener[0].tls: "yes" is not one of "none", "starttls", "implicit"`,
 			`@FILE@:9: listener[0].trusted_networks[1]: "10.0.0.0/33" is not a network such as 192.0.2.0/24 or 2001:db8::/32`,
 			`@FILE@:10: listener[0].max_line_length: 100 is below the 512 octets RFC 5321 section 4.5.3.1.4 requires`,
+			`@FILE@:13: delivery.delivered_to: "sometimes" is not one of "single", "always", "never"`,
 		}},
 		{"no_listener.toml", "check-config", []string{
 			"@FILE@: listener: at least one [[listener]] is required",

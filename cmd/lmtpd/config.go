@@ -187,7 +187,7 @@ type usersFile struct {
 type deliveryConfig struct {
 	DetailDelimiter string        `toml:"detail_delimiter"`
 	CaseSensitive   bool          `toml:"case_sensitive"`
-	DeliveredTo     bool          `toml:"delivered_to"`
+	DeliveredTo     string        `toml:"delivered_to"`
 	LoopCheck       bool          `toml:"loop_check"`
 	Postmaster      string        `toml:"postmaster"`
 	Maildir         maildirConfig `toml:"maildir"`
@@ -283,7 +283,7 @@ func defaultConfig() *config {
 		Delivery: deliveryConfig{
 			DetailDelimiter: d.DetailDelimiter,
 			CaseSensitive:   d.CaseSensitive,
-			DeliveredTo:     d.DeliveredTo,
+			DeliveredTo:     string(d.DeliveredTo),
 			LoopCheck:       d.LoopCheck,
 			Maildir:         maildirConfig{Template: delivery.DefaultTemplate},
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
@@ -370,6 +370,7 @@ var (
 	tlsModes     = []string{"none", "starttls", "implicit"}
 	authModes    = []string{"off", "optional", "required"}
 	bareEndPolys = []string{"reject", "normalize"}
+	deliveredTos = []string{string(delivery.DeliveredToSingle), string(delivery.DeliveredToAlways), string(delivery.DeliveredToNever)}
 )
 
 // oneOf checks an enumerated value.
@@ -608,10 +609,11 @@ func lookupGID(s string) (int, error) {
 // builds c.dcfg.
 func (c *config) validateDelivery(ec *errorCollector) {
 	dc := &c.Delivery
+	oneOf(ec, "delivery.delivered_to", dc.DeliveredTo, deliveredTos)
 	d := delivery.Config{
 		DetailDelimiter: dc.DetailDelimiter,
 		CaseSensitive:   dc.CaseSensitive,
-		DeliveredTo:     dc.DeliveredTo,
+		DeliveredTo:     delivery.DeliveredToMode(dc.DeliveredTo),
 		LoopCheck:       dc.LoopCheck,
 		Postmaster:      dc.Postmaster,
 		Maildir: delivery.MaildirConfig{

@@ -269,7 +269,7 @@ scram = "` + scram + `"
 
 [delivery]
 detail_delimiter = "-"
-delivered_to = false
+delivered_to = "never"
 
 [delivery.maildir]
 root = "mail"
@@ -311,7 +311,7 @@ route = { maildir = "{domain}/shared" }
 		t.Errorf("listener defaults not filled in: %+v", l)
 	}
 	d := cfg.dcfg
-	if d.Maildir.Root != filepath.Join(dir, "mail") || d.Maildir.MaxMessageBytes != 10<<20 || d.Spool.Threshold != -1 || d.DetailDelimiter != "-" || d.DeliveredTo || !d.LoopCheck {
+	if d.Maildir.Root != filepath.Join(dir, "mail") || d.Maildir.MaxMessageBytes != 10<<20 || d.Spool.Threshold != -1 || d.DetailDelimiter != "-" || d.DeliveredTo != delivery.DeliveredToNever || !d.LoopCheck {
 		t.Errorf("delivery config %+v", d)
 	}
 	if len(d.Domains) != 2 || len(d.Domains[0].Users) != 2 {
