@@ -8,7 +8,8 @@ count=${COUNT:-5}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 {
-	go test -run '^$' -bench 'BenchmarkTransaction|BenchmarkDataReader' -benchmem -benchtime 20000x -count "$count" ./protocol/
+	go test -run '^$' -bench 'BenchmarkTransaction' -benchmem -benchtime 20000x -count "$count" ./protocol/
+	go test -run '^$' -bench 'BenchmarkDataReader' -benchmem -benchtime 1s -count "$count" ./protocol/
 	go test -run '^$' -bench . -benchmem -benchtime 100x -count "$count" ./delivery/maildir/
 	go test -run '^$' -bench . -benchmem -benchtime 200x -count "$count" ./delivery/pipe/
 	go test -run '^$' -bench . -benchmem -benchtime 10x -count "$count" ./sasl/
