@@ -14,5 +14,5 @@ trap 'rm -f "$out"' EXIT
 	go test -run '^$' -bench . -benchmem -benchtime 200x -count "$count" ./delivery/pipe/
 	go test -run '^$' -bench . -benchmem -benchtime 10x -count "$count" ./sasl/
 } 2>&1 | grep -v '^smtp/server' | tee "$out"
-go run ./scripts/benchreport -readme README.md -command "make bench (COUNT=$count)" < "$out"
+go run ./bench/benchfmt -readme README.md -command "make bench (COUNT=$count)" < "$out"
 echo "README.md benchmark section updated"

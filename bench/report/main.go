@@ -21,12 +21,11 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/lmtpd/lmtpd/bench/internal/readme"
 	"github.com/lmtpd/lmtpd/bench/internal/result"
 )
 
@@ -420,7 +419,7 @@ func report(all []result.Result, command, versions, fs string, now time.Time) []
 			runs = max(runs, len(st.runs))
 		}
 	}
-	fmt.Fprintf(&b, "End to end over loopback TCP, measured %s with `%s` on %s", now.UTC().Format("2006-01-02"), command, machine())
+	fmt.Fprintf(&b, "End to end over loopback TCP, measured %s with `%s` on %s", now.UTC().Format("2006-01-02"), command, readme.Machine())
 	if versions != "" {
 		fmt.Fprintf(&b, "; %s", versions)
 	}
@@ -447,40 +446,6 @@ func report(all []result.Result, command, versions, fs string, now time.Time) []
 	return b.Bytes()
 }
 
-func machine() string {
-	kernel, _ := exec.Command("uname", "-r").Output()
-	cpu := ""
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = " (" + strings.TrimSpace(v) + ")"
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d CPUs%s, Linux %s, %s", runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel)), runtime.Version())
-}
-
-// rewrite replaces the text between the markers in path.
-func rewrite(path string, section []byte) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	b := bytes.Index(data, []byte(beginMarker))
-	e := bytes.Index(data, []byte(endMarker))
-	if b < 0 || e < b {
-		return fmt.Errorf("%s: markers %s ... %s not found", path, beginMarker, endMarker)
-	}
-	var out bytes.Buffer
-	out.Write(data[:b+len(beginMarker)])
-	out.WriteString("\n")
-	out.Write(section)
-	out.WriteString("\n")
-	out.Write(data[e:])
-	return os.WriteFile(path, out.Bytes(), 0o644)
-}
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -489,7 +454,7 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	readme := fs.String("readme", "", "rewrite the end-to-end benchmark section of this file")
+	readmePath := fs.String("readme", "", "rewrite the end-to-end benchmark section of this file")
 	command := fs.String("command", "scripts/bench-e2e.sh", "the command to name in the report")
 	versions := fs.String("versions", "", "versions of the servers compared, for the report's first line")
 	fsDesc := fs.String("fs", "", "the file system the maildirs were on, for the report's first line")
@@ -524,11 +489,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	out := report(all, *command, *versions, *fsDesc, time.Now())
-	if *readme == "" {
+	if *readmePath == "" {
 		stdout.Write(out)
 		return 0
 	}
-	if err := rewrite(*readme, out); err != nil {
+	if err := readme.Rewrite(*readmePath, beginMarker, endMarker, out); err != nil {
 		fmt.Fprintln(stderr, "report:", err)
 		return 1
 	}

@@ -1,9 +1,9 @@
-// Command benchreport turns `go test -bench` output into the README's
+// Command benchfmt turns `go test -bench` output into the README's
 // benchmark tables: per benchmark the median of its runs with the spread
 // (min-max), and for benchmarks whose sub-benchmarks are named impl=NAME,
 // the ratio of each other implementation to lmtpd measured in the same run.
 //
-//	go test -bench . -count 5 ./... | go run ./scripts/benchreport -readme README.md
+//	go test -bench . -count 5 ./... | go run ./bench/benchfmt -readme README.md
 //
 // With -readme, the text between the markers <!-- bench:begin --> and
 // <!-- bench:end --> is replaced; otherwise the tables go to stdout.
@@ -17,12 +17,12 @@ import (
 	"io"
 	"log"
 	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lmtpd/lmtpd/bench/internal/readme"
 )
 
 const (
@@ -39,7 +39,7 @@ type series struct {
 }
 
 func main() {
-	readme := flag.String("readme", "", "rewrite the benchmark section of this file")
+	readmePath := flag.String("readme", "", "rewrite the benchmark section of this file")
 	command := flag.String("command", "make bench", "the command to name in the report")
 	flag.Parse()
 
@@ -48,10 +48,10 @@ func main() {
 		log.Fatal(err)
 	}
 	if len(order) == 0 {
-		log.Fatal("benchreport: no benchmark results on stdin")
+		log.Fatal("benchfmt: no benchmark results on stdin")
 	}
 	var out bytes.Buffer
-	fmt.Fprintf(&out, "Measured %s with `%s` on %s.\n\n", time.Now().UTC().Format("2006-01-02"), *command, machine())
+	fmt.Fprintf(&out, "Measured %s with `%s` on %s.\n\n", time.Now().UTC().Format("2006-01-02"), *command, readme.Machine())
 	fmt.Fprintf(&out, "Each figure is the median of the runs, with the spread (min–max) in brackets; ratios compare implementations measured side by side in the same run.\n")
 	lastPkg := ""
 	for _, key := range order {
@@ -64,11 +64,11 @@ func main() {
 		fmt.Fprintf(&out, "| %s | %s | %s | %s | %s | %s |\n", s.name,
 			cell(s, "ns/op"), cell(s, "B/op"), cell(s, "allocs/op"), others(s), ratio(all, s))
 	}
-	if *readme == "" {
+	if *readmePath == "" {
 		os.Stdout.Write(out.Bytes())
 		return
 	}
-	if err := rewrite(*readme, out.Bytes()); err != nil {
+	if err := readme.Rewrite(*readmePath, beginMarker, endMarker, out.Bytes()); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -200,37 +200,4 @@ func ratio(all map[string]*series, s *series) string {
 		out += fmt.Sprintf(", %.2f× the allocs", median(b)/median(a))
 	}
 	return out
-}
-
-func machine() string {
-	kernel, _ := exec.Command("uname", "-r").Output()
-	cpu := ""
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(data), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d CPUs (%s), Linux %s, %s", runtime.NumCPU(), cpu, strings.TrimSpace(string(kernel)), runtime.Version())
-}
-
-func rewrite(path string, section []byte) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	b := bytes.Index(data, []byte(beginMarker))
-	e := bytes.Index(data, []byte(endMarker))
-	if b < 0 || e < b {
-		return fmt.Errorf("%s: markers %s ... %s not found", path, beginMarker, endMarker)
-	}
-	var out bytes.Buffer
-	out.Write(data[:b+len(beginMarker)])
-	out.WriteString("\n")
-	out.Write(section)
-	out.WriteString("\n")
-	out.Write(data[e:])
-	return os.WriteFile(path, out.Bytes(), 0o644)
 }
