@@ -302,7 +302,7 @@ var (
 	ErrDomainNotServed = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.EnhancedCode{5, 1, 2}, "Domain not served here")
 	// ErrRelayDenied is the SMTP answer for a domain that is not ours: we
 	// are not a relay (X.7.1 delivery not authorized).
-	ErrRelayDenied = protocol.NewError(protocol.CodeTransactionFailed2, protocol.EnhancedCode{5, 7, 1}, "Relay access denied")
+	ErrRelayDenied = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 7, 1}, "Relay access denied")
 	// ErrLookupFailed: a user lookup failed for a temporary reason (X.3.0).
 	ErrLookupFailed = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Temporary lookup failure, try again later")
 	// ErrBadMailboxName: the address cannot be mapped to a maildir path,
@@ -310,7 +310,7 @@ var (
 	ErrBadMailboxName = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 1, 3}, "Mailbox name not allowed")
 	// ErrLoop: the message already carries Delivered-To for this recipient
 	// (X.4.6 routing loop detected).
-	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed2, protocol.EnhancedCode{5, 4, 6}, "Mail loop detected: message already delivered to this recipient")
+	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 4, 6}, "Mail loop detected: message already delivered to this recipient")
 )
 
 // lookup resolves a recipient to its targets, in the order of Postfix

@@ -28,13 +28,9 @@ const (
 	CodeUserNotLocal       = 551 // User not local
 	CodeExceededStorage    = 552 // Requested mail action aborted: exceeded storage allocation
 	CodeMailboxNameInvalid = 553 // Requested action not taken: mailbox name not allowed
-	CodeTransactionFailed2 = 554 // Transaction failed (or, at greeting, no SMTP service here)
+	CodeTransactionFailed  = 554 // Transaction failed (or, at greeting, no SMTP service here)
 	CodeParamsNotRecog     = 555 // MAIL FROM/RCPT TO parameters not recognized or not implemented
 )
-
-// CodeTransactionFailed is 550 used for content refusals (RFC 3463 X.6.x);
-// kept as its own name so call sites say what they mean.
-const CodeTransactionFailed = 550
 
 // Enhanced status codes used by the core, RFC 3463 section 3 (and RFC 5248
 // registry entries), named for what they say.
@@ -43,7 +39,6 @@ var (
 	ecSenderOK        = EnhancedCode{2, 1, 0} // X.1.0 other address status
 	ecRecipientOK     = EnhancedCode{2, 1, 5} // X.1.5 destination address valid
 	ecCannotVerify    = EnhancedCode{2, 5, 0} // used with 252 (VRFY)
-	ecProtocolOK      = EnhancedCode{2, 0, 0}
 	ecClosing         = EnhancedCode{2, 0, 0}
 	ecBadCommand      = EnhancedCode{5, 5, 1} // X.5.1 invalid command
 	ecSyntax          = EnhancedCode{5, 5, 2} // X.5.2 syntax error
@@ -52,7 +47,6 @@ var (
 	ecBadDest         = EnhancedCode{5, 1, 3} // X.1.3 bad destination mailbox address syntax
 	ecBadSender       = EnhancedCode{5, 1, 7} // X.1.7 bad sender's mailbox address syntax
 	ecNeedUTF8        = EnhancedCode{5, 6, 7} // X.6.7 non-ASCII address requires SMTPUTF8 (RFC 6531)
-	ecTooBig          = EnhancedCode{5, 3, 4} // X.3.4 message too big for system
 	ecSysNotAccepting = EnhancedCode{4, 3, 2} // X.3.2 system not accepting network messages
 	ecTempSys         = EnhancedCode{4, 3, 0} // X.3.0 other or undefined mail system status
 	ecPolicy          = EnhancedCode{5, 7, 0} // X.7.0 other security or policy status

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"runtime/debug"
@@ -102,7 +103,6 @@ type transaction struct {
 	rcpts  []*Recipient
 	store  []Recipient // backing store of accepted and refused recipients
 	bdat   *bdatState  // non-nil once BDAT started
-	failed error       // a BDAT chunk failed: later chunks are discarded
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -274,7 +274,7 @@ func (c *conn) serve() {
 		if err := cc.CheckConn(c.ctx, &c.state); err != nil {
 			e := AsError(err)
 			if e == nil {
-				e = NewError(CodeTransactionFailed2, ecPolicy, "Connection refused")
+				e = NewError(CodeTransactionFailed, ecPolicy, "Connection refused")
 			}
 			c.log.Info().Err(err).Msg("connection refused by backend")
 			c.replyErr(e)
@@ -425,15 +425,14 @@ func equalFoldASCII(b []byte, s string) bool {
 
 func (c *conn) traceIn(line []byte) {
 	verb, _ := splitCommand(line)
-	if verb == "AUTH" || c.inAuth() {
-		// Never log credentials (RFC 4954 section 9).
+	if verb == "AUTH" {
+		// Never log credentials (RFC 4954 section 9); the lines of the
+		// exchange after it are read by cmdAuth and never traced.
 		c.log.Trace().Str("dir", "in").Str("line", verb+" ...").Msg("wire")
 		return
 	}
 	c.log.Trace().Str("dir", "in").Bytes("line", line).Msg("wire")
 }
-
-func (c *conn) inAuth() bool { return false }
 
 func (c *conn) dispatch(verb, arg string) bool {
 	if c.srv.RequireTLS && c.state.TLS == nil {
@@ -769,13 +768,13 @@ func (c *conn) drainLimit() int64 {
 // that an incomplete message is never acknowledged, whatever the backend
 // says.
 type trackingReader struct {
-	r interface{ Read([]byte) (int, error) }
+	r io.Reader
 	d *delivery
 }
 
 func (t *trackingReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
-	if err != nil && err != errEOF {
+	if err != nil && err != io.EOF {
 		t.d.setStreamErr(err)
 	}
 	return n, err

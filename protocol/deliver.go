@@ -11,9 +11,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// errEOF is io.EOF, named for the tracking reader in conn.go.
-var errEOF = io.EOF
-
 // delivery runs one message through the backend and collects one status
 // per accepted recipient. It implements StatusSetter.
 //

@@ -130,7 +130,7 @@ var (
 	ErrMessageTooBig = NewError(CodeExceededStorage, EnhancedCode{5, 3, 4}, "Message too big for system")
 	// ErrBareLineEnding: a CR or LF not part of a CRLF pair in DATA while the
 	// listener rejects them (RFC 5321 section 2.3.8; the SMTP smuggling class).
-	ErrBareLineEnding = NewError(CodeTransactionFailed, EnhancedCode{5, 6, 0}, "Bare CR or LF in message text is not allowed; use CRLF line endings")
+	ErrBareLineEnding = NewError(CodeMailboxUnavailable, EnhancedCode{5, 6, 0}, "Bare CR or LF in message text is not allowed; use CRLF line endings")
 	// ErrTextLineTooLong: a message text line exceeds Server.MaxTextLineLength
 	// (RFC 5321 section 4.5.3.1.6).
 	ErrTextLineTooLong = NewError(CodeSyntaxError, EnhancedCode{5, 5, 2}, "Message text line too long")
@@ -138,7 +138,7 @@ var (
 	ErrHeaderTooBig = NewError(CodeExceededStorage, EnhancedCode{5, 3, 4}, "Message header too big")
 	// ErrTooManyHops: the message carries more Received fields than
 	// Server.MaxReceivedHeaders: a mail loop (RFC 5321 section 6.3).
-	ErrTooManyHops = NewError(CodeTransactionFailed2, EnhancedCode{5, 4, 6}, "Too many hops (Received headers): mail loop?")
+	ErrTooManyHops = NewError(CodeTransactionFailed, EnhancedCode{5, 4, 6}, "Too many hops (Received headers): mail loop?")
 	// ErrDataTimeout: the client stopped sending message text
 	// (RFC 5321 section 4.5.3.2.5).
 	ErrDataTimeout = NewError(CodeServiceUnavailable, EnhancedCode{4, 4, 2}, "Timeout reading message data")

@@ -69,15 +69,14 @@ func (c *conn) reply(code int, ec EnhancedCode, text string) {
 // anything else is a generic transient failure naming the session id, so
 // internal text never reaches the client. The cause is logged.
 func (c *conn) replyErr(err error) {
-	if e := AsError(err); e != nil {
-		if e.Err != nil {
-			c.log.Debug().Err(e.Err).Int("code", e.Code).Msg("reply with cause")
-		}
-		c.reply(e.Code, e.enhanced(), e.Message)
-		return
+	switch e := AsError(err); {
+	case e == nil:
+		c.log.Error().Err(err).Msg("internal error")
+	case e.Err != nil:
+		c.log.Debug().Err(e.Err).Int("code", e.Code).Msg("reply with cause")
 	}
-	c.log.Error().Err(err).Msg("internal error")
-	c.reply(CodeLocalError, ecTempSys, "Internal error, try again later (session "+c.state.ID+")")
+	e := c.errorFor(err)
+	c.reply(e.Code, e.enhanced(), e.Message)
 }
 
 // errorFor returns the *Error that err is answered with (see replyErr).

@@ -11,7 +11,7 @@ import (
 func (c *conn) cmdXForward(arg string) bool {
 	switch {
 	case !c.srv.trusted(c):
-		c.reply(CodeTransactionFailed, ecPolicy, "XFORWARD not allowed from this client")
+		c.reply(CodeMailboxUnavailable, ecPolicy, "XFORWARD not allowed from this client")
 		return c.countError()
 	case !c.greeted:
 		c.reply(CodeBadSequence, ecBadCommand, "Send "+c.helloVerb()+" first")

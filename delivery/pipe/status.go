@@ -64,7 +64,7 @@ func basicCode(ec protocol.EnhancedCode) int {
 	case ec[1] == 1 || ec[1] == 2 || ec[1] == 7:
 		return protocol.CodeMailboxUnavailable // 550
 	default:
-		return protocol.CodeTransactionFailed2 // 554
+		return protocol.CodeTransactionFailed // 554
 	}
 }
 
