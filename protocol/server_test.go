@@ -293,12 +293,7 @@ func TestPipelinedQuitDuringDelivery(t *testing.T) {
 func TestMaxConnections(t *testing.T) {
 	b := newFakeBackend()
 	s := &Server{Hostname: "mx.test", Backend: b, MaxConnections: 2}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	defer s.Close()
+	l := serveTCP(t, s)
 	var kept []*client
 	for range 2 {
 		nc, err := net.Dial("tcp", l.Addr().String())
@@ -332,12 +327,7 @@ func TestMaxConnections(t *testing.T) {
 func TestMaxConnectionsPerIP(t *testing.T) {
 	b := newFakeBackend()
 	s := &Server{Hostname: "mx.test", Backend: b, MaxConnectionsPerIP: 1}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	defer s.Close()
+	l := serveTCP(t, s)
 	nc1, _ := net.Dial("tcp", l.Addr().String())
 	defer nc1.Close()
 	newClient(t, nc1).expect("220")
@@ -600,6 +590,18 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// serveTCP serves s on a loopback port until the test ends.
+func serveTCP(t testing.TB, s *Server) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	return l
 }
 
 func waitFor(t testing.TB, cond func() bool) {
