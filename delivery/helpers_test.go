@@ -100,7 +100,8 @@ func message(t testing.TB, from string, rcpts []string, text string) *protocol.M
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &protocol.Message{ID: "S1.1", Conn: conn(protocol.LMTP), From: addr(from), Params: &protocol.MailParams{}, Header: h, Body: br}
+	m := &protocol.Message{ID: "S1.1", Conn: conn(protocol.LMTP), From: addr(from), Params: &protocol.MailParams{}, Body: br}
+	m.SetHeader(h)
 	for _, r := range rcpts {
 		m.Recipients = append(m.Recipients, &protocol.Recipient{Address: addr(r)})
 	}

@@ -203,16 +203,17 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		return nil, r
 	}
 
-	msg.Header.Del("Return-Path")
+	hdr := msg.Header()
+	hdr.Del("Return-Path")
 	var hb bytes.Buffer
-	if err := textproto.WriteHeader(&hb, msg.Header); err != nil {
+	if err := textproto.WriteHeader(&hb, *hdr); err != nil {
 		d.sp.Close()
 		return nil, maildir.Classify(err)
 	}
 	d.base = spool.AppendLF(make([]byte, 0, hb.Len()), hb.Bytes())
 	d.rp = []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n")
 
-	delivered := deliveredTo(&msg.Header)
+	delivered := deliveredTo(hdr)
 	n := len(msg.Recipients)
 	d.byRcpt = make([][]*job, n)
 	d.settled = make([]bool, n)
@@ -244,7 +245,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 
 // dedup marks the jobs the journal says were delivered already as done.
 func (d *delivery) dedup(ctx context.Context) {
-	msgKey := strings.TrimSpace(d.msg.Header.Get("Message-ID"))
+	msgKey := strings.TrimSpace(d.msg.Header().Get("Message-ID"))
 	if msgKey == "" {
 		h := sha256.New()
 		if _, err := d.sp.WriteTo(h); err != nil {

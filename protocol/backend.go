@@ -1,10 +1,12 @@
 package protocol
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
 	"net"
+	"sync"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -149,6 +151,10 @@ type ConnState struct {
 }
 
 // Message is what a backend receives after DATA or the last BDAT.
+//
+// The Message and everything it points to belong to the server and stay
+// valid until the transaction's Close; a backend that keeps any of it
+// longer copies it (Header().Copy(), for example).
 type Message struct {
 	// ID is the transaction id, the session id with a sequence number; it
 	// is used as the queue id in logs and in the Received header.
@@ -161,15 +167,69 @@ type Message struct {
 	// Recipients are the accepted recipients in RCPT order, duplicates
 	// included. Status indexes refer to this slice.
 	Recipients []*Recipient
-	// Header is the message header parsed by go-message, with the server's
-	// Received field already prepended. The backend owns it and may add
-	// fields (Return-Path, Delivered-To) before writing it out with
-	// textproto.WriteHeader; fields it does not touch keep their raw bytes.
-	Header textproto.Header
 	// Body is the rest of the message after the header's blank line, with
 	// CRLF line endings, dot-unstuffed, streamed from the client: reading
 	// it reads the connection. It is valid only during Data or Stage. Its
 	// read errors are *Error values (ErrMessageTooBig, ErrBareLineEnding,
 	// ErrDataTimeout, ErrConnectionLost, ...).
 	Body io.Reader
+
+	// hdr is shared by copies of the Message, so that a wrapper that
+	// copies it to replace Body sees the same header.
+	hdr *headerState
+}
+
+// headerState is a message's header section and, once parsed, its
+// go-message form.
+type headerState struct {
+	raw    []byte // the header section, Received on top, blank line last
+	once   sync.Once
+	header textproto.Header
+}
+
+// Header returns the message header parsed by go-message, with the
+// server's Received field on top. The server reads the header section
+// (under Server.MaxHeaderBytes) before the backend is called, but parses
+// it only on the first call of Header, so a backend that never looks at
+// the header does not pay for it; later calls, also on copies of the
+// Message, return the same header.
+//
+// The backend may change it (delete Return-Path, add Delivered-To) and
+// write it out with textproto.WriteHeader; fields it does not touch keep
+// their raw bytes, so a DKIM signature stays valid. Header is safe to call
+// from several goroutines; the header it returns is not safe to change
+// concurrently.
+func (m *Message) Header() *textproto.Header {
+	if m.hdr == nil {
+		m.hdr = new(headerState)
+	}
+	h := m.hdr
+	h.once.Do(func() { h.header = parseHeader(h.raw) })
+	return &h.header
+}
+
+// RawHeader returns the header section byte for byte as the client sent
+// it, with the server's Received field on top and the empty line that ends
+// the section last: what a backend writes before Body to store the
+// message unchanged. It does not follow changes made through Header. The
+// slice must not be modified.
+func (m *Message) RawHeader() []byte {
+	if m.hdr == nil {
+		return nil
+	}
+	return m.hdr.raw
+}
+
+// SetHeader sets the header of a Message built outside a Server, such as a
+// local delivery command or a test; Header then returns h and RawHeader
+// its serialization (nil if h has a field, added with Add, that cannot be
+// written). A Server's backends do not need it.
+func (m *Message) SetHeader(h textproto.Header) {
+	st := &headerState{header: h}
+	st.once.Do(func() {})
+	var b bytes.Buffer
+	if textproto.WriteHeader(&b, h) == nil {
+		st.raw = b.Bytes()
+	}
+	m.hdr = st
 }

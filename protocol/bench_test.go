@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -105,30 +106,43 @@ func runBenchClient(b *testing.B, c net.Conn) {
 	readReply()
 }
 
-// discardBackend accepts everything and discards the body.
-type discardBackend struct{}
+// discardBackend accepts everything and discards the body; with parse set
+// it first asks for the parsed header, as a delivery agent does.
+type discardBackend struct{ parse bool }
 
-func (discardBackend) Mail(context.Context, *ConnState, Address, *MailParams) (Transaction, error) {
-	return discardTx{}, nil
+func (b discardBackend) Mail(context.Context, *ConnState, Address, *MailParams) (Transaction, error) {
+	return discardTx(b), nil
 }
 
-type discardTx struct{}
+type discardTx struct{ parse bool }
 
 func (discardTx) Rcpt(context.Context, *Recipient) error { return nil }
-func (discardTx) Data(_ context.Context, m *Message, _ StatusSetter) error {
+func (t discardTx) Data(_ context.Context, m *Message, _ StatusSetter) error {
+	if t.parse && m.Header().Get("Message-Id") == "" {
+		return errors.New("no Message-Id in the parsed header")
+	}
 	_, err := io.Copy(io.Discard, m.Body)
 	return err
 }
 func (discardTx) Close() error { return nil }
 
 func BenchmarkTransaction(b *testing.B) {
-	b.Run("impl=lmtpd", func(b *testing.B) {
-		s := &Server{Protocol: LMTP, Hostname: "mx.test", Backend: discardBackend{}}
-		c1, c2 := net.Pipe()
-		s.ServeConn(c1)
-		defer s.Close()
-		runBenchClient(b, c2)
-	})
+	for _, parse := range []bool{false, true} {
+		// lmtpd parses the header when the backend asks for it (the
+		// discarding backend does not); +header-parse is a backend that
+		// does, to compare with go-smtp plus the same parse.
+		name := "impl=lmtpd"
+		if parse {
+			name = "impl=lmtpd+header-parse"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := &Server{Protocol: LMTP, Hostname: "mx.test", Backend: discardBackend{parse: parse}}
+			c1, c2 := net.Pipe()
+			s.ServeConn(c1)
+			defer s.Close()
+			runBenchClient(b, c2)
+		})
+	}
 	for _, parse := range []bool{false, true} {
 		name := "impl=go-smtp"
 		if parse {

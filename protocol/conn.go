@@ -62,6 +62,7 @@ type conn struct {
 	dlv         delivery
 	txv         transaction
 	msgv        Message
+	hdrv        headerState // msgv's header, reused
 	onDataEnd   func()
 	hdr         headerScratch
 	rcvBuf      []byte

@@ -69,12 +69,14 @@ func (c *conn) newDelivery() *delivery {
 	d.ready, d.inputDone, d.running, d.finished, d.staged = false, false, false, false, false
 	d.next = 0
 	d.watchDone = nil
+	c.hdrv = headerState{}
 	c.msgv = Message{
 		ID:         c.state.ID + "." + strconv.Itoa(c.txSeq),
 		Conn:       &c.state,
 		From:       c.tx.from,
 		Params:     &c.tx.params,
 		Recipients: c.tx.rcpts,
+		hdr:        &c.hdrv,
 	}
 	d.msg = &c.msgv
 	d.mu.Unlock()
@@ -240,20 +242,16 @@ func (d *delivery) run(r io.Reader) {
 	if !c.srv.DisableReceived {
 		received = c.receivedField(d.msg)
 	}
-	hdr, body, err := readHeader(hr, orInt(c.srv.MaxHeaderBytes, DefaultMaxHeaderBytes), &c.hdr, received)
+	raw, hops, body, err := readHeader(hr, orInt(c.srv.MaxHeaderBytes, DefaultMaxHeaderBytes), &c.hdr, received)
 	if err != nil {
 		d.setStreamErr(err)
 		return
-	}
-	hops := countReceived(&hdr)
-	if received != nil {
-		hops-- // ours
 	}
 	if hops > orInt(c.srv.MaxReceivedHeaders, DefaultMaxReceivedHeaders) {
 		d.setStreamErr(ErrTooManyHops)
 		return
 	}
-	d.msg.Header = hdr
+	d.msg.hdr.raw = raw
 	d.msg.Body = body
 
 	d.mu.Lock()

@@ -23,8 +23,11 @@
 // # Invariants callers rely on
 //
 //   - The message is streamed: Message.Body reads the connection; nothing
-//     holds the whole message in memory. The header is parsed with
-//     github.com/emersion/go-message/textproto under its own bound.
+//     holds the whole message in memory. The header section is read under
+//     its own bound (and its Received fields counted) before the backend
+//     is called; Message.Header parses it with
+//     github.com/emersion/go-message/textproto on first use, and
+//     Message.RawHeader has its exact bytes.
 //   - The message ends only at CRLF "." CRLF. A bare CR or LF never ends it
 //     and never starts a command (the 2023 SMTP smuggling class); by default
 //     a message containing one is refused with 550 5.6.0 after it has been

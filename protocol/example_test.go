@@ -29,7 +29,7 @@ func ExampleServer_lmtp() {
 		Backend: &protocol.HandlerBackend{Handler: protocol.HandlerFunc(
 			func(ctx context.Context, m *protocol.Message) error {
 				body, err := io.ReadAll(m.Body)
-				fmt.Printf("%s for %d recipient(s): %q\n", m.Header.Get("Subject"), len(m.Recipients), body)
+				fmt.Printf("%s for %d recipient(s): %q\n", m.Header().Get("Subject"), len(m.Recipients), body)
 				return err
 			})},
 	}
@@ -56,7 +56,7 @@ func ExampleServer_lmtp() {
 func ExampleHandlerFunc() {
 	backend := &protocol.HandlerBackend{
 		Handler: protocol.HandlerFunc(func(ctx context.Context, m *protocol.Message) error {
-			fmt.Printf("from %s: %s\n", m.From, m.Header.Get("Subject"))
+			fmt.Printf("from %s: %s\n", m.From, m.Header().Get("Subject"))
 			_, err := io.Copy(io.Discard, m.Body)
 			return err
 		}),

@@ -92,7 +92,7 @@ func (t *fakeTx) Rcpt(ctx context.Context, r *Recipient) error {
 }
 
 func (t *fakeTx) receive(ctx context.Context, msg *Message) (*fakeMessage, error) {
-	m := &fakeMessage{ID: msg.ID, From: msg.From.String(), Params: *msg.Params, Header: msg.Header.Copy(), Conn: *msg.Conn}
+	m := &fakeMessage{ID: msg.ID, From: msg.From.String(), Params: *msg.Params, Header: msg.Header().Copy(), Conn: *msg.Conn}
 	for _, r := range msg.Recipients {
 		m.Rcpts = append(m.Rcpts, r.Address.String())
 	}

@@ -29,39 +29,37 @@ func putHeaderReader(br *bufio.Reader) {
 	headerReaderPool.Put(br)
 }
 
-// headerScratch holds per-connection buffers for readHeader.
+// headerScratch holds a per-connection buffer for readHeader.
 type headerScratch struct {
-	raw    []byte // the header as read, reused
-	starts []int  // offset of each field in raw, reused
+	raw []byte // the header as read, reused
 }
 
-// readHeader reads the message header from br, bounded by max octets, and
-// parses it into a go-message textproto.Header. The header ends at the
-// first empty line (which is consumed) or at the first line that cannot be
-// a header field, which then starts the body (RFC 5322 section 2.1). The
-// returned body reader yields the rest of the message through br.
+// readHeader reads the message header from br, bounded by max octets. The
+// header ends at the first empty line (which is consumed) or at the first
+// line that cannot be a header field, which then starts the body (RFC 5322
+// section 2.1). The returned body reader yields the rest of the message
+// through br.
 //
-// The header is kept in one buffer of its exact size that the fields
-// reference (textproto.Header.AddRaw), so fields the backend does not
-// touch are written back byte for byte.
-//
-// top, if not nil, is a complete field (the server's Received) added above
-// the message's own fields, in the same buffer.
-func readHeader(br *bufio.Reader, max int, sc *headerScratch, top []byte) (textproto.Header, io.Reader, error) {
-	raw := sc.raw[:0]
-	starts := sc.starts[:0]
-	defer func() { sc.raw, sc.starts = raw[:0], starts[:0] }()
+// raw is the header section in one buffer of its exact size: top (if not
+// nil, a complete field: the server's Received) first, then the message's
+// own fields as they came, then the empty line. Nothing is parsed here;
+// Message.Header parses raw with go-message when a backend asks for it.
+// received counts the message's own Received fields, for the hop limit.
+func readHeader(br *bufio.Reader, max int, sc *headerScratch, top []byte) (raw []byte, received int, body io.Reader, err error) {
+	buf := sc.raw[:0]
+	defer func() { sc.raw = buf[:0] }()
 	var pending []byte // a body line read while looking for the header's end
-	inLine := false    // raw ends inside a line longer than br's buffer
+	inLine := false    // buf ends inside a line longer than br's buffer
+	fields := 0
 scan:
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(raw)+len(line) > max {
-			return textproto.Header{}, nil, ErrHeaderTooBig
+		if len(buf)+len(line) > max {
+			return nil, 0, nil, ErrHeaderTooBig
 		}
 		full := err == nil || err == io.EOF
 		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
-			return textproto.Header{}, nil, err
+			return nil, 0, nil, err
 		}
 		if len(line) == 0 && err == io.EOF {
 			break
@@ -72,44 +70,84 @@ scan:
 		case isBlankLine(line):
 			break scan
 		case isHeaderLine(line):
-			starts = append(starts, len(raw))
-		case len(starts) > 0 && isContinuation(line):
+			fields++
+			if isReceivedLine(line) {
+				received++
+			}
+		case fields > 0 && isContinuation(line):
 		default:
 			// The first body line; if it is longer than br's buffer, its
 			// rest follows from br.
 			pending = bytes.Clone(line)
 			break scan
 		}
-		raw = append(raw, line...)
+		buf = append(buf, line...)
 		inLine = !full
 		if err == io.EOF {
 			break
 		}
 	}
-	var hdr textproto.Header
-	if n := len(raw); n > 0 && raw[n-1] != '\n' {
-		raw = append(raw, '\r', '\n')
+	if n := len(buf); n > 0 && buf[n-1] != '\n' {
+		buf = append(buf, '\r', '\n')
 	}
-	n := len(raw)
-	own := make([]byte, n+len(top))
-	copy(own, raw)
-	copy(own[n:], top)
-	// AddRaw inserts at the top: add the last field first.
-	for i := len(starts) - 1; i >= 0; i-- {
-		end := n
-		if i+1 < len(starts) {
-			end = starts[i+1]
-		}
-		hdr.AddRaw(own[starts[i]:end:end])
-	}
-	if len(top) > 0 {
-		hdr.AddRaw(own[n:])
-	}
-	var body io.Reader = br
+	raw = make([]byte, len(top)+len(buf)+2)
+	n := copy(raw, top)
+	n += copy(raw[n:], buf)
+	copy(raw[n:], "\r\n")
+	body = br
 	if len(pending) > 0 {
 		body = io.MultiReader(bytes.NewReader(pending), br)
 	}
-	return hdr, body, nil
+	return raw, received, body, nil
+}
+
+// parseHeader parses a header section as readHeader returns it (complete
+// fields, each ending in a line feed, then the empty line) into a
+// go-message header whose fields reference raw, so that fields a backend
+// does not touch are written back byte for byte.
+func parseHeader(raw []byte) textproto.Header {
+	var h textproto.Header
+	// Leave out the empty line.
+	end := len(raw)
+	if end >= 2 && raw[end-2] == '\r' && raw[end-1] == '\n' {
+		end -= 2
+	} else if end >= 1 && raw[end-1] == '\n' {
+		end--
+	}
+	// AddRaw inserts at the top: walk the fields from the last one up.
+	for end > 0 {
+		start := end
+		for {
+			start = bytes.LastIndexByte(raw[:start-1], '\n') + 1
+			if start == 0 || !isContinuation(raw[start:end]) {
+				break
+			}
+		}
+		if bytes.IndexByte(raw[start:end], ':') >= 0 {
+			h.AddRaw(raw[start:end:end])
+		}
+		end = start
+	}
+	return h
+}
+
+// isReceivedLine reports whether a header line, as isHeaderLine accepts
+// it, is a Received field.
+func isReceivedLine(line []byte) bool {
+	const name = "received"
+	if len(line) <= len(name) {
+		return false
+	}
+	for i := range len(name) {
+		if line[i]|0x20 != name[i] {
+			return false
+		}
+	}
+	i := len(name)
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	return i < len(line) && line[i] == ':'
 }
 
 func isBlankLine(line []byte) bool {
@@ -135,9 +173,4 @@ func isHeaderLine(line []byte) bool {
 		i++
 	}
 	return i < len(line) && line[i] == ':'
-}
-
-// countReceived counts the Received fields of h.
-func countReceived(h *textproto.Header) int {
-	return h.FieldsByKey("Received").Len()
 }

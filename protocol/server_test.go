@@ -497,7 +497,7 @@ func TestHandlerAPI(t *testing.T) {
 	b := &HandlerBackend{
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
 			mu.Lock()
-			subjects = append(subjects, m.Header.Get("Subject"))
+			subjects = append(subjects, m.Header().Get("Subject"))
 			mu.Unlock()
 			_, err := io.Copy(io.Discard, m.Body)
 			return err
@@ -756,7 +756,7 @@ func TestListenAndServeUnix(t *testing.T) {
 	got := make(chan string, 1)
 	s := &Server{Addr: "unix:" + sock, Protocol: LMTP, Hostname: "mx.test", Backend: &HandlerBackend{
 		Handler: HandlerFunc(func(ctx context.Context, m *Message) error {
-			got <- m.Header.Get("Subject")
+			got <- m.Header().Get("Subject")
 			_, err := io.Copy(io.Discard, m.Body)
 			return err
 		})}}

@@ -173,7 +173,9 @@ func others(s *series) string {
 }
 
 // ratio compares s with the impl=lmtpd benchmark of the same group: time
-// and allocations of the other implementation divided by lmtpd's.
+// and allocations of the other implementation divided by lmtpd's. A
+// variant, impl=NAME+VARIANT, is compared with impl=lmtpd+VARIANT when
+// that exists.
 func ratio(all map[string]*series, s *series) string {
 	i := strings.Index(s.name, "impl=")
 	if i < 0 {
@@ -181,14 +183,23 @@ func ratio(all map[string]*series, s *series) string {
 	}
 	rest := s.name[i+5:]
 	impl, tail, _ := strings.Cut(rest, "/")
-	if impl == "lmtpd" {
+	name, variant, _ := strings.Cut(impl, "+")
+	if name == "lmtpd" {
 		return "1×"
 	}
-	base := s.name[:i] + "impl=lmtpd"
-	if tail != "" {
-		base += "/" + tail
+	lookup := func(impl string) *series {
+		base := s.name[:i] + "impl=" + impl
+		if tail != "" {
+			base += "/" + tail
+		}
+		return all[s.pkg+" Benchmark"+base]
 	}
-	l := all[s.pkg+" Benchmark"+base]
+	l := lookup("lmtpd")
+	if variant != "" {
+		if v := lookup("lmtpd+" + variant); v != nil {
+			l = v
+		}
+	}
 	if l == nil {
 		return ""
 	}

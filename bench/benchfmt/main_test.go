@@ -11,6 +11,8 @@ BenchmarkTransaction/impl=lmtpd-2    20000   10000 ns/op   100.0 MB/s   2000 B/o
 BenchmarkTransaction/impl=lmtpd-2    20000   12000 ns/op   100.0 MB/s   2000 B/op   40 allocs/op
 BenchmarkTransaction/impl=lmtpd-2    20000   11000 ns/op   100.0 MB/s   2000 B/op   40 allocs/op
 BenchmarkTransaction/impl=go-smtp-2  20000   22000 ns/op    50.0 MB/s   1000 B/op   50 allocs/op
+BenchmarkTransaction/impl=lmtpd+header-parse-2    20000   15000 ns/op   100.0 MB/s   2000 B/op   60 allocs/op
+BenchmarkTransaction/impl=go-smtp+header-parse-2  20000   30000 ns/op    50.0 MB/s   1000 B/op   90 allocs/op
 pkg: github.com/lmtpd/lmtpd/sasl
 BenchmarkAuth-2   10   45000000 ns/op   67000000 B/op   45 allocs/op
 `
@@ -20,7 +22,7 @@ func TestParseAndRatio(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(order) != 3 {
+	if len(order) != 5 {
 		t.Fatalf("order %q", order)
 	}
 	l := all["protocol BenchmarkTransaction/impl=lmtpd"]
@@ -33,6 +35,14 @@ func TestParseAndRatio(t *testing.T) {
 	g := all["protocol BenchmarkTransaction/impl=go-smtp"]
 	if got := ratio(all, g); got != "lmtpd 2.00× faster, 0.80× the allocs" {
 		t.Errorf("ratio = %q", got)
+	}
+	// A variant is compared with lmtpd's same variant.
+	gp := all["protocol BenchmarkTransaction/impl=go-smtp+header-parse"]
+	if got := ratio(all, gp); got != "lmtpd 2.00× faster, 0.67× the allocs" {
+		t.Errorf("variant ratio = %q", got)
+	}
+	if got := ratio(all, all["protocol BenchmarkTransaction/impl=lmtpd+header-parse"]); got != "1×" {
+		t.Errorf("lmtpd variant ratio = %q", got)
 	}
 	if got := ratio(all, all["sasl BenchmarkAuth"]); got != "" {
 		t.Errorf("ratio without impl= = %q", got)

@@ -176,9 +176,9 @@ func (ld *localDelivery) run(ctx context.Context, stdin io.Reader) ([]error, int
 	if len(accepted) == 0 {
 		return results, -1
 	}
-	msg := &protocol.Message{ID: id + ".1", Conn: conn, From: from, Params: params, Recipients: accepted, Header: hdr, Body: body}
+	msg := &protocol.Message{ID: id + ".1", Conn: conn, From: from, Params: params, Recipients: accepted, Body: body}
 	hdr.AddRaw(localReceived(ld.hostname, msg))
-	msg.Header = hdr
+	msg.SetHeader(hdr)
 	st := &statusList{errs: make([]error, len(accepted)), set: make([]bool, len(accepted))}
 	derr := tx.Data(ctx, msg, st)
 	for j, i := range index {
