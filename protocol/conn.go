@@ -75,8 +75,8 @@ type conn struct {
 	// zero, is the end of the current message transfer (DataTotalTimeout).
 	dataDeadline  atomic.Int64
 	deadlineDirty atomic.Bool
-	lastDeadline  time.Time
-	lastTimeout   time.Duration
+	deadline      time.Time     // the socket's read deadline, as last set by connReader
+	minTimeout    time.Duration // the shorter of the command and data timeouts
 
 	// readTimeout is the deadline applied to each network read: the
 	// command timeout, or the data timeout inside DATA and BDAT.
@@ -125,6 +125,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.renewContext()
 	c.onDataEnd = c.dataEnded
 	c.readTimeout.Store(int64(orDur(s.CommandTimeout, DefaultCommandTimeout)))
+	c.minTimeout = min(orDur(s.CommandTimeout, DefaultCommandTimeout), orDur(s.DataTimeout, DefaultDataTimeout))
 	c.br = bufio.NewReaderSize(&connReader{c}, readBufferSize)
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
 	c.replyBuf = make([]byte, 0, 256)
@@ -157,27 +158,52 @@ func (r *connReader) Read(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The deadline is refreshed when the phase's timeout changed, when
-	// someone else moved it (interruptRead), or when an eighth of the
-	// timeout has passed since it was set: a timeout fires between 7/8 and
-	// 8/8 of its value after the last read, without a deadline call on
-	// every read.
 	timeout := time.Duration(c.readTimeout.Load())
-	now := time.Now()
-	if c.deadlineDirty.Swap(false) || timeout != c.lastTimeout || now.Sub(c.lastDeadline) > timeout/8 {
-		dl := now.Add(timeout)
-		if end := c.dataDeadline.Load(); end != 0 && end < dl.UnixNano() {
-			dl = time.Unix(0, end)
+	start := time.Now()
+	for {
+		// This read's deadline: its start plus the phase's timeout, and
+		// not after the end of the transfer (DataTotalTimeout).
+		want := start.Add(timeout)
+		if end := c.dataDeadline.Load(); end != 0 && end < want.UnixNano() {
+			want = time.Unix(0, end)
 		}
-		c.nc.SetReadDeadline(dl)
-		c.lastDeadline, c.lastTimeout = now, timeout
+		// The socket's deadline is moved only when it would fire more
+		// than an eighth of the timeout too late, or when someone else
+		// moved it (interruptRead); one that fires too early is extended
+		// when it fires, below. It is set no further ahead than the
+		// shorter of the command and data timeouts, so that entering DATA
+		// does not have to bring it closer. A read so times out no earlier
+		// than its timeout and at most an eighth after it, and most reads,
+		// phase switches included, make no deadline call.
+		if c.deadlineDirty.Swap(false) || c.deadline.IsZero() || c.deadline.Sub(want) > timeout/8 {
+			c.armDeadline(start, want)
+		}
+		// Checked after the deadline: interruptRead sets interrupt first
+		// and the deadline after, so one of the two stops this read.
+		if c.interrupt.Load() {
+			return 0, errInterrupted
+		}
+		n, err := c.nc.Read(p)
+		if n > 0 || !isTimeout(err) || c.interrupt.Load() {
+			return n, err
+		}
+		now := time.Now()
+		if !now.Before(want) {
+			return n, err
+		}
+		// The socket's deadline came before this read's: read on.
+		c.armDeadline(now, want)
 	}
-	// Checked after the deadline: interruptRead sets interrupt first and the
-	// deadline after, so one of the two stops this read.
-	if c.interrupt.Load() {
-		return 0, errInterrupted
+}
+
+// armDeadline sets the socket's read deadline to want, or to now plus the
+// shorter phase timeout if that comes first.
+func (c *conn) armDeadline(now, want time.Time) {
+	if d := now.Add(c.minTimeout); d.Before(want) {
+		want = d
 	}
-	return c.nc.Read(p)
+	c.nc.SetReadDeadline(want)
+	c.deadline = want
 }
 
 // interruptRead makes a read in progress or about to start return at once
@@ -688,9 +714,7 @@ func (c *conn) endTransaction() {
 		c.log.Warn().Err(err).Msg("closing transaction")
 	}
 	c.tx = nil
-	if c.dataDeadline.Swap(0) != 0 {
-		c.deadlineDirty.Store(true)
-	}
+	c.dataDeadline.Store(0)
 	c.state.XForward = XForward{}
 }
 
@@ -741,8 +765,9 @@ func (c *conn) cmdData(arg string) bool {
 func (c *conn) startDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
 	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
+		// connReader brings the socket's deadline closer if this end
+		// comes first.
 		c.dataDeadline.Store(time.Now().Add(total).UnixNano())
-		c.deadlineDirty.Store(true)
 	}
 }
 

@@ -120,9 +120,7 @@ func (d *delivery) inputEnded() {
 	d.inputDone = true
 	// The transfer is over: its total limit no longer applies (the
 	// disconnect watcher reads on while the backend delivers).
-	if d.c.dataDeadline.Swap(0) != 0 {
-		d.c.deadlineDirty.Store(true)
-	}
+	d.c.dataDeadline.Store(0)
 	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
 		d.ready = true
 		d.flushLMTPLocked()

@@ -140,6 +140,10 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 		s.MaxAuthFailuresPerIP = n
 	case "tls":
 		s.TLSConfig = testTLSConfig(t)
+	case "cmdtimeout":
+		s.CommandTimeout = time.Duration(n) * time.Millisecond
+	case "datatimeout":
+		s.DataTimeout = time.Duration(n) * time.Millisecond
 	default:
 		t.Fatalf("unknown @opt %q", opt)
 	}

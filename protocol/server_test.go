@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -364,6 +365,74 @@ func TestDataTimeout(t *testing.T) {
 	c.expectClosed()
 	if len(b.messages()) != 0 {
 		t.Fatal("a message with a stalled DATA was delivered")
+	}
+}
+
+// TestTimeoutsNeverEarly: the socket deadline is kept no further ahead
+// than the shorter of the command and data timeouts and extended when it
+// fires early, so a pause longer than the shorter timeout but within the
+// phase's own must not end the session, also under TLS; and an idle
+// client is cut off no earlier than the command timeout.
+func TestTimeoutsNeverEarly(t *testing.T) {
+	const long, short = 1500, 300 // milliseconds
+	for _, tt := range []struct {
+		name      string
+		cmd, data int
+		tls       bool
+		pause     string // the phase that has the long timeout
+	}{
+		{name: "long command timeout", cmd: long, data: short, pause: "command"},
+		{name: "long data timeout", cmd: short, data: long, pause: "data"},
+		{name: "long command timeout/TLS", cmd: long, data: short, pause: "command", tls: true},
+		{name: "long data timeout/TLS", cmd: short, data: long, pause: "data", tls: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := []string{"cmdtimeout=" + strconv.Itoa(tt.cmd), "datatimeout=" + strconv.Itoa(tt.data)}
+			if tt.tls {
+				opts = append(opts, "tls")
+			}
+			_, b, nc := testServer(t, SMTP, "tcp", opts)
+			c := newClient(t, nc)
+			c.expect("220")
+			c.send("EHLO client.test")
+			c.expect("250")
+			if tt.tls {
+				c.send("STARTTLS")
+				c.expect("220")
+				tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
+				if err := tc.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				c = newClient(t, tc)
+				c.send("EHLO client.test")
+				c.expect("250")
+			}
+			pause := time.Duration(long/2) * time.Millisecond
+			if tt.pause == "command" {
+				time.Sleep(pause)
+			}
+			c.send("MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>", "DATA")
+			c.expect("250")
+			c.expect("250")
+			c.expect("354")
+			c.send("Subject: paused")
+			if tt.pause == "data" {
+				time.Sleep(pause)
+			}
+			c.send("", "body", ".")
+			c.expect("250")
+			if n := len(b.messages()); n != 1 {
+				t.Fatalf("%d messages delivered, want 1", n)
+			}
+			start := time.Now()
+			c.expect("421 4.4.2")
+			idle := time.Since(start)
+			timeout := time.Duration(tt.cmd) * time.Millisecond
+			if idle < timeout-50*time.Millisecond {
+				t.Errorf("cut off after %v idle, command timeout %v", idle, timeout)
+			}
+		})
 	}
 }
 
