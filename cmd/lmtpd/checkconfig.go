@@ -4,16 +4,18 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/BurntSushi/toml"
 )
 
-const checkConfigUsage = "lmtpd check-config [-config FILE] [-q]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute. Exit status\n0 if it is valid, 78 (EX_CONFIG) with one line per problem if not. Whether a\nlistener's address is free is found out only by serve, which then exits 78 too."
+const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given. Exit\nstatus 0 if it is valid, 78 (EX_CONFIG) with one line per problem if not.\nWhether a listener's address is free is found out only by serve, which then\nexits 78 too."
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", checkConfigUsage, stderr)
 	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
 	quiet := fs.Bool("q", false, "print nothing when the configuration is valid")
+	secrets := fs.Bool("secrets", false, "print password hashes and SCRAM keys (the output then reads back as a configuration)")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -29,7 +31,11 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if *quiet {
 		return exOK
 	}
-	text, err := cfg.effective()
+	show := cfg
+	if !*secrets {
+		show = cfg.withoutSecrets()
+	}
+	text, err := show.effective()
 	if err != nil {
 		fmt.Fprintf(stderr, "lmtpd: %v\n", err)
 		return exSoftware
@@ -37,6 +43,28 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "# Effective configuration of %s: every default filled in.\n", cfg.file)
 	stdout.Write(text)
 	return exOK
+}
+
+// hiddenSecret stands for a password hash or SCRAM key in check-config's
+// output.
+const hiddenSecret = "(hidden)"
+
+// withoutSecrets returns a copy of c whose users' password hashes and
+// SCRAM keys read hiddenSecret, so that check-config's output can be
+// pasted into a bug report or a log.
+func (c *config) withoutSecrets() *config {
+	cp := *c
+	cp.Auth.Users = slices.Clone(c.Auth.Users)
+	for i := range cp.Auth.Users {
+		u := &cp.Auth.Users[i]
+		if u.PasswordHash != "" {
+			u.PasswordHash = hiddenSecret
+		}
+		if u.Scram != "" {
+			u.Scram = hiddenSecret
+		}
+	}
+	return &cp
 }
 
 // effective returns the configuration as TOML, defaults included; it
