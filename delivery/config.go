@@ -153,36 +153,41 @@ type SpoolConfig struct {
 
 // DeliveredToMode says when a Delivered-To field is added.
 //
-// The field names the recipient, so a copy that carries it is one
+// The field names the recipient, so a maildir copy that carries it is one
 // recipient's own: several recipients of one message then get separate
 // copies instead of one file hard-linked into each maildir. Dovecot
 // therefore adds it only when a message has a single recipient; that is
-// the default here too.
+// the default here too, for maildir copies. A pipe command always gets a
+// copy of its own, and a pipe is how a message leaves lmtpd again (a
+// forward, a list), so it gets the field whenever the mode is not "never",
+// as Postfix's local(8) and pipe(8) (flag D) give it: the loop check sees
+// it when the message comes back.
 type DeliveredToMode string
 
 // Delivered-To modes.
 const (
-	// DeliveredToSingle adds the field when the message goes to exactly
-	// one destination (duplicates of one recipient count once); a message
+	// DeliveredToSingle adds the field to a maildir copy when the message
+	// goes to exactly one destination (duplicates of one recipient count
+	// once), and to every per-recipient pipe command's input; a message
 	// for several mailboxes is stored once and hard-linked, without it.
 	DeliveredToSingle DeliveredToMode = "single"
-	// DeliveredToAlways adds it to every copy, which makes every copy
-	// separate.
+	// DeliveredToAlways adds it to every copy, which makes every maildir
+	// copy separate.
 	DeliveredToAlways DeliveredToMode = "always"
 	// DeliveredToNever never adds it.
 	DeliveredToNever DeliveredToMode = "never"
 )
 
-// deliveredTo reports whether a message with n destinations gets the
-// Delivered-To field.
-func (c *Config) deliveredTo(n int) bool {
+// deliveredTo reports whether a copy for a message with n destinations
+// gets the Delivered-To field; pipe is true for a pipe command's input.
+func (c *Config) deliveredTo(n int, pipe bool) bool {
 	switch c.DeliveredTo {
 	case DeliveredToAlways:
 		return true
 	case DeliveredToNever:
 		return false
 	}
-	return n == 1
+	return n == 1 || pipe
 }
 
 // DefaultTemplate is the maildir path used when neither the route nor

@@ -297,7 +297,7 @@ func (d *delivery) planJob(j *job, delivered []string) {
 	}
 	h := make([]byte, 0, len(d.rp)+len(d.base)+len(j.tg.addr)+16)
 	h = append(h, d.rp...)
-	if cfg.deliveredTo(len(d.jobs)) && !j.tg.route.perMessage {
+	if cfg.deliveredTo(len(d.jobs), j.tg.route.cmd != nil) && !j.tg.route.perMessage {
 		h = append(h, "Delivered-To: "...)
 		h = append(h, headerValue(j.tg.addr)...)
 		h = append(h, '\n')

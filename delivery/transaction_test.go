@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,25 +125,35 @@ func TestDataEndToEnd(t *testing.T) {
 	}
 }
 
-// TestDeliveredToModes: "single" (the default) adds Delivered-To only to a
-// message with one destination; "always" to every copy; "never" to none.
+// TestDeliveredToModes: "single" (the default) adds Delivered-To to a
+// maildir copy only when the message has one destination, and always to a
+// per-recipient pipe's input; "always" to every copy; "never" to none.
 func TestDeliveredToModes(t *testing.T) {
 	tests := []struct {
-		mode  DeliveredToMode
-		rcpts []string
-		want  bool
+		mode     DeliveredToMode
+		rcpts    []string
+		want     bool // in bob's maildir copy
+		wantPipe bool // in fwd's pipe input, when fwd is a recipient
 	}{
-		{"", []string{"bob@example.org"}, true},
-		{DeliveredToSingle, []string{"bob@example.org", "BOB@example.org"}, true},
-		{DeliveredToSingle, []string{"bob@example.org", "zed@example.net"}, false},
-		{DeliveredToAlways, []string{"bob@example.org", "zed@example.net"}, true},
-		{DeliveredToNever, []string{"bob@example.org"}, false},
+		{mode: "", rcpts: []string{"bob@example.org"}, want: true},
+		{mode: DeliveredToSingle, rcpts: []string{"bob@example.org", "BOB@example.org"}, want: true},
+		{mode: DeliveredToSingle, rcpts: []string{"bob@example.org", "zed@example.net"}, want: false},
+		{mode: DeliveredToSingle, rcpts: []string{"bob@example.org", "fwd@cmd.example"}, want: false, wantPipe: true},
+		{mode: DeliveredToAlways, rcpts: []string{"bob@example.org", "zed@example.net"}, want: true},
+		{mode: DeliveredToAlways, rcpts: []string{"bob@example.org", "fwd@cmd.example"}, want: true, wantPipe: true},
+		{mode: DeliveredToNever, rcpts: []string{"bob@example.org"}, want: false},
+		{mode: DeliveredToNever, rcpts: []string{"bob@example.org", "fwd@cmd.example"}, want: false, wantPipe: false},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.mode)+"/"+strconv.Itoa(len(tt.rcpts)), func(t *testing.T) {
+		t.Run(string(tt.mode)+"/"+strings.Join(tt.rcpts, ","), func(t *testing.T) {
 			root := t.TempDir()
+			out := filepath.Join(t.TempDir(), "fwd")
 			cfg := testConfig(root)
 			cfg.DeliveredTo = tt.mode
+			cfg.Domains = append(cfg.Domains, Domain{
+				Name:  "cmd.example",
+				Users: []User{{Name: "fwd", Route: sh(`cat > "$1"`, false, out)}},
+			})
 			r := newRouter(t, cfg, Options{})
 			if _, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "", tt.rcpts, testText); err != nil {
 				t.Fatal(err)
@@ -154,6 +164,16 @@ func TestDeliveredToModes(t *testing.T) {
 			}
 			if has := strings.Contains(got[0], "Delivered-To: bob@example.org\n"); has != tt.want {
 				t.Errorf("Delivered-To present %v, want %v:\n%s", has, tt.want, got[0])
+			}
+			if !slices.Contains(tt.rcpts, "fwd@cmd.example") {
+				return
+			}
+			in, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if has := strings.Contains(string(in), "Delivered-To: fwd@cmd.example\n"); has != tt.wantPipe {
+				t.Errorf("Delivered-To in the pipe's input %v, want %v:\n%s", has, tt.wantPipe, in)
 			}
 		})
 	}
