@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"net/netip"
@@ -47,6 +48,7 @@ var (
 	errAuthCancelled   = NewError(CodeParamSyntax, EnhancedCode{5, 7, 0}, "Authentication cancelled")
 	errAuthBadBase64   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Invalid base64 data")
 	errAuthUnknownMech = NewError(CodeParamNotImpl, EnhancedCode{5, 5, 4}, "Unrecognized authentication type")
+	errAuthNeedsTLS    = NewError(CodeEncryptionRequired, EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 	errAuthLineTooLong = NewError(CodeSyntaxError, EnhancedCode{5, 5, 6}, "Authentication exchange line is too long")
 	errAuthMalformed   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Malformed authentication exchange")
 	errAuthTemporary   = NewError(CodeTempAuthFailure, EnhancedCode{4, 7, 0}, "Temporary authentication failure")
@@ -73,6 +75,22 @@ func (c *conn) authMechanisms() []string {
 		return nil
 	}
 	return c.srv.Auth.Mechanisms(&c.state)
+}
+
+// offeredUnderTLS reports whether mech, not offered on this plain
+// connection, would be after STARTTLS.
+func (c *conn) offeredUnderTLS(mech string) bool {
+	if c.state.TLS != nil || c.srv.TLSConfig == nil {
+		return false
+	}
+	st := c.state
+	st.TLS = &tls.ConnectionState{}
+	for _, m := range c.srv.Auth.Mechanisms(&st) {
+		if strings.EqualFold(m, mech) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *conn) cmdAuth(arg string) bool {
@@ -104,7 +122,13 @@ func (c *conn) cmdAuth(arg string) bool {
 		}
 	}
 	if !offered {
-		c.replyErr(errAuthUnknownMech)
+		if c.offeredUnderTLS(mech) {
+			// RFC 4954 section 6: the mechanism exists but only on an
+			// encrypted connection.
+			c.replyErr(errAuthNeedsTLS)
+		} else {
+			c.replyErr(errAuthUnknownMech)
+		}
 		return c.countError()
 	}
 	if c.srv.authBudgetExhausted(c.ip) {

@@ -24,6 +24,7 @@ const (
 	CodeParamNotImpl       = 504 // Command parameter not implemented
 	CodeAuthRequired       = 530 // RFC 4954 section 6 (also STARTTLS required, RFC 3207)
 	CodeAuthFailed         = 535 // RFC 4954: authentication credentials invalid
+	CodeEncryptionRequired = 538 // RFC 4954: mechanism needs an encrypted connection
 	CodeMailboxUnavailable = 550 // Requested action not taken: mailbox unavailable
 	CodeUserNotLocal       = 551 // User not local
 	CodeExceededStorage    = 552 // Requested mail action aborted: exceeded storage allocation

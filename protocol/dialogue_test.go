@@ -134,6 +134,11 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 	case "auth":
 		s.Auth = testAuthenticator()
 		s.AuthFailureDelay = -1
+	case "authtls": // PLAIN and LOGIN offered only under TLS
+		a := testAuthenticator().(*PasswordAuth)
+		a.Insecure = false
+		s.Auth = a
+		s.AuthFailureDelay = -1
 	case "maxauthfailures":
 		s.MaxAuthFailures = n
 	case "authbudget":

@@ -368,6 +368,38 @@ func TestDataTimeout(t *testing.T) {
 	}
 }
 
+// TestAuthNeedsTLS: a mechanism offered only under TLS is not advertised
+// on the plain connection, and asking for it there gets RFC 4954's 538
+// 5.7.11 (an unknown one still 504 5.5.4); after STARTTLS it works.
+func TestAuthNeedsTLS(t *testing.T) {
+	_, _, nc := testServer(t, SMTP, "tcp", []string{"authtls", "tls"})
+	c := newClient(t, nc)
+	c.expect("220")
+	c.send("EHLO client.test")
+	if r := c.expect("250"); strings.Contains(r, "AUTH") {
+		t.Errorf("AUTH advertised without TLS:\n%s", r)
+	}
+	c.send("AUTH PLAIN AGFsaWNlAHNlY3JldA==")
+	c.expect("538 5.7.11 Encryption required for requested authentication mechanism")
+	c.send("AUTH login")
+	c.expect("538 5.7.11")
+	c.send("AUTH CRAM-MD5")
+	c.expect("504 5.5.4")
+	c.send("STARTTLS")
+	c.expect("220")
+	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c = newClient(t, tc)
+	c.send("EHLO client.test")
+	if r := c.expect("250"); !strings.Contains(r, "AUTH PLAIN LOGIN") {
+		t.Errorf("AUTH not advertised under TLS:\n%s", r)
+	}
+	c.send("AUTH PLAIN AGFsaWNlAHNlY3JldA==")
+	c.expect("235 2.7.0")
+}
+
 // TestTimeoutsNeverEarly: the socket deadline is kept no further ahead
 // than the shorter of the command and data timeouts and extended when it
 // fires early, so a pause longer than the shorter timeout but within the
