@@ -45,7 +45,9 @@ type Config struct {
 	// section 4.5.1) is delivered to, routed like any recipient. Empty
 	// means postmaster@ the first domain; if that does not route anywhere
 	// (no such user, alias or catch-all), "RCPT TO:<Postmaster>" is refused
-	// with 550 5.1.1. An explicit address must route.
+	// with 550 5.1.1 and Warnings says so. An explicit address must route.
+	// postmaster@ any domain served that has no route of its own for it
+	// goes here too (RFC 5321 section 4.5.1).
 	Postmaster string
 	// Maildir configures maildir delivery, the default backend.
 	Maildir MaildirConfig
@@ -212,6 +214,17 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	_, err := compile(c)
 	return err
+}
+
+// Warnings returns what is wrong with a valid configuration without making
+// it unusable, one sentence each: today, a postmaster that routes nowhere.
+// It returns nil for an invalid configuration (see Validate).
+func (c *Config) Warnings() []string {
+	t, err := compile(c)
+	if err != nil {
+		return nil
+	}
+	return t.warnings()
 }
 
 // fold returns the matching key of a local part.

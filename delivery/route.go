@@ -313,6 +313,20 @@ var (
 	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 4, 6}, "Mail loop detected: message already delivered to this recipient")
 )
 
+// warnings returns what is wrong with a valid configuration without
+// making it unusable.
+func (t *table) warnings() []string {
+	var w []string
+	if !t.explicitPM && t.postmaster.Domain != "" {
+		if _, err := t.lookup(context.Background(), t.postmaster, protocol.LMTP, nil); err != nil {
+			w = append(w, fmt.Sprintf("%s does not route (%v): RCPT TO:<Postmaster> and postmaster@ every domain are refused, "+
+				"which RFC 5321 section 4.5.1 forbids; add a user or an alias postmaster to domain %s, or set postmaster",
+				t.postmaster, err, t.postmaster.Domain))
+		}
+	}
+	return w
+}
+
 // lookup resolves a recipient to its targets, in the order of Postfix
 // virtual(8): user+detail@domain as a user, user@domain, the external
 // UserLookup, an alias (user+detail, then user), any-user, the @domain
@@ -363,6 +377,12 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	}
 	if len(d.catchAll) > 0 {
 		return t.expand(d.catchAll, "")
+	}
+	// RFC 5321 section 4.5.1: postmaster at every domain served must be
+	// accepted; one the domain does not route itself goes where the bare
+	// Postmaster goes.
+	if strings.EqualFold(local, "postmaster") && t.postmaster.Domain != "" && !strings.EqualFold(a.Domain, t.postmaster.Domain) {
+		return t.lookup(ctx, t.postmaster, proto, ext)
 	}
 	return nil, ErrUnknownUser
 }

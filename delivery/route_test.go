@@ -85,6 +85,12 @@ func TestLookup(t *testing.T) {
 		{name: "bare postmaster", rcpt: protocol.Address{LocalPart: "PostMaster"}, want: []want{{path: "example.org/Alice", user: "Alice"}}},
 		{name: "bare postmaster without route", rcpt: protocol.Address{LocalPart: "Postmaster"}, mutate: func(c *Config) { delete(c.Domains[0].Aliases, "postmaster") }, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
 		{name: "explicit postmaster", rcpt: protocol.Address{LocalPart: "postmaster"}, mutate: func(c *Config) { c.Postmaster = "carol@example.org" }, want: []want{{path: "other/carol"}}},
+		// RFC 5321 4.5.1: postmaster@ every domain served.
+		{name: "postmaster at a domain without one", rcpt: addr("PostMaster@[192.0.2.1]"), want: []want{{path: "example.org/Alice", user: "Alice"}}},
+		{name: "postmaster at a domain with users only", rcpt: addr("postmaster@pipe.example"), mutate: func(c *Config) { c.Postmaster = "carol@example.org" }, want: []want{{path: "other/carol"}}},
+		{name: "postmaster at a catch-all domain", rcpt: addr("postmaster@example.com"), want: []want{{path: "example.org/bob", user: "bob"}}},
+		{name: "postmaster at a domain not served", rcpt: addr("postmaster@elsewhere.test"), code: 554, ec: protocol.EnhancedCode{5, 7, 1}},
+		{name: "postmaster at a domain, no postmaster anywhere", rcpt: addr("postmaster@[192.0.2.1]"), mutate: func(c *Config) { delete(c.Domains[0].Aliases, "postmaster") }, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
 		{name: "bare non-postmaster", rcpt: protocol.Address{LocalPart: "bob"}, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
 		{name: "case-sensitive", rcpt: addr("BOB@example.org"), mutate: func(c *Config) { c.CaseSensitive = true; c.Domains[0].Aliases["postmaster"] = []string{"Alice"} }, code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
 		{name: "case-sensitive match", rcpt: addr("Alice@example.org"), mutate: func(c *Config) { c.CaseSensitive = true; c.Domains[0].Aliases["postmaster"] = []string{"Alice"} }, want: []want{{path: "example.org/Alice"}}},
@@ -211,4 +217,33 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate = %v, want both problems", err)
 		}
 	})
+}
+
+// TestWarnings: a postmaster that routes nowhere is a warning, not an
+// error, so that check-config and serve can say so.
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string // "" for no warning
+	}{
+		{"postmaster alias", func(*Config) {}, ""},
+		{"no postmaster", func(c *Config) { delete(c.Domains[0].Aliases, "postmaster") }, "postmaster@Example.ORG does not route"},
+		{"explicit postmaster", func(c *Config) { delete(c.Domains[0].Aliases, "postmaster"); c.Postmaster = "bob@example.org" }, ""},
+		{"any user", func(c *Config) { delete(c.Domains[0].Aliases, "postmaster"); c.Domains[0].AnyUser = true }, ""},
+		{"invalid configuration", func(c *Config) { c.Postmaster = "root" }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t.TempDir())
+			tt.mutate(&cfg)
+			w := cfg.Warnings()
+			switch {
+			case tt.want == "" && len(w) != 0:
+				t.Errorf("warnings %q, want none", w)
+			case tt.want != "" && (len(w) != 1 || !strings.Contains(w[0], tt.want) || !strings.Contains(w[0], "RFC 5321")):
+				t.Errorf("warnings %q, want one about %q", w, tt.want)
+			}
+		})
+	}
 }

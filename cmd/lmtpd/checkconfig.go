@@ -9,12 +9,12 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given. Exit\nstatus 0 if it is valid, 78 (EX_CONFIG) with one line per problem if not.\nWhether a listener's address is free is found out only by serve, which then\nexits 78 too."
+const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given.\nWarnings (a valid configuration that breaks a rule, such as a postmaster that\nroutes nowhere) go to standard error. Exit status 0 if it is valid, 78\n(EX_CONFIG) with one line per problem if not. Whether a listener's address\nis free is found out only by serve, which then exits 78 too."
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", checkConfigUsage, stderr)
 	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
-	quiet := fs.Bool("q", false, "print nothing when the configuration is valid")
+	quiet := fs.Bool("q", false, "print nothing but warnings when the configuration is valid")
 	secrets := fs.Bool("secrets", false, "print password hashes and SCRAM keys (the output then reads back as a configuration)")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
@@ -27,6 +27,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		printConfigError(stderr, err)
 		return exConfig
+	}
+	for _, w := range cfg.dcfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.file, w)
 	}
 	if *quiet {
 		return exOK

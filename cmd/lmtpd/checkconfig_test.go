@@ -58,3 +58,33 @@ func TestCheckConfigSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigWarnings: a valid configuration whose postmaster routes
+// nowhere passes with a warning on standard error, also with -q.
+func TestCheckConfigWarnings(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "lmtpd.toml")
+	text := "[[listener]]\naddress = \"127.0.0.1:2424\"\n[delivery.maildir]\nroot = \"mail\"\n" +
+		"[[domain]]\nname = \"example.test\"\nusers = [\"bob\"]\n"
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"-config", file}, {"-config", file, "-q"}} {
+		var stdout, stderr bytes.Buffer
+		if st := cmdCheckConfig(args, &stdout, &stderr); st != exOK {
+			t.Fatalf("%q: exit %d: %s", args, st, stderr.String())
+		}
+		want := file + ": warning: postmaster@example.test does not route"
+		if !strings.HasPrefix(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%q: stderr %q, want one line starting %q", args, stderr.String(), want)
+		}
+	}
+	// With an alias for it, no warning.
+	if err := os.WriteFile(file, []byte(text+"aliases = { postmaster = [\"bob\"] }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if st := cmdCheckConfig([]string{"-config", file, "-q"}, &stdout, &stderr); st != exOK || stderr.Len() != 0 || stdout.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and nothing", st, stdout.String(), stderr.String())
+	}
+}

@@ -50,6 +50,7 @@ func (d *daemon) reload() {
 		d.log.Error().Err(err).Msg("reload failed: delivery configuration refused; keeping the running configuration")
 		return
 	}
+	d.logWarnings(cfg)
 	// loadConfig built a store from the same users, so this does not fail
 	// short of running out of memory.
 	if err := d.store.Replace(cfg.users); err != nil {

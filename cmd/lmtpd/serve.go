@@ -102,6 +102,7 @@ func (d *daemon) run() int {
 	if d.router, err = delivery.New(cfg.dcfg, dopts); err != nil {
 		return d.configFail("domain", err)
 	}
+	d.logWarnings(cfg)
 	defer d.router.Close()
 	if d.store, err = sasl.NewStore(cfg.users); err != nil {
 		return d.configFail("auth", err)
@@ -388,5 +389,12 @@ func (d *daemon) logStart() {
 			ev = ev.Bool("systemd", true)
 		}
 		ev.Msg("listening")
+	}
+}
+
+// logWarnings logs what is wrong with a valid configuration.
+func (d *daemon) logWarnings(cfg *config) {
+	for _, w := range cfg.dcfg.Warnings() {
+		d.log.Warn().Str("config", cfg.file).Msg(w)
 	}
 }
