@@ -157,6 +157,9 @@ func (c *conn) cmdBdat(arg string) bool {
 
 	var refuse string
 	switch {
+	case !c.state.ESMTP:
+		// CHUNKING is an extension: after HELO it was not offered.
+		refuse = "BDAT requires EHLO"
 	case c.tx == nil:
 		refuse = "Need MAIL command"
 	case len(c.tx.rcpts) == 0:
