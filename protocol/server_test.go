@@ -75,6 +75,17 @@ func (c *client) startLMTPData(from, to string) {
 	c.expect("354")
 }
 
+// upgradeTLS runs the client side of a TLS handshake on nc after the
+// server's 220 to STARTTLS, and returns a client on the TLS connection.
+func (c *client) upgradeTLS(nc net.Conn) *client {
+	c.t.Helper()
+	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("handshake: %v", err)
+	}
+	return newClient(c.t, tc)
+}
+
 func (c *client) expectClosed() {
 	c.t.Helper()
 	c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -96,11 +107,7 @@ func TestStartTLS(t *testing.T) {
 	// as STARTTLS must not run inside the TLS session.
 	c.send("STARTTLS\r\nMAIL FROM:<injected@example.org>")
 	c.expect("220 2.0.0 Ready to start TLS")
-	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	c = newClient(t, tc)
+	c = c.upgradeTLS(nc)
 	// RFC 3207 4.2: state reset, so MAIL needs EHLO first.
 	c.send("MAIL FROM:<a@example.org>")
 	c.expect("503 5.5.1")
@@ -387,11 +394,7 @@ func TestAuthNeedsTLS(t *testing.T) {
 	c.expect("504 5.5.4")
 	c.send("STARTTLS")
 	c.expect("220")
-	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	c = newClient(t, tc)
+	c = c.upgradeTLS(nc)
 	c.send("EHLO client.test")
 	if r := c.expect("250"); !strings.Contains(r, "AUTH PLAIN LOGIN") {
 		t.Errorf("AUTH not advertised under TLS:\n%s", r)
@@ -432,11 +435,7 @@ func TestTimeoutsNeverEarly(t *testing.T) {
 			if tt.tls {
 				c.send("STARTTLS")
 				c.expect("220")
-				tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, ServerName: "mx.test"})
-				if err := tc.Handshake(); err != nil {
-					t.Fatal(err)
-				}
-				c = newClient(t, tc)
+				c = c.upgradeTLS(nc)
 				c.send("EHLO client.test")
 				c.expect("250")
 			}
