@@ -102,18 +102,12 @@ scan:
 }
 
 // parseHeader parses a header section as readHeader returns it (complete
-// fields, each ending in a line feed, then the empty line) into a
+// fields, each ending in a line feed, then the empty line CRLF) into a
 // go-message header whose fields reference raw, so that fields a backend
 // does not touch are written back byte for byte.
 func parseHeader(raw []byte) textproto.Header {
 	var h textproto.Header
-	// Leave out the empty line.
-	end := len(raw)
-	if end >= 2 && raw[end-2] == '\r' && raw[end-1] == '\n' {
-		end -= 2
-	} else if end >= 1 && raw[end-1] == '\n' {
-		end--
-	}
+	end := len(raw) - len("\r\n") // leave out the empty line
 	// AddRaw inserts at the top: walk the fields from the last one up.
 	for end > 0 {
 		start := end
@@ -134,14 +128,9 @@ func parseHeader(raw []byte) textproto.Header {
 // isReceivedLine reports whether a header line, as isHeaderLine accepts
 // it, is a Received field.
 func isReceivedLine(line []byte) bool {
-	const name = "received"
-	if len(line) <= len(name) {
+	const name = "RECEIVED"
+	if len(line) <= len(name) || !equalFoldASCII(line[:len(name)], name) {
 		return false
-	}
-	for i := range len(name) {
-		if line[i]|0x20 != name[i] {
-			return false
-		}
 	}
 	i := len(name)
 	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
