@@ -89,10 +89,8 @@ func (d *daemon) run() int {
 		d.log.Error().Err(err).Msg("cannot start")
 		return exOSErr
 	}
-	if root := cfg.dcfg.Maildir.Root; root != "" {
-		if err := os.MkdirAll(root, 0o750); err != nil {
-			return d.configFail("delivery.maildir.root", err)
-		}
+	if err := prepareDelivery(&cfg.dcfg); err != nil {
+		return d.configFail("delivery.maildir.root", err)
 	}
 	var dopts delivery.Options
 	if cfg.Metrics.Address != "" {
