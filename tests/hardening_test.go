@@ -5,12 +5,17 @@ package tests
 // grace as a bound whatever the connections do.
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // makeReadOnly makes dir refuse new entries for this process, undone at
@@ -161,4 +166,121 @@ func TestReloadNewMaildirRoot(t *testing.T) {
 		t.Errorf("%d messages under the running root, want 2", got)
 	}
 	c.cmd("QUIT", "221 ")
+}
+
+// TestShutdownGraceBounds: with connections that would keep lmtpd busy
+// for minutes (a client stuck in the middle of DATA, a pipe command that
+// sleeps, a BDAT chunk the client never finishes), SIGTERM with a short
+// shutdown_grace still ends the process: past the grace the connections
+// are closed and their deliveries cancelled (the pipe's process killed),
+// and the unfinished message is nowhere in new/.
+func TestShutdownGraceBounds(t *testing.T) {
+	dir := tempDir(t)
+	slow := writeScript(t, dir, "slow", fmt.Sprintf("echo $$ > %s/slow.pid\ncat >/dev/null\nexec sleep 300\n", dir))
+	cfg := fmt.Sprintf(`[log]
+format = "json"
+
+[server]
+shutdown_grace = "1s"
+
+[[listener]]
+name = "lmtp"
+protocol = "lmtp"
+address = "unix:%s/lmtp.sock"
+max_message_size = "1MiB"
+
+[delivery.maildir]
+root = "%s/mail"
+
+[[domain]]
+name = "example.test"
+any_user = true
+[[domain.user]]
+name = "slow"
+route = { pipe = { argv = [%q] } }
+`, dir, dir, slow)
+	cfgFile := writeFile(t, dir, "lmtpd.toml", cfg)
+	p := start(t, dir, nil, "-config", cfgFile)
+	p.waitLog(0, "listening")
+	sock := filepath.Join(dir, "lmtp.sock")
+
+	// A client stuck in the middle of DATA: part of the message is sent
+	// (and spooled), the end never comes.
+	stuck := dial(t, "unix", sock)
+	stuck.cmd("LHLO test", "250 ")
+	stuck.cmd("MAIL FROM:<a@example.org>", "250 ")
+	stuck.cmd("RCPT TO:<stuck@example.test>", "250 ")
+	stuck.cmd("DATA", "354 ")
+	stuck.write("Subject: never finished\r\n\r\n" + strings.Repeat("half a message\r\n", 1000))
+
+	// A pipe delivery that would take 5 minutes.
+	piped := dial(t, "unix", sock)
+	piped.cmd("LHLO test", "250 ")
+	piped.send("a@example.org", []string{"slow@example.test"}, testMessage)
+	var pid int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join(dir, "slow.pid"))
+		if pid, _ = strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pipe command did not start")
+		}
+	}
+
+	// A BDAT chunk just over the size limit, sent whole, then the client
+	// waits: such a session hung (issue 19 item 5), deaf to its closed
+	// socket and cancelled context, and with it the shutdown. Whether or
+	// not that hang is fixed, shutdown must end.
+	bdat := dial(t, "unix", sock)
+	bdat.cmd("LHLO test", "250 ")
+	bdat.cmd("MAIL FROM:<a@example.org>", "250 ")
+	bdat.cmd("RCPT TO:<bdat@example.test>", "250 ")
+	const chunk = 1<<20 + 42
+	bdat.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	// The write may stop short once lmtpd stops reading: that is fine.
+	bdat.c.Write([]byte(fmt.Sprintf("BDAT %d LAST\r\n", chunk) + strings.Repeat("x", chunk-2) + "\r\n"))
+
+	n := p.nlines()
+	p.signal(syscall.SIGTERM)
+	p.waitLog(n, "shutting down")
+	status := p.wait() // fails the test unless lmtpd exits within 30 s
+	if status != 0 {
+		// Only a connection that ignored its closed socket and cancelled
+		// context may make lmtpd give up on it; that is said in the log.
+		p.waitLog(n, "exiting without them")
+		t.Logf("exit status %d: a connection was left behind", status)
+	}
+
+	// The pipe command was killed with its delivery context.
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the pipe command (pid %d) still runs after lmtpd exited", pid)
+		}
+	}
+	// The unfinished messages are nowhere a reader of new/ or cur/ sees
+	// them; whatever is left is in tmp/.
+	for _, user := range []string{"stuck", "bdat"} {
+		md := filepath.Join(dir, "mail", "example.test", user)
+		for _, sub := range []string{"new", "cur"} {
+			ents, err := os.ReadDir(filepath.Join(md, sub))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if len(ents) != 0 {
+				t.Errorf("%s/%s holds %d files of an unfinished message", md, sub, len(ents))
+			}
+		}
+		if ents, _ := os.ReadDir(filepath.Join(md, "tmp")); len(ents) > 0 {
+			t.Logf("%s/tmp holds %d files (allowed)", md, len(ents))
+		}
+	}
+	// Every client sees its connection end.
+	for _, c := range []*client{stuck, piped, bdat} {
+		c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c.br); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("connection not closed: %v", err)
+		}
+	}
 }
