@@ -109,6 +109,18 @@ func TestDeliverTemporaryConditions(t *testing.T) {
 			t.Errorf("stderr:\n%s", stderr)
 		}
 	})
+	t.Run("root cannot be created", func(t *testing.T) {
+		// The configuration check passes (a dangling link looks like a
+		// missing directory under a writable one); creating the root fails.
+		if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeFile(t, dir, "dangling.toml", strings.Replace(baseConfig(dir, domains), dir+"/mail", dir+"/dangling/mail", 1))
+		status, _, stderr := run(t, dir, msg, "deliver", "-config", cfg, "--", "u@example.test")
+		if status != 75 || !strings.HasPrefix(stderr, "4.3.5 <u@example.test>: ") || !strings.Contains(stderr, "cannot create the maildir root") {
+			t.Errorf("exit status %d, want 75 (EX_TEMPFAIL)\n%s", status, stderr)
+		}
+	})
 	t.Run("unreadable configuration file", func(t *testing.T) {
 		status, _, stderr := run(t, dir, msg, "deliver", "-config", filepath.Join(dir, "missing.toml"), "--", "u@example.test")
 		if status != 75 || !strings.HasPrefix(stderr, "4.3.5 <u@example.test>: ") {
@@ -164,6 +176,21 @@ func TestReloadNewMaildirRoot(t *testing.T) {
 	c.send("a@example.org", []string{"bob@example.test"}, testMessage, "250 2.0.0 <bob@example.test>")
 	if got := len(mailFiles(t, filepath.Join(newRoot, "example.test", "bob"))); got != 2 {
 		t.Errorf("%d messages under the running root, want 2", got)
+	}
+
+	// A root the configuration check lets through (its parent, a dangling
+	// symbolic link, looks missing, under a writable directory) but that
+	// cannot be created: preparing it fails, and the reload is refused.
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "lmtpd.toml", strings.Replace(baseConfig(dir, domains), dir+"/mail", dir+"/dangling/mail", 1))
+	n = p.nlines()
+	p.signal(syscall.SIGHUP)
+	p.waitLog(n, "reload failed: the maildir root cannot be prepared", "cannot create the maildir root")
+	c.send("a@example.org", []string{"bob@example.test"}, testMessage, "250 2.0.0 <bob@example.test>")
+	if got := len(mailFiles(t, filepath.Join(newRoot, "example.test", "bob"))); got != 3 {
+		t.Errorf("%d messages under the running root, want 3", got)
 	}
 	c.cmd("QUIT", "221 ")
 }
