@@ -417,7 +417,10 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 // transactions in flight finish and answers 421 4.3.2 to idle sessions at
 // once and to busy ones at their next command. If ctx ends first, the
 // remaining connections are closed and their delivery contexts cancelled,
-// and Shutdown returns ctx.Err().
+// and Shutdown returns ctx.Err() once their goroutines have returned. A
+// backend that heeds neither its context nor the closed connection holds
+// Shutdown (and Close) for as long as it runs: a caller that must stop by
+// a deadline waits for Shutdown with its own timer (cmd/lmtpd does).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.inShutdown.Store(true)

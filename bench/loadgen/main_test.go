@@ -149,7 +149,12 @@ func TestLoadAgainstGoSMTP(t *testing.T) {
 type scripted struct {
 	rcpt  func(i int) string // reply to the i-th RCPT (from 1)
 	final func(i int) string // i-th final reply after the dot
-	hang  bool               // close the connection after DATA's 354
+	// hang closes the connection after the message's final dot instead
+	// of answering it. The message is read whole first: closing with the
+	// client's bytes still unread (or arriving) makes the kernel send a
+	// reset, and the client would see "connection reset by peer" or
+	// "EOF" depending on timing.
+	hang  bool
 	conns atomic.Int64
 }
 
@@ -195,9 +200,6 @@ func (s *scripted) handle(c net.Conn) {
 			w(s.rcpt(rcpts))
 		case "DATA":
 			w("354 go")
-			if s.hang {
-				return
-			}
 			for {
 				l, err := br.ReadString('\n')
 				if err != nil {
@@ -206,6 +208,9 @@ func (s *scripted) handle(c net.Conn) {
 				if l == ".\r\n" {
 					break
 				}
+			}
+			if s.hang {
+				return
 			}
 			for i := 1; i <= rcpts; i++ {
 				w(s.final(i))

@@ -687,12 +687,12 @@ func (c *config) validateDelivery(ec *errorCollector) {
 		if dc.Maildir.Root == "" {
 			ec.add("delivery.maildir.root", errors.New("required: a domain or user delivers to maildir"))
 		} else if err := checkWritableDir(dc.Maildir.Root); err != nil {
-			ec.add("delivery.maildir.root", err)
+			ec.add("delivery.maildir.root", &systemError{err})
 		}
 	}
 	if dc.Spool.Dir != "" {
 		if err := checkWritableDir(dc.Spool.Dir); err != nil {
-			ec.add("delivery.spool.dir", err)
+			ec.add("delivery.spool.dir", &systemError{err})
 		}
 	}
 	c.dcfg = d
@@ -764,6 +764,15 @@ func (c *config) deliveryErrorKey(msg string) string {
 	}
 	return "domain"
 }
+
+// systemError marks a check that failed on the state of the system (a
+// directory missing, not writable, a file in the way), not on the text of
+// the configuration: the same file works once the system is fixed. deliver
+// reports these as temporary (see systemCondition).
+type systemError struct{ err error }
+
+func (e *systemError) Error() string { return e.err.Error() }
+func (e *systemError) Unwrap() error { return e.err }
 
 // checkWritableDir reports whether dir is a directory lmtpd can write
 // into, or, if it does not exist yet, one lmtpd can create.

@@ -34,11 +34,14 @@ A leading mbox "From sender date" line is dropped (its sender is used when
 -f is absent). Each failed recipient is reported on standard error as
 "X.Y.Z text", which Postfix uses as the delivery status. The exit status
 follows sysexits(3): 0 delivered to every recipient; 75 (EX_TEMPFAIL) if
-any recipient failed temporarily; otherwise, for the first permanent
+any recipient failed temporarily, or if the system is not ready for the
+configuration (a maildir root that is read-only, missing or cannot be
+created, a file it names that cannot be read: 4.3.5, as the daemon
+answers); otherwise, for the first permanent
 failure, 67 (EX_NOUSER) unknown user or bad address, 68 (EX_NOHOST) domain
 not served, 73 (EX_CANTCREAT) mailbox full or unavailable or message too
 big, 77 (EX_NOPERM) refused by policy, 65 (EX_DATAERR) bad message, 78
-(EX_CONFIG) configuration error, 69 (EX_UNAVAILABLE) anything else; 64 for
+(EX_CONFIG) a configuration that does not parse or validate, 69 (EX_UNAVAILABLE) anything else; 64 for
 a bad command line, 66 (EX_NOINPUT) for unreadable input.`
 
 // maxLocalHeaderBytes bounds the header read from standard input, as
@@ -58,8 +61,24 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		fs.Usage()
 		return exUsage
 	}
+	// A configuration that is wrong as written is EX_CONFIG, which the MTA
+	// bounces (5.3.5). Anything else that stops delivery here is a state
+	// of the system (a read-only or missing maildir root, a file that
+	// cannot be read) that the daemon would answer 451 4.3.5 for: it is
+	// EX_TEMPFAIL, and the MTA retries.
+	tempFail := func(err error) int {
+		e := protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, "Mail system configuration error, try again later", err)
+		for _, r := range fs.Args() {
+			fmt.Fprintln(stderr, statusLine(r, e))
+		}
+		printConfigError(stderr, err)
+		return exTempFail
+	}
 	cfg, err := loadConfig(*file)
 	if err != nil {
+		if systemCondition(err) {
+			return tempFail(err)
+		}
 		printConfigError(stderr, err)
 		return exConfig
 	}
@@ -68,16 +87,14 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	// Log lines are held back until the status lines are out: Postfix
 	// reads the delivery status from the start of the output.
 	log, _ := newLogger(cfg.Log.Format, cfg.logLevel, &logBuf, isTerminal(stderr))
-	if root := cfg.dcfg.Maildir.Root; root != "" {
-		if err := os.MkdirAll(root, 0o750); err != nil {
-			fmt.Fprintf(stderr, "4.3.5 cannot create the maildir root: %v\n", err)
-			return exTempFail
-		}
+	if err := prepareDelivery(&cfg.dcfg); err != nil {
+		return tempFail(err)
 	}
+	// loadConfig validated the configuration: what fails here is opening
+	// what it names.
 	router, err := delivery.New(cfg.dcfg, delivery.Options{})
 	if err != nil {
-		printConfigError(stderr, err)
-		return exConfig
+		return tempFail(err)
 	}
 	defer router.Close()
 

@@ -44,6 +44,13 @@ func (d *daemon) reload() {
 			return
 		}
 	}
+	// The file system is prepared as at start-up (the same function), so
+	// that a new maildir root exists before any delivery uses it; if it
+	// cannot be, the reload is refused and the running root stays.
+	if err := prepareDelivery(&cfg.dcfg); err != nil {
+		d.log.Error().Str("key", "delivery.maildir.root").Err(err).Msg("reload failed: the maildir root cannot be prepared; keeping the running configuration")
+		return
+	}
 	// The router validates again and may fail (a maildir root that cannot
 	// be opened): do it first, before anything else changes.
 	if err := d.router.Reload(cfg.dcfg); err != nil {

@@ -62,6 +62,9 @@ type daemon struct {
 	serveErr chan error
 	stopBg   context.CancelFunc
 	bg       sync.WaitGroup
+	// abandoned is set when shutdown gave up on connections that did not
+	// end: nothing may wait for them any more.
+	abandoned bool
 }
 
 // listenerServer is one listener and its server.
@@ -89,10 +92,8 @@ func (d *daemon) run() int {
 		d.log.Error().Err(err).Msg("cannot start")
 		return exOSErr
 	}
-	if root := cfg.dcfg.Maildir.Root; root != "" {
-		if err := os.MkdirAll(root, 0o750); err != nil {
-			return d.configFail("delivery.maildir.root", err)
-		}
+	if err := prepareDelivery(&cfg.dcfg); err != nil {
+		return d.configFail("delivery.maildir.root", err)
 	}
 	var dopts delivery.Options
 	if cfg.Metrics.Address != "" {
@@ -282,16 +283,32 @@ func orNegative[T ~int | ~int64](v T) T {
 }
 
 // closeListeners closes listeners whose servers never started serving (a
-// failed start-up); Serve closes the others itself.
+// failed start-up); Serve closes the others itself. After a shutdown that
+// left connections hung, only the listeners are closed: Server.Close
+// would wait for the hung connections.
 func (d *daemon) closeListeners() {
 	for _, s := range d.servers {
-		s.srv.Close()
+		if !d.abandoned {
+			s.srv.Close()
+		}
 		s.ln.Close()
 	}
 }
 
+// unwindTimeout bounds how long shutdown waits, once the grace period is
+// over and every connection has been closed and its delivery context
+// cancelled, for the connections to end (a pipe command to be killed and
+// reaped, a maildir delivery to remove its file from tmp/). A connection
+// that has not ended by then is stuck on something that heeds neither its
+// context nor its closed socket; lmtpd exits without it. So the process
+// exits at most shutdown_grace + unwindTimeout after the signal.
+const unwindTimeout = 5 * time.Second
+
 // shutdown stops every server gracefully within the grace period; a
-// second SIGTERM or SIGINT stops at once.
+// second SIGTERM or SIGINT stops at once. Past the grace period the
+// servers close their connections and cancel the deliveries in flight
+// (Server.Shutdown's context ends); past unwindTimeout more, lmtpd exits
+// whatever a connection is still doing.
 func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 	if err := d.notify.notify("STOPPING=1"); err != nil {
 		d.log.Warn().Err(err).Msg("cannot notify systemd")
@@ -299,7 +316,8 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 	if d.metrics != nil {
 		d.metrics.setUp(false)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(d.cfg.Server.ShutdownGrace))
+	grace := time.Duration(d.cfg.Server.ShutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
@@ -308,12 +326,14 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 		for _, s := range d.servers {
 			wg.Go(func() {
 				if err := s.srv.Shutdown(ctx); err != nil {
-					d.log.Warn().Str("listener", s.cfg.Name).Err(err).Msg("grace period over: closed the connections still open")
+					d.log.Warn().Str("listener", s.cfg.Name).Err(err).Msg("grace period over: closed the connections still open and cancelled their deliveries")
 				}
 			})
 		}
 		wg.Wait()
 	}()
+	hard := time.NewTimer(grace + unwindTimeout)
+	defer hard.Stop()
 	for {
 		select {
 		case <-done:
@@ -321,6 +341,17 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 			d.bg.Wait()
 			d.log.Info().Msg("stopped")
 			return status
+		case <-hard.C:
+			// Something ignores both its closed connection and its
+			// cancelled context. Waiting longer would let it hold the
+			// shutdown forever: exit. Whatever it was writing is in a
+			// maildir's tmp/ at most (a message reaches new/ only whole,
+			// fsynced, by a link), and the MTA, never answered, retries.
+			d.abandoned = true
+			d.log.Error().Stringer("grace", grace).Stringer("unwind", unwindTimeout).
+				Msg("connections still busy after the grace period although closed and cancelled: exiting without them")
+			d.stopBg()
+			return exFailure
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				continue
