@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,8 +33,9 @@ var ErrAuthBusy = errors.New("protocol: too many authentications in progress")
 // Servers (set Server.AuthLimiter), so that the bound holds for the
 // process rather than per listener.
 type AuthLimiter struct {
-	slots chan struct{}
-	wait  time.Duration
+	slots   chan struct{}
+	wait    time.Duration
+	waiting atomic.Int64
 }
 
 // NewAuthLimiter returns a limiter with max slots; max <= 0 means
@@ -59,6 +61,9 @@ func (l *AuthLimiter) Max() int { return cap(l.slots) }
 // InUse returns the number of slots held now.
 func (l *AuthLimiter) InUse() int { return len(l.slots) }
 
+// Waiting returns the number of callers of Acquire waiting for a slot now.
+func (l *AuthLimiter) Waiting() int { return int(l.waiting.Load()) }
+
 // Acquire takes a slot, waiting up to the limiter's queue timeout. It
 // returns a function that gives the slot back (call it exactly once), or
 // ErrAuthBusy when the wait ran out, or ctx's error when ctx ended first.
@@ -72,6 +77,8 @@ func (l *AuthLimiter) Acquire(ctx context.Context) (release func(), err error) {
 	if l.wait <= 0 {
 		return nil, ErrAuthBusy
 	}
+	l.waiting.Add(1)
+	defer l.waiting.Add(-1)
 	t := time.NewTimer(l.wait)
 	defer t.Stop()
 	select {

@@ -418,3 +418,58 @@ func readStatusKiB(t *testing.T, name string) int64 {
 	t.Fatalf("no %s in /proc/self/status", name)
 	return 0
 }
+
+// TestAuthQueuedMemory: 1,000 clients send AUTH at once to a server with
+// 2 verification slots, both held; the 998 others wait with a failure
+// reserved. What each waiting connection costs the server (heap and
+// goroutine stacks) stays within the 64 KiB per connection of the
+// ceiling documented on Server.MaxAuthVerifications; the verification
+// memory itself is TestAuthMemoryCeiling's.
+func TestAuthQueuedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 1,000 connections")
+	}
+	const clients, slots = 1000, 2
+	g := newGatedCheck()
+	lim := NewAuthLimiter(slots, time.Minute)
+	s := &Server{
+		Hostname: "mx.test", Backend: newFakeBackend(), Auth: g.auth(),
+		AuthFailureDelay: -1, MaxAuthFailuresPerIP: -1, AuthLimiter: lim,
+	}
+	addr := serveTCP(t, s).Addr().String()
+	var before, during runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]*client, clients)
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Go(func() { conns[i] = dialAuth(t, addr, "AUTH PLAIN AGFsaWNlAHdyb25n") })
+	}
+	wg.Wait()
+	waitFor(t, func() bool { return g.cur.Load() == slots && lim.Waiting() == clients-slots })
+	runtime.GC()
+	runtime.ReadMemStats(&during)
+	close(g.gate)
+	var codes replyCodes
+	for _, c := range conns {
+		if c != nil {
+			r := readAuthReply(c)
+			codes.add(r[:min(len(r), 9)])
+			c.c.Close()
+		}
+	}
+	if n := codes.get("535 5.7.8"); n != clients {
+		t.Errorf("%d of %d clients got 535: %v", n, clients, codes.m)
+	}
+	if p := g.peak.Load(); p > slots {
+		t.Errorf("%d verifications at once, limit %d", p, slots)
+	}
+	// Both ends of each connection live in this process: the client's
+	// side (a bufio.Reader of 4 KiB, its socket) is counted too.
+	used := int64(during.HeapInuse+during.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	per := used / clients
+	t.Logf("%d queued AUTH connections: %d KiB in use, %d KiB each (server and client side)", clients, used>>10, per>>10)
+	if per > 64<<10 {
+		t.Errorf("%d KiB per queued connection, the documented ceiling counts 64 KiB", per>>10)
+	}
+}
