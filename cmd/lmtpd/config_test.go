@@ -564,6 +564,8 @@ func TestListenerCoversServer(t *testing.T) {
 		"Addr": "address", "Protocol": "protocol", "Hostname": "server.hostname", "Backend": "the router",
 		"Logger": "the process logger", "TLSConfig": "tls and [tls]", "Auth": "auth and [auth]", "RequireAuth": "auth = required",
 		"DisableReceived": "always on", "BackendLogsOutcomes": "the router logs outcomes",
+		"MaxAuthVerifications": "server.max_auth_verifications (one limiter for all listeners)",
+		"AuthQueueTimeout":     "server.auth_queue_timeout", "AuthLimiter": "made from [server], shared by the listeners",
 	}
 	renamed := map[string]string{
 		"MaxMessageBytes": "max_message_size", "MaxHeaderBytes": "max_header_size",
