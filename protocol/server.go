@@ -119,11 +119,12 @@ type Server struct {
 	// password verifications, SCRAM proofs) in progress at once on the
 	// server; further clients wait up to AuthQueueTimeout, then get 454
 	// 4.7.0. Default runtime.GOMAXPROCS(0), the usable cores. Ignored when
-	// AuthLimiter is set. Memory ceiling of AUTH, whatever the number of
-	// clients: 2 × MaxAuthVerifications × m_max + C × 64 KiB, where m_max
-	// is the largest argon2id memory parameter among the hashes (64 MiB by
-	// default; at most 1 GiB, VerifyPassword's bound), the factor 2 is the
-	// garbage Go's collector lets accumulate at GOGC=100, and C the
+	// AuthLimiter is set. Memory AUTH can add to the process, whatever
+	// the number of clients: 2 × MaxAuthVerifications × m_max + C × 64
+	// KiB, where m_max is the largest argon2id memory parameter among the
+	// hashes (64 MiB by default, at most 1 GiB: sasl.VerifyPassword's
+	// bound; sasl.Store.MaxVerifyMemory), the factor 2 is the garbage Go's
+	// collector lets accumulate at GOGC=100, and C the
 	// connections open (at most MaxConnections), each with its buffers.
 	MaxAuthVerifications int
 
