@@ -53,7 +53,12 @@ var (
 	errAuthMalformed   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Malformed authentication exchange")
 	errAuthTemporary   = NewError(CodeTempAuthFailure, EnhancedCode{4, 7, 0}, "Temporary authentication failure")
 	errAuthBudget      = NewError(CodeServiceUnavailable, EnhancedCode{4, 7, 0}, "Too many authentication failures from your address, try again later")
+	errAuthBusy        = NewError(CodeTempAuthFailure, EnhancedCode{4, 7, 0}, "Too many authentications in progress, try again later")
 )
+
+// errBudgetUsed ends an exchange whose step could not reserve a failure
+// against the client address's budget.
+var errBudgetUsed = errors.New("per-address AUTH failure budget used up")
 
 // authReply maps an error from a SASL exchange to its reply and says
 // whether it counts as a failed attempt.
@@ -150,7 +155,20 @@ func (c *conn) cmdAuth(arg string) bool {
 		}
 	}
 	for {
-		challenge, done, err := srv.Next(resp)
+		challenge, done, err := c.authStep(srv, resp)
+		switch {
+		case errors.Is(err, errBudgetUsed):
+			c.log.Warn().Msg("AUTH refused: per-address failure budget exhausted")
+			c.replyErr(errAuthBudget)
+			c.bw.Flush()
+			return false
+		case errors.Is(err, ErrAuthBusy):
+			c.log.Warn().Msg("AUTH refused: too many authentications in progress")
+			c.replyErr(errAuthBusy)
+			return true
+		case err != nil && c.ctx.Err() != nil:
+			return false
+		}
 		if err != nil {
 			e, counts := authReply(err)
 			if !counts {
@@ -186,6 +204,40 @@ func (c *conn) cmdAuth(arg string) bool {
 	}
 }
 
+// authStep runs one step of an exchange under the server's limits. A
+// failure is first reserved against the client address's budget, so that
+// a step that verifies counts as failed until it is known not to have
+// (errBudgetUsed if none is left); then a slot of the AuthLimiter is taken
+// (ErrAuthBusy past the queue timeout, or the context's error); then Next
+// runs. The reservation is kept when Next fails in a way that counts as a
+// failure (authReply), and given back otherwise. Every step goes through
+// this, not only the last, because only the mechanism knows which step
+// verifies: the proof of SCRAM-SHA-256 is its second, the password of
+// PLAIN with an initial response its first.
+func (c *conn) authStep(srv SASLServer, resp []byte) (challenge []byte, done bool, err error) {
+	res, ok := c.srv.reserveAuthFailure(c.ip)
+	if !ok {
+		return nil, false, errBudgetUsed
+	}
+	release, err := c.srv.authLimiter().Acquire(c.ctx)
+	if err != nil {
+		c.srv.refundAuthFailure(c.ip, res)
+		return nil, false, err
+	}
+	func() {
+		// A panicking Authenticator must not keep the slot: the
+		// connection's recover answers 421, the server goes on.
+		defer release()
+		challenge, done, err = srv.Next(resp)
+	}()
+	if err == nil {
+		c.srv.refundAuthFailure(c.ip, res)
+	} else if _, counts := authReply(err); !counts {
+		c.srv.refundAuthFailure(c.ip, res)
+	}
+	return challenge, done, err
+}
+
 // decodeAuthLine decodes a base64 response; "=" is the empty response
 // (RFC 4954 section 4).
 func decodeAuthLine(s string) ([]byte, error) {
@@ -203,8 +255,7 @@ func decodeAuthLine(s string) ([]byte, error) {
 // each failure on the connection, and closes the connection after
 // MaxAuthFailures (slowing down password guessing).
 func (c *conn) authFailed(e *Error) bool {
-	c.authFailures++
-	c.srv.countAuthFailure(c.ip)
+	c.authFailures++ // the address's budget was charged by authStep
 	c.log.Info().Int("failures", c.authFailures).Msg("authentication failed")
 	if delay := c.srv.authFailureDelay(); delay > 0 {
 		delay <<= min(c.authFailures-1, 4)
@@ -226,15 +277,30 @@ func (c *conn) authFailed(e *Error) bool {
 }
 
 // authBudget tracks failed AUTH attempts per client address over
-// Server.AuthFailureWindow.
+// Server.AuthFailureWindow, and holds the server's own AuthLimiter.
 type authBudget struct {
 	mu sync.Mutex
 	m  map[netip.Addr]*authCount
+
+	limOnce sync.Once
+	lim     *AuthLimiter
 }
 
+// authCount is one address's failures in its current window, reserved
+// ones included.
 type authCount struct {
 	n     int
 	since time.Time
+}
+
+// authLimiter returns Server.AuthLimiter or the server's own.
+func (s *Server) authLimiter() *AuthLimiter {
+	if s.AuthLimiter != nil {
+		return s.AuthLimiter
+	}
+	b := &s.authFails
+	b.limOnce.Do(func() { b.lim = NewAuthLimiter(s.MaxAuthVerifications, s.AuthQueueTimeout) })
+	return b.lim
 }
 
 func (s *Server) authFailureWindow() time.Duration {
@@ -266,9 +332,13 @@ func (s *Server) authBudgetExhausted(ip netip.Addr) bool {
 	return ac.n >= s.maxAuthFailuresPerIP()
 }
 
-func (s *Server) countAuthFailure(ip netip.Addr) {
+// reserveAuthFailure counts a failure for ip in advance, unless its
+// budget is used up (false). The returned count is what
+// refundAuthFailure gives the failure back to; it is nil when ip has no
+// budget.
+func (s *Server) reserveAuthFailure(ip netip.Addr) (*authCount, bool) {
 	if !ip.IsValid() || s.maxAuthFailuresPerIP() < 0 {
-		return
+		return nil, true
 	}
 	b := &s.authFails
 	b.mu.Lock()
@@ -290,7 +360,26 @@ func (s *Server) countAuthFailure(ip netip.Addr) {
 		ac = &authCount{since: now}
 		b.m[ip] = ac
 	}
+	if ac.n >= s.maxAuthFailuresPerIP() {
+		return nil, false
+	}
 	ac.n++
+	return ac, true
+}
+
+// refundAuthFailure gives back a failure reserved by reserveAuthFailure.
+// A reservation from a window that has since been replaced is dropped
+// with its window.
+func (s *Server) refundAuthFailure(ip netip.Addr, ac *authCount) {
+	if ac == nil {
+		return
+	}
+	b := &s.authFails
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m[ip] == ac && ac.n > 0 {
+		ac.n--
+	}
 }
 
 // PasswordAuth is an Authenticator from a password check: the auth hook of

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -143,6 +144,14 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 		s.MaxAuthFailures = n
 	case "authbudget":
 		s.MaxAuthFailuresPerIP = n
+	case "authbusy": // every verification slot is taken, and no waiting
+		l := NewAuthLimiter(1, -1)
+		release, err := l.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(release)
+		s.AuthLimiter = l
 	case "tls":
 		s.TLSConfig = testTLSConfig(t)
 	case "cmdtimeout":

@@ -49,4 +49,30 @@
 //   - Each session logs through a zerolog child logger with the session id,
 //     peer and protocol; zerolog.Ctx(ctx) gives it to backends. Wire traces
 //     (trace level) never contain AUTH exchanges or message text.
+//
+// # AUTH under load
+//
+// Every step of an AUTH exchange (a call of SASLServer.Next: where a
+// password hash is verified or a SCRAM proof evaluated) runs under two
+// bounds, in this order:
+//
+//   - the client address's failure budget (Server.MaxAuthFailuresPerIP):
+//     a failure is reserved before the step runs and given back when the
+//     step did not fail, so N clients from one address at once never get
+//     more steps verified than the budget has left; one that finds it used
+//     up gets 421 4.7.0 and is closed;
+//   - a server-wide limit on steps in progress (Server.AuthLimiter, or
+//     Server.MaxAuthVerifications, default the number of cores): the
+//     others wait in line up to Server.AuthQueueTimeout and then get 454
+//     4.7.0 (RFC 4954 section 6), which charges no failure.
+//
+// So the memory AUTH can take is bounded whatever the number of clients:
+// 2 × MaxAuthVerifications × m_max + connections × 64 KiB (formula and
+// terms on Server.MaxAuthVerifications).
+//
+// Which mechanisms are offered without TLS is the Authenticator's choice
+// (Mechanisms gets the ConnState); a mechanism refused on a plaintext
+// connection that would be offered after STARTTLS gets 538 5.7.11. The
+// lmtpd daemon offers SCRAM-SHA-256 without TLS and PLAIN and LOGIN only
+// under TLS, unless configured otherwise; the sasl package documents why.
 package protocol

@@ -105,12 +105,39 @@ type Server struct {
 	// client address may make within AuthFailureWindow, over all its
 	// connections; after that AUTH is answered 421 4.7.0 without checking
 	// anything. Default 30; negative disables the budget. Unix-socket
-	// clients have no address and no budget.
+	// clients have no address and no budget. Each step of an exchange
+	// reserves a failure before it runs and gives it back when it does not
+	// fail, so N clients from one address at once never get more than the
+	// remaining budget verified.
 	MaxAuthFailuresPerIP int
 
 	// AuthFailureWindow is the period of MaxAuthFailuresPerIP, counted from
 	// an address's first failure. Default 1 hour.
 	AuthFailureWindow time.Duration
+
+	// MaxAuthVerifications bounds the AUTH steps (calls of SASLServer.Next:
+	// password verifications, SCRAM proofs) in progress at once on the
+	// server; further clients wait up to AuthQueueTimeout, then get 454
+	// 4.7.0. Default runtime.GOMAXPROCS(0), the usable cores. Ignored when
+	// AuthLimiter is set. Memory AUTH can add to the process, whatever
+	// the number of clients: 2 × MaxAuthVerifications × m_max + C × 64
+	// KiB, where m_max is the largest argon2id memory parameter among the
+	// hashes (64 MiB by default, at most 1 GiB: sasl.VerifyPassword's
+	// bound; sasl.Store.MaxVerifyMemory), the factor 2 is the garbage Go's
+	// collector lets accumulate at GOGC=100, and C the
+	// connections open (at most MaxConnections), each with its buffers.
+	MaxAuthVerifications int
+
+	// AuthQueueTimeout is how long an AUTH step waits for a verification
+	// slot before 454 4.7.0. Default 10 seconds; negative: no waiting.
+	// Ignored when AuthLimiter is set.
+	AuthQueueTimeout time.Duration
+
+	// AuthLimiter, if not nil, is the limiter of AUTH steps, shared with
+	// other Servers so that the bound holds for all of them together. Nil:
+	// the server makes its own from MaxAuthVerifications and
+	// AuthQueueTimeout when first needed.
+	AuthLimiter *AuthLimiter
 
 	// MaxMessageBytes is the largest message accepted, in octets as
 	// received (after dot-unstuffing). Advertised with SIZE (RFC 1870).

@@ -45,6 +45,30 @@
 //   - Store is safe for concurrent use; a Server serves one exchange on one
 //     goroutine.
 //
+// # Mechanisms without TLS
+//
+// IsPlaintext names the mechanisms that must not be offered on a
+// connection without TLS (PLAIN and LOGIN): an eavesdropper would read the
+// password itself. SCRAM-SHA-256 is deliberately not among them, the
+// choice Dovecot's disable_plaintext_auth makes too (it refuses only
+// plaintext mechanisms): the password never crosses the wire, only a
+// proof bound to both sides' nonces, so a passive eavesdropper cannot
+// replay it and the server's signature tells the client it talks to a
+// server that knows the keys. What SCRAM without TLS does not protect:
+//
+//   - the session after AUTH, and the user name, are readable and can be
+//     altered by an active attacker (no channel binding without TLS);
+//   - a recorded exchange gives an offline guessing target (salt,
+//     iteration count, nonces and proof), at the cost of the iteration
+//     count per guess, as a leaked ScramCredentials would.
+//
+// lmtpd therefore offers SCRAM-SHA-256 on plaintext connections by
+// default (clients on a trusted network, or ones that cannot do TLS, can
+// still authenticate without exposing the password), and a listener that
+// must not authenticate anyone over an unprotected session sets
+// require_tls_for_auth, which withdraws every mechanism until STARTTLS
+// (RFC 4954 section 4 lets a server require TLS for any mechanism).
+//
 // # Why CRAM-MD5 is off by default
 //
 // CRAM-MD5 keeps the password off the wire, but at a price the other

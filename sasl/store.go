@@ -58,6 +58,8 @@ type storeState struct {
 	// password hash; "" means defaultDummyHash.
 	dummyHash string
 	mechs     []string
+	// maxMem is MaxVerifyMemory's answer.
+	maxMem int64
 }
 
 // emptyState is the state of a zero Store.
@@ -149,8 +151,36 @@ func (s *Store) Replace(users map[string]User) error {
 		return err
 	}
 	st.dummyHash = dummy
+	if hasPassword {
+		st.maxMem = argon2Memory(st.dummy())
+		for _, u := range st.users {
+			st.maxMem = max(st.maxMem, argon2Memory(u.PasswordHash))
+		}
+	}
 	s.state.Store(st)
 	return nil
+}
+
+// MaxVerifyMemory returns the most memory, in bytes, one password check by
+// Authenticate may allocate: the largest argon2id memory parameter among
+// the users' hashes and the dummy hash unknown users are checked against
+// (bcrypt's few KiB are not counted), or 0 when no user has a password
+// hash. It is the m_max of the AUTH memory ceiling (protocol.Server's
+// MaxAuthVerifications); SCRAM-SHA-256 and CRAM-MD5 allocate no more than
+// a few hundred bytes per check.
+func (s *Store) MaxVerifyMemory() int64 { return s.load().maxMem }
+
+// argon2Memory returns the memory parameter of an argon2id hash in bytes,
+// or 0 for another hash or one that does not parse.
+func argon2Memory(encoded string) int64 {
+	if !strings.HasPrefix(encoded, "$argon2id$") {
+		return 0
+	}
+	p, _, _, err := parseArgon2id(encoded)
+	if err != nil {
+		return 0
+	}
+	return int64(p.Memory) << 10
 }
 
 // load returns the current generation.

@@ -459,3 +459,43 @@ func BenchmarkAuthPlainArgon2id(b *testing.B) {
 		}
 	}
 }
+
+func TestStoreMaxVerifyMemory(t *testing.T) {
+	bigger := cheapArgon2
+	bigger.Memory *= 4
+	bigHash, err := HashPasswordParams("pw", bigger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kib := func(p Argon2Params) int64 { return int64(p.Memory) << 10 }
+	tests := []struct {
+		name  string
+		users map[string]User
+		want  int64
+	}{
+		{"no users", nil, 0},
+		{"SCRAM only: no password check", map[string]User{"a": {Scram: mustScram(t, "pw")}}, 0},
+		{"one argon2id hash", map[string]User{"a": {PasswordHash: mustHash(t, "pw")}}, kib(cheapArgon2)},
+		// The dummy follows the majority (cheap), the largest user wins.
+		{"the largest hash", map[string]User{"a": {PasswordHash: mustHash(t, "pw")}, "b": {PasswordHash: mustHash(t, "pw")}, "c": {PasswordHash: bigHash}}, kib(bigger)},
+		{"bcrypt counts nothing", map[string]User{"a": {PasswordHash: string(bc)}, "b": {PasswordHash: string(bc)}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := NewStore(tt.users)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.MaxVerifyMemory(); got != tt.want {
+				t.Errorf("MaxVerifyMemory = %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if got := (&Store{}).MaxVerifyMemory(); got != 0 {
+		t.Errorf("zero Store: %d", got)
+	}
+}

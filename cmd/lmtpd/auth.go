@@ -23,6 +23,7 @@ var (
 type authenticator struct {
 	store    *sasl.Store
 	insecure bool // offer PLAIN and LOGIN without TLS
+	tlsOnly  bool // offer nothing without TLS, SCRAM-SHA-256 included
 	// outcome, if not nil, counts each finished exchange by mechanism
 	// and result ("ok", "failed", "malformed", "error").
 	outcome func(mech, result string)
@@ -30,8 +31,14 @@ type authenticator struct {
 
 // Mechanisms offers what the store's users can use: SCRAM-SHA-256 on any
 // connection, PLAIN and LOGIN only under TLS unless insecure_auth is set
-// (RFC 4954 section 4: the password itself crosses the connection).
+// (RFC 4954 section 4: the password itself crosses the connection), and
+// nothing without TLS when require_tls_for_auth is set. See the sasl
+// package documentation ("Mechanisms without TLS") for why SCRAM is
+// offered on plaintext connections by default.
 func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
+	if a.tlsOnly && c.TLS == nil {
+		return nil
+	}
 	var out []string
 	for _, m := range a.store.Mechanisms() {
 		if sasl.IsPlaintext(m) && c.TLS == nil && !a.insecure {

@@ -1,12 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
@@ -53,6 +59,8 @@ func TestAuthenticatorMechanisms(t *testing.T) {
 		{"insecure_auth", &authenticator{store: both, insecure: true}, plain, []string{"SCRAM-SHA-256", "PLAIN", "LOGIN"}},
 		{"hash only, no TLS: nothing", &authenticator{store: plainOnly}, plain, nil},
 		{"hash only, TLS", &authenticator{store: plainOnly}, secure, []string{"PLAIN", "LOGIN"}},
+		{"require_tls_for_auth, no TLS: nothing", &authenticator{store: both, tlsOnly: true}, plain, nil},
+		{"require_tls_for_auth, TLS: all", &authenticator{store: both, tlsOnly: true}, secure, []string{"SCRAM-SHA-256", "PLAIN", "LOGIN"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,4 +204,125 @@ func TestRestrictSender(t *testing.T) {
 	if err := (&restrictSender{next: &meteredBackend{}}).CheckConn(context.Background(), &protocol.ConnState{}); err != nil {
 		t.Errorf("CheckConn without a checker: %v", err)
 	}
+}
+
+// TestScramWithoutTLS runs both settings of require_tls_for_auth over the
+// wire on a STARTTLS listener: by default SCRAM-SHA-256 is offered and
+// accepted before STARTTLS (PLAIN is refused 538); with the switch on,
+// nothing is offered before STARTTLS, SCRAM gets 538 5.7.11 too, and
+// everything is offered after it.
+func TestScramWithoutTLS(t *testing.T) {
+	store := newTestStore(t, map[string]string{"alice": "pw"}, true)
+	cf, kf := writeCert(t, t.TempDir(), "mx.test", time.Now().Add(time.Hour))
+	cert, err := tls.LoadX509KeyPair(cf, kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scramFirst := "AUTH SCRAM-SHA-256 " + base64.StdEncoding.EncodeToString([]byte("n,,n=alice,r=abcdefghijklmnop"))
+	for _, tc := range []struct {
+		name      string
+		tlsOnly   bool
+		ehlo      string // the AUTH line of EHLO before STARTTLS, "" for none
+		scramCode string // the reply to AUTH SCRAM-SHA-256 before STARTTLS
+	}{
+		{"default", false, "AUTH SCRAM-SHA-256", "334 "},
+		{"require_tls_for_auth", true, "", "538 5.7.11 "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := &protocol.Server{
+				Hostname: "mx.test", Backend: nopBackend{}, AuthFailureDelay: -1,
+				TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+				Auth:      &authenticator{store: store, tlsOnly: tc.tlsOnly},
+			}
+			c1, c2 := net.Pipe()
+			srv.ServeConn(c1)
+			t.Cleanup(func() { c2.Close(); srv.Close() })
+			conv := newConversation(t, c2)
+			conv.expect("220")
+			conv.send("EHLO client.test")
+			ehlo := conv.expect("250")
+			if got := authLine(ehlo); got != tc.ehlo {
+				t.Errorf("EHLO before STARTTLS offers %q, want %q", got, tc.ehlo)
+			}
+			conv.send("AUTH PLAIN AGFsaWNlAHB3")
+			conv.expect("538 5.7.11")
+			conv.send(scramFirst)
+			if r := conv.expect(tc.scramCode); strings.HasPrefix(r, "334") {
+				conv.send("*")
+				conv.expect("501 5.7.0")
+			}
+			conv.send("STARTTLS")
+			conv.expect("220")
+			tc := tls.Client(c2, &tls.Config{InsecureSkipVerify: true})
+			if err := tc.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			conv = newConversation(t, tc)
+			conv.send("EHLO client.test")
+			if got := authLine(conv.expect("250")); got != "AUTH SCRAM-SHA-256 PLAIN LOGIN" {
+				t.Errorf("EHLO under TLS offers %q", got)
+			}
+			conv.send(scramFirst)
+			conv.expect("334 ")
+		})
+	}
+}
+
+// authLine returns the AUTH keyword line of an EHLO reply, without the
+// reply code, or "".
+func authLine(reply string) string {
+	for _, l := range strings.Split(reply, "\n") {
+		if len(l) > 4 && strings.HasPrefix(l[4:], "AUTH") {
+			return l[4:]
+		}
+	}
+	return ""
+}
+
+// conversation is a line client for the wire tests of this package.
+type conversation struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func newConversation(t *testing.T, c net.Conn) *conversation {
+	return &conversation{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (c *conversation) send(line string) {
+	c.t.Helper()
+	c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
+		c.t.Fatalf("send %q: %v", line, err)
+	}
+}
+
+// expect reads a whole reply and checks that it starts with prefix.
+func (c *conversation) expect(prefix string) string {
+	c.t.Helper()
+	var lines []string
+	for {
+		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		l, err := c.br.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading reply after %q: %v", lines, err)
+		}
+		lines = append(lines, strings.TrimRight(l, "\r\n"))
+		if len(l) < 4 || l[3] != '-' {
+			break
+		}
+	}
+	r := strings.Join(lines, "\n")
+	if !strings.HasPrefix(r, prefix) {
+		c.t.Fatalf("reply %q, want %q...", r, prefix)
+	}
+	return r
+}
+
+// nopBackend refuses every transaction; the AUTH tests send none.
+type nopBackend struct{}
+
+func (nopBackend) Mail(context.Context, *protocol.ConnState, protocol.Address, *protocol.MailParams) (protocol.Transaction, error) {
+	return nil, errors.New("no transactions in this test")
 }

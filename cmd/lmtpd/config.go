@@ -75,6 +75,12 @@ type serverConfig struct {
 	// ShutdownGrace is how long transactions in flight may take to finish
 	// after SIGTERM. Default 30s.
 	ShutdownGrace duration `toml:"shutdown_grace"`
+	// MaxAuthVerifications bounds the AUTH steps in progress at once over
+	// all listeners (protocol.AuthLimiter). Default 0: the usable cores.
+	MaxAuthVerifications int `toml:"max_auth_verifications"`
+	// AuthQueueTimeout is how long AUTH waits for a verification slot
+	// before 454 4.7.0. Default 10s; 0: no waiting.
+	AuthQueueTimeout duration `toml:"auth_queue_timeout"`
 }
 
 // listenerConfig is one [[listener]]: the address, TLS and AUTH modes,
@@ -91,6 +97,7 @@ type listenerConfig struct {
 	RequireTLS          bool     `toml:"require_tls"`
 	Auth                string   `toml:"auth"`
 	InsecureAuth        bool     `toml:"insecure_auth"`
+	RequireTLSForAuth   bool     `toml:"require_tls_for_auth"`
 	TrustedNetworks     []string `toml:"trusted_networks"`
 	BareLineEndings     string   `toml:"bare_line_endings"`
 	MaxMessageSize      size     `toml:"max_message_size"`
@@ -277,7 +284,7 @@ func defaultConfig() *config {
 	d := delivery.DefaultConfig()
 	return &config{
 		Log:       logConfig{Level: "info", Format: "auto"},
-		Server:    serverConfig{ShutdownGrace: duration(30 * time.Second)},
+		Server:    serverConfig{ShutdownGrace: duration(30 * time.Second), AuthQueueTimeout: duration(protocol.DefaultAuthQueueTimeout)},
 		Listeners: []listenerConfig{},
 		Auth:      authConfig{Users: []authUserConfig{}},
 		Delivery: deliveryConfig{
@@ -532,6 +539,9 @@ func (c *config) validateListeners(ec *errorCollector) {
 // validateAuth checks the users and the listeners that need them. It
 // runs after loadUsers.
 func (c *config) validateAuth(ec *errorCollector) {
+	if c.Server.MaxAuthVerifications < 0 {
+		ec.addf("server.max_auth_verifications", "must not be negative (0 means the number of cores)")
+	}
 	hasScram := false
 	for _, u := range c.users {
 		hasScram = hasScram || u.Scram != nil
@@ -541,8 +551,12 @@ func (c *config) validateAuth(ec *errorCollector) {
 		key := joinKey(indexKey("listener", i), "auth")
 		switch {
 		case l.Auth == "off":
+		case l.RequireTLSForAuth && l.InsecureAuth:
+			ec.addf(joinKey(indexKey("listener", i), "require_tls_for_auth"), "contradicts insecure_auth = true: choose one")
 		case len(c.users) == 0:
 			ec.addf(key, "auth = %q needs users: add [[auth.user]] or auth.users_file", l.Auth)
+		case l.TLS == "none" && l.RequireTLSForAuth:
+			ec.addf(key, `auth = %q offers no mechanism: require_tls_for_auth = true needs tls = "starttls" or "implicit"`, l.Auth)
 		case l.TLS == "none" && !l.InsecureAuth && !hasScram:
 			// PLAIN and LOGIN are offered only under TLS (RFC 4954
 			// section 4): no mechanism would ever be offered.

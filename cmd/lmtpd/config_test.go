@@ -414,6 +414,14 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`test.toml:11: auth.user[0].addresses[0]: "carol" is not an address (local@domain, or @domain for the whole domain)`}},
 		{"auth without a mechanism", strings.Replace(ok, "[[listener]]\n", "[[listener]]\nauth = \"optional\"\n", 1) + "[[auth.user]]\nname = \"carol\"\npassword_hash = \"" + hash + "\"\n",
 			[]string{`test.toml:2: listener[0].auth: auth = "optional" offers no mechanism: PLAIN and LOGIN need TLS (tls = "starttls") or insecure_auth = true, SCRAM-SHA-256 needs users with scram keys`}},
+		{"require_tls_for_auth without TLS", strings.Replace(ok, "[[listener]]\n", "[[listener]]\nauth = \"optional\"\nrequire_tls_for_auth = true\n", 1) + "[[auth.user]]\nname = \"carol\"\npassword_hash = \"" + hash + "\"\n",
+			[]string{`test.toml:2: listener[0].auth: auth = "optional" offers no mechanism: require_tls_for_auth = true needs tls = "starttls" or "implicit"`}},
+		{"require_tls_for_auth and insecure_auth", strings.Replace(ok, "[[listener]]\n", "[[listener]]\nauth = \"optional\"\nrequire_tls_for_auth = true\ninsecure_auth = true\n", 1) + "[[auth.user]]\nname = \"carol\"\npassword_hash = \"" + hash + "\"\n",
+			[]string{`test.toml:3: listener[0].require_tls_for_auth: contradicts insecure_auth = true: choose one`}},
+		{"auth limiter", ok + "[server]\nmax_auth_verifications = -1\n",
+			[]string{"test.toml:9: server.max_auth_verifications: must not be negative (0 means the number of cores)"}},
+		{"auth queue timeout", ok + "[server]\nauth_queue_timeout = \"-1s\"\n",
+			[]string{`test.toml:9: server.auth_queue_timeout: invalid duration "-1s": must not be negative`}},
 		{"users file missing", ok + "[auth]\nusers_file = \"/nonexistent/users.toml\"\n", []string{"test.toml:9: auth.users_file: open /nonexistent/users.toml: no such file or directory"}},
 	}
 	for _, tc := range tests {
@@ -556,6 +564,8 @@ func TestListenerCoversServer(t *testing.T) {
 		"Addr": "address", "Protocol": "protocol", "Hostname": "server.hostname", "Backend": "the router",
 		"Logger": "the process logger", "TLSConfig": "tls and [tls]", "Auth": "auth and [auth]", "RequireAuth": "auth = required",
 		"DisableReceived": "always on", "BackendLogsOutcomes": "the router logs outcomes",
+		"MaxAuthVerifications": "server.max_auth_verifications (one limiter for all listeners)",
+		"AuthQueueTimeout":     "server.auth_queue_timeout", "AuthLimiter": "made from [server], shared by the listeners",
 	}
 	renamed := map[string]string{
 		"MaxMessageBytes": "max_message_size", "MaxHeaderBytes": "max_header_size",

@@ -88,6 +88,10 @@ func (d *daemon) reload() {
 	if (old.TLS.CertFile == "") != (cfg.TLS.CertFile == "") {
 		restart("tls")
 	}
+	if old.Server.MaxAuthVerifications != cfg.Server.MaxAuthVerifications || old.Server.AuthQueueTimeout != cfg.Server.AuthQueueTimeout {
+		restart("server.max_auth_verifications, server.auth_queue_timeout")
+	}
+	cfg.Server.MaxAuthVerifications, cfg.Server.AuthQueueTimeout = old.Server.MaxAuthVerifications, old.Server.AuthQueueTimeout
 	// What stays from the old configuration is what the running servers
 	// use; keep those parts so that the next reload compares against them.
 	cfg.Listeners, cfg.Server.Hostname, cfg.Metrics, cfg.Log.Format, cfg.trusted = old.Listeners, old.Server.Hostname, old.Metrics, old.Log.Format, old.trusted

@@ -58,6 +58,9 @@ type daemon struct {
 	certs   *certStore
 	metrics *metrics
 	servers []*listenerServer
+	// authLimiter bounds AUTH verifications over all listeners; made with
+	// the first listener, from [server] (a change needs a restart).
+	authLimiter *protocol.AuthLimiter
 
 	serveErr chan error
 	stopBg   context.CancelFunc
@@ -262,11 +265,20 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 		srv.BareLineEndings = protocol.NormalizeBareLineEndings
 	}
 	if lc.Auth != "off" {
-		a := &authenticator{store: d.store, insecure: lc.InsecureAuth}
+		a := &authenticator{store: d.store, insecure: lc.InsecureAuth, tlsOnly: lc.RequireTLSForAuth}
 		if d.metrics != nil {
 			a.outcome = d.metrics.authOutcome(lc.Name)
 		}
 		srv.Auth = a
+		if d.authLimiter == nil {
+			d.authLimiter = protocol.NewAuthLimiter(d.cfg.Server.MaxAuthVerifications, orNegative(time.Duration(d.cfg.Server.AuthQueueTimeout)))
+			// The verification term of the ceiling in config.example.toml;
+			// users added by SIGHUP with larger hashes raise it.
+			d.log.Info().Int("max_auth_verifications", d.authLimiter.Max()).
+				Int64("auth_verify_memory_mib", 2*int64(d.authLimiter.Max())*d.store.MaxVerifyMemory()>>20).
+				Msg("AUTH: password checks at once bounded; their memory (2 × max_auth_verifications × the largest argon2id m) stays within auth_verify_memory_mib")
+		}
+		srv.AuthLimiter = d.authLimiter
 	}
 	ls.srv = srv
 	d.servers = append(d.servers, ls)

@@ -1,0 +1,135 @@
+package tests
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lmtpd/lmtpd/sasl"
+)
+
+// TestAuthLoad sends 60 wrong AUTH PLAIN at once from one address to the
+// daemon, whose user has a real argon2id hash (m = 32 MiB), with
+// max_auth_verifications = 2 and the default per-address budget of 30
+// (issue 19, defect 1: before the fix all 60 were verified at once, RSS
+// 3.9 GiB with 64 MiB hashes). Expected: exactly 30 verified (535), 30
+// refused before any check (421), and the daemon's peak resident memory
+// within the ceiling config.example.toml documents:
+// 2 × max_auth_verifications × m + connections × 64 KiB, over its memory
+// before the burst.
+func TestAuthLoad(t *testing.T) {
+	const clients, budget, slots = 60, 30, 2
+	const m = 32 << 10 // KiB
+	dir := tempDir(t)
+	hash, err := sasl.HashPasswordParams("s3cret", sasl.Argon2Params{Memory: m, Time: 1, Threads: 1, SaltLength: 16, KeyLength: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	cfg := fmt.Sprintf(`[log]
+format = "json"
+
+[server]
+hostname = "mx.example.test"
+max_auth_verifications = %d
+auth_queue_timeout = "1m"
+
+[[listener]]
+name = "submission"
+protocol = "smtp"
+address = %q
+auth = "optional"
+insecure_auth = true
+auth_failure_delay = "0s"
+max_auth_failures_per_ip = %d
+
+[[auth.user]]
+name = "alice@example.test"
+password_hash = %q
+
+[delivery.maildir]
+root = "%s/mail"
+
+[[domain]]
+name = "example.test"
+any_user = true
+`, slots, addr, budget, hash, dir)
+	p := start(t, dir, nil, "-config", writeFile(t, dir, "lmtpd.toml", cfg))
+	p.waitLog(0, "listening")
+	p.waitLog(0, `"max_auth_verifications":2`, fmt.Sprintf(`"auth_verify_memory_mib":%d`, 2*slots*m>>10))
+	pid := p.cmd.Process.Pid
+	before := procStatusKiB(t, pid, "VmRSS")
+
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var wg sync.WaitGroup
+	wrong := "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==" // alice@example.test / wrong
+	for range clients {
+		wg.Go(func() {
+			nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(2 * time.Minute))
+			br := bufio.NewReader(nc)
+			// Greeting, EHLO reply, AUTH reply: the last line of each.
+			fmt.Fprintf(nc, "EHLO load.test\r\n%s\r\n", wrong)
+			var last string
+			for replies := 0; replies < 3; {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					last = "EOF"
+					break
+				}
+				if len(l) >= 4 && l[3] == ' ' {
+					replies++
+					last = l
+				}
+			}
+			mu.Lock()
+			codes[last[:min(len(last), 9)]]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	peak := procStatusKiB(t, pid, "VmHWM")
+	if codes["535 5.7.8"] != budget || codes["421 4.7.0"] != clients-budget {
+		t.Errorf("replies %v, want %d × 535 5.7.8 (verified) and %d × 421 4.7.0 (budget)", codes, budget, clients-budget)
+	}
+	ceiling := int64(2*slots*m + clients*64) // KiB
+	const margin = 48 << 10                  // KiB: the idle heap doubled by the GC, stacks
+	t.Logf("daemon RSS %d MiB before, peak %d MiB; ceiling %d MiB over it (+%d MiB margin); unlimited: %d MiB",
+		before>>10, peak>>10, ceiling>>10, margin>>10, clients*m>>10)
+	if peak-before > ceiling+margin {
+		t.Errorf("daemon peak RSS %d MiB is %d MiB over its RSS before the burst; ceiling %d MiB + %d MiB margin",
+			peak>>10, (peak-before)>>10, ceiling>>10, margin>>10)
+	}
+}
+
+// procStatusKiB reads a "Name: N kB" line of /proc/PID/status.
+func procStatusKiB(t *testing.T, pid int, name string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, name+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", name, pid)
+	return 0
+}
