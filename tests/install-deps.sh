@@ -7,6 +7,8 @@ need=()
 command -v postfix >/dev/null 2>&1 || need+=(postfix)
 command -v swaks   >/dev/null 2>&1 || need+=(swaks)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# doveadm reads the maildirsize files lmtpd writes (quota/).
+command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 # swaks needs Net::SSLeay for --tls; --no-install-recommends leaves it out.
 perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
 [ ${#need[@]} -eq 0 ] && exit 0
