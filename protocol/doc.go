@@ -66,11 +66,11 @@
 //     answered 552 5.3.4; past that bound the connection is closed with
 //     421 4.3.4 rather than read an absurd chunk. A refused chunk (no
 //     MAIL, no recipient) obeys the same bound.
-//   - A BDAT chunk that fails (size, a broken text rule found in it, 503)
-//     gets one reply and ends the transaction; chunks the client pipelined
-//     after it get 503 and are consumed (RFC 3030 section 2). Only the
-//     reply to BDAT LAST is per recipient in LMTP (RFC 2033 section 4.3),
-//     as after DATA.
+//   - A BDAT chunk that fails the message (size, or a text rule broken
+//     inside it) gets one reply and ends the transaction; chunks the
+//     client pipelined after it get 503 and are consumed (RFC 3030 section
+//     2). Only the reply to BDAT LAST is per recipient in LMTP (RFC 2033
+//     section 4.3), as after DATA.
 //   - LMTP BDAT LAST when no RCPT was accepted gets zero replies: RFC 2033
 //     section 4.3 gives BDAT LAST one reply per accepted recipient. Its
 //     chunk is consumed and the transaction ends (the next RCPT needs a
