@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,24 @@ import (
 // BDAT (RFC 3030) streams a message in chunks, each announced by a BDAT
 // command on the command channel. The backend reads one continuous stream,
 // so its delivery runs in a goroutine of its own while the connection's
-// goroutine reads BDAT commands and hands each chunk over. The chunk bytes
-// are read by the consumer straight from the connection's buffer: no copy,
-// no pipe. Whatever the consumer leaves of a chunk (it stopped early), the
-// connection discards, so chunk data is never read as commands.
+// goroutine reads BDAT commands and hands each chunk over.
+//
+// The stream the backend reads is the same checking reader DATA uses
+// (dataReader, in Chunked mode): the size limit, the text line length and
+// the bare line ending policy apply to BDAT text exactly as to DATA text;
+// BODY=BINARYMIME lifts the two line rules (Binary). Under it, chunkSource
+// yields the chunks' bytes, read straight from the connection's buffer,
+// and blocks at a chunk's end until the next BDAT command hands over the
+// next chunk. Whatever the consumer leaves of a chunk (it stopped early),
+// the connection discards, so chunk data is never read as commands.
+//
+// Size: a chunk whose announced size takes the message past the limit is
+// never given to the backend. The backend is stopped (its read fails with
+// ErrMessageTooBig and its context is cancelled) and the chunk is read and
+// dropped if the message's announced total stays within the drain bound
+// (the limit plus half, as DATA's), then answered 552 5.3.4; past that
+// bound the connection is closed with 421, since reading the chunk to
+// stay in sync would cost more than the client is allowed to send.
 
 type bdatChunk struct {
 	size int64
@@ -32,29 +47,35 @@ type bdatState struct {
 	done     chan struct{}  // the delivery goroutine returned
 	abort    chan struct{}  // the transaction was abandoned
 	once     sync.Once
-	waiting  bool // producer side: the consumer has asked for a chunk
+	waiting  bool  // producer side: the consumer has asked for a chunk
+	total    int64 // producer side: announced bytes of all chunks so far
 
-	// Owned by the consumer while it runs; read by the producer only after
-	// consumed or done.
-	remaining int64 // unread bytes of the current chunk
-	curLast   bool  // the current chunk is the LAST one
-	total     int64 // bytes of all chunks so far
-	ended     bool  // LAST chunk consumed
-	broken    bool  // a network read failed
+	src chunkSource
+	br  *bufio.Reader // over src, for dr
+	dr  dataReader    // the checking reader the backend reads
 }
 
-// bdatReader is the message stream the backend reads.
+// chunkSource is the raw concatenation of the chunks, as an io.Reader for
+// the consumer's bufio.Reader. Its fields are owned by the consumer while
+// the delivery goroutine runs; the producer reads them only after consumed
+// or done.
 //
 // Hand-off protocol: the consumer sends on consumed whenever it needs the
 // next chunk (at its first read, and each time a chunk is used up); the
 // producer then sends that chunk on chunks. The producer remembers when
 // the consumer is already waiting (waiting), so each signal is used once.
-type bdatReader struct{ b *bdatState }
+type chunkSource struct {
+	b         *bdatState
+	remaining int64 // unread bytes of the current chunk
+	curLast   bool  // the current chunk is the LAST one
+	ended     bool  // LAST chunk read to its end
+	broken    bool  // a network read failed
+}
 
-func (r bdatReader) Read(p []byte) (int, error) {
-	b := r.b
-	for b.remaining == 0 {
-		if b.ended {
+func (s *chunkSource) Read(p []byte) (int, error) {
+	b := s.b
+	for s.remaining == 0 {
+		if s.ended {
 			return 0, io.EOF
 		}
 		select {
@@ -64,59 +85,68 @@ func (r bdatReader) Read(p []byte) (int, error) {
 		}
 		select {
 		case ch := <-b.chunks:
-			b.remaining, b.curLast = ch.size, ch.last
+			s.remaining, s.curLast = ch.size, ch.last
 			if ch.last && ch.size == 0 {
-				b.finishLast()
+				s.ended = true
 			}
 		case <-b.abort:
 			return 0, errBdatAborted
 		}
 	}
-	if int64(len(p)) > b.remaining {
-		p = p[:b.remaining]
+	if int64(len(p)) > s.remaining {
+		p = p[:s.remaining]
 	}
 	n, err := b.c.br.Read(p)
-	b.remaining -= int64(n)
-	b.total += int64(n)
+	s.remaining -= int64(n)
 	if err != nil {
-		b.broken = true
-		return n, streamReadError(err)
+		// The checking reader turns it into ErrDataTimeout or
+		// ErrConnectionLost; the session ends.
+		s.broken = true
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return n, err
 	}
-	if max := b.c.srv.maxMessageBytes(); max > 0 && b.total > max {
-		return n, ErrMessageTooBig
-	}
-	if b.remaining == 0 && b.curLast {
-		b.finishLast()
+	if s.remaining == 0 && s.curLast {
+		s.ended = true
 	}
 	return n, nil
 }
 
 var errBdatAborted = errors.New("protocol: BDAT transaction abandoned")
 
-func (b *bdatState) finishLast() {
-	b.ended = true
-	b.d.inputEnded()
-}
-
-// streamReadError maps a network read error in message text to the
-// session errors (the connection is unusable afterwards).
-func streamReadError(err error) error {
-	if isTimeout(err) {
-		return fmt.Errorf("%w: %w", ErrDataTimeout, err)
-	}
-	return fmt.Errorf("%w: %w", ErrConnectionLost, err)
-}
+// bdatBufPool holds the consumer-side buffers of BDAT transactions.
+var bdatBufPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
 
 // abandon stops the consumer (RSET, QUIT, connection end) and waits for
 // the delivery goroutine to return, so the Transaction is never used by
 // two goroutines.
-func (b *bdatState) abandon() {
+func (b *bdatState) abandon() { b.abandonWith(errBdatAborted) }
+
+// abandonWith is abandon with the cause the backend's context is
+// cancelled with; the session gets a fresh context afterwards. The
+// consumer's buffer goes back to the pool.
+func (b *bdatState) abandonWith(cause error) {
 	defer b.c.renewContext()
 	b.once.Do(func() {
-		b.c.cancelConn(errBdatAborted)
+		b.c.cancelConn(cause)
 		close(b.abort)
 	})
 	<-b.done
+	b.release()
+}
+
+// streamErr returns the error the message was refused with as a whole, if
+// the consumer already returned with one.
+func (b *bdatState) streamErr() error {
+	select {
+	case <-b.done:
+	default:
+		return nil
+	}
+	b.d.mu.Lock()
+	defer b.d.mu.Unlock()
+	return b.d.streamErr
 }
 
 func parseBdatArgs(arg string) (size int64, last bool, ok bool) {
@@ -162,12 +192,22 @@ func (c *conn) cmdBdat(arg string) bool {
 		refuse = "BDAT requires EHLO"
 	case c.tx == nil:
 		refuse = "Need MAIL command"
+	case len(c.tx.rcpts) == 0 && last && c.srv.Protocol == LMTP:
+		// RFC 2033 section 4.3: BDAT LAST returns one reply per accepted
+		// recipient, so zero replies when there is none. The chunk is
+		// consumed and the transaction ends, silently.
+		if !c.discardChunk(0, size) {
+			return false
+		}
+		c.log.Info().Int64("size", size).Msg("BDAT LAST without accepted recipients: no reply (RFC 2033 4.3)")
+		c.endTransaction()
+		return true
 	case len(c.tx.rcpts) == 0:
 		refuse = "No valid recipients"
 	}
 	if refuse != "" {
 		// RFC 3030 section 2: the chunk is consumed even when refused.
-		if !c.discard(size) {
+		if !c.discardChunk(0, size) {
 			return false
 		}
 		c.reply(CodeBadSequence, ecBadCommand, refuse)
@@ -178,10 +218,22 @@ func (c *conn) cmdBdat(arg string) bool {
 	if b == nil {
 		b = c.startBdat()
 	}
+	if max := c.srv.maxMessageBytes(); max > 0 && size > max-b.total {
+		return c.bdatTooBig(b, size, last)
+	}
+	b.total += size
 	if !c.feedChunk(b, size, last) {
 		return c.bdatBroken(b)
 	}
 	if !last {
+		if err := b.streamErr(); err != nil {
+			// The text broke a rule (bare line ending, long line, header):
+			// this chunk fails, and with it the transaction (RFC 3030
+			// section 2; later chunks get 503 and are discarded).
+			c.tx.bdat = nil
+			b.release()
+			return c.failDelivery(b.d, err)
+		}
 		c.reply(CodeOK, ecOK, strconv.FormatInt(size, 10)+" octets received")
 		return true
 	}
@@ -190,7 +242,34 @@ func (c *conn) cmdBdat(arg string) bool {
 	d := b.d
 	d.inputEnded()
 	c.tx.bdat = nil // the delivery goroutine is done; nothing to abandon
+	b.release()
 	return c.finishDelivery(d, true)
+}
+
+// bdatTooBig refuses the message whose next chunk, of size bytes, would
+// take it past the size limit. The backend is stopped first, so nothing of
+// the message is kept; the chunk is then dropped unread by the backend, or
+// the connection closed if reading it would pass the drain bound.
+func (c *conn) bdatTooBig(b *bdatState, size int64, last bool) bool {
+	d := b.d
+	d.setStreamErr(ErrMessageTooBig)
+	b.abandonWith(ErrMessageTooBig)
+	c.tx.bdat = nil
+	max := c.srv.maxMessageBytes()
+	if lim := c.drainLimit(); size > lim-b.total {
+		c.log.Info().Str("msg", d.msg.ID).Int64("chunk", size).Int64("received", b.total).
+			Msg("BDAT chunk far over the size limit, closing connection")
+		return c.closeDelivery(d, ErrMessageTooBig, NewError(CodeServiceUnavailable, EnhancedCode{4, 3, 4},
+			c.srv.hostname()+" Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets; closing connection"))
+	}
+	if !c.discard(size) {
+		return c.closeDelivery(d, ErrMessageTooBig, nil)
+	}
+	if last {
+		// LMTP: one 552 per accepted recipient, as for DATA.
+		return c.finishDelivery(d, true)
+	}
+	return c.failDelivery(d, ErrMessageTooBig)
 }
 
 // feedChunk hands one chunk to the consumer, or discards it when the
@@ -206,8 +285,7 @@ func (c *conn) feedChunk(b *bdatState, size int64, last bool) bool {
 	}
 	if !b.waiting {
 		// The backend already returned: consume the chunk ourselves.
-		b.total += size
-		return c.discardBounded(b, size)
+		return c.discard(size)
 	}
 	b.waiting = false
 	b.chunks <- bdatChunk{size: size, last: last}
@@ -218,11 +296,11 @@ func (c *conn) feedChunk(b *bdatState, size int64, last bool) bool {
 	case <-b.done:
 	}
 	// The consumer returned inside or right after the chunk.
-	if b.broken {
+	if b.src.broken {
 		return false
 	}
-	left := b.remaining
-	b.remaining = 0
+	left := b.src.remaining
+	b.src.remaining = 0
 	return c.discard(left)
 }
 
@@ -236,6 +314,17 @@ func (c *conn) startBdat() *bdatState {
 		done:     make(chan struct{}),
 		abort:    make(chan struct{}),
 	}
+	b.src.b = b
+	b.br = bdatBufPool.Get().(*bufio.Reader)
+	b.br.Reset(&b.src)
+	b.dr.reset(b.br, dataOptions{
+		MaxBytes:      c.srv.maxMessageBytes(),
+		MaxLineLength: c.srv.maxTextLineLength(),
+		Normalize:     c.srv.BareLineEndings == NormalizeBareLineEndings,
+		Chunked:       true,
+		Binary:        c.tx.params.Body == BodyBinaryMIME,
+	})
+	b.dr.onEnd = c.onDataEnd
 	c.tx.bdat = b
 	go func() {
 		defer close(b.done)
@@ -245,23 +334,38 @@ func (c *conn) startBdat() *bdatState {
 				c.log.Error().Interface("panic", v).Msg("backend panicked during BDAT")
 			}
 		}()
-		d.track.r = bdatReader{b}
+		d.track.r = &b.dr
 		d.run(&d.track)
 	}()
 	return b
 }
 
+// release returns the consumer's buffer once the delivery goroutine is
+// done.
+func (b *bdatState) release() {
+	if b.br != nil {
+		b.br.Reset(nil)
+		bdatBufPool.Put(b.br)
+		b.br = nil
+	}
+}
+
 // bdatBroken ends a session whose connection failed inside a chunk.
 func (c *conn) bdatBroken(b *bdatState) bool {
-	b.abandon()
+	b.abandonWith(ErrConnectionLost)
 	c.tx.bdat = nil
 	return c.finishDelivery(b.d, false)
 }
 
-// discardBounded discards a chunk after the backend returned, bounded by
-// the drain limit over the whole message.
-func (c *conn) discardBounded(b *bdatState, size int64) bool {
-	if lim := c.drainLimit(); lim > 0 && b.total > c.srv.maxMessageBytes()+lim {
+// discardChunk reads and drops a chunk of size bytes that comes after
+// received bytes of the same message, or, when that would pass the drain
+// bound, answers 421 and returns false without reading it: the session
+// cannot stay in sync at an acceptable cost.
+func (c *conn) discardChunk(received, size int64) bool {
+	if lim := c.drainLimit(); lim > 0 && size > lim-received {
+		c.log.Info().Int64("chunk", size).Msg("refused BDAT chunk over the drain bound, closing connection")
+		c.reply(CodeServiceUnavailable, EnhancedCode{4, 3, 4}, c.srv.hostname()+" BDAT chunk too big to skip; closing connection")
+		c.bw.Flush()
 		return false
 	}
 	return c.discard(size)

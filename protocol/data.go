@@ -27,6 +27,12 @@ import (
 // The reader never holds more than the bufio.Reader's buffer: a message of
 // any size costs constant memory. After an early stop it can skip to the
 // real terminator (Drain), so that message text is never read as commands.
+//
+// The same reader checks the message text of BDAT (RFC 3030): with Chunked
+// set it reads the concatenated chunks, which carry no terminator and no
+// dot-stuffing and end where the source ends, and applies the same size,
+// line length and bare line ending rules. With Binary (BODY=BINARYMIME)
+// only the size limit applies. One rule, one place, whatever the command.
 
 // dataOptions are the limits and the bare line ending policy of one DATA.
 type dataOptions struct {
@@ -42,6 +48,14 @@ type dataOptions struct {
 	// CRLF. When false (the default) the first one makes Read fail with
 	// ErrBareLineEnding.
 	Normalize bool
+	// Chunked reads BDAT text: no terminator and no dot transparency; the
+	// message ends at io.EOF from the source, and a CR that is the last
+	// byte of the message is a bare CR.
+	Chunked bool
+	// Binary (with Chunked, for BODY=BINARYMIME, RFC 3030 section 3) turns
+	// off the line rules: bytes pass unchanged, bare CR and LF and long
+	// lines included; only MaxBytes applies.
+	Binary bool
 }
 
 // scanStop says why dataReader.scan stopped.
@@ -91,6 +105,7 @@ type dataReader struct {
 	lineLen   int   // bytes of the current text line returned so far, CRLF excluded
 	size      int64 // bytes returned
 	pendingLF bool  // a returned CR still owes its LF to the next Read
+	atEOF     bool  // Chunked: the source is used up; a final CR is bare
 	done      bool  // the terminator was consumed
 	broken    bool  // reading br failed, or Drain gave up
 	brokenErr error // why broken is set
@@ -130,6 +145,9 @@ func (r *dataReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if r.opt.Binary {
+		return r.readBinary(p)
+	}
 	n := 0
 	if r.pendingLF {
 		p[0] = '\n'
@@ -144,7 +162,16 @@ func (r *dataReader) Read(p []byte) (int, error) {
 				return n, nil
 			}
 			if _, err := r.br.Peek(need); err != nil {
-				return n, r.readFailed(err)
+				if !r.opt.Chunked || err != io.EOF {
+					return n, r.readFailed(err)
+				}
+				// The end of the BDAT text: what is left (at most a CR
+				// waiting for its LF) is decided without a next byte.
+				if r.br.Buffered() == 0 {
+					r.finish()
+					return n, io.EOF
+				}
+				r.atEOF = true
 			}
 		}
 		buf, _ := r.br.Peek(r.br.Buffered())
@@ -199,6 +226,9 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 	// bare CRs (normalised) is not searched for its LF once per CR.
 	lfAt := -1
 	for {
+		if r.bol && r.opt.Chunked {
+			r.bol = false // no dot transparency in BDAT text
+		}
 		if r.bol {
 			if i >= len(buf) {
 				return i, o, scanMore
@@ -275,11 +305,13 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 		}
 		n := 1 // input bytes of this line ending
 		if buf[i] == '\r' {
-			if i+1 >= len(buf) {
+			switch {
+			case i+1 < len(buf):
+				if buf[i+1] == '\n' {
+					n = 2
+				}
+			case !r.atEOF:
 				return i, o, scanMore
-			}
-			if buf[i+1] == '\n' {
-				n = 2
 			}
 		}
 		if n == 1 && !r.opt.Normalize {
@@ -309,6 +341,37 @@ func (r *dataReader) scan(buf, out []byte) (i, o int, stop scanStop) {
 			return i, o, scanFull
 		}
 	}
+}
+
+// readBinary is Read for BODY=BINARYMIME: the bytes as they are, under the
+// size limit only. Large reads go straight from the connection into p.
+func (r *dataReader) readBinary(p []byte) (int, error) {
+	if max := r.opt.MaxBytes; max > 0 {
+		if r.size >= max {
+			// At the limit: the message may still end here.
+			if _, err := r.br.Peek(1); err == io.EOF {
+				r.finish()
+				return 0, io.EOF
+			} else if err != nil {
+				return 0, r.readFailed(err)
+			}
+			r.err = ErrMessageTooBig
+			return 0, r.err
+		}
+		if rem := max - r.size; int64(len(p)) > rem {
+			p = p[:rem]
+		}
+	}
+	n, err := r.br.Read(p)
+	r.size += int64(n)
+	switch {
+	case err == io.EOF:
+		r.finish()
+		return n, io.EOF
+	case err != nil:
+		return n, r.readFailed(err)
+	}
+	return n, nil
 }
 
 // nextLF returns the index of the first LF in buf at or after from, or

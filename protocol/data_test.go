@@ -566,3 +566,142 @@ func BenchmarkDataReader(b *testing.B) {
 		})
 	}
 }
+
+// runChunked reads input as BDAT text (Chunked) through wrap, a bufio
+// buffer of bufSize and reads of readSize, until an error.
+func runChunked(input string, opt dataOptions, wrap func(io.Reader) io.Reader, bufSize, readSize int) readResult {
+	opt.Chunked = true
+	br := bufio.NewReaderSize(wrap(strings.NewReader(input)), bufSize)
+	dr := newDataReader(br, opt)
+	var res readResult
+	dr.onEnd = func() { res.ends++ }
+	var out bytes.Buffer
+	p := make([]byte, readSize)
+	for {
+		n, err := dr.Read(p)
+		out.Write(p[:n])
+		if err != nil {
+			res.err = err
+			break
+		}
+	}
+	res.out = out.String()
+	res.size, res.done, res.broken = dr.Size(), dr.Done(), dr.Broken()
+	return res
+}
+
+// chunkedCases are BDAT texts (RFC 3030): no terminator, no dot
+// transparency, the DATA rules for line endings and lengths, and Binary
+// for BODY=BINARYMIME.
+var chunkedCases = []dataCase{
+	{name: "empty", in: "", want: ""},
+	{name: "lines", in: "Subject: x\r\n\r\nbody\r\n", want: "Subject: x\r\n\r\nbody\r\n"},
+	{name: "no final CRLF", in: "a\r\nb", want: "a\r\nb"},
+	{name: "dots are text", in: ".\r\n..a\r\n.\r\nb\r\n", want: ".\r\n..a\r\n.\r\nb\r\n"},
+	{name: "terminator is text", in: "a\r\n.\r\nQUIT\r\n", want: "a\r\n.\r\nQUIT\r\n"},
+	{name: "bare LF", in: "a\nb\r\n", want: "a", wantErr: ErrBareLineEnding},
+	{name: "bare CR", in: "a\rb\r\n", want: "a", wantErr: ErrBareLineEnding},
+	{name: "CR CRLF", in: "a\r\r\n", want: "a", wantErr: ErrBareLineEnding},
+	{name: "final CR is bare", in: "a\r\nb\r", want: "a\r\nb", wantErr: ErrBareLineEnding},
+	{name: "lone CR", in: "\r", want: "", wantErr: ErrBareLineEnding},
+	{name: "normalize LF", in: "a\nb\n", opt: normalize, want: "a\r\nb\r\n"},
+	{name: "normalize final CR", in: "a\r", opt: normalize, want: "a\r\n"},
+	{name: "normalize CR CR", in: "\r\r", opt: normalize, want: "\r\n\r\n"},
+	{name: "normalize dot", in: "a\n.\nb", opt: normalize, want: "a\r\n.\r\nb"},
+	{name: "line at limit", in: "12345\r\n", opt: dataOptions{MaxLineLength: 5}, want: "12345\r\n"},
+	{name: "line over limit", in: "ab\r\n123456\r\n", opt: dataOptions{MaxLineLength: 5}, want: "ab\r\n12345", wantErr: ErrTextLineTooLong},
+	{name: "last line over limit", in: "123456", opt: dataOptions{MaxLineLength: 5}, want: "12345", wantErr: ErrTextLineTooLong},
+	{name: "size at limit", in: "abcd\r\n", opt: dataOptions{MaxBytes: 6}, want: "abcd\r\n"},
+	{name: "size over limit", in: "abcd\r\nx", opt: dataOptions{MaxBytes: 6}, want: "abcd\r\n", wantErr: ErrMessageTooBig},
+	{name: "normalized over limit", in: "abcd\n", opt: dataOptions{MaxBytes: 5, Normalize: true}, want: "abcd", wantErr: ErrMessageTooBig},
+
+	{name: "binary", in: "\x00\n\r.\r\n\r", opt: dataOptions{Binary: true, MaxLineLength: 2}, want: "\x00\n\r.\r\n\r"},
+	{name: "binary long line", in: strings.Repeat("x", 50), opt: dataOptions{Binary: true, MaxLineLength: 5}, want: strings.Repeat("x", 50)},
+	{name: "binary at limit", in: "\n\n\n\n", opt: dataOptions{Binary: true, MaxBytes: 4}, want: "\n\n\n\n"},
+	{name: "binary over limit", in: "\n\n\n\n\n", opt: dataOptions{Binary: true, MaxBytes: 4}, want: "\n\n\n\n", wantErr: ErrMessageTooBig},
+}
+
+func TestChunkedReader(t *testing.T) {
+	for _, tc := range chunkedCases {
+		t.Run(tc.name, func(t *testing.T) {
+			forEachWay(t, func(t *testing.T, wrap func(io.Reader) io.Reader, bufSize, readSize int) {
+				res := runChunked(tc.in, tc.opt, wrap, bufSize, readSize)
+				if tc.wantErr == nil {
+					if res.err != io.EOF || res.out != tc.want || !res.done || res.ends != 1 {
+						t.Fatalf("got %q, %v (done %v, ends %d); want %q, EOF", res.out, res.err, res.done, res.ends, tc.want)
+					}
+				} else if res.err != tc.wantErr || res.done || res.ends != 0 ||
+					// As for DATA: the text before the error comes as it
+					// arrives; exactly up to a bare line ending.
+					tc.wantErr == ErrBareLineEnding && res.out != tc.want || !strings.HasPrefix(tc.want, res.out) {
+					t.Fatalf("got %q, %v (done %v); want %q, %v", res.out, res.err, res.done, tc.want, tc.wantErr)
+				}
+				if res.size != int64(len(res.out)) || res.broken {
+					t.Fatalf("Size %d for %d bytes, broken %v", res.size, len(res.out), res.broken)
+				}
+			})
+		})
+	}
+}
+
+// A read error of the chunk source (the connection) makes the reader
+// broken with ErrConnectionLost or ErrDataTimeout, and stays so.
+func TestChunkedReaderSourceErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"lost", errors.New("connection reset"), ErrConnectionLost},
+		{"timeout", timeoutErr{}, ErrDataTimeout},
+	} {
+		for _, binary := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/binary=%v", tc.name, binary), func(t *testing.T) {
+				src := io.MultiReader(strings.NewReader("abc\r\n"), iotest.ErrReader(tc.err))
+				dr := newDataReader(bufio.NewReaderSize(src, 16), dataOptions{Chunked: true, Binary: binary})
+				got, err := io.ReadAll(dr)
+				if !errors.Is(err, tc.want) || !dr.Broken() || dr.Done() || string(got) != "abc\r\n" {
+					t.Fatalf("ReadAll = %q, %v (broken %v); want %v", got, err, dr.Broken(), tc.want)
+				}
+				if _, err2 := dr.Read(make([]byte, 4)); !errors.Is(err2, tc.want) {
+					t.Fatalf("second Read: %v, want sticky %v", err2, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// Errors are sticky: reading on after a refusal never pulls more of the
+// source. That is what kept a BDAT session waiting for a chunk that
+// never came (issue 19): bufio's WriteTo, which io.Copy uses, reads on
+// after an error that came with data.
+func TestChunkedReaderStickyDoesNotRead(t *testing.T) {
+	for _, opt := range []dataOptions{{MaxBytes: 4}, {MaxLineLength: 2}, {}, {Binary: true, MaxBytes: 4}} {
+		opt.Chunked = true
+		src := &countingReader{r: strings.NewReader("abc\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")}
+		dr := newDataReader(bufio.NewReaderSize(src, 16), opt)
+		if _, err := io.Copy(io.Discard, bufio.NewReaderSize(dr, 16)); err == nil {
+			t.Fatalf("%+v: no error", opt)
+		}
+		before := src.n
+		for range 3 {
+			if n, err := dr.Read(make([]byte, 64)); n != 0 || err == nil || err == io.EOF {
+				t.Fatalf("%+v: Read after error = %d, %v", opt, n, err)
+			}
+		}
+		if src.n != before || src.n > 32 {
+			t.Fatalf("%+v: source read %d bytes, then %d more after the error", opt, before, src.n-before)
+		}
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}

@@ -344,6 +344,44 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 	return true
 }
 
+// failDelivery ends a transaction whose message was refused as a whole
+// before its end (at a BDAT chunk that is not the LAST one) with one
+// reply, in LMTP too: RFC 2033 gives one reply per recipient only at the
+// end of the message, and a failed BDAT command gets one reply (RFC 3030
+// section 2). The backend has returned.
+func (c *conn) failDelivery(d *delivery, err error) bool {
+	c.endDelivery(d, err)
+	c.replyErr(err)
+	return true
+}
+
+// closeDelivery ends a refused transaction and the session: reply, or a
+// generic 421 when reply is nil, then the connection closes.
+func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
+	c.endDelivery(d, err)
+	if reply == nil {
+		reply = NewError(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Error reading message, closing connection")
+	}
+	c.wmu.Lock()
+	c.replyErr(reply)
+	c.bw.Flush()
+	c.wmu.Unlock()
+	return false
+}
+
+// endDelivery records err for every recipient, logs the outcome and ends
+// the transaction, for a delivery whose backend has returned.
+func (c *conn) endDelivery(d *delivery, err error) {
+	d.stopWatcher()
+	for i := range d.statuses {
+		d.statuses[i] = err
+	}
+	d.logOutcome(d.statuses)
+	c.active.Store(nil)
+	c.endTransaction()
+	c.renewContext()
+}
+
 func hasStager(t Transaction) bool { _, ok := t.(Stager); return ok }
 
 // flushLMTPLocked writes the statuses that are known, in RCPT order, and

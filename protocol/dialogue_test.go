@@ -132,6 +132,8 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 		b.stage = true
 	case "noread":
 		b.readBody = false
+	case "rereader":
+		b.rereader = true
 	case "auth":
 		s.Auth = testAuthenticator()
 		s.AuthFailureDelay = -1

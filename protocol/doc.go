@@ -46,6 +46,37 @@
 //     Transaction that implements Stager makes SMTP replies all-or-nothing.
 //   - Every backend call gets a context cancelled when the client goes
 //     away (also detected while the backend delivers) or the server stops.
+//   - Message text follows one set of rules whatever the command: the
+//     size limit (Server.MaxMessageBytes), the text line length
+//     (Server.MaxTextLineLength) and the bare line ending policy
+//     (Server.BareLineEndings) apply to BDAT chunks exactly as to DATA,
+//     through the same checking reader. BDAT text has no dot-stuffing and
+//     no terminator: a line "." is text, and a CR that ends the message is
+//     a bare CR. A CRLF split across two chunks is a CRLF.
+//   - BODY=BINARYMIME (RFC 3030 section 3, accepted only with BDAT) lifts
+//     the line rules and nothing else: bare CR and LF and lines of any
+//     length pass unchanged (never normalised), since binary content has
+//     no lines; the size limit still applies.
+//   - BDAT and the size limit: a chunk whose announced size takes the
+//     message past the limit is never given to the backend. The backend's
+//     read fails with ErrMessageTooBig (its context is cancelled too), so
+//     nothing of the message is delivered; the chunk is then read and
+//     dropped if the message's announced total stays within the drain
+//     bound (the limit plus half of it, the bound DATA drains to), and
+//     answered 552 5.3.4; past that bound the connection is closed with
+//     421 4.3.4 rather than read an absurd chunk. A refused chunk (no
+//     MAIL, no recipient) obeys the same bound.
+//   - A BDAT chunk that fails the message (size, or a text rule broken
+//     inside it) gets one reply and ends the transaction; chunks the
+//     client pipelined after it get 503 and are consumed (RFC 3030 section
+//     2). Only the reply to BDAT LAST is per recipient in LMTP (RFC 2033
+//     section 4.3), as after DATA.
+//   - LMTP BDAT LAST when no RCPT was accepted gets zero replies: RFC 2033
+//     section 4.3 gives BDAT LAST one reply per accepted recipient. Its
+//     chunk is consumed and the transaction ends (the next RCPT needs a
+//     new MAIL). A BDAT that is not LAST gets 503 5.5.1 in that case, and
+//     in SMTP any BDAT does (one reply per command, RFC 3030 section 2);
+//     DATA answers 503 before any data in both dialects.
 //   - Each session logs through a zerolog child logger with the session id,
 //     peer and protocol; zerolog.Ctx(ctx) gives it to backends. Wire traces
 //     (trace level) never contain AUTH exchanges or message text.

@@ -30,6 +30,9 @@ type fakeBackend struct {
 	closed   int
 	stage    bool // transactions implement Stager
 	readBody bool // read the body (default true via newFakeBackend)
+	// rereader reads on after a read error, up to EOF or 1000 reads, as
+	// bufio.Reader.WriteTo does after an error that came with data.
+	rereader bool
 	ctxErrs  []error
 }
 
@@ -97,7 +100,22 @@ func (t *fakeTx) receive(ctx context.Context, msg *Message) (*fakeMessage, error
 		m.Rcpts = append(m.Rcpts, r.Address.String())
 	}
 	var err error
-	if t.b.readBody {
+	switch {
+	case t.b.rereader:
+		var body bytes.Buffer
+		p := make([]byte, 7)
+		for range 1000 {
+			n, rerr := msg.Body.Read(p)
+			body.Write(p[:n])
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil && err == nil {
+				err = rerr
+			}
+		}
+		m.Body, m.Err = body.Bytes(), err
+	case t.b.readBody:
 		m.Body, err = io.ReadAll(msg.Body)
 		m.Err = err
 	}

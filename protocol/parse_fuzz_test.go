@@ -300,3 +300,108 @@ func FuzzDataReader(f *testing.F) {
 		}
 	})
 }
+
+// refChunked is the BDAT text model (RFC 3030): the whole input is the
+// message, no dot transparency, and the DATA rules for CR, LF, line
+// length and size; a CR at the very end has no LF and is bare. Binary
+// (BODY=BINARYMIME) keeps only the size limit.
+func refChunked(in []byte, opt dataOptions) (out []byte, err error) {
+	if opt.Binary {
+		if opt.MaxBytes > 0 && int64(len(in)) > opt.MaxBytes {
+			return in[:opt.MaxBytes], ErrMessageTooBig
+		}
+		return in, nil
+	}
+	out = []byte{}
+	lineLen := 0
+	crlf := func() error {
+		if opt.MaxBytes > 0 && int64(len(out)+2) > opt.MaxBytes {
+			return ErrMessageTooBig
+		}
+		out = append(out, '\r', '\n')
+		lineLen = 0
+		return nil
+	}
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		switch {
+		case c == '\r' && i+1 < len(in) && in[i+1] == '\n':
+			if err := crlf(); err != nil {
+				return out, err
+			}
+			i++
+		case c == '\r' || c == '\n':
+			if !opt.Normalize {
+				return out, ErrBareLineEnding
+			}
+			if err := crlf(); err != nil {
+				return out, err
+			}
+		default:
+			if opt.MaxLineLength > 0 && lineLen+1 > opt.MaxLineLength {
+				return out, ErrTextLineTooLong
+			}
+			if opt.MaxBytes > 0 && int64(len(out)+1) > opt.MaxBytes {
+				return out, ErrMessageTooBig
+			}
+			out = append(out, c)
+			lineLen++
+		}
+	}
+	return out, nil
+}
+
+func FuzzChunkedReader(f *testing.F) {
+	for _, s := range []string{
+		"", "a\r\n", ".\r\n..\r\n", "a\nb", "a\r", "\r\r\n", "a\r\n.\r\nQUIT\r\n", "\x00\xff\r\n",
+		strings.Repeat("x", 40) + "\r\n",
+	} {
+		f.Add([]byte(s), false, false, uint16(0), uint8(0), uint8(0), uint8(0))
+		f.Add([]byte(s), true, false, uint16(5), uint8(3), uint8(1), uint8(7))
+		f.Add([]byte(s), false, true, uint16(3), uint8(1), uint8(2), uint8(5))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, norm, binary bool, maxBytes uint16, maxLine uint8, readSize uint8, mode uint8) {
+		opt := dataOptions{MaxBytes: int64(maxBytes), MaxLineLength: int(maxLine), Normalize: norm, Chunked: true, Binary: binary}
+		wantOut, wantErr := refChunked(in, opt)
+
+		v := readerVariants[int(mode)%len(readerVariants)]
+		bufSize := []int{16, 64, 4096}[int(mode/4)%3]
+		dr := newDataReader(bufio.NewReaderSize(v.wrap(bytes.NewReader(in)), bufSize), opt)
+		ends := 0
+		dr.onEnd = func() { ends++ }
+		p := make([]byte, int(readSize)%64+1)
+		var got []byte
+		var err error
+		for err == nil {
+			var n int
+			n, err = dr.Read(p)
+			got = append(got, p[:n]...)
+		}
+		if int64(len(got)) != dr.Size() {
+			t.Fatalf("Size %d, returned %d", dr.Size(), len(got))
+		}
+		if opt.MaxBytes > 0 && dr.Size() > opt.MaxBytes {
+			t.Fatalf("Size %d over MaxBytes %d", dr.Size(), opt.MaxBytes)
+		}
+		switch wantErr {
+		case nil:
+			if err != io.EOF || !bytes.Equal(got, wantOut) || !dr.Done() || ends != 1 {
+				t.Fatalf("Read: %q, %v (done %v, ends %d); want %q, EOF", got, err, dr.Done(), ends, wantOut)
+			}
+			if !binary && countBare(got) != 0 {
+				t.Fatalf("output %q has a bare CR or LF", got)
+			}
+		case ErrBareLineEnding:
+			if err != wantErr || !bytes.Equal(got, wantOut) {
+				t.Fatalf("Read: %q, %v; want %q, %v", got, err, wantOut, wantErr)
+			}
+		default:
+			if err != ErrTextLineTooLong && err != ErrMessageTooBig || !bytes.HasPrefix(wantOut, got) {
+				t.Fatalf("Read: %q, %v; want a prefix of %q, %v", got, err, wantOut, wantErr)
+			}
+		}
+		if wantErr != nil && (dr.Done() || ends != 0 || dr.Broken()) {
+			t.Fatalf("after %v: done %v ends %d broken %v", wantErr, dr.Done(), ends, dr.Broken())
+		}
+	})
+}

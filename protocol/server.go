@@ -153,7 +153,8 @@ type Server struct {
 	// (RFC 5321 4.5.3.1.4). AUTH exchanges allow 12288 (RFC 4954 section 4).
 	MaxLineLength int
 
-	// MaxTextLineLength bounds a line of message text, CRLF excluded.
+	// MaxTextLineLength bounds a line of message text, CRLF excluded, in
+	// DATA and BDAT alike (not under BODY=BINARYMIME).
 	// Default 998 (RFC 5321 4.5.3.1.6); negative means no limit.
 	MaxTextLineLength int
 
@@ -199,7 +200,8 @@ type Server struct {
 	// TLSHandshakeTimeout bounds a TLS handshake. Default 30 seconds.
 	TLSHandshakeTimeout time.Duration
 
-	// BareLineEndings is the policy for bare CR and LF in DATA. Default
+	// BareLineEndings is the policy for bare CR and LF in message text,
+	// DATA and BDAT alike (not under BODY=BINARYMIME). Default
 	// RejectBareLineEndings.
 	BareLineEndings BareLineEndingPolicy
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,9 +41,13 @@ func FuzzSession(f *testing.F) {
 			if strings.HasPrefix(l, "C: ") || l == "C:" {
 				in.WriteString(strings.TrimPrefix(strings.TrimPrefix(l, "C:"), " ") + "\r\n")
 			}
+			if raw, err := strconv.Unquote(strings.TrimPrefix(l, "C! ")); strings.HasPrefix(l, "C! ") && err == nil {
+				in.WriteString(raw)
+			}
 		}
 		f.Add([]byte(in.String()), uint8(0))
 		f.Add([]byte(in.String()), uint8(3))
+		f.Add([]byte(in.String()), uint8(5))
 	}
 	f.Add([]byte("LHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<a@b>\r\nBDAT 3 LAST\r\nabc"), uint8(1))
 	f.Fuzz(func(t *testing.T, input []byte, mode uint8) {
@@ -54,6 +59,9 @@ func FuzzSession(f *testing.F) {
 		}
 		if mode&2 != 0 {
 			s.BareLineEndings = NormalizeBareLineEndings
+		}
+		if mode&4 != 0 {
+			s.MaxMessageBytes = 64 // BDAT chunks past the limit and the drain bound
 		}
 		s.init()
 		fc := &fuzzConn{r: bytes.NewReader(input)}
@@ -87,17 +95,15 @@ func FuzzSession(f *testing.F) {
 		for _, m := range b.messages() {
 			text := string(m.Body)
 			text = strings.ReplaceAll(text, "\r\n", "")
-			if strings.ContainsAny(text, "\r\n") && m.Params.Body != BodyBinaryMIME && !bdatUsed(input) {
+			// DATA and BDAT text alike; only BINARYMIME is exempt.
+			if strings.ContainsAny(text, "\r\n") && m.Params.Body != BodyBinaryMIME {
 				t.Fatalf("delivered text with a bare CR or LF: %q", m.Body)
+			}
+			if s.MaxMessageBytes > 0 && int64(len(m.Body)) > s.MaxMessageBytes {
+				t.Fatalf("delivered %d bytes over the limit %d", len(m.Body), s.MaxMessageBytes)
 			}
 		}
 	})
-}
-
-// bdatUsed reports whether the input used BDAT, whose chunks are binary
-// and taken as they are (RFC 3030).
-func bdatUsed(input []byte) bool {
-	return bytes.Contains(bytes.ToUpper(input), []byte("BDAT"))
 }
 
 var _ io.Reader = (*fuzzConn)(nil)
