@@ -210,7 +210,14 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		d.sp.Close()
 		return nil, maildir.Classify(err)
 	}
-	d.base = spool.AppendLF(make([]byte, 0, hb.Len()), hb.Bytes())
+	hbytes := hb.Bytes()
+	if !msg.HasBlankLine() {
+		// WriteHeader always ends the section with the empty line; a
+		// message of header fields only had none, and its copy must be
+		// what the client sent.
+		hbytes = bytes.TrimSuffix(hbytes, []byte("\r\n"))
+	}
+	d.base = spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes)
 	d.rp = []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n")
 
 	delivered := deliveredTo(hdr)
@@ -466,14 +473,43 @@ func (d *delivery) vars(j *job) pipe.Vars {
 		}
 		if c.XForward.Addr != "" {
 			v.ClientAddress = c.XForward.Addr
-		} else if c.RemoteAddr != nil {
-			v.ClientAddress = c.RemoteAddr.String()
-			if h, _, err := net.SplitHostPort(v.ClientAddress); err == nil {
-				v.ClientAddress = h
-			}
+		} else {
+			v.ClientAddress = clientIP(c.RemoteAddr)
 		}
 	}
 	return v
+}
+
+// clientIP returns the IP address of a client's socket address, without
+// port or zone brackets, and "" for an address that is not an IP address:
+// a unix-socket client has no network address (its net.UnixAddr is
+// typically "@" or empty), and the pipe variable CLIENT_ADDRESS is then
+// empty (see package pipe).
+func clientIP(a net.Addr) string {
+	switch a := a.(type) {
+	case nil:
+		return ""
+	case *net.TCPAddr:
+		if a == nil || a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case *net.UDPAddr:
+		if a == nil || a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case *net.UnixAddr:
+		return ""
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		h = a.String()
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return ""
 }
 
 // settle reports every recipient whose destinations are all done.
