@@ -69,7 +69,18 @@
 // recipient's local part without detail), EXTENSION (the detail), DOMAIN,
 // SIZE, CLIENT_ADDRESS, CLIENT_HELO, SESSION_ID and PATH=/usr/bin:/bin, plus
 // HOME, LOGNAME and SHELL of the run-as user when [Command.User] is set.
-// Nothing is inherited from lmtpd's own environment. The working directory is
+// Nothing is inherited from lmtpd's own environment.
+//
+// CLIENT_ADDRESS and {client_address} are the client's IP address as text
+// (XFORWARD ADDR when the client sent it), and empty when the client came
+// over a unix socket: such a peer has no network address (Go reports it as
+// "@", which is no address at all). Postfix does two things here: its
+// smtpd(8) calls a non-Internet client "localhost"/127.0.0.1 (marked "XXX
+// bogus" in smtpd_peer.c), while pipe(8) and local(8) expand the client
+// attributes of locally submitted mail, which has none, to empty. We take
+// the empty value: a filter that trusts 127.0.0.1 must not mistake a
+// unix-socket client for a loopback TCP connection, and a filter that needs
+// the real origin gets it through XFORWARD from the MTA in front. The working directory is
 // [Command.Dir], "/" by default.
 //
 // Values from the envelope and the connection are client data. Before they

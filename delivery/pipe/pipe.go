@@ -81,8 +81,10 @@ type Vars struct {
 	// input. Placeholder {size}, variable SIZE; a negative value expands as
 	// 0.
 	Size int64
-	// ClientAddress is the SMTP/LMTP client's IP address. Placeholder
-	// {client_address}, variable CLIENT_ADDRESS.
+	// ClientAddress is the SMTP/LMTP client's IP address (XFORWARD ADDR
+	// when the client sent one), "" for a client on a unix socket, which
+	// has no network address. Placeholder {client_address}, variable
+	// CLIENT_ADDRESS.
 	ClientAddress string
 	// ClientHelo is the name the client gave in HELO/EHLO/LHLO. Placeholder
 	// {client_helo}, variable CLIENT_HELO.
