@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"hash"
 	"io"
 	"net"
 	"path/filepath"
@@ -183,8 +185,16 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	lf := lfPool.Get().(*spool.LFWriter)
 	lf.Reset(d.sp)
 	var err error
+	var bodySum hash.Hash
 	if msg.Body != nil {
-		_, err = io.Copy(lf, msg.Body)
+		body := msg.Body
+		if t.st.journal != nil {
+			// The body streams once: digest it on its way to the spool,
+			// so that dedup can decide before anything is committed.
+			bodySum = sha256.New()
+			body = io.TeeReader(body, bodySum)
+		}
+		_, err = io.Copy(lf, body)
 	}
 	if err == nil {
 		err = lf.Flush()
@@ -245,22 +255,16 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		d.planJob(j, delivered)
 	}
 	if t.st.journal != nil {
-		d.dedup(ctx)
+		d.dedup(ctx, bodySum)
 	}
 	return d, nil
 }
 
 // dedup marks the jobs the journal says were delivered already as done.
-func (d *delivery) dedup(ctx context.Context) {
-	msgKey := strings.TrimSpace(d.msg.Header().Get("Message-ID"))
-	if msgKey == "" {
-		h := sha256.New()
-		if _, err := d.sp.WriteTo(h); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("dedup: cannot digest the body; not deduplicating")
-			return
-		}
-		msgKey = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	}
+// A job is a resend of an earlier delivery when sender, destination,
+// Message-ID (or its absence) and content all match; see messageKey.
+func (d *delivery) dedup(ctx context.Context, bodySum hash.Hash) {
+	msgKey := d.messageKey(bodySum)
 	w := d.t.st.tab.cfg.Dedup.window()
 	for _, j := range d.jobs {
 		if j.done {
@@ -271,6 +275,43 @@ func (d *delivery) dedup(ctx context.Context) {
 			j.done, j.dup = true, true
 		}
 	}
+}
+
+// messageKey identifies a message for dedup: its Message-ID and a SHA-256
+// digest of its content, the header fields as the client sent them (the
+// server's own Received field, which differs on every attempt, left out)
+// and the body as it came off the wire. A client that resends a
+// transaction sends the same bytes, so the same key; a different message
+// that reuses a Message-ID (a buggy generator, a list that keeps the id
+// and changes the text, a forged id) has other bytes and is delivered.
+// bodySum is the digest of the body, computed while spooling; nil means
+// an empty body.
+func (d *delivery) messageKey(bodySum hash.Hash) string {
+	hdr := d.msg.Header()
+	h := sha256.New()
+	first := true
+	for f := hdr.Fields(); f.Next(); {
+		if first && d.msg.ID != "" && strings.EqualFold(f.Key(), "Received") &&
+			strings.Contains(f.Value(), "id "+d.msg.ID) {
+			first = false
+			continue // our trace field: not part of what the client sent
+		}
+		first = false
+		if raw, err := f.Raw(); err == nil {
+			h.Write(raw)
+		} else {
+			h.Write([]byte(f.Key() + ": " + f.Value() + "\r\n"))
+		}
+	}
+	if !d.msg.HasBlankLine() {
+		h.Write([]byte{0}) // header only vs empty body: different bytes
+	}
+	h.Write([]byte{0})
+	if bodySum != nil {
+		h.Write(bodySum.Sum(nil))
+	}
+	fmt.Fprintf(h, "\x00%d", d.sp.Size())
+	return dedupKeyVersion + "\x00" + strings.TrimSpace(hdr.Get("Message-ID")) + "\x00" + hex.EncodeToString(h.Sum(nil))
 }
 
 // record writes the keys of newly delivered jobs to the dedup journal.

@@ -222,3 +222,32 @@ type fakeAddr string
 
 func (a fakeAddr) Network() string { return "fake" }
 func (a fakeAddr) String() string  { return string(a) }
+
+// TestWireDedup: with the journal on, a transaction resent on a new
+// connection (another Received field of ours) is a resend and is not
+// stored again; a message with the same Message-ID and sender but another
+// text is stored. It used to be answered 250 and dropped.
+func TestWireDedup(t *testing.T) {
+	root := t.TempDir()
+	cfg := dedupConfig(root, filepath.Join(t.TempDir(), "journal"))
+	r := newRouter(t, cfg, Options{})
+	msg := "Message-ID: <m1@example.test>\r\nSubject: first\r\n\r\nhello\r\n"
+	other := "Message-ID: <m1@example.test>\r\nSubject: first\r\n\r\nhello, changed\r\n"
+	startWire(t, r).deliver("s@example.test", []string{"bob@example.org"}, msg)
+	startWire(t, r).deliver("s@example.test", []string{"bob@example.org"}, msg)
+	if n := len(maildirFiles(t, root, "example.org/bob")); n != 1 {
+		t.Fatalf("after a resend bob has %d copies, want 1", n)
+	}
+	startWire(t, r).deliver("s@example.test", []string{"bob@example.org"}, other)
+	files := maildirFiles(t, root, "example.org/bob")
+	if len(files) != 2 {
+		t.Fatalf("a different message with the same Message-ID: bob has %d copies, want 2", len(files))
+	}
+	found := false
+	for _, f := range files {
+		found = found || strings.HasSuffix(f, "\n\nhello, changed\n")
+	}
+	if !found {
+		t.Errorf("the changed message is not stored: %q", files)
+	}
+}
