@@ -156,6 +156,10 @@ type Result struct {
 	// Duration is the time Run or RunMulti took, the command's run time
 	// included.
 	Duration time.Duration
+	// Leftover is the number of processes the command started that were
+	// still running when it ended (in its process group, escaped from it
+	// with setsid, or orphaned) and were killed then. For the log.
+	Leftover int
 }
 
 func (c *Command) timeout() time.Duration {
@@ -357,7 +361,14 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, p.path)
 	cmd.Args = args
+	tr := tracked{uid: geteuid(), token: newRunToken()}
+	if p.runAs != nil {
+		tr.uid = int(p.runAs.cred.Uid)
+	}
 	cmd.Env = environ(v, p.runAs)
+	if tr.token != "" {
+		cmd.Env = append(cmd.Env, runTokenVar+"="+tr.token)
+	}
 	cmd.Dir = c.dir()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if p.runAs != nil {
@@ -375,22 +386,36 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 	}
 	var killed atomic.Bool
 	cmd.Cancel = func() error {
-		// Setpgid made the command's pid its process group id; the
-		// negative pid signals the whole group (kill(2)), grandchildren
-		// included.
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
+		// Setpgid made the command's pid its process group id; reap
+		// signals the whole group (kill(2) with the negative pid), then
+		// the command's descendants and everything carrying the run's
+		// token, which finds those that left the group with setsid. The
+		// command is not reaped yet, so its pid names it.
+		t := tr // tr is not written after Start: no race with Run
+		t.pid, t.pgid = cmd.Process.Pid, cmd.Process.Pid
+		t.start = startTime(t.pid)
+		others, group := reap(t)
+		if !group && others == 0 {
 			return os.ErrProcessDone
 		}
-		killed.Store(err == nil)
-		return err
+		killed.Store(true)
+		return nil
 	}
 	cmd.WaitDelay = waitDelay
 
 	if err := cmd.Start(); err != nil {
 		return done(startError(c.Argv[0], err))
 	}
+	after := tr
+	after.pgid = cmd.Process.Pid
+	after.start = startTime(cmd.Process.Pid)
 	waitErr := cmd.Wait()
+	// Whatever the outcome, nothing the command started outlives the
+	// delivery: a background process left by a command that exited, or a
+	// straggler of a kill, is killed now. The command itself is reaped,
+	// so the tree walk is off (pid 0: its pid may be reused); the group
+	// and the token still lead to the rest.
+	res.Leftover, _ = reap(after)
 	res.Duration = time.Since(start)
 	res.Output = sanitizeOutput(out.buf)
 	res.OutputTotal = out.total
