@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/lmtpd/lmtpd/delivery/pipe"
@@ -115,6 +116,14 @@ type Pipe struct {
 	// per recipient. All those recipients then share one outcome, and no
 	// Delivered-To field is added.
 	PerMessage bool
+	// MaxProcesses is how many runs of this route's command may be in
+	// flight at once, over all sessions; a delivery that finds them all
+	// busy waits in line. 0 means pipe.DefaultMaxProcesses (20).
+	MaxProcesses int
+	// MaxWait is how long a delivery waits for a free run before its
+	// recipient gets 451 4.3.2 (try again later). 0 means
+	// pipe.DefaultMaxWait (30s).
+	MaxWait time.Duration
 }
 
 // MaildirConfig configures maildir delivery.

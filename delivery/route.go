@@ -47,7 +47,28 @@ type route struct {
 	tmpl       *maildir.Template // maildir route
 	cmd        *pipe.Command     // pipe route
 	perMessage bool
-	desc       string // for the log: template or argv[0]
+	desc       string        // for the log: template or argv[0]
+	where      string        // "domain D" or "domain D user U", for the limiter
+	limiter    *pipe.Limiter // pipe route: bounds concurrent runs
+}
+
+// routes returns every compiled route of the table, each once.
+func (t *table) routes() []*route {
+	seen := make(map[*route]bool)
+	var out []*route
+	add := func(r *route) {
+		if r != nil && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	for _, d := range t.domains {
+		add(d.route)
+		for _, u := range d.users {
+			add(u.route)
+		}
+	}
+	return out
 }
 
 func (r *route) backend() string {
@@ -108,7 +129,14 @@ func compile(cfg *Config) (*table, error) {
 			if len(cmd.Argv) > 0 {
 				desc = cmd.Argv[0]
 			}
-			return &route{id: t.nextRoute, cmd: &cmd, perMessage: r.Pipe.PerMessage, desc: desc}
+			if r.Pipe.MaxProcesses < 0 {
+				fail("%s: pipe: max processes %d is negative", where, r.Pipe.MaxProcesses)
+			}
+			if r.Pipe.MaxWait < 0 {
+				fail("%s: pipe: max wait %v is negative", where, r.Pipe.MaxWait)
+			}
+			return &route{id: t.nextRoute, cmd: &cmd, perMessage: r.Pipe.PerMessage, desc: desc,
+				where: where, limiter: pipe.NewLimiter(r.Pipe.MaxProcesses, r.Pipe.MaxWait)}
 		}
 		usesMaildir = true
 		tm := defTmpl

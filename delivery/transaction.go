@@ -470,7 +470,16 @@ func (d *delivery) runPipe(ctx context.Context, js []*job) {
 	stdin := io.MultiReader(bytes.NewReader(j0.header), d.sp.NewReader())
 	v := d.vars(j0)
 	start := time.Now()
-	var err error
+	release, err := j0.tg.route.limiter.Acquire(ctx)
+	if err != nil {
+		for _, j := range js {
+			j.err, j.done = err, true
+			j.elapsed += time.Since(start)
+		}
+		return
+	}
+	defer release()
+	var res pipe.Result
 	if j0.tg.route.perMessage {
 		addrs := make([]string, len(js))
 		for i, j := range js {
@@ -480,9 +489,13 @@ func (d *delivery) runPipe(ctx context.Context, js []*job) {
 			}
 		}
 		v.Recipient, v.OriginalRecipient, v.User, v.Detail = "", "", "", ""
-		_, err = j0.tg.route.cmd.RunMulti(ctx, v, addrs, stdin)
+		res, err = j0.tg.route.cmd.RunMulti(ctx, v, addrs, stdin)
 	} else {
-		_, err = j0.tg.route.cmd.Run(ctx, v, stdin)
+		res, err = j0.tg.route.cmd.Run(ctx, v, stdin)
+	}
+	if res.Leftover > 0 {
+		zerolog.Ctx(ctx).Warn().Str("command", j0.tg.route.desc).Int("killed", res.Leftover).
+			Msg("delivery command left processes running when it ended; they were killed")
 	}
 	for _, j := range js {
 		j.err, j.done = err, true

@@ -259,10 +259,13 @@ type pipeConfig struct {
 	Dir              string   `toml:"dir"`
 	PerMessage       bool     `toml:"per_message"`
 	AllowLeadingDash bool     `toml:"allow_leading_dash"`
+	MaxProcesses     int      `toml:"max_processes"`
+	MaxWait          duration `toml:"max_wait"`
 }
 
 func (p *pipeConfig) setDefaults() {
-	*p = pipeConfig{Timeout: duration(pipe.DefaultTimeout), MaxOutput: pipe.DefaultMaxOutput, Dir: pipe.DefaultDir}
+	*p = pipeConfig{Timeout: duration(pipe.DefaultTimeout), MaxOutput: pipe.DefaultMaxOutput, Dir: pipe.DefaultDir,
+		MaxProcesses: pipe.DefaultMaxProcesses, MaxWait: duration(pipe.DefaultMaxWait)}
 }
 
 // metricsConfig is [metrics].
@@ -656,7 +659,14 @@ func (c *config) validateDelivery(ec *errorCollector) {
 		if err := cmd.Validate(); err != nil {
 			ec.add(joinKey(key, "pipe"), err)
 		}
-		out.Pipe = &delivery.Pipe{Command: cmd, PerMessage: p.PerMessage}
+		if p.MaxProcesses < 1 {
+			ec.add(joinKey(key, "pipe.max_processes"), fmt.Errorf("%d: want at least 1", p.MaxProcesses))
+		}
+		if p.MaxWait <= 0 {
+			ec.add(joinKey(key, "pipe.max_wait"), fmt.Errorf("%v: want a positive duration", time.Duration(p.MaxWait)))
+		}
+		out.Pipe = &delivery.Pipe{Command: cmd, PerMessage: p.PerMessage,
+			MaxProcesses: p.MaxProcesses, MaxWait: time.Duration(p.MaxWait)}
 		return out
 	}
 	for i := range c.Domains {

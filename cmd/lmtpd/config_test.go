@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
 )
@@ -318,7 +319,8 @@ route = { maildir = "{domain}/shared" }
 		t.Fatalf("domains %+v", d.Domains)
 	}
 	robot := d.Domains[0].Users[1]
-	if robot.Name != "robot" || robot.Route.Pipe == nil || !robot.Route.Pipe.PerMessage || robot.Route.Pipe.Timeout != time.Minute || robot.Route.Pipe.Argv[0] != "/bin/cat" {
+	if robot.Name != "robot" || robot.Route.Pipe == nil || !robot.Route.Pipe.PerMessage || robot.Route.Pipe.Timeout != time.Minute || robot.Route.Pipe.Argv[0] != "/bin/cat" ||
+		robot.Route.Pipe.MaxProcesses != pipe.DefaultMaxProcesses || robot.Route.Pipe.MaxWait != pipe.DefaultMaxWait {
 		t.Errorf("robot %+v", robot)
 	}
 	if d.Domains[1].Route.Maildir != "{domain}/shared" || d.Domains[1].CatchAll[0] != "alice@example.test" {
@@ -392,6 +394,8 @@ func TestConfigErrors(t *testing.T) {
 		{"maildir root required", strings.Replace(ok, "root = \"mail\"\n", "", 1), []string{"test.toml:3: delivery.maildir.root: required: a domain or user delivers to maildir"}},
 		{"dedup path", ok + "[delivery.dedup]\nenabled = true\n", []string{"test.toml:8: delivery.dedup.path: required when dedup is enabled"}},
 		{"both routes", ok + "route = { maildir = \"x\", pipe = { argv = [\"/bin/true\"] } }\n", []string{"test.toml:8: domain[0].route: a route has either maildir or pipe, not both"}},
+		{"pipe limits", ok + "route = { pipe = { argv = [\"/bin/true\"], max_processes = 0, max_wait = \"0s\" } }\n",
+			[]string{"test.toml:8: domain[0].route.pipe.max_processes: 0: want at least 1", "test.toml:8: domain[0].route.pipe.max_wait: 0s: want a positive duration"}},
 		{"domain name", ok + "[[domain]]\nany_user = true\n", []string{"test.toml:8: domain[1].name: required"}},
 		{"user name", ok + "[[domain.user]]\nroute = {}\n", []string{"test.toml:8: domain[0].user[0].name: required"}},
 		{"delivery cross-checks", ok + "aliases = { info = [\"nobody@elsewhere.test\"] }\ncatch_all = [\"x\"]\n[delivery]\npostmaster = \"nobody@elsewhere.test\"\n",
