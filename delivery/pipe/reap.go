@@ -3,7 +3,6 @@ package pipe
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"syscall"
 )
 
@@ -41,22 +40,16 @@ type tracked struct {
 // for a pathological fork storm racing the scan.
 const maxReapRounds = 16
 
-// reap kills with SIGKILL every process of the run it can find: the
-// process group, then (where the platform allows, see scanRun) the
+// reap kills with SIGKILL every process of the run it can find: (where
+// the platform allows, see scanRun) the members of the process group, the
 // descendants of the command while it is alive and every process carrying
-// the run's token, repeated until a round finds no new process. It
-// returns how many processes it signalled outside the group kill, for the
-// log and tests, and whether the group kill reached anyone.
-func reap(tr tracked) (others int, group bool) {
+// the run's token, each by its pid, and then the process group as a whole
+// for any member the scan missed, repeated until a round finds no new
+// process. It returns how many processes the scans found and signalled,
+// for the log and tests, and whether the group kill reached anyone.
+func reap(tr tracked) (found int, group bool) {
 	seen := make(map[int]bool)
 	for round := 0; round < maxReapRounds; round++ {
-		if tr.pgid > 0 {
-			if err := syscall.Kill(-tr.pgid, syscall.SIGKILL); err == nil {
-				group = true
-			} else if !errors.Is(err, syscall.ESRCH) {
-				_ = err // EPERM: a member changed uid; the scan below still tries each one
-			}
-		}
 		fresh := 0
 		for _, p := range scanRun(tr) {
 			if seen[p] {
@@ -65,12 +58,17 @@ func reap(tr tracked) (others int, group bool) {
 			seen[p] = true
 			fresh++
 			if syscall.Kill(p, syscall.SIGKILL) == nil {
-				others++
+				found++
 			}
+		}
+		// EPERM (a member changed uid) and ESRCH (none left) are no
+		// reason to stop: the scan tried each process it saw.
+		if tr.pgid > 0 && syscall.Kill(-tr.pgid, syscall.SIGKILL) == nil {
+			group = true
 		}
 		if fresh == 0 {
 			break
 		}
 	}
-	return others, group
+	return found, group
 }
