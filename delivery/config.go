@@ -90,6 +90,11 @@ type User struct {
 	Name string
 	// Route overrides the domain's route when it is not the zero value.
 	Route Route
+	// CreateFolders, when set, says whether mail for user+detail may
+	// create the missing folder ".detail" (see MaildirConfig): it
+	// overrides MaildirConfig.CreateFolders for this user. Special folders
+	// are never created or delivered into.
+	CreateFolders *bool
 }
 
 // Route chooses the backend for a user or domain: a pipe command when Pipe
@@ -139,9 +144,20 @@ type MaildirConfig struct {
 	// DetailFolders delivers user+detail into the Maildir++ folder
 	// ".detail" (sanitised by maildir.FolderName). DefaultConfig: false.
 	DetailFolders bool
-	// CreateFolders creates a missing detail folder; when false, mail for
-	// a missing folder goes to INBOX. DefaultConfig: false.
+	// CreateFolders creates a missing detail folder for users that do not
+	// set User.CreateFolders; when false, mail for a missing folder goes
+	// to INBOX. Since the detail is chosen by whoever sends the mail,
+	// creation lets any sender make folders in any mailbox: leave it off
+	// and allow it per user. DefaultConfig: false.
 	CreateFolders bool
+	// SpecialFolders are folders a detail never delivers into, existing
+	// or not: mail for user+Trash goes to INBOX, so that no sender can
+	// drop mail into a user's Trash, Sent or Drafts, where it would look
+	// like the user's own. A name matches case-insensitively, and so do
+	// its subfolders (".Trash.x"); INBOX always counts. nil means
+	// DefaultSpecialFolders; an empty, non-nil list means only INBOX
+	// (for instance to let +Junk reach Junk, list the others without it).
+	SpecialFolders []string
 	// MaxMessageBytes, when positive, is the largest file a maildir
 	// delivery may write (552 5.3.4 above it). 0: no limit.
 	MaxMessageBytes int64
@@ -199,6 +215,15 @@ func (c *Config) deliveredTo(n int, pipe bool) bool {
 		return false
 	}
 	return n == 1 || pipe
+}
+
+// DefaultSpecialFolders are the special folders when
+// MaildirConfig.SpecialFolders is nil: the special-use mailboxes of RFC
+// 6154 under the names Dovecot, Thunderbird, Outlook and Apple Mail give
+// them.
+var DefaultSpecialFolders = []string{
+	"Trash", "Sent", "Drafts", "Junk", "Spam", "Archive",
+	"Sent Messages", "Sent Items", "Deleted Messages", "Deleted Items", "Junk E-mail",
 }
 
 // DefaultTemplate is the maildir path used when neither the route nor
@@ -304,10 +329,9 @@ func (c *Config) spoolOptions() spool.Options {
 // a Store across reloads.
 type storeKey struct {
 	root, hostname string
-	createFolders  bool
 	maxBytes       int64
 }
 
 func (c *Config) storeKey() storeKey {
-	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, createFolders: c.Maildir.CreateFolders, maxBytes: c.Maildir.MaxMessageBytes}
+	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, maxBytes: c.Maildir.MaxMessageBytes}
 }

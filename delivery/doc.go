@@ -15,6 +15,18 @@
 // address that cannot be a file name 553 5.1.3. The bare "Postmaster"
 // (RFC 5321 section 4.5.1) goes to Config.Postmaster.
 //
+// # Detail folders
+//
+// With MaildirConfig.DetailFolders, user+detail goes into the Maildir++
+// folder ".detail" when it exists. The detail is the sender's choice, so
+// a missing folder is created only for users whose configuration allows
+// it (User.CreateFolders, defaulting to MaildirConfig.CreateFolders, off);
+// otherwise the mail goes to INBOX. Special folders (SpecialFolders:
+// Trash, Sent, Drafts, Junk and their usual variants, and INBOX) are never
+// a detail's target, existing or not, so that nobody can drop mail where
+// it would pass for the user's own or be thrown away: such mail goes to
+// INBOX.
+//
 // # Delivery
 //
 // The body is spooled once (package spool) with its CRLF line endings

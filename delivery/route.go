@@ -15,6 +15,7 @@ import (
 // transactions keep using the table they started with across a reload.
 type table struct {
 	cfg        Config
+	special    map[string]bool    // special folders, lower-cased, without the dot
 	domains    map[string]*domain // by lower-cased name
 	postmaster protocol.Address
 	explicitPM bool
@@ -31,8 +32,9 @@ type domain struct {
 }
 
 type user struct {
-	name  string // as configured
-	route *route
+	name          string // as configured
+	route         *route
+	createFolders bool // detail folders may be created
 }
 
 // aliasTarget is a parsed alias or catch-all target.
@@ -80,9 +82,20 @@ func (r *route) backend() string {
 
 // compile validates cfg and builds its table, collecting every problem.
 func compile(cfg *Config) (*table, error) {
-	t := &table{cfg: *cfg, domains: make(map[string]*domain)}
+	t := &table{cfg: *cfg, domains: make(map[string]*domain), special: map[string]bool{"inbox": true}}
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	special := cfg.Maildir.SpecialFolders
+	if special == nil {
+		special = DefaultSpecialFolders
+	}
+	for _, f := range special {
+		if f == "" || strings.ContainsAny(f, "./\\") {
+			fail("special folder %q: want a top-level folder name, without dots or slashes", f)
+			continue
+		}
+		t.special[strings.ToLower(f)] = true
+	}
 
 	if len(cfg.Domains) == 0 {
 		errs = append(errs, errNoDomains)
@@ -175,7 +188,11 @@ func compile(cfg *Config) (*table, error) {
 				fail("domain %s: user %s listed twice", name, u.Name)
 				continue
 			}
-			d.users[k] = &user{name: u.Name, route: compileRoute("user "+u.Name+"@"+name, u.Route, d.route)}
+			create := cfg.Maildir.CreateFolders
+			if u.CreateFolders != nil {
+				create = *u.CreateFolders
+			}
+			d.users[k] = &user{name: u.Name, route: compileRoute("user "+u.Name+"@"+name, u.Route, d.route), createFolders: create}
 		}
 		for a := range dc.Aliases {
 			if err := checkName("alias", a); err != nil {
@@ -378,11 +395,11 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	addr := a.String()
 
 	if u := d.users[t.cfg.fold(local)]; u != nil {
-		return t.one(d, u.name, "", addr, u.route)
+		return t.one(d, u.name, "", addr, u.route, u.createFolders)
 	}
 	if hasDetail {
 		if u := d.users[t.cfg.fold(base)]; u != nil {
-			return t.one(d, u.name, detail, addr, u.route)
+			return t.one(d, u.name, detail, addr, u.route, u.createFolders)
 		}
 	}
 	if ext != nil {
@@ -391,7 +408,7 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 			return nil, protocol.WrapError(ErrLookupFailed.Code, ErrLookupFailed.EnhancedCode, ErrLookupFailed.Message, err)
 		}
 		if ok {
-			return t.one(d, t.cfg.fold(base), detail, addr, d.route)
+			return t.one(d, t.cfg.fold(base), detail, addr, d.route, t.cfg.Maildir.CreateFolders)
 		}
 	}
 	if ats, ok := d.aliases[t.cfg.fold(local)]; ok {
@@ -401,7 +418,7 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 		return t.expand(ats, detail)
 	}
 	if d.anyUser {
-		return t.one(d, t.cfg.fold(base), detail, addr, d.route)
+		return t.one(d, t.cfg.fold(base), detail, addr, d.route, t.cfg.Maildir.CreateFolders)
 	}
 	if len(d.catchAll) > 0 {
 		return t.expand(d.catchAll, "")
@@ -413,6 +430,13 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 		return t.lookup(ctx, t.postmaster, proto, ext)
 	}
 	return nil, ErrUnknownUser
+}
+
+// isSpecial reports whether a Maildir++ folder (".Trash", ".Trash.old")
+// is a special folder or under one: a detail never delivers there.
+func (t *table) isSpecial(folder string) bool {
+	top, _, _ := strings.Cut(strings.TrimPrefix(folder, "."), ".")
+	return t.special[strings.ToLower(top)]
 }
 
 // expand resolves alias targets, passing on an unmatched detail.
@@ -432,9 +456,9 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
 		var tg []target
 		var err error
 		if u := d.users[t.cfg.fold(at.local)]; u != nil {
-			tg, err = t.one(d, u.name, det, addr, u.route)
+			tg, err = t.one(d, u.name, det, addr, u.route, u.createFolders)
 		} else {
-			tg, err = t.one(d, t.cfg.fold(at.local), det, addr, d.route)
+			tg, err = t.one(d, t.cfg.fold(at.local), det, addr, d.route, t.cfg.Maildir.CreateFolders)
 		}
 		if err != nil {
 			return nil, err
@@ -444,8 +468,9 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
 	return out, nil
 }
 
-// one builds the target for a user of d.
-func (t *table) one(d *domain, userName, detail, addr string, r *route) ([]target, error) {
+// one builds the target for a user of d; create says whether the user's
+// detail folder may be created.
+func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool) ([]target, error) {
 	tg := target{route: r, user: userName, detail: detail, domain: d.name, addr: addr}
 	if r.tmpl != nil {
 		lp := userName
@@ -458,8 +483,9 @@ func (t *table) one(d *domain, userName, detail, addr string, r *route) ([]targe
 		}
 		tg.mailbox.Path = p
 		if t.cfg.Maildir.DetailFolders && detail != "" && !r.tmpl.UsesDetail() {
-			if f, ok := maildir.FolderName(detail); ok {
+			if f, ok := maildir.FolderName(detail); ok && !t.isSpecial(f) {
 				tg.mailbox.Folder = f
+				tg.mailbox.CreateFolder = create
 			}
 		}
 	}

@@ -177,7 +177,8 @@ func (r *Router) storeFor(cfg *Config) (*maildir.Store, error) {
 		Names:           r.opts.Names,
 		Hostname:        cfg.Maildir.Hostname,
 		MaxMessageBytes: cfg.Maildir.MaxMessageBytes,
-		CreateFolders:   cfg.Maildir.CreateFolders,
+		// Folder creation is decided per delivery (Mailbox.CreateFolder),
+		// from the user's setting.
 	})
 	if err != nil {
 		return nil, err

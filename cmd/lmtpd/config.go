@@ -197,12 +197,13 @@ type deliveryConfig struct {
 
 // maildirConfig is [delivery.maildir] (delivery.MaildirConfig).
 type maildirConfig struct {
-	Root           string `toml:"root"`
-	Template       string `toml:"template"`
-	DetailFolders  bool   `toml:"detail_folders"`
-	CreateFolders  bool   `toml:"create_folders"`
-	MaxMessageSize size   `toml:"max_message_size"`
-	Hostname       string `toml:"hostname"`
+	Root           string   `toml:"root"`
+	Template       string   `toml:"template"`
+	DetailFolders  bool     `toml:"detail_folders"`
+	CreateFolders  bool     `toml:"create_folders"`
+	MaxMessageSize size     `toml:"max_message_size"`
+	Hostname       string   `toml:"hostname"`
+	SpecialFolders []string `toml:"special_folders"`
 }
 
 // spoolConfig is [delivery.spool] (delivery.SpoolConfig).
@@ -238,8 +239,9 @@ func (d *domainConfig) setDefaults() {
 
 // userConfig is one [[domain.user]] (delivery.User).
 type userConfig struct {
-	Name  string      `toml:"name"`
-	Route routeConfig `toml:"route"`
+	Name          string      `toml:"name"`
+	Route         routeConfig `toml:"route"`
+	CreateFolders *bool       `toml:"create_folders"`
 }
 
 // routeConfig is a route table (delivery.Route): a maildir template or a
@@ -288,7 +290,7 @@ func defaultConfig() *config {
 			CaseSensitive:   d.CaseSensitive,
 			DeliveredTo:     string(d.DeliveredTo),
 			LoopCheck:       d.LoopCheck,
-			Maildir:         maildirConfig{Template: delivery.DefaultTemplate},
+			Maildir:         maildirConfig{Template: delivery.DefaultTemplate, SpecialFolders: slices.Clone(delivery.DefaultSpecialFolders)},
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
@@ -626,6 +628,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 			CreateFolders:   dc.Maildir.CreateFolders,
 			MaxMessageBytes: int64(dc.Maildir.MaxMessageSize),
 			Hostname:        dc.Maildir.Hostname,
+			SpecialFolders:  append([]string{}, dc.Maildir.SpecialFolders...), // non-nil: [] means none
 		},
 		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
@@ -689,7 +692,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 				ec.add(joinKey(uk, "name"), errors.New("required"))
 			}
 			r := route(joinKey(uk, "route"), u.Route)
-			out.Users = append(out.Users, delivery.User{Name: u.Name, Route: r})
+			out.Users = append(out.Users, delivery.User{Name: u.Name, Route: r, CreateFolders: u.CreateFolders})
 		}
 		d.Domains = append(d.Domains, out)
 	}

@@ -190,7 +190,8 @@ func TestDecodeStrict(t *testing.T) {
 		{"all types", "s = \"x\"\nb = true\ni = 3\nl = [\"a\", \"b\"]\nm = { k = [\"v\"] }\n[p]\nargv = [\"/bin/true\"]\n[[t]]\nn = 1\n[[t]]\nn = 2\n", "",
 			func(t *testing.T, v *target) {
 				want := target{S: "x", B: true, I: 3, L: []string{"a", "b"}, M: map[string][]string{"k": {"v"}},
-					P: &pipeConfig{Argv: []string{"/bin/true"}, Timeout: duration(10 * time.Minute), MaxOutput: 4096, Dir: "/"},
+					P: &pipeConfig{Argv: []string{"/bin/true"}, Timeout: duration(10 * time.Minute), MaxOutput: 4096, Dir: "/",
+						MaxProcesses: pipe.DefaultMaxProcesses, MaxWait: duration(pipe.DefaultMaxWait)},
 					T: []inner{{1}, {2}}}
 				if !reflect.DeepEqual(*v, want) {
 					t.Errorf("got %+v\nwant %+v", *v, want)
@@ -285,6 +286,7 @@ users = ["alice"]
 aliases = { info = ["alice"] }
 [[domain.user]]
 name = "robot"
+create_folders = true
 route = { pipe = { argv = ["/bin/cat"], timeout = "1m", per_message = true } }
 
 [[domain]]
@@ -318,9 +320,13 @@ route = { maildir = "{domain}/shared" }
 	if len(d.Domains) != 2 || len(d.Domains[0].Users) != 2 {
 		t.Fatalf("domains %+v", d.Domains)
 	}
+	if !reflect.DeepEqual(d.Maildir.SpecialFolders, delivery.DefaultSpecialFolders) {
+		t.Errorf("special folders %q, want the default", d.Maildir.SpecialFolders)
+	}
 	robot := d.Domains[0].Users[1]
 	if robot.Name != "robot" || robot.Route.Pipe == nil || !robot.Route.Pipe.PerMessage || robot.Route.Pipe.Timeout != time.Minute || robot.Route.Pipe.Argv[0] != "/bin/cat" ||
-		robot.Route.Pipe.MaxProcesses != pipe.DefaultMaxProcesses || robot.Route.Pipe.MaxWait != pipe.DefaultMaxWait {
+		robot.Route.Pipe.MaxProcesses != pipe.DefaultMaxProcesses || robot.Route.Pipe.MaxWait != pipe.DefaultMaxWait ||
+		robot.CreateFolders == nil || !*robot.CreateFolders || d.Domains[0].Users[0].CreateFolders != nil {
 		t.Errorf("robot %+v", robot)
 	}
 	if d.Domains[1].Route.Maildir != "{domain}/shared" || d.Domains[1].CatchAll[0] != "alice@example.test" {
