@@ -67,8 +67,19 @@ type Domain struct {
 	Users []User
 	// AnyUser accepts every local part as a user (after Users and
 	// Aliases, which still apply), each with its own mailbox from the
-	// domain's route. It excludes CatchAll.
+	// domain's route. It excludes CatchAll. Only ASCII user names are
+	// accepted this way unless UTF8LocalParts is set: anything else gets
+	// 553 5.6.7, so that no sender can create a look-alike mailbox
+	// ("аlice" with a Cyrillic а).
 	AnyUser bool
+	// UTF8LocalParts lets AnyUser accept non-ASCII user names (RFC 6531)
+	// that are in the canonical form of the PRECIS UsernameCasePreserved
+	// profile (RFC 8265: NFC, no width or compatibility variants such as
+	// the Kelvin sign, letters, digits and ASCII punctuation only); they
+	// are matched with Unicode case folding (UsernameCaseMapped), and one
+	// that would fold into an ASCII name is refused. Look-alikes across
+	// scripts remain possible: turn it on only where users need it.
+	UTF8LocalParts bool
 	// Aliases maps a local part to one or more targets: a user of this
 	// domain ("bob"), or of another served domain ("bob@example.net"),
 	// optionally with a detail ("bob+sales"). A target must be a user
@@ -261,12 +272,41 @@ func (c *Config) Warnings() []string {
 	return t.warnings()
 }
 
-// fold returns the matching key of a local part.
+// fold returns the matching key of a local part: ASCII letters
+// lower-cased, every other character as it is (see the package
+// documentation, "Local parts"). strings.ToLower would fold the Kelvin sign
+// into "k" and "İ" into "i", so that a non-ASCII spelling reached an ASCII
+// mailbox.
 func (c *Config) fold(s string) string {
 	if c.CaseSensitive {
 		return s
 	}
-	return strings.ToLower(s)
+	return lowerASCII(s)
+}
+
+// lowerASCII lower-cases A to Z and leaves every other byte alone.
+func lowerASCII(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for j := i; j < len(b); j++ {
+		if 'A' <= b[j] && b[j] <= 'Z' {
+			b[j] += 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // splitDetail splits a local part at the first delimiter character. A

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/text/secure/precis"
+
 	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
@@ -25,6 +27,7 @@ type table struct {
 type domain struct {
 	name     string // lower-cased
 	anyUser  bool
+	utf8     bool             // any-user accepts PRECIS-canonical non-ASCII names
 	users    map[string]*user // by folded name
 	aliases  map[string][]aliasTarget
 	catchAll []aliasTarget
@@ -176,7 +179,7 @@ func compile(cfg *Config) (*table, error) {
 			fail("domain %s listed twice", dc.Name)
 			continue
 		}
-		d := &domain{name: name, anyUser: dc.AnyUser, users: make(map[string]*user), aliases: make(map[string][]aliasTarget)}
+		d := &domain{name: name, anyUser: dc.AnyUser, utf8: dc.UTF8LocalParts, users: make(map[string]*user), aliases: make(map[string][]aliasTarget)}
 		d.route = compileRoute("domain "+name, dc.Route, nil)
 		for _, u := range dc.Users {
 			if err := checkName("user name", u.Name); err != nil {
@@ -353,6 +356,11 @@ var (
 	// ErrBadMailboxName: the address cannot be mapped to a maildir path,
 	// for instance a local part too long for a file name (X.1.3).
 	ErrBadMailboxName = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 1, 3}, "Mailbox name not allowed")
+	// ErrNonASCIILocalPart: an any-user domain without UTF8LocalParts
+	// got a non-ASCII user name: 553 5.6.7, "non-ASCII addresses not
+	// permitted for that sender/recipient", the code RFC 6531 registers
+	// for RCPT.
+	ErrNonASCIILocalPart = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 6, 7}, "Non-ASCII mailbox names are not accepted here")
 	// ErrLoop: the message already carries Delivered-To for this recipient
 	// (X.4.6 routing loop detected).
 	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 4, 6}, "Mail loop detected: message already delivered to this recipient")
@@ -418,7 +426,11 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 		return t.expand(ats, detail)
 	}
 	if d.anyUser {
-		return t.one(d, t.cfg.fold(base), detail, addr, d.route, t.cfg.Maildir.CreateFolders)
+		name, err := t.anyUserName(d, base)
+		if err != nil {
+			return nil, err
+		}
+		return t.one(d, name, detail, addr, d.route, t.cfg.Maildir.CreateFolders)
 	}
 	if len(d.catchAll) > 0 {
 		return t.expand(d.catchAll, "")
@@ -437,6 +449,41 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 func (t *table) isSpecial(folder string) bool {
 	top, _, _ := strings.Cut(strings.TrimPrefix(folder, "."), ".")
 	return t.special[strings.ToLower(top)]
+}
+
+// anyUserName returns the mailbox name of user (a local part without its
+// detail) in an any-user domain, or the refusal: non-ASCII without
+// UTF8LocalParts, or not canonical under PRECIS with it.
+func (t *table) anyUserName(d *domain, user string) (string, error) {
+	if isASCII(user) {
+		return t.cfg.fold(user), nil
+	}
+	if !d.utf8 {
+		return "", protocol.WrapError(ErrNonASCIILocalPart.Code, ErrNonASCIILocalPart.EnhancedCode, ErrNonASCIILocalPart.Message,
+			fmt.Errorf("delivery: non-ASCII user %q in any-user domain %s (utf8_local_parts is off)", user, d.name))
+	}
+	bad := func(why string, err error) error {
+		return protocol.WrapError(ErrBadMailboxName.Code, ErrBadMailboxName.EnhancedCode, ErrBadMailboxName.Message,
+			fmt.Errorf("delivery: user %q in any-user domain %s: %s: %v", user, d.name, why, err))
+	}
+	p, err := precis.UsernameCasePreserved.String(user)
+	if err != nil {
+		return "", bad("not a PRECIS username", err)
+	}
+	if p != user {
+		return "", bad("not in canonical form", fmt.Errorf("PRECIS form is %q", p))
+	}
+	if t.cfg.CaseSensitive {
+		return user, nil
+	}
+	k, err := precis.UsernameCaseMapped.String(user)
+	if err != nil {
+		return "", bad("no case-mapped form", err)
+	}
+	if isASCII(k) {
+		return "", bad("folds into an ASCII name", fmt.Errorf("%q", k))
+	}
+	return k, nil
 }
 
 // expand resolves alias targets, passing on an unmatched detail.

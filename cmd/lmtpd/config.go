@@ -231,6 +231,8 @@ type domainConfig struct {
 	Aliases  map[string][]string `toml:"aliases"`
 	CatchAll []string            `toml:"catch_all"`
 	Route    routeConfig         `toml:"route"`
+	// UTF8LocalParts: any_user accepts non-ASCII user names too.
+	UTF8LocalParts bool `toml:"utf8_local_parts"`
 }
 
 func (d *domainConfig) setDefaults() {
@@ -678,7 +680,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 		if dm.Name == "" {
 			ec.add(joinKey(key, "name"), errors.New("required"))
 		}
-		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, Aliases: dm.Aliases, CatchAll: dm.CatchAll}
+		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, UTF8LocalParts: dm.UTF8LocalParts, Aliases: dm.Aliases, CatchAll: dm.CatchAll}
 		out.Route = route(joinKey(key, "route"), dm.Route)
 		if out.Route.Pipe == nil {
 			usesMaildir = true // the domain's users deliver to maildir unless they say otherwise

@@ -282,6 +282,7 @@ threshold = 0
 
 [[domain]]
 name = "example.test"
+utf8_local_parts = true
 users = ["alice"]
 aliases = { info = ["alice"] }
 [[domain.user]]
@@ -319,6 +320,9 @@ route = { maildir = "{domain}/shared" }
 	}
 	if len(d.Domains) != 2 || len(d.Domains[0].Users) != 2 {
 		t.Fatalf("domains %+v", d.Domains)
+	}
+	if !d.Domains[0].UTF8LocalParts || d.Domains[1].UTF8LocalParts {
+		t.Errorf("utf8_local_parts not mapped: %v %v", d.Domains[0].UTF8LocalParts, d.Domains[1].UTF8LocalParts)
 	}
 	if !reflect.DeepEqual(d.Maildir.SpecialFolders, delivery.DefaultSpecialFolders) {
 		t.Errorf("special folders %q, want the default", d.Maildir.SpecialFolders)
