@@ -112,8 +112,10 @@ type Command struct {
 	// becomes one argument per recipient (see RunMulti).
 	Argv []string
 	// Timeout limits the command's run time; zero means DefaultTimeout.
-	// When it expires the whole process group is killed with SIGKILL and
-	// Run fails with 451 4.3.0 "Delivery command timed out after ...".
+	// When it expires everything the command started (its process group,
+	// and what left the group; see the package documentation) is killed
+	// with SIGKILL and Run fails with 451 4.3.0 "Delivery command timed
+	// out after ...".
 	Timeout time.Duration
 	// User runs the command as this user (a name or a numeric uid) with
 	// the user's primary group only, as Postfix pipe(8) user= does, and
@@ -307,6 +309,8 @@ func checkExecutable(p string) error {
 // spool file or buffer, not the network); nil means an empty input.
 //
 // Cancelling ctx kills the process group and fails with 451 4.3.0.
+// Whatever the outcome, processes the command left running when it ended
+// are killed before Run returns (Result.Leftover).
 func (c *Command) Run(ctx context.Context, v Vars, stdin io.Reader) (Result, error) {
 	return c.run(ctx, &v, []string{v.Recipient}, stdin)
 }
