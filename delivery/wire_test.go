@@ -2,9 +2,11 @@ package delivery
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,4 +252,95 @@ func TestWireDedup(t *testing.T) {
 	if !found {
 		t.Errorf("the changed message is not stored: %q", files)
 	}
+}
+
+// TestWirePipeLimit: 30 LMTP sessions at once, each delivering to one pipe
+// route limited to 4 processes: all are delivered, and no more than 4
+// commands ever ran together (they count themselves in a directory).
+// Bounded in count; it asserts counts, not time.
+func TestWirePipeLimit(t *testing.T) {
+	const sessions, limit = 30, 4
+	root := t.TempDir()
+	running := t.TempDir()
+	peak := filepath.Join(t.TempDir(), "peak")
+	cfg := testConfig(root)
+	rt := sh(`touch "$1/$$"; ls "$1" | wc -l >> "$2"; sleep 0.1; rm -f "$1/$$"; cat > /dev/null`, false, running, peak)
+	rt.Pipe.MaxProcesses = limit
+	cfg.Domains = append(cfg.Domains, Domain{Name: "cmd.example", Route: rt, Users: []User{{Name: "u"}}})
+	r := newRouter(t, cfg, Options{})
+	sock := filepath.Join(t.TempDir(), "lmtp.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zerolog.Nop()
+	srv := &protocol.Server{Protocol: protocol.LMTP, Hostname: "lda.example.test", Backend: r, Logger: &log}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	errs := make(chan error, sessions)
+	for range sessions {
+		go func() { errs <- lmtpOnce(sock, "u@cmd.example") }()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	b, err := os.ReadFile(peak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := strings.Fields(string(b))
+	if len(counts) != sessions {
+		t.Errorf("%d commands ran for %d sessions", len(counts), sessions)
+	}
+	for _, c := range counts {
+		if n, err := strconv.Atoi(c); err != nil || n > limit {
+			t.Errorf("%s commands ran at once, limit %d", c, limit)
+		}
+	}
+}
+
+// lmtpOnce delivers one small message to rcpt over a new connection and
+// returns an error unless every reply is as expected. Safe to call from
+// several goroutines.
+func lmtpOnce(sock, rcpt string) error {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	br := bufio.NewReader(c)
+	expect := func(code string) error {
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("waiting for %s: %w", code, err)
+			}
+			if len(line) >= 4 && line[3] == '-' {
+				continue
+			}
+			if !strings.HasPrefix(line, code) {
+				return fmt.Errorf("got %q, want %s", strings.TrimSpace(line), code)
+			}
+			return nil
+		}
+	}
+	steps := []struct{ send, want string }{
+		{"", "220"}, {"LHLO c.example.test", "250"}, {"MAIL FROM:<s@example.test>", "250"},
+		{"RCPT TO:<" + rcpt + ">", "250"}, {"DATA", "354"}, {"Subject: x\r\n\r\nhi\r\n.", "250"}, {"QUIT", "221"},
+	}
+	for _, s := range steps {
+		if s.send != "" {
+			if _, err := c.Write([]byte(s.send + "\r\n")); err != nil {
+				return err
+			}
+		}
+		if err := expect(s.want); err != nil {
+			return fmt.Errorf("after %q: %w", s.send, err)
+		}
+	}
+	return nil
 }
