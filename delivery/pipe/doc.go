@@ -35,7 +35,8 @@
 //
 // A command killed by a signal, one that exceeds its time limit, and one
 // interrupted because the caller's context ended are all temporary failures,
-// 451 4.3.0. Postfix bounces a command that exceeds its time limit; a hung
+// 451 4.3.0. A run that found every slot of its [Limiter] busy for the whole
+// wait does not start and gets 451 4.3.2. Postfix bounces a command that exceeds its time limit; a hung
 // command is not a fact about the recipient, so we defer instead.
 //
 // The basic reply code follows from the enhanced code by one rule
