@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/lmtpd/lmtpd/delivery/pipe"
@@ -66,8 +67,19 @@ type Domain struct {
 	Users []User
 	// AnyUser accepts every local part as a user (after Users and
 	// Aliases, which still apply), each with its own mailbox from the
-	// domain's route. It excludes CatchAll.
+	// domain's route. It excludes CatchAll. Only ASCII user names are
+	// accepted this way unless UTF8LocalParts is set: anything else gets
+	// 553 5.6.7, so that no sender can create a look-alike mailbox
+	// ("аlice" with a Cyrillic а).
 	AnyUser bool
+	// UTF8LocalParts lets AnyUser accept non-ASCII user names (RFC 6531)
+	// that are in the canonical form of the PRECIS UsernameCasePreserved
+	// profile (RFC 8265: NFC, no width or compatibility variants such as
+	// the Kelvin sign, letters, digits and ASCII punctuation only); they
+	// are matched with Unicode case folding (UsernameCaseMapped), and one
+	// that would fold into an ASCII name is refused. Look-alikes across
+	// scripts remain possible: turn it on only where users need it.
+	UTF8LocalParts bool
 	// Aliases maps a local part to one or more targets: a user of this
 	// domain ("bob"), or of another served domain ("bob@example.net"),
 	// optionally with a detail ("bob+sales"). A target must be a user
@@ -89,6 +101,11 @@ type User struct {
 	Name string
 	// Route overrides the domain's route when it is not the zero value.
 	Route Route
+	// CreateFolders, when set, says whether mail for user+detail may
+	// create the missing folder ".detail" (see MaildirConfig): it
+	// overrides MaildirConfig.CreateFolders for this user. Special folders
+	// are never created or delivered into.
+	CreateFolders *bool
 }
 
 // Route chooses the backend for a user or domain: a pipe command when Pipe
@@ -115,6 +132,14 @@ type Pipe struct {
 	// per recipient. All those recipients then share one outcome, and no
 	// Delivered-To field is added.
 	PerMessage bool
+	// MaxProcesses is how many runs of this route's command may be in
+	// flight at once, over all sessions; a delivery that finds them all
+	// busy waits in line. 0 means pipe.DefaultMaxProcesses (20).
+	MaxProcesses int
+	// MaxWait is how long a delivery waits for a free run before its
+	// recipient gets 451 4.3.2 (try again later). 0 means
+	// pipe.DefaultMaxWait (30s).
+	MaxWait time.Duration
 }
 
 // MaildirConfig configures maildir delivery.
@@ -130,9 +155,20 @@ type MaildirConfig struct {
 	// DetailFolders delivers user+detail into the Maildir++ folder
 	// ".detail" (sanitised by maildir.FolderName). DefaultConfig: false.
 	DetailFolders bool
-	// CreateFolders creates a missing detail folder; when false, mail for
-	// a missing folder goes to INBOX. DefaultConfig: false.
+	// CreateFolders creates a missing detail folder for users that do not
+	// set User.CreateFolders; when false, mail for a missing folder goes
+	// to INBOX. Since the detail is chosen by whoever sends the mail,
+	// creation lets any sender make folders in any mailbox: leave it off
+	// and allow it per user. DefaultConfig: false.
 	CreateFolders bool
+	// SpecialFolders are folders a detail never delivers into, existing
+	// or not: mail for user+Trash goes to INBOX, so that no sender can
+	// drop mail into a user's Trash, Sent or Drafts, where it would look
+	// like the user's own. A name matches case-insensitively, and so do
+	// its subfolders (".Trash.x"); INBOX always counts. nil means
+	// DefaultSpecialFolders; an empty, non-nil list means only INBOX
+	// (for instance to let +Junk reach Junk, list the others without it).
+	SpecialFolders []string
 	// MaxMessageBytes, when positive, is the largest file a maildir
 	// delivery may write (552 5.3.4 above it). 0: no limit.
 	MaxMessageBytes int64
@@ -192,6 +228,15 @@ func (c *Config) deliveredTo(n int, pipe bool) bool {
 	return n == 1 || pipe
 }
 
+// DefaultSpecialFolders are the special folders when
+// MaildirConfig.SpecialFolders is nil: the special-use mailboxes of RFC
+// 6154 under the names Dovecot, Thunderbird, Outlook and Apple Mail give
+// them.
+var DefaultSpecialFolders = []string{
+	"Trash", "Sent", "Drafts", "Junk", "Spam", "Archive",
+	"Sent Messages", "Sent Items", "Deleted Messages", "Deleted Items", "Junk E-mail",
+}
+
 // DefaultTemplate is the maildir path used when neither the route nor
 // MaildirConfig.Template names one.
 const DefaultTemplate = "{domain}/{user}"
@@ -227,12 +272,41 @@ func (c *Config) Warnings() []string {
 	return t.warnings()
 }
 
-// fold returns the matching key of a local part.
+// fold returns the matching key of a local part: ASCII letters
+// lower-cased, every other character as it is (see the package
+// documentation, "Local parts"). strings.ToLower would fold the Kelvin sign
+// into "k" and "İ" into "i", so that a non-ASCII spelling reached an ASCII
+// mailbox.
 func (c *Config) fold(s string) string {
 	if c.CaseSensitive {
 		return s
 	}
-	return strings.ToLower(s)
+	return lowerASCII(s)
+}
+
+// lowerASCII lower-cases A to Z and leaves every other byte alone.
+func lowerASCII(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for j := i; j < len(b); j++ {
+		if 'A' <= b[j] && b[j] <= 'Z' {
+			b[j] += 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // splitDetail splits a local part at the first delimiter character. A
@@ -295,10 +369,9 @@ func (c *Config) spoolOptions() spool.Options {
 // a Store across reloads.
 type storeKey struct {
 	root, hostname string
-	createFolders  bool
 	maxBytes       int64
 }
 
 func (c *Config) storeKey() storeKey {
-	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, createFolders: c.Maildir.CreateFolders, maxBytes: c.Maildir.MaxMessageBytes}
+	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, maxBytes: c.Maildir.MaxMessageBytes}
 }

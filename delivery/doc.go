@@ -15,6 +15,42 @@
 // address that cannot be a file name 553 5.1.3. The bare "Postmaster"
 // (RFC 5321 section 4.5.1) goes to Config.Postmaster.
 //
+// # Local parts
+//
+// RFC 6531 leaves the matching of non-ASCII local parts to the server.
+// lmtpd folds ASCII letters only (unless Config.CaseSensitive): A to Z
+// match a to z, every other character matches only itself, byte for
+// byte, without Unicode case folding or normalisation. So "admİn" (capital
+// I with dot above) and "Kate" with the Kelvin sign are not "admin" and
+// "kate" (strings.ToLower would have folded both into them), and a
+// configured non-ASCII name must be written as clients will spell it.
+//
+// An any-user domain creates a mailbox for every local part it accepts,
+// so it accepts only ASCII user names by default: anything else, such as
+// "аlice" with a Cyrillic а, is refused with 553 5.6.7 (the RFC 6531 code
+// for non-ASCII addresses not permitted). Domain.UTF8LocalParts accepts
+// non-ASCII names that are canonical under the PRECIS UsernameCasePreserved
+// profile (RFC 8265; golang.org/x/text/secure/precis): NFC, no width or
+// compatibility variants, so no Kelvin sign, fullwidth letters or long s;
+// letters, digits and ASCII punctuation. Others get 553 5.1.3. Such names
+// are matched with Unicode case folding (UsernameCaseMapped: "JOSÉ" is
+// "josé"), and one that would fold into an ASCII name is refused. Look-
+// alikes across scripts stay possible with it: PRECIS does not address
+// confusables. The detail is not restricted: it never names a mailbox, and
+// a detail folder name is reduced to ASCII (maildir.FolderName).
+//
+// # Detail folders
+//
+// With MaildirConfig.DetailFolders, user+detail goes into the Maildir++
+// folder ".detail" when it exists. The detail is the sender's choice, so
+// a missing folder is created only for users whose configuration allows
+// it (User.CreateFolders, defaulting to MaildirConfig.CreateFolders, off);
+// otherwise the mail goes to INBOX. Special folders (SpecialFolders:
+// Trash, Sent, Drafts, Junk and their usual variants, and INBOX) are never
+// a detail's target, existing or not, so that nobody can drop mail where
+// it would pass for the user's own or be thrown away: such mail goes to
+// INBOX.
+//
 // # Delivery
 //
 // The body is spooled once (package spool) with its CRLF line endings

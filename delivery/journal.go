@@ -20,6 +20,16 @@ import (
 // final reply (the classic LMTP duplicate, RFC 2033 section 4.2: "the
 // message may be sent more than once") does not deliver a second copy.
 // The resend still gets its 250.
+//
+// A delivery counts as a resend of an earlier one, and is skipped, only
+// when all of these are equal within the window: the destination (a
+// mailbox and folder, or a pipe command and recipient), the envelope
+// sender, the Message-ID field (or its absence), and the content: every
+// header field byte for byte except the Received field lmtpd itself puts
+// on top, and the body. Anything that differs, a reused Message-ID with
+// another text or another Subject included, is a different message and is
+// delivered. Two messages without Message-ID with identical header and
+// body are indistinguishable and count as one.
 type DedupConfig struct {
 	// Enabled turns the journal on. Default false.
 	Enabled bool
@@ -132,8 +142,17 @@ func (j *journal) rewrite() error {
 	return nil
 }
 
-// dedupKey is the journal key of a message id (the Message-ID field, or a
-// digest of the body when there is none) and a destination.
+// dedupKeyVersion starts every message key. Journals written before it
+// keyed on Message-ID and sender alone, which took a different message
+// with a reused Message-ID for a resend; their lines stay readable (same
+// format, a 64-digit hex key) and are kept until they leave the window,
+// but no new key can equal one of them, so they never suppress a delivery.
+// The cost of the change is at most one duplicate per message resent
+// across the upgrade, the safe direction.
+const dedupKeyVersion = "v2"
+
+// dedupKey is the journal key of a message (delivery.messageKey), a sender
+// and a destination.
 func dedupKey(msgKey, sender, dest string) string {
 	h := sha256.New()
 	for _, s := range []string{msgKey, sender, dest} {

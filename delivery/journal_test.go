@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,6 +54,10 @@ func TestDedup(t *testing.T) {
 		{"no Message-ID, same body", testText, testText, 0, false, 1},
 		{"no Message-ID, other body", testText, testText + "more\r\n", 0, false, 2},
 		{"other Message-ID", withID, "Message-ID: <m2@example.com>\r\n" + testText, 0, false, 2},
+		// A reused Message-ID is not a resend when the content differs.
+		{"same Message-ID, other body", withID, withID + "more\r\n", 0, false, 2},
+		{"same Message-ID, other header field", withID, "Message-ID: <m1@example.com>\r\nX-Other: 1\r\n" + testText, 0, false, 2},
+		{"same Message-ID, header only, resent", "Message-ID: <m1@example.com>\r\n", "Message-ID: <m1@example.com>\r\n", 0, false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,5 +172,37 @@ func TestDedupValidate(t *testing.T) {
 	cfg.Dedup = DedupConfig{Window: -time.Second}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dedup window") {
 		t.Errorf("Validate = %v", err)
+	}
+}
+
+// TestDedupOldJournal: a journal written before content digests (keys of
+// Message-ID, sender and destination only) still loads, and its entries
+// never suppress a delivery, since they cannot tell a resend from another
+// message with the same Message-ID.
+func TestDedupOldJournal(t *testing.T) {
+	root := t.TempDir()
+	jpath := filepath.Join(t.TempDir(), "journal")
+	clock := &fakeClock{t: time.Now()}
+	// The old key of <m1@example.com> from a@b to bob's INBOX.
+	old := dedupKey("<m1@example.com>", "a@b", "m"+"example.org/bob"+"\x00")
+	line := fmt.Sprintf("%d %s\n", clock.now().Unix(), old)
+	if err := os.WriteFile(jpath, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRouter(t, dedupConfig(root, jpath), Options{Now: clock.now})
+	text := "Message-ID: <m1@example.com>\r\n" + testText
+	if _, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"bob@example.org"}, text); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(maildirFiles(t, root, "example.org/bob")); n != 1 {
+		t.Fatalf("bob has %d copies, want 1 (an old journal entry suppressed it)", n)
+	}
+	r.Close()
+	b, err := os.ReadFile(jpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) || strings.Count(string(b), "\n") != 2 {
+		t.Errorf("journal after the upgrade:\n%s", b)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/text/secure/precis"
+
 	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
@@ -15,6 +17,7 @@ import (
 // transactions keep using the table they started with across a reload.
 type table struct {
 	cfg        Config
+	special    map[string]bool    // special folders, lower-cased, without the dot
 	domains    map[string]*domain // by lower-cased name
 	postmaster protocol.Address
 	explicitPM bool
@@ -24,6 +27,7 @@ type table struct {
 type domain struct {
 	name     string // lower-cased
 	anyUser  bool
+	utf8     bool             // any-user accepts PRECIS-canonical non-ASCII names
 	users    map[string]*user // by folded name
 	aliases  map[string][]aliasTarget
 	catchAll []aliasTarget
@@ -31,8 +35,9 @@ type domain struct {
 }
 
 type user struct {
-	name  string // as configured
-	route *route
+	name          string // as configured
+	route         *route
+	createFolders bool // detail folders may be created
 }
 
 // aliasTarget is a parsed alias or catch-all target.
@@ -47,7 +52,28 @@ type route struct {
 	tmpl       *maildir.Template // maildir route
 	cmd        *pipe.Command     // pipe route
 	perMessage bool
-	desc       string // for the log: template or argv[0]
+	desc       string        // for the log: template or argv[0]
+	where      string        // "domain D" or "domain D user U", for the limiter
+	limiter    *pipe.Limiter // pipe route: bounds concurrent runs
+}
+
+// routes returns every compiled route of the table, each once.
+func (t *table) routes() []*route {
+	seen := make(map[*route]bool)
+	var out []*route
+	add := func(r *route) {
+		if r != nil && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	for _, d := range t.domains {
+		add(d.route)
+		for _, u := range d.users {
+			add(u.route)
+		}
+	}
+	return out
 }
 
 func (r *route) backend() string {
@@ -59,9 +85,20 @@ func (r *route) backend() string {
 
 // compile validates cfg and builds its table, collecting every problem.
 func compile(cfg *Config) (*table, error) {
-	t := &table{cfg: *cfg, domains: make(map[string]*domain)}
+	t := &table{cfg: *cfg, domains: make(map[string]*domain), special: map[string]bool{"inbox": true}}
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	special := cfg.Maildir.SpecialFolders
+	if special == nil {
+		special = DefaultSpecialFolders
+	}
+	for _, f := range special {
+		if f == "" || strings.ContainsAny(f, "./\\") {
+			fail("special folder %q: want a top-level folder name, without dots or slashes", f)
+			continue
+		}
+		t.special[strings.ToLower(f)] = true
+	}
 
 	if len(cfg.Domains) == 0 {
 		errs = append(errs, errNoDomains)
@@ -108,7 +145,14 @@ func compile(cfg *Config) (*table, error) {
 			if len(cmd.Argv) > 0 {
 				desc = cmd.Argv[0]
 			}
-			return &route{id: t.nextRoute, cmd: &cmd, perMessage: r.Pipe.PerMessage, desc: desc}
+			if r.Pipe.MaxProcesses < 0 {
+				fail("%s: pipe: max processes %d is negative", where, r.Pipe.MaxProcesses)
+			}
+			if r.Pipe.MaxWait < 0 {
+				fail("%s: pipe: max wait %v is negative", where, r.Pipe.MaxWait)
+			}
+			return &route{id: t.nextRoute, cmd: &cmd, perMessage: r.Pipe.PerMessage, desc: desc,
+				where: where, limiter: pipe.NewLimiter(r.Pipe.MaxProcesses, r.Pipe.MaxWait)}
 		}
 		usesMaildir = true
 		tm := defTmpl
@@ -135,7 +179,7 @@ func compile(cfg *Config) (*table, error) {
 			fail("domain %s listed twice", dc.Name)
 			continue
 		}
-		d := &domain{name: name, anyUser: dc.AnyUser, users: make(map[string]*user), aliases: make(map[string][]aliasTarget)}
+		d := &domain{name: name, anyUser: dc.AnyUser, utf8: dc.UTF8LocalParts, users: make(map[string]*user), aliases: make(map[string][]aliasTarget)}
 		d.route = compileRoute("domain "+name, dc.Route, nil)
 		for _, u := range dc.Users {
 			if err := checkName("user name", u.Name); err != nil {
@@ -147,7 +191,11 @@ func compile(cfg *Config) (*table, error) {
 				fail("domain %s: user %s listed twice", name, u.Name)
 				continue
 			}
-			d.users[k] = &user{name: u.Name, route: compileRoute("user "+u.Name+"@"+name, u.Route, d.route)}
+			create := cfg.Maildir.CreateFolders
+			if u.CreateFolders != nil {
+				create = *u.CreateFolders
+			}
+			d.users[k] = &user{name: u.Name, route: compileRoute("user "+u.Name+"@"+name, u.Route, d.route), createFolders: create}
 		}
 		for a := range dc.Aliases {
 			if err := checkName("alias", a); err != nil {
@@ -308,6 +356,11 @@ var (
 	// ErrBadMailboxName: the address cannot be mapped to a maildir path,
 	// for instance a local part too long for a file name (X.1.3).
 	ErrBadMailboxName = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 1, 3}, "Mailbox name not allowed")
+	// ErrNonASCIILocalPart: an any-user domain without UTF8LocalParts
+	// got a non-ASCII user name: 553 5.6.7, "non-ASCII addresses not
+	// permitted for that sender/recipient", the code RFC 6531 registers
+	// for RCPT.
+	ErrNonASCIILocalPart = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 6, 7}, "Non-ASCII mailbox names are not accepted here")
 	// ErrLoop: the message already carries Delivered-To for this recipient
 	// (X.4.6 routing loop detected).
 	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 4, 6}, "Mail loop detected: message already delivered to this recipient")
@@ -350,11 +403,11 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	addr := a.String()
 
 	if u := d.users[t.cfg.fold(local)]; u != nil {
-		return t.one(d, u.name, "", addr, u.route)
+		return t.one(d, u.name, "", addr, u.route, u.createFolders)
 	}
 	if hasDetail {
 		if u := d.users[t.cfg.fold(base)]; u != nil {
-			return t.one(d, u.name, detail, addr, u.route)
+			return t.one(d, u.name, detail, addr, u.route, u.createFolders)
 		}
 	}
 	if ext != nil {
@@ -363,7 +416,7 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 			return nil, protocol.WrapError(ErrLookupFailed.Code, ErrLookupFailed.EnhancedCode, ErrLookupFailed.Message, err)
 		}
 		if ok {
-			return t.one(d, t.cfg.fold(base), detail, addr, d.route)
+			return t.one(d, t.cfg.fold(base), detail, addr, d.route, t.cfg.Maildir.CreateFolders)
 		}
 	}
 	if ats, ok := d.aliases[t.cfg.fold(local)]; ok {
@@ -373,7 +426,11 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 		return t.expand(ats, detail)
 	}
 	if d.anyUser {
-		return t.one(d, t.cfg.fold(base), detail, addr, d.route)
+		name, err := t.anyUserName(d, base)
+		if err != nil {
+			return nil, err
+		}
+		return t.one(d, name, detail, addr, d.route, t.cfg.Maildir.CreateFolders)
 	}
 	if len(d.catchAll) > 0 {
 		return t.expand(d.catchAll, "")
@@ -385,6 +442,48 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 		return t.lookup(ctx, t.postmaster, proto, ext)
 	}
 	return nil, ErrUnknownUser
+}
+
+// isSpecial reports whether a Maildir++ folder (".Trash", ".Trash.old")
+// is a special folder or under one: a detail never delivers there.
+func (t *table) isSpecial(folder string) bool {
+	top, _, _ := strings.Cut(strings.TrimPrefix(folder, "."), ".")
+	return t.special[strings.ToLower(top)]
+}
+
+// anyUserName returns the mailbox name of user (a local part without its
+// detail) in an any-user domain, or the refusal: non-ASCII without
+// UTF8LocalParts, or not canonical under PRECIS with it.
+func (t *table) anyUserName(d *domain, user string) (string, error) {
+	if isASCII(user) {
+		return t.cfg.fold(user), nil
+	}
+	if !d.utf8 {
+		return "", protocol.WrapError(ErrNonASCIILocalPart.Code, ErrNonASCIILocalPart.EnhancedCode, ErrNonASCIILocalPart.Message,
+			fmt.Errorf("delivery: non-ASCII user %q in any-user domain %s (utf8_local_parts is off)", user, d.name))
+	}
+	bad := func(why string, err error) error {
+		return protocol.WrapError(ErrBadMailboxName.Code, ErrBadMailboxName.EnhancedCode, ErrBadMailboxName.Message,
+			fmt.Errorf("delivery: user %q in any-user domain %s: %s: %v", user, d.name, why, err))
+	}
+	p, err := precis.UsernameCasePreserved.String(user)
+	if err != nil {
+		return "", bad("not a PRECIS username", err)
+	}
+	if p != user {
+		return "", bad("not in canonical form", fmt.Errorf("PRECIS form is %q", p))
+	}
+	if t.cfg.CaseSensitive {
+		return user, nil
+	}
+	k, err := precis.UsernameCaseMapped.String(user)
+	if err != nil {
+		return "", bad("no case-mapped form", err)
+	}
+	if isASCII(k) {
+		return "", bad("folds into an ASCII name", fmt.Errorf("%q", k))
+	}
+	return k, nil
 }
 
 // expand resolves alias targets, passing on an unmatched detail.
@@ -404,9 +503,9 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
 		var tg []target
 		var err error
 		if u := d.users[t.cfg.fold(at.local)]; u != nil {
-			tg, err = t.one(d, u.name, det, addr, u.route)
+			tg, err = t.one(d, u.name, det, addr, u.route, u.createFolders)
 		} else {
-			tg, err = t.one(d, t.cfg.fold(at.local), det, addr, d.route)
+			tg, err = t.one(d, t.cfg.fold(at.local), det, addr, d.route, t.cfg.Maildir.CreateFolders)
 		}
 		if err != nil {
 			return nil, err
@@ -416,8 +515,9 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
 	return out, nil
 }
 
-// one builds the target for a user of d.
-func (t *table) one(d *domain, userName, detail, addr string, r *route) ([]target, error) {
+// one builds the target for a user of d; create says whether the user's
+// detail folder may be created.
+func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool) ([]target, error) {
 	tg := target{route: r, user: userName, detail: detail, domain: d.name, addr: addr}
 	if r.tmpl != nil {
 		lp := userName
@@ -430,8 +530,9 @@ func (t *table) one(d *domain, userName, detail, addr string, r *route) ([]targe
 		}
 		tg.mailbox.Path = p
 		if t.cfg.Maildir.DetailFolders && detail != "" && !r.tmpl.UsesDetail() {
-			if f, ok := maildir.FolderName(detail); ok {
+			if f, ok := maildir.FolderName(detail); ok && !t.isSpecial(f) {
 				tg.mailbox.Folder = f
+				tg.mailbox.CreateFolder = create
 			}
 		}
 	}

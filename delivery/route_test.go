@@ -247,3 +247,89 @@ func TestWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestUnicodeLocalParts: local parts fold ASCII letters only, so a
+// non-ASCII spelling never reaches an ASCII mailbox ("admİn", the Kelvin
+// sign in "Kate"); an any-user domain refuses non-ASCII user names unless
+// utf8_local_parts is on, and then accepts only PRECIS-canonical ones.
+func TestUnicodeLocalParts(t *testing.T) {
+	const (
+		dotI   = "adm\u0130n"         // admİn, capital I with dot above
+		kelvin = "\u212Aate"          // Kate with the Kelvin sign
+		cyr    = "\u0430lice"         // аlice with a Cyrillic а
+		nfd    = "jos\u0065\u0301"    // josé, decomposed
+		nfc    = "jos\u00e9"          // josé, composed
+		upper  = "JOS\u00c9"          // JOSÉ
+		wide   = "\uff41lice"         // ａlice, fullwidth a
+		longS  = "\u017Fam"           // ſam, long s (compatibility form of s)
+		greek  = "\u03b1\u03b2\u03b3" // αβγ
+	)
+	tests := []struct {
+		name     string
+		rcpt     string
+		utf8     bool
+		caseSens bool
+		wantUser string // "" when refused
+		code     int
+		ec       protocol.EnhancedCode
+	}{
+		{name: "ASCII folds", rcpt: "Admin@listed.test", wantUser: "admin"},
+		{name: "dotted capital I is not i", rcpt: dotI + "@listed.test", code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "Kelvin sign is not K", rcpt: kelvin + "@listed.test", code: 550, ec: protocol.EnhancedCode{5, 1, 1}},
+		{name: "ASCII in any-user", rcpt: "Kate@any.test", wantUser: "kate"},
+		{name: "Cyrillic look-alike refused in any-user", rcpt: cyr + "@any.test", code: 553, ec: protocol.EnhancedCode{5, 6, 7}},
+		{name: "dotted capital I refused in any-user", rcpt: dotI + "@any.test", code: 553, ec: protocol.EnhancedCode{5, 6, 7}},
+		{name: "Kelvin sign refused in any-user", rcpt: kelvin + "@any.test", code: 553, ec: protocol.EnhancedCode{5, 6, 7}},
+		{name: "non-ASCII detail is fine", rcpt: "kate+\u65e5\u672c@any.test", wantUser: "kate"},
+		{name: "UTF-8: composed accepted", rcpt: nfc + "@any.test", utf8: true, wantUser: nfc},
+		{name: "UTF-8: upper case folds to the same", rcpt: upper + "@any.test", utf8: true, wantUser: nfc},
+		{name: "UTF-8: case kept when case-sensitive", rcpt: upper + "@any.test", utf8: true, caseSens: true, wantUser: upper},
+		{name: "UTF-8: Greek", rcpt: greek + "@any.test", utf8: true, wantUser: greek},
+		{name: "UTF-8: decomposed refused", rcpt: nfd + "@any.test", utf8: true, code: 553, ec: protocol.EnhancedCode{5, 1, 3}},
+		{name: "UTF-8: Kelvin sign refused", rcpt: kelvin + "@any.test", utf8: true, code: 553, ec: protocol.EnhancedCode{5, 1, 3}},
+		{name: "UTF-8: fullwidth refused", rcpt: wide + "@any.test", utf8: true, code: 553, ec: protocol.EnhancedCode{5, 1, 3}},
+		{name: "UTF-8: long s refused", rcpt: longS + "@any.test", utf8: true, code: 553, ec: protocol.EnhancedCode{5, 1, 3}},
+		{name: "UTF-8: dotted capital I does not fold to admin", rcpt: dotI + "@any.test", utf8: true, wantUser: "admi\u0307n"},
+		{name: "UTF-8: symbols refused", rcpt: "\u2603@any.test", utf8: true, code: 553, ec: protocol.EnhancedCode{5, 1, 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Maildir.Root = "/nonexistent"
+			cfg.CaseSensitive = tt.caseSens
+			cfg.Domains = []Domain{
+				{Name: "listed.test", Users: []User{{Name: "admin"}, {Name: "kate"}, {Name: "alice"}}},
+				{Name: "any.test", AnyUser: true, UTF8LocalParts: tt.utf8},
+			}
+			tab, err := compile(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tgs, err := tab.lookup(context.Background(), addr(tt.rcpt), protocol.LMTP, nil)
+			if tt.wantUser == "" {
+				checkCode(t, err, tt.code, tt.ec)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tgs) != 1 || tgs[0].user != tt.wantUser {
+				t.Fatalf("targets %+v, want user %q", tgs, tt.wantUser)
+			}
+			if want := strings.SplitN(tgs[0].domain, ".", 2)[0]; !strings.HasSuffix(tgs[0].mailbox.Path, "/"+tt.wantUser) || !strings.HasPrefix(tgs[0].mailbox.Path, want) {
+				t.Errorf("maildir %q for user %q", tgs[0].mailbox.Path, tt.wantUser)
+			}
+		})
+	}
+}
+
+func TestLowerASCII(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "", "abc": "abc", "ABC": "abc", "MiXeD-1.X": "mixed-1.x",
+		"\u0130": "\u0130", "\u212A": "\u212A", "\u00c9X": "\u00c9x",
+	} {
+		if got := lowerASCII(in); got != want {
+			t.Errorf("lowerASCII(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

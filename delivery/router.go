@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lmtpd/lmtpd/delivery/maildir"
+	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
@@ -58,7 +59,37 @@ type Router struct {
 	mu       sync.Mutex
 	stores   map[storeKey]*maildir.Store
 	journals map[string]*journal
+	limiters map[limiterKey]*pipe.Limiter
 	closed   bool
+}
+
+// limiterKey identifies a pipe route's concurrency limit across reloads:
+// the same place in the configuration with the same settings keeps its
+// Limiter, so runs started before a reload still count.
+type limiterKey struct {
+	where string
+	max   int
+	wait  time.Duration
+}
+
+// shareLimiters gives the pipe routes of tab the Limiters of the running
+// configuration where their place and settings did not change, and drops
+// the Limiters no route uses any more.
+func (r *Router) shareLimiters(tab *table) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[limiterKey]*pipe.Limiter)
+	for _, rt := range tab.routes() {
+		if rt.limiter == nil {
+			continue
+		}
+		k := limiterKey{rt.where, rt.limiter.Max(), rt.limiter.Wait()}
+		if l := r.limiters[k]; l != nil {
+			rt.limiter = l
+		}
+		next[k] = rt.limiter
+	}
+	r.limiters = next
 }
 
 // state is one configuration with what it needs.
@@ -88,6 +119,7 @@ func (r *Router) Reload(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	r.shareLimiters(tab)
 	st := &state{tab: tab}
 	if cfg.Maildir.Root != "" || r.opts.FS != nil {
 		if st.store, err = r.storeFor(&cfg); err != nil {
@@ -145,7 +177,8 @@ func (r *Router) storeFor(cfg *Config) (*maildir.Store, error) {
 		Names:           r.opts.Names,
 		Hostname:        cfg.Maildir.Hostname,
 		MaxMessageBytes: cfg.Maildir.MaxMessageBytes,
-		CreateFolders:   cfg.Maildir.CreateFolders,
+		// Folder creation is decided per delivery (Mailbox.CreateFolder),
+		// from the user's setting.
 	})
 	if err != nil {
 		return nil, err

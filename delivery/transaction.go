@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"hash"
 	"io"
 	"net"
 	"path/filepath"
@@ -183,8 +185,16 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	lf := lfPool.Get().(*spool.LFWriter)
 	lf.Reset(d.sp)
 	var err error
+	var bodySum hash.Hash
 	if msg.Body != nil {
-		_, err = io.Copy(lf, msg.Body)
+		body := msg.Body
+		if t.st.journal != nil {
+			// The body streams once: digest it on its way to the spool,
+			// so that dedup can decide before anything is committed.
+			bodySum = sha256.New()
+			body = io.TeeReader(body, bodySum)
+		}
+		_, err = io.Copy(lf, body)
 	}
 	if err == nil {
 		err = lf.Flush()
@@ -210,7 +220,14 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		d.sp.Close()
 		return nil, maildir.Classify(err)
 	}
-	d.base = spool.AppendLF(make([]byte, 0, hb.Len()), hb.Bytes())
+	hbytes := hb.Bytes()
+	if !msg.HasBlankLine() {
+		// WriteHeader always ends the section with the empty line; a
+		// message of header fields only had none, and its copy must be
+		// what the client sent.
+		hbytes = bytes.TrimSuffix(hbytes, []byte("\r\n"))
+	}
+	d.base = spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes)
 	d.rp = []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n")
 
 	delivered := deliveredTo(hdr)
@@ -238,22 +255,16 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		d.planJob(j, delivered)
 	}
 	if t.st.journal != nil {
-		d.dedup(ctx)
+		d.dedup(ctx, bodySum)
 	}
 	return d, nil
 }
 
 // dedup marks the jobs the journal says were delivered already as done.
-func (d *delivery) dedup(ctx context.Context) {
-	msgKey := strings.TrimSpace(d.msg.Header().Get("Message-ID"))
-	if msgKey == "" {
-		h := sha256.New()
-		if _, err := d.sp.WriteTo(h); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("dedup: cannot digest the body; not deduplicating")
-			return
-		}
-		msgKey = "sha256:" + hex.EncodeToString(h.Sum(nil))
-	}
+// A job is a resend of an earlier delivery when sender, destination,
+// Message-ID (or its absence) and content all match; see messageKey.
+func (d *delivery) dedup(ctx context.Context, bodySum hash.Hash) {
+	msgKey := d.messageKey(bodySum)
 	w := d.t.st.tab.cfg.Dedup.window()
 	for _, j := range d.jobs {
 		if j.done {
@@ -264,6 +275,43 @@ func (d *delivery) dedup(ctx context.Context) {
 			j.done, j.dup = true, true
 		}
 	}
+}
+
+// messageKey identifies a message for dedup: its Message-ID and a SHA-256
+// digest of its content, the header fields as the client sent them (the
+// server's own Received field, which differs on every attempt, left out)
+// and the body as it came off the wire. A client that resends a
+// transaction sends the same bytes, so the same key; a different message
+// that reuses a Message-ID (a buggy generator, a list that keeps the id
+// and changes the text, a forged id) has other bytes and is delivered.
+// bodySum is the digest of the body, computed while spooling; nil means
+// an empty body.
+func (d *delivery) messageKey(bodySum hash.Hash) string {
+	hdr := d.msg.Header()
+	h := sha256.New()
+	first := true
+	for f := hdr.Fields(); f.Next(); {
+		if first && d.msg.ID != "" && strings.EqualFold(f.Key(), "Received") &&
+			strings.Contains(f.Value(), "id "+d.msg.ID) {
+			first = false
+			continue // our trace field: not part of what the client sent
+		}
+		first = false
+		if raw, err := f.Raw(); err == nil {
+			h.Write(raw)
+		} else {
+			h.Write([]byte(f.Key() + ": " + f.Value() + "\r\n"))
+		}
+	}
+	if !d.msg.HasBlankLine() {
+		h.Write([]byte{0}) // header only vs empty body: different bytes
+	}
+	h.Write([]byte{0})
+	if bodySum != nil {
+		h.Write(bodySum.Sum(nil))
+	}
+	fmt.Fprintf(h, "\x00%d", d.sp.Size())
+	return dedupKeyVersion + "\x00" + strings.TrimSpace(hdr.Get("Message-ID")) + "\x00" + hex.EncodeToString(h.Sum(nil))
 }
 
 // record writes the keys of newly delivered jobs to the dedup journal.
@@ -422,7 +470,16 @@ func (d *delivery) runPipe(ctx context.Context, js []*job) {
 	stdin := io.MultiReader(bytes.NewReader(j0.header), d.sp.NewReader())
 	v := d.vars(j0)
 	start := time.Now()
-	var err error
+	release, err := j0.tg.route.limiter.Acquire(ctx)
+	if err != nil {
+		for _, j := range js {
+			j.err, j.done = err, true
+			j.elapsed += time.Since(start)
+		}
+		return
+	}
+	defer release()
+	var res pipe.Result
 	if j0.tg.route.perMessage {
 		addrs := make([]string, len(js))
 		for i, j := range js {
@@ -432,9 +489,13 @@ func (d *delivery) runPipe(ctx context.Context, js []*job) {
 			}
 		}
 		v.Recipient, v.OriginalRecipient, v.User, v.Detail = "", "", "", ""
-		_, err = j0.tg.route.cmd.RunMulti(ctx, v, addrs, stdin)
+		res, err = j0.tg.route.cmd.RunMulti(ctx, v, addrs, stdin)
 	} else {
-		_, err = j0.tg.route.cmd.Run(ctx, v, stdin)
+		res, err = j0.tg.route.cmd.Run(ctx, v, stdin)
+	}
+	if res.Leftover > 0 {
+		zerolog.Ctx(ctx).Warn().Str("command", j0.tg.route.desc).Int("killed", res.Leftover).
+			Msg("delivery command left processes running when it ended; they were killed")
 	}
 	for _, j := range js {
 		j.err, j.done = err, true
@@ -466,14 +527,43 @@ func (d *delivery) vars(j *job) pipe.Vars {
 		}
 		if c.XForward.Addr != "" {
 			v.ClientAddress = c.XForward.Addr
-		} else if c.RemoteAddr != nil {
-			v.ClientAddress = c.RemoteAddr.String()
-			if h, _, err := net.SplitHostPort(v.ClientAddress); err == nil {
-				v.ClientAddress = h
-			}
+		} else {
+			v.ClientAddress = clientIP(c.RemoteAddr)
 		}
 	}
 	return v
+}
+
+// clientIP returns the IP address of a client's socket address, without
+// port or zone brackets, and "" for an address that is not an IP address:
+// a unix-socket client has no network address (its net.UnixAddr is
+// typically "@" or empty), and the pipe variable CLIENT_ADDRESS is then
+// empty (see package pipe).
+func clientIP(a net.Addr) string {
+	switch a := a.(type) {
+	case nil:
+		return ""
+	case *net.TCPAddr:
+		if a == nil || a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case *net.UDPAddr:
+		if a == nil || a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case *net.UnixAddr:
+		return ""
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		h = a.String()
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return ""
 }
 
 // settle reports every recipient whose destinations are all done.

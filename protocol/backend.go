@@ -210,14 +210,29 @@ func (m *Message) Header() *textproto.Header {
 
 // RawHeader returns the header section byte for byte as the client sent
 // it, with the server's Received field on top and the empty line that ends
-// the section last: what a backend writes before Body to store the
-// message unchanged. It does not follow changes made through Header. The
-// slice must not be modified.
+// the section last if the client sent one (see HasBlankLine): what a
+// backend writes before Body to store the message unchanged. It does not
+// follow changes made through Header. The slice must not be modified.
 func (m *Message) RawHeader() []byte {
 	if m.hdr == nil {
 		return nil
 	}
 	return m.hdr.raw
+}
+
+// HasBlankLine reports whether the client ended the header section with
+// the empty line that separates it from the body (RFC 5322 section 2.1).
+// It is false for a message of header fields only (no empty line, no
+// body) and for one whose first body line followed the fields directly.
+// textproto.WriteHeader always writes the empty line, so a backend that
+// stores the message as it came leaves it out when this is false. A
+// Message without a header read by a Server (zero, or built with
+// SetHeader) reports true.
+func (m *Message) HasBlankLine() bool {
+	if m.hdr == nil || m.hdr.raw == nil {
+		return true
+	}
+	return hasBlankLine(m.hdr.raw)
 }
 
 // SetHeader sets the header of a Message built outside a Server, such as a

@@ -42,7 +42,11 @@ type headerScratch struct {
 //
 // raw is the header section in one buffer of its exact size: top (if not
 // nil, a complete field: the server's Received) first, then the message's
-// own fields as they came, then the empty line. Nothing is parsed here;
+// own fields as they came, then the empty line CRLF if the client sent
+// one. A message of header fields only (no empty line, no body), or one
+// whose first body line follows the fields directly, gets none, so that
+// raw and the body together are exactly what the client sent. Nothing is
+// parsed here;
 // Message.Header parses raw with go-message when a backend asks for it.
 // received counts the message's own Received fields, for the hop limit.
 func readHeader(br *bufio.Reader, max int, sc *headerScratch, top []byte) (raw []byte, received int, body io.Reader, err error) {
@@ -50,6 +54,7 @@ func readHeader(br *bufio.Reader, max int, sc *headerScratch, top []byte) (raw [
 	defer func() { sc.raw = buf[:0] }()
 	var pending []byte // a body line read while looking for the header's end
 	inLine := false    // buf ends inside a line longer than br's buffer
+	blank := false     // the empty line that ends the section was read
 	fields := 0
 scan:
 	for {
@@ -68,6 +73,7 @@ scan:
 		case inLine:
 			// The rest of a line longer than the buffer.
 		case isBlankLine(line):
+			blank = true
 			break scan
 		case isHeaderLine(line):
 			fields++
@@ -90,10 +96,14 @@ scan:
 	if n := len(buf); n > 0 && buf[n-1] != '\n' {
 		buf = append(buf, '\r', '\n')
 	}
-	raw = make([]byte, len(top)+len(buf)+2)
+	end := 0
+	if blank {
+		end = len("\r\n")
+	}
+	raw = make([]byte, len(top)+len(buf)+end)
 	n := copy(raw, top)
 	n += copy(raw[n:], buf)
-	copy(raw[n:], "\r\n")
+	copy(raw[n:], "\r\n"[:end])
 	body = br
 	if len(pending) > 0 {
 		body = io.MultiReader(bytes.NewReader(pending), br)
@@ -102,12 +112,15 @@ scan:
 }
 
 // parseHeader parses a header section as readHeader returns it (complete
-// fields, each ending in a line feed, then the empty line CRLF) into a
-// go-message header whose fields reference raw, so that fields a backend
-// does not touch are written back byte for byte.
+// fields, each ending in a line feed, then the empty line CRLF if there is
+// one) into a go-message header whose fields reference raw, so that fields
+// a backend does not touch are written back byte for byte.
 func parseHeader(raw []byte) textproto.Header {
 	var h textproto.Header
-	end := len(raw) - len("\r\n") // leave out the empty line
+	end := len(raw)
+	if hasBlankLine(raw) {
+		end -= len("\r\n") // leave out the empty line
+	}
 	// AddRaw inserts at the top: walk the fields from the last one up.
 	for end > 0 {
 		start := end
@@ -137,6 +150,14 @@ func isReceivedLine(line []byte) bool {
 		i++
 	}
 	return i < len(line) && line[i] == ':'
+}
+
+// hasBlankLine reports whether a header section as readHeader returns it
+// ends with the empty line. Every field ends in a line feed and no field
+// line is empty, so the section ends with one exactly when it is CRLF alone
+// or ends in LF CR LF.
+func hasBlankLine(raw []byte) bool {
+	return string(raw) == "\r\n" || bytes.HasSuffix(raw, []byte("\n\r\n"))
 }
 
 func isBlankLine(line []byte) bool {

@@ -33,13 +33,18 @@ func TestReadHeader(t *testing.T) {
 		{name: "folded field", in: "Subject: a\r\n b\r\n\tc\r\nTo: x\r\n\r\nbody",
 			raw: "Subject: a\r\n b\r\n\tc\r\nTo: x\r\n\r\n", body: "body"},
 		{name: "body line ends the header", in: "From: a\r\nnot a field\r\nmore\r\n",
-			raw: "From: a\r\n\r\n", body: "not a field\r\nmore\r\n"},
+			raw: "From: a\r\n", body: "not a field\r\nmore\r\n"},
 		{name: "leading white space is body", in: " From: a\r\n\r\n",
-			raw: "\r\n", body: " From: a\r\n\r\n"},
+			raw: "", body: " From: a\r\n\r\n"},
 		{name: "empty header", in: "\r\nbody\r\n", raw: "\r\n", body: "body\r\n"},
-		{name: "empty message", in: "", raw: "\r\n", body: ""},
-		{name: "empty message with Received", in: "", top: testReceived, raw: testReceived + "\r\n"},
-		{name: "header without end", in: "From: a\r\nSubject: b", raw: "From: a\r\nSubject: b\r\n\r\n"},
+		{name: "empty message", in: "", raw: "", body: ""},
+		{name: "empty message with Received", in: "", top: testReceived, raw: testReceived},
+		{name: "header without end", in: "From: a\r\nSubject: b", raw: "From: a\r\nSubject: b\r\n"},
+		// A message of header fields only: no empty line is invented.
+		{name: "header only", in: "From: a\r\nSubject: b\r\n", raw: "From: a\r\nSubject: b\r\n"},
+		{name: "header only with Received", in: "Subject: b\r\n", top: testReceived, raw: testReceived + "Subject: b\r\n"},
+		{name: "header only, folded last", in: "Subject: b\r\n c\r\n", raw: "Subject: b\r\n c\r\n"},
+		{name: "header and empty body", in: "Subject: b\r\n\r\n", raw: "Subject: b\r\n\r\n"},
 		{name: "space before colon", in: "Subject : hi\r\n\r\n", raw: "Subject : hi\r\n\r\n"},
 		{name: "Received counted in any case", in: "Received: a\r\nreceived : b\r\nRECEIVED:c\r\n d\r\nX-Received: e\r\nReceivedx: f\r\n\r\n",
 			raw: "Received: a\r\nreceived : b\r\nRECEIVED:c\r\n d\r\nX-Received: e\r\nReceivedx: f\r\n\r\n", received: 3},
@@ -48,7 +53,7 @@ func TestReadHeader(t *testing.T) {
 		{name: "line longer than the buffer", in: long + "To: x\r\n\r\nbody", bufSize: 16,
 			raw: long + "To: x\r\n\r\n", body: "body"},
 		{name: "long body line", in: "To: x\r\n" + strings.Repeat("y", 100) + "\r\nz", bufSize: 16,
-			raw: "To: x\r\n\r\n", body: strings.Repeat("y", 100) + "\r\nz"},
+			raw: "To: x\r\n", body: strings.Repeat("y", 100) + "\r\nz"},
 		{name: "too big", in: "Subject: 0123456789\r\n\r\n", max: 10, err: ErrHeaderTooBig},
 		// The bound counts the empty line too.
 		{name: "just fits", in: "Subject: 01\r\n\r\nb", max: 15, raw: "Subject: 01\r\n\r\n", body: "b"},
@@ -87,6 +92,9 @@ func TestReadHeader(t *testing.T) {
 			if err != nil || string(b) != tt.body {
 				t.Errorf("body %q, %v; want %q", b, err, tt.body)
 			}
+			if got, want := (&Message{hdr: &headerState{raw: raw}}).HasBlankLine(), strings.Contains(tt.raw, "\r\n\r\n") || tt.raw == "\r\n"; got != want {
+				t.Errorf("HasBlankLine = %v, want %v", got, want)
+			}
 			checkParsed(t, raw, received+btoi(top != nil))
 		})
 	}
@@ -112,6 +120,10 @@ func checkParsed(t *testing.T, raw []byte, received int) {
 	var w bytes.Buffer
 	if err := textproto.WriteHeader(&w, *h); err != nil {
 		t.Fatal(err)
+	}
+	if !m.HasBlankLine() {
+		// WriteHeader always ends with the empty line.
+		raw = append(raw[:len(raw):len(raw)], "\r\n"...)
 	}
 	if !bytes.Equal(w.Bytes(), raw) {
 		t.Errorf("written back:\n%q\nwant\n%q", w.Bytes(), raw)
@@ -197,19 +209,24 @@ func FuzzReadHeader(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.HasPrefix(raw, top) || !bytes.HasSuffix(raw, []byte("\r\n")) {
+		if !bytes.HasPrefix(raw, top) || len(raw) > 0 && raw[len(raw)-1] != '\n' {
 			t.Fatalf("raw %q", raw)
 		}
 		// Nothing is lost or added: the header as read, the empty line
-		// that ended it (if any) and the body are the input.
-		fields := raw[len(top) : len(raw)-2]
+		// that ended it (if any, and then in raw as CRLF) and the body
+		// are the input.
+		blank := hasBlankLine(raw)
+		fields := raw[len(top):]
+		if blank {
+			fields = fields[:len(fields)-2]
+		}
 		switch {
 		case bytes.HasPrefix(in, fields):
 			gap := in[len(fields) : len(in)-len(rest)]
-			if !bytes.HasSuffix(in, rest) || len(gap) > 2 || len(gap) > 0 && !isBlankLine(gap) {
+			if !bytes.HasSuffix(in, rest) || blank != (len(gap) > 0) || len(gap) > 0 && !isBlankLine(gap) {
 				t.Fatalf("input %q split as %q + %q", in, fields, rest)
 			}
-		case len(rest) == 0 && string(fields) == string(in)+"\r\n":
+		case !blank && len(rest) == 0 && string(fields) == string(in)+"\r\n":
 			// A header without a line end at the end of input.
 		default:
 			t.Fatalf("input %q split as %q + %q", in, fields, rest)

@@ -204,12 +204,13 @@ type deliveryConfig struct {
 
 // maildirConfig is [delivery.maildir] (delivery.MaildirConfig).
 type maildirConfig struct {
-	Root           string `toml:"root"`
-	Template       string `toml:"template"`
-	DetailFolders  bool   `toml:"detail_folders"`
-	CreateFolders  bool   `toml:"create_folders"`
-	MaxMessageSize size   `toml:"max_message_size"`
-	Hostname       string `toml:"hostname"`
+	Root           string   `toml:"root"`
+	Template       string   `toml:"template"`
+	DetailFolders  bool     `toml:"detail_folders"`
+	CreateFolders  bool     `toml:"create_folders"`
+	MaxMessageSize size     `toml:"max_message_size"`
+	Hostname       string   `toml:"hostname"`
+	SpecialFolders []string `toml:"special_folders"`
 }
 
 // spoolConfig is [delivery.spool] (delivery.SpoolConfig).
@@ -237,6 +238,8 @@ type domainConfig struct {
 	Aliases  map[string][]string `toml:"aliases"`
 	CatchAll []string            `toml:"catch_all"`
 	Route    routeConfig         `toml:"route"`
+	// UTF8LocalParts: any_user accepts non-ASCII user names too.
+	UTF8LocalParts bool `toml:"utf8_local_parts"`
 }
 
 func (d *domainConfig) setDefaults() {
@@ -245,8 +248,9 @@ func (d *domainConfig) setDefaults() {
 
 // userConfig is one [[domain.user]] (delivery.User).
 type userConfig struct {
-	Name  string      `toml:"name"`
-	Route routeConfig `toml:"route"`
+	Name          string      `toml:"name"`
+	Route         routeConfig `toml:"route"`
+	CreateFolders *bool       `toml:"create_folders"`
 }
 
 // routeConfig is a route table (delivery.Route): a maildir template or a
@@ -266,10 +270,13 @@ type pipeConfig struct {
 	Dir              string   `toml:"dir"`
 	PerMessage       bool     `toml:"per_message"`
 	AllowLeadingDash bool     `toml:"allow_leading_dash"`
+	MaxProcesses     int      `toml:"max_processes"`
+	MaxWait          duration `toml:"max_wait"`
 }
 
 func (p *pipeConfig) setDefaults() {
-	*p = pipeConfig{Timeout: duration(pipe.DefaultTimeout), MaxOutput: pipe.DefaultMaxOutput, Dir: pipe.DefaultDir}
+	*p = pipeConfig{Timeout: duration(pipe.DefaultTimeout), MaxOutput: pipe.DefaultMaxOutput, Dir: pipe.DefaultDir,
+		MaxProcesses: pipe.DefaultMaxProcesses, MaxWait: duration(pipe.DefaultMaxWait)}
 }
 
 // metricsConfig is [metrics].
@@ -292,7 +299,7 @@ func defaultConfig() *config {
 			CaseSensitive:   d.CaseSensitive,
 			DeliveredTo:     string(d.DeliveredTo),
 			LoopCheck:       d.LoopCheck,
-			Maildir:         maildirConfig{Template: delivery.DefaultTemplate},
+			Maildir:         maildirConfig{Template: delivery.DefaultTemplate, SpecialFolders: slices.Clone(delivery.DefaultSpecialFolders)},
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
@@ -637,6 +644,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 			CreateFolders:   dc.Maildir.CreateFolders,
 			MaxMessageBytes: int64(dc.Maildir.MaxMessageSize),
 			Hostname:        dc.Maildir.Hostname,
+			SpecialFolders:  append([]string{}, dc.Maildir.SpecialFolders...), // non-nil: [] means none
 		},
 		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
@@ -670,7 +678,14 @@ func (c *config) validateDelivery(ec *errorCollector) {
 		if err := cmd.Validate(); err != nil {
 			ec.add(joinKey(key, "pipe"), err)
 		}
-		out.Pipe = &delivery.Pipe{Command: cmd, PerMessage: p.PerMessage}
+		if p.MaxProcesses < 1 {
+			ec.add(joinKey(key, "pipe.max_processes"), fmt.Errorf("%d: want at least 1", p.MaxProcesses))
+		}
+		if p.MaxWait <= 0 {
+			ec.add(joinKey(key, "pipe.max_wait"), fmt.Errorf("%v: want a positive duration", time.Duration(p.MaxWait)))
+		}
+		out.Pipe = &delivery.Pipe{Command: cmd, PerMessage: p.PerMessage,
+			MaxProcesses: p.MaxProcesses, MaxWait: time.Duration(p.MaxWait)}
 		return out
 	}
 	for i := range c.Domains {
@@ -679,7 +694,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 		if dm.Name == "" {
 			ec.add(joinKey(key, "name"), errors.New("required"))
 		}
-		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, Aliases: dm.Aliases, CatchAll: dm.CatchAll}
+		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, UTF8LocalParts: dm.UTF8LocalParts, Aliases: dm.Aliases, CatchAll: dm.CatchAll}
 		out.Route = route(joinKey(key, "route"), dm.Route)
 		if out.Route.Pipe == nil {
 			usesMaildir = true // the domain's users deliver to maildir unless they say otherwise
@@ -693,7 +708,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 				ec.add(joinKey(uk, "name"), errors.New("required"))
 			}
 			r := route(joinKey(uk, "route"), u.Route)
-			out.Users = append(out.Users, delivery.User{Name: u.Name, Route: r})
+			out.Users = append(out.Users, delivery.User{Name: u.Name, Route: r, CreateFolders: u.CreateFolders})
 		}
 		d.Domains = append(d.Domains, out)
 	}

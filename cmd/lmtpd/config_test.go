@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
 )
@@ -189,7 +190,8 @@ func TestDecodeStrict(t *testing.T) {
 		{"all types", "s = \"x\"\nb = true\ni = 3\nl = [\"a\", \"b\"]\nm = { k = [\"v\"] }\n[p]\nargv = [\"/bin/true\"]\n[[t]]\nn = 1\n[[t]]\nn = 2\n", "",
 			func(t *testing.T, v *target) {
 				want := target{S: "x", B: true, I: 3, L: []string{"a", "b"}, M: map[string][]string{"k": {"v"}},
-					P: &pipeConfig{Argv: []string{"/bin/true"}, Timeout: duration(10 * time.Minute), MaxOutput: 4096, Dir: "/"},
+					P: &pipeConfig{Argv: []string{"/bin/true"}, Timeout: duration(10 * time.Minute), MaxOutput: 4096, Dir: "/",
+						MaxProcesses: pipe.DefaultMaxProcesses, MaxWait: duration(pipe.DefaultMaxWait)},
 					T: []inner{{1}, {2}}}
 				if !reflect.DeepEqual(*v, want) {
 					t.Errorf("got %+v\nwant %+v", *v, want)
@@ -280,10 +282,12 @@ threshold = 0
 
 [[domain]]
 name = "example.test"
+utf8_local_parts = true
 users = ["alice"]
 aliases = { info = ["alice"] }
 [[domain.user]]
 name = "robot"
+create_folders = true
 route = { pipe = { argv = ["/bin/cat"], timeout = "1m", per_message = true } }
 
 [[domain]]
@@ -317,8 +321,16 @@ route = { maildir = "{domain}/shared" }
 	if len(d.Domains) != 2 || len(d.Domains[0].Users) != 2 {
 		t.Fatalf("domains %+v", d.Domains)
 	}
+	if !d.Domains[0].UTF8LocalParts || d.Domains[1].UTF8LocalParts {
+		t.Errorf("utf8_local_parts not mapped: %v %v", d.Domains[0].UTF8LocalParts, d.Domains[1].UTF8LocalParts)
+	}
+	if !reflect.DeepEqual(d.Maildir.SpecialFolders, delivery.DefaultSpecialFolders) {
+		t.Errorf("special folders %q, want the default", d.Maildir.SpecialFolders)
+	}
 	robot := d.Domains[0].Users[1]
-	if robot.Name != "robot" || robot.Route.Pipe == nil || !robot.Route.Pipe.PerMessage || robot.Route.Pipe.Timeout != time.Minute || robot.Route.Pipe.Argv[0] != "/bin/cat" {
+	if robot.Name != "robot" || robot.Route.Pipe == nil || !robot.Route.Pipe.PerMessage || robot.Route.Pipe.Timeout != time.Minute || robot.Route.Pipe.Argv[0] != "/bin/cat" ||
+		robot.Route.Pipe.MaxProcesses != pipe.DefaultMaxProcesses || robot.Route.Pipe.MaxWait != pipe.DefaultMaxWait ||
+		robot.CreateFolders == nil || !*robot.CreateFolders || d.Domains[0].Users[0].CreateFolders != nil {
 		t.Errorf("robot %+v", robot)
 	}
 	if d.Domains[1].Route.Maildir != "{domain}/shared" || d.Domains[1].CatchAll[0] != "alice@example.test" {
@@ -392,6 +404,8 @@ func TestConfigErrors(t *testing.T) {
 		{"maildir root required", strings.Replace(ok, "root = \"mail\"\n", "", 1), []string{"test.toml:3: delivery.maildir.root: required: a domain or user delivers to maildir"}},
 		{"dedup path", ok + "[delivery.dedup]\nenabled = true\n", []string{"test.toml:8: delivery.dedup.path: required when dedup is enabled"}},
 		{"both routes", ok + "route = { maildir = \"x\", pipe = { argv = [\"/bin/true\"] } }\n", []string{"test.toml:8: domain[0].route: a route has either maildir or pipe, not both"}},
+		{"pipe limits", ok + "route = { pipe = { argv = [\"/bin/true\"], max_processes = 0, max_wait = \"0s\" } }\n",
+			[]string{"test.toml:8: domain[0].route.pipe.max_processes: 0: want at least 1", "test.toml:8: domain[0].route.pipe.max_wait: 0s: want a positive duration"}},
 		{"domain name", ok + "[[domain]]\nany_user = true\n", []string{"test.toml:8: domain[1].name: required"}},
 		{"user name", ok + "[[domain.user]]\nroute = {}\n", []string{"test.toml:8: domain[0].user[0].name: required"}},
 		{"delivery cross-checks", ok + "aliases = { info = [\"nobody@elsewhere.test\"] }\ncatch_all = [\"x\"]\n[delivery]\npostmaster = \"nobody@elsewhere.test\"\n",

@@ -115,9 +115,12 @@ type Mailbox struct {
 	// returns it.
 	Path string
 	// Folder is "" for INBOX or a Maildir++ folder name from FolderName
-	// (".lists"). A missing folder is created or replaced by INBOX,
-	// following Options.CreateFolders.
+	// (".lists"). A missing folder is created when CreateFolder or
+	// Options.CreateFolders says so, and otherwise replaced by INBOX.
 	Folder string
+	// CreateFolder allows this delivery to create a missing Folder; it is
+	// the per-user form of Options.CreateFolders (either one suffices).
+	CreateFolder bool
 }
 
 // Body is the message body a delivery copies: a spool.Spool satisfies it.
@@ -392,7 +395,7 @@ func (s *Store) prepare(ctx context.Context, mb Mailbox) (string, error) {
 	_, err := s.fs.Stat(dir)
 	switch {
 	case err == nil:
-	case errors.Is(err, fs.ErrNotExist) && !s.mkFolders:
+	case errors.Is(err, fs.ErrNotExist) && !s.mkFolders && !mb.CreateFolder:
 		zerolog.Ctx(ctx).Debug().Str("maildir", mb.Path).Str("folder", mb.Folder).Msg("folder does not exist; delivering to INBOX")
 		return mb.Path, nil
 	case errors.Is(err, fs.ErrNotExist):

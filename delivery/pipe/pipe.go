@@ -81,8 +81,10 @@ type Vars struct {
 	// input. Placeholder {size}, variable SIZE; a negative value expands as
 	// 0.
 	Size int64
-	// ClientAddress is the SMTP/LMTP client's IP address. Placeholder
-	// {client_address}, variable CLIENT_ADDRESS.
+	// ClientAddress is the SMTP/LMTP client's IP address (XFORWARD ADDR
+	// when the client sent one), "" for a client on a unix socket, which
+	// has no network address. Placeholder {client_address}, variable
+	// CLIENT_ADDRESS.
 	ClientAddress string
 	// ClientHelo is the name the client gave in HELO/EHLO/LHLO. Placeholder
 	// {client_helo}, variable CLIENT_HELO.
@@ -110,8 +112,10 @@ type Command struct {
 	// becomes one argument per recipient (see RunMulti).
 	Argv []string
 	// Timeout limits the command's run time; zero means DefaultTimeout.
-	// When it expires the whole process group is killed with SIGKILL and
-	// Run fails with 451 4.3.0 "Delivery command timed out after ...".
+	// When it expires everything the command started (its process group,
+	// and what left the group; see the package documentation) is killed
+	// with SIGKILL and Run fails with 451 4.3.0 "Delivery command timed
+	// out after ...".
 	Timeout time.Duration
 	// User runs the command as this user (a name or a numeric uid) with
 	// the user's primary group only, as Postfix pipe(8) user= does, and
@@ -154,6 +158,10 @@ type Result struct {
 	// Duration is the time Run or RunMulti took, the command's run time
 	// included.
 	Duration time.Duration
+	// Leftover is the number of processes the command started that were
+	// still running when it ended (in its process group, escaped from it
+	// with setsid, or orphaned) and were killed then. For the log.
+	Leftover int
 }
 
 func (c *Command) timeout() time.Duration {
@@ -301,6 +309,8 @@ func checkExecutable(p string) error {
 // spool file or buffer, not the network); nil means an empty input.
 //
 // Cancelling ctx kills the process group and fails with 451 4.3.0.
+// Whatever the outcome, processes the command left running when it ended
+// are killed before Run returns (Result.Leftover).
 func (c *Command) Run(ctx context.Context, v Vars, stdin io.Reader) (Result, error) {
 	return c.run(ctx, &v, []string{v.Recipient}, stdin)
 }
@@ -355,7 +365,14 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, p.path)
 	cmd.Args = args
+	tr := tracked{uid: geteuid(), token: newRunToken()}
+	if p.runAs != nil {
+		tr.uid = int(p.runAs.cred.Uid)
+	}
 	cmd.Env = environ(v, p.runAs)
+	if tr.token != "" {
+		cmd.Env = append(cmd.Env, runTokenVar+"="+tr.token)
+	}
 	cmd.Dir = c.dir()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if p.runAs != nil {
@@ -373,22 +390,36 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 	}
 	var killed atomic.Bool
 	cmd.Cancel = func() error {
-		// Setpgid made the command's pid its process group id; the
-		// negative pid signals the whole group (kill(2)), grandchildren
-		// included.
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
+		// Setpgid made the command's pid its process group id; reap
+		// signals the whole group (kill(2) with the negative pid), then
+		// the command's descendants and everything carrying the run's
+		// token, which finds those that left the group with setsid. The
+		// command is not reaped yet, so its pid names it.
+		t := tr // tr is not written after Start: no race with Run
+		t.pid, t.pgid = cmd.Process.Pid, cmd.Process.Pid
+		t.start = startTime(t.pid)
+		others, group := reap(t)
+		if !group && others == 0 {
 			return os.ErrProcessDone
 		}
-		killed.Store(err == nil)
-		return err
+		killed.Store(true)
+		return nil
 	}
 	cmd.WaitDelay = waitDelay
 
 	if err := cmd.Start(); err != nil {
 		return done(startError(c.Argv[0], err))
 	}
+	after := tr
+	after.pgid = cmd.Process.Pid
+	after.start = startTime(cmd.Process.Pid)
 	waitErr := cmd.Wait()
+	// Whatever the outcome, nothing the command started outlives the
+	// delivery: a background process left by a command that exited, or a
+	// straggler of a kill, is killed now. The command itself is reaped,
+	// so the tree walk is off (pid 0: its pid may be reused); the group
+	// and the token still lead to the rest.
+	res.Leftover, _ = reap(after)
 	res.Duration = time.Since(start)
 	res.Output = sanitizeOutput(out.buf)
 	res.OutputTotal = out.total

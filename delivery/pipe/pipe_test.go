@@ -328,10 +328,63 @@ func TestRunTimeoutEscapedGrandchild(t *testing.T) {
 	start := time.Now()
 	_, err := c.Run(context.Background(), Vars{}, nil)
 	elapsed := time.Since(start)
-	killAtEnd(t, readPID(t, pidFile))
+	pid := readPID(t, pidFile)
+	killAtEnd(t, pid)
 	wantReply(t, err, 451, protocol.EnhancedCode{4, 3, 0}, "timed out after 1s")
 	if elapsed > 3*time.Second {
 		t.Errorf("Run took %v; want about time limit + wait delay (1.2s)", elapsed)
+	}
+	// The tree walk finds it: its parent, the shell, was still alive.
+	if !processGone(t, pid) {
+		t.Errorf("grandchild %d that setsid()ed survived the time limit", pid)
+	}
+}
+
+// TestRunReapsEscapees: processes that leave the process group with
+// setsid and are orphaned (double fork), so that neither the group nor the
+// process tree leads to them, are killed all the same, on a time limit
+// and after a clean exit, by the run token in their environment. Real
+// scripts, real processes; the assertion is that none survives.
+func TestRunReapsEscapees(t *testing.T) {
+	if _, err := os.Stat("/proc/self/environ"); err != nil {
+		t.Skip("no /proc: only the process group is killed on this system")
+	}
+	tests := []struct {
+		name    string
+		body    string
+		timeout time.Duration
+		wantErr bool
+	}{
+		// The subshell exits at once: sleep is orphaned, in a session of
+		// its own, with its output closed.
+		{"orphan in its own session, then hang", `(setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$1"); sleep 1000`, time.Second, true},
+		{"orphan in its own session, then exit 0", `(setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$1"); exit 0`, 0, false},
+		// A daemon that forks again after setsid.
+		{"double fork after setsid, then exit 0", `setsid sh -c 'sleep 1000 & echo $! > "$1"' sh "$1" </dev/null >/dev/null 2>&1; exit 0`, 0, false},
+		{"setsid child holding the output, exit 0", `setsid sleep 1000 & echo $! > "$1"; exit 0`, 0, false},
+	}
+	old := waitDelay
+	waitDelay = 200 * time.Millisecond
+	t.Cleanup(func() { waitDelay = old })
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			c := &Command{Argv: []string{script(t, tt.body), pidFile}, Timeout: tt.timeout}
+			res, err := c.Run(context.Background(), Vars{}, nil)
+			pid := readPID(t, pidFile)
+			killAtEnd(t, pid)
+			if tt.wantErr {
+				wantReply(t, err, 451, protocol.EnhancedCode{4, 3, 0}, "timed out")
+			} else if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if !processGone(t, pid) {
+				t.Errorf("process %d survived the run", pid)
+			}
+			if !tt.wantErr && res.Leftover < 1 {
+				t.Errorf("Leftover = %d, want at least 1", res.Leftover)
+			}
+		})
 	}
 }
 
@@ -344,9 +397,13 @@ func TestRunExitWithBackgroundChild(t *testing.T) {
 	start := time.Now()
 	res, err := c.Run(context.Background(), Vars{}, nil)
 	elapsed := time.Since(start)
-	killAtEnd(t, readPID(t, pidFile))
+	pid := readPID(t, pidFile)
+	killAtEnd(t, pid)
 	if err != nil {
 		t.Fatalf("Run: %v; exit status 0 is delivered even with a child holding the output", err)
+	}
+	if !processGone(t, pid) {
+		t.Errorf("background child %d outlived the command", pid)
 	}
 	if res.Output != "delivered" {
 		t.Errorf("Output = %q", res.Output)
@@ -577,6 +634,13 @@ func envOf(t *testing.T, c *Command, v Vars) []string {
 	}
 	env := strings.Split(res.Output, "\n")
 	slices.Sort(env)
+	// The run token is random; check its form and leave it out.
+	i := slices.IndexFunc(env, func(s string) bool { return strings.HasPrefix(s, runTokenVar+"=") })
+	if i < 0 || len(env[i]) != len(runTokenVar)+1+32 {
+		t.Errorf("environment %q lacks a %s token", env, runTokenVar)
+	} else {
+		env = slices.Delete(env, i, i+1)
+	}
 	return env
 }
 
@@ -783,7 +847,7 @@ func TestRunAs(t *testing.T) {
 				t.Errorf("environment %q lacks %q", got, want)
 			}
 		}
-		if len(got) != 14 {
+		if len(got) != 14 { // the run token left out by envOf
 			t.Errorf("environment has %d variables, want 14: %q", len(got), got)
 		}
 	})
