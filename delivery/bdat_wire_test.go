@@ -77,9 +77,9 @@ func TestBDATSizeLimitWire(t *testing.T) {
 				if p.proto == protocol.LMTP {
 					hello = "LHLO"
 				}
-				cl.send(hello + " client.test\r\n")
+				cl.send(hello + " client.test")
 				cl.expect("250")
-				cl.send("MAIL FROM:<s@example.com>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<Alice@example.org>\r\n")
+				cl.send("MAIL FROM:<s@example.com>\r\nRCPT TO:<bob@example.org>\r\nRCPT TO:<Alice@example.org>")
 				cl.expect("250 2.1.0")
 				cl.expect("250 2.1.5")
 				cl.expect("250 2.1.5")
@@ -100,7 +100,7 @@ func TestBDATSizeLimitWire(t *testing.T) {
 					if total > bound {
 						// Only the command: the server must not wait for
 						// the bytes.
-						cl.send(cmd + "\r\n")
+						cl.send(cmd)
 						cl.expect("421 4.3.4")
 						cl.expectClosed()
 						closed = true
@@ -124,9 +124,9 @@ func TestBDATSizeLimitWire(t *testing.T) {
 					break
 				}
 				if !closed {
-					cl.send("NOOP\r\n")
+					cl.send("NOOP")
 					cl.expect("250 2.0.0 OK")
-					cl.send("QUIT\r\n")
+					cl.send("QUIT")
 					cl.expect("221")
 				}
 
@@ -189,20 +189,6 @@ func chunkText(off, n int64) string {
 	return b.String()[off : off+n]
 }
 
-type wireClient struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func (w *wireClient) send(s string) {
-	w.t.Helper()
-	w.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := w.c.Write([]byte(s)); err != nil {
-		w.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
 // sendAsync writes a command and its chunk without waiting: the server
 // may answer (and close) before it has read everything.
 func (w *wireClient) sendAsync(cmd, data string) {
@@ -210,26 +196,6 @@ func (w *wireClient) sendAsync(cmd, data string) {
 		w.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		w.c.Write([]byte(cmd + data))
 	}()
-}
-
-// expect reads one reply (all its lines) and checks that its last line
-// starts with prefix.
-func (w *wireClient) expect(prefix string) {
-	w.t.Helper()
-	w.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		line, err := w.br.ReadString('\n')
-		if err != nil {
-			w.t.Fatalf("want %q, read: %v", prefix, err)
-		}
-		if len(line) >= 4 && line[3] == '-' {
-			continue
-		}
-		if !strings.HasPrefix(line, prefix) {
-			w.t.Fatalf("want %q, got %q", prefix, strings.TrimRight(line, "\r\n"))
-		}
-		return
-	}
 }
 
 func (w *wireClient) expectClosed() {
