@@ -534,8 +534,11 @@ func (c *conn) helloVerb() string {
 }
 
 func (c *conn) cmdHello(verb, arg string) bool {
-	arg = strings.TrimSpace(arg)
-	if arg == "" || strings.ContainsAny(arg, " \t") || !isPrintableASCIIOrUTF8(arg) {
+	arg = strings.Trim(arg, " \t") // ASCII only: TrimSpace would drop a trailing NEL or U+2028 unseen
+	// The name goes into the Received field: printable ASCII, or for
+	// EHLO and LHLO (whose reply offers SMTPUTF8, RFC 6531 section 3.7.1)
+	// also UTF-8 that cannot break a header (isHeaderWord).
+	if !isHeaderWord(arg, verb != "HELO") {
 		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" hostname")
 		return c.countError()
 	}
@@ -575,15 +578,6 @@ func (c *conn) extensions(first string) []string {
 		lines = append(lines, "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
 	}
 	return lines
-}
-
-func isPrintableASCIIOrUTF8(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *conn) paramSet() paramSet {
