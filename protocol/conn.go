@@ -102,9 +102,19 @@ type transaction struct {
 	from   Address
 	params MailParams
 	rcpts  []*Recipient
-	store  []Recipient // backing store of accepted and refused recipients
+	store  []Recipient // backing store of the accepted recipients (and the one being decided)
 	bdat   *bdatState  // non-nil once BDAT started
+	// refused counts the RCPTs refused in this transaction, by the backend
+	// or for MaxRefusedRecipients; only the first refusalLogLines of them
+	// are logged one by one.
+	refused int
 }
+
+// refusalLogLines is how many refused recipients a transaction logs at
+// info level one by one; the rest are logged at debug level and counted in
+// one summary line when the transaction ends, so that a client sending
+// millions of bad RCPTs cannot fill the log.
+const refusalLogLines = 5
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc}
@@ -684,22 +694,57 @@ func (c *conn) cmdRcpt(arg string) bool {
 		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients")
 		return true
 	}
+	if m := c.srv.maxRefusedRecipients(); m > 0 && c.tx.refused >= m {
+		// RFC 5321 4.5.3.1.10: 452 asks the client to try the rest in a
+		// later transaction; the backend is not asked any more.
+		c.tx.refused++
+		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients refused in this transaction")
+		return c.countRefusal()
+	}
 	c.tx.store = append(c.tx.store, Recipient{Address: to, Params: rp})
-	r := &c.tx.store[len(c.tx.store)-1]
+	n := len(c.tx.store)
+	r := &c.tx.store[n-1]
 	if err := c.tx.t.Rcpt(c.ctx, r); err != nil {
-		c.log.Info().Str("to", to.String()).Err(err).Msg("recipient rejected")
+		// Nothing is kept of a refused recipient: its slot is cleared and
+		// reused (the backend must not keep r after refusing it).
+		c.tx.store[n-1] = Recipient{}
+		c.tx.store = c.tx.store[:n-1]
+		c.tx.refused++
+		ev := c.log.Info()
+		if c.tx.refused > refusalLogLines {
+			ev = c.log.Debug()
+		}
+		if ev.Enabled() {
+			ev.Str("to", to.String()).Err(err).Msg("recipient rejected")
+		}
 		c.replyErr(err)
-		return true
+		return c.countRefusal()
 	}
 	c.tx.rcpts = append(c.tx.rcpts, r)
 	c.reply(CodeOK, ecRecipientOK, "Recipient OK")
 	return true
 }
 
+// countRefusal counts a refused recipient as a protocol error (Postfix's
+// smtpd_hard_error_limit counts them too), except from a trusted peer (a
+// unix-socket client or one in TrustedNetworks): that is the MTA in front,
+// for which an unknown recipient is an ordinary outcome of mail it already
+// accepted, and closing its session would turn each such bounce into a
+// deferral. MaxRefusedRecipients bounds a trusted peer's transaction.
+func (c *conn) countRefusal() bool {
+	if c.srv.trusted(c) {
+		return true
+	}
+	return c.countError()
+}
+
 // endTransaction closes the backend transaction, if any.
 func (c *conn) endTransaction() {
 	if c.tx == nil {
 		return
+	}
+	if n := c.tx.refused; n > refusalLogLines {
+		c.log.Info().Int("refused", n).Int("not_logged", n-refusalLogLines).Msg("recipients rejected in this transaction")
 	}
 	if c.tx.bdat != nil {
 		c.tx.bdat.abandon()

@@ -26,6 +26,7 @@ const (
 	DefaultMaxHeaderBytes       = 1 << 20  // 1 MiB
 	DefaultMaxReceivedHeaders   = 50       // loop detection, RFC 5321 6.3
 	DefaultMaxErrors            = 10
+	DefaultMaxRefusedRecipients = 100 // RFC 5321 4.5.3.1.8's minimum recipient buffer
 	DefaultMaxConnections       = 10000
 	DefaultCommandTimeout       = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
 	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
@@ -138,8 +139,21 @@ type Server struct {
 	MaxReceivedHeaders int
 
 	// MaxErrors is the number of protocol errors after which the session
-	// is closed with 421 4.7.0. Default 10.
+	// is closed with 421 4.7.0. Default 10. Bad commands, bad arguments and
+	// over-long lines count, and so does each refused RCPT (refused by the
+	// backend or past MaxRefusedRecipients), as with Postfix's
+	// smtpd_hard_error_limit, except from a trusted peer (a unix-socket
+	// client or one in TrustedNetworks): there a refused recipient is the
+	// ordinary answer for mail the peer already queued.
 	MaxErrors int
+
+	// MaxRefusedRecipients is the number of refused RCPTs one transaction
+	// may have; further RCPTs are answered 452 4.5.3 without asking the
+	// backend, until the transaction ends (RFC 5321 4.5.3.1.10). Nothing
+	// is kept per refused recipient, and only the first few are logged one
+	// by one, then one summary line when the transaction ends. Default 100;
+	// negative means no per-transaction cap (MaxErrors still applies).
+	MaxRefusedRecipients int
 
 	// MaxConnections caps the concurrent connections; further ones get
 	// 421 4.7.0 and are closed. Default 10000.
@@ -259,6 +273,13 @@ func (s *Server) maxTextLineLength() int {
 		return 0
 	}
 	return orInt(s.MaxTextLineLength, DefaultMaxTextLineLength)
+}
+
+func (s *Server) maxRefusedRecipients() int {
+	if s.MaxRefusedRecipients < 0 {
+		return 0
+	}
+	return orInt(s.MaxRefusedRecipients, DefaultMaxRefusedRecipients)
 }
 
 func (s *Server) authFailureDelay() time.Duration {
