@@ -72,8 +72,14 @@ type conn struct {
 	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
 
 	// Read deadline bookkeeping (see connReader). dataDeadline, when not
-	// zero, is the end of the current message transfer (DataTotalTimeout).
+	// zero, is the end of the current message transfer (DataTotalTimeout);
+	// lineDeadline the end of the command line being read (CommandTimeout
+	// for the whole line); rateDeadline the end of the current message
+	// text's credit under MinDataRate. All are unix nanoseconds, 0 for
+	// none, and bound every network read.
 	dataDeadline  atomic.Int64
+	lineDeadline  atomic.Int64
+	rateDeadline  atomic.Int64
 	deadlineDirty atomic.Bool
 	deadline      time.Time     // the socket's read deadline, as last set by connReader
 	minTimeout    time.Duration // the shorter of the command and data timeouts
@@ -172,9 +178,10 @@ func (r *connReader) Read(p []byte) (int, error) {
 	start := time.Now()
 	for {
 		// This read's deadline: its start plus the phase's timeout, and
-		// not after the end of the transfer (DataTotalTimeout).
+		// not after the end of the transfer (DataTotalTimeout), of the
+		// command line, or of the data rate's credit.
 		want := start.Add(timeout)
-		if end := c.dataDeadline.Load(); end != 0 && end < want.UnixNano() {
+		if end := c.hardDeadline(); end != 0 && end < want.UnixNano() {
 			want = time.Unix(0, end)
 		}
 		// The socket's deadline is moved only when it would fire more
@@ -194,6 +201,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, errInterrupted
 		}
 		n, err := c.nc.Read(p)
+		if n > 0 {
+			c.creditData(n)
+		}
 		if n > 0 || !isTimeout(err) || c.interrupt.Load() {
 			return n, err
 		}
@@ -204,6 +214,36 @@ func (r *connReader) Read(p []byte) (int, error) {
 		// The socket's deadline came before this read's: read on.
 		c.armDeadline(now, want)
 	}
+}
+
+// hardDeadline returns the earliest of the deadlines that bound a read
+// however long the phase's timeout (see conn.dataDeadline), or 0.
+func (c *conn) hardDeadline() int64 {
+	d := c.dataDeadline.Load()
+	for _, e := range [...]int64{c.lineDeadline.Load(), c.rateDeadline.Load()} {
+		if e != 0 && (d == 0 || e < d) {
+			d = e
+		}
+	}
+	return d
+}
+
+// creditData extends the message text's deadline by the time n octets buy
+// at MinDataRate, but never past DataTimeout from now: the transfer must
+// keep up the minimum rate over any stretch longer than the data timeout
+// (the grace), so a client that trickles message text is cut off however
+// steadily it trickles. A no-op outside the data phase.
+func (c *conn) creditData(n int) {
+	end := c.rateDeadline.Load()
+	if end == 0 {
+		return
+	}
+	rate := int64(c.srv.minDataRate())
+	end += int64(n) * int64(time.Second) / rate
+	if limit := time.Now().Add(orDur(c.srv.DataTimeout, DefaultDataTimeout)).UnixNano(); end > limit {
+		end = limit
+	}
+	c.rateDeadline.Store(end)
 }
 
 // armDeadline sets the socket's read deadline to want, or to now plus the
@@ -374,7 +414,14 @@ func (c *conn) nextCommand() bool {
 // a bare LF is accepted as the end of a command line, as Postfix does). An
 // over-long line is drained to its end and reported as errLineTooLong. The
 // returned slice is valid until the next read.
+//
+// The whole line must arrive within the read timeout (CommandTimeout),
+// counted from the call, not only each read of it: otherwise a client
+// trickling one byte per timeout holds the session for as long as it
+// likes (Postfix's smtpd_per_record_deadline, RFC 5321 4.5.3.2.7).
 func (c *conn) readLine(limit int) ([]byte, error) {
+	c.lineDeadline.Store(time.Now().Add(time.Duration(c.readTimeout.Load())).UnixNano())
+	defer c.lineDeadline.Store(0)
 	line, err := c.br.ReadSlice('\n')
 	if err == nil && len(line) <= limit {
 		return trimEOL(line), nil
@@ -803,6 +850,10 @@ func (c *conn) cmdData(arg string) bool {
 // by the total transfer limit.
 func (c *conn) startDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
+	if c.srv.minDataRate() > 0 {
+		// The rate's grace: one data timeout's worth of credit.
+		c.rateDeadline.Store(time.Now().Add(orDur(c.srv.DataTimeout, DefaultDataTimeout)).UnixNano())
+	}
 	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
 		// connReader brings the socket's deadline closer if this end
 		// comes first.
@@ -814,6 +865,7 @@ func (c *conn) startDataPhase() {
 // stays until the transaction ends (BDAT spans several commands).
 func (c *conn) endDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
+	c.rateDeadline.Store(0)
 }
 
 // dataEnded is the data reader's end callback (bound once per connection

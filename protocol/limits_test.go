@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,5 +154,142 @@ func TestRefusedRecipientsLoad(t *testing.T) {
 	n, line := logs.get(`"recipients rejected in this transaction"`)
 	if n != 1 || !strings.Contains(line, fmt.Sprintf(`"refused":%d`, total)) {
 		t.Errorf("summary lines: %d, last %q", n, line)
+	}
+}
+
+// slowServer starts a server on loopback TCP with the given settings and
+// returns a connected client past the greeting and EHLO.
+func slowServer(t *testing.T, s *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	s.Hostname, s.Backend, s.Logger = "mx.test", newFakeBackend(), &log
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	expectReply(t, br, "220 ")
+	io.WriteString(c, "EHLO client.test\r\n")
+	expectReply(t, br, "250 ")
+	return c, br
+}
+
+// expectReply reads one (possibly multi-line) reply and checks that its
+// last line starts with prefix.
+func expectReply(t *testing.T, br *bufio.Reader, prefix string) string {
+	t.Helper()
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("want %q, read: %v", prefix, err)
+		}
+		if len(l) >= 4 && l[3] == '-' {
+			continue
+		}
+		if !strings.HasPrefix(l, prefix) {
+			t.Fatalf("want %q, got %q", prefix, l)
+		}
+		return l
+	}
+}
+
+// trickle writes data one byte at a time, every gap, until it is written
+// or the connection fails. It returns at once; stop ends it early and
+// returns how many bytes were written.
+func trickle(c net.Conn, data string, gap time.Duration) (stop func() int) {
+	var written atomic.Int64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for i := range len(data) {
+			select {
+			case <-done:
+				return
+			case <-time.After(gap):
+			}
+			if _, err := io.WriteString(c, data[i:i+1]); err != nil {
+				return
+			}
+			written.Add(1)
+		}
+	}()
+	return func() int { close(done); <-finished; return int(written.Load()) }
+}
+
+// A command line trickled a byte at a time, each byte well within the
+// command timeout, is cut off when the whole line has taken the command
+// timeout (issue 19, slowloris): 421 4.4.2 and the close.
+func TestCommandLineTotalDeadline(t *testing.T) {
+	c, br := slowServer(t, &Server{CommandTimeout: 300 * time.Millisecond})
+	io.WriteString(c, "NOOP\r\n")
+	expectReply(t, br, "250 ")
+	// 200 bytes at one per 20 ms would take 4 s; each read is 20 ms apart.
+	line := "NOOP " + strings.Repeat("x", 200) + "\r\n"
+	stop := trickle(c, line, 20*time.Millisecond)
+	expectReply(t, br, "421 4.4.2 mx.test Timeout waiting for command")
+	expectClosed(t, br)
+	if n := stop(); n >= len(line) {
+		t.Fatalf("the whole line (%d bytes) was sent before the timeout", n)
+	}
+}
+
+// Message text below MinDataRate is cut off once its grace (DataTimeout of
+// credit) is spent, though no single read waits the data timeout; text
+// well above the rate goes through.
+func TestMinDataRate(t *testing.T) {
+	settings := func() *Server {
+		return &Server{DataTimeout: 300 * time.Millisecond, MinDataRate: 100}
+	}
+	start := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		c, br := slowServer(t, settings())
+		io.WriteString(c, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+		expectReply(t, br, "250 ")
+		expectReply(t, br, "250 ")
+		expectReply(t, br, "354 ")
+		return c, br
+	}
+	t.Run("trickle", func(t *testing.T) {
+		c, br := start(t)
+		// 33 octets/s against a minimum of 100: each octet costs 30 ms and
+		// buys 10, so the 300 ms of credit run out after about 15 octets;
+		// the 200 would take 6 s.
+		text := "Subject: x\r\n\r\n" + strings.Repeat("y", 200)
+		stop := trickle(c, text, 30*time.Millisecond)
+		expectReply(t, br, "421 4.4.2 ")
+		expectClosed(t, br)
+		// Cut off during the trickle, not by the data timeout after it.
+		if n := stop(); n >= len(text) {
+			t.Fatalf("all %d bytes were sent before the cut-off", n)
+		}
+	})
+	t.Run("fast enough", func(t *testing.T) {
+		c, br := start(t)
+		// 100 octets every 10 ms: 100 times the minimum, for 400 ms, longer
+		// than the grace.
+		io.WriteString(c, "Subject: x\r\n\r\n")
+		for range 40 {
+			time.Sleep(10 * time.Millisecond)
+			io.WriteString(c, strings.Repeat("z", 98)+"\r\n")
+		}
+		io.WriteString(c, ".\r\n")
+		expectReply(t, br, "250 2.0.0 ")
+	})
+}
+
+// expectClosed checks that the server closed the connection: EOF, or a
+// reset when the client was still writing.
+func expectClosed(t *testing.T, br *bufio.Reader) {
+	t.Helper()
+	if b, err := br.ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("connection still open: %q, %v", b, err)
 	}
 }

@@ -32,6 +32,7 @@ const (
 	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
 	DefaultFinalReplyTimeout    = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
 	DefaultDataTotalTimeout     = time.Hour
+	DefaultMinDataRate          = 500 // octets per second, Postfix's smtpd_min_data_rate
 	DefaultTLSHandshakeTimeout  = 30 * time.Second
 	DefaultMaxAuthFailures      = 3
 	DefaultMaxAuthFailuresPerIP = 30
@@ -163,8 +164,10 @@ type Server struct {
 	// (TCP only). Default 0: no per-address limit.
 	MaxConnectionsPerIP int
 
-	// CommandTimeout is how long the server waits for the next command.
-	// Default 5 minutes (RFC 5321 4.5.3.2.7).
+	// CommandTimeout is how long the server waits for the next command
+	// line, counted for the whole line and not per read, so that a line
+	// trickled a byte at a time cannot hold the session. Default 5 minutes
+	// (RFC 5321 4.5.3.2.7).
 	CommandTimeout time.Duration
 
 	// DataTimeout is how long the server waits for each block of message
@@ -177,6 +180,16 @@ type Server struct {
 	// hold a session for as long as MaxMessageBytes allows. Default 1 hour;
 	// negative means no total limit.
 	DataTotalTimeout time.Duration
+
+	// MinDataRate is the lowest average rate, in octets per second, at
+	// which message text (DATA, or a BDAT chunk) may arrive once its grace
+	// is spent: a transfer starts with DataTimeout of credit, each octet
+	// received adds 1/MinDataRate seconds, the credit never exceeds
+	// DataTimeout, and the transfer ends with 421 4.4.2 when the credit
+	// runs out. A client at 1 octet per second is so cut off after about
+	// DataTimeout instead of DataTotalTimeout. This is Postfix's
+	// smtpd_min_data_rate. Default 500; negative disables the check.
+	MinDataRate int
 
 	// FinalReplyTimeout bounds the backend's delivery after the end of
 	// the message; when it expires the delivery context is cancelled.
@@ -273,6 +286,13 @@ func (s *Server) maxTextLineLength() int {
 		return 0
 	}
 	return orInt(s.MaxTextLineLength, DefaultMaxTextLineLength)
+}
+
+func (s *Server) minDataRate() int {
+	if s.MinDataRate < 0 {
+		return 0
+	}
+	return orInt(s.MinDataRate, DefaultMinDataRate)
 }
 
 func (s *Server) maxRefusedRecipients() int {
