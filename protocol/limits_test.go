@@ -293,3 +293,89 @@ func expectClosed(t *testing.T, br *bufio.Reader) {
 		t.Fatalf("connection still open: %q, %v", b, err)
 	}
 }
+
+// dialN opens n connections to l (network "tcp" or "unix") and returns
+// each one's first reply.
+func dialN(t *testing.T, network, addr string, n int) ([]*client, []string) {
+	t.Helper()
+	var clients []*client
+	var replies []string
+	for range n {
+		nc, err := net.Dial(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c := newClient(t, nc)
+		clients = append(clients, c)
+		replies = append(replies, c.reply())
+	}
+	return clients, replies
+}
+
+// An SMTP listener takes at most DefaultMaxConnectionsPerIP connections
+// from one address by default (issue 19: one client took all 10,000
+// slots); the next gets 421 4.7.0, and a slot freed is taken again.
+// Loopback (without the test seam), unix-socket clients and LMTP
+// listeners are not limited by default.
+func TestDefaultMaxConnectionsPerIP(t *testing.T) {
+	t.Run("smtp", func(t *testing.T) {
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), limitLoopback: true}
+		l := serveTCP(t, s)
+		clients, replies := dialN(t, "tcp", l.Addr().String(), DefaultMaxConnectionsPerIP+1)
+		for i, r := range replies[:DefaultMaxConnectionsPerIP] {
+			if !strings.HasPrefix(r, "220 ") {
+				t.Fatalf("connection %d: %q", i+1, r)
+			}
+		}
+		if r := replies[DefaultMaxConnectionsPerIP]; !strings.HasPrefix(r, "421 4.7.0 ") {
+			t.Fatalf("connection %d: %q, want 421 4.7.0", DefaultMaxConnectionsPerIP+1, r)
+		}
+		clients[DefaultMaxConnectionsPerIP].expectClosed()
+		// One leaves; its slot is free again.
+		clients[0].send("QUIT")
+		clients[0].expect("221 ")
+		clients[0].expectClosed()
+		waitFor(t, func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return len(s.conns) == DefaultMaxConnectionsPerIP-1
+		})
+		if _, r := dialN(t, "tcp", l.Addr().String(), 1); !strings.HasPrefix(r[0], "220 ") {
+			t.Fatalf("after a slot was freed: %q", r[0])
+		}
+	})
+	exempt := func(t *testing.T, s *Server, network, addr string) {
+		t.Helper()
+		_, replies := dialN(t, network, addr, DefaultMaxConnectionsPerIP+5)
+		for i, r := range replies {
+			if !strings.HasPrefix(r, "220 ") {
+				t.Fatalf("connection %d: %q", i+1, r)
+			}
+		}
+	}
+	t.Run("loopback exempt", func(t *testing.T) {
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend()}
+		exempt(t, s, "tcp", serveTCP(t, s).Addr().String())
+	})
+	t.Run("lmtp no default", func(t *testing.T) {
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), Protocol: LMTP, limitLoopback: true}
+		exempt(t, s, "tcp", serveTCP(t, s).Addr().String())
+	})
+	t.Run("unix exempt", func(t *testing.T) {
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), MaxConnectionsPerIP: 1, limitLoopback: true}
+		path := t.TempDir() + "/s.sock"
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Serve(l)
+		t.Cleanup(func() { s.Close() })
+		exempt(t, s, "unix", path)
+	})
+	t.Run("negative no limit", func(t *testing.T) {
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), MaxConnectionsPerIP: -1, limitLoopback: true}
+		exempt(t, s, "tcp", serveTCP(t, s).Addr().String())
+	})
+}

@@ -28,6 +28,7 @@ const (
 	DefaultMaxErrors            = 10
 	DefaultMaxRefusedRecipients = 100 // RFC 5321 4.5.3.1.8's minimum recipient buffer
 	DefaultMaxConnections       = 10000
+	DefaultMaxConnectionsPerIP  = 20 // SMTP only; Postfix's smtpd_client_connection_count_limit is 50
 	DefaultCommandTimeout       = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
 	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
 	DefaultFinalReplyTimeout    = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
@@ -160,8 +161,12 @@ type Server struct {
 	// 421 4.7.0 and are closed. Default 10000.
 	MaxConnections int
 
-	// MaxConnectionsPerIP caps concurrent connections from one IP address
-	// (TCP only). Default 0: no per-address limit.
+	// MaxConnectionsPerIP caps concurrent connections from one IP address;
+	// further ones get 421 4.7.0 and are closed, so that one client cannot
+	// take every MaxConnections slot. Loopback clients and unix-socket
+	// clients are never counted: they are this host's own programs.
+	// Default 20 for SMTP; for LMTP, whose clients are the MTAs in front,
+	// no limit. Negative means no limit.
 	MaxConnectionsPerIP int
 
 	// CommandTimeout is how long the server waits for the next command
@@ -227,6 +232,10 @@ type Server struct {
 	initOnce   sync.Once
 	nop        zerolog.Logger
 	authFails  authBudget
+
+	// limitLoopback counts loopback clients against MaxConnectionsPerIP
+	// (a test seam: tests can only connect from loopback).
+	limitLoopback bool
 }
 
 func (s *Server) init() {
@@ -300,6 +309,23 @@ func (s *Server) maxRefusedRecipients() int {
 		return 0
 	}
 	return orInt(s.MaxRefusedRecipients, DefaultMaxRefusedRecipients)
+}
+
+// perIPLimit returns the per-address connection limit that applies to
+// ip, or 0 for none.
+func (s *Server) perIPLimit(ip netip.Addr) int {
+	if !ip.IsValid() || ip.IsLoopback() && !s.limitLoopback {
+		return 0
+	}
+	switch {
+	case s.MaxConnectionsPerIP < 0:
+		return 0
+	case s.MaxConnectionsPerIP > 0:
+		return s.MaxConnectionsPerIP
+	case s.Protocol == LMTP:
+		return 0
+	}
+	return DefaultMaxConnectionsPerIP
 }
 
 func (s *Server) authFailureDelay() time.Duration {
@@ -415,8 +441,8 @@ func (s *Server) admit(c *conn) string {
 	if len(s.conns) >= orInt(s.MaxConnections, DefaultMaxConnections) {
 		return "too many connections"
 	}
-	if s.MaxConnectionsPerIP > 0 && c.ip.IsValid() {
-		if s.perIP[c.ip] >= s.MaxConnectionsPerIP {
+	if limit := s.perIPLimit(c.ip); limit > 0 {
+		if s.perIP[c.ip] >= limit {
 			return "too many connections from your address"
 		}
 		s.perIP[c.ip]++
@@ -429,7 +455,7 @@ func (s *Server) admit(c *conn) string {
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.MaxConnectionsPerIP > 0 && c.ip.IsValid() {
+	if s.perIPLimit(c.ip) > 0 {
 		if n := s.perIP[c.ip] - 1; n > 0 {
 			s.perIP[c.ip] = n
 		} else {
