@@ -28,7 +28,7 @@ const (
 	DefaultMaxErrors            = 10
 	DefaultMaxRefusedRecipients = 100 // RFC 5321 4.5.3.1.8's minimum recipient buffer
 	DefaultMaxConnections       = 10000
-	DefaultMaxConnectionsPerIP  = 20 // SMTP only; Postfix's smtpd_client_connection_count_limit is 50
+	DefaultMaxConnectionsPerIP  = 20               // SMTP only; Postfix's smtpd_client_connection_count_limit is 50
 	DefaultCommandTimeout       = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
 	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
 	DefaultFinalReplyTimeout    = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
