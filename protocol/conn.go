@@ -699,7 +699,9 @@ func (c *conn) cmdMail(arg string) bool {
 	if err != nil {
 		c.log.Info().Str("from", from.String()).Err(err).Msg("sender rejected")
 		c.replyErr(err)
-		return true
+		// Counted as a refused recipient is, so that refusals cannot be
+		// repeated (and logged) without end.
+		return c.countRefusal()
 	}
 	// The transaction value and its recipients' storage are reused by the
 	// connection (backends must not keep them past the transaction).
@@ -772,8 +774,8 @@ func (c *conn) cmdRcpt(arg string) bool {
 	return true
 }
 
-// countRefusal counts a refused recipient as a protocol error (Postfix's
-// smtpd_hard_error_limit counts them too), except from a trusted peer (a
+// countRefusal counts a refused recipient (or sender) as a protocol error
+// (Postfix's smtpd_hard_error_limit counts them too), except from a trusted peer (a
 // unix-socket client or one in TrustedNetworks): that is the MTA in front,
 // for which an unknown recipient is an ordinary outcome of mail it already
 // accepted, and closing its session would turn each such bounce into a

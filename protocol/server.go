@@ -142,8 +142,8 @@ type Server struct {
 
 	// MaxErrors is the number of protocol errors after which the session
 	// is closed with 421 4.7.0. Default 10. Bad commands, bad arguments and
-	// over-long lines count, and so does each refused RCPT (refused by the
-	// backend or past MaxRefusedRecipients), as with Postfix's
+	// over-long lines count, and so does each refused MAIL and RCPT (refused
+	// by the backend or past MaxRefusedRecipients), as with Postfix's
 	// smtpd_hard_error_limit, except from a trusted peer (a unix-socket
 	// client or one in TrustedNetworks): there a refused recipient is the
 	// ordinary answer for mail the peer already queued.
