@@ -74,12 +74,14 @@ type conn struct {
 	// Read deadline bookkeeping (see connReader). dataDeadline, when not
 	// zero, is the end of the current message transfer (DataTotalTimeout);
 	// lineDeadline the end of the command line being read (CommandTimeout
-	// for the whole line); rateDeadline the end of the current message
-	// text's credit under MinDataRate. All are unix nanoseconds, 0 for
-	// none, and bound every network read.
+	// for the whole line). Both are unix nanoseconds, 0 for none, and
+	// bound every network read. While rateOn is set (message text, with
+	// MinDataRate), rateCredit is the time, in nanoseconds, that reads may
+	// still spend waiting (see spendCredit).
 	dataDeadline  atomic.Int64
 	lineDeadline  atomic.Int64
-	rateDeadline  atomic.Int64
+	rateOn        atomic.Bool
+	rateCredit    atomic.Int64
 	deadlineDirty atomic.Bool
 	deadline      time.Time     // the socket's read deadline, as last set by connReader
 	minTimeout    time.Duration // the shorter of the command and data timeouts
@@ -176,6 +178,18 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	timeout := time.Duration(c.readTimeout.Load())
 	start := time.Now()
+	if !c.rateOn.Load() {
+		return r.read(p, start, timeout, 0)
+	}
+	n, err := r.read(p, start, timeout, start.UnixNano()+c.rateCredit.Load())
+	c.spendCredit(time.Since(start), n)
+	return n, err
+}
+
+// read reads from the network within the phase's timeout from start, the
+// transfer's and the command line's deadlines, and creditEnd if not 0.
+func (r *connReader) read(p []byte, start time.Time, timeout time.Duration, creditEnd int64) (int, error) {
+	c := r.c
 	for {
 		// This read's deadline: its start plus the phase's timeout, and
 		// not after the end of the transfer (DataTotalTimeout), of the
@@ -183,6 +197,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		want := start.Add(timeout)
 		if end := c.hardDeadline(); end != 0 && end < want.UnixNano() {
 			want = time.Unix(0, end)
+		}
+		if creditEnd != 0 && creditEnd < want.UnixNano() {
+			want = time.Unix(0, creditEnd)
 		}
 		// The socket's deadline is moved only when it would fire more
 		// than an eighth of the timeout too late, or when someone else
@@ -201,9 +218,6 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, errInterrupted
 		}
 		n, err := c.nc.Read(p)
-		if n > 0 {
-			c.creditData(n)
-		}
 		if n > 0 || !isTimeout(err) || c.interrupt.Load() {
 			return n, err
 		}
@@ -216,34 +230,30 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 }
 
-// hardDeadline returns the earliest of the deadlines that bound a read
-// however long the phase's timeout (see conn.dataDeadline), or 0.
+// hardDeadline returns the earlier of the transfer's and the command
+// line's deadlines (see conn.dataDeadline), or 0 for none.
 func (c *conn) hardDeadline() int64 {
-	d := c.dataDeadline.Load()
-	for _, e := range [...]int64{c.lineDeadline.Load(), c.rateDeadline.Load()} {
-		if e != 0 && (d == 0 || e < d) {
-			d = e
-		}
+	d, l := c.dataDeadline.Load(), c.lineDeadline.Load()
+	if l != 0 && (d == 0 || l < d) {
+		return l
 	}
 	return d
 }
 
-// creditData extends the message text's deadline by the time n octets buy
-// at MinDataRate, but never past DataTimeout from now: the transfer must
-// keep up the minimum rate over any stretch longer than the data timeout
-// (the grace), so a client that trickles message text is cut off however
-// steadily it trickles. A no-op outside the data phase.
-func (c *conn) creditData(n int) {
-	end := c.rateDeadline.Load()
-	if end == 0 {
-		return
+// spendCredit accounts one read of message text that waited waited and
+// brought n octets: the credit shrinks by the wait and grows by the time n
+// octets buy at MinDataRate, up to DataTimeout. A transfer starts with
+// DataTimeout of credit (the grace) and reads may not wait past it, so a
+// client must keep up the minimum rate over any stretch longer than the
+// data timeout, however steadily it trickles. Only time spent waiting in
+// reads counts, as with Postfix's smtpd_min_data_rate: a backend that is
+// slow to read the body does not use up the client's credit.
+func (c *conn) spendCredit(waited time.Duration, n int) {
+	credit := c.rateCredit.Load() - int64(waited) + int64(n)*int64(time.Second)/int64(c.srv.minDataRate())
+	if limit := int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)); credit > limit {
+		credit = limit
 	}
-	rate := int64(c.srv.minDataRate())
-	end += int64(n) * int64(time.Second) / rate
-	if limit := time.Now().Add(orDur(c.srv.DataTimeout, DefaultDataTimeout)).UnixNano(); end > limit {
-		end = limit
-	}
-	c.rateDeadline.Store(end)
+	c.rateCredit.Store(credit)
 }
 
 // armDeadline sets the socket's read deadline to want, or to now plus the
@@ -854,7 +864,8 @@ func (c *conn) startDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
 	if c.srv.minDataRate() > 0 {
 		// The rate's grace: one data timeout's worth of credit.
-		c.rateDeadline.Store(time.Now().Add(orDur(c.srv.DataTimeout, DefaultDataTimeout)).UnixNano())
+		c.rateCredit.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
+		c.rateOn.Store(true)
 	}
 	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
 		// connReader brings the socket's deadline closer if this end
@@ -867,7 +878,7 @@ func (c *conn) startDataPhase() {
 // stays until the transaction ends (BDAT spans several commands).
 func (c *conn) endDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
-	c.rateDeadline.Store(0)
+	c.rateOn.Store(false)
 }
 
 // dataEnded is the data reader's end callback (bound once per connection

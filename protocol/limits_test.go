@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -378,4 +379,59 @@ func TestDefaultMaxConnectionsPerIP(t *testing.T) {
 		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), MaxConnectionsPerIP: -1, limitLoopback: true}
 		exempt(t, s, "tcp", serveTCP(t, s).Addr().String())
 	})
+}
+
+// slowReader is a backend that reads the first octets of the body, then
+// stops reading for longer than the data timeout, then reads the rest.
+type slowReader struct {
+	pause time.Duration
+	got   atomic.Int64
+}
+
+func (b *slowReader) Mail(ctx context.Context, conn *ConnState, from Address, params *MailParams) (Transaction, error) {
+	return b, nil
+}
+func (b *slowReader) Rcpt(ctx context.Context, r *Recipient) error { return nil }
+func (b *slowReader) Close() error                                 { return nil }
+func (b *slowReader) Data(ctx context.Context, msg *Message, status StatusSetter) error {
+	buf := make([]byte, 1000)
+	n, err := io.ReadFull(msg.Body, buf)
+	if err != nil {
+		return err
+	}
+	time.Sleep(b.pause)
+	rest, err := io.ReadAll(msg.Body)
+	b.got.Store(int64(n + len(rest)))
+	return err
+}
+
+// Only time spent waiting for the client uses up its MinDataRate credit:
+// a backend that stops reading for longer than the data timeout while the
+// client has already sent everything does not get the client cut off.
+func TestMinDataRateSlowBackend(t *testing.T) {
+	b := &slowReader{pause: 600 * time.Millisecond}
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	s := &Server{Hostname: "mx.test", Backend: b, Logger: &log, DataTimeout: 300 * time.Millisecond, MinDataRate: 100}
+	l := serveTCP(t, s)
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	expectReply(t, br, "220 ")
+	io.WriteString(nc, "EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+	expectReply(t, br, "250 ")
+	expectReply(t, br, "250 ")
+	expectReply(t, br, "250 ")
+	expectReply(t, br, "354 ")
+	// More than the connection's read buffer, so that the backend's last
+	// reads go to the network after its pause.
+	body := strings.Repeat(strings.Repeat("w", 98)+"\r\n", 400) // 40,000 octets
+	io.WriteString(nc, "Subject: x\r\n\r\n"+body+".\r\n")
+	expectReply(t, br, "250 2.0.0 ")
+	if got := b.got.Load(); got != int64(len(body)) {
+		t.Fatalf("backend read %d octets of the body, want %d", got, len(body))
+	}
 }

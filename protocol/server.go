@@ -188,12 +188,14 @@ type Server struct {
 
 	// MinDataRate is the lowest average rate, in octets per second, at
 	// which message text (DATA, or a BDAT chunk) may arrive once its grace
-	// is spent: a transfer starts with DataTimeout of credit, each octet
-	// received adds 1/MinDataRate seconds, the credit never exceeds
-	// DataTimeout, and the transfer ends with 421 4.4.2 when the credit
-	// runs out. A client at 1 octet per second is so cut off after about
-	// DataTimeout instead of DataTotalTimeout. This is Postfix's
-	// smtpd_min_data_rate. Default 500; negative disables the check.
+	// is spent: a transfer starts with DataTimeout of credit, time spent
+	// waiting for the client's data uses it up, each octet received adds
+	// 1/MinDataRate seconds, the credit never exceeds DataTimeout, and the
+	// transfer ends with 421 4.4.2 when the credit runs out. Time the
+	// backend spends not reading the body does not count. A client at 1
+	// octet per second is so cut off after about DataTimeout instead of
+	// DataTotalTimeout. This is Postfix's smtpd_min_data_rate. Default 500;
+	// negative disables the check.
 	MinDataRate int
 
 	// FinalReplyTimeout bounds the backend's delivery after the end of
