@@ -301,15 +301,17 @@ func scanQuoted(s string, i int) (int, string) {
 }
 
 // scanUTF8 checks the UTF8-non-ascii sequence at s[i] (RFC 6532 section
-// 3.1) and returns its length. C1 controls (U+0080 to U+009F) are refused
-// too: RFC 5198 section 2 excludes them from text for interchange, and no
-// address needs them.
+// 3.1) and returns its length. Characters that isHeaderRune refuses are
+// refused too, since the address goes into header fields (Received,
+// Delivered-To): C1 controls (RFC 5198 section 2 excludes them from text
+// for interchange), line and paragraph separators, non-ASCII spaces and
+// format characters. No address needs them.
 func scanUTF8(s string, i int) (int, string) {
 	r, n := utf8.DecodeRuneInString(s[i:])
 	if r == utf8.RuneError && n <= 1 {
 		return 0, msgAddrUTF8
 	}
-	if r <= 0x9f {
+	if !isHeaderRune(r, n) {
 		return 0, msgAddrLocal
 	}
 	return n, ""

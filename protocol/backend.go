@@ -36,7 +36,9 @@ type Transaction interface {
 	// Rcpt decides about one recipient. A nil error accepts it; the
 	// recipient then takes the next index in Message.Recipients. Duplicate
 	// recipients are passed again: LMTP replies once per accepted RCPT,
-	// duplicates included (RFC 2033 section 4.2).
+	// duplicates included (RFC 2033 section 4.2). After refusing a
+	// recipient the backend must not keep rcpt: the server reuses it, so
+	// that refusals cost no memory.
 	Rcpt(ctx context.Context, rcpt *Recipient) error
 
 	// Data delivers msg to every accepted recipient. It is called once, with

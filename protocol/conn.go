@@ -72,8 +72,16 @@ type conn struct {
 	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
 
 	// Read deadline bookkeeping (see connReader). dataDeadline, when not
-	// zero, is the end of the current message transfer (DataTotalTimeout).
+	// zero, is the end of the current message transfer (DataTotalTimeout);
+	// lineDeadline the end of the command line being read (CommandTimeout
+	// for the whole line). Both are unix nanoseconds, 0 for none, and
+	// bound every network read. While rateOn is set (message text, with
+	// MinDataRate), rateCredit is the time, in nanoseconds, that reads may
+	// still spend waiting (see spendCredit).
 	dataDeadline  atomic.Int64
+	lineDeadline  atomic.Int64
+	rateOn        atomic.Bool
+	rateCredit    atomic.Int64
 	deadlineDirty atomic.Bool
 	deadline      time.Time     // the socket's read deadline, as last set by connReader
 	minTimeout    time.Duration // the shorter of the command and data timeouts
@@ -102,9 +110,19 @@ type transaction struct {
 	from   Address
 	params MailParams
 	rcpts  []*Recipient
-	store  []Recipient // backing store of accepted and refused recipients
+	store  []Recipient // backing store of the accepted recipients (and the one being decided)
 	bdat   *bdatState  // non-nil once BDAT started
+	// refused counts the RCPTs refused in this transaction, by the backend
+	// or for MaxRefusedRecipients; only the first refusalLogLines of them
+	// are logged one by one.
+	refused int
 }
+
+// refusalLogLines is how many refused recipients a transaction logs at
+// info level one by one; the rest are logged at debug level and counted in
+// one summary line when the transaction ends, so that a client sending
+// millions of bad RCPTs cannot fill the log.
+const refusalLogLines = 5
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc}
@@ -160,12 +178,28 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	timeout := time.Duration(c.readTimeout.Load())
 	start := time.Now()
+	if !c.rateOn.Load() {
+		return r.read(p, start, timeout, 0)
+	}
+	n, err := r.read(p, start, timeout, start.UnixNano()+c.rateCredit.Load())
+	c.spendCredit(time.Since(start), n)
+	return n, err
+}
+
+// read reads from the network within the phase's timeout from start, the
+// transfer's and the command line's deadlines, and creditEnd if not 0.
+func (r *connReader) read(p []byte, start time.Time, timeout time.Duration, creditEnd int64) (int, error) {
+	c := r.c
 	for {
 		// This read's deadline: its start plus the phase's timeout, and
-		// not after the end of the transfer (DataTotalTimeout).
+		// not after the end of the transfer (DataTotalTimeout), of the
+		// command line, or of the data rate's credit.
 		want := start.Add(timeout)
-		if end := c.dataDeadline.Load(); end != 0 && end < want.UnixNano() {
+		if end := c.hardDeadline(); end != 0 && end < want.UnixNano() {
 			want = time.Unix(0, end)
+		}
+		if creditEnd != 0 && creditEnd < want.UnixNano() {
+			want = time.Unix(0, creditEnd)
 		}
 		// The socket's deadline is moved only when it would fire more
 		// than an eighth of the timeout too late, or when someone else
@@ -194,6 +228,32 @@ func (r *connReader) Read(p []byte) (int, error) {
 		// The socket's deadline came before this read's: read on.
 		c.armDeadline(now, want)
 	}
+}
+
+// hardDeadline returns the earlier of the transfer's and the command
+// line's deadlines (see conn.dataDeadline), or 0 for none.
+func (c *conn) hardDeadline() int64 {
+	d, l := c.dataDeadline.Load(), c.lineDeadline.Load()
+	if l != 0 && (d == 0 || l < d) {
+		return l
+	}
+	return d
+}
+
+// spendCredit accounts one read of message text that waited waited and
+// brought n octets: the credit shrinks by the wait and grows by the time n
+// octets buy at MinDataRate, up to DataTimeout. A transfer starts with
+// DataTimeout of credit (the grace) and reads may not wait past it, so a
+// client must keep up the minimum rate over any stretch longer than the
+// data timeout, however steadily it trickles. Only time spent waiting in
+// reads counts, as with Postfix's smtpd_min_data_rate: a backend that is
+// slow to read the body does not use up the client's credit.
+func (c *conn) spendCredit(waited time.Duration, n int) {
+	credit := c.rateCredit.Load() - int64(waited) + int64(n)*int64(time.Second)/int64(c.srv.minDataRate())
+	if limit := int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)); credit > limit {
+		credit = limit
+	}
+	c.rateCredit.Store(credit)
 }
 
 // armDeadline sets the socket's read deadline to want, or to now plus the
@@ -364,7 +424,14 @@ func (c *conn) nextCommand() bool {
 // a bare LF is accepted as the end of a command line, as Postfix does). An
 // over-long line is drained to its end and reported as errLineTooLong. The
 // returned slice is valid until the next read.
+//
+// The whole line must arrive within the read timeout (CommandTimeout),
+// counted from the call, not only each read of it: otherwise a client
+// trickling one byte per timeout holds the session for as long as it
+// likes (Postfix's smtpd_per_record_deadline, RFC 5321 4.5.3.2.7).
 func (c *conn) readLine(limit int) ([]byte, error) {
+	c.lineDeadline.Store(time.Now().Add(time.Duration(c.readTimeout.Load())).UnixNano())
+	defer c.lineDeadline.Store(0)
 	line, err := c.br.ReadSlice('\n')
 	if err == nil && len(line) <= limit {
 		return trimEOL(line), nil
@@ -534,8 +601,11 @@ func (c *conn) helloVerb() string {
 }
 
 func (c *conn) cmdHello(verb, arg string) bool {
-	arg = strings.TrimSpace(arg)
-	if arg == "" || strings.ContainsAny(arg, " \t") || !isPrintableASCIIOrUTF8(arg) {
+	arg = strings.Trim(arg, " \t") // ASCII only: TrimSpace would drop a trailing NEL or U+2028 unseen
+	// The name goes into the Received field: printable ASCII, or for
+	// EHLO and LHLO (whose reply offers SMTPUTF8, RFC 6531 section 3.7.1)
+	// also UTF-8 that cannot break a header (isHeaderWord).
+	if !isHeaderWord(arg, verb != "HELO") {
 		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" hostname")
 		return c.countError()
 	}
@@ -575,15 +645,6 @@ func (c *conn) extensions(first string) []string {
 		lines = append(lines, "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
 	}
 	return lines
-}
-
-func isPrintableASCIIOrUTF8(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *conn) paramSet() paramSet {
@@ -648,7 +709,9 @@ func (c *conn) cmdMail(arg string) bool {
 	if err != nil {
 		c.log.Info().Str("from", from.String()).Err(err).Msg("sender rejected")
 		c.replyErr(err)
-		return true
+		// Counted as a refused recipient is, so that refusals cannot be
+		// repeated (and logged) without end.
+		return c.countRefusal()
 	}
 	// The transaction value and its recipients' storage are reused by the
 	// connection (backends must not keep them past the transaction).
@@ -690,22 +753,58 @@ func (c *conn) cmdRcpt(arg string) bool {
 		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients")
 		return true
 	}
+	if m := c.srv.maxRefusedRecipients(); m > 0 && c.tx.refused >= m {
+		// RFC 5321 4.5.3.1.10: 452 asks the client to try the rest in a
+		// later transaction; the backend is not asked any more.
+		c.tx.refused++
+		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients refused in this transaction")
+		return c.countRefusal()
+	}
 	c.tx.store = append(c.tx.store, Recipient{Address: to, Params: rp})
-	r := &c.tx.store[len(c.tx.store)-1]
+	n := len(c.tx.store)
+	r := &c.tx.store[n-1]
 	if err := c.tx.t.Rcpt(c.ctx, r); err != nil {
-		c.log.Info().Str("to", to.String()).Err(err).Msg("recipient rejected")
+		// Nothing is kept of a refused recipient: its slot is cleared and
+		// reused (the backend must not keep r after refusing it).
+		c.tx.store[n-1] = Recipient{}
+		c.tx.store = c.tx.store[:n-1]
+		c.tx.refused++
+		ev := c.log.Info()
+		if c.tx.refused > refusalLogLines {
+			ev = c.log.Debug()
+		}
+		if ev.Enabled() {
+			ev.Str("to", to.String()).Err(err).Msg("recipient rejected")
+		}
 		c.replyErr(err)
-		return true
+		return c.countRefusal()
 	}
 	c.tx.rcpts = append(c.tx.rcpts, r)
 	c.reply(CodeOK, ecRecipientOK, "Recipient OK")
 	return true
 }
 
+// countRefusal counts a refused recipient (or sender) as a protocol
+// error, as Postfix's smtpd_hard_error_limit does, except from a trusted
+// peer (a unix-socket client or one in TrustedNetworks): that is the MTA
+// in front, for which an unknown recipient is an ordinary outcome of mail
+// it already accepted, and closing its session would turn each such
+// bounce into a deferral. MaxRefusedRecipients bounds a trusted peer's
+// transaction.
+func (c *conn) countRefusal() bool {
+	if c.srv.trusted(c) {
+		return true
+	}
+	return c.countError()
+}
+
 // endTransaction closes the backend transaction, if any.
 func (c *conn) endTransaction() {
 	if c.tx == nil {
 		return
+	}
+	if n := c.tx.refused; n > refusalLogLines {
+		c.log.Info().Int("refused", n).Int("not_logged", n-refusalLogLines).Msg("recipients rejected in this transaction")
 	}
 	if c.tx.bdat != nil {
 		c.tx.bdat.abandon()
@@ -764,6 +863,11 @@ func (c *conn) cmdData(arg string) bool {
 // by the total transfer limit.
 func (c *conn) startDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
+	if c.srv.minDataRate() > 0 {
+		// The rate's grace: one data timeout's worth of credit.
+		c.rateCredit.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
+		c.rateOn.Store(true)
+	}
 	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
 		// connReader brings the socket's deadline closer if this end
 		// comes first.
@@ -775,6 +879,7 @@ func (c *conn) startDataPhase() {
 // stays until the transaction ends (BDAT spans several commands).
 func (c *conn) endDataPhase() {
 	c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
+	c.rateOn.Store(false)
 }
 
 // dataEnded is the data reader's end callback (bound once per connection

@@ -121,6 +121,7 @@ func (d *delivery) inputEnded() {
 	// The transfer is over: its total limit no longer applies (the
 	// disconnect watcher reads on while the backend delivers).
 	d.c.dataDeadline.Store(0)
+	d.c.rateOn.Store(false)
 	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
 		d.ready = true
 		d.flushLMTPLocked()

@@ -110,6 +110,8 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 		s.MaxRecipients = n
 	case "maxerrors":
 		s.MaxErrors = n
+	case "maxrefused":
+		s.MaxRefusedRecipients = n
 	case "maxline":
 		s.MaxLineLength = n
 	case "maxtextline":

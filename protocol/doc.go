@@ -77,6 +77,20 @@
 //     new MAIL). A BDAT that is not LAST gets 503 5.5.1 in that case, and
 //     in SMTP any BDAT does (one reply per command, RFC 3030 section 2);
 //     DATA answers 503 before any data in both dialects.
+//   - Client-given text written into a header field (the HELO/EHLO/LHLO
+//     name, XFORWARD attributes, the recipient address in the Received
+//     field) is printable ASCII, or under SMTPUTF8 valid UTF-8 without
+//     controls, line or paragraph separators, non-ASCII spaces or format
+//     characters: one rule (isHeaderWord), checked when the value is
+//     received (501 5.5.4, or the address grammar's 501/553) and again
+//     when the field is written.
+//   - What a client can make the server hold or write is bounded: nothing
+//     is kept per refused recipient; refused recipients and bad commands
+//     share one error budget (MaxErrors, then 421 4.7.0); a transaction
+//     takes at most MaxRecipients accepted and MaxRefusedRecipients
+//     refused RCPTs; a command line must arrive within CommandTimeout and
+//     message text at MinDataRate; SMTP listeners limit connections per
+//     client address by default (MaxConnectionsPerIP).
 //   - Each session logs through a zerolog child logger with the session id,
 //     peer and protocol; zerolog.Ctx(ctx) gives it to backends. Wire traces
 //     (trace level) never contain AUTH exchanges or message text.

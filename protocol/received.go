@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // receivedField returns the Received field the server prepends (RFC 5321
@@ -24,17 +25,21 @@ func (c *conn) receivedField(m *Message) []byte {
 		}
 		name, addr = x.Name, x.Addr
 	}
+	// Non-ASCII text is written as it is only into a message sent with
+	// SMTPUTF8 (RFC 6532); the values were checked when they were received
+	// (isHeaderWord), and appendHeaderWord checks them again.
+	utf8OK := m.Params.SMTPUTF8
 	b = append(b, "Received: from "...)
-	b = appendHeaderWord(b, helo)
+	b = appendHeaderWord(b, helo, utf8OK)
 	b = append(b, " ("...)
 	if name != "" {
-		b = appendHeaderWord(b, name)
+		b = appendHeaderWord(b, name, utf8OK)
 		b = append(b, ' ')
 	}
 	switch {
 	case addr != "":
 		b = append(b, '[')
-		b = appendHeaderWord(b, addr)
+		b = appendHeaderWord(b, addr, false)
 		b = append(b, ']')
 	case c.ip.IsValid():
 		b = append(b, '[')
@@ -44,7 +49,7 @@ func (c *conn) receivedField(m *Message) []byte {
 		b = append(b, "local"...)
 	}
 	b = append(b, ")\r\n\tby "...)
-	b = appendHeaderWord(b, c.srv.hostname())
+	b = appendHeaderWord(b, c.srv.hostname(), utf8OK)
 	b = append(b, " (lmtpd) with "...)
 	b = append(b, protocolKeyword(st, m.Params.SMTPUTF8)...)
 	if st.TLS != nil {
@@ -58,10 +63,10 @@ func (c *conn) receivedField(m *Message) []byte {
 	b = append(b, m.ID...)
 	if len(m.Recipients) == 1 {
 		b = append(b, "\r\n\tfor <"...)
-		b = appendHeaderWord(b, m.Recipients[0].Address.LocalPart)
+		b = appendHeaderWord(b, m.Recipients[0].Address.LocalPart, utf8OK)
 		if m.Recipients[0].Address.Domain != "" {
 			b = append(b, '@')
-			b = appendHeaderWord(b, m.Recipients[0].Address.Domain)
+			b = appendHeaderWord(b, m.Recipients[0].Address.Domain, utf8OK)
 		}
 		b = append(b, '>')
 	}
@@ -99,14 +104,27 @@ func protocolKeyword(st *ConnState, utf8 bool) string {
 
 // appendHeaderWord appends a client-supplied word so that it cannot break
 // the header: white space, control characters, parentheses, brackets and
-// semicolons become '_'.
-func appendHeaderWord(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
+// semicolons become '_', and so does each non-ASCII character unless utf8OK
+// is set and it passes isHeaderRune (each byte of invalid UTF-8 becomes
+// one '_').
+func appendHeaderWord(b []byte, s string, utf8OK bool) []byte {
+	for i := 0; i < len(s); {
 		ch := s[i]
+		if ch >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if utf8OK && isHeaderRune(r, n) {
+				b = append(b, s[i:i+n]...)
+			} else {
+				b = append(b, '_')
+			}
+			i += n
+			continue
+		}
 		if ch <= ' ' || ch == 0x7f || ch == '(' || ch == ')' || ch == '[' || ch == ']' || ch == ';' {
 			ch = '_'
 		}
 		b = append(b, ch)
+		i++
 	}
 	return b
 }

@@ -26,11 +26,14 @@ const (
 	DefaultMaxHeaderBytes       = 1 << 20  // 1 MiB
 	DefaultMaxReceivedHeaders   = 50       // loop detection, RFC 5321 6.3
 	DefaultMaxErrors            = 10
+	DefaultMaxRefusedRecipients = 100 // RFC 5321 4.5.3.1.8's minimum recipient buffer
 	DefaultMaxConnections       = 10000
+	DefaultMaxConnectionsPerIP  = 20               // SMTP only; Postfix's smtpd_client_connection_count_limit is 50
 	DefaultCommandTimeout       = 5 * time.Minute  // RFC 5321 4.5.3.2.7 server timeout
 	DefaultDataTimeout          = 3 * time.Minute  // RFC 5321 4.5.3.2.5 data block
 	DefaultFinalReplyTimeout    = 10 * time.Minute // RFC 5321 4.5.3.2.6: the client waits 10 min for the final reply
 	DefaultDataTotalTimeout     = time.Hour
+	DefaultMinDataRate          = 500 // octets per second, Postfix's smtpd_min_data_rate
 	DefaultTLSHandshakeTimeout  = 30 * time.Second
 	DefaultMaxAuthFailures      = 3
 	DefaultMaxAuthFailuresPerIP = 30
@@ -166,19 +169,38 @@ type Server struct {
 	MaxReceivedHeaders int
 
 	// MaxErrors is the number of protocol errors after which the session
-	// is closed with 421 4.7.0. Default 10.
+	// is closed with 421 4.7.0. Default 10. Bad commands, bad arguments and
+	// over-long lines count, and so does each refused MAIL and RCPT (refused
+	// by the backend or past MaxRefusedRecipients), as with Postfix's
+	// smtpd_hard_error_limit, except from a trusted peer (a unix-socket
+	// client or one in TrustedNetworks): there a refused recipient is the
+	// ordinary answer for mail the peer already queued.
 	MaxErrors int
+
+	// MaxRefusedRecipients is the number of refused RCPTs one transaction
+	// may have; further RCPTs are answered 452 4.5.3 without asking the
+	// backend, until the transaction ends (RFC 5321 4.5.3.1.10). Nothing
+	// is kept per refused recipient, and only the first few are logged one
+	// by one, then one summary line when the transaction ends. Default 100;
+	// negative means no per-transaction cap (MaxErrors still applies).
+	MaxRefusedRecipients int
 
 	// MaxConnections caps the concurrent connections; further ones get
 	// 421 4.7.0 and are closed. Default 10000.
 	MaxConnections int
 
-	// MaxConnectionsPerIP caps concurrent connections from one IP address
-	// (TCP only). Default 0: no per-address limit.
+	// MaxConnectionsPerIP caps concurrent connections from one IP address;
+	// further ones get 421 4.7.0 and are closed, so that one client cannot
+	// take every MaxConnections slot. Loopback clients and unix-socket
+	// clients are never counted: they are this host's own programs.
+	// Default 20 for SMTP; for LMTP, whose clients are the MTAs in front,
+	// no limit. Negative means no limit.
 	MaxConnectionsPerIP int
 
-	// CommandTimeout is how long the server waits for the next command.
-	// Default 5 minutes (RFC 5321 4.5.3.2.7).
+	// CommandTimeout is how long the server waits for the next command
+	// line, counted for the whole line and not per read, so that a line
+	// trickled a byte at a time cannot hold the session. Default 5 minutes
+	// (RFC 5321 4.5.3.2.7).
 	CommandTimeout time.Duration
 
 	// DataTimeout is how long the server waits for each block of message
@@ -191,6 +213,18 @@ type Server struct {
 	// hold a session for as long as MaxMessageBytes allows. Default 1 hour;
 	// negative means no total limit.
 	DataTotalTimeout time.Duration
+
+	// MinDataRate is the lowest average rate, in octets per second, at
+	// which message text (DATA, or a BDAT chunk) may arrive once its grace
+	// is spent: a transfer starts with DataTimeout of credit, time spent
+	// waiting for the client's data uses it up, each octet received adds
+	// 1/MinDataRate seconds, the credit never exceeds DataTimeout, and the
+	// transfer ends with 421 4.4.2 when the credit runs out. Time the
+	// backend spends not reading the body does not count. A client at 1
+	// octet per second is so cut off after about DataTimeout instead of
+	// DataTotalTimeout. This is Postfix's smtpd_min_data_rate. Default 500;
+	// negative disables the check.
+	MinDataRate int
 
 	// FinalReplyTimeout bounds the backend's delivery after the end of
 	// the message; when it expires the delivery context is cancelled.
@@ -229,6 +263,10 @@ type Server struct {
 	initOnce   sync.Once
 	nop        zerolog.Logger
 	authFails  authBudget
+
+	// limitLoopback counts loopback clients against MaxConnectionsPerIP
+	// (a test seam: tests can only connect from loopback).
+	limitLoopback bool
 }
 
 func (s *Server) init() {
@@ -288,6 +326,37 @@ func (s *Server) maxTextLineLength() int {
 		return 0
 	}
 	return orInt(s.MaxTextLineLength, DefaultMaxTextLineLength)
+}
+
+func (s *Server) minDataRate() int {
+	if s.MinDataRate < 0 {
+		return 0
+	}
+	return orInt(s.MinDataRate, DefaultMinDataRate)
+}
+
+func (s *Server) maxRefusedRecipients() int {
+	if s.MaxRefusedRecipients < 0 {
+		return 0
+	}
+	return orInt(s.MaxRefusedRecipients, DefaultMaxRefusedRecipients)
+}
+
+// perIPLimit returns the per-address connection limit that applies to
+// ip, or 0 for none.
+func (s *Server) perIPLimit(ip netip.Addr) int {
+	if !ip.IsValid() || ip.IsLoopback() && !s.limitLoopback {
+		return 0
+	}
+	switch {
+	case s.MaxConnectionsPerIP < 0:
+		return 0
+	case s.MaxConnectionsPerIP > 0:
+		return s.MaxConnectionsPerIP
+	case s.Protocol == LMTP:
+		return 0
+	}
+	return DefaultMaxConnectionsPerIP
 }
 
 func (s *Server) authFailureDelay() time.Duration {
@@ -403,8 +472,8 @@ func (s *Server) admit(c *conn) string {
 	if len(s.conns) >= orInt(s.MaxConnections, DefaultMaxConnections) {
 		return "too many connections"
 	}
-	if s.MaxConnectionsPerIP > 0 && c.ip.IsValid() {
-		if s.perIP[c.ip] >= s.MaxConnectionsPerIP {
+	if limit := s.perIPLimit(c.ip); limit > 0 {
+		if s.perIP[c.ip] >= limit {
 			return "too many connections from your address"
 		}
 		s.perIP[c.ip]++
@@ -417,7 +486,7 @@ func (s *Server) admit(c *conn) string {
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.MaxConnectionsPerIP > 0 && c.ip.IsValid() {
+	if s.perIPLimit(c.ip) > 0 {
 		if n := s.perIP[c.ip] - 1; n > 0 {
 			s.perIP[c.ip] = n
 		} else {

@@ -334,7 +334,7 @@ func TestMaxConnections(t *testing.T) {
 
 func TestMaxConnectionsPerIP(t *testing.T) {
 	b := newFakeBackend()
-	s := &Server{Hostname: "mx.test", Backend: b, MaxConnectionsPerIP: 1}
+	s := &Server{Hostname: "mx.test", Backend: b, MaxConnectionsPerIP: 1, limitLoopback: true}
 	l := serveTCP(t, s)
 	nc1, _ := net.Dial("tcp", l.Addr().String())
 	defer nc1.Close()

@@ -38,7 +38,10 @@ func (c *conn) cmdXForward(arg string) bool {
 		if dv == "[UNAVAILABLE]" || dv == "[TEMPUNAVAIL]" {
 			dv = ""
 		}
-		if len(dv) > 255 || !isPrintableASCIIOrUTF8(dv) && dv != "" {
+		// NAME and HELO go into the Received field; every value is held to
+		// the same rule. UTF-8 is allowed as in EHLO: Postfix forwards an
+		// SMTPUTF8 client's HELO name as it is.
+		if len(dv) > 255 || dv != "" && !isHeaderWord(dv, true) {
 			c.reply(CodeParamSyntax, ecBadArgs, "Bad XFORWARD value for "+k)
 			return c.countError()
 		}

@@ -108,7 +108,7 @@ type listenerConfig struct {
 	MaxReceivedHeaders  int      `toml:"max_received_headers"`
 	MaxErrors           int      `toml:"max_errors"`
 	MaxConnections      int      `toml:"max_connections"`
-	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	MaxConnectionsPerIP *int     `toml:"max_connections_per_ip"` // nil until validate: 20 for smtp, 0 for lmtp
 	CommandTimeout      duration `toml:"command_timeout"`
 	DataTimeout         duration `toml:"data_timeout"`
 	DataTotalTimeout    duration `toml:"data_total_timeout"`
@@ -118,6 +118,8 @@ type listenerConfig struct {
 	AuthFailureDelay    duration `toml:"auth_failure_delay"`
 	MaxAuthFailuresIP   int      `toml:"max_auth_failures_per_ip"`
 	AuthFailureWindow   duration `toml:"auth_failure_window"`
+	MaxRefusedRcpts     int      `toml:"max_refused_recipients"`
+	MinDataRate         int      `toml:"min_data_rate"`
 }
 
 // setDefaults fills in the protocol package's defaults.
@@ -146,6 +148,8 @@ func (l *listenerConfig) setDefaults() {
 		AuthFailureDelay:    duration(time.Second),
 		MaxAuthFailuresIP:   protocol.DefaultMaxAuthFailuresPerIP,
 		AuthFailureWindow:   duration(protocol.DefaultAuthFailureWindow),
+		MaxRefusedRcpts:     protocol.DefaultMaxRefusedRecipients,
+		MinDataRate:         protocol.DefaultMinDataRate,
 	}
 }
 
@@ -515,8 +519,20 @@ func (c *config) validateListeners(ec *errorCollector) {
 		if l.MaxTextLineLength < 0 {
 			ec.addf(key("max_text_line_length"), "must not be negative (0 means no limit)")
 		}
-		if l.MaxConnectionsPerIP < 0 {
-			ec.addf(key("max_connections_per_ip"), "must not be negative (0 means no limit)")
+		if l.MaxConnectionsPerIP == nil {
+			// The default depends on the protocol: an SMTP listener faces
+			// clients, an LMTP one the MTAs in front (protocol.Server).
+			n := 0
+			if l.Protocol == "smtp" {
+				n = protocol.DefaultMaxConnectionsPerIP
+			}
+			l.MaxConnectionsPerIP = &n
+		}
+		for k, v := range map[string]int{"max_connections_per_ip": *l.MaxConnectionsPerIP,
+			"max_refused_recipients": l.MaxRefusedRcpts, "min_data_rate": l.MinDataRate} {
+			if v < 0 {
+				ec.addf(key(k), "must not be negative (0 means no limit)")
+			}
 		}
 		if l.MaxAuthFailuresIP < 0 {
 			ec.addf(key("max_auth_failures_per_ip"), "must not be negative (0 means no limit)")

@@ -399,6 +399,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"test.toml:2: listener[0].max_recipients: must be a positive number, not 0", "test.toml:3: listener[0].max_errors: must be a positive number, not -1",
 				"test.toml:4: listener[0].max_text_line_length: must not be negative (0 means no limit)", "test.toml:5: listener[0].max_connections_per_ip: must not be negative (0 means no limit)",
 				"test.toml:6: listener[0].max_header_size: must be positive", "test.toml:7: listener[0].data_timeout: must be positive"}},
+		{"refusal and rate limits", strings.Replace(ok, "[[listener]]\n", "[[listener]]\nmax_refused_recipients = -1\nmin_data_rate = -5\n", 1),
+			[]string{"test.toml:2: listener[0].max_refused_recipients: must not be negative (0 means no limit)", "test.toml:3: listener[0].min_data_rate: must not be negative (0 means no limit)"}},
 		{"metrics address", ok + "[metrics]\naddress = \"nope\"\n", []string{`test.toml:9: metrics.address: "nope" is not host:port or unix:/path (missing port in address)`}},
 		{"hostname", ok + "[server]\nhostname = \"a b\"\n", []string{`test.toml:9: server.hostname: "a b" is not a host name`}},
 		{"maildir root required", strings.Replace(ok, "root = \"mail\"\n", "", 1), []string{"test.toml:3: delivery.maildir.root: required: a domain or user delivers to maildir"}},
@@ -614,5 +616,29 @@ func TestListenerCoversServer(t *testing.T) {
 		if !keys[key] {
 			t.Errorf("protocol.Server.%s has no [[listener]] key %q", f.Name, key)
 		}
+	}
+}
+
+// max_connections_per_ip defaults by protocol (issue 19): 20 on an SMTP
+// listener, none on an LMTP one; an explicit value, 0 included, is kept.
+// In protocol.Server terms 0 becomes "no limit" (negative).
+func TestMaxConnectionsPerIPDefault(t *testing.T) {
+	const rest = "[delivery.maildir]\nroot = \"mail\"\n[[domain]]\nname = \"example.test\"\nany_user = true\n"
+	text := "[[listener]]\nprotocol = \"smtp\"\naddress = \"127.0.0.1:2425\"\n" +
+		"[[listener]]\nprotocol = \"lmtp\"\naddress = \"127.0.0.1:2424\"\n" +
+		"[[listener]]\nprotocol = \"smtp\"\naddress = \"127.0.0.1:2426\"\nmax_connections_per_ip = 0\n" +
+		"[[listener]]\nprotocol = \"lmtp\"\naddress = \"127.0.0.1:2427\"\nmax_connections_per_ip = 7\n" + rest
+	cfg, err := parseConfig("test.toml", text, t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{protocol.DefaultMaxConnectionsPerIP, 0, 0, 7} {
+		if got := *cfg.Listeners[i].MaxConnectionsPerIP; got != want {
+			t.Errorf("listener %d: max_connections_per_ip = %d, want %d", i, got, want)
+		}
+	}
+	l := cfg.Listeners[0]
+	if l.MaxRefusedRcpts != protocol.DefaultMaxRefusedRecipients || l.MinDataRate != protocol.DefaultMinDataRate {
+		t.Errorf("defaults: max_refused_recipients %d, min_data_rate %d", l.MaxRefusedRcpts, l.MinDataRate)
 	}
 }

@@ -251,26 +251,35 @@ func TestHostileClients(t *testing.T) {
 	})
 
 	t.Run("one-byte-per-second", func(t *testing.T) {
-		// data_timeout is 2s per read: a byte every second keeps the
-		// session alive (RFC 5321 4.5.3.2.5 times each block, not the
-		// whole message), a 3 s pause ends it with 421 4.4.2, while the
-		// well-behaved client goes on.
+		// data_timeout is 2s per read, so a byte every second never trips
+		// it; the default min_data_rate (500 octets/s, after a grace of one
+		// data timeout) ends such a trickle with 421 4.4.2 while the client
+		// is still sending (issue 19: it used to last until
+		// data_total_timeout), and the well-behaved client goes on.
 		c := begin(t, "tcp", d.LMTPAddr)
-		for _, ch := range "Subj" {
+		const planned = 10
+		sent := 0
+		for range planned {
 			time.Sleep(time.Second)
-			if err := c.write(string(ch)); err != nil {
-				t.Fatalf("connection dropped while the client sent a byte per second: %v", err)
+			if err := c.write("S"); err != nil {
+				break
+			}
+			sent++
+			c.conn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+			if b, _ := c.r.Peek(1); len(b) > 0 {
+				break // the server answered
 			}
 		}
-		stalled := time.Now()
-		out, err := readUntilClosed(c.conn, 10*time.Second)
-		waited := time.Since(stalled)
-		if err != nil || !strings.HasPrefix(out, "421 4.4.2 ") {
-			t.Errorf("after a stall: %q %v, want 421 4.4.2 and close", out, err)
+		c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(c.r)
+		out := string(b)
+		if !strings.HasPrefix(out, "421 4.4.2 ") {
+			t.Errorf("after a 1 octet/s trickle: %q %v, want 421 4.4.2 and close", out, err)
 		}
-		if waited < 1500*time.Millisecond || waited > 6*time.Second {
-			t.Errorf("closed %v after the last byte, want about the 2s data timeout", waited)
+		if sent >= planned {
+			t.Errorf("all %d bytes were accepted at 1 octet/s; want the session cut off during the trickle", sent)
 		}
+		t.Logf("cut off after %d octets at 1 octet/s", sent)
 		p.check(t)
 	})
 
