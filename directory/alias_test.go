@@ -61,7 +61,7 @@ func TestExpandAliases(t *testing.T) {
 	pg := newFake("pg")
 	other := newFake("other")
 	pg.aliases = map[string][]string{
-		"alice@d":     {"alice@d"},                  // Postfix Admin's self-alias
+		"alice@d":     {"alice@d"},                   // Postfix Admin's self-alias
 		"sales@d":     {"alice@d", "bob@d"},          // two rows
 		"team@d":      {"sales@d", "carol@e", "x@d"}, // to another directory and an unknown
 		"both@d":      {"bob@d", "alice@d", "both@d"},
