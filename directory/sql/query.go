@@ -78,7 +78,7 @@ func (q query) bind(k directory.Key) []any {
 }
 
 // lexState follows SQL quoting across literal pieces: '...' strings
-// (” inside), "..." and `...` identifiers, -- line comments, /* */
+// (a doubled quote inside), "..." and `...` identifiers, -- line comments, /* */
 // comments. It is only used to refuse placeholders in them; the server
 // parses the query (and reports an unterminated string). Getting it
 // wrong in some dialect's corner (MySQL's \' escape) can only refuse a
