@@ -269,17 +269,67 @@ func (s *server) kill() {
 
 // pause stops every process of the server (SIGSTOP): connections and
 // queries hang, as with a server that stopped answering.
-func (s *server) pause() error { return s.signalGroup(syscall.SIGSTOP) }
+func (s *server) pause() error { return s.signalTree(syscall.SIGSTOP) }
 
-func (s *server) resume() error { return s.signalGroup(syscall.SIGCONT) }
+func (s *server) resume() error { return s.signalTree(syscall.SIGCONT) }
 
-func (s *server) signalGroup(sig syscall.Signal) error {
+// signalTree signals the server's process group and every descendant:
+// PostgreSQL's backends each start a session of their own (setsid), so
+// the group alone would leave them answering.
+func (s *server) signalTree(sig syscall.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd == nil {
 		return errors.New(s.name + " is not running")
 	}
-	return syscall.Kill(-s.cmd.Process.Pid, sig)
+	if sig == syscall.SIGSTOP {
+		// The parent first, so it forks no new child meanwhile.
+		if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
+			return err
+		}
+	}
+	for _, pid := range descendants(s.cmd.Process.Pid) {
+		syscall.Kill(pid, sig)
+	}
+	if sig != syscall.SIGSTOP {
+		return syscall.Kill(-s.cmd.Process.Pid, sig)
+	}
+	return nil
+}
+
+// descendants lists the processes below pid, from /proc.
+func descendants(pid int) []int {
+	parent := make(map[int][]int)
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+		f := strings.Fields(rest)
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		parent[pp] = append(parent[pp], p)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range parent[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 func (s *server) shutdown() {

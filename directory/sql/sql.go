@@ -37,13 +37,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/lmtpd/lmtpd/directory"
 	"github.com/rs/zerolog"
 
-	_ "github.com/go-sql-driver/mysql" // registers "mysql"
+	"github.com/go-sql-driver/mysql" // registers "mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	_ "modernc.org/sqlite"             // registers "sqlite"
 )
@@ -110,6 +111,7 @@ func New(o Options) (*Dir, error) {
 		driverName, st = "pgx", styleDollar
 	case DriverMySQL:
 		driverName, st = "mysql", styleQuestion
+		mysqlLogOnce.Do(func() { mysql.SetLogger(mysqlLog{o.Log}) })
 	case DriverSQLite:
 		driverName, st = "sqlite", styleQuestion
 	default:
@@ -146,6 +148,15 @@ func New(o Options) (*Dir, error) {
 	d.db = db
 	return d, nil
 }
+
+// mysqlLogOnce routes go-sql-driver/mysql's own messages (a process-wide
+// setting) to the first MySQL directory's logger instead of stderr. They
+// repeat what the returned errors say, so they go at debug level.
+var mysqlLogOnce sync.Once
+
+type mysqlLog struct{ l zerolog.Logger }
+
+func (m mysqlLog) Print(v ...any) { m.l.Debug().Str("driver", "mysql").Msg(fmt.Sprint(v...)) }
 
 func orDefault[T int | time.Duration](v, def T) T {
 	if v > 0 {
