@@ -44,7 +44,7 @@ import (
 	"github.com/lmtpd/lmtpd/directory"
 	"github.com/rs/zerolog"
 
-	"github.com/go-sql-driver/mysql" // registers "mysql"
+	"github.com/go-sql-driver/mysql"   // registers "mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
 	_ "modernc.org/sqlite"             // registers "sqlite"
 )
