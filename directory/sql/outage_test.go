@@ -66,6 +66,9 @@ func outage(t *testing.T, s *server, driver string) {
 	mustFail("hung, pooled connection", d)
 	fresh, _ := openDir(t, driver, s.dsn(s))
 	mustFail("hung, new connection", directory.NewCache(fresh, directory.CacheOptions{Timeout: timeout}))
+	// Without the Cache, the Dir's own timeout bounds the lookup.
+	fresh.o.Timeout = timeout
+	mustFail("hung, no cache", fresh)
 	if err := s.resume(); err != nil {
 		t.Fatal(err)
 	}

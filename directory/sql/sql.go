@@ -78,6 +78,11 @@ type Options struct {
 	// UserQuery, AliasQuery and PasswordQuery are the queries; "" means
 	// the directory does not answer that kind (ErrNotFound).
 	UserQuery, AliasQuery, PasswordQuery string
+	// Timeout bounds each lookup, connecting included, when the caller's
+	// context has no sooner deadline; 0 means directory.DefaultTimeout.
+	// (The Cache wrapper applies the configured timeout as well; this
+	// one keeps a Dir used on its own from hanging.)
+	Timeout time.Duration
 	// MaxOpenConns bounds the pool; 0 means DefaultMaxOpenConns.
 	MaxOpenConns int
 	// MaxIdleConns is how many idle connections stay open; 0 means
@@ -188,6 +193,8 @@ func storable(k directory.Key) bool {
 // rows runs q for k and returns each row's columns by name, as strings
 // ("" for NULL). limit > 0 stops after that many rows.
 func (d *Dir) rows(ctx context.Context, what string, q query, k directory.Key, limit int) ([]string, [][]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, orDefault(d.o.Timeout, directory.DefaultTimeout))
+	defer cancel()
 	rows, err := d.db.QueryContext(ctx, q.text, q.bind(k)...)
 	if err != nil {
 		return nil, nil, d.fail(ctx, what, err)
@@ -338,6 +345,8 @@ func (d *Dir) LookupPassword(ctx context.Context, k directory.Key) (string, erro
 // error, a missing table or a wrong column in a condition shows at
 // check-config rather than at the first delivery.
 func (d *Dir) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, orDefault(d.o.Timeout, directory.DefaultTimeout))
+	defer cancel()
 	if err := d.db.PingContext(ctx); err != nil {
 		return d.fail(ctx, "connect", err)
 	}
