@@ -28,7 +28,7 @@ func TestMariaDBOutage(t *testing.T) {
 // not ErrNotFound, and the same Directory answers again once the server
 // is back, without being recreated.
 func outage(t *testing.T, s *server, driver string) {
-	const timeout = time.Second
+	const timeout = 500 * time.Millisecond
 	// The bound for "within the timeout": generous, so a loaded machine
 	// cannot make it flaky, yet far below a hang.
 	const bound = timeout + 5*time.Second

@@ -9,6 +9,7 @@ package sql
 
 import (
 	"context"
+	"flag"
 	dbsql "database/sql"
 	"errors"
 	"fmt"
@@ -26,6 +27,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// Start both servers at once, in the background, when the tests to
+	// run may need them: need() waits for its server's start.
+	if run := flag.Lookup("test.run").Value.String(); run == "" || strings.ContainsAny(run, ".*") ||
+		strings.Contains(run, "Postgres") || strings.Contains(run, "MariaDB") || strings.Contains(run, "Outage") {
+		for _, s := range []*server{pgServer, myServer} {
+			go s.once.Do(func() { s.err = s.init() })
+		}
+	}
 	code := m.Run()
 	for _, s := range []*server{pgServer, myServer} {
 		s.shutdown()
@@ -333,6 +343,7 @@ func descendants(pid int) []int {
 }
 
 func (s *server) shutdown() {
+	s.once.Do(func() {}) // waits for a start still under way
 	if s.dir == "" {
 		return
 	}
