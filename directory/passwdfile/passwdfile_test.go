@@ -247,3 +247,48 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The example files of Dovecot's passwd-file documentation (wiki,
+// AuthDatabase/PasswdFile, "Examples"), byte for byte.
+func TestDovecotDocExamples(t *testing.T) {
+	ctx := context.Background()
+	login := func(s string) directory.Key { return directory.Key{Address: s} }
+	t.Run("passdb", func(t *testing.T) {
+		d, _ := open(t, "testdata/dovecot-doc-passdb")
+		for u, p := range map[string]string{"user": "{plain}password", "user2": "{plain}password2"} {
+			if got, err := d.LookupPassword(ctx, login(u)); err != nil || got != p {
+				t.Errorf("LookupPassword(%s) = %q, %v; want %q", u, got, err, p)
+			}
+		}
+		// A passdb-only entry is still a user, with nothing set: the
+		// configured maildir template applies.
+		if r, err := d.LookupUser(ctx, directory.KeyFor("user2@example.org")); err != nil || r.Mailbox != "" || r.UID != -1 {
+			t.Errorf("LookupUser(user2) = %+v, %v", r, err)
+		}
+	})
+	t.Run("passdb with extra fields", func(t *testing.T) {
+		d, logs := open(t, "testdata/dovecot-doc-passdb-extra")
+		if got, err := d.LookupPassword(ctx, login("user")); err != nil || got != "{plain}password" {
+			t.Errorf("LookupPassword(user) = %q, %v", got, err)
+		}
+		if !strings.Contains(logs.String(), `"field":"allow_nets"`) {
+			t.Errorf("allow_nets (a passdb field lmtpd ignores) not warned about; log:\n%s", logs)
+		}
+	})
+	t.Run("passdb and userdb", func(t *testing.T) {
+		d, _ := open(t, "testdata/dovecot-doc-both")
+		r, err := d.LookupUser(ctx, directory.KeyFor("user@example.org"))
+		want := directory.Record{Home: "/home/user", Mailbox: "/home/user/Maildir", UID: 1000, GID: 1000}
+		if err != nil || !reflect.DeepEqual(r, want) {
+			t.Errorf("LookupUser(user) = %+v, %v; want %+v", r, err, want)
+		}
+		r, err = d.LookupUser(ctx, directory.KeyFor("user2@example.org"))
+		want = directory.Record{Home: "/home/user2", UID: 1001, GID: 1001}
+		if err != nil || !reflect.DeepEqual(r, want) {
+			t.Errorf("LookupUser(user2) = %+v, %v; want %+v", r, err, want)
+		}
+		if got, err := d.LookupPassword(ctx, login("user2")); err != nil || got != "{plain}pass2" {
+			t.Errorf("LookupPassword(user2) = %q, %v", got, err)
+		}
+	})
+}
