@@ -241,6 +241,35 @@ func suite(t *testing.T, d *Dir, logs *logBuf) {
 			t.Errorf("team after the hostile keys: %q, %v", got, err)
 		}
 	})
+	t.Run("burst through the cache", func(t *testing.T) {
+		// 1,000 recipients to 100 users (half unknown), 50 at a time:
+		// 100 queries, not 1,000.
+		var st directory.Stats
+		c := directory.NewCache(d, directory.CacheOptions{TTL: time.Minute, NegativeTTL: time.Minute, Observer: &st})
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 50)
+		for i := range 1000 {
+			addr := []string{"alice@example.org", "bob@example.org"}[i%2]
+			if u := i % 100; u >= 2 {
+				addr = "u" + strings.Repeat("x", u) + "@example.org" // unknown users
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				_, err := c.LookupUser(ctx, directory.KeyFor(addr))
+				if err != nil && !errors.Is(err, directory.ErrNotFound) {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if q := st.Queries(directory.KindUser); q != 100 {
+			t.Errorf("1000 lookups of 100 addresses made %d queries, want 100", q)
+		}
+		if n := st.Total(directory.KindUser); n != 1000 {
+			t.Errorf("observed %d lookups, want 1000", n)
+		}
+	})
 	t.Run("broken query", func(t *testing.T) {
 		o := d.o
 		o.UserQuery = "SELECT maildir AS mailbox FROM no_such_table WHERE username = {address}"
