@@ -9,9 +9,9 @@ package sql
 
 import (
 	"context"
-	"flag"
 	dbsql "database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
