@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the end-to-end tests talk to (Postfix, swaks,
-# python3) when running as root on Debian. Elsewhere it only says what is
+# python3; PostgreSQL, MariaDB, slapd and ldap-utils for the directory
+# tests) when running as root on Debian. Elsewhere it only says what is
 # missing: the tests then skip loudly, and fail when CI=true.
 set -uo pipefail
 need=()
@@ -11,6 +12,11 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
 # swaks needs Net::SSLeay for --tls; --no-install-recommends leaves it out.
 perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
+# Directory tests start private PostgreSQL, MariaDB and OpenLDAP servers.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v slapd   >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: missing ${need[*]} (not root or no apt-get): end-to-end tests will skip" >&2
