@@ -134,32 +134,9 @@ func (c Config) check() (*settings, error) {
 	if s.aliasAttr == "" {
 		s.aliasAttr = defaultAliasAttribute
 	}
-	u, err := url.Parse(c.URL)
-	if err != nil || c.URL == "" {
-		return nil, errors.New("url: want ldap://host[:port], ldaps://host[:port] or ldapi://%2Fpath")
-	}
-	host := u.Hostname()
-	switch u.Scheme {
-	case "ldap", "ldaps":
-		port := u.Port()
-		if port == "" {
-			port = "389"
-			if u.Scheme == "ldaps" {
-				port = "636"
-			}
-		}
-		if host == "" {
-			return nil, errors.New("url: no host")
-		}
-		s.network, s.addr, s.ldaps = "tcp", net.JoinHostPort(host, port), u.Scheme == "ldaps"
-	case "ldapi":
-		// RFC 4516 style: the socket path, percent-encoded, is the host.
-		s.network, s.addr = "unix", u.Host
-		if s.addr == "" {
-			s.addr = "/var/run/slapd/ldapi"
-		}
-	default:
-		return nil, fmt.Errorf("url: scheme %q is not ldap, ldaps or ldapi", u.Scheme)
+	host, err := s.parseURL(c.URL)
+	if err != nil {
+		return nil, err
 	}
 	if s.startTLS && s.ldaps {
 		return nil, errors.New("start_tls: ldaps:// is already TLS")
@@ -258,4 +235,44 @@ func (c Config) check() (*settings, error) {
 		s.attrs = []string{"1.1"} // RFC 4511 section 4.5.1.8: no attributes
 	}
 	return s, nil
+}
+
+// parseURL reads the url key into network and addr, and returns the host
+// name TLS checks ("" for ldapi).
+func (s *settings) parseURL(raw string) (string, error) {
+	if rest, ok := strings.CutPrefix(raw, "ldapi://"); ok {
+		// RFC 4516 style: the socket path, percent-encoded, is the host
+		// (which net/url refuses).
+		hostPart, _, _ := strings.Cut(rest, "/")
+		path, err := url.PathUnescape(hostPart)
+		if err != nil {
+			return "", errors.New("url: ldapi:// wants a percent-encoded socket path")
+		}
+		if path == "" {
+			path = "/var/run/slapd/ldapi"
+		}
+		s.network, s.addr = "unix", path
+		return "", nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return "", errors.New("url: want ldap://host[:port], ldaps://host[:port] or ldapi://%2Fpath")
+	}
+	host := u.Hostname()
+	switch u.Scheme {
+	case "ldap", "ldaps":
+		port := u.Port()
+		if port == "" {
+			port = "389"
+			if u.Scheme == "ldaps" {
+				port = "636"
+			}
+		}
+		if host == "" {
+			return "", errors.New("url: no host")
+		}
+		s.network, s.addr, s.ldaps = "tcp", net.JoinHostPort(host, port), u.Scheme == "ldaps"
+		return host, nil
+	}
+	return "", fmt.Errorf("url: scheme %q is not ldap, ldaps or ldapi", u.Scheme)
 }

@@ -83,7 +83,7 @@ func (d *Directory) withConn(ctx context.Context, fn func(l *ldap.Conn) error) e
 			return err
 		}
 		d.pool.drop(c)
-		if !c.reused || attempt > 0 || ctx.Err() != nil {
+		if !c.reused || attempt > 0 || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -104,9 +105,40 @@ func TestAuthenticateBind(t *testing.T) {
 	}
 	defer l.Close()
 	if err := l.UnauthenticatedBind("uid=alice," + peopleBase); err != nil {
-		t.Logf("this slapd refuses unauthenticated binds: %v", err)
-	} else {
-		t.Log("slapd accepted an unauthenticated bind as alice, as RFC 4513 allows: the empty-password guard is needed")
+		t.Fatalf("the test slapd (allow bind_anon_dn) refused an unauthenticated bind: %v", err)
+	}
+}
+
+// TestTLS: StartTLS on ldap:// and ldaps://, with the server's
+// certificate trusted through tls_ca_file; without it, no lookup.
+func TestTLS(t *testing.T) {
+	s := needSlapd(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		url      string
+		startTLS bool
+	}{{"StartTLS", s.url, true}, {"ldaps", s.ldapsURL, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := s.config()
+			c.URL, c.StartTLS, c.TLSCAFile = tc.url, tc.startTLS, s.caFile
+			d := newDir(t, c)
+			if r, err := d.LookupUser(ctx, keyOf("alice@example.org")); err != nil || r.Mailbox == "" {
+				t.Fatalf("LookupUser: %+v, %v", r, err)
+			}
+			if err := d.Authenticate(ctx, keyOf("bob@example.org"), "bob secret"); err != nil {
+				t.Errorf("bind over TLS: %v", err)
+			}
+			if err := d.Authenticate(ctx, keyOf("bob@example.org"), "bob"); !errors.Is(err, directory.ErrBadPassword) {
+				t.Errorf("wrong password over TLS: %v", err)
+			}
+			// The certificate is not in the system's roots: refused.
+			c.TLSCAFile = ""
+			_, err := newDir(t, c).LookupUser(ctx, keyOf("alice@example.org"))
+			if err == nil || errors.Is(err, directory.ErrNotFound) {
+				t.Errorf("untrusted certificate: %v", err)
+			}
+		})
 	}
 }
 
@@ -318,6 +350,37 @@ func TestOutage(t *testing.T) {
 	}
 	if err := d.Authenticate(ctx, keyOf("bob@example.org"), "bob secret"); err != nil {
 		t.Fatalf("auth after restart: %v", err)
+	}
+}
+
+// TestFrozenSlapd: a slapd that stops answering (SIGSTOP) with
+// connections pooled holds lookups no longer than the timeout; once it
+// runs again (SIGCONT) the same Directory answers.
+func TestFrozenSlapd(t *testing.T) {
+	s := needSlapd(t)
+	c := s.config()
+	c.Timeout = 500 * time.Millisecond
+	d := newDir(t, c)
+	ctx := context.Background()
+	if _, err := d.LookupUser(ctx, keyOf("alice@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	s.signal(t, syscall.SIGSTOP)
+	cont := sync.OnceFunc(func() { s.signal(t, syscall.SIGCONT) })
+	defer cont()
+	start := time.Now()
+	_, err := d.LookupUser(ctx, keyOf("alice@example.org"))
+	elapsed := time.Since(start)
+	if err == nil || errors.Is(err, directory.ErrNotFound) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("frozen slapd: %v; want a deadline error", err)
+	}
+	if elapsed > c.Timeout+2*time.Second {
+		t.Errorf("lookup took %v with a timeout of %v", elapsed, c.Timeout)
+	}
+	t.Logf("frozen slapd: %v after %v", err, elapsed)
+	cont()
+	if _, err := d.LookupUser(ctx, keyOf("alice@example.org")); err != nil {
+		t.Fatalf("after SIGCONT: %v", err)
 	}
 }
 

@@ -137,6 +137,12 @@ func (c *conn) run(ctx context.Context, fn func(l *ldap.Conn) error) (ok bool, e
 	c.l.SetTimeout(time.Until(deadline))
 	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Now()) })
 	err = fn(c.l)
+	if err != nil && ctx.Err() == nil && !time.Now().Before(deadline) {
+		// go-ldap's request timer or the connection's deadline went off
+		// a moment before ctx's own.
+		stop()
+		return false, fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
 	if !stop() || ctx.Err() != nil {
 		// The deadline or the cancellation is the cause, whatever I/O
 		// error it provoked.

@@ -3,7 +3,14 @@ package ldap
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -35,12 +42,14 @@ const (
 
 // slapd is the running server.
 type slapd struct {
-	dir  string
-	url  string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has exited
-	log  *bytes.Buffer
+	dir      string
+	url      string // ldap://127.0.0.1:port
+	ldapsURL string // ldaps://127.0.0.1:port
+	caFile   string // the server's self-signed certificate
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has exited
+	log      *bytes.Buffer
 }
 
 var (
@@ -103,15 +112,21 @@ func startSlapd() (*slapd, error) {
 	if err := os.WriteFile(filepath.Join(dir, "test.schema"), schema, 0o600); err != nil {
 		return nil, err
 	}
-	// A free loopback port; slapd binds it with SO_REUSEADDR, also after
-	// a restart.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := writeCert(dir); err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &slapd{dir: dir, url: "ldap://" + addr}
+	// Free loopback ports; slapd binds them with SO_REUSEADDR, also after
+	// a restart.
+	var addrs [2]string
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = l.Addr().String()
+		l.Close() // a second Listen cannot get the same port meanwhile: the kernel does not reuse at once
+	}
+	s := &slapd{dir: dir, url: "ldap://" + addrs[0], ldapsURL: "ldaps://" + addrs[1], caFile: filepath.Join(dir, "cert.pem")}
 	if err := s.start(); err != nil {
 		return nil, err
 	}
@@ -132,7 +147,7 @@ func (s *slapd) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.log = &bytes.Buffer{}
-	cmd := exec.Command(slapdBin, "-f", filepath.Join(s.dir, "slapd.conf"), "-h", s.url+"/", "-d", "0")
+	cmd := exec.Command(slapdBin, "-f", filepath.Join(s.dir, "slapd.conf"), "-h", s.url+"/ "+s.ldapsURL+"/", "-d", "0")
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -172,6 +187,68 @@ func (s *slapd) stop() {
 		<-s.done
 	}
 	s.cmd = nil
+}
+
+// signal sends sig to the running slapd.
+func (s *slapd) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		t.Fatal("slapd is not running")
+	}
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	// Signals are asynchronous: wait until the process is stopped.
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// "pid (comm) state ...": the state follows the last ')'.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+	}
+	t.Fatal("slapd did not stop")
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key
+// (cert.pem, key.pem) into dir.
+func writeCert(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
 // config returns the directory configuration the tests start from.
