@@ -9,6 +9,9 @@ command -v swaks   >/dev/null 2>&1 || need+=(swaks)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # swaks needs Net::SSLeay for --tls; --no-install-recommends leaves it out.
 perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
+# directory/ldap's tests run a private slapd and load it with ldapadd.
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: missing ${need[*]} (not root or no apt-get): end-to-end tests will skip" >&2
@@ -21,4 +24,6 @@ apt-get update -qq >/dev/null || { echo "install-deps: apt-get update failed" >&
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || { echo "install-deps: apt-get install failed" >&2; exit 1; }
 # The package may start its own Postfix; the tests run private instances.
 command -v postfix >/dev/null 2>&1 && postfix stop >/dev/null 2>&1 || true
+# Likewise slapd: the tests start their own on a loopback port.
+[ -x /etc/init.d/slapd ] && /etc/init.d/slapd stop >/dev/null 2>&1 || true
 exit 0
