@@ -124,6 +124,10 @@ func (p *pool) drain() {
 // connection first, so go-ldap's Close finds its reader gone.
 func (c *conn) close() {
 	c.nc.Close()
+	// go-ldap's Close waits for its message loop up to the request
+	// timeout, forever when that is not positive (it may be, left from
+	// a lookup that ran out of time).
+	c.l.SetTimeout(time.Second)
 	c.l.Close()
 }
 
