@@ -307,6 +307,21 @@ var StrongSchemes = []string{"ARGON2ID", "ARGON2I", "BLF-CRYPT", "SHA512-CRYPT",
 // times cheaper).
 const bcryptHashCost = 11
 
+// hashCosts are the costs HashWithScheme writes; a variable so that tests
+// can make hashing cheap (TestHashCostDefaults pins the real values).
+var hashCosts = struct {
+	bcrypt, shaCryptRounds, pbkdf2Rounds int
+	argon2i                              Argon2Params
+}{bcryptHashCost, shaCryptHashRounds, pbkdf2HashRounds, argon2iHashParams()}
+
+// argon2iHashParams are DefaultArgon2Params with t=3: RFC 9106 asks more
+// passes of argon2i than of argon2id.
+func argon2iHashParams() Argon2Params {
+	p := DefaultArgon2Params()
+	p.Time = 3
+	return p
+}
+
 // HashWithScheme hashes password with a random salt and returns it in
 // Dovecot's form "{SCHEME}data", for a SQL column, an LDAP attribute or a
 // passwd-file. scheme is one of StrongSchemes (case-insensitive; BCRYPT is
@@ -316,6 +331,44 @@ const bcryptHashCost = 11
 // SHA256-CRYPT rounds=100000; PBKDF2 100000 iterations of HMAC-SHA1 (the
 // only hash Dovecot's PBKDF2 knows).
 func HashWithScheme(scheme, password string) (string, error) {
+	name, err := HashingScheme(scheme)
+	if err != nil {
+		return "", err
+	}
+	if password == "" {
+		return "", errors.New("sasl: empty password")
+	}
+	if err := checkPassword(password); err != nil {
+		return "", errors.New("sasl: password is too long or contains NUL")
+	}
+	var data string
+	switch name {
+	case "ARGON2ID":
+		data, err = HashPassword(password)
+	case "ARGON2I":
+		data, err = hashArgon2i(password, hashCosts.argon2i)
+	case "BLF-CRYPT":
+		var h []byte
+		h, err = bcrypt.GenerateFromPassword([]byte(password), hashCosts.bcrypt)
+		data = string(h)
+	case "SHA512-CRYPT":
+		data = formatShaCrypt(sha512Crypt, password, cryptSalt(shaCryptMaxSalt), hashCosts.shaCryptRounds, true)
+	case "SHA256-CRYPT":
+		data = formatShaCrypt(sha256Crypt, password, cryptSalt(shaCryptMaxSalt), hashCosts.shaCryptRounds, true)
+	case "PBKDF2":
+		data = formatPBKDF2(password, cryptSalt(pbkdf2SaltLength), hashCosts.pbkdf2Rounds)
+	}
+	if err != nil {
+		return "", err
+	}
+	return "{" + name + "}" + data, nil
+}
+
+// HashingScheme returns the canonical name of scheme if HashWithScheme
+// can write it, without hashing anything: one of StrongSchemes, compared
+// without regard to case, BCRYPT meaning BLF-CRYPT. A weak scheme is an
+// error saying so; an unknown one an *UnknownSchemeError.
+func HashingScheme(scheme string) (string, error) {
 	name := strings.ToUpper(scheme)
 	if name == "BCRYPT" {
 		name = "BLF-CRYPT"
@@ -326,36 +379,7 @@ func HashWithScheme(scheme, password string) (string, error) {
 		}
 		return "", unknownScheme(scheme)
 	}
-	if password == "" {
-		return "", errors.New("sasl: empty password")
-	}
-	if err := checkPassword(password); err != nil {
-		return "", errors.New("sasl: password is too long or contains NUL")
-	}
-	var data string
-	var err error
-	switch name {
-	case "ARGON2ID":
-		data, err = HashPassword(password)
-	case "ARGON2I":
-		p := DefaultArgon2Params()
-		p.Time = 3
-		data, err = hashArgon2i(password, p)
-	case "BLF-CRYPT":
-		var h []byte
-		h, err = bcrypt.GenerateFromPassword([]byte(password), bcryptHashCost)
-		data = string(h)
-	case "SHA512-CRYPT":
-		data = formatShaCrypt(sha512Crypt, password, cryptSalt(shaCryptMaxSalt), shaCryptHashRounds, true)
-	case "SHA256-CRYPT":
-		data = formatShaCrypt(sha256Crypt, password, cryptSalt(shaCryptMaxSalt), shaCryptHashRounds, true)
-	case "PBKDF2":
-		data = formatPBKDF2(password, cryptSalt(pbkdf2SaltLength), pbkdf2HashRounds)
-	}
-	if err != nil {
-		return "", err
-	}
-	return "{" + name + "}" + data, nil
+	return name, nil
 }
 
 // cryptSalt returns n random characters of the crypt(3) alphabet.

@@ -42,7 +42,7 @@ func cmdHashPassword(args []string, stdin *os.File, stdout io.Writer, stderr *os
 	}
 	if *scheme != "" {
 		// Refuse a bad scheme before asking for the password.
-		if _, err := sasl.HashWithScheme(*scheme, "probe"); err != nil {
+		if _, err := sasl.HashingScheme(*scheme); err != nil {
 			fmt.Fprintf(stderr, "lmtpd hash-password: %v\n", err)
 			return exUsage
 		}
