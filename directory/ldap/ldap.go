@@ -90,8 +90,9 @@ func (d *Directory) withConn(ctx context.Context, fn func(l *ldap.Conn) error) e
 }
 
 // search runs one subtree search for k with the filter template and
-// returns its entries. NoSuchObject for a base DN built from placeholders
-// means no such entry (the domain's subtree does not exist).
+// returns its entries. NoSuchObject or InvalidDNSyntax for a base DN
+// built from placeholders means no such entry (the domain's subtree does
+// not exist).
 //
 // A key with a NUL finds nothing, without asking: no address holds one
 // (RFC 5321 section 4.1.2), and slapd compares some syntaxes as C
@@ -116,7 +117,9 @@ func (d *Directory) search(ctx context.Context, k directory.Key, filter template
 	switch {
 	case err == nil:
 		return entries, nil
-	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) && d.s.base.hasPlaceholders():
+	case ldap.IsErrorAnyOf(err, ldap.LDAPResultNoSuchObject, ldap.LDAPResultInvalidDNSyntax) && d.s.base.hasPlaceholders():
+		// The key's values name no subtree (or none that can exist: an
+		// AUTH login without a domain in "ou={domain},...").
 		return nil, directory.ErrNotFound
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded):
 		return nil, errors.New("more entries match than allowed")

@@ -229,7 +229,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	// (" alice" would find alice: RFC 4518 makes the spaces insignificant
 	// for uid's matching rule, a server's rule, not an injection.)
-	for _, addr := range []string{"alice,ou=people@x", "x,dc=org@x", "=@x", "alice+uid=bob@x", `alice\@x`, "#alice@x"} {
+	for _, addr := range []string{"alice,ou=people@x", "x,dc=org@x", "=@x", "alice+uid=bob@x", `alice\@x`, "#alice@x", "@x", "nobody@x"} {
 		if _, err := dn.LookupUser(ctx, keyOf(addr)); !errors.Is(err, directory.ErrNotFound) {
 			t.Errorf("base_dn with local part %q: %v, want ErrNotFound", addr, err)
 		}
