@@ -22,6 +22,12 @@
 // text encoding (NewScramCredentials, ParseScramCredentials). MakeSecrets
 // makes both from one password.
 //
+// Stored passwords may also be in Dovecot's "{SCHEME}" forms (scheme.go:
+// SHA512-CRYPT, BLF-CRYPT, ARGON2I, SSHA512, PBKDF2, PLAIN...), so the
+// password columns of an existing Dovecot setup work; HashWithScheme
+// writes the strong ones, and an unknown scheme is an *UnknownSchemeError
+// naming it.
+//
 // # What callers can rely on
 //
 //   - Errors from a Server's Next match ErrMalformed (the client broke the

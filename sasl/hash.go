@@ -122,8 +122,10 @@ func encodeArgon2id(p Argon2Params, salt, key []byte) string {
 // VerifyPassword reports whether password matches encoded, which is an
 // argon2id PHC string (as HashPassword writes) or a bcrypt hash with
 // prefix $2a$, $2b$ or $2y$. The comparison of hash outputs is constant
-// time. A mismatch is (false, nil). An encoded hash of another format
-// gives ErrUnknownHashFormat; a malformed one, or one with parameters out
+// time. A mismatch is (false, nil). Dovecot's "{SCHEME}" forms and the
+// crypt(3) ones listed in scheme.go are accepted too. An encoded hash of
+// another format gives ErrUnknownHashFormat (an *UnknownSchemeError when
+// the scheme has a name); a malformed one, or one with parameters out
 // of bounds, an error matching ErrInvalidSecret. Errors never contain the
 // password or the hash.
 //
@@ -152,7 +154,7 @@ func VerifyPassword(encoded, password string) (bool, error) {
 		}
 		return false, fmt.Errorf("%w: bcrypt hash does not parse", ErrInvalidSecret)
 	}
-	return false, ErrUnknownHashFormat
+	return verifyStored(encoded, password) // Dovecot's {SCHEME}s: scheme.go
 }
 
 // checkHash reports whether encoded is a hash VerifyPassword can use,
@@ -172,7 +174,7 @@ func checkHash(encoded string) error {
 		}
 		return nil
 	}
-	return ErrUnknownHashFormat
+	return checkStored(encoded) // Dovecot's {SCHEME}s: scheme.go
 }
 
 // isBcrypt reports whether encoded has one of the bcrypt prefixes we

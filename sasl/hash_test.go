@@ -164,7 +164,7 @@ func TestVerifyPasswordErrors(t *testing.T) {
 	}{
 		{"empty", "", ErrUnknownHashFormat},
 		{"plaintext", "pencil", ErrUnknownHashFormat},
-		{"argon2i", "$argon2i$v=19$m=1024,t=1,p=1$" + salt + "$" + key, ErrUnknownHashFormat},
+		{"argon2d", "$argon2d$v=19$m=1024,t=1,p=1$" + salt + "$" + key, ErrUnknownHashFormat}, // argon2i: scheme_test.go
 		{"md5-crypt", "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/", ErrUnknownHashFormat},
 		{"bcrypt $2x$", "$2x$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", ErrUnknownHashFormat},
 		{"bcrypt $2$", "$2$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", ErrUnknownHashFormat},

@@ -315,12 +315,14 @@ func dummyHashFor(names []string, users map[string]User) (string, error) {
 				return "", err
 			}
 			t.argon2 = p
-		} else {
+		} else if isBcrypt(encoded) {
 			cost, err := bcrypt.Cost([]byte(encoded))
 			if err != nil {
 				return "", fmt.Errorf("%w: bcrypt hash does not parse", ErrInvalidSecret)
 			}
 			t.cost = cost
+		} else {
+			continue // Dovecot {SCHEME}s (scheme.go): the default dummy serves
 		}
 		counts[t]++
 		if counts[t] > counts[best] {

@@ -29,4 +29,7 @@ apt-get update -qq >/dev/null || { echo "install-deps: apt-get update failed" >&
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || { echo "install-deps: apt-get install failed" >&2; exit 1; }
 # The package may start its own Postfix; the tests run private instances.
 command -v postfix >/dev/null 2>&1 && postfix stop >/dev/null 2>&1 || true
+# Likewise a slapd the package just started: the tests run their own on a
+# loopback port (one that was installed before is left alone).
+case " ${need[*]} " in *" slapd "*) [ -x /etc/init.d/slapd ] && /etc/init.d/slapd stop >/dev/null 2>&1 || true ;; esac
 exit 0

@@ -14,17 +14,24 @@ import (
 	"github.com/lmtpd/lmtpd/sasl"
 )
 
-const hashPasswordUsage = `lmtpd hash-password [-user NAME]
+const hashPasswordUsage = `lmtpd hash-password [-user NAME] [-scheme NAME]
 
 Reads a password and prints the password_hash (argon2id, for PLAIN and LOGIN)
 and scram (SCRAM-SHA-256 keys) lines of an [[auth.user]] entry, ready to
 paste. On a terminal it prompts twice with echo off; otherwise it reads the
 first line of standard input. The password is never taken from the command
-line, where other users could see it in the process list.`
+line, where other users could see it in the process list.
+
+With -scheme it prints one line instead, the password in Dovecot's form
+"{SCHEME}hash" for a SQL column, an LDAP attribute or a passwd-file (as
+"doveadm pw -s SCHEME" does; with -user, as the password_hash of an
+[[auth.user]] entry). Schemes: ARGON2ID, ARGON2I, BLF-CRYPT (or BCRYPT),
+SHA512-CRYPT, SHA256-CRYPT, PBKDF2.`
 
 func cmdHashPassword(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 	fs := newFlagSet("hash-password", hashPasswordUsage, stderr)
 	name := fs.String("user", "", "also print the [[auth.user]] header and name = `NAME`")
+	scheme := fs.String("scheme", "", "print only the password hashed with Dovecot scheme `NAME` (ARGON2ID, SHA512-CRYPT, BLF-CRYPT, PBKDF2...)")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -32,6 +39,13 @@ func cmdHashPassword(args []string, stdin *os.File, stdout io.Writer, stderr *os
 		fmt.Fprintln(stderr, "lmtpd hash-password: the password is read from standard input, not from arguments")
 		fs.Usage()
 		return exUsage
+	}
+	if *scheme != "" {
+		// Refuse a bad scheme before asking for the password.
+		if _, err := sasl.HashingScheme(*scheme); err != nil {
+			fmt.Fprintf(stderr, "lmtpd hash-password: %v\n", err)
+			return exUsage
+		}
 	}
 	var pw string
 	var err error
@@ -47,6 +61,9 @@ func cmdHashPassword(args []string, stdin *os.File, stdout io.Writer, stderr *os
 		}
 		return exNoInput
 	}
+	if *scheme != "" {
+		return printSchemeHash(stdout, stderr, *scheme, *name, pw)
+	}
 	hash, scram, err := sasl.MakeSecrets(pw)
 	if err != nil {
 		fmt.Fprintf(stderr, "lmtpd hash-password: %v\n", err)
@@ -56,6 +73,22 @@ func cmdHashPassword(args []string, stdin *os.File, stdout io.Writer, stderr *os
 		fmt.Fprintf(stdout, "[[auth.user]]\nname = %s\n", strconv.Quote(*name))
 	}
 	fmt.Fprintf(stdout, "password_hash = %s\nscram = %s\n", strconv.Quote(hash), strconv.Quote(scram))
+	return exOK
+}
+
+// printSchemeHash prints pw hashed with a Dovecot scheme: the bare
+// "{SCHEME}hash" line, or an [[auth.user]] entry when name is set.
+func printSchemeHash(stdout io.Writer, stderr *os.File, scheme, name, pw string) int {
+	hash, err := sasl.HashWithScheme(scheme, pw)
+	if err != nil {
+		fmt.Fprintf(stderr, "lmtpd hash-password: %v\n", err)
+		return exDataErr
+	}
+	if name == "" {
+		fmt.Fprintln(stdout, hash)
+		return exOK
+	}
+	fmt.Fprintf(stdout, "[[auth.user]]\nname = %s\npassword_hash = %s\n", strconv.Quote(name), strconv.Quote(hash))
 	return exOK
 }
 
