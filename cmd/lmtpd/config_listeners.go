@@ -86,23 +86,6 @@ func (c *config) validateListeners(ec *errorCollector) {
 			}
 			c.trusted[i] = append(c.trusted[i], p)
 		}
-		positive := func(k string, v int) {
-			if v <= 0 {
-				ec.addf(key(k), "must be a positive number, not %d", v)
-			}
-		}
-		positive("max_recipients", l.MaxRecipients)
-		positive("max_line_length", l.MaxLineLength)
-		positive("max_received_headers", l.MaxReceivedHeaders)
-		positive("max_errors", l.MaxErrors)
-		positive("max_connections", l.MaxConnections)
-		positive("max_auth_failures", l.MaxAuthFailures)
-		if l.MaxLineLength > 0 && l.MaxLineLength < protocol.DefaultMaxLineLength {
-			ec.addf(key("max_line_length"), "%d is below the 512 octets RFC 5321 section 4.5.3.1.4 requires", l.MaxLineLength)
-		}
-		if l.MaxTextLineLength < 0 {
-			ec.addf(key("max_text_line_length"), "must not be negative (0 means no limit)")
-		}
 		if l.MaxConnectionsPerIP == nil {
 			// The default depends on the protocol: an SMTP listener faces
 			// clients, an LMTP one the MTAs in front (protocol.Server).
@@ -112,27 +95,7 @@ func (c *config) validateListeners(ec *errorCollector) {
 			}
 			l.MaxConnectionsPerIP = &n
 		}
-		for k, v := range map[string]int{"max_connections_per_ip": *l.MaxConnectionsPerIP,
-			"max_refused_recipients": l.MaxRefusedRcpts, "min_data_rate": l.MinDataRate} {
-			if v < 0 {
-				ec.addf(key(k), "must not be negative (0 means no limit)")
-			}
-		}
-		if l.MaxAuthFailuresIP < 0 {
-			ec.addf(key("max_auth_failures_per_ip"), "must not be negative (0 means no limit)")
-		}
-		if l.MaxHeaderSize <= 0 {
-			ec.addf(key("max_header_size"), "must be positive")
-		}
-		for k, d := range map[string]duration{
-			"command_timeout": l.CommandTimeout, "data_timeout": l.DataTimeout,
-			"final_reply_timeout": l.FinalReplyTimeout, "tls_handshake_timeout": l.TLSHandshakeTimeout,
-			"auth_failure_window": l.AuthFailureWindow,
-		} {
-			if d <= 0 {
-				ec.addf(key(k), "must be positive")
-			}
-		}
+		l.checkLimits(func(k string, err error) { ec.add(key(k), err) })
 	}
 	if needTLS {
 		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
@@ -179,4 +142,55 @@ func lookupGID(s string) (int, error) {
 		return 0, fmt.Errorf("no such group %q", s)
 	}
 	return strconv.Atoi(g.Gid)
+}
+
+// limitRule is what a listener limit must be.
+type limitRule int
+
+const (
+	positiveCount limitRule = iota // a count, at least 1
+	positiveValue                  // a size or duration, above 0
+	noLimitIfZero                  // 0 or more, 0 meaning no limit
+)
+
+// checkLimits checks the numeric limits of a listener whose defaults have
+// been applied, reporting each problem once through add (key relative to
+// the listener). Sizes and durations cannot be negative: their decoders
+// refuse that already.
+func (l *listenerConfig) checkLimits(add func(key string, err error)) {
+	for _, c := range []struct {
+		key  string
+		v    int64
+		rule limitRule
+	}{
+		{"max_recipients", int64(l.MaxRecipients), positiveCount},
+		{"max_line_length", int64(l.MaxLineLength), positiveCount},
+		{"max_received_headers", int64(l.MaxReceivedHeaders), positiveCount},
+		{"max_errors", int64(l.MaxErrors), positiveCount},
+		{"max_connections", int64(l.MaxConnections), positiveCount},
+		{"max_auth_failures", int64(l.MaxAuthFailures), positiveCount},
+		{"max_text_line_length", int64(l.MaxTextLineLength), noLimitIfZero},
+		{"max_connections_per_ip", int64(*l.MaxConnectionsPerIP), noLimitIfZero},
+		{"max_refused_recipients", int64(l.MaxRefusedRcpts), noLimitIfZero},
+		{"min_data_rate", int64(l.MinDataRate), noLimitIfZero},
+		{"max_auth_failures_per_ip", int64(l.MaxAuthFailuresIP), noLimitIfZero},
+		{"max_header_size", int64(l.MaxHeaderSize), positiveValue},
+		{"command_timeout", int64(l.CommandTimeout), positiveValue},
+		{"data_timeout", int64(l.DataTimeout), positiveValue},
+		{"final_reply_timeout", int64(l.FinalReplyTimeout), positiveValue},
+		{"tls_handshake_timeout", int64(l.TLSHandshakeTimeout), positiveValue},
+		{"auth_failure_window", int64(l.AuthFailureWindow), positiveValue},
+	} {
+		switch {
+		case c.rule == positiveCount && c.v <= 0:
+			add(c.key, fmt.Errorf("must be a positive number, not %d", c.v))
+		case c.rule == positiveValue && c.v <= 0:
+			add(c.key, errors.New("must be positive"))
+		case c.rule == noLimitIfZero && c.v < 0:
+			add(c.key, errors.New("must not be negative (0 means no limit)"))
+		}
+	}
+	if l.MaxLineLength > 0 && l.MaxLineLength < protocol.DefaultMaxLineLength {
+		add("max_line_length", fmt.Errorf("%d is below the 512 octets RFC 5321 section 4.5.3.1.4 requires", l.MaxLineLength))
+	}
 }

@@ -9,16 +9,22 @@ import (
 	"github.com/lmtpd/lmtpd/sasl"
 )
 
+// userSource is one user entry and where it was written: [[auth.user]] in
+// the configuration file or [[user]] in auth.users_file.
+type userSource struct {
+	file, key string
+	u         authUserConfig
+}
+
 // loadUsers merges [[auth.user]] and the users file into c.users and
-// c.addresses, checking every secret.
+// c.addresses. Every entry is checked here, once, with the sasl package's
+// own checks (PrepareUsername, CheckPasswordHash, ParseScramCredentials),
+// so each problem is reported at its user's key; sasl.NewStore at start-up
+// and Store.Replace on SIGHUP then get only users that pass.
 func (c *config) loadUsers() error {
-	type src struct {
-		file, key string
-		u         authUserConfig
-	}
-	var all []src
+	var all []userSource
 	for i, u := range c.Auth.Users {
-		all = append(all, src{c.file, indexKey("auth.user", i), u})
+		all = append(all, userSource{c.file, indexKey("auth.user", i), u})
 	}
 	if f := c.Auth.UsersFile; f != "" {
 		b, err := os.ReadFile(f)
@@ -33,11 +39,11 @@ func (c *config) loadUsers() error {
 		}
 		c.locs[f] = newLocator(string(b))
 		for i, u := range uf.Users {
-			all = append(all, src{f, indexKey("user", i), u})
+			all = append(all, userSource{f, indexKey("user", i), u})
 		}
 	}
 	var errs configErrors
-	add := func(s src, k string, err error) {
+	add := func(s userSource, k string, err error) {
 		key := s.key
 		if k != "" {
 			key = joinKey(key, k)
@@ -46,72 +52,76 @@ func (c *config) loadUsers() error {
 	}
 	c.users = make(map[string]sasl.User)
 	c.addresses = make(map[string][]string)
-	byName := make(map[string]src)
+	byName := make(map[string]userSource)
 	for _, s := range all {
-		u := s.u
-		prepared, err := sasl.PrepareUsername(u.Name)
-		if err != nil {
-			add(s, "name", fmt.Errorf("user name %q: %v", u.Name, err))
+		prepared, su, ok := c.checkUser(s, add)
+		if prepared == "" {
 			continue
 		}
 		if prev, dup := byName[prepared]; dup {
-			add(s, "name", fmt.Errorf("user %q is also defined at %s:%d", u.Name, prev.file, c.locs[prev.file].line(prev.key)))
+			add(s, "name", fmt.Errorf("user %q is also defined at %s:%d", s.u.Name, prev.file, c.locs[prev.file].line(prev.key)))
 			continue
 		}
 		byName[prepared] = s
-		var su sasl.User
-		if u.PasswordHash != "" {
-			su.PasswordHash = u.PasswordHash
-		}
-		if u.Scram != "" {
-			sc, err := sasl.ParseScramCredentials(u.Scram)
-			if err != nil {
-				add(s, "scram", fmt.Errorf("%v (make one with lmtpd hash-password)", err))
-				continue
-			}
-			su.Scram = &sc
-		}
-		if u.PasswordHash == "" && u.Scram == "" {
-			add(s, "", fmt.Errorf("user %q has neither password_hash nor scram (make both with lmtpd hash-password)", u.Name))
+		if !ok {
 			continue
 		}
-		for j, a := range u.Addresses {
-			if at := strings.LastIndexByte(a, '@'); at < 0 || at == len(a)-1 {
-				add(s, indexKey("addresses", j), fmt.Errorf("%q is not an address (local@domain, or @domain for the whole domain)", a))
-			}
-		}
-		c.users[u.Name] = su
-		addrs := slices.Clone(u.Addresses)
-		if len(addrs) == 0 && strings.Contains(u.Name, "@") {
-			addrs = []string{u.Name}
+		c.users[s.u.Name] = su
+		addrs := slices.Clone(s.u.Addresses)
+		if len(addrs) == 0 && strings.Contains(s.u.Name, "@") {
+			addrs = []string{s.u.Name}
 		}
 		c.addresses[prepared] = addrs
 	}
 	if len(errs) > 0 {
 		return errs
 	}
-	if len(c.users) == 0 {
-		return nil
-	}
-	// The store checks every hash; its errors name the user.
-	if _, err := sasl.NewStore(c.users); err != nil {
-		for _, s := range byName {
-			if strings.Contains(err.Error(), fmt.Sprintf("user %q", s.u.Name)) {
-				add(s, "password_hash", fmt.Errorf("%s (make one with lmtpd hash-password)", strings.TrimPrefix(err.Error(), fmt.Sprintf("sasl: user %q: ", s.u.Name))))
-				return errs
-			}
-		}
-		return configErrors{{File: c.file, Line: c.locs[c.file].line("auth"), Key: "auth", Err: err}}
-	}
 	return nil
 }
 
-// validateAuth checks the users and the listeners that need them. It
-// runs after loadUsers.
-func (c *config) validateAuth(ec *errorCollector) {
-	if c.Server.MaxAuthVerifications < 0 {
-		ec.addf("server.max_auth_verifications", "must not be negative (0 means the number of cores)")
+// checkUser checks one user entry, reporting each problem at its key
+// through add, and returns the prepared name ("" if the name is invalid)
+// and the credentials; ok is false if anything was reported.
+func (c *config) checkUser(s userSource, add func(s userSource, key string, err error)) (prepared string, su sasl.User, ok bool) {
+	u := s.u
+	ok = true
+	prepared, err := sasl.PrepareUsername(u.Name)
+	if err != nil {
+		add(s, "name", fmt.Errorf("user name %q: %v", u.Name, err))
+		return "", su, false
 	}
+	if u.PasswordHash == "" && u.Scram == "" {
+		add(s, "", fmt.Errorf("user %q has neither password_hash nor scram (make both with lmtpd hash-password)", u.Name))
+		return prepared, su, false
+	}
+	if u.PasswordHash != "" {
+		if err := sasl.CheckPasswordHash(u.PasswordHash); err != nil {
+			add(s, "password_hash", fmt.Errorf("password hash: %v (make one with lmtpd hash-password)", err))
+			ok = false
+		}
+		su.PasswordHash = u.PasswordHash
+	}
+	if u.Scram != "" {
+		sc, err := sasl.ParseScramCredentials(u.Scram)
+		if err != nil {
+			add(s, "scram", fmt.Errorf("%v (make one with lmtpd hash-password)", err))
+			ok = false
+		} else {
+			su.Scram = &sc
+		}
+	}
+	for j, a := range u.Addresses {
+		if at := strings.LastIndexByte(a, '@'); at < 0 || at == len(a)-1 {
+			add(s, indexKey("addresses", j), fmt.Errorf("%q is not an address (local@domain, or @domain for the whole domain)", a))
+			ok = false
+		}
+	}
+	return prepared, su, ok
+}
+
+// validateAuth checks the listeners that need users. It runs after
+// loadUsers.
+func (c *config) validateAuth(ec *errorCollector) {
 	hasScram := false
 	for _, u := range c.users {
 		hasScram = hasScram || u.Scram != nil

@@ -53,6 +53,9 @@ func (c *config) validate(ec *errorCollector) {
 	if c.Server.Hostname != "" && strings.ContainsAny(c.Server.Hostname, " \t\r\n()[];") {
 		ec.addf("server.hostname", "%q is not a host name", c.Server.Hostname)
 	}
+	if c.Server.MaxAuthVerifications < 0 {
+		ec.addf("server.max_auth_verifications", "must not be negative (0 means the number of cores)")
+	}
 	c.validateListeners(ec)
 	if c.Metrics.Address != "" {
 		if err := checkTCPAddress(c.Metrics.Address); err != nil {
