@@ -122,26 +122,35 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
-func lookupUID(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-		return n, nil
-	}
-	u, err := user.Lookup(s)
-	if err != nil {
-		return 0, fmt.Errorf("no such user %q", s)
-	}
-	return strconv.Atoi(u.Uid)
-}
+// lookupUID resolves a socket owner: a user id, or a user name.
+func lookupUID(s string) (int, error) { return lookupID(s, "user") }
 
-func lookupGID(s string) (int, error) {
+// lookupGID resolves a socket group: a group id, or a group name.
+func lookupGID(s string) (int, error) { return lookupID(s, "group") }
+
+// lookupID resolves s, a non-negative number taken as it is or a name in
+// the system's user (kind "user") or group database, to its id.
+func lookupID(s, kind string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil && n >= 0 {
 		return n, nil
 	}
-	g, err := user.LookupGroup(s)
-	if err != nil {
-		return 0, fmt.Errorf("no such group %q", s)
+	var id string
+	var err error
+	if kind == "user" {
+		var u *user.User
+		if u, err = user.Lookup(s); err == nil {
+			id = u.Uid
+		}
+	} else {
+		var g *user.Group
+		if g, err = user.LookupGroup(s); err == nil {
+			id = g.Gid
+		}
 	}
-	return strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("no such %s %q", kind, s)
+	}
+	return strconv.Atoi(id)
 }
 
 // limitRule is what a listener limit must be.
