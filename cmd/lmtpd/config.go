@@ -1,3 +1,25 @@
+// Loading the configuration file, in the order it happens; each step has
+// its file and each check is made in one of them:
+//
+//   - config.go (this file): read the file or the embedded default, run
+//     the steps below, make relative paths absolute.
+//   - config_types.go: the types the TOML decodes into and their
+//     defaults; decode.go decodes strictly (unknown keys, wrong types),
+//     locate.go finds the line of a key, values.go reads durations, sizes
+//     and modes.
+//   - config_validate.go: the checks of [log], [server] and [metrics],
+//     and checks shared by the others (enumerations, addresses, writable
+//     directories).
+//   - config_listeners.go: each [[listener]] checked, its defaults by
+//     protocol applied, its trusted networks parsed.
+//   - config_delivery.go: [delivery] and [[domain]] mapped onto
+//     delivery.Config and checked; package delivery's own validation
+//     errors mapped back to keys.
+//   - config_users.go: [[auth.user]] and auth.users_file read and checked
+//     with package sasl's checks, then the listeners that need users.
+//   - config_errors.go: every problem becomes a configError,
+//     file:line: key: message.
+
 package main
 
 import (
