@@ -87,7 +87,7 @@ func (r routeConfig) route() delivery.Route {
 // maildir: a domain's users do unless the domain or the user names a pipe.
 func usesMaildir(d *delivery.Config) bool {
 	for _, dm := range d.Domains {
-		if dm.Route.Pipe == nil {
+		if dm.Route.Pipe == nil || dm.Route.Maildir != "" {
 			return true
 		}
 		for _, u := range dm.Users {
