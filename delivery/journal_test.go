@@ -67,7 +67,7 @@ func TestDedup(t *testing.T) {
 			opts := Options{Now: clock.now}
 			r := newRouter(t, dedupConfig(root, jpath), opts)
 			rcpts := []string{"bob@example.org", "zed@example.net"}
-			st, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", rcpts, tt.first)
+			_, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", rcpts, tt.first)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +77,7 @@ func TestDedup(t *testing.T) {
 				r = newRouter(t, dedupConfig(root, jpath), opts)
 			}
 			var logs bytes.Buffer
-			st, _, err = run(t, testCtx(t, &logs), r, protocol.LMTP, "a@b", rcpts, tt.second)
+			st, _, err := run(t, testCtx(t, &logs), r, protocol.LMTP, "a@b", rcpts, tt.second)
 			if err != nil {
 				t.Fatal(err)
 			}

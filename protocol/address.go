@@ -82,7 +82,7 @@ func pathError(rcpt bool, msg string) *Error {
 func parsePath(s string, rcpt bool) (addr Address, rest string, err error) {
 	// A CR, LF or NUL can only come from a broken or hostile client; name
 	// it rather than reporting a generic syntax error.
-	if strings.IndexAny(s, "\r\n\x00") >= 0 {
+	if strings.ContainsAny(s, "\r\n\x00") {
 		return Address{}, "", pathError(rcpt, msgAddrCtl)
 	}
 	if len(s) == 0 || s[0] != '<' {
@@ -128,7 +128,7 @@ func parsePath(s string, rcpt bool) (addr Address, rest string, err error) {
 // The returned Address holds substrings of s. A failure is an *Error with
 // code 501 and enhanced code 5.1.3 whose Message says what is wrong.
 func ParseAddress(s string) (Address, error) {
-	if strings.IndexAny(s, "\r\n\x00") >= 0 {
+	if strings.ContainsAny(s, "\r\n\x00") {
 		return Address{}, pathError(true, msgAddrCtl)
 	}
 	local, domain, j, msg := parseMailbox(s, 0)

@@ -157,8 +157,15 @@ func VerifyPassword(encoded, password string) (bool, error) {
 	return verifyStored(encoded, password) // Dovecot's {SCHEME}s: scheme.go
 }
 
-// checkHash reports whether encoded is a hash VerifyPassword can use,
-// without computing anything expensive.
+// CheckPasswordHash reports whether encoded is a password hash
+// VerifyPassword and Store accept, without computing anything expensive:
+// nil, ErrUnknownHashFormat for a hash of another format, or an error
+// matching ErrInvalidSecret for a malformed one or one with parameters out
+// of bounds. Errors never contain the hash. Configuration loaders use it
+// to name the user whose hash is wrong.
+func CheckPasswordHash(encoded string) error { return checkHash(encoded) }
+
+// checkHash is CheckPasswordHash.
 func checkHash(encoded string) error {
 	switch {
 	case strings.HasPrefix(encoded, "$argon2id$"):

@@ -197,8 +197,8 @@ func TestVerifyPasswordErrors(t *testing.T) {
 			if ok || !errors.Is(err, tt.want) {
 				t.Fatalf("VerifyPassword = (%v, %v), want %v", ok, err, tt.want)
 			}
-			if err := checkHash(tt.encoded); !errors.Is(err, tt.want) {
-				t.Fatalf("checkHash = %v, want %v", err, tt.want)
+			if err := CheckPasswordHash(tt.encoded); !errors.Is(err, tt.want) {
+				t.Fatalf("CheckPasswordHash = %v, want %v", err, tt.want)
 			}
 			checkNoLeak(t, err, "pencil", salt, key, "CCCCCCCC")
 		})

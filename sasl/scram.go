@@ -67,7 +67,6 @@ type ScramServer struct {
 	authzid         string // prepared, "" when absent
 	creds           ScramCredentials
 	known           bool   // creds belong to a real user
-	serverFinal     []byte // sent after a verified proof
 	username        string // set when done
 }
 

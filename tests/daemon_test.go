@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +48,12 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	lmtpdBin = filepath.Join(dir, "lmtpd")
-	gotool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The go command from GOROOT when set, else from PATH
+	// (runtime.GOROOT is deprecated).
+	gotool := "go"
+	if root := os.Getenv("GOROOT"); root != "" {
+		gotool = filepath.Join(root, "bin", "go")
+	}
 	build := exec.Command(gotool, "build", "-cover", "-ldflags", "-X main.version=e2e-test", "-o", lmtpdBin, "../cmd/lmtpd")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

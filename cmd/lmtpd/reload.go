@@ -58,8 +58,8 @@ func (d *daemon) reload() {
 		return
 	}
 	d.logWarnings(cfg)
-	// loadConfig built a store from the same users, so this does not fail
-	// short of running out of memory.
+	// loadConfig checked every user with the store's own checks, so this
+	// does not fail short of running out of memory.
 	if err := d.store.Replace(cfg.users); err != nil {
 		d.log.Error().Err(err).Msg("reload: users could not be replaced; the old users stay (routing was reloaded)")
 	}

@@ -2,9 +2,7 @@ package peers
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,14 +61,4 @@ func authUser(t testing.TB, name, password string) string {
 		t.Fatalf("lmtpd hash-password printed %q", out)
 	}
 	return string(out)
-}
-
-// writeScript writes an executable shell script into dir.
-func writeScript(t testing.TB, dir, name, text string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(text), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

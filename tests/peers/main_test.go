@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -77,14 +76,22 @@ func buildLmtpd(out string) error {
 	return nil
 }
 
-// goTool returns the go command that built this test, falling back to PATH.
+// goTool returns the go command: $GOROOT/bin/go when GOROOT is set in the
+// environment, else go from PATH (runtime.GOROOT is deprecated: the root a
+// test binary was built with says nothing reliable about this machine).
 func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-		if _, err := os.Stat(p); err == nil {
+	if root := os.Getenv("GOROOT"); root != "" {
+		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
 			return p
 		}
 	}
 	return "go"
+}
+
+// fileExists reports whether p names an existing file.
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // ci reports whether a missing peer must fail rather than skip.

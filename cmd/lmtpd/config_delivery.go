@@ -1,0 +1,353 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/delivery/pipe"
+)
+
+// validateDelivery builds c.dcfg from [delivery] and the [[domain]]
+// tables and checks it: first what only this file can say (values the
+// file gives a meaning of its own, directories on this system), then
+// delivery's own validation, whose errors are mapped to keys.
+func (c *config) validateDelivery(ec *errorCollector) {
+	c.dcfg = c.deliveryConfig()
+	c.checkDeliveryFile(ec)
+	c.checkDeliveryInterim(ec)
+	if len(ec.errs) > 0 {
+		return
+	}
+	if err := c.dcfg.Validate(); err != nil {
+		c.addDeliveryErrors(ec, err)
+	}
+}
+
+// deliveryConfig maps [delivery] and the [[domain]] tables onto a
+// delivery.Config. It checks nothing.
+func (c *config) deliveryConfig() delivery.Config {
+	dc := &c.Delivery
+	d := delivery.Config{
+		DetailDelimiter: dc.DetailDelimiter,
+		CaseSensitive:   dc.CaseSensitive,
+		DeliveredTo:     delivery.DeliveredToMode(dc.DeliveredTo),
+		LoopCheck:       dc.LoopCheck,
+		Postmaster:      dc.Postmaster,
+		Maildir: delivery.MaildirConfig{
+			Root:            dc.Maildir.Root,
+			Template:        dc.Maildir.Template,
+			DetailFolders:   dc.Maildir.DetailFolders,
+			CreateFolders:   dc.Maildir.CreateFolders,
+			MaxMessageBytes: int64(dc.Maildir.MaxMessageSize),
+			Hostname:        dc.Maildir.Hostname,
+			SpecialFolders:  append([]string{}, dc.Maildir.SpecialFolders...), // non-nil: [] means none
+		},
+		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
+		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
+	}
+	if d.Spool.Threshold == 0 {
+		d.Spool.Threshold = -1 // 0 in the file: always a file
+	}
+	for _, dm := range c.Domains {
+		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, UTF8LocalParts: dm.UTF8LocalParts,
+			Aliases: dm.Aliases, CatchAll: dm.CatchAll, Route: dm.Route.route()}
+		// users come first, [[domain.user]] after them: deliveryKey
+		// relies on this order.
+		for _, u := range dm.Users {
+			out.Users = append(out.Users, delivery.User{Name: u})
+		}
+		for _, u := range dm.User {
+			out.Users = append(out.Users, delivery.User{Name: u.Name, Route: u.Route.route(), CreateFolders: u.CreateFolders})
+		}
+		d.Domains = append(d.Domains, out)
+	}
+	return d
+}
+
+// route maps a route table onto a delivery.Route.
+func (r routeConfig) route() delivery.Route {
+	out := delivery.Route{Maildir: r.Maildir}
+	if p := r.Pipe; p != nil {
+		out.Pipe = &delivery.Pipe{
+			Command: pipe.Command{
+				Argv: p.Argv, Timeout: time.Duration(p.Timeout), User: p.User, Group: p.Group,
+				MaxOutput: int(p.MaxOutput), Dir: p.Dir, AllowLeadingDash: p.AllowLeadingDash,
+			},
+			PerMessage: p.PerMessage, MaxProcesses: p.MaxProcesses, MaxWait: time.Duration(p.MaxWait),
+		}
+	}
+	return out
+}
+
+// usesMaildir reports whether any domain or user of d delivers to a
+// maildir: a domain's users do unless the domain or the user names a pipe.
+func usesMaildir(d *delivery.Config) bool {
+	for _, dm := range d.Domains {
+		if dm.Route.Pipe == nil || dm.Route.Maildir != "" {
+			return true
+		}
+		for _, u := range dm.Users {
+			if u.Route.Maildir != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkDeliveryFile makes the checks that belong to the configuration
+// file, not to the delivery package: values to which the file gives a
+// meaning of its own (a pipe's max_processes and max_wait, where 0 would
+// mean "the default" to package delivery but is refused in the file), and
+// the state of this system (directories that must be writable: a
+// systemError, temporary for deliver).
+func (c *config) checkDeliveryFile(ec *errorCollector) {
+	eachRoute(c.Domains, func(key string, r routeConfig) {
+		if p := r.Pipe; p != nil {
+			if p.MaxProcesses < 1 {
+				ec.add(joinKey(key, "pipe.max_processes"), fmt.Errorf("%d: want at least 1", p.MaxProcesses))
+			}
+			if p.MaxWait <= 0 {
+				ec.add(joinKey(key, "pipe.max_wait"), fmt.Errorf("%v: want a positive duration", time.Duration(p.MaxWait)))
+			}
+		}
+	})
+	if root := c.dcfg.Maildir.Root; root != "" && usesMaildir(&c.dcfg) {
+		if err := checkWritableDir(root); err != nil {
+			ec.add("delivery.maildir.root", &systemError{err})
+		}
+	}
+	if dir := c.dcfg.Spool.Dir; dir != "" {
+		if err := checkWritableDir(dir); err != nil {
+			ec.add("delivery.spool.dir", &systemError{err})
+		}
+	}
+}
+
+// eachRoute calls f with every route table of domains and its key.
+func eachRoute(domains []domainConfig, f func(key string, r routeConfig)) {
+	for i, dm := range domains {
+		key := indexKey("domain", i)
+		f(joinKey(key, "route"), dm.Route)
+		for j, u := range dm.User {
+			f(joinKey(indexKey(joinKey(key, "user"), j), "route"), u.Route)
+		}
+	}
+}
+
+// checkDeliveryInterim makes checks that package delivery makes too, in
+// its own words. They are here only because delivery.Config.Validate
+// returns untyped errors today, from which the exact key (domain[0].route
+// rather than domain[0]) cannot be recovered without reading their text.
+// Once delivery's errors carry their key (see deliveryKeyed), this
+// function goes and each of these checks exists only in delivery.
+func (c *config) checkDeliveryInterim(ec *errorCollector) {
+	oneOf(ec, "delivery.delivered_to", c.Delivery.DeliveredTo, deliveredTos)
+	if c.Delivery.Dedup.Enabled && c.Delivery.Dedup.Path == "" {
+		ec.add("delivery.dedup.path", errors.New("required when dedup is enabled"))
+	}
+	if len(c.Domains) == 0 {
+		ec.add("domain", errors.New("at least one [[domain]] is required"))
+	}
+	for i, dm := range c.Domains {
+		key := indexKey("domain", i)
+		if dm.Name == "" {
+			ec.add(joinKey(key, "name"), errors.New("required"))
+		}
+		for j, u := range dm.User {
+			if u.Name == "" {
+				ec.add(joinKey(indexKey(joinKey(key, "user"), j), "name"), errors.New("required"))
+			}
+		}
+	}
+	eachRoute(c.Domains, func(key string, r routeConfig) {
+		if r.Pipe == nil {
+			return
+		}
+		if r.Maildir != "" {
+			ec.add(key, errors.New("a route has either maildir or pipe, not both"))
+		}
+		if err := r.route().Pipe.Command.Validate(); err != nil {
+			ec.add(joinKey(key, "pipe"), err)
+		}
+	})
+	if c.dcfg.Maildir.Root == "" && usesMaildir(&c.dcfg) {
+		ec.add("delivery.maildir.root", errors.New("required: a domain or user delivers to maildir"))
+	}
+}
+
+// deliveryKeyed is what an error of package delivery's validation
+// implements when it names the setting it is about: the path of keys
+// into delivery.Config, from the top ("Domains", "0", "Aliases", "info").
+// Field names may be given as Go names or snake_case; indexes in decimal.
+// Errors that do not implement it are mapped by their text
+// (deliveryErrorKey) until package delivery returns keyed errors only.
+type deliveryKeyed interface {
+	error
+	ConfigKey() []string
+}
+
+// addDeliveryErrors records the errors of delivery's validation, each at
+// the key it is about.
+func (c *config) addDeliveryErrors(ec *errorCollector, err error) {
+	for _, e := range splitJoined(err) {
+		var ke deliveryKeyed
+		if errors.As(e, &ke) {
+			cause := errors.Unwrap(ke)
+			if cause == nil {
+				cause = ke
+			}
+			ec.add(c.deliveryKey(ke.ConfigKey()), cause)
+			continue
+		}
+		ec.add(c.deliveryErrorKey(e.Error()), e)
+	}
+}
+
+// deliveryKey maps a path of keys into delivery.Config (see
+// deliveryKeyed) to the key of the configuration file.
+func (c *config) deliveryKey(path []string) string {
+	key := "delivery"
+	var dm *domainConfig
+	for i := 0; i < len(path); i++ {
+		el := snakeCase(path[i])
+		next := func() (int, bool) {
+			if i+1 >= len(path) {
+				return 0, false
+			}
+			n, err := strconv.Atoi(path[i+1])
+			if err != nil || n < 0 {
+				return 0, false
+			}
+			i++
+			return n, true
+		}
+		switch {
+		case el == "command":
+			// pipe.Command is embedded in delivery.Pipe: its fields are
+			// the pipe table's.
+		case key == "delivery" && el == "domains":
+			key = "domain"
+			if n, ok := next(); ok {
+				key = indexKey(key, n)
+				if n < len(c.Domains) {
+					dm = &c.Domains[n]
+				}
+			}
+		case dm != nil && el == "users":
+			// Users lists users = [...] first, then [[domain.user]]
+			// (deliveryConfig).
+			n, ok := next()
+			switch {
+			case !ok:
+				key = joinKey(key, "users")
+			case n < len(dm.Users):
+				key = indexKey(joinKey(key, "users"), n)
+			default:
+				key = indexKey(joinKey(key, "user"), n-len(dm.Users))
+			}
+			dm = nil
+		case dm != nil && el == "aliases":
+			key = joinKey(key, "aliases")
+			if i+1 < len(path) {
+				i++
+				key = joinKey(key, path[i]) // an alias, as the file spells it
+			}
+		case el == "max_message_bytes":
+			key = joinKey(key, "max_message_size")
+		default:
+			key = joinKey(key, el)
+			if n, ok := next(); ok {
+				key = indexKey(key, n)
+			}
+		}
+	}
+	return key
+}
+
+// snakeCase turns a Go field name into its TOML key: MaxWait becomes
+// max_wait, UTF8LocalParts utf8_local_parts. A name already in snake
+// case is returned as it is; so is anything else that is not a Go name
+// (a map key such as an alias).
+func snakeCase(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		upper := ch >= 'A' && ch <= 'Z'
+		if upper && i > 0 {
+			prevLower := s[i-1] >= 'a' && s[i-1] <= 'z' || s[i-1] >= '0' && s[i-1] <= '9'
+			nextLower := i+1 < len(s) && s[i+1] >= 'a' && s[i+1] <= 'z'
+			if prevLower || (nextLower && s[i-1] >= 'A' && s[i-1] <= 'Z') {
+				b.WriteByte('_')
+			}
+		}
+		if upper {
+			ch += 'a' - 'A'
+		}
+		b.WriteByte(ch)
+	}
+	return b.String()
+}
+
+// splitJoined returns the errors joined in err (the delivery package
+// wraps an errors.Join of one error per problem), or err alone.
+func splitJoined(err error) []error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			return j.Unwrap()
+		}
+	}
+	return []error{err}
+}
+
+// deliveryErrorKey finds the configuration key a delivery.Config.Validate
+// message is about, from the way that package words them ("domain NAME:
+// alias A: ...", "postmaster ...", "maildir template: ...").
+func (c *config) deliveryErrorKey(msg string) string {
+	for _, p := range []struct{ prefix, key string }{
+		{"postmaster", "delivery.postmaster"},
+		{"detail delimiter", "delivery.detail_delimiter"},
+		{"maildir template", "delivery.maildir.template"},
+		{"maildir root", "delivery.maildir.root"},
+		{"maildir max message", "delivery.maildir.max_message_size"},
+		{"spool dir", "delivery.spool.dir"},
+		{"dedup journal", "delivery.dedup.path"},
+		{"dedup window", "delivery.dedup.window"},
+	} {
+		if strings.HasPrefix(msg, p.prefix) {
+			return p.key
+		}
+	}
+	rest, ok := strings.CutPrefix(msg, "domain ")
+	if !ok {
+		return "domain"
+	}
+	name, detail, _ := strings.Cut(rest, ":")
+	name, twice := strings.CutSuffix(name, " listed twice")
+	for i := range c.Domains {
+		if twice {
+			i = len(c.Domains) - 1 - i // the second listing is the mistake
+		}
+		if !strings.EqualFold(c.Domains[i].Name, name) {
+			continue
+		}
+		key := indexKey("domain", i)
+		detail = strings.TrimSpace(detail)
+		switch {
+		case strings.HasPrefix(detail, "catch-all"):
+			return joinKey(key, "catch_all")
+		case strings.HasPrefix(detail, "alias "):
+			a, _, _ := strings.Cut(strings.TrimPrefix(detail, "alias "), " ")
+			return joinKey(joinKey(key, "aliases"), strings.TrimSuffix(a, ":"))
+		}
+		return key
+	}
+	return "domain"
+}
