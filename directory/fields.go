@@ -180,7 +180,7 @@ func ExpandDovecotVars(v string, k Key, home string) (string, error) {
 			}
 			val = home
 		default:
-			return "", fmt.Errorf("Dovecot variable %%%s in %q is not supported (lmtpd knows %%u %%n %%d %%h)", name, v)
+			return "", fmt.Errorf("variable %%%s in %q is not supported (of Dovecot's variables lmtpd knows %%u %%n %%d %%h)", name, v)
 		}
 		if lower {
 			val = strings.ToLower(val)

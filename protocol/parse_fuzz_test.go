@@ -144,7 +144,7 @@ func FuzzParseParams(f *testing.F) {
 // normalised. It returns the text, the first rule broken (or
 // ErrConnectionLost when the input ends first) and the offset after the
 // terminator, -1 if there is none.
-func refData(in []byte, opt dataOptions) (out []byte, err error, end int) {
+func refData(in []byte, opt dataOptions) (out []byte, end int, err error) {
 	end = -1
 	body := in
 	if bytes.HasPrefix(in, []byte(".\r\n")) {
@@ -172,35 +172,35 @@ func refData(in []byte, opt dataOptions) (out []byte, err error, end int) {
 		switch {
 		case c == '\r' && i+1 == len(body):
 			// The input ended on a CR: undecided.
-			return out, ErrConnectionLost, end
+			return out, end, ErrConnectionLost
 		case c == '\r' && body[i+1] == '\n':
 			if err := crlf(); err != nil {
-				return out, err, end
+				return out, end, err
 			}
 			i++
 			bol = true
 		case c == '\r' || c == '\n':
 			if !opt.Normalize {
-				return out, ErrBareLineEnding, end
+				return out, end, ErrBareLineEnding
 			}
 			if err := crlf(); err != nil {
-				return out, err, end
+				return out, end, err
 			}
 		default:
 			if opt.MaxLineLength > 0 && lineLen+1 > opt.MaxLineLength {
-				return out, ErrTextLineTooLong, end
+				return out, end, ErrTextLineTooLong
 			}
 			if opt.MaxBytes > 0 && int64(len(out)+1) > opt.MaxBytes {
-				return out, ErrMessageTooBig, end
+				return out, end, ErrMessageTooBig
 			}
 			out = append(out, c)
 			lineLen++
 		}
 	}
 	if end < 0 {
-		return out, ErrConnectionLost, end
+		return out, end, ErrConnectionLost
 	}
-	return out, nil, end
+	return out, end, nil
 }
 
 // countBare counts the CR and LF octets of b that are not in a CRLF pair.
@@ -225,7 +225,7 @@ func FuzzDataReader(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, norm bool, maxBytes uint16, maxLine uint8, readSize uint8, mode uint8) {
 		opt := dataOptions{MaxBytes: int64(maxBytes), MaxLineLength: int(maxLine), Normalize: norm}
-		wantOut, wantErr, end := refData(in, opt)
+		wantOut, end, wantErr := refData(in, opt)
 
 		v := readerVariants[int(mode)%len(readerVariants)]
 		bufSize := []int{16, 64, 4096}[int(mode/4)%3]

@@ -208,7 +208,7 @@ func parseStored(stored string) (storedKind, parsedStored, error) {
 	switch kind {
 	case kindArgon2id:
 		if !strings.HasPrefix(data, "$argon2id$") {
-			return 0, p, fmt.Errorf("%w: ARGON2ID: want $argon2id$...", ErrInvalidSecret)
+			return 0, p, fmt.Errorf("%w: ARGON2ID: want a $argon2id$ hash", ErrInvalidSecret)
 		}
 		p.argon, p.salt, p.key, err = parseArgon2id(data)
 	case kindArgon2i:

@@ -147,16 +147,11 @@ func startsWithValue(t argTemplate, v string) bool {
 	if t.multi {
 		return true // the first recipient is v
 	}
-	for _, s := range t.segs {
-		if s.ph == phLiteral {
-			return false
-		}
-		if s.ph != phSize {
-			return v != ""
-		}
+	if len(t.segs) == 0 {
 		return false
 	}
-	return false
+	ph := t.segs[0].ph
+	return ph != phLiteral && ph != phSize && v != ""
 }
 
 func hasControl(s string) bool {
