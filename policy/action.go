@@ -95,12 +95,12 @@ func withText(verb, text string) Action {
 // clean replaces what cannot travel in an attribute value, and what
 // Postfix's smtpd would turn into spaces anyway, by spaces.
 func clean(s string) string {
-	return strings.Map(func(r rune) rune {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\r' || r == 0 {
 			return ' '
 		}
 		return r
-	}, strings.TrimSpace(s))
+	}, s))
 }
 
 // ErrInvalidAction is wrapped by the errors of Action.Validate.
