@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/lmtpd/lmtpd/policy"
+	"github.com/lmtpd/lmtpd/socketmap"
 	"github.com/rs/zerolog"
 )
 
@@ -220,4 +222,139 @@ func smtpCmd(t *testing.T, c *textproto.Conn, line string, code int) string {
 		t.Fatalf("%s: %v", line, err)
 	}
 	return msg
+}
+
+// mapHandler answers Postfix's virtual_mailbox_domains and
+// virtual_mailbox_maps lookups from a fixed table and records them.
+type mapHandler struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (h *mapHandler) Lookup(ctx context.Context, name, key string) (string, error) {
+	h.mu.Lock()
+	h.keys = append(h.keys, name+" "+key)
+	h.mu.Unlock()
+	switch name {
+	case "domain":
+		if key == "example.test" {
+			return "example.test", nil
+		}
+	case "mailbox":
+		switch key {
+		case "bob@example.test", "alice@example.test":
+			local, _, _ := strings.Cut(key, "@")
+			return "example.test/" + local + "/", nil
+		case "down@example.test":
+			return "", socketmap.Temporary("directory unavailable", nil)
+		}
+	default:
+		return "", socketmap.ErrBadRequest
+	}
+	return "", socketmap.ErrNotFound
+}
+
+func (h *mapHandler) seen() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.keys...)
+}
+
+// TestPostfixSocketmap gives a private Postfix its virtual domains and
+// mailboxes from a socketmap.Server (virtual_mailbox_domains and
+// virtual_mailbox_maps = socketmap:unix:PATH:NAME): an unknown recipient
+// is refused at RCPT with 550 5.1.1, a lookup failing with TEMP gives
+// 451 4.3.0, and a known one is delivered to lmtpd.
+func TestPostfixSocketmap(t *testing.T) {
+	d := newDaemon(t, daemonOptions{Domains: testDomains("")})
+	p := startPostfix(t, d, 50)
+
+	dir := shortTempDir(t)
+	sock := filepath.Join(dir, "map.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := makeTraversable(dir); err != nil {
+		t.Fatal(err)
+	}
+	h := &mapHandler{}
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	srv := &socketmap.Server{Handler: h, Logger: &log}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	if out, err := p.run(requirePeer(t, "postconf"), "-c", p.Etc, "-e",
+		"virtual_mailbox_domains = socketmap:unix:"+sock+":domain",
+		"virtual_mailbox_maps = socketmap:unix:"+sock+":mailbox"); err != nil {
+		t.Fatalf("postconf: %v\n%s", err, out)
+	}
+	if out, err := p.run(p.postfixCmd, "-c", p.Etc, "reload"); err != nil {
+		t.Fatalf("postfix reload: %v\n%s", err, out)
+	}
+
+	// Retry until smtpd started after the reload asks the socketmap.
+	var c *textproto.Conn
+	deadline := time.Now().Add(postfixWait)
+	for {
+		c = smtpDial(t, p.SMTPAddr)
+		smtpCmd(t, c, "EHLO client.example.test", 250)
+		smtpCmd(t, c, "MAIL FROM:<sender@example.test>", 250)
+		before := len(h.seen())
+		smtpCmd(t, c, "RCPT TO:<bob@example.test>", 250)
+		if len(h.seen()) > before {
+			break
+		}
+		smtpCmd(t, c, "QUIT", 221)
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("smtpd does not ask the socketmap; maillog:\n%s", p.logTail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	defer c.Close()
+
+	for _, tc := range []struct {
+		rcpt string
+		code int
+		text string
+	}{
+		{"nobody@example.test", 550, "5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in virtual mailbox table"},
+		{"down@example.test", 451, "4.3.0 <down@example.test>: Temporary lookup failure"},
+	} {
+		if got := smtpCmd(t, c, "RCPT TO:<"+tc.rcpt+">", tc.code); got != tc.text {
+			t.Errorf("RCPT %s: %d %s, want %d %s", tc.rcpt, tc.code, got, tc.code, tc.text)
+		}
+	}
+	smtpCmd(t, c, "RCPT TO:<alice@example.test>", 250)
+	m := newMessage("socketmap-1", "sender@example.test", "bob@example.test", 2000)
+	smtpCmd(t, c, "DATA", 354)
+	dw := c.DotWriter()
+	dw.Write(m.Stored)
+	dw.Close()
+	if _, _, err := c.ReadResponse(250); err != nil {
+		t.Fatalf("end of DATA: %v", err)
+	}
+	smtpCmd(t, c, "QUIT", 221)
+
+	qid := p.QueueID(m.ID + "@client.example.test")
+	for _, rc := range []string{"bob@example.test", "alice@example.test"} {
+		p.WaitStatus(qid, rc, "sent", postfixWait)
+		findMessage(t, d.mailbox(rc), m.ID)
+	}
+	for _, line := range p.logLines() {
+		if strings.Contains(line, "status=bounced") {
+			t.Errorf("maillog: %s", line)
+		}
+	}
+	keys := h.seen()
+	t.Logf("lookups Postfix made: %q", keys)
+	for _, want := range []string{"domain example.test", "mailbox bob@example.test", "mailbox nobody@example.test"} {
+		if !slices.Contains(keys, want) {
+			t.Errorf("Postfix never asked %q", want)
+		}
+	}
 }
