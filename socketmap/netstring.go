@@ -19,7 +19,8 @@ var (
 )
 
 // ReadNetstring reads one netstring from br and returns its payload, at
-// most max bytes long (max < 0: no limit). It returns io.EOF, and nothing
+// most max bytes long (max < 0: no limit but 2^40, which no length can
+// pass). It returns io.EOF, and nothing
 // else, when br ends before the first byte; an error wrapping ErrNetstring
 // when the input is not a netstring: an empty length, a leading zero
 // before other digits (djb's definition forbids it; Postfix's reader

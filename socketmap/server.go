@@ -147,6 +147,7 @@ func orDur(v, def time.Duration) time.Duration {
 // error it returns that error. Serve closes l when it returns.
 func (s *Server) Serve(l net.Listener) error {
 	if s.Handler == nil {
+		l.Close()
 		return errors.New("socketmap: Server.Handler is nil")
 	}
 	s.init()
