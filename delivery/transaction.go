@@ -120,7 +120,7 @@ func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 func (t *transaction) Commit(ctx context.Context) error {
 	d := t.staged
 	if d == nil {
-		return protocol.WrapError(maildir.ReplyIOError.Code, maildir.ReplyIOError.EnhancedCode, maildir.ReplyIOError.Message, errNotStaged)
+		return maildir.ReplyIOError.Wrap(errNotStaged)
 	}
 	t.staged = nil
 	d.commitMaildir(ctx)
@@ -637,7 +637,7 @@ func (d *delivery) logAll(ctx context.Context) {
 
 // errNotDelivered marks jobs left undone because another recipient failed
 // in a staged (all-or-nothing) transaction.
-var errNotDelivered = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Not delivered: another recipient of the message failed")
+var errNotDelivered = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Not delivered: another recipient of the message failed")
 
 // log writes the one line per recipient outcome.
 func (d *delivery) log(ctx context.Context, i int, err error) {

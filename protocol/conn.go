@@ -301,9 +301,9 @@ func (c *conn) renewContext() {
 func (c *conn) refuse(reason string) {
 	c.log.Warn().Str("reason", reason).Msg("connection refused")
 	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	ec := ecTempPolicy
+	ec := ECTempSecurity
 	if reason == "shutdown" {
-		ec = ecSysNotAccepting
+		ec = ECTempNotAccepting
 	}
 	c.reply(CodeServiceUnavailable, ec, c.srv.hostname()+" "+reasonText(reason))
 	c.bw.Flush()
@@ -340,7 +340,7 @@ func (c *conn) serve() {
 		if v := recover(); v != nil {
 			c.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("session panicked")
 			c.wmu.Lock()
-			c.reply(CodeServiceUnavailable, ecTempSys, "Internal error, closing connection (session "+c.state.ID+")")
+			c.reply(CodeServiceUnavailable, ECTempSystem, "Internal error, closing connection (session "+c.state.ID+")")
 			c.bw.Flush()
 			c.wmu.Unlock()
 		}
@@ -361,7 +361,7 @@ func (c *conn) serve() {
 		if err := cc.CheckConn(c.ctx, &c.state); err != nil {
 			e := AsError(err)
 			if e == nil {
-				e = NewError(CodeTransactionFailed, ecPolicy, "Connection refused")
+				e = NewError(CodeTransactionFailed, ECPermSecurity, "Connection refused")
 			}
 			c.log.Info().Err(err).Msg("connection refused by backend")
 			c.replyErr(e)
@@ -387,7 +387,7 @@ func (c *conn) serve() {
 // connection must close.
 func (c *conn) nextCommand() bool {
 	if c.shuttingDown.Load() && c.tx == nil {
-		c.reply(CodeServiceUnavailable, ecSysNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -397,16 +397,16 @@ func (c *conn) nextCommand() bool {
 	switch {
 	case err == nil:
 	case errors.Is(err, errLineTooLong):
-		c.reply(CodeSyntaxError, ecSyntax, "Line too long")
+		c.reply(CodeSyntaxError, ECPermSyntax, "Line too long")
 		return c.countError()
 	case c.shuttingDown.Load() && (errors.Is(err, errInterrupted) || isTimeout(err)):
 		c.interrupt.Store(false)
-		c.reply(CodeServiceUnavailable, ecSysNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
 		c.bw.Flush()
 		return false
 	case isTimeout(err):
 		c.log.Info().Msg("command timeout")
-		c.reply(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Timeout waiting for command, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Timeout waiting for command, closing connection")
 		c.bw.Flush()
 		return false
 	default:
@@ -468,7 +468,7 @@ func (c *conn) countError() bool {
 	c.errCount++
 	if c.errCount >= orInt(c.srv.MaxErrors, DefaultMaxErrors) {
 		c.log.Info().Int("errors", c.errCount).Msg("too many errors")
-		c.reply(CodeServiceUnavailable, ecTempPolicy, c.srv.hostname()+" Too many errors, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempSecurity, c.srv.hostname()+" Too many errors, closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -533,20 +533,20 @@ func (c *conn) dispatch(verb, arg string) bool {
 		switch verb {
 		case "EHLO", "HELO", "LHLO", "NOOP", "RSET", "QUIT", "STARTTLS":
 		default:
-			c.reply(CodeAuthRequired, ecPolicy, "Must issue a STARTTLS command first")
+			c.reply(CodeAuthRequired, ECPermSecurity, "Must issue a STARTTLS command first")
 			return c.countError()
 		}
 	}
 	switch verb {
 	case "EHLO", "HELO":
 		if c.srv.Protocol == LMTP {
-			c.reply(CodeSyntaxError, ecBadCommand, "This is an LMTP server: use LHLO")
+			c.reply(CodeSyntaxError, ECPermInvalidCommand, "This is an LMTP server: use LHLO")
 			return c.countError()
 		}
 		return c.cmdHello(verb, arg)
 	case "LHLO":
 		if c.srv.Protocol != LMTP {
-			c.reply(CodeSyntaxError, ecBadCommand, "Unrecognized command")
+			c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
 			return c.countError()
 		}
 		return c.cmdHello(verb, arg)
@@ -560,26 +560,26 @@ func (c *conn) dispatch(verb, arg string) bool {
 		return c.cmdBdat(arg)
 	case "RSET":
 		if arg != "" {
-			c.reply(CodeParamSyntax, ecBadArgs, "Syntax: RSET")
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: RSET")
 			return c.countError()
 		}
 		c.endTransaction()
-		c.reply(CodeOK, ecOK, "Reset OK")
+		c.reply(CodeOK, ECOK, "Reset OK")
 	case "NOOP":
-		c.reply(CodeOK, ecOK, "OK")
+		c.reply(CodeOK, ECOK, "OK")
 	case "QUIT":
-		c.reply(CodeClosing, ecClosing, c.srv.hostname()+" Bye")
+		c.reply(CodeClosing, ECOK, c.srv.hostname()+" Bye")
 		c.bw.Flush()
 		c.quit = true
 	case "VRFY", "EXPN":
 		// RFC 5321 3.5.3: 252 says nothing about whether the user exists.
 		if arg == "" {
-			c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" <address>")
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: "+verb+" <address>")
 			return c.countError()
 		}
-		c.reply(CodeCannotVerify, ecCannotVerify, "Cannot verify user, but will accept message and attempt delivery")
+		c.reply(CodeCannotVerify, ECProtocolOK, "Cannot verify user, but will accept message and attempt delivery")
 	case "HELP":
-		c.reply(CodeHelp, ecOK, "See RFC 5321 and RFC 2033; commands: LHLO EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
+		c.reply(CodeHelp, ECOK, "See RFC 5321 and RFC 2033; commands: LHLO EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
 	case "STARTTLS":
 		return c.cmdStartTLS(arg)
 	case "AUTH":
@@ -587,7 +587,7 @@ func (c *conn) dispatch(verb, arg string) bool {
 	case "XFORWARD":
 		return c.cmdXForward(arg)
 	default:
-		c.reply(CodeSyntaxError, ecBadCommand, "Unrecognized command")
+		c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
 		return c.countError()
 	}
 	return true
@@ -606,7 +606,7 @@ func (c *conn) cmdHello(verb, arg string) bool {
 	// EHLO and LHLO (whose reply offers SMTPUTF8, RFC 6531 section 3.7.1)
 	// also UTF-8 that cannot break a header (isHeaderWord).
 	if !isHeaderWord(arg, verb != "HELO") {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" hostname")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: "+verb+" hostname")
 		return c.countError()
 	}
 	// RFC 5321 4.1.4: HELO/EHLO resets the transaction state.
@@ -670,18 +670,18 @@ func cutKeyword(arg, kw string) (string, bool) {
 func (c *conn) cmdMail(arg string) bool {
 	switch {
 	case !c.greeted:
-		c.reply(CodeBadSequence, ecBadCommand, "Send "+c.helloVerb()+" first")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Send "+c.helloVerb()+" first")
 		return c.countError()
 	case c.tx != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "Nested MAIL command")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Nested MAIL command")
 		return c.countError()
 	case c.srv.RequireAuth && c.state.AuthIdentity == "":
-		c.reply(CodeAuthRequired, ecPolicy, "Authentication required")
+		c.reply(CodeAuthRequired, ECPermSecurity, "Authentication required")
 		return c.countError()
 	}
 	rest, ok := cutKeyword(arg, "FROM:")
 	if !ok || rest == "" || rest[0] != '<' {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: MAIL FROM:<address> [parameters]")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: MAIL FROM:<address> [parameters]")
 		return c.countError()
 	}
 	from, params, err := parsePath(rest, false)
@@ -695,7 +695,7 @@ func (c *conn) cmdMail(arg string) bool {
 		return c.countError()
 	}
 	if !from.IsASCII() && !mp.SMTPUTF8 {
-		c.reply(CodeMailboxNameInvalid, ecNeedUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
+		c.reply(CodeMailboxNameInvalid, ECPermNeedsUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
 		return c.countError()
 	}
 	if max := c.srv.maxMessageBytes(); max > 0 && mp.Size > max {
@@ -717,22 +717,22 @@ func (c *conn) cmdMail(arg string) bool {
 	// connection (backends must not keep them past the transaction).
 	c.txv = transaction{t: t, from: from, params: c.txv.params, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
 	c.tx = &c.txv
-	c.reply(CodeOK, ecSenderOK, "Sender OK")
+	c.reply(CodeOK, ECAddressOK, "Sender OK")
 	return true
 }
 
 func (c *conn) cmdRcpt(arg string) bool {
 	if c.tx == nil {
-		c.reply(CodeBadSequence, ecBadCommand, "Need MAIL before RCPT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Need MAIL before RCPT")
 		return c.countError()
 	}
 	if c.tx.bdat != nil {
-		c.reply(CodeBadSequence, ecBadCommand, "RCPT not allowed during BDAT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "RCPT not allowed during BDAT")
 		return c.countError()
 	}
 	rest, ok := cutKeyword(arg, "TO:")
 	if !ok || rest == "" || rest[0] != '<' {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: RCPT TO:<address> [parameters]")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: RCPT TO:<address> [parameters]")
 		return c.countError()
 	}
 	to, params, err := parsePath(rest, true)
@@ -746,18 +746,18 @@ func (c *conn) cmdRcpt(arg string) bool {
 		return c.countError()
 	}
 	if !to.IsASCII() && !c.tx.params.SMTPUTF8 {
-		c.reply(CodeMailboxNameInvalid, ecNeedUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
+		c.reply(CodeMailboxNameInvalid, ECPermNeedsUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
 		return c.countError()
 	}
 	if len(c.tx.rcpts) >= orInt(c.srv.MaxRecipients, DefaultMaxRecipients) {
-		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients")
+		c.reply(CodeInsufficientSpace, ECTempTooManyRcpts, "Too many recipients")
 		return true
 	}
 	if m := c.srv.maxRefusedRecipients(); m > 0 && c.tx.refused >= m {
 		// RFC 5321 4.5.3.1.10: 452 asks the client to try the rest in a
 		// later transaction; the backend is not asked any more.
 		c.tx.refused++
-		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients refused in this transaction")
+		c.reply(CodeInsufficientSpace, ECTempTooManyRcpts, "Too many recipients refused in this transaction")
 		return c.countRefusal()
 	}
 	c.tx.store = append(c.tx.store, Recipient{Address: to, Params: rp})
@@ -780,7 +780,7 @@ func (c *conn) cmdRcpt(arg string) bool {
 		return c.countRefusal()
 	}
 	c.tx.rcpts = append(c.tx.rcpts, r)
-	c.reply(CodeOK, ecRecipientOK, "Recipient OK")
+	c.reply(CodeOK, ECDestinationValid, "Recipient OK")
 	return true
 }
 
@@ -820,21 +820,21 @@ func (c *conn) endTransaction() {
 func (c *conn) cmdData(arg string) bool {
 	switch {
 	case arg != "":
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: DATA")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: DATA")
 		return c.countError()
 	case c.tx == nil:
-		c.reply(CodeBadSequence, ecBadCommand, "Need MAIL command")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Need MAIL command")
 		return c.countError()
 	case c.tx.bdat != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "DATA not allowed after BDAT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "DATA not allowed after BDAT")
 		return c.countError()
 	case len(c.tx.rcpts) == 0:
 		// RFC 2033 4.2: no accepted recipient, no DATA.
-		c.reply(CodeBadSequence, ecBadCommand, "No valid recipients")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "No valid recipients")
 		return c.countError()
 	case c.tx.params.Body == BodyBinaryMIME:
 		// RFC 3030 section 3: BINARYMIME requires BDAT.
-		c.reply(CodeBadSequence, ecBadCommand, "BODY=BINARYMIME requires BDAT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "BODY=BINARYMIME requires BDAT")
 		return c.countError()
 	}
 	c.reply(CodeStartMailInput, EnhancedCode{}, "Start mail input; end with <CRLF>.<CRLF>")

@@ -166,7 +166,7 @@ func (c *conn) budgetExpired() {
 	}
 }
 
-var errBudgetExpired = NewError(CodeLocalError, EnhancedCode{4, 4, 7}, "Delivery took too long, try again later")
+var errBudgetExpired = NewError(CodeLocalError, ECTempTimeExpired, "Delivery took too long, try again later")
 
 // deliverySlow starts the disconnect watcher for a delivery still running
 // watchDelay after the end of its message.
@@ -287,7 +287,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 		d.mu.Unlock()
 		c.log.Info().Str("msg", d.msg.ID).Err(err).Msg("message not received completely, closing connection")
 		c.wmu.Lock()
-		c.reply(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Error reading message, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Error reading message, closing connection")
 		c.bw.Flush()
 		c.wmu.Unlock()
 		return false
@@ -323,7 +323,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 	case d.staged:
 		final = d.tx.t.(Stager).Commit(c.ctx)
 		if final != nil && AsError(final) == nil {
-			final = WrapError(CodeLocalError, ecTempSys, "Delivery failed, try again later (session "+c.state.ID+")", final)
+			final = WrapError(CodeLocalError, ECTempSystem, "Delivery failed, try again later (session "+c.state.ID+")", final)
 		}
 	case d.backendErr != nil && hasStager(d.tx.t):
 		final = d.backendErr
@@ -331,7 +331,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 		final = foldStatuses(d.statuses)
 	}
 	if final == nil {
-		c.reply(CodeOK, ecOK, "Message accepted for delivery as "+d.msg.ID)
+		c.reply(CodeOK, ECOK, "Message accepted for delivery as "+d.msg.ID)
 	} else {
 		c.replyErr(final)
 	}
@@ -361,7 +361,7 @@ func (c *conn) failDelivery(d *delivery, err error) bool {
 func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
 	c.endDelivery(d, err)
 	if reply == nil {
-		reply = NewError(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Error reading message, closing connection")
+		reply = NewError(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Error reading message, closing connection")
 	}
 	c.wmu.Lock()
 	c.replyErr(reply)
@@ -397,10 +397,10 @@ func (d *delivery) flushLMTPLocked() {
 		err := d.statuses[d.next]
 		rcpt := &d.msg.Recipients[d.next].Address
 		if err == nil {
-			c.replyRcpt(CodeOK, ecOK, rcpt, "Delivered as ", d.msg.ID)
+			c.replyRcpt(CodeOK, ECOK, rcpt, "Delivered as ", d.msg.ID)
 		} else {
 			e := c.errorFor(err)
-			c.replyRcpt(e.Code, e.enhanced(), rcpt, e.Message, "")
+			c.replyRcpt(e.Code, e.Enhanced(), rcpt, e.Message, "")
 		}
 		d.next++
 	}
@@ -469,6 +469,6 @@ func (d *delivery) logOutcome(statuses []error) {
 		} else if AsError(err) == nil {
 			ev = ev.AnErr("cause", err)
 		}
-		ev.Int("code", e.Code).Str("enhanced", e.enhanced().String()).Str("reply", e.Message).Msg("delivery")
+		ev.Int("code", e.Code).Str("enhanced", e.Enhanced().String()).Str("reply", e.Message).Msg("delivery")
 	}
 }

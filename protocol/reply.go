@@ -76,7 +76,7 @@ func (c *conn) replyErr(err error) {
 		c.log.Debug().Err(e.Err).Int("code", e.Code).Msg("reply with cause")
 	}
 	e := c.errorFor(err)
-	c.reply(e.Code, e.enhanced(), e.Message)
+	c.reply(e.Code, e.Enhanced(), e.Message)
 }
 
 // errorFor returns the *Error that err is answered with (see replyErr).
@@ -84,7 +84,7 @@ func (c *conn) errorFor(err error) *Error {
 	if e := AsError(err); e != nil {
 		return e
 	}
-	return NewError(CodeLocalError, ecTempSys, "Internal error, try again later (session "+c.state.ID+")")
+	return NewError(CodeLocalError, ECTempSystem, "Internal error, try again later (session "+c.state.ID+")")
 }
 
 // appendSafeText appends s with everything but printable US-ASCII replaced

@@ -783,7 +783,7 @@ func TestErrorType(t *testing.T) {
 	if !e.Temporary() || NewError(550, EnhancedCode{}, "x").Temporary() {
 		t.Error("Temporary wrong")
 	}
-	if got := NewError(550, EnhancedCode{}, "x").enhanced(); got != (EnhancedCode{5, 0, 0}) {
+	if got := NewError(550, EnhancedCode{}, "x").Enhanced(); got != (EnhancedCode{5, 0, 0}) {
 		t.Errorf("derived enhanced code %v", got)
 	}
 	for _, tt := range []struct {

@@ -67,7 +67,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	// cannot be read) that the daemon would answer 451 4.3.5 for: it is
 	// EX_TEMPFAIL, and the MTA retries.
 	tempFail := func(err error) int {
-		e := protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, "Mail system configuration error, try again later", err)
+		e := protocol.ErrMisconfigured.Wrap(err)
 		for _, r := range fs.Args() {
 			fmt.Fprintln(stderr, statusLine(r, e))
 		}
@@ -412,13 +412,13 @@ func exitStatus(err error) int {
 	}
 	ec := e.EnhancedCode
 	switch {
-	case ec == protocol.EnhancedCode{5, 1, 2}:
+	case ec == protocol.ECPermBadDestSystem:
 		return exNoHost
 	case ec[1] == 1:
 		return exNoUser
-	case ec[1] == 2, ec == protocol.EnhancedCode{5, 3, 4}:
+	case ec[1] == 2, ec == protocol.ECPermMessageTooBig:
 		return exCantCreat
-	case ec == protocol.EnhancedCode{5, 3, 5}:
+	case ec == protocol.ECPermMisconfigured:
 		return exConfig
 	case ec[1] == 6:
 		return exDataErr

@@ -18,21 +18,21 @@ type sysexit struct {
 // sysexits is the table of ../shared/recipes/README.md, "Pipe exit
 // statuses" (Postfix sys_exits.c).
 var sysexits = map[int]sysexit{
-	64: {"EX_USAGE", "command line usage error", protocol.EnhancedCode{5, 3, 0}},
-	65: {"EX_DATAERR", "data format error", protocol.EnhancedCode{5, 6, 0}},
-	66: {"EX_NOINPUT", "cannot open input", protocol.EnhancedCode{5, 3, 0}},
-	67: {"EX_NOUSER", "user unknown", protocol.EnhancedCode{5, 1, 1}},
-	68: {"EX_NOHOST", "host name unknown", protocol.EnhancedCode{5, 1, 2}},
-	69: {"EX_UNAVAILABLE", "service unavailable", protocol.EnhancedCode{5, 3, 0}},
-	70: {"EX_SOFTWARE", "internal software error", protocol.EnhancedCode{5, 3, 0}},
-	71: {"EX_OSERR", "system resource problem", protocol.EnhancedCode{4, 3, 0}},
-	72: {"EX_OSFILE", "critical OS file missing", protocol.EnhancedCode{5, 3, 0}},
-	73: {"EX_CANTCREAT", "can't create user output file", protocol.EnhancedCode{5, 2, 0}},
-	74: {"EX_IOERR", "input/output error", protocol.EnhancedCode{5, 3, 0}},
-	75: {"EX_TEMPFAIL", "temporary failure", protocol.EnhancedCode{4, 3, 0}},
-	76: {"EX_PROTOCOL", "remote error in protocol", protocol.EnhancedCode{5, 5, 0}},
-	77: {"EX_NOPERM", "permission denied", protocol.EnhancedCode{5, 7, 0}},
-	78: {"EX_CONFIG", "local configuration error", protocol.EnhancedCode{5, 3, 5}},
+	64: {"EX_USAGE", "command line usage error", protocol.ECPermSystem},
+	65: {"EX_DATAERR", "data format error", protocol.ECPermMedia},
+	66: {"EX_NOINPUT", "cannot open input", protocol.ECPermSystem},
+	67: {"EX_NOUSER", "user unknown", protocol.ECPermBadDestMailbox},
+	68: {"EX_NOHOST", "host name unknown", protocol.ECPermBadDestSystem},
+	69: {"EX_UNAVAILABLE", "service unavailable", protocol.ECPermSystem},
+	70: {"EX_SOFTWARE", "internal software error", protocol.ECPermSystem},
+	71: {"EX_OSERR", "system resource problem", protocol.ECTempSystem},
+	72: {"EX_OSFILE", "critical OS file missing", protocol.ECPermSystem},
+	73: {"EX_CANTCREAT", "can't create user output file", protocol.ECPermMailbox},
+	74: {"EX_IOERR", "input/output error", protocol.ECPermSystem},
+	75: {"EX_TEMPFAIL", "temporary failure", protocol.ECTempSystem},
+	76: {"EX_PROTOCOL", "remote error in protocol", protocol.ECPermProtocol},
+	77: {"EX_NOPERM", "permission denied", protocol.ECPermSecurity},
+	78: {"EX_CONFIG", "local configuration error", protocol.ECPermMisconfigured},
 }
 
 // exitStatus maps a non-zero exit status to its enhanced code and a short
@@ -42,7 +42,7 @@ func exitStatus(status int) (protocol.EnhancedCode, string) {
 	if e, ok := sysexits[status]; ok {
 		return e.ec, e.text + " (exit status " + strconv.Itoa(status) + ", " + e.name + ")"
 	}
-	return protocol.EnhancedCode{5, 3, 0}, "unknown mail system error (exit status " + strconv.Itoa(status) + ")"
+	return protocol.ECPermSystem, "unknown mail system error (exit status " + strconv.Itoa(status) + ")"
 }
 
 // basicCode returns the RFC 5321 reply code for an enhanced code of class 4
@@ -50,7 +50,7 @@ func exitStatus(status int) (protocol.EnhancedCode, string) {
 func basicCode(ec protocol.EnhancedCode) int {
 	if ec[0] == 4 {
 		switch {
-		case ec == protocol.EnhancedCode{4, 2, 2} || ec == protocol.EnhancedCode{4, 3, 1}:
+		case ec == protocol.ECTempMailboxFull || ec == protocol.ECTempSystemFull:
 			return protocol.CodeInsufficientSpace // 452
 		case ec[1] == 2:
 			return protocol.CodeMailboxBusy // 450
@@ -59,7 +59,7 @@ func basicCode(ec protocol.EnhancedCode) int {
 		}
 	}
 	switch {
-	case ec == protocol.EnhancedCode{5, 2, 2} || ec == protocol.EnhancedCode{5, 2, 3} || ec == protocol.EnhancedCode{5, 3, 4}:
+	case ec == protocol.ECPermMailboxFull || ec == protocol.ECPermMessageTooLong || ec == protocol.ECPermMessageTooBig:
 		return protocol.CodeExceededStorage // 552
 	case ec[1] == 1 || ec[1] == 2 || ec[1] == 7:
 		return protocol.CodeMailboxUnavailable // 550
