@@ -579,7 +579,7 @@ func (d *delivery) settle() {
 				done = false
 				break
 			}
-			res = worse(res, j.err)
+			res = protocol.WorseStatus(res, j.err)
 		}
 		if !done {
 			continue
@@ -592,32 +592,15 @@ func (d *delivery) settle() {
 	}
 }
 
-// worse picks the outcome a recipient with two destinations gets: a
-// failure over success, and a temporary failure over a permanent one, so
-// that no destination loses the message for good while another could
-// still get it on a retry.
-func worse(a, b error) error {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	pa, pb := protocol.AsError(a), protocol.AsError(b)
-	if pa != nil && !pa.Temporary() && (pb == nil || pb.Temporary()) {
-		return b
-	}
-	return a
-}
-
 // firstError settles every recipient and returns the outcome the single
 // SMTP reply should carry: nil if every job succeeded, else a temporary
-// failure if there is one, else the first permanent one.
+// failure if there is one, else the first permanent one (the fold rule,
+// protocol.WorseStatus).
 func (d *delivery) firstError() error {
 	var res error
 	for _, j := range d.jobs {
 		if j.done {
-			res = worse(res, j.err)
+			res = protocol.WorseStatus(res, j.err)
 		}
 	}
 	return res

@@ -3,7 +3,6 @@ package protocol
 import (
 	"errors"
 	"io"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -33,11 +32,10 @@ type delivery struct {
 	track trackingReader
 
 	mu        sync.Mutex
-	streamErr error   // the message is refused as a whole
-	statuses  []error // per recipient
-	set       []bool
-	ready     bool // input complete and intact: LMTP statuses may go out
-	next      int  // next LMTP status to write
+	streamErr error       // the message is refused as a whole
+	st        statusSlots // per recipient
+	ready     bool        // input complete and intact: LMTP statuses may go out
+	next      int         // next LMTP status to write
 	inputDone bool
 	running   bool // the backend call is in progress
 	finished  bool // finishDelivery began: no watcher may start
@@ -62,10 +60,7 @@ func (c *conn) newDelivery() *delivery {
 	d.start = time.Now()
 	d.track = trackingReader{d: d}
 	d.streamErr, d.backendErr = nil, nil
-	d.statuses = slices.Grow(d.statuses[:0], n)[:n]
-	clear(d.statuses)
-	d.set = slices.Grow(d.set[:0], n)[:n]
-	clear(d.set)
+	d.st.reset(n)
 	d.ready, d.inputDone, d.running, d.finished, d.staged = false, false, false, false, false
 	d.next = 0
 	d.watchDone = nil
@@ -88,11 +83,9 @@ func (c *conn) newDelivery() *delivery {
 func (d *delivery) Set(i int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if i < 0 || i >= len(d.set) || d.set[i] || d.finished {
+	if d.finished || !d.st.set(i, err) {
 		return
 	}
-	d.set[i] = true
-	d.statuses[i] = err
 	if d.ready && d.c.srv.Protocol == LMTP {
 		d.flushLMTPLocked()
 	}
@@ -295,15 +288,11 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 
 	d.mu.Lock()
 	streamErr := d.streamErr
-	for i := range d.statuses {
-		switch {
-		case streamErr != nil:
-			// Nothing was acknowledged yet (ready was never set).
-			d.statuses[i] = streamErr
-		case !d.set[i]:
-			d.statuses[i] = d.backendErr
-		}
-		d.set[i] = true
+	if streamErr != nil {
+		// Nothing was acknowledged yet (ready was never set).
+		d.st.setAll(streamErr)
+	} else {
+		d.st.fill(d.backendErr)
 	}
 	d.mu.Unlock()
 
@@ -312,7 +301,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 		d.ready = true
 		d.flushLMTPLocked()
 		d.mu.Unlock()
-		d.logOutcome(d.statuses)
+		d.logOutcome(d.st.errs)
 		return true
 	}
 
@@ -328,14 +317,14 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 	case d.backendErr != nil && hasStager(d.tx.t):
 		final = d.backendErr
 	default:
-		final = foldStatuses(d.statuses)
+		final = FoldStatuses(d.st.errs)
 	}
 	if final == nil {
 		c.reply(CodeOK, ECOK, "Message accepted for delivery as "+d.msg.ID)
 	} else {
 		c.replyErr(final)
 	}
-	out := d.statuses
+	out := d.st.errs
 	if final != nil && streamErr == nil && d.staged {
 		for i := range out {
 			out[i] = final
@@ -374,10 +363,8 @@ func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
 // the transaction, for a delivery whose backend has returned.
 func (c *conn) endDelivery(d *delivery, err error) {
 	d.stopWatcher()
-	for i := range d.statuses {
-		d.statuses[i] = err
-	}
-	d.logOutcome(d.statuses)
+	d.st.setAll(err)
+	d.logOutcome(d.st.errs)
 	c.active.Store(nil)
 	c.endTransaction()
 	c.renewContext()
@@ -389,12 +376,12 @@ func hasStager(t Transaction) bool { _, ok := t.(Stager); return ok }
 // flushes them to the client (RFC 2033 4.2). d.mu is held.
 func (d *delivery) flushLMTPLocked() {
 	c := d.c
-	if d.next >= len(d.set) || !d.set[d.next] {
+	if d.next >= len(d.st.done) || !d.st.done[d.next] {
 		return
 	}
 	c.wmu.Lock()
-	for d.next < len(d.set) && d.set[d.next] {
-		err := d.statuses[d.next]
+	for d.next < len(d.st.done) && d.st.done[d.next] {
+		err := d.st.errs[d.next]
 		rcpt := &d.msg.Recipients[d.next].Address
 		if err == nil {
 			c.replyRcpt(CodeOK, ECOK, rcpt, "Delivered as ", d.msg.ID)
@@ -408,36 +395,6 @@ func (d *delivery) flushLMTPLocked() {
 		c.log.Debug().Err(err).Msg("writing LMTP status")
 	}
 	c.wmu.Unlock()
-}
-
-// foldStatuses turns per-recipient outcomes into the one SMTP reply
-// (RFC 5321 has one reply per message). The rule:
-//
-//   - every recipient delivered: nil (250);
-//   - otherwise, if any failure is temporary, the first temporary failure:
-//     the client retries the whole message, so nothing is lost, at the
-//     price of a duplicate for recipients that were already delivered;
-//   - otherwise the first permanent failure: the client returns the
-//     message to its sender, which tells a human; recipients that did get
-//     it keep it. A temporary reply here would make the client retry the
-//     delivered recipients until the message expires.
-//
-// Backends that implement Stager avoid mixed outcomes altogether.
-func foldStatuses(statuses []error) error {
-	var firstPerm error
-	for _, err := range statuses {
-		if err == nil {
-			continue
-		}
-		e := AsError(err)
-		if e == nil || e.Temporary() {
-			return err
-		}
-		if firstPerm == nil {
-			firstPerm = err
-		}
-	}
-	return firstPerm
 }
 
 // logOutcome writes one info line per recipient: the admin's record.

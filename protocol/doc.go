@@ -6,7 +6,8 @@
 // in RCPT order, duplicates included, each written as soon as that
 // recipient's outcome is known. In SMTP mode (RFC 5321) the client greets
 // with EHLO or HELO and gets one reply for the message; the rule that folds
-// per-recipient outcomes into it is documented on foldStatuses and below.
+// per-recipient outcomes into it is documented on FoldStatuses (exported, so that
+// every caller that folds uses the same rule) and below.
 //
 // # Standards
 //

@@ -736,8 +736,8 @@ func TestFoldStatuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := foldStatuses(tt.in); got != tt.want {
-				t.Errorf("foldStatuses = %v, want %v", got, tt.want)
+			if got := FoldStatuses(tt.in); got != tt.want {
+				t.Errorf("FoldStatuses = %v, want %v", got, tt.want)
 			}
 		})
 	}

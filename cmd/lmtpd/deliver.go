@@ -350,43 +350,25 @@ func sanitizeWord(s string) string {
 }
 
 // deliverOutcome turns per-recipient results into the exit status and
-// the status lines, per Postfix's mailbox_command semantics: with several
-// recipients, any temporary failure makes the whole delivery temporary
-// (75: Postfix retries them all); otherwise the first permanent failure
-// decides. Its line comes first, since Postfix reads the status from the
-// start of the output.
+// the status lines, per Postfix's mailbox_command semantics: the status
+// that decides is the one the SMTP reply would carry (protocol's fold rule:
+// with several recipients, any temporary failure makes the whole delivery
+// temporary, 75, and Postfix retries them all; otherwise the first
+// permanent failure decides), and its exit status is protocol.ExitStatus.
+// Its line comes first, since Postfix reads the status from the start of
+// the output.
 func deliverOutcome(rcpts []string, results []error) (int, []string) {
-	var lines []string
-	first, firstTemp := -1, -1
-	for i, err := range results {
-		if err == nil {
-			continue
-		}
-		if first < 0 {
-			first = i
-		}
-		e := protocol.AsError(err)
-		if (e == nil || e.Temporary()) && firstTemp < 0 {
-			firstTemp = i
-		}
-	}
-	if first < 0 {
+	decisive := protocol.DecidingStatus(results)
+	if decisive < 0 {
 		return exOK, nil
 	}
-	decisive := first
-	if firstTemp >= 0 {
-		decisive = firstTemp
-	}
-	lines = append(lines, statusLine(rcpts[decisive], results[decisive]))
+	lines := []string{statusLine(rcpts[decisive], results[decisive])}
 	for i, err := range results {
 		if err != nil && i != decisive {
 			lines = append(lines, statusLine(rcpts[i], err))
 		}
 	}
-	if firstTemp >= 0 {
-		return exTempFail, lines
-	}
-	return exitStatus(results[decisive]), lines
+	return protocol.ExitStatus(results[decisive]), lines
 }
 
 // statusLine formats a recipient's failure as "X.Y.Z <rcpt>: text".
@@ -395,37 +377,5 @@ func statusLine(rcpt string, err error) string {
 	if e == nil {
 		return fmt.Sprintf("4.3.0 <%s>: temporary failure", rcpt)
 	}
-	ec := e.EnhancedCode
-	if ec.IsZero() {
-		ec = protocol.EnhancedCode{e.Code / 100, 0, 0}
-	}
-	return fmt.Sprintf("%s <%s>: %s", ec, rcpt, e.Message)
-}
-
-// exitStatus maps a permanent failure to a sysexits status by its
-// enhanced code (RFC 3463), the inverse of Postfix's sys_exits table
-// where one exists.
-func exitStatus(err error) int {
-	e := protocol.AsError(err)
-	if e == nil || e.Temporary() {
-		return exTempFail
-	}
-	ec := e.EnhancedCode
-	switch {
-	case ec == protocol.ECPermBadDestSystem:
-		return exNoHost
-	case ec[1] == 1:
-		return exNoUser
-	case ec[1] == 2, ec == protocol.ECPermMessageTooBig:
-		return exCantCreat
-	case ec == protocol.ECPermMisconfigured:
-		return exConfig
-	case ec[1] == 6:
-		return exDataErr
-	case ec[1] == 7:
-		return exNoPerm
-	case ec[1] == 5:
-		return exProtocol
-	}
-	return exUnavailable
+	return fmt.Sprintf("%s <%s>: %s", e.Enhanced(), rcpt, e.Message)
 }

@@ -14,35 +14,6 @@ import (
 
 func perm(code int, ec protocol.EnhancedCode) error { return protocol.NewError(code, ec, "text") }
 
-func TestExitStatus(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want int
-	}{
-		{"unknown user", perm(550, protocol.EnhancedCode{5, 1, 1}), exNoUser},
-		{"bad mailbox name", perm(553, protocol.EnhancedCode{5, 1, 3}), exNoUser},
-		{"domain not served", perm(550, protocol.EnhancedCode{5, 1, 2}), exNoHost},
-		{"mailbox full", perm(552, protocol.EnhancedCode{5, 2, 2}), exCantCreat},
-		{"too big", perm(552, protocol.EnhancedCode{5, 3, 4}), exCantCreat},
-		{"config", perm(554, protocol.EnhancedCode{5, 3, 5}), exConfig},
-		{"content", perm(550, protocol.EnhancedCode{5, 6, 0}), exDataErr},
-		{"policy", perm(550, protocol.EnhancedCode{5, 7, 0}), exNoPerm},
-		{"protocol", perm(554, protocol.EnhancedCode{5, 5, 0}), exProtocol},
-		{"loop", perm(554, protocol.EnhancedCode{5, 4, 6}), exUnavailable},
-		{"other system", perm(554, protocol.EnhancedCode{5, 3, 0}), exUnavailable},
-		{"temporary", perm(451, protocol.EnhancedCode{4, 3, 0}), exTempFail},
-		{"not an *Error", errors.New("boom"), exTempFail},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := exitStatus(tc.err); got != tc.want {
-				t.Errorf("exitStatus = %d, want %d", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestDeliverOutcome(t *testing.T) {
 	unknown := perm(550, protocol.EnhancedCode{5, 1, 1})
 	denied := perm(550, protocol.EnhancedCode{5, 7, 0})

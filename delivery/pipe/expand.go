@@ -214,7 +214,7 @@ func (x *values) checkDash(ph placeholder, val string, index int) error {
 		return nil
 	}
 	info := placeholderInfo[ph]
-	return protocol.WrapError(basicCode(info.ec), info.ec,
+	return protocol.WrapError(protocol.BasicCode(info.ec), info.ec,
 		"Delivery command refuses a "+info.what+" that starts with '-'",
 		fmt.Errorf("pipe: value %q of {%s} would start argument %d with '-' (an option); see AllowLeadingDash", val, info.name, index))
 }

@@ -474,10 +474,10 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 			if text = replyText(text); text == "" {
 				text = fmt.Sprintf("Delivery command failed (exit status %d)", status)
 			}
-			return res, protocol.WrapError(basicCode(ec), ec, text, cause)
+			return res, protocol.WrapError(protocol.BasicCode(ec), ec, text, cause)
 		}
-		ec, text := exitStatus(status)
-		return res, protocol.WrapError(basicCode(ec), ec, withOutput("Delivery command failed: "+text, res.Output), cause)
+		e := protocol.ExitStatusError(status)
+		return res, protocol.WrapError(e.Code, e.EnhancedCode, withOutput("Delivery command failed: "+e.Message, res.Output), cause)
 	}
 }
 
