@@ -41,7 +41,7 @@ type bdatChunk struct {
 // goroutine (consumer).
 type bdatState struct {
 	c        *conn
-	d        *delivery
+	d        *msgDelivery
 	chunks   chan bdatChunk // next chunk for the consumer
 	consumed chan struct{}  // the consumer finished the current chunk
 	done     chan struct{}  // the delivery goroutine returned

@@ -59,14 +59,14 @@ type conn struct {
 
 	// Per-connection state reused by every message.
 	dr          dataReader
-	dlv         delivery
-	txv         transaction
+	dlv         msgDelivery
+	txv         mailTx
 	msgv        Message
 	hdrv        headerState // msgv's header, reused
 	onDataEnd   func()
 	hdr         headerScratch
 	rcvBuf      []byte
-	active      atomic.Pointer[delivery] // the delivery in flight, for the timers
+	active      atomic.Pointer[msgDelivery] // the delivery in flight, for the timers
 	budgetTimer *time.Timer
 	slowTimer   *time.Timer
 	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
@@ -97,15 +97,15 @@ type conn struct {
 	shuttingDown atomic.Bool
 
 	greeted      bool
-	tx           *transaction
+	tx           *mailTx
 	txSeq        int
 	errCount     int
 	authFailures int
 	quit         bool
 }
 
-// transaction is the state between MAIL and the end of the message.
-type transaction struct {
+// mailTx is the state between MAIL and the end of the message.
+type mailTx struct {
 	t      Transaction
 	from   Address
 	params MailParams
@@ -369,11 +369,7 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	banner := " ESMTP lmtpd ready"
-	if c.srv.Protocol == LMTP {
-		banner = " LMTP lmtpd ready"
-	}
-	c.writeReply(CodeReady, EnhancedCode{}, false, c.srv.hostname()+banner)
+	c.writeReply(CodeReady, EnhancedCode{}, false, c.srv.hostname()+c.srv.greeting())
 
 	for !c.quit {
 		if !c.nextCommand() {
@@ -715,7 +711,7 @@ func (c *conn) cmdMail(arg string) bool {
 	}
 	// The transaction value and its recipients' storage are reused by the
 	// connection (backends must not keep them past the transaction).
-	c.txv = transaction{t: t, from: from, params: c.txv.params, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
+	c.txv = mailTx{t: t, from: from, params: c.txv.params, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
 	c.tx = &c.txv
 	c.reply(CodeOK, ECAddressOK, "Sender OK")
 	return true
@@ -900,7 +896,7 @@ func (c *conn) drainLimit() int64 {
 // says.
 type trackingReader struct {
 	r io.Reader
-	d *delivery
+	d *msgDelivery
 }
 
 func (t *trackingReader) Read(p []byte) (int, error) {

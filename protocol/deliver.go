@@ -1,16 +1,13 @@
 package protocol
 
 import (
-	"errors"
 	"io"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
-// delivery runs one message through the backend and collects one status
+// msgDelivery runs one message through the backend and collects one status
 // per accepted recipient. It implements StatusSetter.
 //
 // Life cycle: run (header, then the backend's Data or Stage) while the
@@ -24,9 +21,9 @@ import (
 //
 // A connection reuses one delivery value, so a message costs no allocation
 // here; StatusSetter.Set must not be called after Data returns.
-type delivery struct {
+type msgDelivery struct {
 	c     *conn
-	tx    *transaction
+	tx    *mailTx
 	msg   *Message
 	start time.Time
 	track trackingReader
@@ -51,7 +48,7 @@ type delivery struct {
 // deliveries, the common case, never pay for the watcher.
 const watchDelay = 50 * time.Millisecond
 
-func (c *conn) newDelivery() *delivery {
+func (c *conn) newDelivery() *msgDelivery {
 	c.txSeq++
 	n := len(c.tx.rcpts)
 	d := &c.dlv
@@ -80,7 +77,7 @@ func (c *conn) newDelivery() *delivery {
 }
 
 // Set implements StatusSetter.
-func (d *delivery) Set(i int, err error) {
+func (d *msgDelivery) Set(i int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.finished || !d.st.set(i, err) {
@@ -93,7 +90,7 @@ func (d *delivery) Set(i int, err error) {
 
 // setStreamErr records that the message is refused as a whole; the first
 // such error wins.
-func (d *delivery) setStreamErr(err error) {
+func (d *msgDelivery) setStreamErr(err error) {
 	d.mu.Lock()
 	if d.streamErr == nil {
 		d.streamErr = err
@@ -104,7 +101,7 @@ func (d *delivery) setStreamErr(err error) {
 // inputEnded is called once the end of the message has been consumed
 // (the data reader's or the BDAT reader's end callback). It starts the
 // final-reply budget and the timer that starts the disconnect watcher.
-func (d *delivery) inputEnded() {
+func (d *msgDelivery) inputEnded() {
 	d.mu.Lock()
 	if d.inputDone {
 		d.mu.Unlock()
@@ -181,7 +178,7 @@ func (c *conn) deliverySlow() {
 // connection's context, which the backend holds, is cancelled. The
 // connection goroutine is inside the backend call then and does not touch
 // the reader. d.mu is held.
-func (d *delivery) startWatcherLocked() {
+func (d *msgDelivery) startWatcherLocked() {
 	c := d.c
 	done := make(chan struct{})
 	d.watchDone = done
@@ -207,7 +204,7 @@ func (d *delivery) startWatcherLocked() {
 
 // stopWatcher ends the disconnect watcher and the timers; no watcher can
 // start afterwards.
-func (d *delivery) stopWatcher() {
+func (d *msgDelivery) stopWatcher() {
 	c := d.c
 	c.stopTimers()
 	d.mu.Lock()
@@ -225,7 +222,7 @@ func (d *delivery) stopWatcher() {
 
 // run parses the header from r and hands the message to the backend. It
 // returns when the backend's call returns.
-func (d *delivery) run(r io.Reader) {
+func (d *msgDelivery) run(r io.Reader) {
 	c := d.c
 	hr := getHeaderReader(r)
 	defer putHeaderReader(hr)
@@ -267,7 +264,7 @@ func (d *delivery) run(r io.Reader) {
 // false when the connection broke or the message's end was not found
 // within the drain limit: then the session ends. It returns whether the
 // session goes on.
-func (c *conn) finishDelivery(d *delivery, intact bool) bool {
+func (c *conn) finishDelivery(d *msgDelivery, intact bool) bool {
 	d.stopWatcher()
 	defer func() {
 		c.active.Store(nil)
@@ -339,7 +336,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 // reply, in LMTP too: RFC 2033 gives one reply per recipient only at the
 // end of the message, and a failed BDAT command gets one reply (RFC 3030
 // section 2). The backend has returned.
-func (c *conn) failDelivery(d *delivery, err error) bool {
+func (c *conn) failDelivery(d *msgDelivery, err error) bool {
 	c.endDelivery(d, err)
 	c.replyErr(err)
 	return true
@@ -347,7 +344,7 @@ func (c *conn) failDelivery(d *delivery, err error) bool {
 
 // closeDelivery ends a refused transaction and the session: reply, or a
 // generic 421 when reply is nil, then the connection closes.
-func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
+func (c *conn) closeDelivery(d *msgDelivery, err error, reply *Error) bool {
 	c.endDelivery(d, err)
 	if reply == nil {
 		reply = NewError(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Error reading message, closing connection")
@@ -361,7 +358,7 @@ func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
 
 // endDelivery records err for every recipient, logs the outcome and ends
 // the transaction, for a delivery whose backend has returned.
-func (c *conn) endDelivery(d *delivery, err error) {
+func (c *conn) endDelivery(d *msgDelivery, err error) {
 	d.stopWatcher()
 	d.st.setAll(err)
 	d.logOutcome(d.st.errs)
@@ -374,7 +371,7 @@ func hasStager(t Transaction) bool { _, ok := t.(Stager); return ok }
 
 // flushLMTPLocked writes the statuses that are known, in RCPT order, and
 // flushes them to the client (RFC 2033 4.2). d.mu is held.
-func (d *delivery) flushLMTPLocked() {
+func (d *msgDelivery) flushLMTPLocked() {
 	c := d.c
 	if d.next >= len(d.st.done) || !d.st.done[d.next] {
 		return
@@ -395,37 +392,4 @@ func (d *delivery) flushLMTPLocked() {
 		c.log.Debug().Err(err).Msg("writing LMTP status")
 	}
 	c.wmu.Unlock()
-}
-
-// logOutcome writes one info line per recipient: the admin's record.
-func (d *delivery) logOutcome(statuses []error) {
-	c := d.c
-	dur := time.Since(d.start)
-	level := zerolog.InfoLevel
-	if c.srv.BackendLogsOutcomes {
-		level = zerolog.DebugLevel
-	}
-	for i, err := range statuses {
-		ev := c.log.WithLevel(level).
-			Str("msg", d.msg.ID).
-			Str("from", d.msg.From.String()).
-			Str("to", d.msg.Recipients[i].Address.String()).
-			Dur("duration", dur)
-		if err == nil {
-			ev.Int("code", CodeOK).Str("status", "delivered").Msg("delivery")
-			continue
-		}
-		e := c.errorFor(err)
-		if e.Temporary() {
-			ev = ev.Str("status", "deferred")
-		} else {
-			ev = ev.Str("status", "bounced")
-		}
-		if cause := errors.Unwrap(e); cause != nil {
-			ev = ev.AnErr("cause", cause)
-		} else if AsError(err) == nil {
-			ev = ev.AnErr("cause", err)
-		}
-		ev.Int("code", e.Code).Str("enhanced", e.Enhanced().String()).Str("reply", e.Message).Msg("delivery")
-	}
 }

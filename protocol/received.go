@@ -50,7 +50,12 @@ func (c *conn) receivedField(m *Message) []byte {
 	}
 	b = append(b, ")\r\n\tby "...)
 	b = appendHeaderWord(b, c.srv.hostname(), utf8OK)
-	b = append(b, " (lmtpd) with "...)
+	if c.srv.Software != "" {
+		b = append(b, " ("...)
+		b = appendCommentText(b, c.srv.Software)
+		b = append(b, ')')
+	}
+	b = append(b, " with "...)
 	b = append(b, protocolKeyword(st, m.Params.SMTPUTF8)...)
 	if st.TLS != nil {
 		b = append(b, " ("...)
@@ -125,6 +130,21 @@ func appendHeaderWord(b []byte, s string, utf8OK bool) []byte {
 		}
 		b = append(b, ch)
 		i++
+	}
+	return b
+}
+
+// appendCommentText appends s as the text of a header comment or a reply
+// word list: printable US-ASCII and spaces stay, anything that could end
+// the comment or break the line (controls, parentheses, backslash,
+// non-ASCII bytes) becomes '_'.
+func appendCommentText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch < ' ' || ch >= 0x7f || ch == '(' || ch == ')' || ch == '\\' {
+			ch = '_'
+		}
+		b = append(b, ch)
 	}
 	return b
 }

@@ -1,0 +1,82 @@
+package protocol
+
+import (
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Outcome is what became of one recipient of one message: the record
+// Server.OnOutcome receives.
+type Outcome struct {
+	// Conn is the connection the message came in on.
+	Conn *ConnState
+	// MessageID is the transaction id (Message.ID).
+	MessageID string
+	// From is the reverse-path; To the recipient.
+	From Address
+	To   *Recipient
+	// Err is nil when the recipient was delivered. Otherwise it is the
+	// status the backend (or the server) gave, and Reply the reply the
+	// client got for it (for a status that is not an *Error, the generic
+	// temporary failure).
+	Err   error
+	Reply *Error
+	// Duration is the time from the start of the message transfer to the
+	// outcome.
+	Duration time.Duration
+}
+
+// Temporary reports whether the recipient was deferred (a 4xx reply).
+func (o *Outcome) Temporary() bool { return o.Reply != nil && o.Reply.Temporary() }
+
+// logOutcome reports one outcome per recipient: to Server.OnOutcome if
+// set, and as the server's own line, at info level without a hook and at
+// debug level with one (see Server.OnOutcome).
+func (d *msgDelivery) logOutcome(statuses []error) {
+	c := d.c
+	dur := time.Since(d.start)
+	level := zerolog.InfoLevel
+	hook := c.srv.OnOutcome
+	if hook != nil {
+		level = zerolog.DebugLevel
+	}
+	var o Outcome
+	for i, err := range statuses {
+		o = Outcome{Conn: &c.state, MessageID: d.msg.ID, From: d.msg.From, To: d.msg.Recipients[i], Err: err, Duration: dur}
+		if err != nil {
+			o.Reply = c.errorFor(err)
+		}
+		if ev := c.log.WithLevel(level); ev.Enabled() {
+			logOutcomeLine(ev, &o)
+		}
+		if hook != nil {
+			hook(c.ctx, &o)
+		}
+	}
+}
+
+// logOutcomeLine writes o as the server's outcome line ("delivery").
+func logOutcomeLine(ev *zerolog.Event, o *Outcome) {
+	ev = ev.Str("msg", o.MessageID).
+		Str("from", o.From.String()).
+		Str("to", o.To.Address.String()).
+		Dur("duration", o.Duration)
+	if o.Err == nil {
+		ev.Int("code", CodeOK).Str("status", "delivered").Msg("delivery")
+		return
+	}
+	e := o.Reply
+	if e.Temporary() {
+		ev = ev.Str("status", "deferred")
+	} else {
+		ev = ev.Str("status", "bounced")
+	}
+	if cause := errors.Unwrap(e); cause != nil {
+		ev = ev.AnErr("cause", cause)
+	} else if AsError(o.Err) == nil {
+		ev = ev.AnErr("cause", o.Err)
+	}
+	ev.Int("code", e.Code).Str("enhanced", e.Enhanced().String()).Str("reply", e.Message).Msg("delivery")
+}
