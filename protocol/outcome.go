@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -31,28 +32,33 @@ type Outcome struct {
 // Temporary reports whether the recipient was deferred (a 4xx reply).
 func (o *Outcome) Temporary() bool { return o.Reply != nil && o.Reply.Temporary() }
 
-// logOutcome reports one outcome per recipient: to Server.OnOutcome if
-// set, and as the server's own line, at info level without a hook and at
-// debug level with one (see Server.OnOutcome).
+// logOutcome reports one outcome per recipient (see reportOutcomes).
 func (d *msgDelivery) logOutcome(statuses []error) {
 	c := d.c
-	dur := time.Since(d.start)
+	c.srv.reportOutcomes(c.ctx, &c.log, d.msg, statuses, time.Since(d.start))
+}
+
+// reportOutcomes reports what became of each recipient of msg: to
+// Server.OnOutcome if set, and as the server's own line, at info level
+// without a hook and at debug level with one (see Server.OnOutcome).
+// statuses[i] belongs to msg.Recipients[i].
+func (s *Server) reportOutcomes(ctx context.Context, log *zerolog.Logger, msg *Message, statuses []error, dur time.Duration) {
 	level := zerolog.InfoLevel
-	hook := c.srv.OnOutcome
+	hook := s.OnOutcome
 	if hook != nil {
 		level = zerolog.DebugLevel
 	}
 	var o Outcome
 	for i, err := range statuses {
-		o = Outcome{Conn: &c.state, MessageID: d.msg.ID, From: d.msg.From, To: d.msg.Recipients[i], Err: err, Duration: dur}
+		o = Outcome{Conn: msg.Conn, MessageID: msg.ID, From: msg.From, To: msg.Recipients[i], Err: err, Duration: dur}
 		if err != nil {
-			o.Reply = c.errorFor(err)
+			o.Reply = replyFor(err, msg.Conn.ID)
 		}
-		if ev := c.log.WithLevel(level); ev.Enabled() {
+		if ev := log.WithLevel(level); ev.Enabled() {
 			logOutcomeLine(ev, &o)
 		}
 		if hook != nil {
-			hook(c.ctx, &o)
+			hook(ctx, &o)
 		}
 	}
 }

@@ -67,19 +67,28 @@ func (c *conn) receivedField(m *Message) []byte {
 	b = append(b, "\r\n\tid "...)
 	b = append(b, m.ID...)
 	if len(m.Recipients) == 1 {
-		b = append(b, "\r\n\tfor <"...)
-		b = appendHeaderWord(b, m.Recipients[0].Address.LocalPart, utf8OK)
-		if m.Recipients[0].Address.Domain != "" {
-			b = append(b, '@')
-			b = appendHeaderWord(b, m.Recipients[0].Address.Domain, utf8OK)
-		}
-		b = append(b, '>')
+		b = appendFor(b, &m.Recipients[0].Address, utf8OK)
 	}
 	b = append(b, ";\r\n\t"...)
-	b = time.Now().AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
+	b = time.Now().AppendFormat(b, receivedDateLayout)
 	b = append(b, "\r\n"...)
 	c.rcvBuf = b
 	return b
+}
+
+// receivedDateLayout is the date-time of the Received field (RFC 5322
+// section 3.3), with the zone's name as a comment.
+const receivedDateLayout = "Mon, 02 Jan 2006 15:04:05 -0700 (MST)"
+
+// appendFor appends the Received field's "for" clause naming a.
+func appendFor(b []byte, a *Address, utf8OK bool) []byte {
+	b = append(b, "\r\n\tfor <"...)
+	b = appendHeaderWord(b, a.LocalPart, utf8OK)
+	if a.Domain != "" {
+		b = append(b, '@')
+		b = appendHeaderWord(b, a.Domain, utf8OK)
+	}
+	return append(b, '>')
 }
 
 // protocolKeyword returns the "with" keyword (RFC 3848 section 2, RFC 6531
