@@ -71,24 +71,8 @@ type conn struct {
 	slowTimer   *time.Timer
 	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
 
-	// Read deadline bookkeeping (see connReader). dataDeadline, when not
-	// zero, is the end of the current message transfer (DataTotalTimeout);
-	// lineDeadline the end of the command line being read (CommandTimeout
-	// for the whole line). Both are unix nanoseconds, 0 for none, and
-	// bound every network read. While rateOn is set (message text, with
-	// MinDataRate), rateCredit is the time, in nanoseconds, that reads may
-	// still spend waiting (see spendCredit).
-	dataDeadline  atomic.Int64
-	lineDeadline  atomic.Int64
-	rateOn        atomic.Bool
-	rateCredit    atomic.Int64
-	deadlineDirty atomic.Bool
-	deadline      time.Time     // the socket's read deadline, as last set by connReader
-	minTimeout    time.Duration // the shorter of the command and data timeouts
-
-	// readTimeout is the deadline applied to each network read: the
-	// command timeout, or the data timeout inside DATA and BDAT.
-	readTimeout atomic.Int64
+	// dl decides the deadline of each network read (see connReader).
+	dl readDeadlines
 	// idle is set while the session waits for a command outside a
 	// transaction; Shutdown interrupts such a read at once.
 	idle atomic.Bool
@@ -142,8 +126,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		Logger()
 	c.renewContext()
 	c.onDataEnd = c.dataEnded
-	c.readTimeout.Store(int64(orDur(s.CommandTimeout, DefaultCommandTimeout)))
-	c.minTimeout = min(orDur(s.CommandTimeout, DefaultCommandTimeout), orDur(s.DataTimeout, DefaultDataTimeout))
+	c.dl.init(s)
 	c.br = bufio.NewReaderSize(&connReader{c}, readBufferSize)
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
 	c.replyBuf = make([]byte, 0, 256)
@@ -176,13 +159,13 @@ func (r *connReader) Read(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	timeout := time.Duration(c.readTimeout.Load())
+	timeout := c.dl.readTimeout()
 	start := time.Now()
-	if !c.rateOn.Load() {
-		return r.read(p, start, timeout, 0)
+	creditEnd := c.dl.creditEnd(start)
+	n, err := r.read(p, start, timeout, creditEnd)
+	if creditEnd != 0 {
+		c.dl.spend(time.Since(start), n)
 	}
-	n, err := r.read(p, start, timeout, start.UnixNano()+c.rateCredit.Load())
-	c.spendCredit(time.Since(start), n)
 	return n, err
 }
 
@@ -195,22 +178,14 @@ func (r *connReader) read(p []byte, start time.Time, timeout time.Duration, cred
 		// not after the end of the transfer (DataTotalTimeout), of the
 		// command line, or of the data rate's credit.
 		want := start.Add(timeout)
-		if end := c.hardDeadline(); end != 0 && end < want.UnixNano() {
+		if end := c.dl.hard(); end != 0 && end < want.UnixNano() {
 			want = time.Unix(0, end)
 		}
 		if creditEnd != 0 && creditEnd < want.UnixNano() {
 			want = time.Unix(0, creditEnd)
 		}
-		// The socket's deadline is moved only when it would fire more
-		// than an eighth of the timeout too late, or when someone else
-		// moved it (interruptRead); one that fires too early is extended
-		// when it fires, below. It is set no further ahead than the
-		// shorter of the command and data timeouts, so that entering DATA
-		// does not have to bring it closer. A read so times out no earlier
-		// than its timeout and at most an eighth after it, and most reads,
-		// phase switches included, make no deadline call.
-		if c.deadlineDirty.Swap(false) || c.deadline.IsZero() || c.deadline.Sub(want) > timeout/8 {
-			c.armDeadline(start, want)
+		if c.dl.needsArm(want, timeout) {
+			c.dl.arm(c.nc, start, want)
 		}
 		// Checked after the deadline: interruptRead sets interrupt first
 		// and the deadline after, so one of the two stops this read.
@@ -226,51 +201,15 @@ func (r *connReader) read(p []byte, start time.Time, timeout time.Duration, cred
 			return n, err
 		}
 		// The socket's deadline came before this read's: read on.
-		c.armDeadline(now, want)
+		c.dl.arm(c.nc, now, want)
 	}
-}
-
-// hardDeadline returns the earlier of the transfer's and the command
-// line's deadlines (see conn.dataDeadline), or 0 for none.
-func (c *conn) hardDeadline() int64 {
-	d, l := c.dataDeadline.Load(), c.lineDeadline.Load()
-	if l != 0 && (d == 0 || l < d) {
-		return l
-	}
-	return d
-}
-
-// spendCredit accounts one read of message text that waited waited and
-// brought n octets: the credit shrinks by the wait and grows by the time n
-// octets buy at MinDataRate, up to DataTimeout. A transfer starts with
-// DataTimeout of credit (the grace) and reads may not wait past it, so a
-// client must keep up the minimum rate over any stretch longer than the
-// data timeout, however steadily it trickles. Only time spent waiting in
-// reads counts, as with Postfix's smtpd_min_data_rate: a backend that is
-// slow to read the body does not use up the client's credit.
-func (c *conn) spendCredit(waited time.Duration, n int) {
-	credit := c.rateCredit.Load() - int64(waited) + int64(n)*int64(time.Second)/int64(c.srv.minDataRate())
-	if limit := int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)); credit > limit {
-		credit = limit
-	}
-	c.rateCredit.Store(credit)
-}
-
-// armDeadline sets the socket's read deadline to want, or to now plus the
-// shorter phase timeout if that comes first.
-func (c *conn) armDeadline(now, want time.Time) {
-	if d := now.Add(c.minTimeout); d.Before(want) {
-		want = d
-	}
-	c.nc.SetReadDeadline(want)
-	c.deadline = want
 }
 
 // interruptRead makes a read in progress or about to start return at once
 // (errInterrupted or a timeout). The caller clears c.interrupt when done.
 func (c *conn) interruptRead() {
 	c.interrupt.Store(true)
-	c.deadlineDirty.Store(true)
+	c.dl.markDirty()
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -426,8 +365,8 @@ func (c *conn) nextCommand() bool {
 // trickling one byte per timeout holds the session for as long as it
 // likes (Postfix's smtpd_per_record_deadline, RFC 5321 4.5.3.2.7).
 func (c *conn) readLine(limit int) ([]byte, error) {
-	c.lineDeadline.Store(time.Now().Add(time.Duration(c.readTimeout.Load())).UnixNano())
-	defer c.lineDeadline.Store(0)
+	c.dl.startLine()
+	defer c.dl.endLine()
 	line, err := c.br.ReadSlice('\n')
 	if err == nil && len(line) <= limit {
 		return trimEOL(line), nil
@@ -809,7 +748,7 @@ func (c *conn) endTransaction() {
 		c.log.Warn().Err(err).Msg("closing transaction")
 	}
 	c.tx = nil
-	c.dataDeadline.Store(0)
+	c.dl.endTransaction()
 	c.state.XForward = XForward{}
 }
 
@@ -856,27 +795,12 @@ func (c *conn) cmdData(arg string) bool {
 }
 
 // startDataPhase switches the read deadline to the data timeout, bounded
-// by the total transfer limit.
-func (c *conn) startDataPhase() {
-	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
-	if c.srv.minDataRate() > 0 {
-		// The rate's grace: one data timeout's worth of credit.
-		c.rateCredit.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
-		c.rateOn.Store(true)
-	}
-	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
-		// connReader brings the socket's deadline closer if this end
-		// comes first.
-		c.dataDeadline.Store(time.Now().Add(total).UnixNano())
-	}
-}
+// by the total transfer limit and the data rate.
+func (c *conn) startDataPhase() { c.dl.startData() }
 
 // endDataPhase restores the command timeout. The total transfer limit
 // stays until the transaction ends (BDAT spans several commands).
-func (c *conn) endDataPhase() {
-	c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
-	c.rateOn.Store(false)
-}
+func (c *conn) endDataPhase() { c.dl.endData() }
 
 // dataEnded is the data reader's end callback (bound once per connection
 // in c.onDataEnd, since a method value allocates each time it is made).

@@ -110,8 +110,7 @@ func (d *msgDelivery) inputEnded() {
 	d.inputDone = true
 	// The transfer is over: its total limit no longer applies (the
 	// disconnect watcher reads on while the backend delivers).
-	d.c.dataDeadline.Store(0)
-	d.c.rateOn.Store(false)
+	d.c.dl.endTransfer()
 	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
 		d.ready = true
 		d.flushLMTPLocked()

@@ -59,7 +59,7 @@ func (c *conn) handshake(tc *tls.Conn) error {
 		return err
 	}
 	tc.SetDeadline(time.Time{})
-	c.deadlineDirty.Store(true) // connReader sets the read deadline again
+	c.dl.markDirty() // connReader sets the read deadline again
 	cs := tc.ConnectionState()
 	c.state.TLS = &cs
 	c.log.Info().Str("tls_version", tls.VersionName(cs.Version)).
