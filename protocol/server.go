@@ -545,7 +545,7 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 // and Shutdown returns ctx.Err() once their goroutines have returned. A
 // backend that heeds neither its context nor the closed connection holds
 // Shutdown (and Close) for as long as it runs: a caller that must stop by
-// a deadline waits for Shutdown with its own timer (cmd/lmtpd does).
+// a deadline waits for Shutdown with its own timer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.inShutdown.Store(true)
