@@ -1052,3 +1052,39 @@ func TestOnOutcome(t *testing.T) {
 		})
 	}
 }
+
+// TestSoftware: the software's name appears in the greeting and the
+// Received field only when set, made safe for both; the default names no
+// product.
+func TestSoftware(t *testing.T) {
+	tests := []struct {
+		software, greeting, by string
+	}{
+		{"", "220 mx.test LMTP ready", "\tby mx.test with LMTP\r\n"},
+		{"lmtpd", "220 mx.test LMTP lmtpd ready", "\tby mx.test (lmtpd) with LMTP\r\n"},
+		{"x(y)\\z\r\n", "220 mx.test LMTP x_y__z__ ready", "\tby mx.test (x_y__z__) with LMTP\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.software, func(t *testing.T) {
+			b := newFakeBackend()
+			s := &Server{Hostname: "mx.test", Protocol: LMTP, Software: tt.software, Backend: b}
+			c1, c2 := net.Pipe()
+			s.ServeConn(c1)
+			defer s.Close()
+			c := newClient(t, c2)
+			if got := c.expect("220"); got != tt.greeting {
+				t.Errorf("greeting %q, want %q", got, tt.greeting)
+			}
+			c.startLMTPData("", "b@example.test")
+			c.send("Subject: x", "", ".")
+			c.expect("250 2.0.0")
+			msgs := b.messages()
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages", len(msgs))
+			}
+			if got := msgs[0].Text(); !strings.Contains(got, tt.by) {
+				t.Errorf("Received field lacks %q:\n%s", tt.by, got)
+			}
+		})
+	}
+}
