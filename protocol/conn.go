@@ -63,6 +63,7 @@ type conn struct {
 	txv         mailTx
 	msgv        Message
 	hdrv        headerState // msgv's header, reused
+	outcome     Outcome     // Server.OnOutcome's argument, reused
 	onDataEnd   func()
 	hdr         headerScratch
 	rcvBuf      []byte

@@ -104,7 +104,7 @@ func (s *Server) DeliverLocal(ctx context.Context, env LocalEnvelope, r io.Reade
 	for j, i := range index {
 		statuses[i] = results[j]
 	}
-	s.reportOutcomes(ctx, &log, msg, results, time.Since(start))
+	s.reportOutcomes(ctx, &log, msg, results, time.Since(start), new(Outcome))
 	return statuses, nil
 }
 

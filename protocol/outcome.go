@@ -35,32 +35,34 @@ func (o *Outcome) Temporary() bool { return o.Reply != nil && o.Reply.Temporary(
 // logOutcome reports one outcome per recipient (see reportOutcomes).
 func (d *msgDelivery) logOutcome(statuses []error) {
 	c := d.c
-	c.srv.reportOutcomes(c.ctx, &c.log, d.msg, statuses, time.Since(d.start))
+	c.srv.reportOutcomes(c.ctx, &c.log, d.msg, statuses, time.Since(d.start), &c.outcome)
 }
 
 // reportOutcomes reports what became of each recipient of msg: to
 // Server.OnOutcome if set, and as the server's own line, at info level
 // without a hook and at debug level with one (see Server.OnOutcome).
-// statuses[i] belongs to msg.Recipients[i].
-func (s *Server) reportOutcomes(ctx context.Context, log *zerolog.Logger, msg *Message, statuses []error, dur time.Duration) {
+// statuses[i] belongs to msg.Recipients[i]. o is scratch space for the
+// hook's argument (a connection reuses one), so that reporting costs no
+// allocation.
+func (s *Server) reportOutcomes(ctx context.Context, log *zerolog.Logger, msg *Message, statuses []error, dur time.Duration, o *Outcome) {
 	level := zerolog.InfoLevel
 	hook := s.OnOutcome
 	if hook != nil {
 		level = zerolog.DebugLevel
 	}
-	var o Outcome
 	for i, err := range statuses {
-		o = Outcome{Conn: msg.Conn, MessageID: msg.ID, From: msg.From, To: msg.Recipients[i], Err: err, Duration: dur}
+		*o = Outcome{Conn: msg.Conn, MessageID: msg.ID, From: msg.From, To: msg.Recipients[i], Err: err, Duration: dur}
 		if err != nil {
 			o.Reply = replyFor(err, msg.Conn.ID)
 		}
 		if ev := log.WithLevel(level); ev.Enabled() {
-			logOutcomeLine(ev, &o)
+			logOutcomeLine(ev, o)
 		}
 		if hook != nil {
-			hook(ctx, &o)
+			hook(ctx, o)
 		}
 	}
+	*o = Outcome{} // keep nothing of the message alive
 }
 
 // logOutcomeLine writes o as the server's outcome line ("delivery").
