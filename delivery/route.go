@@ -343,27 +343,27 @@ func (tg *target) key() string {
 var (
 	// ErrUnknownUser: no user, alias or catch-all matches (X.1.1 bad
 	// destination mailbox address).
-	ErrUnknownUser = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.EnhancedCode{5, 1, 1}, "No such user here")
+	ErrUnknownUser = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.ECPermBadDestMailbox, "No such user here")
 	// ErrDomainNotServed is the LMTP answer for a domain that is not ours
 	// (X.1.2 bad destination system address): the MTA in front of us
 	// should not have sent it.
-	ErrDomainNotServed = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.EnhancedCode{5, 1, 2}, "Domain not served here")
+	ErrDomainNotServed = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.ECPermBadDestSystem, "Domain not served here")
 	// ErrRelayDenied is the SMTP answer for a domain that is not ours: we
 	// are not a relay (X.7.1 delivery not authorized).
-	ErrRelayDenied = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 7, 1}, "Relay access denied")
+	ErrRelayDenied = protocol.NewError(protocol.CodeTransactionFailed, protocol.ECPermNotAuthorized, "Relay access denied")
 	// ErrLookupFailed: a user lookup failed for a temporary reason (X.3.0).
-	ErrLookupFailed = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Temporary lookup failure, try again later")
+	ErrLookupFailed = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Temporary lookup failure, try again later")
 	// ErrBadMailboxName: the address cannot be mapped to a maildir path,
 	// for instance a local part too long for a file name (X.1.3).
-	ErrBadMailboxName = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 1, 3}, "Mailbox name not allowed")
+	ErrBadMailboxName = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.ECPermBadDestSyntax, "Mailbox name not allowed")
 	// ErrNonASCIILocalPart: an any-user domain without UTF8LocalParts
 	// got a non-ASCII user name: 553 5.6.7, "non-ASCII addresses not
 	// permitted for that sender/recipient", the code RFC 6531 registers
 	// for RCPT.
-	ErrNonASCIILocalPart = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 6, 7}, "Non-ASCII mailbox names are not accepted here")
+	ErrNonASCIILocalPart = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.ECPermNeedsUTF8, "Non-ASCII mailbox names are not accepted here")
 	// ErrLoop: the message already carries Delivered-To for this recipient
 	// (X.4.6 routing loop detected).
-	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.EnhancedCode{5, 4, 6}, "Mail loop detected: message already delivered to this recipient")
+	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.ECPermLoop, "Mail loop detected: message already delivered to this recipient")
 )
 
 // warnings returns what is wrong with a valid configuration without
@@ -413,7 +413,7 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	if ext != nil {
 		ok, err := ext.LookupUser(ctx, d.name, t.cfg.fold(base))
 		if err != nil {
-			return nil, protocol.WrapError(ErrLookupFailed.Code, ErrLookupFailed.EnhancedCode, ErrLookupFailed.Message, err)
+			return nil, ErrLookupFailed.Wrap(err)
 		}
 		if ok {
 			return t.one(d, t.cfg.fold(base), detail, addr, d.route, t.cfg.Maildir.CreateFolders)
@@ -459,12 +459,10 @@ func (t *table) anyUserName(d *domain, user string) (string, error) {
 		return t.cfg.fold(user), nil
 	}
 	if !d.utf8 {
-		return "", protocol.WrapError(ErrNonASCIILocalPart.Code, ErrNonASCIILocalPart.EnhancedCode, ErrNonASCIILocalPart.Message,
-			fmt.Errorf("delivery: non-ASCII user %q in any-user domain %s (utf8_local_parts is off)", user, d.name))
+		return "", ErrNonASCIILocalPart.Wrap(fmt.Errorf("delivery: non-ASCII user %q in any-user domain %s (utf8_local_parts is off)", user, d.name))
 	}
 	bad := func(why string, err error) error {
-		return protocol.WrapError(ErrBadMailboxName.Code, ErrBadMailboxName.EnhancedCode, ErrBadMailboxName.Message,
-			fmt.Errorf("delivery: user %q in any-user domain %s: %s: %v", user, d.name, why, err))
+		return ErrBadMailboxName.Wrap(fmt.Errorf("delivery: user %q in any-user domain %s: %s: %v", user, d.name, why, err))
 	}
 	p, err := precis.UsernameCasePreserved.String(user)
 	if err != nil {
@@ -526,7 +524,7 @@ func (t *table) one(d *domain, userName, detail, addr string, r *route, create b
 		}
 		p, err := r.tmpl.Expand(maildir.Vars{Domain: d.name, User: userName, LocalPart: lp, Detail: t.cfg.fold(detail)})
 		if err != nil {
-			return nil, protocol.WrapError(ErrBadMailboxName.Code, ErrBadMailboxName.EnhancedCode, ErrBadMailboxName.Message, err)
+			return nil, ErrBadMailboxName.Wrap(err)
 		}
 		tg.mailbox.Path = p
 		if t.cfg.Maildir.DetailFolders && detail != "" && !r.tmpl.UsesDetail() {

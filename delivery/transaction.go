@@ -120,7 +120,7 @@ func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 func (t *transaction) Commit(ctx context.Context) error {
 	d := t.staged
 	if d == nil {
-		return protocol.WrapError(maildir.ReplyIOError.Code, maildir.ReplyIOError.EnhancedCode, maildir.ReplyIOError.Message, errNotStaged)
+		return maildir.ReplyIOError.Wrap(errNotStaged)
 	}
 	t.staged = nil
 	d.commitMaildir(ctx)
@@ -579,7 +579,7 @@ func (d *delivery) settle() {
 				done = false
 				break
 			}
-			res = worse(res, j.err)
+			res = protocol.WorseStatus(res, j.err)
 		}
 		if !done {
 			continue
@@ -592,32 +592,15 @@ func (d *delivery) settle() {
 	}
 }
 
-// worse picks the outcome a recipient with two destinations gets: a
-// failure over success, and a temporary failure over a permanent one, so
-// that no destination loses the message for good while another could
-// still get it on a retry.
-func worse(a, b error) error {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	pa, pb := protocol.AsError(a), protocol.AsError(b)
-	if pa != nil && !pa.Temporary() && (pb == nil || pb.Temporary()) {
-		return b
-	}
-	return a
-}
-
 // firstError settles every recipient and returns the outcome the single
 // SMTP reply should carry: nil if every job succeeded, else a temporary
-// failure if there is one, else the first permanent one.
+// failure if there is one, else the first permanent one (the fold rule,
+// protocol.WorseStatus).
 func (d *delivery) firstError() error {
 	var res error
 	for _, j := range d.jobs {
 		if j.done {
-			res = worse(res, j.err)
+			res = protocol.WorseStatus(res, j.err)
 		}
 	}
 	return res
@@ -637,7 +620,7 @@ func (d *delivery) logAll(ctx context.Context) {
 
 // errNotDelivered marks jobs left undone because another recipient failed
 // in a staged (all-or-nothing) transaction.
-var errNotDelivered = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Not delivered: another recipient of the message failed")
+var errNotDelivered = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Not delivered: another recipient of the message failed")
 
 // log writes the one line per recipient outcome.
 func (d *delivery) log(ctx context.Context, i int, err error) {

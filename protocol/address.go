@@ -60,9 +60,9 @@ const (
 // path (RFC 3463 section 3.2).
 func pathError(rcpt bool, msg string) *Error {
 	if rcpt {
-		return NewError(CodeParamSyntax, ecBadDest, msg)
+		return NewError(CodeParamSyntax, ECPermBadDestSyntax, msg)
 	}
-	return NewError(CodeParamSyntax, ecBadSender, msg)
+	return NewError(CodeParamSyntax, ECPermBadSender, msg)
 }
 
 // parsePath parses the Reverse-path (rcpt false) or Forward-path (rcpt

@@ -176,9 +176,9 @@ func TestParsePathErrors(t *testing.T) {
 					t.Fatalf("parsePath(%q) = %+v, rest %q; want error %q", tc.in, a, rest, tc.msg)
 				}
 				e := AsError(err)
-				want := ecBadSender
+				want := ECPermBadSender
 				if rcpt {
-					want = ecBadDest
+					want = ECPermBadDestSyntax
 				}
 				if e == nil || e.Code != CodeParamSyntax || e.EnhancedCode != want || e.Message != tc.msg {
 					t.Fatalf("parsePath(%q) error %v; want 501 %v %q", tc.in, err, want, tc.msg)
@@ -227,7 +227,7 @@ func TestParseAddress(t *testing.T) {
 				return
 			}
 			e := AsError(err)
-			if e == nil || e.Code != CodeParamSyntax || e.EnhancedCode != ecBadDest || e.Message != tc.msg {
+			if e == nil || e.Code != CodeParamSyntax || e.EnhancedCode != ECPermBadDestSyntax || e.Message != tc.msg {
 				t.Fatalf("ParseAddress(%q) = %+v, %v; want 501 5.1.3 %q", tc.in, a, err, tc.msg)
 			}
 		})

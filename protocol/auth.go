@@ -42,37 +42,60 @@ type SASLServer interface {
 	Username() string
 }
 
-// Replies of RFC 4954 section 6.
+// Replies of RFC 4954 section 6 that an Authenticator may return itself
+// (AuthError maps the sasl package's errors to them).
 var (
-	errAuthInvalid     = NewError(CodeAuthFailed, EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
-	errAuthCancelled   = NewError(CodeParamSyntax, EnhancedCode{5, 7, 0}, "Authentication cancelled")
-	errAuthBadBase64   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Invalid base64 data")
-	errAuthUnknownMech = NewError(CodeParamNotImpl, EnhancedCode{5, 5, 4}, "Unrecognized authentication type")
-	errAuthNeedsTLS    = NewError(CodeEncryptionRequired, EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
-	errAuthLineTooLong = NewError(CodeSyntaxError, EnhancedCode{5, 5, 6}, "Authentication exchange line is too long")
-	errAuthMalformed   = NewError(CodeParamSyntax, EnhancedCode{5, 5, 2}, "Malformed authentication exchange")
-	errAuthTemporary   = NewError(CodeTempAuthFailure, EnhancedCode{4, 7, 0}, "Temporary authentication failure")
-	errAuthBudget      = NewError(CodeServiceUnavailable, EnhancedCode{4, 7, 0}, "Too many authentication failures from your address, try again later")
-	errAuthBusy        = NewError(CodeTempAuthFailure, EnhancedCode{4, 7, 0}, "Too many authentications in progress, try again later")
+	// ErrAuthInvalid: the credentials were not proven, 535 5.7.8.
+	ErrAuthInvalid = NewError(CodeAuthFailed, ECPermAuthInvalid, "Authentication credentials invalid")
+	// ErrAuthMalformed: the client broke the mechanism, 501 5.5.2.
+	ErrAuthMalformed = NewError(CodeParamSyntax, ECPermSyntax, "Malformed authentication exchange")
+	// ErrAuthTemporary: the credentials could not be checked (a store
+	// that failed), 454 4.7.0.
+	ErrAuthTemporary = NewError(CodeTempAuthFailure, ECTempSecurity, "Temporary authentication failure")
+	// ErrAuthUnknownMechanism: the mechanism is not offered, 504 5.5.4.
+	ErrAuthUnknownMechanism = NewError(CodeParamNotImpl, ECPermInvalidArgs, "Unrecognized authentication type")
+)
+
+// Replies of RFC 4954 section 6 that only the server sends.
+var (
+	errAuthCancelled   = NewError(CodeParamSyntax, ECPermSecurity, "Authentication cancelled")
+	errAuthBadBase64   = NewError(CodeParamSyntax, ECPermSyntax, "Invalid base64 data")
+	errAuthNeedsTLS    = NewError(CodeEncryptionRequired, ECPermEncryptionRequired, "Encryption required for requested authentication mechanism")
+	errAuthLineTooLong = NewError(CodeSyntaxError, ECPermAuthLineLong, "Authentication exchange line is too long")
+	errAuthBudget      = NewError(CodeServiceUnavailable, ECTempSecurity, "Too many authentication failures from your address, try again later")
+	errAuthBusy        = NewError(CodeTempAuthFailure, ECTempSecurity, "Too many authentications in progress, try again later")
 )
 
 // errBudgetUsed ends an exchange whose step could not reserve a failure
 // against the client address's budget.
 var errBudgetUsed = errors.New("per-address AUTH failure budget used up")
 
-// authReply maps an error from a SASL exchange to its reply and says
-// whether it counts as a failed attempt.
-func authReply(err error) (*Error, bool) {
-	switch {
-	case AsError(err) != nil:
-		e := AsError(err)
-		return e, !e.Temporary()
-	case errors.Is(err, sasl.ErrMalformed):
-		return errAuthMalformed, true
-	case errors.Is(err, sasl.ErrAuthFailed), errors.Is(err, gosasl.ErrUnexpectedClientResponse):
-		return errAuthInvalid, true
+// AuthError returns the reply for an error from a SASL exchange (RFC 4954
+// section 6): an *Error in err's chain as it is; sasl.ErrMalformed
+// ErrAuthMalformed (501 5.5.2); sasl.ErrAuthFailed and go-sasl's
+// ErrUnexpectedClientResponse ErrAuthInvalid (535 5.7.8); anything else (a
+// credential store that failed) ErrAuthTemporary (454 4.7.0). The reply
+// carries err as its cause, for the log. The server maps what
+// SASLServer.Next returns with it; an Authenticator may call it to see
+// the reply its error will get (to count outcomes, for example).
+func AuthError(err error) *Error {
+	if e := AsError(err); e != nil {
+		return e
 	}
-	return errAuthTemporary, false
+	switch {
+	case errors.Is(err, sasl.ErrMalformed):
+		return ErrAuthMalformed.Wrap(err)
+	case errors.Is(err, sasl.ErrAuthFailed), errors.Is(err, gosasl.ErrUnexpectedClientResponse):
+		return ErrAuthInvalid.Wrap(err)
+	}
+	return ErrAuthTemporary.Wrap(err)
+}
+
+// authReply maps an error from a SASL exchange to its reply (AuthError)
+// and says whether it counts as a failed attempt: a permanent reply does.
+func authReply(err error) (*Error, bool) {
+	e := AuthError(err)
+	return e, !e.Temporary()
 }
 
 func (c *conn) authMechanisms() []string {
@@ -101,22 +124,22 @@ func (c *conn) offeredUnderTLS(mech string) bool {
 func (c *conn) cmdAuth(arg string) bool {
 	switch {
 	case c.srv.Auth == nil:
-		c.reply(CodeNotImplemented, ecBadCommand, "AUTH not available")
+		c.reply(CodeNotImplemented, ECPermInvalidCommand, "AUTH not available")
 		return c.countError()
 	case !c.greeted || !c.state.ESMTP:
-		c.reply(CodeBadSequence, ecBadCommand, "Send EHLO first")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Send EHLO first")
 		return c.countError()
 	case c.state.AuthIdentity != "":
-		c.reply(CodeBadSequence, ecBadCommand, "Already authenticated")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Already authenticated")
 		return c.countError()
 	case c.tx != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "AUTH not allowed during a mail transaction")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "AUTH not allowed during a mail transaction")
 		return c.countError()
 	}
 	mech, ir, _ := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
 	if mech == "" {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: AUTH mechanism [initial-response]")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: AUTH mechanism [initial-response]")
 		return c.countError()
 	}
 	offered := false
@@ -132,7 +155,7 @@ func (c *conn) cmdAuth(arg string) bool {
 			// encrypted connection.
 			c.replyErr(errAuthNeedsTLS)
 		} else {
-			c.replyErr(errAuthUnknownMech)
+			c.replyErr(ErrAuthUnknownMechanism)
 		}
 		return c.countError()
 	}
@@ -181,7 +204,7 @@ func (c *conn) cmdAuth(arg string) bool {
 		if done {
 			c.state.AuthIdentity = srv.Username()
 			c.log.Info().Str("mech", mech).Str("user", c.state.AuthIdentity).Msg("authenticated")
-			c.reply(CodeAuthSucceeded, EnhancedCode{2, 7, 0}, "Authentication successful")
+			c.reply(CodeAuthSucceeded, ECSecurityOK, "Authentication successful")
 			return true
 		}
 		c.writeReply(CodeAuthContinue, EnhancedCode{}, false, base64.StdEncoding.EncodeToString(challenge))
@@ -269,7 +292,7 @@ func (c *conn) authFailed(e *Error) bool {
 	}
 	c.replyErr(e)
 	if c.authFailures >= orInt(c.srv.MaxAuthFailures, DefaultMaxAuthFailures) {
-		c.reply(CodeServiceUnavailable, ecTempPolicy, c.srv.hostname()+" Too many authentication failures, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempSecurity, c.srv.hostname()+" Too many authentication failures, closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -408,5 +431,5 @@ func (a *PasswordAuth) NewServer(ctx context.Context, conn *ConnState, mech stri
 	case sasl.MechLogin:
 		return sasl.NewLoginServer(check), nil
 	}
-	return nil, errAuthUnknownMech
+	return nil, ErrAuthUnknownMechanism
 }

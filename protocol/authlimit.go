@@ -23,7 +23,7 @@ var ErrAuthBusy = errors.New("protocol: too many authentications in progress")
 // each for at most the queue timeout, and are then told 454 4.7.0.
 //
 // Why: an argon2id verification allocates the hash's memory parameter
-// (m, 64 MiB for lmtpd hash-password's default) and keeps a core busy, so
+// (m, 64 MiB with the sasl package's default parameters) and keeps a core busy, so
 // verifications beyond the number of cores finish no sooner and only add
 // memory. With a limit of N slots, the memory of the verifications in
 // progress is at most N × m_max, however many clients send AUTH; see

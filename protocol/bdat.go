@@ -41,7 +41,7 @@ type bdatChunk struct {
 // goroutine (consumer).
 type bdatState struct {
 	c        *conn
-	d        *delivery
+	d        *msgDelivery
 	chunks   chan bdatChunk // next chunk for the consumer
 	consumed chan struct{}  // the consumer finished the current chunk
 	done     chan struct{}  // the delivery goroutine returned
@@ -178,7 +178,7 @@ func (c *conn) cmdBdat(arg string) bool {
 		// Without a valid size the chunk's end is unknown: its bytes would be
 		// read as commands. Close the connection instead (RFC 3030 allows the
 		// server to close after a syntax error in BDAT).
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: BDAT size [LAST]; closing connection")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: BDAT size [LAST]; closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -210,7 +210,7 @@ func (c *conn) cmdBdat(arg string) bool {
 		if !c.discardChunk(0, size) {
 			return false
 		}
-		c.reply(CodeBadSequence, ecBadCommand, refuse)
+		c.reply(CodeBadSequence, ECPermInvalidCommand, refuse)
 		return c.countError()
 	}
 
@@ -234,7 +234,7 @@ func (c *conn) cmdBdat(arg string) bool {
 			b.release()
 			return c.failDelivery(b.d, err)
 		}
-		c.reply(CodeOK, ecOK, strconv.FormatInt(size, 10)+" octets received")
+		c.reply(CodeOK, ECOK, strconv.FormatInt(size, 10)+" octets received")
 		return true
 	}
 	// LAST: the whole message is in; wait for the backend and answer.
@@ -259,7 +259,7 @@ func (c *conn) bdatTooBig(b *bdatState, size int64, last bool) bool {
 	if lim := c.drainLimit(); size > lim-b.total {
 		c.log.Info().Str("msg", d.msg.ID).Int64("chunk", size).Int64("received", b.total).
 			Msg("BDAT chunk far over the size limit, closing connection")
-		return c.closeDelivery(d, ErrMessageTooBig, NewError(CodeServiceUnavailable, EnhancedCode{4, 3, 4},
+		return c.closeDelivery(d, ErrMessageTooBig, NewError(CodeServiceUnavailable, ECTempMessageTooBig,
 			c.srv.hostname()+" Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets; closing connection"))
 	}
 	if !c.discard(size) {
@@ -364,7 +364,7 @@ func (c *conn) bdatBroken(b *bdatState) bool {
 func (c *conn) discardChunk(received, size int64) bool {
 	if lim := c.drainLimit(); lim > 0 && size > lim-received {
 		c.log.Info().Int64("chunk", size).Msg("refused BDAT chunk over the drain bound, closing connection")
-		c.reply(CodeServiceUnavailable, EnhancedCode{4, 3, 4}, c.srv.hostname()+" BDAT chunk too big to skip; closing connection")
+		c.reply(CodeServiceUnavailable, ECTempMessageTooBig, c.srv.hostname()+" BDAT chunk too big to skip; closing connection")
 		c.bw.Flush()
 		return false
 	}

@@ -59,36 +59,21 @@ type conn struct {
 
 	// Per-connection state reused by every message.
 	dr          dataReader
-	dlv         delivery
-	txv         transaction
+	dlv         msgDelivery
+	txv         mailTx
 	msgv        Message
 	hdrv        headerState // msgv's header, reused
+	outcome     Outcome     // Server.OnOutcome's argument, reused
 	onDataEnd   func()
 	hdr         headerScratch
 	rcvBuf      []byte
-	active      atomic.Pointer[delivery] // the delivery in flight, for the timers
+	active      atomic.Pointer[msgDelivery] // the delivery in flight, for the timers
 	budgetTimer *time.Timer
 	slowTimer   *time.Timer
 	budgetAt    atomic.Int64 // unix nanoseconds when the current budget ends
 
-	// Read deadline bookkeeping (see connReader). dataDeadline, when not
-	// zero, is the end of the current message transfer (DataTotalTimeout);
-	// lineDeadline the end of the command line being read (CommandTimeout
-	// for the whole line). Both are unix nanoseconds, 0 for none, and
-	// bound every network read. While rateOn is set (message text, with
-	// MinDataRate), rateCredit is the time, in nanoseconds, that reads may
-	// still spend waiting (see spendCredit).
-	dataDeadline  atomic.Int64
-	lineDeadline  atomic.Int64
-	rateOn        atomic.Bool
-	rateCredit    atomic.Int64
-	deadlineDirty atomic.Bool
-	deadline      time.Time     // the socket's read deadline, as last set by connReader
-	minTimeout    time.Duration // the shorter of the command and data timeouts
-
-	// readTimeout is the deadline applied to each network read: the
-	// command timeout, or the data timeout inside DATA and BDAT.
-	readTimeout atomic.Int64
+	// dl decides the deadline of each network read (see connReader).
+	dl readDeadlines
 	// idle is set while the session waits for a command outside a
 	// transaction; Shutdown interrupts such a read at once.
 	idle atomic.Bool
@@ -97,15 +82,15 @@ type conn struct {
 	shuttingDown atomic.Bool
 
 	greeted      bool
-	tx           *transaction
+	tx           *mailTx
 	txSeq        int
 	errCount     int
 	authFailures int
 	quit         bool
 }
 
-// transaction is the state between MAIL and the end of the message.
-type transaction struct {
+// mailTx is the state between MAIL and the end of the message.
+type mailTx struct {
 	t      Transaction
 	from   Address
 	params MailParams
@@ -142,8 +127,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		Logger()
 	c.renewContext()
 	c.onDataEnd = c.dataEnded
-	c.readTimeout.Store(int64(orDur(s.CommandTimeout, DefaultCommandTimeout)))
-	c.minTimeout = min(orDur(s.CommandTimeout, DefaultCommandTimeout), orDur(s.DataTimeout, DefaultDataTimeout))
+	c.dl.init(s)
 	c.br = bufio.NewReaderSize(&connReader{c}, readBufferSize)
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
 	c.replyBuf = make([]byte, 0, 256)
@@ -176,13 +160,13 @@ func (r *connReader) Read(p []byte) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	timeout := time.Duration(c.readTimeout.Load())
+	timeout := c.dl.readTimeout()
 	start := time.Now()
-	if !c.rateOn.Load() {
-		return r.read(p, start, timeout, 0)
+	creditEnd := c.dl.creditEnd(start)
+	n, err := r.read(p, start, timeout, creditEnd)
+	if creditEnd != 0 {
+		c.dl.spend(time.Since(start), n)
 	}
-	n, err := r.read(p, start, timeout, start.UnixNano()+c.rateCredit.Load())
-	c.spendCredit(time.Since(start), n)
 	return n, err
 }
 
@@ -195,22 +179,14 @@ func (r *connReader) read(p []byte, start time.Time, timeout time.Duration, cred
 		// not after the end of the transfer (DataTotalTimeout), of the
 		// command line, or of the data rate's credit.
 		want := start.Add(timeout)
-		if end := c.hardDeadline(); end != 0 && end < want.UnixNano() {
+		if end := c.dl.hard(); end != 0 && end < want.UnixNano() {
 			want = time.Unix(0, end)
 		}
 		if creditEnd != 0 && creditEnd < want.UnixNano() {
 			want = time.Unix(0, creditEnd)
 		}
-		// The socket's deadline is moved only when it would fire more
-		// than an eighth of the timeout too late, or when someone else
-		// moved it (interruptRead); one that fires too early is extended
-		// when it fires, below. It is set no further ahead than the
-		// shorter of the command and data timeouts, so that entering DATA
-		// does not have to bring it closer. A read so times out no earlier
-		// than its timeout and at most an eighth after it, and most reads,
-		// phase switches included, make no deadline call.
-		if c.deadlineDirty.Swap(false) || c.deadline.IsZero() || c.deadline.Sub(want) > timeout/8 {
-			c.armDeadline(start, want)
+		if c.dl.needsArm(want, timeout) {
+			c.dl.arm(c.nc, start, want)
 		}
 		// Checked after the deadline: interruptRead sets interrupt first
 		// and the deadline after, so one of the two stops this read.
@@ -226,51 +202,15 @@ func (r *connReader) read(p []byte, start time.Time, timeout time.Duration, cred
 			return n, err
 		}
 		// The socket's deadline came before this read's: read on.
-		c.armDeadline(now, want)
+		c.dl.arm(c.nc, now, want)
 	}
-}
-
-// hardDeadline returns the earlier of the transfer's and the command
-// line's deadlines (see conn.dataDeadline), or 0 for none.
-func (c *conn) hardDeadline() int64 {
-	d, l := c.dataDeadline.Load(), c.lineDeadline.Load()
-	if l != 0 && (d == 0 || l < d) {
-		return l
-	}
-	return d
-}
-
-// spendCredit accounts one read of message text that waited waited and
-// brought n octets: the credit shrinks by the wait and grows by the time n
-// octets buy at MinDataRate, up to DataTimeout. A transfer starts with
-// DataTimeout of credit (the grace) and reads may not wait past it, so a
-// client must keep up the minimum rate over any stretch longer than the
-// data timeout, however steadily it trickles. Only time spent waiting in
-// reads counts, as with Postfix's smtpd_min_data_rate: a backend that is
-// slow to read the body does not use up the client's credit.
-func (c *conn) spendCredit(waited time.Duration, n int) {
-	credit := c.rateCredit.Load() - int64(waited) + int64(n)*int64(time.Second)/int64(c.srv.minDataRate())
-	if limit := int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)); credit > limit {
-		credit = limit
-	}
-	c.rateCredit.Store(credit)
-}
-
-// armDeadline sets the socket's read deadline to want, or to now plus the
-// shorter phase timeout if that comes first.
-func (c *conn) armDeadline(now, want time.Time) {
-	if d := now.Add(c.minTimeout); d.Before(want) {
-		want = d
-	}
-	c.nc.SetReadDeadline(want)
-	c.deadline = want
 }
 
 // interruptRead makes a read in progress or about to start return at once
 // (errInterrupted or a timeout). The caller clears c.interrupt when done.
 func (c *conn) interruptRead() {
 	c.interrupt.Store(true)
-	c.deadlineDirty.Store(true)
+	c.dl.markDirty()
 	c.nc.SetReadDeadline(time.Now())
 }
 
@@ -301,9 +241,9 @@ func (c *conn) renewContext() {
 func (c *conn) refuse(reason string) {
 	c.log.Warn().Str("reason", reason).Msg("connection refused")
 	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	ec := ecTempPolicy
+	ec := ECTempSecurity
 	if reason == "shutdown" {
-		ec = ecSysNotAccepting
+		ec = ECTempNotAccepting
 	}
 	c.reply(CodeServiceUnavailable, ec, c.srv.hostname()+" "+reasonText(reason))
 	c.bw.Flush()
@@ -340,7 +280,7 @@ func (c *conn) serve() {
 		if v := recover(); v != nil {
 			c.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("session panicked")
 			c.wmu.Lock()
-			c.reply(CodeServiceUnavailable, ecTempSys, "Internal error, closing connection (session "+c.state.ID+")")
+			c.reply(CodeServiceUnavailable, ECTempSystem, "Internal error, closing connection (session "+c.state.ID+")")
 			c.bw.Flush()
 			c.wmu.Unlock()
 		}
@@ -361,7 +301,7 @@ func (c *conn) serve() {
 		if err := cc.CheckConn(c.ctx, &c.state); err != nil {
 			e := AsError(err)
 			if e == nil {
-				e = NewError(CodeTransactionFailed, ecPolicy, "Connection refused")
+				e = NewError(CodeTransactionFailed, ECPermSecurity, "Connection refused")
 			}
 			c.log.Info().Err(err).Msg("connection refused by backend")
 			c.replyErr(e)
@@ -369,11 +309,7 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	banner := " ESMTP lmtpd ready"
-	if c.srv.Protocol == LMTP {
-		banner = " LMTP lmtpd ready"
-	}
-	c.writeReply(CodeReady, EnhancedCode{}, false, c.srv.hostname()+banner)
+	c.writeReply(CodeReady, EnhancedCode{}, false, c.srv.hostname()+c.srv.greeting())
 
 	for !c.quit {
 		if !c.nextCommand() {
@@ -387,7 +323,7 @@ func (c *conn) serve() {
 // connection must close.
 func (c *conn) nextCommand() bool {
 	if c.shuttingDown.Load() && c.tx == nil {
-		c.reply(CodeServiceUnavailable, ecSysNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -397,16 +333,16 @@ func (c *conn) nextCommand() bool {
 	switch {
 	case err == nil:
 	case errors.Is(err, errLineTooLong):
-		c.reply(CodeSyntaxError, ecSyntax, "Line too long")
+		c.reply(CodeSyntaxError, ECPermSyntax, "Line too long")
 		return c.countError()
 	case c.shuttingDown.Load() && (errors.Is(err, errInterrupted) || isTimeout(err)):
 		c.interrupt.Store(false)
-		c.reply(CodeServiceUnavailable, ecSysNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempNotAccepting, c.srv.hostname()+" Service shutting down, closing connection")
 		c.bw.Flush()
 		return false
 	case isTimeout(err):
 		c.log.Info().Msg("command timeout")
-		c.reply(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Timeout waiting for command, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Timeout waiting for command, closing connection")
 		c.bw.Flush()
 		return false
 	default:
@@ -430,8 +366,8 @@ func (c *conn) nextCommand() bool {
 // trickling one byte per timeout holds the session for as long as it
 // likes (Postfix's smtpd_per_record_deadline, RFC 5321 4.5.3.2.7).
 func (c *conn) readLine(limit int) ([]byte, error) {
-	c.lineDeadline.Store(time.Now().Add(time.Duration(c.readTimeout.Load())).UnixNano())
-	defer c.lineDeadline.Store(0)
+	c.dl.startLine()
+	defer c.dl.endLine()
 	line, err := c.br.ReadSlice('\n')
 	if err == nil && len(line) <= limit {
 		return trimEOL(line), nil
@@ -468,7 +404,7 @@ func (c *conn) countError() bool {
 	c.errCount++
 	if c.errCount >= orInt(c.srv.MaxErrors, DefaultMaxErrors) {
 		c.log.Info().Int("errors", c.errCount).Msg("too many errors")
-		c.reply(CodeServiceUnavailable, ecTempPolicy, c.srv.hostname()+" Too many errors, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempSecurity, c.srv.hostname()+" Too many errors, closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -533,20 +469,20 @@ func (c *conn) dispatch(verb, arg string) bool {
 		switch verb {
 		case "EHLO", "HELO", "LHLO", "NOOP", "RSET", "QUIT", "STARTTLS":
 		default:
-			c.reply(CodeAuthRequired, ecPolicy, "Must issue a STARTTLS command first")
+			c.reply(CodeAuthRequired, ECPermSecurity, "Must issue a STARTTLS command first")
 			return c.countError()
 		}
 	}
 	switch verb {
 	case "EHLO", "HELO":
 		if c.srv.Protocol == LMTP {
-			c.reply(CodeSyntaxError, ecBadCommand, "This is an LMTP server: use LHLO")
+			c.reply(CodeSyntaxError, ECPermInvalidCommand, "This is an LMTP server: use LHLO")
 			return c.countError()
 		}
 		return c.cmdHello(verb, arg)
 	case "LHLO":
 		if c.srv.Protocol != LMTP {
-			c.reply(CodeSyntaxError, ecBadCommand, "Unrecognized command")
+			c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
 			return c.countError()
 		}
 		return c.cmdHello(verb, arg)
@@ -560,26 +496,26 @@ func (c *conn) dispatch(verb, arg string) bool {
 		return c.cmdBdat(arg)
 	case "RSET":
 		if arg != "" {
-			c.reply(CodeParamSyntax, ecBadArgs, "Syntax: RSET")
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: RSET")
 			return c.countError()
 		}
 		c.endTransaction()
-		c.reply(CodeOK, ecOK, "Reset OK")
+		c.reply(CodeOK, ECOK, "Reset OK")
 	case "NOOP":
-		c.reply(CodeOK, ecOK, "OK")
+		c.reply(CodeOK, ECOK, "OK")
 	case "QUIT":
-		c.reply(CodeClosing, ecClosing, c.srv.hostname()+" Bye")
+		c.reply(CodeClosing, ECOK, c.srv.hostname()+" Bye")
 		c.bw.Flush()
 		c.quit = true
 	case "VRFY", "EXPN":
 		// RFC 5321 3.5.3: 252 says nothing about whether the user exists.
 		if arg == "" {
-			c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" <address>")
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: "+verb+" <address>")
 			return c.countError()
 		}
-		c.reply(CodeCannotVerify, ecCannotVerify, "Cannot verify user, but will accept message and attempt delivery")
+		c.reply(CodeCannotVerify, ECProtocolOK, "Cannot verify user, but will accept message and attempt delivery")
 	case "HELP":
-		c.reply(CodeHelp, ecOK, "See RFC 5321 and RFC 2033; commands: LHLO EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
+		c.reply(CodeHelp, ECOK, "See RFC 5321 and RFC 2033; commands: LHLO EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
 	case "STARTTLS":
 		return c.cmdStartTLS(arg)
 	case "AUTH":
@@ -587,7 +523,7 @@ func (c *conn) dispatch(verb, arg string) bool {
 	case "XFORWARD":
 		return c.cmdXForward(arg)
 	default:
-		c.reply(CodeSyntaxError, ecBadCommand, "Unrecognized command")
+		c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
 		return c.countError()
 	}
 	return true
@@ -606,7 +542,7 @@ func (c *conn) cmdHello(verb, arg string) bool {
 	// EHLO and LHLO (whose reply offers SMTPUTF8, RFC 6531 section 3.7.1)
 	// also UTF-8 that cannot break a header (isHeaderWord).
 	if !isHeaderWord(arg, verb != "HELO") {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: "+verb+" hostname")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: "+verb+" hostname")
 		return c.countError()
 	}
 	// RFC 5321 4.1.4: HELO/EHLO resets the transaction state.
@@ -670,18 +606,18 @@ func cutKeyword(arg, kw string) (string, bool) {
 func (c *conn) cmdMail(arg string) bool {
 	switch {
 	case !c.greeted:
-		c.reply(CodeBadSequence, ecBadCommand, "Send "+c.helloVerb()+" first")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Send "+c.helloVerb()+" first")
 		return c.countError()
 	case c.tx != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "Nested MAIL command")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Nested MAIL command")
 		return c.countError()
 	case c.srv.RequireAuth && c.state.AuthIdentity == "":
-		c.reply(CodeAuthRequired, ecPolicy, "Authentication required")
+		c.reply(CodeAuthRequired, ECPermSecurity, "Authentication required")
 		return c.countError()
 	}
 	rest, ok := cutKeyword(arg, "FROM:")
 	if !ok || rest == "" || rest[0] != '<' {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: MAIL FROM:<address> [parameters]")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: MAIL FROM:<address> [parameters]")
 		return c.countError()
 	}
 	from, params, err := parsePath(rest, false)
@@ -695,7 +631,7 @@ func (c *conn) cmdMail(arg string) bool {
 		return c.countError()
 	}
 	if !from.IsASCII() && !mp.SMTPUTF8 {
-		c.reply(CodeMailboxNameInvalid, ecNeedUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
+		c.reply(CodeMailboxNameInvalid, ECPermNeedsUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
 		return c.countError()
 	}
 	if max := c.srv.maxMessageBytes(); max > 0 && mp.Size > max {
@@ -715,24 +651,24 @@ func (c *conn) cmdMail(arg string) bool {
 	}
 	// The transaction value and its recipients' storage are reused by the
 	// connection (backends must not keep them past the transaction).
-	c.txv = transaction{t: t, from: from, params: c.txv.params, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
+	c.txv = mailTx{t: t, from: from, params: c.txv.params, rcpts: c.txv.rcpts[:0], store: c.txv.store[:0]}
 	c.tx = &c.txv
-	c.reply(CodeOK, ecSenderOK, "Sender OK")
+	c.reply(CodeOK, ECAddressOK, "Sender OK")
 	return true
 }
 
 func (c *conn) cmdRcpt(arg string) bool {
 	if c.tx == nil {
-		c.reply(CodeBadSequence, ecBadCommand, "Need MAIL before RCPT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Need MAIL before RCPT")
 		return c.countError()
 	}
 	if c.tx.bdat != nil {
-		c.reply(CodeBadSequence, ecBadCommand, "RCPT not allowed during BDAT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "RCPT not allowed during BDAT")
 		return c.countError()
 	}
 	rest, ok := cutKeyword(arg, "TO:")
 	if !ok || rest == "" || rest[0] != '<' {
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: RCPT TO:<address> [parameters]")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: RCPT TO:<address> [parameters]")
 		return c.countError()
 	}
 	to, params, err := parsePath(rest, true)
@@ -746,18 +682,18 @@ func (c *conn) cmdRcpt(arg string) bool {
 		return c.countError()
 	}
 	if !to.IsASCII() && !c.tx.params.SMTPUTF8 {
-		c.reply(CodeMailboxNameInvalid, ecNeedUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
+		c.reply(CodeMailboxNameInvalid, ECPermNeedsUTF8, "Non-ASCII address requires the SMTPUTF8 parameter")
 		return c.countError()
 	}
 	if len(c.tx.rcpts) >= orInt(c.srv.MaxRecipients, DefaultMaxRecipients) {
-		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients")
+		c.reply(CodeInsufficientSpace, ECTempTooManyRcpts, "Too many recipients")
 		return true
 	}
 	if m := c.srv.maxRefusedRecipients(); m > 0 && c.tx.refused >= m {
 		// RFC 5321 4.5.3.1.10: 452 asks the client to try the rest in a
 		// later transaction; the backend is not asked any more.
 		c.tx.refused++
-		c.reply(CodeInsufficientSpace, ecTooManyRcpts, "Too many recipients refused in this transaction")
+		c.reply(CodeInsufficientSpace, ECTempTooManyRcpts, "Too many recipients refused in this transaction")
 		return c.countRefusal()
 	}
 	c.tx.store = append(c.tx.store, Recipient{Address: to, Params: rp})
@@ -780,7 +716,7 @@ func (c *conn) cmdRcpt(arg string) bool {
 		return c.countRefusal()
 	}
 	c.tx.rcpts = append(c.tx.rcpts, r)
-	c.reply(CodeOK, ecRecipientOK, "Recipient OK")
+	c.reply(CodeOK, ECDestinationValid, "Recipient OK")
 	return true
 }
 
@@ -813,28 +749,28 @@ func (c *conn) endTransaction() {
 		c.log.Warn().Err(err).Msg("closing transaction")
 	}
 	c.tx = nil
-	c.dataDeadline.Store(0)
+	c.dl.endTransaction()
 	c.state.XForward = XForward{}
 }
 
 func (c *conn) cmdData(arg string) bool {
 	switch {
 	case arg != "":
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: DATA")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: DATA")
 		return c.countError()
 	case c.tx == nil:
-		c.reply(CodeBadSequence, ecBadCommand, "Need MAIL command")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Need MAIL command")
 		return c.countError()
 	case c.tx.bdat != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "DATA not allowed after BDAT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "DATA not allowed after BDAT")
 		return c.countError()
 	case len(c.tx.rcpts) == 0:
 		// RFC 2033 4.2: no accepted recipient, no DATA.
-		c.reply(CodeBadSequence, ecBadCommand, "No valid recipients")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "No valid recipients")
 		return c.countError()
 	case c.tx.params.Body == BodyBinaryMIME:
 		// RFC 3030 section 3: BINARYMIME requires BDAT.
-		c.reply(CodeBadSequence, ecBadCommand, "BODY=BINARYMIME requires BDAT")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "BODY=BINARYMIME requires BDAT")
 		return c.countError()
 	}
 	c.reply(CodeStartMailInput, EnhancedCode{}, "Start mail input; end with <CRLF>.<CRLF>")
@@ -860,27 +796,12 @@ func (c *conn) cmdData(arg string) bool {
 }
 
 // startDataPhase switches the read deadline to the data timeout, bounded
-// by the total transfer limit.
-func (c *conn) startDataPhase() {
-	c.readTimeout.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
-	if c.srv.minDataRate() > 0 {
-		// The rate's grace: one data timeout's worth of credit.
-		c.rateCredit.Store(int64(orDur(c.srv.DataTimeout, DefaultDataTimeout)))
-		c.rateOn.Store(true)
-	}
-	if total := orDur(c.srv.DataTotalTimeout, DefaultDataTotalTimeout); total > 0 && c.dataDeadline.Load() == 0 {
-		// connReader brings the socket's deadline closer if this end
-		// comes first.
-		c.dataDeadline.Store(time.Now().Add(total).UnixNano())
-	}
-}
+// by the total transfer limit and the data rate.
+func (c *conn) startDataPhase() { c.dl.startData() }
 
 // endDataPhase restores the command timeout. The total transfer limit
 // stays until the transaction ends (BDAT spans several commands).
-func (c *conn) endDataPhase() {
-	c.readTimeout.Store(int64(orDur(c.srv.CommandTimeout, DefaultCommandTimeout)))
-	c.rateOn.Store(false)
-}
+func (c *conn) endDataPhase() { c.dl.endData() }
 
 // dataEnded is the data reader's end callback (bound once per connection
 // in c.onDataEnd, since a method value allocates each time it is made).
@@ -900,7 +821,7 @@ func (c *conn) drainLimit() int64 {
 // says.
 type trackingReader struct {
 	r io.Reader
-	d *delivery
+	d *msgDelivery
 }
 
 func (t *trackingReader) Read(p []byte) (int, error) {

@@ -1,17 +1,13 @@
 package protocol
 
 import (
-	"errors"
 	"io"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
-// delivery runs one message through the backend and collects one status
+// msgDelivery runs one message through the backend and collects one status
 // per accepted recipient. It implements StatusSetter.
 //
 // Life cycle: run (header, then the backend's Data or Stage) while the
@@ -25,19 +21,18 @@ import (
 //
 // A connection reuses one delivery value, so a message costs no allocation
 // here; StatusSetter.Set must not be called after Data returns.
-type delivery struct {
+type msgDelivery struct {
 	c     *conn
-	tx    *transaction
+	tx    *mailTx
 	msg   *Message
 	start time.Time
 	track trackingReader
 
 	mu        sync.Mutex
-	streamErr error   // the message is refused as a whole
-	statuses  []error // per recipient
-	set       []bool
-	ready     bool // input complete and intact: LMTP statuses may go out
-	next      int  // next LMTP status to write
+	streamErr error       // the message is refused as a whole
+	st        statusSlots // per recipient
+	ready     bool        // input complete and intact: LMTP statuses may go out
+	next      int         // next LMTP status to write
 	inputDone bool
 	running   bool // the backend call is in progress
 	finished  bool // finishDelivery began: no watcher may start
@@ -53,7 +48,7 @@ type delivery struct {
 // deliveries, the common case, never pay for the watcher.
 const watchDelay = 50 * time.Millisecond
 
-func (c *conn) newDelivery() *delivery {
+func (c *conn) newDelivery() *msgDelivery {
 	c.txSeq++
 	n := len(c.tx.rcpts)
 	d := &c.dlv
@@ -62,10 +57,7 @@ func (c *conn) newDelivery() *delivery {
 	d.start = time.Now()
 	d.track = trackingReader{d: d}
 	d.streamErr, d.backendErr = nil, nil
-	d.statuses = slices.Grow(d.statuses[:0], n)[:n]
-	clear(d.statuses)
-	d.set = slices.Grow(d.set[:0], n)[:n]
-	clear(d.set)
+	d.st.reset(n)
 	d.ready, d.inputDone, d.running, d.finished, d.staged = false, false, false, false, false
 	d.next = 0
 	d.watchDone = nil
@@ -85,14 +77,12 @@ func (c *conn) newDelivery() *delivery {
 }
 
 // Set implements StatusSetter.
-func (d *delivery) Set(i int, err error) {
+func (d *msgDelivery) Set(i int, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if i < 0 || i >= len(d.set) || d.set[i] || d.finished {
+	if d.finished || !d.st.set(i, err) {
 		return
 	}
-	d.set[i] = true
-	d.statuses[i] = err
 	if d.ready && d.c.srv.Protocol == LMTP {
 		d.flushLMTPLocked()
 	}
@@ -100,7 +90,7 @@ func (d *delivery) Set(i int, err error) {
 
 // setStreamErr records that the message is refused as a whole; the first
 // such error wins.
-func (d *delivery) setStreamErr(err error) {
+func (d *msgDelivery) setStreamErr(err error) {
 	d.mu.Lock()
 	if d.streamErr == nil {
 		d.streamErr = err
@@ -111,7 +101,7 @@ func (d *delivery) setStreamErr(err error) {
 // inputEnded is called once the end of the message has been consumed
 // (the data reader's or the BDAT reader's end callback). It starts the
 // final-reply budget and the timer that starts the disconnect watcher.
-func (d *delivery) inputEnded() {
+func (d *msgDelivery) inputEnded() {
 	d.mu.Lock()
 	if d.inputDone {
 		d.mu.Unlock()
@@ -120,8 +110,7 @@ func (d *delivery) inputEnded() {
 	d.inputDone = true
 	// The transfer is over: its total limit no longer applies (the
 	// disconnect watcher reads on while the backend delivers).
-	d.c.dataDeadline.Store(0)
-	d.c.rateOn.Store(false)
+	d.c.dl.endTransfer()
 	if d.streamErr == nil && d.c.srv.Protocol == LMTP {
 		d.ready = true
 		d.flushLMTPLocked()
@@ -166,7 +155,7 @@ func (c *conn) budgetExpired() {
 	}
 }
 
-var errBudgetExpired = NewError(CodeLocalError, EnhancedCode{4, 4, 7}, "Delivery took too long, try again later")
+var errBudgetExpired = NewError(CodeLocalError, ECTempTimeExpired, "Delivery took too long, try again later")
 
 // deliverySlow starts the disconnect watcher for a delivery still running
 // watchDelay after the end of its message.
@@ -188,7 +177,7 @@ func (c *conn) deliverySlow() {
 // connection's context, which the backend holds, is cancelled. The
 // connection goroutine is inside the backend call then and does not touch
 // the reader. d.mu is held.
-func (d *delivery) startWatcherLocked() {
+func (d *msgDelivery) startWatcherLocked() {
 	c := d.c
 	done := make(chan struct{})
 	d.watchDone = done
@@ -214,7 +203,7 @@ func (d *delivery) startWatcherLocked() {
 
 // stopWatcher ends the disconnect watcher and the timers; no watcher can
 // start afterwards.
-func (d *delivery) stopWatcher() {
+func (d *msgDelivery) stopWatcher() {
 	c := d.c
 	c.stopTimers()
 	d.mu.Lock()
@@ -232,7 +221,7 @@ func (d *delivery) stopWatcher() {
 
 // run parses the header from r and hands the message to the backend. It
 // returns when the backend's call returns.
-func (d *delivery) run(r io.Reader) {
+func (d *msgDelivery) run(r io.Reader) {
 	c := d.c
 	hr := getHeaderReader(r)
 	defer putHeaderReader(hr)
@@ -274,7 +263,7 @@ func (d *delivery) run(r io.Reader) {
 // false when the connection broke or the message's end was not found
 // within the drain limit: then the session ends. It returns whether the
 // session goes on.
-func (c *conn) finishDelivery(d *delivery, intact bool) bool {
+func (c *conn) finishDelivery(d *msgDelivery, intact bool) bool {
 	d.stopWatcher()
 	defer func() {
 		c.active.Store(nil)
@@ -287,7 +276,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 		d.mu.Unlock()
 		c.log.Info().Str("msg", d.msg.ID).Err(err).Msg("message not received completely, closing connection")
 		c.wmu.Lock()
-		c.reply(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Error reading message, closing connection")
+		c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Error reading message, closing connection")
 		c.bw.Flush()
 		c.wmu.Unlock()
 		return false
@@ -295,15 +284,11 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 
 	d.mu.Lock()
 	streamErr := d.streamErr
-	for i := range d.statuses {
-		switch {
-		case streamErr != nil:
-			// Nothing was acknowledged yet (ready was never set).
-			d.statuses[i] = streamErr
-		case !d.set[i]:
-			d.statuses[i] = d.backendErr
-		}
-		d.set[i] = true
+	if streamErr != nil {
+		// Nothing was acknowledged yet (ready was never set).
+		d.st.setAll(streamErr)
+	} else {
+		d.st.fill(d.backendErr)
 	}
 	d.mu.Unlock()
 
@@ -312,7 +297,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 		d.ready = true
 		d.flushLMTPLocked()
 		d.mu.Unlock()
-		d.logOutcome(d.statuses)
+		d.logOutcome(d.st.errs)
 		return true
 	}
 
@@ -323,19 +308,19 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 	case d.staged:
 		final = d.tx.t.(Stager).Commit(c.ctx)
 		if final != nil && AsError(final) == nil {
-			final = WrapError(CodeLocalError, ecTempSys, "Delivery failed, try again later (session "+c.state.ID+")", final)
+			final = WrapError(CodeLocalError, ECTempSystem, "Delivery failed, try again later (session "+c.state.ID+")", final)
 		}
 	case d.backendErr != nil && hasStager(d.tx.t):
 		final = d.backendErr
 	default:
-		final = foldStatuses(d.statuses)
+		final = FoldStatuses(d.st.errs)
 	}
 	if final == nil {
-		c.reply(CodeOK, ecOK, "Message accepted for delivery as "+d.msg.ID)
+		c.reply(CodeOK, ECOK, "Message accepted for delivery as "+d.msg.ID)
 	} else {
 		c.replyErr(final)
 	}
-	out := d.statuses
+	out := d.st.errs
 	if final != nil && streamErr == nil && d.staged {
 		for i := range out {
 			out[i] = final
@@ -350,7 +335,7 @@ func (c *conn) finishDelivery(d *delivery, intact bool) bool {
 // reply, in LMTP too: RFC 2033 gives one reply per recipient only at the
 // end of the message, and a failed BDAT command gets one reply (RFC 3030
 // section 2). The backend has returned.
-func (c *conn) failDelivery(d *delivery, err error) bool {
+func (c *conn) failDelivery(d *msgDelivery, err error) bool {
 	c.endDelivery(d, err)
 	c.replyErr(err)
 	return true
@@ -358,10 +343,10 @@ func (c *conn) failDelivery(d *delivery, err error) bool {
 
 // closeDelivery ends a refused transaction and the session: reply, or a
 // generic 421 when reply is nil, then the connection closes.
-func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
+func (c *conn) closeDelivery(d *msgDelivery, err error, reply *Error) bool {
 	c.endDelivery(d, err)
 	if reply == nil {
-		reply = NewError(CodeServiceUnavailable, ecTimeout, c.srv.hostname()+" Error reading message, closing connection")
+		reply = NewError(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Error reading message, closing connection")
 	}
 	c.wmu.Lock()
 	c.replyErr(reply)
@@ -372,12 +357,10 @@ func (c *conn) closeDelivery(d *delivery, err error, reply *Error) bool {
 
 // endDelivery records err for every recipient, logs the outcome and ends
 // the transaction, for a delivery whose backend has returned.
-func (c *conn) endDelivery(d *delivery, err error) {
+func (c *conn) endDelivery(d *msgDelivery, err error) {
 	d.stopWatcher()
-	for i := range d.statuses {
-		d.statuses[i] = err
-	}
-	d.logOutcome(d.statuses)
+	d.st.setAll(err)
+	d.logOutcome(d.st.errs)
 	c.active.Store(nil)
 	c.endTransaction()
 	c.renewContext()
@@ -387,20 +370,20 @@ func hasStager(t Transaction) bool { _, ok := t.(Stager); return ok }
 
 // flushLMTPLocked writes the statuses that are known, in RCPT order, and
 // flushes them to the client (RFC 2033 4.2). d.mu is held.
-func (d *delivery) flushLMTPLocked() {
+func (d *msgDelivery) flushLMTPLocked() {
 	c := d.c
-	if d.next >= len(d.set) || !d.set[d.next] {
+	if d.next >= len(d.st.done) || !d.st.done[d.next] {
 		return
 	}
 	c.wmu.Lock()
-	for d.next < len(d.set) && d.set[d.next] {
-		err := d.statuses[d.next]
+	for d.next < len(d.st.done) && d.st.done[d.next] {
+		err := d.st.errs[d.next]
 		rcpt := &d.msg.Recipients[d.next].Address
 		if err == nil {
-			c.replyRcpt(CodeOK, ecOK, rcpt, "Delivered as ", d.msg.ID)
+			c.replyRcpt(CodeOK, ECOK, rcpt, "Delivered as ", d.msg.ID)
 		} else {
 			e := c.errorFor(err)
-			c.replyRcpt(e.Code, e.enhanced(), rcpt, e.Message, "")
+			c.replyRcpt(e.Code, e.Enhanced(), rcpt, e.Message, "")
 		}
 		d.next++
 	}
@@ -408,67 +391,4 @@ func (d *delivery) flushLMTPLocked() {
 		c.log.Debug().Err(err).Msg("writing LMTP status")
 	}
 	c.wmu.Unlock()
-}
-
-// foldStatuses turns per-recipient outcomes into the one SMTP reply
-// (RFC 5321 has one reply per message). The rule:
-//
-//   - every recipient delivered: nil (250);
-//   - otherwise, if any failure is temporary, the first temporary failure:
-//     the client retries the whole message, so nothing is lost, at the
-//     price of a duplicate for recipients that were already delivered;
-//   - otherwise the first permanent failure: the client returns the
-//     message to its sender, which tells a human; recipients that did get
-//     it keep it. A temporary reply here would make the client retry the
-//     delivered recipients until the message expires.
-//
-// Backends that implement Stager avoid mixed outcomes altogether.
-func foldStatuses(statuses []error) error {
-	var firstPerm error
-	for _, err := range statuses {
-		if err == nil {
-			continue
-		}
-		e := AsError(err)
-		if e == nil || e.Temporary() {
-			return err
-		}
-		if firstPerm == nil {
-			firstPerm = err
-		}
-	}
-	return firstPerm
-}
-
-// logOutcome writes one info line per recipient: the admin's record.
-func (d *delivery) logOutcome(statuses []error) {
-	c := d.c
-	dur := time.Since(d.start)
-	level := zerolog.InfoLevel
-	if c.srv.BackendLogsOutcomes {
-		level = zerolog.DebugLevel
-	}
-	for i, err := range statuses {
-		ev := c.log.WithLevel(level).
-			Str("msg", d.msg.ID).
-			Str("from", d.msg.From.String()).
-			Str("to", d.msg.Recipients[i].Address.String()).
-			Dur("duration", dur)
-		if err == nil {
-			ev.Int("code", CodeOK).Str("status", "delivered").Msg("delivery")
-			continue
-		}
-		e := c.errorFor(err)
-		if e.Temporary() {
-			ev = ev.Str("status", "deferred")
-		} else {
-			ev = ev.Str("status", "bounced")
-		}
-		if cause := errors.Unwrap(e); cause != nil {
-			ev = ev.AnErr("cause", cause)
-		} else if AsError(err) == nil {
-			ev = ev.AnErr("cause", err)
-		}
-		ev.Int("code", e.Code).Str("enhanced", e.enhanced().String()).Str("reply", e.Message).Msg("delivery")
-	}
 }

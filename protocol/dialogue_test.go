@@ -193,6 +193,7 @@ func testServer(t *testing.T, proto Protocol, transport string, opts []string) (
 	s := &Server{
 		Protocol: proto,
 		Hostname: "mx.test",
+		Software: "lmtpd",
 		Backend:  b,
 		Logger:   &log,
 	}

@@ -6,7 +6,8 @@
 // in RCPT order, duplicates included, each written as soon as that
 // recipient's outcome is known. In SMTP mode (RFC 5321) the client greets
 // with EHLO or HELO and gets one reply for the message; the rule that folds
-// per-recipient outcomes into it is documented on foldStatuses and below.
+// per-recipient outcomes into it is documented on FoldStatuses (exported, so that
+// every caller that folds uses the same rule) and below.
 //
 // # Standards
 //
@@ -40,8 +41,8 @@
 //   - Errors become replies in one place: an *Error anywhere in a wrapped
 //     chain is sent as it is; any other error becomes 451 4.3.0 naming the
 //     session id, and its text is only logged.
-//   - SMTP folding: all delivered gives 250; else the first temporary
-//     failure, if any (the client retries; already delivered recipients may
+//   - SMTP folding (FoldStatuses): all delivered gives 250; else the first
+//     temporary failure, if any (the client retries; already delivered recipients may
 //     see a duplicate, none is lost); else the first permanent failure. A
 //     Transaction that implements Stager makes SMTP replies all-or-nothing.
 //   - Every backend call gets a context cancelled when the client goes
@@ -118,6 +119,37 @@
 // Which mechanisms are offered without TLS is the Authenticator's choice
 // (Mechanisms gets the ConnState); a mechanism refused on a plaintext
 // connection that would be offered after STARTTLS gets 538 5.7.11. The
-// lmtpd daemon offers SCRAM-SHA-256 without TLS and PLAIN and LOGIN only
-// under TLS, unless configured otherwise; the sasl package documents why.
+// sasl package documents why offering SCRAM-SHA-256 without TLS and PLAIN
+// and LOGIN only under TLS is a sound default.
+//
+// # Reply vocabulary
+//
+// Replies are *Error values: a basic code (the Code constants, RFC 5321
+// section 4.2), an enhanced code (the EC variables, named after RFC 3463
+// and the RFC 5248 registry, Temp or Perm for class 4 or 5), a text safe
+// to send and a cause that is only logged. Replies built in several places
+// are named (ErrMisconfigured, ErrAuthInvalid, ...); a package-level reply
+// is sent with its cause through Wrap, which copies it. The same
+// vocabulary serves everything that turns outcomes into something else:
+// FoldStatuses (with WorseStatus and DecidingStatus) folds per-recipient
+// statuses into one SMTP reply, StatusList collects them outside a
+// session, ExitStatusError and ExitStatus map sysexits(3) statuses to
+// replies and back for delivery programs and local delivery agents, and
+// BasicCode derives a basic code from an enhanced one.
+//
+// # Shape
+//
+// One role per file: server.go (Server: settings, Serve, Shutdown),
+// conn.go (a session's command loop), deadline.go (a connection's read
+// deadlines), data.go and bdat.go (message text), header.go and
+// received.go (the header section and the Received field), deliver.go (one
+// message through the backend, replies per recipient or folded),
+// status.go (the fold rule, the status collector), outcome.go (Outcome and
+// Server.OnOutcome, the one record per recipient), local.go
+// (Server.DeliverLocal: a message handed over by a local program runs
+// through the same header reader, id, Received field and statuses),
+// errors.go and codes.go (the reply vocabulary), sysexits.go, auth.go and
+// authlimit.go (AUTH), backend.go (the interfaces a backend implements).
+// The package knows no product: the software's name in the greeting and
+// Received field is Server.Software.
 package protocol

@@ -89,9 +89,18 @@ func WrapError(code int, ec EnhancedCode, msg string, cause error) *Error {
 	return &Error{Code: code, EnhancedCode: ec, Message: msg, Err: cause}
 }
 
+// Wrap returns a copy of e that carries cause for the log: the same reply,
+// with cause attached. e itself is not changed, so a package-level reply
+// such as ErrMisconfigured can be wrapped from many goroutines at once.
+// The copy is a new *Error: errors.Is(e.Wrap(x), e) is false, so callers
+// that branch on a reply compare its codes, or the cause with errors.Is.
+func (e *Error) Wrap(cause error) *Error {
+	return &Error{Code: e.Code, EnhancedCode: e.EnhancedCode, Message: e.Message, Err: cause}
+}
+
 // Error returns the reply as text, followed by the cause if there is one.
 func (e *Error) Error() string {
-	s := strconv.Itoa(e.Code) + " " + e.enhanced().String() + " " + e.Message
+	s := strconv.Itoa(e.Code) + " " + e.Enhanced().String() + " " + e.Message
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
@@ -104,9 +113,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // Temporary reports whether the reply is a transient failure (4xx).
 func (e *Error) Temporary() bool { return e.Code >= 400 && e.Code < 500 }
 
-// enhanced returns the enhanced code, derived from the basic code's class
-// when none was set.
-func (e *Error) enhanced() EnhancedCode {
+// Enhanced returns the enhanced code that is sent: EnhancedCode, or
+// class.0.0 derived from the basic code when EnhancedCode is zero.
+func (e *Error) Enhanced() EnhancedCode {
 	if !e.EnhancedCode.IsZero() {
 		return e.EnhancedCode
 	}
@@ -127,25 +136,30 @@ func AsError(err error) *Error {
 var (
 	// ErrMessageTooBig: the message exceeds Server.MaxMessageBytes
 	// (RFC 1870; RFC 3463 X.3.4).
-	ErrMessageTooBig = NewError(CodeExceededStorage, EnhancedCode{5, 3, 4}, "Message too big for system")
+	ErrMessageTooBig = NewError(CodeExceededStorage, ECPermMessageTooBig, "Message too big for system")
 	// ErrBareLineEnding: a CR or LF not part of a CRLF pair in DATA while the
 	// listener rejects them (RFC 5321 section 2.3.8; the SMTP smuggling class).
-	ErrBareLineEnding = NewError(CodeMailboxUnavailable, EnhancedCode{5, 6, 0}, "Bare CR or LF in message text is not allowed; use CRLF line endings")
+	ErrBareLineEnding = NewError(CodeMailboxUnavailable, ECPermMedia, "Bare CR or LF in message text is not allowed; use CRLF line endings")
 	// ErrTextLineTooLong: a message text line exceeds Server.MaxTextLineLength
 	// (RFC 5321 section 4.5.3.1.6).
-	ErrTextLineTooLong = NewError(CodeSyntaxError, EnhancedCode{5, 5, 2}, "Message text line too long")
+	ErrTextLineTooLong = NewError(CodeSyntaxError, ECPermSyntax, "Message text line too long")
 	// ErrHeaderTooBig: the message header exceeds Server.MaxHeaderBytes.
-	ErrHeaderTooBig = NewError(CodeExceededStorage, EnhancedCode{5, 3, 4}, "Message header too big")
+	ErrHeaderTooBig = NewError(CodeExceededStorage, ECPermMessageTooBig, "Message header too big")
 	// ErrTooManyHops: the message carries more Received fields than
 	// Server.MaxReceivedHeaders: a mail loop (RFC 5321 section 6.3).
-	ErrTooManyHops = NewError(CodeTransactionFailed, EnhancedCode{5, 4, 6}, "Too many hops (Received headers): mail loop?")
+	ErrTooManyHops = NewError(CodeTransactionFailed, ECPermLoop, "Too many hops (Received headers): mail loop?")
 	// ErrDataTimeout: the client stopped sending message text
 	// (RFC 5321 section 4.5.3.2.5).
-	ErrDataTimeout = NewError(CodeServiceUnavailable, EnhancedCode{4, 4, 2}, "Timeout reading message data")
+	ErrDataTimeout = NewError(CodeServiceUnavailable, ECTempBadConnection, "Timeout reading message data")
 	// ErrConnectionLost: the client went away during the transaction.
-	ErrConnectionLost = NewError(CodeLocalError, EnhancedCode{4, 4, 2}, "Connection lost")
+	ErrConnectionLost = NewError(CodeLocalError, ECTempBadConnection, "Connection lost")
 	// ErrShuttingDown: the server is shutting down (RFC 5321 section 3.8).
-	ErrShuttingDown = NewError(CodeServiceUnavailable, EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
+	ErrShuttingDown = NewError(CodeServiceUnavailable, ECTempNotAccepting, "Service shutting down, try again later")
+	// ErrMisconfigured: the system cannot deliver until an administrator
+	// fixes something (permissions, a missing directory, a file that
+	// cannot be read): 451 4.3.5, temporary (RFC 3463 X.3.5, system
+	// incorrectly configured). Backends wrap it with the cause.
+	ErrMisconfigured = NewError(CodeLocalError, ECTempMisconfigured, "Mail system configuration error, try again later")
 )
 
 // ErrServerClosed is returned by Server.Serve after Shutdown or Close.

@@ -49,14 +49,14 @@ const (
 
 // paramError is the 501 reply for a bad value of a known parameter.
 func paramError(msg string) *Error {
-	return NewError(CodeParamSyntax, ecBadArgs, msg)
+	return NewError(CodeParamSyntax, ECPermInvalidArgs, msg)
 }
 
 // unsupportedParam is the 555 reply for a parameter we do not know or did
 // not advertise (RFC 5321 section 4.1.1.11). kw is the keyword as sent; it
 // has been checked to be esmtp-keyword syntax, so it is printable ASCII.
 func unsupportedParam(kw string) *Error {
-	return NewError(CodeParamsNotRecog, ecBadArgs, "Unsupported parameter "+kwText(kw))
+	return NewError(CodeParamsNotRecog, ECPermInvalidArgs, "Unsupported parameter "+kwText(kw))
 }
 
 // kwText returns a keyword for a reply: upper case and at most 32
@@ -416,7 +416,7 @@ func isPrintableText(s string) bool {
 }
 
 // errXtext is the cause returned by decodeXtext.
-var errXtext = NewError(CodeParamSyntax, ecBadArgs, "Bad xtext encoding")
+var errXtext = NewError(CodeParamSyntax, ECPermInvalidArgs, "Bad xtext encoding")
 
 // decodeXtext decodes RFC 3461 section 4 xtext: characters 33-126 other
 // than '+' and '=' stand for themselves, "+" followed by two upper-case

@@ -91,7 +91,7 @@ type paramErrCase struct {
 func checkParamErr(t *testing.T, tc paramErrCase, err error) {
 	t.Helper()
 	e := AsError(err)
-	if e == nil || e.Code != tc.code || e.EnhancedCode != ecBadArgs || e.Message != tc.msg {
+	if e == nil || e.Code != tc.code || e.EnhancedCode != ECPermInvalidArgs || e.Message != tc.msg {
 		t.Fatalf("%q: error %v; want %d 5.5.4 %q", tc.in, err, tc.code, tc.msg)
 	}
 }
@@ -264,7 +264,7 @@ func TestDecodeXtextErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("decodeXtext(%q) = %q, want error", in, got)
 			}
-			if e := AsError(err); e == nil || e.Code != CodeParamSyntax || e.EnhancedCode != ecBadArgs {
+			if e := AsError(err); e == nil || e.Code != CodeParamSyntax || e.EnhancedCode != ECPermInvalidArgs {
 				t.Fatalf("decodeXtext(%q) error %v, want 501 5.5.4", in, err)
 			}
 		})

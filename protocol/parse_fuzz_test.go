@@ -27,9 +27,9 @@ func FuzzParsePath(f *testing.F) {
 		a, rest, err := parsePath(s, rcpt)
 		if err != nil {
 			e := AsError(err)
-			want := ecBadSender
+			want := ECPermBadSender
 			if rcpt {
-				want = ecBadDest
+				want = ECPermBadDestSyntax
 			}
 			if e == nil || e.Code != CodeParamSyntax || e.EnhancedCode != want || !isPrintableText(e.Message) {
 				t.Fatalf("parsePath(%q, %v) error %v", s, rcpt, err)
@@ -123,7 +123,7 @@ func FuzzParseParams(f *testing.F) {
 		}
 		if err != nil {
 			e := AsError(err)
-			if e == nil || (e.Code != CodeParamSyntax && e.Code != CodeParamsNotRecog) || e.EnhancedCode != ecBadArgs ||
+			if e == nil || (e.Code != CodeParamSyntax && e.Code != CodeParamsNotRecog) || e.EnhancedCode != ECPermInvalidArgs ||
 				!isPrintableText(e.Message) || len(e.Message) > 100 {
 				t.Fatalf("%q: error %v", s, err)
 			}

@@ -50,7 +50,12 @@ func (c *conn) receivedField(m *Message) []byte {
 	}
 	b = append(b, ")\r\n\tby "...)
 	b = appendHeaderWord(b, c.srv.hostname(), utf8OK)
-	b = append(b, " (lmtpd) with "...)
+	if c.srv.Software != "" {
+		b = append(b, " ("...)
+		b = appendCommentText(b, c.srv.Software)
+		b = append(b, ')')
+	}
+	b = append(b, " with "...)
 	b = append(b, protocolKeyword(st, m.Params.SMTPUTF8)...)
 	if st.TLS != nil {
 		b = append(b, " ("...)
@@ -62,19 +67,28 @@ func (c *conn) receivedField(m *Message) []byte {
 	b = append(b, "\r\n\tid "...)
 	b = append(b, m.ID...)
 	if len(m.Recipients) == 1 {
-		b = append(b, "\r\n\tfor <"...)
-		b = appendHeaderWord(b, m.Recipients[0].Address.LocalPart, utf8OK)
-		if m.Recipients[0].Address.Domain != "" {
-			b = append(b, '@')
-			b = appendHeaderWord(b, m.Recipients[0].Address.Domain, utf8OK)
-		}
-		b = append(b, '>')
+		b = appendFor(b, &m.Recipients[0].Address, utf8OK)
 	}
 	b = append(b, ";\r\n\t"...)
-	b = time.Now().AppendFormat(b, "Mon, 02 Jan 2006 15:04:05 -0700 (MST)")
+	b = time.Now().AppendFormat(b, receivedDateLayout)
 	b = append(b, "\r\n"...)
 	c.rcvBuf = b
 	return b
+}
+
+// receivedDateLayout is the date-time of the Received field (RFC 5322
+// section 3.3), with the zone's name as a comment.
+const receivedDateLayout = "Mon, 02 Jan 2006 15:04:05 -0700 (MST)"
+
+// appendFor appends the Received field's "for" clause naming a.
+func appendFor(b []byte, a *Address, utf8OK bool) []byte {
+	b = append(b, "\r\n\tfor <"...)
+	b = appendHeaderWord(b, a.LocalPart, utf8OK)
+	if a.Domain != "" {
+		b = append(b, '@')
+		b = appendHeaderWord(b, a.Domain, utf8OK)
+	}
+	return append(b, '>')
 }
 
 // protocolKeyword returns the "with" keyword (RFC 3848 section 2, RFC 6531
@@ -125,6 +139,21 @@ func appendHeaderWord(b []byte, s string, utf8OK bool) []byte {
 		}
 		b = append(b, ch)
 		i++
+	}
+	return b
+}
+
+// appendCommentText appends s as the text of a header comment or a reply
+// word list: printable US-ASCII and spaces stay, anything that could end
+// the comment or break the line (controls, parentheses, backslash,
+// non-ASCII bytes) becomes '_'.
+func appendCommentText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch < ' ' || ch >= 0x7f || ch == '(' || ch == ')' || ch == '\\' {
+			ch = '_'
+		}
+		b = append(b, ch)
 	}
 	return b
 }

@@ -76,15 +76,20 @@ func (c *conn) replyErr(err error) {
 		c.log.Debug().Err(e.Err).Int("code", e.Code).Msg("reply with cause")
 	}
 	e := c.errorFor(err)
-	c.reply(e.Code, e.enhanced(), e.Message)
+	c.reply(e.Code, e.Enhanced(), e.Message)
 }
 
 // errorFor returns the *Error that err is answered with (see replyErr).
-func (c *conn) errorFor(err error) *Error {
+func (c *conn) errorFor(err error) *Error { return replyFor(err, c.state.ID) }
+
+// replyFor returns the *Error that err is answered with in the session
+// sessionID: an *Error in err's chain, or a generic transient failure
+// that names the session, so that internal text never reaches the client.
+func replyFor(err error, sessionID string) *Error {
 	if e := AsError(err); e != nil {
 		return e
 	}
-	return NewError(CodeLocalError, ecTempSys, "Internal error, try again later (session "+c.state.ID+")")
+	return NewError(CodeLocalError, ECTempSystem, "Internal error, try again later (session "+sessionID+")")
 }
 
 // appendSafeText appends s with everything but printable US-ASCII replaced

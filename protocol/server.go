@@ -246,11 +246,24 @@ type Server struct {
 	// DisableReceived stops the server from prepending its Received field.
 	DisableReceived bool
 
-	// BackendLogsOutcomes says the backend writes the one info line per
-	// recipient outcome itself (delivery.Router does, with the backend and
-	// file); the server's own outcome lines then go to debug level instead
-	// of info, so an administrator sees one line per recipient.
-	BackendLogsOutcomes bool
+	// Software is the name the server gives itself in the greeting
+	// ("220 host ESMTP Software ready") and in the comment of its
+	// Received field ("by host (Software) with ESMTP"). Default "": the
+	// greeting says "220 host ESMTP ready" and the Received field has no
+	// comment. Characters that could break the header or the reply
+	// (controls, parentheses, backslash, non-ASCII) are replaced.
+	Software string
+
+	// OnOutcome, if not nil, receives the outcome of every recipient of
+	// every message that reached the end of its transaction (delivered,
+	// refused by the backend, or refused as a whole), one call per
+	// recipient in RCPT order, on the connection's goroutine after the
+	// reply was written; it must not keep o. With a hook the hook owns the
+	// administrator's record: the server's own outcome line per recipient
+	// ("delivery"), written at info level when OnOutcome is nil, goes to
+	// debug level, so that the log has one info line per recipient
+	// whether the server or the backend writes it.
+	OnOutcome func(ctx context.Context, o *Outcome)
 
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
@@ -288,6 +301,20 @@ func (s *Server) hostname() string {
 		return "localhost"
 	}
 	return h
+}
+
+// greeting returns the text of the 220 greeting after the host name.
+func (s *Server) greeting() string {
+	b := make([]byte, 0, 32)
+	b = append(b, " ESMTP"...)
+	if s.Protocol == LMTP {
+		b = append(b[:0], " LMTP"...)
+	}
+	if s.Software != "" {
+		b = append(b, ' ')
+		b = appendCommentText(b, s.Software)
+	}
+	return string(append(b, " ready"...))
 }
 
 func (s *Server) logger() *zerolog.Logger {
@@ -518,7 +545,7 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 // and Shutdown returns ctx.Err() once their goroutines have returned. A
 // backend that heeds neither its context nor the closed connection holds
 // Shutdown (and Close) for as long as it runs: a caller that must stop by
-// a deadline waits for Shutdown with its own timer (cmd/lmtpd does).
+// a deadline waits for Shutdown with its own timer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.inShutdown.Store(true)

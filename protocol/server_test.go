@@ -736,8 +736,8 @@ func TestFoldStatuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := foldStatuses(tt.in); got != tt.want {
-				t.Errorf("foldStatuses = %v, want %v", got, tt.want)
+			if got := FoldStatuses(tt.in); got != tt.want {
+				t.Errorf("FoldStatuses = %v, want %v", got, tt.want)
 			}
 		})
 	}
@@ -783,7 +783,7 @@ func TestErrorType(t *testing.T) {
 	if !e.Temporary() || NewError(550, EnhancedCode{}, "x").Temporary() {
 		t.Error("Temporary wrong")
 	}
-	if got := NewError(550, EnhancedCode{}, "x").enhanced(); got != (EnhancedCode{5, 0, 0}) {
+	if got := NewError(550, EnhancedCode{}, "x").Enhanced(); got != (EnhancedCode{5, 0, 0}) {
 		t.Errorf("derived enhanced code %v", got)
 	}
 	for _, tt := range []struct {
@@ -882,13 +882,17 @@ func TestListenAndServeUnix(t *testing.T) {
 	}
 }
 
-// TestBackendLogsOutcomes: with the switch on, the server's outcome line
-// is logged at debug level, not info.
+// TestBackendLogsOutcomes: with an OnOutcome hook (the backend or the
+// hook writes the administrator's line), the server's outcome line is
+// logged at debug level, not info.
 func TestBackendLogsOutcomes(t *testing.T) {
 	for _, quiet := range []bool{false, true} {
 		var buf syncBuffer
 		log := zerolog.New(&buf).Level(zerolog.DebugLevel)
-		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), Logger: &log, BackendLogsOutcomes: quiet}
+		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), Logger: &log}
+		if quiet {
+			s.OnOutcome = func(context.Context, *Outcome) {}
+		}
 		c1, c2 := net.Pipe()
 		s.ServeConn(c1)
 		c := newClient(t, c2)
@@ -966,6 +970,120 @@ func TestDataTotalTimeout(t *testing.T) {
 			}
 			if len(b.messages()) != 0 {
 				t.Error("a trickled message was delivered")
+			}
+		})
+	}
+}
+
+// TestOnOutcome: the hook gets one outcome per accepted recipient, in RCPT
+// order, duplicates included, with the reply each got, in both dialects.
+func TestOnOutcome(t *testing.T) {
+	for _, proto := range []Protocol{LMTP, SMTP} {
+		t.Run(proto.String(), func(t *testing.T) {
+			type rec struct {
+				to, reply, id string
+				temp          bool
+			}
+			var mu sync.Mutex
+			var got []rec
+			s := &Server{Hostname: "mx.test", Protocol: proto, Backend: newFakeBackend(),
+				OnOutcome: func(_ context.Context, o *Outcome) {
+					r := rec{to: o.To.Address.String(), id: o.MessageID, temp: o.Temporary()}
+					if o.Reply != nil {
+						r.reply = strconv.Itoa(o.Reply.Code) + " " + o.Reply.Enhanced().String()
+					}
+					if (o.Err == nil) != (o.Reply == nil) || o.Conn == nil || o.From.String() != "s@example.test" {
+						t.Errorf("outcome %+v", o)
+					}
+					mu.Lock()
+					got = append(got, r)
+					mu.Unlock()
+				}}
+			c1, c2 := net.Pipe()
+			s.ServeConn(c1)
+			defer s.Close()
+			c := newClient(t, c2)
+			c.expect("220")
+			hello := "EHLO x"
+			if proto == LMTP {
+				hello = "LHLO x"
+			}
+			c.send(hello, "MAIL FROM:<s@example.test>", "RCPT TO:<a@example.test>", "RCPT TO:<perm@example.test>",
+				"RCPT TO:<unknown@example.test>", "RCPT TO:<temp@example.test>", "RCPT TO:<a@example.test>", "DATA")
+			c.expect("250")
+			c.expect("250")
+			c.expect("250")
+			c.expect("250")
+			c.expect("550")
+			c.expect("250")
+			c.expect("250")
+			c.expect("354")
+			c.send("Subject: x", "", "body", ".")
+			if proto == LMTP {
+				c.expect("250")
+				c.expect("554")
+				c.expect("452")
+				c.expect("250")
+			} else {
+				c.expect("452")
+			}
+			c.send("QUIT")
+			c.expect("221")
+			mu.Lock()
+			defer mu.Unlock()
+			want := []rec{
+				{to: "a@example.test"},
+				{to: "perm@example.test", reply: "554 5.3.0"},
+				{to: "temp@example.test", reply: "452 4.2.2", temp: true},
+				{to: "a@example.test"},
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d outcomes, want %d: %+v", len(got), len(want), got)
+			}
+			for i := range want {
+				want[i].id = got[0].id
+				if got[i] != want[i] {
+					t.Errorf("outcome %d = %+v, want %+v", i, got[i], want[i])
+				}
+			}
+			if got[0].id == "" {
+				t.Error("no message id")
+			}
+		})
+	}
+}
+
+// TestSoftware: the software's name appears in the greeting and the
+// Received field only when set, made safe for both; the default names no
+// product.
+func TestSoftware(t *testing.T) {
+	tests := []struct {
+		software, greeting, by string
+	}{
+		{"", "220 mx.test LMTP ready", "\tby mx.test with LMTP\r\n"},
+		{"lmtpd", "220 mx.test LMTP lmtpd ready", "\tby mx.test (lmtpd) with LMTP\r\n"},
+		{"x(y)\\z\r\n", "220 mx.test LMTP x_y__z__ ready", "\tby mx.test (x_y__z__) with LMTP\r\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.software, func(t *testing.T) {
+			b := newFakeBackend()
+			s := &Server{Hostname: "mx.test", Protocol: LMTP, Software: tt.software, Backend: b}
+			c1, c2 := net.Pipe()
+			s.ServeConn(c1)
+			defer s.Close()
+			c := newClient(t, c2)
+			if got := c.expect("220"); got != tt.greeting {
+				t.Errorf("greeting %q, want %q", got, tt.greeting)
+			}
+			c.startLMTPData("", "b@example.test")
+			c.send("Subject: x", "", ".")
+			c.expect("250 2.0.0")
+			msgs := b.messages()
+			if len(msgs) != 1 {
+				t.Fatalf("%d messages", len(msgs))
+			}
+			if got := msgs[0].Text(); !strings.Contains(got, tt.by) {
+				t.Errorf("Received field lacks %q:\n%s", tt.by, got)
 			}
 		})
 	}

@@ -9,20 +9,20 @@ import (
 func (c *conn) cmdStartTLS(arg string) bool {
 	switch {
 	case c.srv.TLSConfig == nil:
-		c.reply(CodeNotImplemented, ecBadCommand, "STARTTLS not available")
+		c.reply(CodeNotImplemented, ECPermInvalidCommand, "STARTTLS not available")
 		return c.countError()
 	case c.state.TLS != nil:
 		// RFC 3207 section 4.2: STARTTLS is not offered again.
-		c.reply(CodeBadSequence, ecBadCommand, "TLS already active")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "TLS already active")
 		return c.countError()
 	case arg != "":
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: STARTTLS")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: STARTTLS")
 		return c.countError()
 	case c.tx != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "STARTTLS not allowed during a mail transaction")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "STARTTLS not allowed during a mail transaction")
 		return c.countError()
 	}
-	c.reply(CodeReady, ecOK, "Ready to start TLS")
+	c.reply(CodeReady, ECOK, "Ready to start TLS")
 	if err := c.bw.Flush(); err != nil {
 		return false
 	}
@@ -59,7 +59,7 @@ func (c *conn) handshake(tc *tls.Conn) error {
 		return err
 	}
 	tc.SetDeadline(time.Time{})
-	c.deadlineDirty.Store(true) // connReader sets the read deadline again
+	c.dl.markDirty() // connReader sets the read deadline again
 	cs := tc.ConnectionState()
 	c.state.TLS = &cs
 	c.log.Info().Str("tls_version", tls.VersionName(cs.Version)).

@@ -11,28 +11,28 @@ import (
 func (c *conn) cmdXForward(arg string) bool {
 	switch {
 	case !c.srv.trusted(c):
-		c.reply(CodeMailboxUnavailable, ecPolicy, "XFORWARD not allowed from this client")
+		c.reply(CodeMailboxUnavailable, ECPermSecurity, "XFORWARD not allowed from this client")
 		return c.countError()
 	case !c.greeted:
-		c.reply(CodeBadSequence, ecBadCommand, "Send "+c.helloVerb()+" first")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "Send "+c.helloVerb()+" first")
 		return c.countError()
 	case c.tx != nil:
-		c.reply(CodeBadSequence, ecBadCommand, "XFORWARD not allowed during a mail transaction")
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "XFORWARD not allowed during a mail transaction")
 		return c.countError()
 	case strings.TrimSpace(arg) == "":
-		c.reply(CodeParamSyntax, ecBadArgs, "Syntax: XFORWARD attribute=value ...")
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: XFORWARD attribute=value ...")
 		return c.countError()
 	}
 	x := c.state.XForward
 	for _, f := range strings.Fields(arg) {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			c.reply(CodeParamSyntax, ecBadArgs, "Bad XFORWARD attribute: "+k)
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Bad XFORWARD attribute: "+k)
 			return c.countError()
 		}
 		dv, err := decodeXtext(v)
 		if err != nil {
-			c.reply(CodeParamSyntax, ecBadArgs, "Bad XFORWARD value for "+k)
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Bad XFORWARD value for "+k)
 			return c.countError()
 		}
 		if dv == "[UNAVAILABLE]" || dv == "[TEMPUNAVAIL]" {
@@ -42,7 +42,7 @@ func (c *conn) cmdXForward(arg string) bool {
 		// the same rule. UTF-8 is allowed as in EHLO: Postfix forwards an
 		// SMTPUTF8 client's HELO name as it is.
 		if len(dv) > 255 || dv != "" && !isHeaderWord(dv, true) {
-			c.reply(CodeParamSyntax, ecBadArgs, "Bad XFORWARD value for "+k)
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Bad XFORWARD value for "+k)
 			return c.countError()
 		}
 		switch strings.ToUpper(k) {
@@ -64,11 +64,11 @@ func (c *conn) cmdXForward(arg string) bool {
 		case "SOURCE":
 			x.Source = dv
 		default:
-			c.reply(CodeParamSyntax, ecBadArgs, "Unknown XFORWARD attribute: "+k)
+			c.reply(CodeParamSyntax, ECPermInvalidArgs, "Unknown XFORWARD attribute: "+k)
 			return c.countError()
 		}
 	}
 	c.state.XForward = x
-	c.reply(CodeOK, ecOK, "OK")
+	c.reply(CodeOK, ECOK, "OK")
 	return true
 }

@@ -10,14 +10,6 @@ import (
 	"github.com/lmtpd/lmtpd/sasl"
 )
 
-// AUTH replies (RFC 4954 section 6).
-var (
-	errAuthMalformed = protocol.NewError(protocol.CodeParamSyntax, protocol.EnhancedCode{5, 5, 2}, "Malformed authentication exchange")
-	errAuthInvalid   = protocol.NewError(protocol.CodeAuthFailed, protocol.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
-	errAuthTemporary = protocol.NewError(protocol.CodeTempAuthFailure, protocol.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
-	errAuthNoMech    = protocol.NewError(protocol.CodeParamNotImpl, protocol.EnhancedCode{5, 5, 4}, "Unrecognized authentication type")
-)
-
 // authenticator is the protocol.Authenticator of a listener with auth
 // enabled, on the shared credential store (which SIGHUP replaces).
 type authenticator struct {
@@ -54,9 +46,9 @@ func (a *authenticator) NewServer(ctx context.Context, c *protocol.ConnState, me
 	s, err := a.store.NewServer(mech)
 	if err != nil {
 		if errors.Is(err, sasl.ErrUnsupportedMechanism) {
-			return nil, errAuthNoMech
+			return nil, protocol.ErrAuthUnknownMechanism
 		}
-		return nil, protocol.WrapError(errAuthTemporary.Code, errAuthTemporary.EnhancedCode, errAuthTemporary.Message, err)
+		return nil, protocol.ErrAuthTemporary.Wrap(err)
 	}
 	return &saslServer{s: s, mech: strings.ToUpper(mech), outcome: a.outcome}, nil
 }
@@ -71,7 +63,7 @@ type saslServer struct {
 func (s *saslServer) Next(resp []byte) ([]byte, bool, error) {
 	ch, done, err := s.s.Next(resp)
 	if err != nil {
-		err = authReply(err)
+		err = protocol.AuthError(err)
 		if s.outcome != nil {
 			s.outcome(s.mech, authResult(err))
 		}
@@ -85,22 +77,6 @@ func (s *saslServer) Next(resp []byte) ([]byte, bool, error) {
 
 func (s *saslServer) Username() string { return s.s.Username() }
 
-// authReply maps an exchange error: a client that broke the mechanism
-// gets 501 5.5.2, credentials not proven 535 5.7.8, anything else (a
-// store that failed) 454 4.7.0. The cause stays attached for the log.
-func authReply(err error) error {
-	var e *protocol.Error
-	switch {
-	case errors.Is(err, sasl.ErrMalformed):
-		e = errAuthMalformed
-	case errors.Is(err, sasl.ErrAuthFailed):
-		e = errAuthInvalid
-	default:
-		e = errAuthTemporary
-	}
-	return protocol.WrapError(e.Code, e.EnhancedCode, e.Message, err)
-}
-
 func authResult(err error) string {
 	switch protocol.AsError(err).Code {
 	case protocol.CodeAuthFailed:
@@ -113,7 +89,7 @@ func authResult(err error) string {
 
 // errSenderNotOwned refuses MAIL FROM an address the authenticated user
 // does not own (RFC 3463 X.7.1: delivery not authorized).
-var errSenderNotOwned = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.EnhancedCode{5, 7, 1}, "Sender address rejected: not owned by the authenticated user")
+var errSenderNotOwned = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.ECPermNotAuthorized, "Sender address rejected: not owned by the authenticated user")
 
 // senderPolicy holds which addresses each user may send as, for
 // auth.restrict_sender; SIGHUP swaps it.

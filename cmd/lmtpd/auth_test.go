@@ -77,7 +77,7 @@ func TestAuthenticatorExchange(t *testing.T) {
 	a := &authenticator{store: store, insecure: true, outcome: func(mech, result string) { outcomes = append(outcomes, mech+" "+result) }}
 	ctx := context.Background()
 	conn := &protocol.ConnState{}
-	if _, err := a.NewServer(ctx, conn, "CRAM-MD5"); err != errAuthNoMech {
+	if _, err := a.NewServer(ctx, conn, "CRAM-MD5"); err != protocol.ErrAuthUnknownMechanism {
 		t.Errorf("unsupported mechanism: %v, want 504 5.5.4", err)
 	}
 	tests := []struct {
@@ -133,9 +133,9 @@ func TestAuthReply(t *testing.T) {
 		{errors.New("store broken"), 454, "error"},
 	}
 	for _, tc := range tests {
-		r := authReply(tc.err)
+		r := protocol.AuthError(tc.err)
 		if e := protocol.AsError(r); e == nil || e.Code != tc.code || !errors.Is(r, tc.err) {
-			t.Errorf("authReply(%v) = %v, want %d wrapping the cause", tc.err, r, tc.code)
+			t.Errorf("AuthError(%v) = %v, want %d wrapping the cause", tc.err, r, tc.code)
 		}
 		if got := authResult(r); got != tc.result {
 			t.Errorf("authResult(%v) = %q, want %q", tc.err, got, tc.result)

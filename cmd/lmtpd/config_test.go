@@ -579,7 +579,7 @@ func TestListenerCoversServer(t *testing.T) {
 	notConfigurable := map[string]string{
 		"Addr": "address", "Protocol": "protocol", "Hostname": "server.hostname", "Backend": "the router",
 		"Logger": "the process logger", "TLSConfig": "tls and [tls]", "Auth": "auth and [auth]", "RequireAuth": "auth = required",
-		"DisableReceived": "always on", "BackendLogsOutcomes": "the router logs outcomes",
+		"DisableReceived": "always on", "OnOutcome": "the router logs outcomes", "Software": "lmtpd",
 		"MaxAuthVerifications": "server.max_auth_verifications (one limiter for all listeners)",
 		"AuthQueueTimeout":     "server.auth_queue_timeout", "AuthLimiter": "made from [server], shared by the listeners",
 	}

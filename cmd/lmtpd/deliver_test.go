@@ -14,35 +14,6 @@ import (
 
 func perm(code int, ec protocol.EnhancedCode) error { return protocol.NewError(code, ec, "text") }
 
-func TestExitStatus(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want int
-	}{
-		{"unknown user", perm(550, protocol.EnhancedCode{5, 1, 1}), exNoUser},
-		{"bad mailbox name", perm(553, protocol.EnhancedCode{5, 1, 3}), exNoUser},
-		{"domain not served", perm(550, protocol.EnhancedCode{5, 1, 2}), exNoHost},
-		{"mailbox full", perm(552, protocol.EnhancedCode{5, 2, 2}), exCantCreat},
-		{"too big", perm(552, protocol.EnhancedCode{5, 3, 4}), exCantCreat},
-		{"config", perm(554, protocol.EnhancedCode{5, 3, 5}), exConfig},
-		{"content", perm(550, protocol.EnhancedCode{5, 6, 0}), exDataErr},
-		{"policy", perm(550, protocol.EnhancedCode{5, 7, 0}), exNoPerm},
-		{"protocol", perm(554, protocol.EnhancedCode{5, 5, 0}), exProtocol},
-		{"loop", perm(554, protocol.EnhancedCode{5, 4, 6}), exUnavailable},
-		{"other system", perm(554, protocol.EnhancedCode{5, 3, 0}), exUnavailable},
-		{"temporary", perm(451, protocol.EnhancedCode{4, 3, 0}), exTempFail},
-		{"not an *Error", errors.New("boom"), exTempFail},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := exitStatus(tc.err); got != tc.want {
-				t.Errorf("exitStatus = %d, want %d", got, tc.want)
-			}
-		})
-	}
-}
-
 func TestDeliverOutcome(t *testing.T) {
 	unknown := perm(550, protocol.EnhancedCode{5, 1, 1})
 	denied := perm(550, protocol.EnhancedCode{5, 7, 0})
@@ -92,57 +63,5 @@ func TestSkipMboxFrom(t *testing.T) {
 	}
 	if _, err := skipMboxFrom(bufio.NewReader(iotest.ErrReader(errors.New("broken")))); err == nil {
 		t.Error("a read error is not reported")
-	}
-}
-
-func TestReadLocalHeader(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		max     int
-		subject string
-		fields  int
-		body    string
-		err     error
-	}{
-		{"LF", "Subject: hi\nTo: a@b\n\nbody\n", 1000, "hi", 2, "body\n", nil},
-		{"CRLF", "Subject: hi\r\nX: 1\r\n\r\nbody\r\n", 1000, "hi", 2, "body\r\n", nil},
-		{"folded", "Subject: a\n b\n\nbody", 1000, "a b", 1, "body", nil},
-		{"no blank line: body starts at a non-field line", "Subject: hi\nthis is text\nmore\n", 1000, "hi", 1, "this is text\nmore\n", nil},
-		{"header only", "Subject: hi\n", 1000, "hi", 1, "", nil},
-		{"no header", "\nbody", 1000, "", 0, "body", nil},
-		{"empty", "", 1000, "", 0, "", nil},
-		{"too big", "Subject: " + strings.Repeat("x", 100) + "\n\n", 50, "", 0, "", protocol.ErrHeaderTooBig},
-		{"long first line goes to the body", strings.Repeat("y", 70000) + "\n", 1 << 20, "", 0, strings.Repeat("y", 70000) + "\n", nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			hdr, body, err := readLocalHeader(bufio.NewReaderSize(strings.NewReader(tc.in), 64<<10), tc.max)
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("error %v, want %v", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(body)
-			if got := hdr.Get("Subject"); got != tc.subject || hdr.Len() != tc.fields || string(b) != tc.body {
-				t.Errorf("subject %q, %d fields, body %q", got, hdr.Len(), b)
-			}
-		})
-	}
-}
-
-func TestLocalReceived(t *testing.T) {
-	msg := &protocol.Message{ID: "lxyz.1", Recipients: []*protocol.Recipient{{Address: protocol.Address{LocalPart: "bob", Domain: "example.test"}}}}
-	got := string(localReceived("mx;evil", msg))
-	if !strings.HasPrefix(got, "Received: by mx_evil (lmtpd deliver, from ") || !strings.Contains(got, "\r\n\tid lxyz.1\r\n\tfor <bob@example.test>;\r\n\t") || !strings.HasSuffix(got, "\r\n") {
-		t.Errorf("Received field:\n%s", got)
-	}
-	msg.Recipients = append(msg.Recipients, msg.Recipients[0])
-	if got := string(localReceived("mx", msg)); strings.Contains(got, "for <") {
-		t.Errorf("several recipients are named:\n%s", got)
 	}
 }

@@ -28,29 +28,32 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/lmtpd/lmtpd/protocol"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
 
-// Exit statuses, sysexits(3).
+// Exit statuses: sysexits(3), whose one table (and its mapping to and
+// from replies) is protocol's, and 1 for a failure after start-up.
 const (
-	exOK          = 0
-	exFailure     = 1  // a failure after start-up (a listener died, a forced stop)
-	exUsage       = 64 // EX_USAGE: bad command line
-	exDataErr     = 65 // EX_DATAERR: input data incorrect
-	exNoInput     = 66 // EX_NOINPUT: input missing or unreadable
-	exNoUser      = 67 // EX_NOUSER: addressee unknown
-	exNoHost      = 68 // EX_NOHOST: host name unknown
-	exUnavailable = 69 // EX_UNAVAILABLE: service unavailable
-	exSoftware    = 70 // EX_SOFTWARE: internal software error
-	exOSErr       = 71 // EX_OSERR: system error
-	exCantCreat   = 73 // EX_CANTCREAT: cannot create (user) output file
-	exIOErr       = 74 // EX_IOERR: input/output error
-	exTempFail    = 75 // EX_TEMPFAIL: temporary failure, try again
-	exProtocol    = 76 // EX_PROTOCOL: remote error in protocol
-	exNoPerm      = 77 // EX_NOPERM: permission denied
-	exConfig      = 78 // EX_CONFIG: configuration error
+	exOK          = protocol.ExitOK
+	exFailure     = 1 // a failure after start-up (a listener died, a forced stop)
+	exUsage       = protocol.ExitUsage
+	exDataErr     = protocol.ExitDataErr
+	exNoInput     = protocol.ExitNoInput
+	exNoUser      = protocol.ExitNoUser
+	exNoHost      = protocol.ExitNoHost
+	exUnavailable = protocol.ExitUnavailable
+	exSoftware    = protocol.ExitSoftware
+	exOSErr       = protocol.ExitOSErr
+	exCantCreat   = protocol.ExitCantCreat
+	exIOErr       = protocol.ExitIOErr
+	exTempFail    = protocol.ExitTempFail
+	exProtocol    = protocol.ExitProtocol
+	exNoPerm      = protocol.ExitNoPerm
+	exConfig      = protocol.ExitConfig
 )
 
 func main() {

@@ -239,7 +239,8 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 		MaxAuthFailuresPerIP: orNegative(lc.MaxAuthFailuresIP),
 		AuthFailureWindow:    time.Duration(lc.AuthFailureWindow),
 		DataTotalTimeout:     orNegative(time.Duration(lc.DataTotalTimeout)),
-		BackendLogsOutcomes:  true, // delivery.Router logs one line per recipient
+		Software:             "lmtpd",
+		OnOutcome:            routerLogsOutcomes,
 		MaxMessageBytes:      int64(orNegative(lc.MaxMessageSize)),
 		MaxRecipients:        lc.MaxRecipients,
 		MaxLineLength:        lc.MaxLineLength,
@@ -443,3 +444,9 @@ func (d *daemon) logWarnings(cfg *config) {
 		d.log.Warn().Str("config", cfg.file).Msg(w)
 	}
 }
+
+// routerLogsOutcomes is the listeners' protocol.Server.OnOutcome:
+// delivery.Router writes the administrator's info line per recipient
+// itself (with the backend and the file it stored), so the hook adds
+// nothing, and its presence moves the server's own line to debug level.
+func routerLogsOutcomes(context.Context, *protocol.Outcome) {}

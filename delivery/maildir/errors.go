@@ -17,18 +17,18 @@ var ErrTooBig = errors.New("maildir: message exceeds the mailbox size limit")
 var (
 	// ReplyNoSpace: the file system is full (RFC 3463 X.3.1, mail system
 	// full); temporary.
-	ReplyNoSpace = protocol.NewError(protocol.CodeInsufficientSpace, protocol.EnhancedCode{4, 3, 1}, "Insufficient system storage")
+	ReplyNoSpace = protocol.NewError(protocol.CodeInsufficientSpace, protocol.ECTempSystemFull, "Insufficient system storage")
 	// ReplyQuota: the user's disk quota is exhausted (X.2.2, mailbox
 	// full); permanent, as Dovecot and Postfix answer.
-	ReplyQuota = protocol.NewError(protocol.CodeExceededStorage, protocol.EnhancedCode{5, 2, 2}, "Mailbox full: quota exceeded")
+	ReplyQuota = protocol.NewError(protocol.CodeExceededStorage, protocol.ECPermMailboxFull, "Mailbox full: quota exceeded")
 	// ReplyTooBig: the message exceeds the configured maildir limit (X.3.4).
-	ReplyTooBig = protocol.NewError(protocol.CodeExceededStorage, protocol.EnhancedCode{5, 3, 4}, "Message too big for mailbox")
+	ReplyTooBig = protocol.NewError(protocol.CodeExceededStorage, protocol.ECPermMessageTooBig, "Message too big for mailbox")
 	// ReplyMisconfigured: permissions, a read-only file system, a missing
 	// root or a symbolic link leading out of it (X.3.5, system incorrectly
 	// configured); temporary, because an administrator can fix it.
-	ReplyMisconfigured = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, "Mail system configuration error, try again later")
+	ReplyMisconfigured = protocol.ErrMisconfigured
 	// ReplyIOError: any other failure (X.3.0); temporary.
-	ReplyIOError = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
+	ReplyIOError = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Local error in processing, try again later")
 )
 
 // Classify maps an error from delivery to its reply: an *protocol.Error in
@@ -54,7 +54,7 @@ func Classify(err error) *protocol.Error {
 	default:
 		r = ReplyIOError
 	}
-	return protocol.WrapError(r.Code, r.EnhancedCode, r.Message, err)
+	return r.Wrap(err)
 }
 
 // Hint returns what an administrator should fix for an error that is a

@@ -14,7 +14,8 @@
 // US-ASCII on one line, at most a few hundred characters. The cause (Err) is
 // for the log only.
 //
-// A non-zero exit status is mapped as Postfix sys_exits.c maps it (RFC 3463
+// A non-zero exit status is mapped as Postfix sys_exits.c maps it
+// ([protocol.ExitStatusError] holds the one table; RFC 3463
 // codes; EX_* names from sysexits.h):
 //
 //	64 EX_USAGE       5.3.0    72 EX_OSFILE     5.3.0
@@ -40,6 +41,7 @@
 // command is not a fact about the recipient, so we defer instead.
 //
 // The basic reply code follows from the enhanced code by one rule
+// ([protocol.BasicCode])
 // (RFC 5321 section 4.2.2 and 4.2.3, RFC 3463 section 3):
 //
 //	4.2.2, 4.3.1          452 insufficient system storage (mailbox full, disk full)

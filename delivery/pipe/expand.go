@@ -50,17 +50,17 @@ var placeholderInfo = [numPlaceholders]struct {
 	what string // for the reply text
 	ec   protocol.EnhancedCode
 }{
-	phSender:            {"sender", "sender address", protocol.EnhancedCode{5, 1, 7}},
-	phRecipient:         {"recipient", "recipient address", protocol.EnhancedCode{5, 1, 3}},
-	phOriginalRecipient: {"original_recipient", "original recipient address", protocol.EnhancedCode{5, 1, 3}},
-	phUser:              {"user", "recipient address", protocol.EnhancedCode{5, 1, 3}},
-	phDetail:            {"detail", "recipient address detail", protocol.EnhancedCode{5, 1, 3}},
-	phDomain:            {"domain", "recipient domain", protocol.EnhancedCode{5, 1, 3}},
-	phSize:              {"size", "message size", protocol.EnhancedCode{5, 5, 4}},
-	phClientAddress:     {"client_address", "client address", protocol.EnhancedCode{5, 5, 4}},
-	phClientHelo:        {"client_helo", "client HELO name", protocol.EnhancedCode{5, 5, 4}},
-	phSession:           {"session", "session id", protocol.EnhancedCode{5, 5, 4}},
-	phRecipients:        {"recipients", "recipient address", protocol.EnhancedCode{5, 1, 3}},
+	phSender:            {"sender", "sender address", protocol.ECPermBadSender},
+	phRecipient:         {"recipient", "recipient address", protocol.ECPermBadDestSyntax},
+	phOriginalRecipient: {"original_recipient", "original recipient address", protocol.ECPermBadDestSyntax},
+	phUser:              {"user", "recipient address", protocol.ECPermBadDestSyntax},
+	phDetail:            {"detail", "recipient address detail", protocol.ECPermBadDestSyntax},
+	phDomain:            {"domain", "recipient domain", protocol.ECPermBadDestSyntax},
+	phSize:              {"size", "message size", protocol.ECPermInvalidArgs},
+	phClientAddress:     {"client_address", "client address", protocol.ECPermInvalidArgs},
+	phClientHelo:        {"client_helo", "client HELO name", protocol.ECPermInvalidArgs},
+	phSession:           {"session", "session id", protocol.ECPermInvalidArgs},
+	phRecipients:        {"recipients", "recipient address", protocol.ECPermBadDestSyntax},
 }
 
 // segment is a literal text or a placeholder.
@@ -214,7 +214,7 @@ func (x *values) checkDash(ph placeholder, val string, index int) error {
 		return nil
 	}
 	info := placeholderInfo[ph]
-	return protocol.WrapError(basicCode(info.ec), info.ec,
+	return protocol.WrapError(protocol.BasicCode(info.ec), info.ec,
 		"Delivery command refuses a "+info.what+" that starts with '-'",
 		fmt.Errorf("pipe: value %q of {%s} would start argument %d with '-' (an option); see AllowLeadingDash", val, info.name, index))
 }

@@ -134,8 +134,8 @@ func TestExpandArgs(t *testing.T) {
 				if !errors.As(err, &pe) {
 					t.Fatalf("expandArgs = %q, %v; want refusal %v", got, err, tt.wantEC)
 				}
-				if pe.EnhancedCode != tt.wantEC || pe.Code != basicCode(tt.wantEC) {
-					t.Errorf("refusal %d %v, want %d %v", pe.Code, pe.EnhancedCode, basicCode(tt.wantEC), tt.wantEC)
+				if pe.EnhancedCode != tt.wantEC || pe.Code != protocol.BasicCode(tt.wantEC) {
+					t.Errorf("refusal %d %v, want %d %v", pe.Code, pe.EnhancedCode, protocol.BasicCode(tt.wantEC), tt.wantEC)
 				}
 				if !strings.Contains(pe.Message, "starts with '-'") || pe.Err == nil {
 					t.Errorf("refusal message %q, cause %v", pe.Message, pe.Err)

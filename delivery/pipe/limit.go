@@ -96,12 +96,11 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	case l.slots <- struct{}{}:
 		return l.release, nil
 	case <-t.C:
-		return nil, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 2},
+		return nil, protocol.WrapError(protocol.CodeLocalError, protocol.ECTempNotAccepting,
 			"Too many delivery commands running, try again later",
 			fmt.Errorf("%w: all %d slots busy for %v", ErrBusy, cap(l.slots), l.wait))
 	case <-ctx.Done():
-		return nil, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, msgInterrupted,
-			fmt.Errorf("pipe: waiting for a free slot: %w", context.Cause(ctx)))
+		return nil, errInterrupted.Wrap(fmt.Errorf("pipe: waiting for a free slot: %w", context.Cause(ctx)))
 	}
 }
 

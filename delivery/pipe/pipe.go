@@ -324,7 +324,7 @@ func (c *Command) Run(ctx context.Context, v Vars, stdin io.Reader) (Result, err
 // not be empty. Everything else is as for Run.
 func (c *Command) RunMulti(ctx context.Context, v Vars, recipients []string, stdin io.Reader) (Result, error) {
 	if len(recipients) == 0 {
-		return Result{ExitCode: -1}, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0},
+		return Result{ExitCode: -1}, protocol.WrapError(protocol.CodeLocalError, protocol.ECTempSystem,
 			"Delivery command has no recipients", errors.New("pipe: RunMulti called without recipients"))
 	}
 	return c.run(ctx, &v, recipients, stdin)
@@ -338,6 +338,15 @@ const (
 	msgReadError     = "Error reading message for delivery command"
 )
 
+// Replies built in several places; each is sent wrapped around its cause.
+var (
+	// errMisconfigured: a configuration change fixes it (RFC 3463 X.3.5).
+	errMisconfigured = protocol.NewError(protocol.CodeLocalError, protocol.ECTempMisconfigured, msgMisconfigured)
+	errNoStart       = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, msgNoStart)
+	errInterrupted   = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, msgInterrupted)
+	errReadError     = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, msgReadError)
+)
+
 func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin io.Reader) (Result, error) {
 	start := time.Now()
 	res := Result{ExitCode: -1}
@@ -348,7 +357,7 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 
 	p, err := c.prepare()
 	if err != nil {
-		return done(protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, msgMisconfigured, err))
+		return done(errMisconfigured.Wrap(err))
 	}
 	args, err := expandArgs(append(make([]string, 0, len(p.args)+len(recipients)), c.Argv[0]), p.args,
 		newValues(v, recipients, c.AllowLeadingDash))
@@ -356,8 +365,7 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 		return done(err)
 	}
 	if err := context.Cause(ctx); err != nil {
-		return done(protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, msgInterrupted,
-			fmt.Errorf("pipe: %s not started: %w", c.Argv[0], err)))
+		return done(errInterrupted.Wrap(fmt.Errorf("pipe: %s not started: %w", c.Argv[0], err)))
 	}
 
 	timeout := c.timeout()
@@ -432,8 +440,7 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 		// cannot without WUNTRACED). Unreachable in practice; make sure
 		// nothing is left running and fail temporarily.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		return res, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, msgNoStart,
-			fmt.Errorf("pipe: waiting for %s: %v", c.Argv[0], waitErr))
+		return res, errNoStart.Wrap(fmt.Errorf("pipe: waiting for %s: %v", c.Argv[0], waitErr))
 	}
 	if ws.Exited() {
 		res.ExitCode = ws.ExitStatus()
@@ -444,22 +451,20 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 		// or pipes held open by a leftover grandchild (exec.ErrWaitDelay),
 		// change nothing about that.
 		if in != nil && in.err != nil {
-			return res, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, msgReadError,
-				fmt.Errorf("pipe: %s exited 0 after a read error on its input: %w", c.Argv[0], in.err))
+			return res, errReadError.Wrap(fmt.Errorf("pipe: %s exited 0 after a read error on its input: %w", c.Argv[0], in.err))
 		}
 		return res, nil
 	case killed.Load():
 		cause := context.Cause(runCtx)
 		if errors.Is(cause, ErrTimeout) {
-			return res, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0},
+			return res, protocol.WrapError(protocol.CodeLocalError, protocol.ECTempSystem,
 				"Delivery command timed out after "+timeout.String(),
 				fmt.Errorf("pipe: %s killed after %v: %w", c.Argv[0], timeout, ErrTimeout))
 		}
-		return res, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, msgInterrupted,
-			fmt.Errorf("pipe: %s killed: %w", c.Argv[0], cause))
+		return res, errInterrupted.Wrap(fmt.Errorf("pipe: %s killed: %w", c.Argv[0], cause))
 	case ws.Signaled():
 		sig := ws.Signal()
-		return res, protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0},
+		return res, protocol.WrapError(protocol.CodeLocalError, protocol.ECTempSystem,
 			withOutput(fmt.Sprintf("Delivery command killed by signal %d (%v)", int(sig), sig), res.Output),
 			fmt.Errorf("pipe: %s: %w", c.Argv[0], waitErr))
 	default:
@@ -469,10 +474,10 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 			if text = replyText(text); text == "" {
 				text = fmt.Sprintf("Delivery command failed (exit status %d)", status)
 			}
-			return res, protocol.WrapError(basicCode(ec), ec, text, cause)
+			return res, protocol.WrapError(protocol.BasicCode(ec), ec, text, cause)
 		}
-		ec, text := exitStatus(status)
-		return res, protocol.WrapError(basicCode(ec), ec, withOutput("Delivery command failed: "+text, res.Output), cause)
+		e := protocol.ExitStatusError(status)
+		return res, protocol.WrapError(e.Code, e.EnhancedCode, withOutput("Delivery command failed: "+e.Message, res.Output), cause)
 	}
 }
 
@@ -493,10 +498,10 @@ func startError(name string, err error) *protocol.Error {
 	for _, e := range []error{syscall.ENOENT, syscall.EACCES, syscall.EPERM, syscall.ENOEXEC,
 		syscall.ENOTDIR, syscall.ELOOP, syscall.EISDIR, syscall.ENAMETOOLONG} {
 		if errors.Is(err, e) {
-			return protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, msgMisconfigured, cause)
+			return errMisconfigured.Wrap(cause)
 		}
 	}
-	return protocol.WrapError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, msgNoStart, cause)
+	return errNoStart.Wrap(cause)
 }
 
 // environ builds the command's whole environment: nothing is inherited.

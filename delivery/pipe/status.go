@@ -1,72 +1,10 @@
 package pipe
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/lmtpd/lmtpd/protocol"
 )
-
-// sysexit describes one exit status of sysexits.h as Postfix sys_exits.c
-// maps it.
-type sysexit struct {
-	name string // EX_ name
-	text string // Postfix's description
-	ec   protocol.EnhancedCode
-}
-
-// sysexits is the table of ../shared/recipes/README.md, "Pipe exit
-// statuses" (Postfix sys_exits.c).
-var sysexits = map[int]sysexit{
-	64: {"EX_USAGE", "command line usage error", protocol.EnhancedCode{5, 3, 0}},
-	65: {"EX_DATAERR", "data format error", protocol.EnhancedCode{5, 6, 0}},
-	66: {"EX_NOINPUT", "cannot open input", protocol.EnhancedCode{5, 3, 0}},
-	67: {"EX_NOUSER", "user unknown", protocol.EnhancedCode{5, 1, 1}},
-	68: {"EX_NOHOST", "host name unknown", protocol.EnhancedCode{5, 1, 2}},
-	69: {"EX_UNAVAILABLE", "service unavailable", protocol.EnhancedCode{5, 3, 0}},
-	70: {"EX_SOFTWARE", "internal software error", protocol.EnhancedCode{5, 3, 0}},
-	71: {"EX_OSERR", "system resource problem", protocol.EnhancedCode{4, 3, 0}},
-	72: {"EX_OSFILE", "critical OS file missing", protocol.EnhancedCode{5, 3, 0}},
-	73: {"EX_CANTCREAT", "can't create user output file", protocol.EnhancedCode{5, 2, 0}},
-	74: {"EX_IOERR", "input/output error", protocol.EnhancedCode{5, 3, 0}},
-	75: {"EX_TEMPFAIL", "temporary failure", protocol.EnhancedCode{4, 3, 0}},
-	76: {"EX_PROTOCOL", "remote error in protocol", protocol.EnhancedCode{5, 5, 0}},
-	77: {"EX_NOPERM", "permission denied", protocol.EnhancedCode{5, 7, 0}},
-	78: {"EX_CONFIG", "local configuration error", protocol.EnhancedCode{5, 3, 5}},
-}
-
-// exitStatus maps a non-zero exit status to its enhanced code and a short
-// description. Statuses outside the sysexits range are permanent 5.3.0, as in
-// Postfix ("unknown mail system error").
-func exitStatus(status int) (protocol.EnhancedCode, string) {
-	if e, ok := sysexits[status]; ok {
-		return e.ec, e.text + " (exit status " + strconv.Itoa(status) + ", " + e.name + ")"
-	}
-	return protocol.EnhancedCode{5, 3, 0}, "unknown mail system error (exit status " + strconv.Itoa(status) + ")"
-}
-
-// basicCode returns the RFC 5321 reply code for an enhanced code of class 4
-// or 5, by the rule in the package documentation.
-func basicCode(ec protocol.EnhancedCode) int {
-	if ec[0] == 4 {
-		switch {
-		case ec == protocol.EnhancedCode{4, 2, 2} || ec == protocol.EnhancedCode{4, 3, 1}:
-			return protocol.CodeInsufficientSpace // 452
-		case ec[1] == 2:
-			return protocol.CodeMailboxBusy // 450
-		default:
-			return protocol.CodeLocalError // 451
-		}
-	}
-	switch {
-	case ec == protocol.EnhancedCode{5, 2, 2} || ec == protocol.EnhancedCode{5, 2, 3} || ec == protocol.EnhancedCode{5, 3, 4}:
-		return protocol.CodeExceededStorage // 552
-	case ec[1] == 1 || ec[1] == 2 || ec[1] == 7:
-		return protocol.CodeMailboxUnavailable // 550
-	default:
-		return protocol.CodeTransactionFailed // 554
-	}
-}
 
 // parseStatusOutput recognises a command's output that starts, after
 // leading white space (blank lines included), with an RFC 3463 enhanced

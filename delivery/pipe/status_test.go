@@ -1,105 +1,11 @@
 package pipe
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/lmtpd/lmtpd/protocol"
 )
-
-func TestExitStatus(t *testing.T) {
-	// The table of ../shared/recipes/README.md, "Pipe exit statuses", plus
-	// statuses outside it.
-	tests := []struct {
-		status int
-		want   protocol.EnhancedCode
-		name   string // EX_ name expected in the text, "" for none
-	}{
-		{64, protocol.EnhancedCode{5, 3, 0}, "EX_USAGE"},
-		{65, protocol.EnhancedCode{5, 6, 0}, "EX_DATAERR"},
-		{66, protocol.EnhancedCode{5, 3, 0}, "EX_NOINPUT"},
-		{67, protocol.EnhancedCode{5, 1, 1}, "EX_NOUSER"},
-		{68, protocol.EnhancedCode{5, 1, 2}, "EX_NOHOST"},
-		{69, protocol.EnhancedCode{5, 3, 0}, "EX_UNAVAILABLE"},
-		{70, protocol.EnhancedCode{5, 3, 0}, "EX_SOFTWARE"},
-		{71, protocol.EnhancedCode{4, 3, 0}, "EX_OSERR"},
-		{72, protocol.EnhancedCode{5, 3, 0}, "EX_OSFILE"},
-		{73, protocol.EnhancedCode{5, 2, 0}, "EX_CANTCREAT"},
-		{74, protocol.EnhancedCode{5, 3, 0}, "EX_IOERR"},
-		{75, protocol.EnhancedCode{4, 3, 0}, "EX_TEMPFAIL"},
-		{76, protocol.EnhancedCode{5, 5, 0}, "EX_PROTOCOL"},
-		{77, protocol.EnhancedCode{5, 7, 0}, "EX_NOPERM"},
-		{78, protocol.EnhancedCode{5, 3, 5}, "EX_CONFIG"},
-		{1, protocol.EnhancedCode{5, 3, 0}, ""},
-		{2, protocol.EnhancedCode{5, 3, 0}, ""},
-		{63, protocol.EnhancedCode{5, 3, 0}, ""},
-		{79, protocol.EnhancedCode{5, 3, 0}, ""},
-		{126, protocol.EnhancedCode{5, 3, 0}, ""},
-		{127, protocol.EnhancedCode{5, 3, 0}, ""},
-		{255, protocol.EnhancedCode{5, 3, 0}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(strings.TrimPrefix(tt.name+"_", "_")+strconv.Itoa(tt.status), func(t *testing.T) {
-			ec, text := exitStatus(tt.status)
-			if ec != tt.want {
-				t.Errorf("exitStatus(%d) = %v, want %v", tt.status, ec, tt.want)
-			}
-			if !strings.Contains(text, "exit status "+strconv.Itoa(tt.status)) {
-				t.Errorf("text %q does not name the status", text)
-			}
-			if tt.name != "" && !strings.Contains(text, tt.name) {
-				t.Errorf("text %q does not name %s", text, tt.name)
-			}
-			if tt.name == "" && !strings.Contains(text, "unknown mail system error") {
-				t.Errorf("text %q: want Postfix's unknown mail system error", text)
-			}
-		})
-	}
-}
-
-func TestBasicCode(t *testing.T) {
-	tests := []struct {
-		ec   protocol.EnhancedCode
-		want int
-	}{
-		{protocol.EnhancedCode{4, 2, 2}, 452},
-		{protocol.EnhancedCode{4, 3, 1}, 452},
-		{protocol.EnhancedCode{4, 2, 0}, 450},
-		{protocol.EnhancedCode{4, 2, 1}, 450},
-		{protocol.EnhancedCode{4, 2, 999}, 450},
-		{protocol.EnhancedCode{4, 0, 0}, 451},
-		{protocol.EnhancedCode{4, 1, 1}, 451},
-		{protocol.EnhancedCode{4, 3, 0}, 451},
-		{protocol.EnhancedCode{4, 3, 5}, 451},
-		{protocol.EnhancedCode{4, 4, 2}, 451},
-		{protocol.EnhancedCode{4, 7, 1}, 451},
-		{protocol.EnhancedCode{5, 2, 2}, 552},
-		{protocol.EnhancedCode{5, 2, 3}, 552},
-		{protocol.EnhancedCode{5, 3, 4}, 552},
-		{protocol.EnhancedCode{5, 1, 1}, 550},
-		{protocol.EnhancedCode{5, 1, 3}, 550},
-		{protocol.EnhancedCode{5, 2, 0}, 550},
-		{protocol.EnhancedCode{5, 2, 1}, 550},
-		{protocol.EnhancedCode{5, 7, 0}, 550},
-		{protocol.EnhancedCode{5, 7, 1}, 550},
-		{protocol.EnhancedCode{5, 0, 0}, 554},
-		{protocol.EnhancedCode{5, 3, 0}, 554},
-		{protocol.EnhancedCode{5, 3, 5}, 554},
-		{protocol.EnhancedCode{5, 4, 6}, 554},
-		{protocol.EnhancedCode{5, 5, 0}, 554},
-		{protocol.EnhancedCode{5, 5, 4}, 554},
-		{protocol.EnhancedCode{5, 6, 0}, 554},
-		{protocol.EnhancedCode{5, 999, 999}, 554},
-	}
-	for _, tt := range tests {
-		t.Run(tt.ec.String(), func(t *testing.T) {
-			if got := basicCode(tt.ec); got != tt.want {
-				t.Errorf("basicCode(%v) = %d, want %d", tt.ec, got, tt.want)
-			}
-		})
-	}
-}
 
 func TestParseStatusOutput(t *testing.T) {
 	tests := []struct {
