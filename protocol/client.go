@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -610,8 +611,15 @@ func (c *Client) fail(ctx context.Context, err error) error {
 	if c.broken != nil && c.broken != ErrClientClosed {
 		return c.broken
 	}
+	var cause error
 	if ctx.Err() != nil {
-		err = fmt.Errorf("protocol: client: %w (%v)", context.Cause(ctx), err)
+		cause = context.Cause(ctx)
+	} else if d, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(d) {
+		// The connection's deadline was ctx's, and fired first.
+		cause = context.DeadlineExceeded
+	}
+	if cause != nil {
+		err = fmt.Errorf("protocol: client: %w (%v)", cause, err)
 	} else if !strings.HasPrefix(err.Error(), "protocol:") {
 		err = fmt.Errorf("protocol: client: %w", err)
 	}
