@@ -88,7 +88,8 @@ func xLines(verb string, offered []string, pairs [][2]string) ([]string, error) 
 // XClient sends Postfix's XCLIENT with the attributes the server offered
 // (XClientAttributes; the others are left out, and nothing is sent when
 // none is left), then, as the server answers a successful XCLIENT with a
-// new 220 greeting, says hello again. It wraps ErrNotOffered when the
+// new 220 greeting, says hello again (also after the 250 that smtp-sink
+// and Postfix before 2.3 send). It wraps ErrNotOffered when the
 // server does not offer XCLIENT. A refusal is an *Error. It must be sent
 // outside a transaction.
 func (c *Client) XClient(ctx context.Context, x *XClientAttrs) error {
@@ -106,10 +107,15 @@ func (c *Client) XClient(ctx context.Context, x *XClientAttrs) error {
 		if err != nil {
 			return err
 		}
-		if r.Code != CodeReady {
+		switch r.Code {
+		case CodeReady:
+			c.greeting = r
+		case CodeOK:
+			// smtp-sink, and Postfix before 2.3, answer 250 and keep
+			// the session; saying hello again is harmless there.
+		default:
 			return r.errOr(fmt.Errorf("protocol: client: unexpected reply to XCLIENT: %s", r))
 		}
-		c.greeting = r
 	}
 	return c.Hello(ctx)
 }
