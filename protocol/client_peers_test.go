@@ -408,4 +408,3 @@ func maildirTexts(t *testing.T, md string) []string {
 	}
 	return out
 }
-
