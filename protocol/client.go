@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -202,7 +203,13 @@ func initClient(conn net.Conn, o *ClientOptions) *Client {
 
 // start reads the greeting, says hello and upgrades to TLS if asked.
 func (c *Client) start(ctx context.Context) error {
-	err := c.readGreeting(ctx)
+	var err error
+	if c.opts.RequireTLS && c.opts.TLSConfig == nil {
+		err = errors.New("protocol: client: RequireTLS without a TLSConfig")
+	}
+	if err == nil {
+		err = c.readGreeting(ctx)
+	}
 	if err == nil {
 		err = c.Hello(ctx)
 	}
@@ -528,13 +535,13 @@ func (c *Client) Quit(ctx context.Context) error {
 // Close closes the connection without QUIT. It is safe to call more than
 // once.
 func (c *Client) Close() error {
-	if c.broken == ErrClientClosed {
-		return nil
-	}
 	if c.broken == nil {
 		c.broken = ErrClientClosed
 	}
-	return c.conn.Close()
+	if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Err returns nil while the client is usable, and otherwise the error
@@ -588,8 +595,23 @@ func (c *Client) begin(ctx context.Context, timeout time.Duration) (stop func() 
 		return nil, context.Cause(ctx)
 	}
 	c.setDeadline(ctx, timeout)
-	stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
-	return stop, nil
+	// The cancellation must not land after stop returns, on the next
+	// operation's fresh deadline: the mutex orders the two.
+	var mu sync.Mutex
+	stopped := false
+	after := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			c.conn.SetDeadline(time.Unix(1, 0))
+		}
+	})
+	return func() bool {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		return after()
+	}, nil
 }
 
 // setDeadline sets the connection's deadline to now+timeout, or ctx's
