@@ -120,6 +120,25 @@ func (o *ClientOptions) dur(v, def time.Duration) time.Duration {
 // is closed and every later call returns the same error; a reply from the
 // server, by contrast, is returned as an *Error and leaves the client
 // usable. A Client is not safe for concurrent use.
+//
+// Parameters of MAIL and RCPT, and what the Client does when the server
+// did not offer the extension that defines one:
+//
+//   - SIZE (RFC 1870), RET and ENVID (RFC 3461), AUTH= (RFC 4954 section
+//     5), NOTIFY and ORCPT (RFC 3461): left out. SIZE is advisory; without
+//     DSN the relaying side keeps the duty of notifications (RFC 3461
+//     section 4), as Postfix does; AUTH= is informational.
+//   - BODY=8BITMIME (RFC 6152), BODY=BINARYMIME (RFC 3030) and SMTPUTF8
+//     (RFC 6531): the command is not sent and the error wraps
+//     ErrNotOffered, since leaving them out would change what the
+//     message means to the server. BODY=7BIT is sent only when 8BITMIME
+//     is offered (the parameter belongs to it).
+//   - A non-ASCII address needs SMTPUTF8: MailParams.SMTPUTF8 is implied
+//     by one in the envelope given to Send, and Rcpt refuses one in a
+//     transaction started without it.
+//
+// ENVID and ORCPT's address are xtext-encoded (RFC 3461 section 4); an
+// ORCPT without a type is sent as "rfc822".
 type Client struct {
 	opts       ClientOptions
 	conn       net.Conn

@@ -10,25 +10,6 @@ import (
 	"time"
 )
 
-// Parameters a Client sends with MAIL and RCPT, and what it does when the
-// server did not offer the extension that defines one:
-//
-//   - SIZE (RFC 1870), RET and ENVID (RFC 3461), AUTH= (RFC 4954 section
-//     5), NOTIFY and ORCPT (RFC 3461): left out. SIZE is advisory; without
-//     DSN the relaying side keeps the duty of notifications (RFC 3461
-//     section 4), as Postfix does; AUTH= is informational.
-//   - BODY=8BITMIME (RFC 6152), BODY=BINARYMIME (RFC 3030) and SMTPUTF8
-//     (RFC 6531): the command is not sent and the error wraps
-//     ErrNotOffered, since leaving them out would change what the
-//     message means to the server. BODY=7BIT is sent only when 8BITMIME
-//     is offered (the parameter belongs to it).
-//   - A non-ASCII address needs SMTPUTF8: MailParams.SMTPUTF8 is implied
-//     by one in the envelope given to Send, and Rcpt refuses one in a
-//     transaction started without it.
-//
-// ENVID and ORCPT's address are xtext-encoded (RFC 3461 section 4); an
-// ORCPT without a type is sent as "rfc822".
-
 // RcptStatus is the outcome for one recipient of a transaction.
 type RcptStatus struct {
 	// Reply is the reply that decided the outcome: the RCPT reply when it

@@ -82,7 +82,7 @@
 // net.Conn), speaks SMTP (EHLO, HELO fallback) or LMTP (LHLO), and offers
 // STARTTLS, AUTH through go-sasl clients, Postfix's XCLIENT and XFORWARD,
 // the MAIL and RCPT parameters of SIZE, 8BITMIME, BINARYMIME, SMTPUTF8 and
-// DSN (which are sent only when offered is written in client_tx.go), and
+// DSN (what is sent when the server did not offer one is on Client), and
 // the message by DATA or BDAT, streamed. Client.Send pipelines MAIL, the
 // RCPTs and DATA when the server offers PIPELINING and returns one
 // RcptStatus per recipient: in LMTP each recipient's own reply after the
