@@ -136,6 +136,8 @@ func (o *ClientOptions) dur(v, def time.Duration) time.Duration {
 //   - A non-ASCII address needs SMTPUTF8: MailParams.SMTPUTF8 is implied
 //     by one in the envelope given to Send, and Rcpt refuses one in a
 //     transaction started without it.
+//   - XCLIENT and XFORWARD attributes the server did not list are left
+//     out; the command itself not offered wraps ErrNotOffered.
 //
 // ENVID and ORCPT's address are xtext-encoded (RFC 3461 section 4); an
 // ORCPT without a type is sent as "rfc822".
