@@ -2,15 +2,18 @@ package protocol
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -965,5 +968,122 @@ func (p *fakePeer) expect(re string) {
 	l = strings.TrimSuffix(l, "\r\n")
 	if !regexp.MustCompile("^" + re + "$").MatchString(l) {
 		p.t.Errorf("peer: got %q, want %q", l, re)
+	}
+}
+
+// lineSource yields n octets of 100-octet LF-terminated lines, some
+// starting with a dot, without holding them.
+type lineSource struct{ n, off int }
+
+func (s *lineSource) Read(p []byte) (int, error) {
+	if s.n == 0 {
+		return 0, io.EOF
+	}
+	k := 0
+	for k < len(p) && s.n > 0 {
+		var c byte = 'x'
+		switch {
+		case s.off == 99:
+			c = '\n'
+		case s.off == 0 && s.n%7 == 0:
+			c = '.'
+		}
+		p[k] = c
+		k++
+		s.n--
+		s.off = (s.off + 1) % 100
+	}
+	return k, nil
+}
+
+// TestClientStreamsMessage: a 32 MiB message goes through DATA and BDAT
+// with the client allocating a small fraction of it: nothing holds the
+// whole message. The peer counts the octets and the stuffed dots.
+func TestClientStreamsMessage(t *testing.T) {
+	const size = 320000 * 100 // whole lines: the client adds no line ending
+	for _, chunking := range []bool{false, true} {
+		var got, dots int
+		conn := runPeer(t, func(p *fakePeer) {
+			p.send("220 x")
+			p.expect("EHLO localhost")
+			p.send("250-x", "250-PIPELINING", "250 CHUNKING")
+			p.expect("MAIL FROM:<>")
+			p.expect("RCPT TO:<a@x>")
+			if !chunking {
+				p.expect("DATA")
+				p.send("250 ok", "250 ok", "354 go")
+				for {
+					l, err := p.br.ReadSlice('\n')
+					if err != nil {
+						p.t.Errorf("peer: %v", err)
+						return
+					}
+					if string(l) == ".\r\n" {
+						break
+					}
+					if l[0] == '.' {
+						dots++
+						l = l[1:]
+					}
+					got += len(l) - 1 // count LF as one octet, as sent
+				}
+			} else {
+				p.send("250 ok", "250 ok")
+				var buf []byte
+				for {
+					var n int
+					var last string
+					p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					l, err := p.br.ReadString('\n')
+					if err != nil {
+						p.t.Errorf("peer: %v", err)
+						return
+					}
+					if _, err := fmt.Sscanf(l, "BDAT %d%s", &n, &last); err != nil && !strings.HasPrefix(l, "BDAT ") {
+						p.t.Errorf("peer: %q", l)
+						return
+					}
+					if n > len(buf) {
+						buf = make([]byte, n)
+					}
+					chunk := buf[:n]
+					if _, err := io.ReadFull(p.br, chunk); err != nil {
+						p.t.Errorf("peer: %v", err)
+						return
+					}
+					got += n - bytes.Count(chunk, []byte{'\r'})
+					if strings.Contains(l, "LAST") {
+						break
+					}
+					p.send("250 ok")
+				}
+			}
+			p.send("250 2.0.0 done")
+		})
+		c, err := NewClient(testCtx(t), conn, &ClientOptions{Chunking: chunking})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		st, err := c.Send(testCtx(t), Address{}, nil, rcptList(t, "a@x"), &lineSource{n: size})
+		runtime.ReadMemStats(&after)
+		if err != nil || st[0].Err != nil {
+			t.Fatal(err, st)
+		}
+		c.Close()
+		if got != size {
+			t.Errorf("chunking=%v: peer got %d octets, want %d (dots stuffed: %d)", chunking, got, size, dots)
+		}
+		if !chunking && dots == 0 {
+			t.Error("no dot was stuffed")
+		}
+		const limit = 2 << 20
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > limit {
+			t.Errorf("chunking=%v: %d octets allocated for a %d-octet message", chunking, alloc, size)
+		} else {
+			t.Logf("chunking=%v: %d octets allocated while sending %d", chunking, alloc, size)
+		}
 	}
 }
