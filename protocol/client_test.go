@@ -996,11 +996,11 @@ func (s *lineSource) Read(p []byte) (int, error) {
 	return k, nil
 }
 
-// TestClientStreamsMessage: a 32 MiB message goes through DATA and BDAT
+// TestClientStreamsMessage: a 10 MB message goes through DATA and BDAT
 // with the client allocating a small fraction of it: nothing holds the
 // whole message. The peer counts the octets and the stuffed dots.
 func TestClientStreamsMessage(t *testing.T) {
-	const size = 320000 * 100 // whole lines: the client adds no line ending
+	const size = 100000 * 100 // whole lines: the client adds no line ending
 	for _, chunking := range []bool{false, true} {
 		var got, dots int
 		conn := runPeer(t, func(p *fakePeer) {
@@ -1012,6 +1012,7 @@ func TestClientStreamsMessage(t *testing.T) {
 			if !chunking {
 				p.expect("DATA")
 				p.send("250 ok", "250 ok", "354 go")
+				p.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				for {
 					l, err := p.br.ReadSlice('\n')
 					if err != nil {
@@ -1033,7 +1034,7 @@ func TestClientStreamsMessage(t *testing.T) {
 				for {
 					var n int
 					var last string
-					p.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					p.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 					l, err := p.br.ReadString('\n')
 					if err != nil {
 						p.t.Errorf("peer: %v", err)
