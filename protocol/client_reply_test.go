@@ -156,3 +156,33 @@ func FuzzReplyParser(f *testing.F) {
 		_ = r.Err()
 	})
 }
+
+// FuzzCRLFNormalizer compares the streaming normalizer, fed in two
+// pieces, with a plain reference: line endings become CRLF, a missing
+// last one is added, leading dots are doubled for DATA.
+func FuzzCRLFNormalizer(f *testing.F) {
+	for _, s := range []string{"", "a", "a\r", "a\r\r\nb", ".\n..\r\n.", "x\ry\nz"} {
+		f.Add(s, uint(1), true)
+	}
+	f.Fuzz(func(t *testing.T, s string, split uint, dot bool) {
+		k := int(split % uint(len(s)+1))
+		n := crlfNormalizer{bol: true, dotStuff: dot}
+		out := n.append(nil, []byte(s[:k]))
+		out = n.finish(n.append(out, []byte(s[k:])))
+
+		ref := strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\r", "\n")
+		var want strings.Builder
+		if ref != "" {
+			lines := strings.Split(strings.TrimSuffix(ref, "\n"), "\n")
+			for _, l := range lines {
+				if dot && strings.HasPrefix(l, ".") {
+					want.WriteByte('.')
+				}
+				want.WriteString(l + "\r\n")
+			}
+		}
+		if string(out) != want.String() {
+			t.Fatalf("%q split %d dot %v: got %q, want %q", s, k, dot, out, want.String())
+		}
+	})
+}
