@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -280,8 +281,9 @@ func (c *Client) sendData(ctx context.Context, body io.Reader, st []RcptStatus) 
 		return setAll(st, nil, err)
 	}
 	n := crlfNormalizer{bol: true, dotStuff: true}
-	in := make([]byte, 32<<10)
-	out := make([]byte, 0, 2*len(in)+2)
+	bp := getDataBuf()
+	defer dataBufs.Put(bp)
+	in, out := (*bp)[:dataBlock], (*bp)[dataBlock:dataBlock]
 	for {
 		k, rerr := body.Read(in)
 		if k > 0 {
@@ -355,8 +357,17 @@ func (c *Client) sendBDAT(ctx context.Context, body io.Reader, st []RcptStatus) 
 	}
 	binary := c.body == BodyBinaryMIME
 	n := crlfNormalizer{bol: true}
-	chunk := make([]byte, 0, size+2)
-	in := make([]byte, min(size, 32<<10))
+	bp := getDataBuf()
+	defer dataBufs.Put(bp)
+	in := (*bp)[:min(size, dataBlock)]
+	var chunk []byte
+	if size == DefaultClientChunkSize {
+		cp := getChunkBuf()
+		defer chunkBufs.Put(cp)
+		chunk = (*cp)[:0]
+	} else {
+		chunk = make([]byte, 0, size+2*dataBlock+2)
+	}
 	block := c.opts.dur(c.opts.DataBlockTimeout, DefaultClientDataBlockTimeout)
 	eof := false
 	for !eof {
@@ -613,6 +624,33 @@ func (c *Client) abortData(ctx context.Context) {
 	if err == nil && r.Code == CodeOK {
 		c.log.Warn().Str("reply", r.String()).Msg("server accepted an empty message without recipients")
 	}
+}
+
+// dataBlock is the size of the blocks the message is read in. A block
+// becomes at most twice as long on the wire (every octet a bare LF).
+const dataBlock = 32 << 10
+
+// Buffers for sending messages, shared by all Clients: a connection that
+// waits in a pool holds none.
+var (
+	dataBufs  sync.Pool // *[]byte, dataBlock + 2*dataBlock + 2 octets: input block, output
+	chunkBufs sync.Pool // *[]byte, a DefaultClientChunkSize chunk with room for one normalized block more
+)
+
+func getDataBuf() *[]byte {
+	if p, ok := dataBufs.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 3*dataBlock+2)
+	return &b
+}
+
+func getChunkBuf() *[]byte {
+	if p, ok := chunkBufs.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, DefaultClientChunkSize+2*dataBlock+2)
+	return &b
 }
 
 // crlfNormalizer rewrites message text for the wire: a bare LF or CR
