@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/rs/zerolog"
 )
 
 // recConn records every Write, so tests can see what went in one write.
@@ -578,11 +579,25 @@ func TestClientAuth(t *testing.T) {
 	s := &Server{Backend: newFakeBackend(), Auth: testAuthenticator(), AuthFailureDelay: -1}
 	l := serveTCP(t, s)
 	ctx := testCtx(t)
-	c, err := Dial(ctx, l.Addr().String(), &ClientOptions{LocalName: "client.test"})
+	var trace syncBuffer
+	logger := zerolog.New(&trace).Level(zerolog.TraceLevel)
+	c, err := Dial(ctx, l.Addr().String(), &ClientOptions{LocalName: "client.test", Logger: &logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	defer func() {
+		// The wire trace has the commands, never the credentials.
+		log := trace.String()
+		for _, secret := range []string{"AGFsaWNlAHdyb25n", "YWxpY2U=", "c2VjcmV0", "wrong", "secret"} {
+			if strings.Contains(log, secret) {
+				t.Errorf("trace holds %q:\n%s", secret, log)
+			}
+		}
+		if !strings.Contains(log, "AUTH PLAIN [redacted]") || !strings.Contains(log, "EHLO client.test") {
+			t.Errorf("trace lacks the commands:\n%s", log)
+		}
+	}()
 	if got := strings.Join(c.AuthMechanisms(), " "); !strings.Contains(got, "PLAIN") {
 		t.Fatalf("mechanisms %q", got)
 	}
