@@ -551,17 +551,9 @@ func (c *Client) Send(ctx context.Context, from Address, params *MailParams, rcp
 		return st, nil
 	case bdat:
 		derr = c.sendBDAT(ctx, body, ast)
-	case dataReply == nil:
-		// DATA was not pipelined.
-		r, err := c.exchange(ctx, c.opts.dur(c.opts.DataInitTimeout, DefaultClientDataInitTimeout), "DATA", false)
-		if err != nil {
-			c.inTx = false
-			derr = setAll(ast, nil, err)
-			break
-		}
-		dataReply = r
-		fallthrough
 	default:
+		// DATA went with the last batch, pipelined or alone, and its
+		// reply was read there.
 		if dataReply.Code != CodeStartMailInput {
 			setAll(ast, dataReply, dataReply.errOr(fmt.Errorf("protocol: client: unexpected reply to DATA: %s", dataReply)))
 			c.endTx(ctx)
