@@ -68,11 +68,13 @@ type ClientOptions struct {
 	DisablePipelining bool
 
 	// Chunking sends the message with BDAT (RFC 3030) when the server
-	// offers CHUNKING, in chunks of ChunkSize octets. BODY=BINARYMIME
+	// offers CHUNKING, in chunks of about ChunkSize octets. BODY=BINARYMIME
 	// always uses BDAT.
 	Chunking bool
 
-	// ChunkSize is the size of a BDAT chunk. Default DefaultClientChunkSize.
+	// ChunkSize is the number of message octets read for one BDAT chunk;
+	// the chunk sent is longer by the CRs added to bare LFs. Default
+	// DefaultClientChunkSize.
 	ChunkSize int
 
 	// ConnectTimeout bounds Dial's connection set-up (not the greeting).

@@ -1103,3 +1103,130 @@ func TestClientStreamsMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestClientOddServers: servers that take DATA without a transaction
+// (RFC 2920 section 3.1: send the lone dot), refuse DATA, or refuse a BDAT
+// chunk in the middle: the statuses carry the reply, the transaction is
+// reset, the client stays usable.
+func TestClientOddServers(t *testing.T) {
+	ctx := testCtx(t)
+	t.Run("354 after MAIL refused", func(t *testing.T) {
+		conn := runPeer(t, func(p *fakePeer) {
+			p.send("220 x")
+			p.expect("EHLO localhost")
+			p.send("250-x", "250 PIPELINING")
+			p.expect("MAIL FROM:<>")
+			p.expect("RCPT TO:<a@x>")
+			p.expect("DATA")
+			p.send("550 5.7.1 no", "503 5.5.1 need MAIL", "354 go")
+			p.expect(`\.`)
+			p.send("503 5.5.1 nothing to deliver")
+			p.expect("NOOP")
+			p.send("250 ok")
+		})
+		c, err := NewClient(ctx, conn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.Send(ctx, Address{}, nil, rcptList(t, "a@x"), strings.NewReader("never sent\n"))
+		if e := AsError(err); e == nil || e.Code != 550 {
+			t.Fatalf("err %v", err)
+		}
+		checkStatuses(t, st, "550 5.7.1")
+		if err := c.Noop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("354 without recipients", func(t *testing.T) {
+		conn := runPeer(t, func(p *fakePeer) {
+			p.send("220 x")
+			p.expect("LHLO localhost")
+			p.send("250-x", "250 PIPELINING")
+			p.expect("MAIL FROM:<>")
+			p.expect("RCPT TO:<a@x>")
+			p.expect("DATA")
+			p.send("250 ok", "550 5.1.1 unknown", "354 go")
+			p.expect(`\.`)
+			p.send("554 5.5.1 no valid recipients")
+			p.expect("RSET")
+			p.send("250 ok")
+		})
+		c, err := NewClient(ctx, conn, &ClientOptions{Protocol: LMTP})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.Send(ctx, Address{}, nil, rcptList(t, "a@x"), strings.NewReader("never sent\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStatuses(t, st, "550 5.1.1")
+	})
+	t.Run("DATA refused", func(t *testing.T) {
+		conn := runPeer(t, func(p *fakePeer) {
+			p.send("220 x")
+			p.expect("EHLO localhost")
+			p.send("250 x")
+			p.expect("MAIL FROM:<>")
+			p.send("250 ok")
+			p.expect("RCPT TO:<a@x>")
+			p.send("250 ok")
+			p.expect("RCPT TO:<b@x>")
+			p.send("250 ok")
+			p.expect("DATA")
+			p.send("451 4.3.0 try later")
+			p.expect("RSET")
+			p.send("250 ok")
+		})
+		c, err := NewClient(ctx, conn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Mail(ctx, Address{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []string{"a@x", "b@x"} {
+			if err := c.Rcpt(ctx, mustAddr(t, a), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := c.Data(ctx, strings.NewReader("x"))
+		if e := AsError(err); e == nil || e.Code != 451 {
+			t.Fatalf("err %v", err)
+		}
+		checkStatuses(t, st, "451 4.3.0", "451 4.3.0")
+	})
+	t.Run("BDAT chunk refused", func(t *testing.T) {
+		conn := runPeer(t, func(p *fakePeer) {
+			p.send("220 x")
+			p.expect("LHLO localhost")
+			p.send("250-x", "250-PIPELINING", "250 CHUNKING")
+			p.expect("MAIL FROM:<>")
+			p.expect("RCPT TO:<a@x>")
+			p.send("250 ok", "250 ok")
+			p.expect("BDAT 5")
+			p.expect("abc")
+			p.send("552 5.3.4 too big")
+			p.expect("RSET")
+			p.send("250 ok")
+			p.expect("MAIL FROM:<>")
+			p.expect("RCPT TO:<a@x>")
+			p.send("250 ok", "250 ok")
+			p.expect("BDAT 0 LAST")
+			p.send("250 2.0.0 <a@x> empty but fine")
+		})
+		c, err := NewClient(ctx, conn, &ClientOptions{Protocol: LMTP, Chunking: true, ChunkSize: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.Send(ctx, Address{}, nil, rcptList(t, "a@x"), strings.NewReader("abc\ndef\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStatuses(t, st, "552 5.3.4")
+		st, err = c.Send(ctx, Address{}, nil, rcptList(t, "a@x"), strings.NewReader(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStatuses(t, st, "250")
+	})
+}
