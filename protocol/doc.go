@@ -19,7 +19,7 @@
 //     greeting and the EHLO/LHLO reply
 //   - RFC 3207 STARTTLS, RFC 4954 AUTH (mechanisms from an Authenticator)
 //   - RFC 3848 and RFC 6531 "with" keywords in the Received field
-//   - Postfix's XFORWARD from trusted peers
+//   - Postfix's XFORWARD from trusted peers; as a client (Client), also XCLIENT
 //
 // # Invariants callers rely on
 //
@@ -152,4 +152,19 @@
 // authlimit.go (AUTH), backend.go (the interfaces a backend implements).
 // The package knows no product: the software's name in the greeting and
 // Received field is Server.Software.
+//
+// # Client
+//
+// Client is the other side: it dials TCP or "unix:/path" (or takes a
+// net.Conn), speaks SMTP (EHLO, HELO fallback) or LMTP (LHLO), and offers
+// STARTTLS, AUTH through go-sasl clients, Postfix's XCLIENT and XFORWARD,
+// the MAIL and RCPT parameters of SIZE, 8BITMIME, BINARYMIME, SMTPUTF8 and
+// DSN (what is sent when the server did not offer one is on Client), and
+// the message by DATA or BDAT, streamed. Client.Send pipelines MAIL, the
+// RCPTs and DATA when the server offers PIPELINING and returns one
+// RcptStatus per recipient: in LMTP each recipient's own reply after the
+// message (RFC 2033 section 4.2), in SMTP the one reply. A negative reply
+// is an *Error with the server's codes and text, so a proxy relays it as
+// it came; any other error means the outcome is unknown. Each phase has
+// the timeout RFC 5321 section 4.5.3.2 gives it, and every call a context.
 package protocol

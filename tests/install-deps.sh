@@ -10,6 +10,7 @@ command -v swaks   >/dev/null 2>&1 || need+=(swaks)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # doveadm reads the maildirsize files lmtpd writes (quota/).
 command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
+[ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd) # protocol/ Client tests talk to Dovecot LMTP
 # swaks needs Net::SSLeay for --tls; --no-install-recommends leaves it out.
 perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
 # Directory tests start private PostgreSQL, MariaDB and OpenLDAP servers.
