@@ -16,8 +16,7 @@ import (
 // of plain values so that cmd/lmtpd can decode its TOML file into it: start
 // from DefaultConfig, which holds the defaults documented on each field,
 // and decode over it. Zero values are taken literally, except where a
-// field says otherwise. Validate reports every inconsistency; New and
-// Reload call it.
+// field says otherwise. Compile validates and compiles it into a Plan.
 type Config struct {
 	// Domains are the domains served, matched case-insensitively (RFC 5321
 	// section 2.4). Address literals ("[192.0.2.1]") may be listed too.
@@ -216,18 +215,6 @@ const (
 	DeliveredToNever DeliveredToMode = "never"
 )
 
-// deliveredTo reports whether a copy for a message with n destinations
-// gets the Delivered-To field; pipe is true for a pipe command's input.
-func (c *Config) deliveredTo(n int, pipe bool) bool {
-	switch c.DeliveredTo {
-	case DeliveredToAlways:
-		return true
-	case DeliveredToNever:
-		return false
-	}
-	return n == 1 || pipe
-}
-
 // DefaultSpecialFolders are the special folders when
 // MaildirConfig.SpecialFolders is nil: the special-use mailboxes of RFC
 // 6154 under the names Dovecot, Thunderbird, Outlook and Apple Mail give
@@ -252,24 +239,6 @@ func DefaultConfig() Config {
 		LoopCheck:       true,
 		Maildir:         MaildirConfig{Template: DefaultTemplate},
 	}
-}
-
-// Validate reports whether c can be used, with one error per problem
-// (joined with errors.Join).
-func (c *Config) Validate() error {
-	_, err := compile(c)
-	return err
-}
-
-// Warnings returns what is wrong with a valid configuration without making
-// it unusable, one sentence each: today, a postmaster that routes nowhere.
-// It returns nil for an invalid configuration (see Validate).
-func (c *Config) Warnings() []string {
-	t, err := compile(c)
-	if err != nil {
-		return nil
-	}
-	return t.warnings()
 }
 
 // fold returns the matching key of a local part: ASCII letters

@@ -29,12 +29,32 @@ const testText = "Received: from client by mx; Mon, 1 Jan 2024 00:00:00 +0000\r\
 
 func newRouter(t testing.TB, cfg Config, opts Options) *Router {
 	t.Helper()
-	r, err := New(cfg, opts)
+	p, err := Compile(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// reloadConfig compiles cfg with r's options and reloads r with it.
+func reloadConfig(r *Router, cfg Config) error {
+	p, err := Compile(cfg, r.opts)
+	if err != nil {
+		return err
+	}
+	return r.Reload(p)
+}
+
+// boundPipe returns the pipe target that delivers for domain's route in
+// r's running plan.
+func boundPipe(r *Router, domain string) *pipeTarget {
+	st := r.state.Load()
+	return st.target(st.plan.tab.domains[domain].route.target).(*pipeTarget)
 }
 
 // run drives a whole transaction: Mail, Rcpt for each recipient (refused
@@ -233,7 +253,7 @@ func TestDataLoopCheck(t *testing.T) {
 	// With the check off it is delivered.
 	cfg := testConfig(root)
 	cfg.LoopCheck = false
-	r.Reload(cfg)
+	reloadConfig(r, cfg)
 	st, _, _ = run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"bob@example.org"}, text)
 	if e0, _ := st.get(0); e0 != nil {
 		t.Errorf("loop check off: %v", e0)
@@ -526,12 +546,12 @@ func TestReload(t *testing.T) {
 
 	cfg := testConfig(root)
 	cfg.Domains[0].Users = append(cfg.Domains[0].Users, User{Name: "newbie"})
-	if err := r.Reload(cfg); err != nil {
+	if err := reloadConfig(r, cfg); err != nil {
 		t.Fatal(err)
 	}
 	bad := testConfig(root)
 	bad.Domains = nil
-	if err := r.Reload(bad); err == nil {
+	if err := reloadConfig(r, bad); err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	tx, _ := r.Mail(ctx, conn(protocol.LMTP), addr("a@b"), &protocol.MailParams{})
@@ -541,7 +561,7 @@ func TestReload(t *testing.T) {
 	}
 	err := old.Rcpt(ctx, &protocol.Recipient{Address: addr("newbie@example.org")})
 	checkCode(t, err, 550, protocol.EnhancedCode{5, 1, 1})
-	if _, err := New(bad, Options{}); err == nil {
+	if _, err := Compile(bad, Options{}); err == nil {
 		t.Error("New with an invalid config succeeded")
 	}
 }
