@@ -323,7 +323,8 @@ func checkAbs(what, p string) error {
 	return nil
 }
 
-var errNoDomains = errors.New("no domains configured")
+// ErrNoDomains is the problem of a Config without domains.
+var ErrNoDomains = errors.New("no domains configured")
 
 // spoolOptions returns the spool settings.
 func (c *Config) spoolOptions() spool.Options {

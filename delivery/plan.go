@@ -10,12 +10,19 @@ import (
 // Plan is a compiled configuration: the routing table, the targets it
 // delivers to and the warnings, built once per load by Compile and never
 // changed afterwards. New and Router.Reload take it; check-config reads
-// its Warnings. One Plan may be given to New or Reload once; transactions
-// keep the plan they started with across a reload.
+// its Warnings. A Plan may be used by several Routers; transactions keep
+// the plan they started with across a reload.
 type Plan struct {
 	tab      *table
-	opts     Options
+	opts     PlanOptions
 	warnings []string
+}
+
+// PlanOptions are the parts of a Plan that are not in its Config.
+type PlanOptions struct {
+	// Lookup, if set, is asked about local parts the configuration does
+	// not list (see Lookup).
+	Lookup Lookup
 }
 
 // Compile validates cfg and compiles it into a Plan. It opens nothing: the
@@ -23,7 +30,7 @@ type Plan struct {
 // error the result is nil and the error is an errors.Join of
 // *ConfigError values, one per problem, in the order of the
 // configuration.
-func Compile(cfg Config, opts Options) (*Plan, error) {
+func Compile(cfg Config, opts PlanOptions) (*Plan, error) {
 	tab, err := compile(&cfg)
 	if err != nil {
 		return nil, err
@@ -34,6 +41,15 @@ func Compile(cfg Config, opts Options) (*Plan, error) {
 // Config returns the configuration p was compiled from. The caller must
 // not modify its slices and maps.
 func (p *Plan) Config() Config { return p.tab.cfg }
+
+// MaildirRoot returns the maildir root if a route delivers to maildir,
+// else "": the directory that must exist and be writable.
+func (p *Plan) MaildirRoot() string {
+	if !p.tab.usesMaildir {
+		return ""
+	}
+	return p.tab.cfg.Maildir.Root
+}
 
 // Warnings returns what is wrong with p's configuration without making it
 // unusable, one sentence each: today, a postmaster that routes nowhere.

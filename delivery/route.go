@@ -17,14 +17,15 @@ import (
 // table is a validated, compiled Config. It is immutable once built, so
 // transactions keep using the table they started with across a reload.
 type table struct {
-	cfg        Config
-	special    map[string]bool    // special folders, lower-cased, without the dot
-	domains    map[string]*domain // by lower-cased name
-	postmaster protocol.Address
-	explicitPM bool
-	nextRoute  int
-	maildir    *maildirTarget // the one maildir target, shared by every maildir route
-	targets    []Target       // every target the routes use, each once
+	cfg         Config
+	special     map[string]bool    // special folders, lower-cased, without the dot
+	domains     map[string]*domain // by lower-cased name
+	postmaster  protocol.Address
+	explicitPM  bool
+	nextRoute   int
+	maildir     *maildirTarget // the one maildir target, shared by every maildir route
+	targets     []Target       // every target the routes use, each once
+	usesMaildir bool
 }
 
 type domain struct {
@@ -78,7 +79,7 @@ func compile(cfg *Config) (*table, error) {
 	}
 
 	if len(cfg.Domains) == 0 {
-		failErr(key("Domains"), errNoDomains)
+		failErr(key("Domains"), ErrNoDomains)
 	}
 	if err := checkDelimiter(cfg.DetailDelimiter); err != nil {
 		failErr(key("DetailDelimiter"), err)
@@ -244,6 +245,7 @@ func compile(cfg *Config) (*table, error) {
 		}
 	}
 	if usesMaildir {
+		t.usesMaildir = true
 		t.targets = append([]Target{t.maildir}, t.targets...)
 		if cfg.Maildir.Root == "" {
 			fail(key("Maildir", "Root"), "required: a domain or user delivers to maildir")

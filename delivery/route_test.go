@@ -245,7 +245,7 @@ func TestWarnings(t *testing.T) {
 			cfg := testConfig(t.TempDir())
 			tt.mutate(&cfg)
 			var w []string
-			if p, err := Compile(cfg, Options{}); err == nil {
+			if p, err := Compile(cfg, PlanOptions{}); err == nil {
 				w = p.Warnings()
 			}
 			switch {

@@ -12,9 +12,9 @@ import (
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
-// Options are the parts of a Plan that are not configuration: seams for
-// tests and an optional source of users. The zero value uses the real file
-// system and clock.
+// Options are the parts of a Router that are not configuration: seams for
+// tests and the metrics hook. The zero value uses the real file system
+// and clock.
 type Options struct {
 	// FS replaces the maildir file system (maildir.NewRootFS on
 	// Config.Maildir.Root); for tests.
@@ -23,9 +23,6 @@ type Options struct {
 	Now func() time.Time
 	// Names replaces the maildir unique-name source.
 	Names maildir.NameSource
-	// Lookup, if set, is asked about local parts the configuration does
-	// not list (see Lookup).
-	Lookup Lookup
 	// Observe, if set, is called with the outcome of every recipient's
 	// delivery to each of its destinations, when the recipient's status is
 	// reported: for metrics. It is called from delivering goroutines, so it
@@ -51,9 +48,7 @@ type Outcome struct {
 // implement protocol.Stager.
 //
 // A Router is safe for concurrent use. Reload swaps the plan atomically; a
-// transaction keeps the plan it started with. The seams of Options (FS,
-// Now, Names, Observe) are those of the plan given to New; a reloaded
-// plan brings its own Lookup.
+// transaction keeps the plan it started with.
 type Router struct {
 	opts  Options
 	state atomic.Pointer[state]
@@ -84,8 +79,8 @@ var _ protocol.Backend = (*Router)(nil)
 
 // New returns a Router delivering by plan; it opens the maildir store and
 // the dedup journal the plan needs.
-func New(plan *Plan) (*Router, error) {
-	r := &Router{opts: plan.opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
+func New(plan *Plan, opts Options) (*Router, error) {
+	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
 	if err := r.Reload(plan); err != nil {
 		return nil, err
 	}

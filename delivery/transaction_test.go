@@ -29,11 +29,11 @@ const testText = "Received: from client by mx; Mon, 1 Jan 2024 00:00:00 +0000\r\
 
 func newRouter(t testing.TB, cfg Config, opts Options) *Router {
 	t.Helper()
-	p, err := Compile(cfg, opts)
+	p, err := Compile(cfg, PlanOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(p)
+	r, err := New(p, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func newRouter(t testing.TB, cfg Config, opts Options) *Router {
 
 // reloadConfig compiles cfg with r's options and reloads r with it.
 func reloadConfig(r *Router, cfg Config) error {
-	p, err := Compile(cfg, r.opts)
+	p, err := Compile(cfg, PlanOptions{})
 	if err != nil {
 		return err
 	}
@@ -561,7 +561,7 @@ func TestReload(t *testing.T) {
 	}
 	err := old.Rcpt(ctx, &protocol.Recipient{Address: addr("newbie@example.org")})
 	checkCode(t, err, 550, protocol.EnhancedCode{5, 1, 1})
-	if _, err := Compile(bad, Options{}); err == nil {
+	if _, err := Compile(bad, PlanOptions{}); err == nil {
 		t.Error("New with an invalid config succeeded")
 	}
 }

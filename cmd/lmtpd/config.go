@@ -52,6 +52,7 @@ type config struct {
 	file      string                 // the file's path, or embeddedName
 	embedded  bool                   // the embedded default
 	dcfg      delivery.Config        // routing and delivery
+	plan      *delivery.Plan         // dcfg compiled, once per load
 	users     map[string]sasl.User   // credentials by configured name
 	addresses map[string][]string    // sender addresses by prepared user name
 	locs      map[string]*locator    // per file, for errors found after decoding
@@ -668,36 +669,22 @@ func (c *config) validateDelivery(ec *errorCollector) {
 	if d.Spool.Threshold == 0 {
 		d.Spool.Threshold = -1 // 0 in the file: always a file
 	}
-	if dc.Dedup.Enabled && dc.Dedup.Path == "" {
-		ec.add("delivery.dedup.path", errors.New("required when dedup is enabled"))
-	}
-	if len(c.Domains) == 0 {
-		ec.add("domain", errors.New("at least one [[domain]] is required"))
-	}
-	usesMaildir := false
 	route := func(key string, r routeConfig) delivery.Route {
 		out := delivery.Route{Maildir: r.Maildir}
-		if r.Maildir != "" {
-			usesMaildir = true
-		}
 		if r.Pipe == nil {
 			return out
-		}
-		if r.Maildir != "" {
-			ec.add(key, errors.New("a route has either maildir or pipe, not both"))
 		}
 		p := r.Pipe
 		cmd := pipe.Command{
 			Argv: p.Argv, Timeout: time.Duration(p.Timeout), User: p.User, Group: p.Group,
 			MaxOutput: int(p.MaxOutput), Dir: p.Dir, AllowLeadingDash: p.AllowLeadingDash,
 		}
-		if err := cmd.Validate(); err != nil {
-			ec.add(joinKey(key, "pipe"), err)
-		}
-		if p.MaxProcesses < 1 {
+		// The file gives the defaults explicitly, so 0 here is written in
+		// the file; the delivery package would take it for the default.
+		if p.MaxProcesses == 0 {
 			ec.add(joinKey(key, "pipe.max_processes"), fmt.Errorf("%d: want at least 1", p.MaxProcesses))
 		}
-		if p.MaxWait <= 0 {
+		if p.MaxWait == 0 {
 			ec.add(joinKey(key, "pipe.max_wait"), fmt.Errorf("%v: want a positive duration", time.Duration(p.MaxWait)))
 		}
 		out.Pipe = &delivery.Pipe{Command: cmd, PerMessage: p.PerMessage,
@@ -707,33 +694,16 @@ func (c *config) validateDelivery(ec *errorCollector) {
 	for i := range c.Domains {
 		dm := &c.Domains[i]
 		key := indexKey("domain", i)
-		if dm.Name == "" {
-			ec.add(joinKey(key, "name"), errors.New("required"))
-		}
 		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, UTF8LocalParts: dm.UTF8LocalParts, Aliases: dm.Aliases, CatchAll: dm.CatchAll}
 		out.Route = route(joinKey(key, "route"), dm.Route)
-		if out.Route.Pipe == nil {
-			usesMaildir = true // the domain's users deliver to maildir unless they say otherwise
-		}
 		for _, u := range dm.Users {
 			out.Users = append(out.Users, delivery.User{Name: u})
 		}
 		for j, u := range dm.User {
-			uk := indexKey(joinKey(key, "user"), j)
-			if u.Name == "" {
-				ec.add(joinKey(uk, "name"), errors.New("required"))
-			}
-			r := route(joinKey(uk, "route"), u.Route)
+			r := route(joinKey(indexKey(joinKey(key, "user"), j), "route"), u.Route)
 			out.Users = append(out.Users, delivery.User{Name: u.Name, Route: r, CreateFolders: u.CreateFolders})
 		}
 		d.Domains = append(d.Domains, out)
-	}
-	if usesMaildir {
-		if dc.Maildir.Root == "" {
-			ec.add("delivery.maildir.root", errors.New("required: a domain or user delivers to maildir"))
-		} else if err := checkWritableDir(dc.Maildir.Root); err != nil {
-			ec.add("delivery.maildir.root", &systemError{err})
-		}
 	}
 	if dc.Spool.Dir != "" {
 		if err := checkWritableDir(dc.Spool.Dir); err != nil {
@@ -744,18 +714,34 @@ func (c *config) validateDelivery(ec *errorCollector) {
 	if len(ec.errs) > 0 {
 		return
 	}
-	// What is left is the delivery package's own cross-checks (aliases
-	// that name no user, the postmaster, templates). Its errors name the
-	// domain, alias or setting, which gives the key and so the line.
-	if err := d.Validate(); err != nil {
+	// The delivery package checks its own settings, once, and says which
+	// one is wrong by a key path (delivery.ConfigError).
+	plan, err := delivery.Compile(d, delivery.PlanOptions{})
+	if err != nil {
 		for _, e := range splitJoined(err) {
-			ec.add(c.deliveryErrorKey(e.Error()), e)
+			var ce *delivery.ConfigError
+			if errors.As(e, &ce) {
+				err := ce.Err
+				if errors.Is(err, delivery.ErrNoDomains) {
+					err = errors.New("at least one [[domain]] is required") // in the file's terms
+				}
+				ec.add(c.deliveryKey(ce.Key), err)
+			} else {
+				ec.add("delivery", e)
+			}
+		}
+		return
+	}
+	if root := plan.MaildirRoot(); root != "" {
+		if err := checkWritableDir(root); err != nil {
+			ec.add("delivery.maildir.root", &systemError{err})
 		}
 	}
+	c.plan = plan
 }
 
 // splitJoined returns the errors joined in err (the delivery package
-// wraps an errors.Join of one error per problem), or err alone.
+// returns an errors.Join of one error per problem), or err alone.
 func splitJoined(err error) []error {
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		if j, ok := e.(interface{ Unwrap() []error }); ok {
@@ -765,49 +751,51 @@ func splitJoined(err error) []error {
 	return []error{err}
 }
 
-// deliveryErrorKey finds the configuration key a delivery.Config.Validate
-// message is about, from the way that package words them ("domain NAME:
-// alias A: ...", "postmaster ...", "maildir template: ...").
-func (c *config) deliveryErrorKey(msg string) string {
-	for _, p := range []struct{ prefix, key string }{
-		{"postmaster", "delivery.postmaster"},
-		{"detail delimiter", "delivery.detail_delimiter"},
-		{"maildir template", "delivery.maildir.template"},
-		{"maildir root", "delivery.maildir.root"},
-		{"maildir max message", "delivery.maildir.max_message_size"},
-		{"spool dir", "delivery.spool.dir"},
-		{"dedup journal", "delivery.dedup.path"},
-		{"dedup window", "delivery.dedup.window"},
-	} {
-		if strings.HasPrefix(msg, p.prefix) {
-			return p.key
+// deliveryKey maps the key of a delivery.ConfigError, a path through
+// delivery.Config, to the key of this file: [delivery] settings, and
+// [[domain]] with its users (both the users list and [[domain.user]]
+// become delivery.Domain.Users, in that order).
+func (c *config) deliveryKey(k []string) string {
+	if len(k) == 0 {
+		return "delivery"
+	}
+	rename := map[string]string{"max_message_bytes": "max_message_size"}
+	name := func(s string) string {
+		if r, ok := rename[s]; ok {
+			return r
+		}
+		return s
+	}
+	key, rest := "delivery", k
+	if k[0] == "domains" {
+		key, rest = "domain", k[1:]
+		if len(rest) > 0 {
+			i, _ := strconv.Atoi(rest[0])
+			key, rest = indexKey(key, i), rest[1:]
+			if len(rest) > 1 && rest[0] == "users" && i < len(c.Domains) {
+				j, _ := strconv.Atoi(rest[1])
+				if n := len(c.Domains[i].Users); j < n {
+					key, rest = indexKey(joinKey(key, "users"), j), nil // a bare name
+				} else {
+					key, rest = indexKey(joinKey(key, "user"), j-n), rest[2:]
+				}
+			}
 		}
 	}
-	rest, ok := strings.CutPrefix(msg, "domain ")
-	if !ok {
-		return "domain"
-	}
-	name, detail, _ := strings.Cut(rest, ":")
-	name, twice := strings.CutSuffix(name, " listed twice")
-	for i := range c.Domains {
-		if twice {
-			i = len(c.Domains) - 1 - i // the second listing is the mistake
-		}
-		if !strings.EqualFold(c.Domains[i].Name, name) {
-			continue
-		}
-		key := indexKey("domain", i)
-		detail = strings.TrimSpace(detail)
+	for n := 0; n < len(rest); n++ {
+		p := rest[n]
 		switch {
-		case strings.HasPrefix(detail, "catch-all"):
-			return joinKey(key, "catch_all")
-		case strings.HasPrefix(detail, "alias "):
-			a, _, _ := strings.Cut(strings.TrimPrefix(detail, "alias "), " ")
-			return joinKey(joinKey(key, "aliases"), strings.TrimSuffix(a, ":"))
+		case p == "aliases" && n+1 < len(rest):
+			key = joinKey(joinKey(key, "aliases"), rest[n+1])
+			n++
+		case p != "" && strings.Trim(p, "0123456789") == "":
+			i, _ := strconv.Atoi(p)
+			key = indexKey(key, i)
+		default:
+			key = joinKey(key, name(p))
 		}
-		return key
 	}
-	return "domain"
+	return key
 }
 
 // systemError marks a check that failed on the state of the system (a

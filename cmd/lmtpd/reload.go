@@ -51,9 +51,10 @@ func (d *daemon) reload() {
 		d.log.Error().Str("key", "delivery.maildir.root").Err(err).Msg("reload failed: the maildir root cannot be prepared; keeping the running configuration")
 		return
 	}
-	// The router validates again and may fail (a maildir root that cannot
-	// be opened): do it first, before anything else changes.
-	if err := d.router.Reload(cfg.dcfg); err != nil {
+	// loadConfig compiled the plan; the router opens what it needs and
+	// may fail (a maildir root that cannot be opened): do it first, before
+	// anything else changes.
+	if err := d.router.Reload(cfg.plan); err != nil {
 		d.log.Error().Err(err).Msg("reload failed: delivery configuration refused; keeping the running configuration")
 		return
 	}

@@ -103,7 +103,7 @@ func (d *daemon) run() int {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
 	}
-	if d.router, err = delivery.New(cfg.dcfg, dopts); err != nil {
+	if d.router, err = delivery.New(cfg.plan, dopts); err != nil {
 		return d.configFail("domain", err)
 	}
 	d.logWarnings(cfg)
@@ -439,7 +439,7 @@ func (d *daemon) logStart() {
 
 // logWarnings logs what is wrong with a valid configuration.
 func (d *daemon) logWarnings(cfg *config) {
-	for _, w := range cfg.dcfg.Warnings() {
+	for _, w := range cfg.plan.Warnings() {
 		d.log.Warn().Str("config", cfg.file).Msg(w)
 	}
 }
