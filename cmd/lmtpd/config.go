@@ -54,6 +54,7 @@ type config struct {
 	dcfg      delivery.Config        // routing and delivery
 	plan      *delivery.Plan         // dcfg compiled, once per load
 	users     map[string]sasl.User   // credentials by configured name
+	store     *sasl.Store            // users, checked; nil without users
 	addresses map[string][]string    // sender addresses by prepared user name
 	locs      map[string]*locator    // per file, for errors found after decoding
 	logLevel  zerolog.Level          // parsed Log.Level
@@ -927,8 +928,10 @@ func (c *config) loadUsers() error {
 	if len(c.users) == 0 {
 		return nil
 	}
-	// The store checks every hash; its errors name the user.
-	if _, err := sasl.NewStore(c.users); err != nil {
+	// The store checks every hash; its errors name the user. It is kept:
+	// serve and reload use it as it is.
+	st, err := sasl.NewStore(c.users)
+	if err != nil {
 		for _, s := range byName {
 			if strings.Contains(err.Error(), fmt.Sprintf("user %q", s.u.Name)) {
 				add(s, "password_hash", fmt.Errorf("%s (make one with lmtpd hash-password)", strings.TrimPrefix(err.Error(), fmt.Sprintf("sasl: user %q: ", s.u.Name))))
@@ -937,5 +940,6 @@ func (c *config) loadUsers() error {
 		}
 		return configErrors{{File: c.file, Line: c.locs[c.file].line("auth"), Key: "auth", Err: err}}
 	}
+	c.store = st
 	return nil
 }

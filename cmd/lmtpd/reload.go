@@ -59,9 +59,10 @@ func (d *daemon) reload() {
 		return
 	}
 	d.logWarnings(cfg)
-	// loadConfig built a store from the same users, so this does not fail
-	// short of running out of memory.
-	if err := d.store.Replace(cfg.users); err != nil {
+	// loadConfig built and checked a store of the new users: swap them in.
+	if cfg.store != nil {
+		d.store.ReplaceWith(cfg.store)
+	} else if err := d.store.Replace(cfg.users); err != nil { // no users: cannot fail
 		d.log.Error().Err(err).Msg("reload: users could not be replaced; the old users stay (routing was reloaded)")
 	}
 	d.senders.policy.Store(&senderPolicy{byUser: cfg.addresses, on: cfg.Auth.RestrictSender})

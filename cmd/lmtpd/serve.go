@@ -108,8 +108,11 @@ func (d *daemon) run() int {
 	}
 	d.logWarnings(cfg)
 	defer d.router.Close()
-	if d.store, err = sasl.NewStore(cfg.users); err != nil {
-		return d.configFail("auth", err)
+	d.store = cfg.store // loadConfig built and checked it
+	if d.store == nil { // no users
+		if d.store, err = sasl.NewStore(cfg.users); err != nil {
+			return d.configFail("auth", err)
+		}
 	}
 	d.senders = &restrictSender{}
 	d.senders.policy.Store(&senderPolicy{byUser: cfg.addresses, on: cfg.Auth.RestrictSender})
