@@ -107,9 +107,10 @@ type User struct {
 	CreateFolders *bool
 }
 
-// Route chooses the backend for a user or domain: a pipe command when Pipe
-// is set, otherwise maildir. The zero value inherits (user from domain,
-// domain from the global maildir template).
+// Route chooses the backend for a user or domain: Target when set, a pipe
+// command when Pipe is set, otherwise maildir. At most one of Maildir, Pipe
+// and Target may be set. The zero value inherits (user from domain, domain
+// from the global maildir template).
 type Route struct {
 	// Maildir is a maildir path template relative to Config.Maildir.Root
 	// (see maildir.ParseTemplate: {domain} {user} {localpart} {detail});
@@ -117,10 +118,14 @@ type Route struct {
 	Maildir string
 	// Pipe delivers by running a command instead.
 	Pipe *Pipe
+	// Target delivers to a target of the caller's own (see Target); it
+	// must be comparable (a pointer, typically), since destinations are
+	// grouped by it.
+	Target Target
 }
 
 // IsZero reports whether r inherits everything.
-func (r Route) IsZero() bool { return r.Maildir == "" && r.Pipe == nil }
+func (r Route) IsZero() bool { return r.Maildir == "" && r.Pipe == nil && r.Target == nil }
 
 // Pipe is a delivery command (see package pipe for placeholders, the
 // environment and the exit status mapping).

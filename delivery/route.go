@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/text/secure/precis"
@@ -114,6 +115,14 @@ func compile(cfg *Config) (*table, error) {
 		case r.Pipe != nil && r.Maildir != "":
 			fail(k, "a route has either maildir or pipe, not both")
 			return nil
+		case r.Target != nil && (r.Pipe != nil || r.Maildir != ""):
+			fail(k, "a route with a target has neither maildir nor pipe")
+			return nil
+		case r.Target != nil:
+			if !slices.Contains(t.targets, r.Target) {
+				t.targets = append(t.targets, r.Target)
+			}
+			return &route{target: r.Target}
 		case r.Pipe != nil:
 			cmd := r.Pipe.Command
 			if err := cmd.Validate(); err != nil {
