@@ -363,7 +363,7 @@ func (t *table) warnings() []string {
 // virtual(8): user+detail@domain as a user, user@domain, the external
 // Lookup, an alias (user+detail, then user), any-user, the @domain
 // catch-all. The bare "Postmaster" resolves as t.postmaster.
-func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.Protocol, ext Lookup) ([]*Destination, error) {
+func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.Protocol, ext Lookup) ([]Destination, error) {
 	if a.Domain == "" {
 		if !strings.EqualFold(a.LocalPart, "postmaster") || t.postmaster.Domain == "" {
 			return nil, ErrUnknownUser
@@ -467,8 +467,8 @@ func (t *table) anyUserName(d *domain, user string) (string, error) {
 }
 
 // expand resolves alias targets, passing on an unmatched detail.
-func (t *table) expand(ats []aliasTarget, detail string) ([]*Destination, error) {
-	var out []*Destination
+func (t *table) expand(ats []aliasTarget, detail string) ([]Destination, error) {
+	var out []Destination
 	for _, at := range ats {
 		d := t.domains[at.domain]
 		det := at.detail
@@ -480,7 +480,7 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]*Destination, error)
 			local += string(t.cfg.DetailDelimiter[0]) + det
 		}
 		addr := local + "@" + at.domain
-		var tg []*Destination
+		var tg []Destination
 		var err error
 		if u := d.users[t.cfg.fold(at.local)]; u != nil {
 			tg, err = t.one(d, u.name, det, addr, u.route, u.createFolders, nil)
@@ -498,8 +498,9 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]*Destination, error)
 // one builds the destination of a user of d; create says whether the
 // user's detail folder may be created; rec, if not nil, is what the Lookup
 // returned for the user.
-func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool, rec *directory.Record) ([]*Destination, error) {
-	dst := &Destination{Target: r.target, Address: addr, Resolution: Resolution{User: userName, Detail: detail, Domain: d.name}}
+func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool, rec *directory.Record) ([]Destination, error) {
+	out := []Destination{{Target: r.target, Address: addr, Resolution: Resolution{User: userName, Detail: detail, Domain: d.name}}}
+	dst := &out[0]
 	if rec != nil {
 		dst.Record = *rec
 	}
@@ -529,5 +530,5 @@ func (t *table) one(d *domain, userName, detail, addr string, r *route, create b
 			}
 		}
 	}
-	return []*Destination{dst}, nil
+	return out, nil
 }

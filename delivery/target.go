@@ -27,7 +27,9 @@ type Target interface {
 	// Key identifies d's destination: recipients whose destinations have
 	// the same Target and Key are one delivery, made once, whose outcome
 	// they share (duplicate RCPTs, aliases). The key is also what the dedup
-	// journal remembers, so it must be stable across restarts.
+	// journal remembers, so it must be stable across restarts and differ
+	// from every other target's keys (start it with something the target
+	// alone uses).
 	Key(d *Destination) string
 	// Group says which destinations of one message can share one staged
 	// copy: those of this Target with equal Group are staged by one Stage

@@ -55,7 +55,12 @@ func (m *maildirTarget) bind(b *binding) (Target, error) {
 // Stage writes and fsyncs each copy into tmp/. Copies with the same bytes
 // as the first one staged are hard links of its file.
 func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destination, res []Result) Staged {
-	s := &maildirStaged{t: m, staged: make([]*maildir.Staged, len(ds))}
+	s := &maildirStaged{t: m}
+	if len(ds) <= len(s.one) {
+		s.staged = s.one[:len(ds)]
+	} else {
+		s.staged = make([]*maildir.Staged, len(ds))
+	}
 	var src *maildir.Staged
 	var srcHeader []byte
 	for i, d := range ds {
@@ -86,6 +91,7 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 type maildirStaged struct {
 	t      *maildirTarget
 	staged []*maildir.Staged // by destination; nil where staging failed
+	one    [1]*maildir.Staged
 }
 
 // Commit renames the staged files into new/ and fsyncs the directories,

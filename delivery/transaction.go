@@ -26,7 +26,7 @@ type transaction struct {
 	conn   *protocol.ConnState
 	from   protocol.Address
 	params *protocol.MailParams
-	rcpts  [][]*Destination // destinations of each accepted RCPT, in order
+	rcpts  [][]Destination // destinations of each accepted RCPT, in order
 
 	staged *delivery // between Stage and Commit or Close
 }
@@ -48,8 +48,8 @@ func (t *transaction) Rcpt(ctx context.Context, rc *protocol.Recipient) error {
 		zerolog.Ctx(ctx).Debug().Err(err).Str("to", rc.Address.String()).Msg("recipient refused")
 		return err
 	}
-	for _, d := range ds {
-		d.Target = t.st.target(d.Target)
+	for i := range ds {
+		ds[i].Target = t.st.target(ds[i].Target)
 	}
 	t.rcpts = append(t.rcpts, ds)
 	return nil
@@ -148,11 +148,11 @@ func (t *transaction) Close() error {
 type delivery struct {
 	t        *transaction
 	msg      *protocol.Message
-	m        *Message // what targets see
+	m        Message // what targets see
 	start    time.Time
 	sp       *spool.Spool
 	jobs     []*job
-	groups   []*group
+	groups   []group
 	byRcpt   [][]*job
 	settled  []bool
 	results  []error
@@ -161,18 +161,22 @@ type delivery struct {
 
 // job is one destination, shared by every recipient that resolves to it.
 type job struct {
-	dest *Destination // with Rcpts set
-	res  Result
-	done bool
-	dkey string // dedup journal key, when the journal is on
-	dup  bool   // delivered before, within the dedup window
+	dest  Destination // with Rcpts set
+	res   Result
+	done  bool
+	dkey  string // dedup journal key, when the journal is on
+	dup   bool   // delivered before, within the dedup window
+	group int    // index in delivery.groups, when not done before staging
 }
 
 // group is the jobs of one target that share one Stage call.
 type group struct {
+	key    destKey
 	target Target
 	final  bool
+	n      int // jobs
 	jobs   []*job
+	ds     []*Destination // of the jobs
 	res    []Result
 	staged Staged // between Stage and Commit or Abort
 }
@@ -230,7 +234,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		// what the client sent.
 		hbytes = bytes.TrimSuffix(hbytes, []byte("\r\n"))
 	}
-	d.m = &Message{
+	d.m = Message{
 		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
 		body: d.sp,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
@@ -245,13 +249,13 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	d.results = make([]error, n)
 	byKey := make(map[destKey]*job)
 	for i := 0; i < n && i < len(t.rcpts); i++ {
-		for _, dst := range t.rcpts[i] {
+		for r := range t.rcpts[i] {
+			dst := &t.rcpts[i][r]
 			k := destKey{dst.Target, dst.Target.Key(dst)}
 			j := byKey[k]
 			if j == nil {
-				cp := *dst
-				cp.Rcpts = nil
-				j = &job{dest: &cp}
+				j = &job{dest: *dst}
+				j.dest.Rcpts = nil
 				byKey[k] = j
 				d.jobs = append(d.jobs, j)
 			}
@@ -277,19 +281,53 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	}
 	// Jobs of one target that can share a copy are staged together, in
 	// the order of their first recipient.
-	byGroup := make(map[destKey]*group)
+	// First the group of each live job, then one slice of jobs, of
+	// destinations and of results for all groups, each group a part.
+	var byGroup map[destKey]int // only for many jobs: a few are searched
+	if len(d.jobs) > 8 {
+		byGroup = make(map[destKey]int)
+	}
+	live := 0
 	for _, j := range d.jobs {
 		if j.done {
 			continue
 		}
-		k := destKey{j.dest.Target, j.dest.Target.Group(j.dest)}
-		g := byGroup[k]
-		if g == nil {
-			g = &group{target: j.dest.Target, final: isFinal(j.dest.Target)}
-			byGroup[k] = g
-			d.groups = append(d.groups, g)
+		k := destKey{j.dest.Target, j.dest.Target.Group(&j.dest)}
+		gi, ok := -1, false
+		if byGroup != nil {
+			gi, ok = byGroup[k]
+		} else {
+			for i := range d.groups {
+				if d.groups[i].key == k {
+					gi, ok = i, true
+					break
+				}
+			}
 		}
-		g.jobs = append(g.jobs, j)
+		if !ok {
+			gi = len(d.groups)
+			d.groups = append(d.groups, group{key: k, target: j.dest.Target, final: isFinal(j.dest.Target)})
+			if byGroup != nil {
+				byGroup[k] = gi
+			}
+		}
+		j.group = gi
+		d.groups[gi].n++
+		live++
+	}
+	jobs, ds, res := make([]*job, live), make([]*Destination, live), make([]Result, live)
+	off := 0
+	for i := range d.groups {
+		g := &d.groups[i]
+		g.jobs, g.ds, g.res = jobs[off:off:off+g.n], ds[off:off:off+g.n], res[off:off+g.n]
+		off += g.n
+	}
+	for _, j := range d.jobs {
+		if !j.done {
+			g := &d.groups[j.group]
+			g.jobs = append(g.jobs, j)
+			g.ds = append(g.ds, &j.dest)
+		}
 	}
 	return d, nil
 }
@@ -304,7 +342,7 @@ func (d *delivery) dedup(ctx context.Context, bodySum hash.Hash) {
 		if j.done {
 			continue
 		}
-		j.dkey = dedupKey(msgKey, d.t.from.String(), j.dest.Target.Key(j.dest))
+		j.dkey = dedupKey(msgKey, d.t.from.String(), j.dest.Target.Key(&j.dest))
 		if d.t.st.journal.has(j.dkey, w) {
 			j.done, j.dup = true, true
 		}
@@ -390,16 +428,12 @@ func headerValue(s string) string {
 // order. Jobs whose staging failed are done; a final target's jobs are
 // all done, and are reported as each group returns when Data reports.
 func (d *delivery) stage(ctx context.Context, final bool) {
-	for _, g := range d.groups {
+	for gi := range d.groups {
+		g := &d.groups[gi]
 		if g.final != final {
 			continue
 		}
-		ds := make([]*Destination, len(g.jobs))
-		for i, j := range g.jobs {
-			ds[i] = j.dest
-		}
-		g.res = make([]Result, len(g.jobs))
-		g.staged = g.target.Stage(ctx, d.m, ds, g.res)
+		g.staged = g.target.Stage(ctx, &d.m, g.ds, g.res)
 		for i, j := range g.jobs {
 			j.res = g.res[i]
 			if final || j.res.Err != nil {
@@ -414,7 +448,8 @@ func (d *delivery) stage(ctx context.Context, final bool) {
 
 // commit commits what the non-final groups staged.
 func (d *delivery) commit(ctx context.Context) {
-	for _, g := range d.groups {
+	for gi := range d.groups {
+		g := &d.groups[gi]
 		if g.final || g.staged == nil {
 			continue
 		}
@@ -430,7 +465,8 @@ func (d *delivery) commit(ctx context.Context) {
 
 // abort removes what was staged and not committed.
 func (d *delivery) abort() {
-	for _, g := range d.groups {
+	for gi := range d.groups {
+		g := &d.groups[gi]
 		if g.staged != nil {
 			g.staged.Abort()
 			g.staged = nil
@@ -511,6 +547,13 @@ func (d *delivery) logAll(ctx context.Context) {
 // in a staged (all-or-nothing) transaction.
 var errNotDelivered = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "Not delivered: another recipient of the message failed")
 
+// logField is one key of the outcome line that says where copies went
+// (Result.LogKey), with its values.
+type logField struct {
+	key  string
+	vals []string
+}
+
 // log writes the one line per recipient outcome.
 func (d *delivery) log(ctx context.Context, i int, err error) {
 	l := zerolog.Ctx(ctx)
@@ -529,8 +572,9 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	} else if pe := protocol.AsError(err); pe != nil {
 		ev = ev.Str("status", pe.Error())
 	}
-	var backends, logKeys []string
-	where := make(map[string][]string)
+	var backends []string
+	var whereBuf [2]logField
+	where := whereBuf[:0]
 	var elapsed time.Duration
 	dup := false
 	observe := d.t.r.opts.Observe
@@ -542,10 +586,14 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 			observe(Outcome{Backend: kind, Duration: j.res.Elapsed, Err: err})
 		}
 		if k := j.res.LogKey; k != "" {
-			if where[k] == nil {
-				logKeys = append(logKeys, k)
+			n := 0
+			for n < len(where) && where[n].key != k {
+				n++
 			}
-			where[k] = append(where[k], j.res.LogValue)
+			if n == len(where) {
+				where = append(where, logField{key: k})
+			}
+			where[n].vals = append(where[n].vals, j.res.LogValue)
 		}
 		elapsed = max(elapsed, j.res.Elapsed)
 	}
@@ -556,8 +604,8 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 		Dur("duration", time.Since(d.start)).
 		Dur("delivery_time", elapsed).
 		Strs("backend", backends)
-	for _, k := range logKeys {
-		ev = ev.Strs(k, where[k])
+	for _, f := range where {
+		ev = ev.Strs(f.key, f.vals)
 	}
 	if dup {
 		ev = ev.Bool("duplicate", true)
