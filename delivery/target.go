@@ -40,7 +40,9 @@ type Target interface {
 	// destination's outcome in the Result of the same index (len(res) ==
 	// len(ds)): a nil Err means staged, awaiting Commit. It returns what
 	// commits or aborts the staged copies, or nil when nothing is left to
-	// commit. Stage must not keep m's body reader past its return.
+	// commit: each destination failed or was delivered for good (a Final
+	// target). Stage must not keep m, ds or m's body readers past its
+	// return; it may set LogKey, LogValue and Elapsed in res.
 	Stage(ctx context.Context, m *Message, ds []*Destination, res []Result) Staged
 }
 

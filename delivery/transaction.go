@@ -436,8 +436,8 @@ func (d *delivery) stage(ctx context.Context, final bool) {
 		g.staged = g.target.Stage(ctx, &d.m, g.ds, g.res)
 		for i, j := range g.jobs {
 			j.res = g.res[i]
-			if final || j.res.Err != nil {
-				j.done = true
+			if final || g.staged == nil || j.res.Err != nil {
+				j.done = true // nothing left to commit for it
 			}
 		}
 		if final && d.onSettle != nil {
