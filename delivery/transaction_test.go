@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -590,6 +591,49 @@ func TestObserve(t *testing.T) {
 	for _, o := range got {
 		if o.Backend != "maildir" || o.Err != nil || o.Duration <= 0 {
 			t.Errorf("outcome %+v", o)
+		}
+	}
+}
+
+// TestStageCommitLogsEveryRecipient: in SMTP (Stage, then Commit) every
+// recipient gets its one outcome line, those of a pipe command included,
+// with the target kind and where the copy went.
+func TestStageCommitLogsEveryRecipient(t *testing.T) {
+	root := t.TempDir()
+	r := newRouter(t, testConfig(root), Options{})
+	var logs bytes.Buffer
+	ctx := testCtx(t, &logs)
+	rcpts := []string{"bob@example.org", "p@pipe.example"}
+	tx, _ := r.Mail(ctx, conn(protocol.SMTP), addr("a@b"), &protocol.MailParams{})
+	defer tx.Close()
+	for _, rc := range rcpts {
+		if err := tx.Rcpt(ctx, &protocol.Recipient{Address: addr(rc)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.(protocol.Stager).Stage(ctx, message(t, "a@b", rcpts, testText)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["message"] == "delivered" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d outcome lines, want 2:\n%s", len(lines), logs.String())
+	}
+	for i, want := range []struct{ to, backend, key string }{{"bob@example.org", "maildir", "file"}, {"p@pipe.example", "pipe", "command"}} {
+		l := lines[i]
+		if l["to"] != want.to || fmt.Sprint(l["backend"]) != "["+want.backend+"]" || l[want.key] == nil {
+			t.Errorf("line %d: %v, want to %s, backend %s and %s", i, l, want.to, want.backend, want.key)
 		}
 	}
 }
