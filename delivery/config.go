@@ -16,8 +16,7 @@ import (
 // of plain values so that cmd/lmtpd can decode its TOML file into it: start
 // from DefaultConfig, which holds the defaults documented on each field,
 // and decode over it. Zero values are taken literally, except where a
-// field says otherwise. Validate reports every inconsistency; New and
-// Reload call it.
+// field says otherwise. Compile validates and compiles it into a Plan.
 type Config struct {
 	// Domains are the domains served, matched case-insensitively (RFC 5321
 	// section 2.4). Address literals ("[192.0.2.1]") may be listed too.
@@ -108,9 +107,10 @@ type User struct {
 	CreateFolders *bool
 }
 
-// Route chooses the backend for a user or domain: a pipe command when Pipe
-// is set, otherwise maildir. The zero value inherits (user from domain,
-// domain from the global maildir template).
+// Route chooses the backend for a user or domain: Target when set, a pipe
+// command when Pipe is set, otherwise maildir. At most one of Maildir, Pipe
+// and Target may be set. The zero value inherits (user from domain, domain
+// from the global maildir template).
 type Route struct {
 	// Maildir is a maildir path template relative to Config.Maildir.Root
 	// (see maildir.ParseTemplate: {domain} {user} {localpart} {detail});
@@ -118,10 +118,14 @@ type Route struct {
 	Maildir string
 	// Pipe delivers by running a command instead.
 	Pipe *Pipe
+	// Target delivers to a target of the caller's own (see Target); it
+	// must be comparable (a pointer, typically), since destinations are
+	// grouped by it.
+	Target Target
 }
 
 // IsZero reports whether r inherits everything.
-func (r Route) IsZero() bool { return r.Maildir == "" && r.Pipe == nil }
+func (r Route) IsZero() bool { return r.Maildir == "" && r.Pipe == nil && r.Target == nil }
 
 // Pipe is a delivery command (see package pipe for placeholders, the
 // environment and the exit status mapping).
@@ -216,18 +220,6 @@ const (
 	DeliveredToNever DeliveredToMode = "never"
 )
 
-// deliveredTo reports whether a copy for a message with n destinations
-// gets the Delivered-To field; pipe is true for a pipe command's input.
-func (c *Config) deliveredTo(n int, pipe bool) bool {
-	switch c.DeliveredTo {
-	case DeliveredToAlways:
-		return true
-	case DeliveredToNever:
-		return false
-	}
-	return n == 1 || pipe
-}
-
 // DefaultSpecialFolders are the special folders when
 // MaildirConfig.SpecialFolders is nil: the special-use mailboxes of RFC
 // 6154 under the names Dovecot, Thunderbird, Outlook and Apple Mail give
@@ -252,24 +244,6 @@ func DefaultConfig() Config {
 		LoopCheck:       true,
 		Maildir:         MaildirConfig{Template: DefaultTemplate},
 	}
-}
-
-// Validate reports whether c can be used, with one error per problem
-// (joined with errors.Join).
-func (c *Config) Validate() error {
-	_, err := compile(c)
-	return err
-}
-
-// Warnings returns what is wrong with a valid configuration without making
-// it unusable, one sentence each: today, a postmaster that routes nowhere.
-// It returns nil for an invalid configuration (see Validate).
-func (c *Config) Warnings() []string {
-	t, err := compile(c)
-	if err != nil {
-		return nil
-	}
-	return t.warnings()
 }
 
 // fold returns the matching key of a local part: ASCII letters
@@ -354,7 +328,8 @@ func checkAbs(what, p string) error {
 	return nil
 }
 
-var errNoDomains = errors.New("no domains configured")
+// ErrNoDomains is the problem of a Config without domains.
+var ErrNoDomains = errors.New("no domains configured")
 
 // spoolOptions returns the spool settings.
 func (c *Config) spoolOptions() spool.Options {

@@ -68,7 +68,12 @@ func TestCrashChild(t *testing.T) {
 	}
 	routers := []*Router{}
 	for _, dt := range []bool{true, false} {
-		r, err := New(crashConfig(root, dt), Options{})
+		p, err := Compile(crashConfig(root, dt), PlanOptions{})
+		if err != nil {
+			println("ERR " + err.Error())
+			os.Exit(1)
+		}
+		r, err := New(p, Options{})
 		if err != nil {
 			println("ERR " + err.Error())
 			os.Exit(1)

@@ -1,14 +1,34 @@
 // Package delivery is lmtpd's backend: it routes each recipient at RCPT
-// time and delivers each message, read from the client once, to maildirs
-// (package maildir) and pipe commands (package pipe), with one honest
-// status per recipient.
+// time and delivers each message, read from the client once, to its
+// targets (maildirs, package maildir; pipe commands, package pipe), with
+// one honest status per recipient.
+//
+// # Shape
+//
+// Compile turns a Config into a Plan once per load: the routing table, the
+// targets and the warnings, immutable, with every problem reported as a
+// *ConfigError naming the setting by its key path. New and Router.Reload
+// take the Plan; check-config reads Plan.Warnings.
+//
+// At RCPT, the table resolves a recipient to Destinations: a Target and a
+// Resolution (user, detail, mailbox, folder, and the directory.Record
+// fields a Lookup returns: quota, Sieve script, forward host). At DATA the
+// body is spooled once; destinations with equal Target.Key are delivered
+// once, and those with equal Target.Group are staged by one Target.Stage
+// call, then committed or aborted. The router knows no kind of target:
+// maildir and pipe are two implementations, a caller can route to its own
+// (Route.Target), and a target whose Stage cannot be undone (Final: a
+// command, a remote server) runs after the others are staged. Per-
+// recipient steps (Sieve, quota) belong between resolution and grouping,
+// where they can change a Destination's folder or target without any
+// target knowing.
 //
 // # Routing
 //
 // Router implements protocol.Backend. A recipient is split into local
 // part, detail (after Config.DetailDelimiter) and domain, and looked up in
 // the order of Postfix virtual(8): user+detail@domain as a user,
-// user@domain, the optional UserLookup, an alias (user+detail, then user),
+// user@domain, the optional Lookup, an alias (user+detail, then user),
 // any-user, the @domain catch-all. Refusals: unknown user 550 5.1.1; a
 // domain not served 550 5.1.2 in LMTP and 554 5.7.1 "Relay access denied"
 // in SMTP; a failed lookup 451 4.3.0 (never a permanent refusal); an
@@ -65,14 +85,18 @@
 //
 // Transaction.Data (LMTP) reports each recipient through the StatusSetter
 // as soon as all its destinations are done: maildir ones once the
-// directory fsync that makes them durable returned. The transaction also
-// implements protocol.Stager (SMTP): Stage writes and fsyncs every maildir
-// copy into tmp/ and then runs pipe commands; Commit renames into new/.
-// A pipe command's success cannot be undone, so in an all-or-nothing
-// transaction where a later recipient fails, the command has delivered
-// and a retry delivers to it again.
+// directory fsync that makes them durable returned, pipe ones when the
+// command exits. The transaction also implements protocol.Stager (SMTP):
+// Stage stages every target that can be undone (maildir copies written
+// and fsynced into tmp/) and then runs the final ones (pipe commands);
+// Commit commits (renames into new/). A pipe command's success cannot be
+// undone, so in an all-or-nothing transaction where a later recipient
+// fails, the command has delivered and a retry delivers to it again.
 //
-// Per-recipient errors are *protocol.Error values: see maildir.Classify
-// and the package pipe documentation. Each outcome is logged at info level
-// on zerolog.Ctx(ctx), one line per recipient.
+// Per-recipient errors are *protocol.Error values, each target classifying
+// its own failures (maildir.Classify, the package pipe documentation); a
+// message that cannot be spooled gets 452 4.3.1 (disk full), 451 4.3.5
+// (spool directory missing or not writable, logged with what to fix) or
+// 451 4.3.0. Each outcome is logged at info level on zerolog.Ctx(ctx), one
+// line per recipient.
 package delivery

@@ -166,7 +166,7 @@ func TestJournalFile(t *testing.T) {
 func TestDedupValidate(t *testing.T) {
 	cfg := testConfig("/srv/mail")
 	cfg.Dedup = DedupConfig{Enabled: true}
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dedup journal path") {
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dedup.path: required") {
 		t.Errorf("Validate = %v", err)
 	}
 	cfg.Dedup = DedupConfig{Window: -time.Second}

@@ -84,7 +84,7 @@ func TestPipeConcurrencyLimit(t *testing.T) {
 			if tt.wantBusy && (busy == 0 || ok < tt.max) {
 				t.Errorf("%d delivered, %d deferred with 4.3.2; want at least %d delivered and some deferred", ok, busy, tt.max)
 			}
-			if n := r.state.Load().tab.domains["cmd.example"].route.limiter.InUse(); n != 0 {
+			if n := boundPipe(r, "cmd.example").limiter.InUse(); n != 0 {
 				t.Errorf("%d slots still taken", n)
 			}
 		})
@@ -101,9 +101,9 @@ func TestPipeLimiterAcrossReload(t *testing.T) {
 	rt.Pipe.MaxProcesses = 4
 	cfg.Domains = append(cfg.Domains, Domain{Name: "cmd.example", Route: rt, Users: []User{{Name: "u"}}})
 	r := newRouter(t, cfg, Options{})
-	lim := func() any { return r.state.Load().tab.domains["cmd.example"].route.limiter }
+	lim := func() any { return boundPipe(r, "cmd.example").limiter }
 	before := lim()
-	if err := r.Reload(cfg); err != nil {
+	if err := reloadConfig(r, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if lim() != before {
@@ -112,14 +112,14 @@ func TestPipeLimiterAcrossReload(t *testing.T) {
 	rt2 := sh("true", false)
 	rt2.Pipe.MaxProcesses = 5
 	cfg.Domains[len(cfg.Domains)-1].Route = rt2
-	if err := r.Reload(cfg); err != nil {
+	if err := reloadConfig(r, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if lim() == before {
 		t.Error("a changed limit kept the old Limiter")
 	}
 	rt2.Pipe.MaxProcesses = -1
-	if err := r.Reload(cfg); err == nil || !strings.Contains(err.Error(), "max processes -1 is negative") {
+	if err := reloadConfig(r, cfg); err == nil || !strings.Contains(err.Error(), "max processes -1 is negative") {
 		t.Errorf("Reload with a negative limit: %v", err)
 	}
 }

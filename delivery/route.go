@@ -4,24 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/text/secure/precis"
 
 	"github.com/lmtpd/lmtpd/delivery/maildir"
-	"github.com/lmtpd/lmtpd/delivery/pipe"
+	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
 // table is a validated, compiled Config. It is immutable once built, so
 // transactions keep using the table they started with across a reload.
 type table struct {
-	cfg        Config
-	special    map[string]bool    // special folders, lower-cased, without the dot
-	domains    map[string]*domain // by lower-cased name
-	postmaster protocol.Address
-	explicitPM bool
-	nextRoute  int
+	cfg         Config
+	special     map[string]bool    // special folders, lower-cased, without the dot
+	domains     map[string]*domain // by lower-cased name
+	postmaster  protocol.Address
+	explicitPM  bool
+	nextRoute   int
+	maildir     *maildirTarget // the one maildir target, shared by every maildir route
+	targets     []Target       // every target the routes use, each once
+	usesMaildir bool
 }
 
 type domain struct {
@@ -46,70 +51,44 @@ type aliasTarget struct {
 	spec                  string // as configured
 }
 
-// route is a compiled Route.
+// route is a compiled Route: the target that delivers, and for a maildir
+// route the template that names the mailbox at RCPT time.
 type route struct {
-	id         int
-	tmpl       *maildir.Template // maildir route
-	cmd        *pipe.Command     // pipe route
-	perMessage bool
-	desc       string        // for the log: template or argv[0]
-	where      string        // "domain D" or "domain D user U", for the limiter
-	limiter    *pipe.Limiter // pipe route: bounds concurrent runs
+	target Target
+	tmpl   *maildir.Template // maildir route
 }
 
-// routes returns every compiled route of the table, each once.
-func (t *table) routes() []*route {
-	seen := make(map[*route]bool)
-	var out []*route
-	add := func(r *route) {
-		if r != nil && !seen[r] {
-			seen[r] = true
-			out = append(out, r)
-		}
-	}
-	for _, d := range t.domains {
-		add(d.route)
-		for _, u := range d.users {
-			add(u.route)
-		}
-	}
-	return out
-}
-
-func (r *route) backend() string {
-	if r.cmd != nil {
-		return "pipe"
-	}
-	return "maildir"
-}
-
-// compile validates cfg and builds its table, collecting every problem.
+// compile validates cfg and builds its table, collecting every problem as
+// a *ConfigError.
 func compile(cfg *Config) (*table, error) {
 	t := &table{cfg: *cfg, domains: make(map[string]*domain), special: map[string]bool{"inbox": true}}
 	var errs []error
-	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	fail := func(k []string, format string, args ...any) {
+		errs = append(errs, &ConfigError{Key: k, Err: fmt.Errorf(format, args...)})
+	}
+	failErr := func(k []string, err error) { errs = append(errs, &ConfigError{Key: k, Err: err}) }
 	special := cfg.Maildir.SpecialFolders
 	if special == nil {
 		special = DefaultSpecialFolders
 	}
-	for _, f := range special {
+	for i, f := range special {
 		if f == "" || strings.ContainsAny(f, "./\\") {
-			fail("special folder %q: want a top-level folder name, without dots or slashes", f)
+			fail(key("Maildir", "SpecialFolders", i), "special folder %q: want a top-level folder name, without dots or slashes", f)
 			continue
 		}
 		t.special[strings.ToLower(f)] = true
 	}
 
 	if len(cfg.Domains) == 0 {
-		errs = append(errs, errNoDomains)
+		failErr(key("Domains"), ErrNoDomains)
 	}
 	if err := checkDelimiter(cfg.DetailDelimiter); err != nil {
-		errs = append(errs, err)
+		failErr(key("DetailDelimiter"), err)
 	}
 	switch cfg.DeliveredTo {
 	case "", DeliveredToSingle, DeliveredToAlways, DeliveredToNever:
 	default:
-		fail("delivered_to %q: want %q, %q or %q", cfg.DeliveredTo, DeliveredToSingle, DeliveredToAlways, DeliveredToNever)
+		fail(key("DeliveredTo"), "%q is not one of %q, %q, %q", cfg.DeliveredTo, DeliveredToSingle, DeliveredToAlways, DeliveredToNever)
 	}
 	tmplSrc := cfg.Maildir.Template
 	if tmplSrc == "" {
@@ -117,28 +96,37 @@ func compile(cfg *Config) (*table, error) {
 	}
 	defTmpl, err := maildir.ParseTemplate(tmplSrc)
 	if err != nil {
-		fail("maildir template: %v", err)
+		fail(key("Maildir", "Template"), "maildir template: %v", err)
 	}
 	if cfg.Spool.Dir != "" {
 		if err := checkAbs("spool dir", cfg.Spool.Dir); err != nil {
-			errs = append(errs, err)
+			failErr(key("Spool", "Dir"), err)
 		}
 	}
 	if cfg.Maildir.MaxMessageBytes < 0 {
-		fail("maildir max message bytes %d is negative", cfg.Maildir.MaxMessageBytes)
+		fail(key("Maildir", "MaxMessageBytes"), "maildir max message bytes %d is negative", cfg.Maildir.MaxMessageBytes)
 	}
+	t.maildir = &maildirTarget{root: cfg.Maildir.Root, store: cfg.storeKey()}
 	usesMaildir := false
-	compileRoute := func(where string, r Route, inherit *route) *route {
+	compileRoute := func(k []string, where string, r Route, inherit *route) *route {
 		switch {
 		case r.IsZero() && inherit != nil:
 			return inherit
 		case r.Pipe != nil && r.Maildir != "":
-			fail("%s: route has both a maildir and a pipe", where)
+			fail(k, "a route has either maildir or pipe, not both")
 			return nil
+		case r.Target != nil && (r.Pipe != nil || r.Maildir != ""):
+			fail(k, "a route with a target has neither maildir nor pipe")
+			return nil
+		case r.Target != nil:
+			if !slices.Contains(t.targets, r.Target) {
+				t.targets = append(t.targets, r.Target)
+			}
+			return &route{target: r.Target}
 		case r.Pipe != nil:
 			cmd := r.Pipe.Command
 			if err := cmd.Validate(); err != nil {
-				fail("%s: pipe: %v", where, err)
+				failErr(key(k, "Pipe"), err)
 			}
 			t.nextRoute++
 			desc := ""
@@ -146,73 +134,100 @@ func compile(cfg *Config) (*table, error) {
 				desc = cmd.Argv[0]
 			}
 			if r.Pipe.MaxProcesses < 0 {
-				fail("%s: pipe: max processes %d is negative", where, r.Pipe.MaxProcesses)
+				fail(key(k, "Pipe", "MaxProcesses"), "%s: pipe: max processes %d is negative", where, r.Pipe.MaxProcesses)
 			}
 			if r.Pipe.MaxWait < 0 {
-				fail("%s: pipe: max wait %v is negative", where, r.Pipe.MaxWait)
+				fail(key(k, "Pipe", "MaxWait"), "%s: pipe: max wait %v is negative", where, r.Pipe.MaxWait)
 			}
-			return &route{id: t.nextRoute, cmd: &cmd, perMessage: r.Pipe.PerMessage, desc: desc,
-				where: where, limiter: pipe.NewLimiter(r.Pipe.MaxProcesses, r.Pipe.MaxWait)}
+			pt := &pipeTarget{id: t.nextRoute, cmd: &cmd, perMessage: r.Pipe.PerMessage, desc: desc,
+				where: where, max: r.Pipe.MaxProcesses, wait: r.Pipe.MaxWait}
+			t.targets = append(t.targets, pt)
+			return &route{target: pt}
 		}
 		usesMaildir = true
 		tm := defTmpl
 		if r.Maildir != "" {
 			if tm, err = maildir.ParseTemplate(r.Maildir); err != nil {
-				fail("%s: %v", where, err)
+				fail(key(k, "Maildir"), "%s: %v", where, err)
 			}
 		}
 		if tm == nil {
 			return nil
 		}
-		t.nextRoute++
-		return &route{id: t.nextRoute, tmpl: tm, desc: tm.String()}
+		t.nextRoute++ // numbered as pipe routes are, for the dedup keys of old journals
+		return &route{target: t.maildir, tmpl: tm}
+	}
+
+	// Whether anything delivers to a maildir is read from the routes as
+	// written, also those of domains and users with problems of their
+	// own, so that a missing root is reported together with them.
+	for _, dc := range cfg.Domains {
+		if dc.Route.Maildir != "" || dc.Route.Pipe == nil && dc.Route.Target == nil {
+			usesMaildir = true
+		}
+		for _, u := range dc.Users {
+			if u.Route.Maildir != "" {
+				usesMaildir = true
+			}
+		}
 	}
 
 	for i := range cfg.Domains {
 		dc := &cfg.Domains[i]
+		dk := key("Domains", i)
+		if dc.Name == "" {
+			failErr(key(dk, "Name"), errRequired)
+			continue
+		}
 		if err := checkName("domain name", dc.Name); err != nil {
-			fail("domain %d: %v", i+1, err)
+			fail(key(dk, "Name"), "domain %d: %v", i+1, err)
 			continue
 		}
 		name := strings.ToLower(dc.Name)
 		if t.domains[name] != nil {
-			fail("domain %s listed twice", dc.Name)
+			fail(dk, "domain %s listed twice", dc.Name)
 			continue
 		}
 		d := &domain{name: name, anyUser: dc.AnyUser, utf8: dc.UTF8LocalParts, users: make(map[string]*user), aliases: make(map[string][]aliasTarget)}
-		d.route = compileRoute("domain "+name, dc.Route, nil)
-		for _, u := range dc.Users {
+		d.route = compileRoute(key(dk, "Route"), "domain "+name, dc.Route, nil)
+		for j, u := range dc.Users {
+			uk := key(dk, "Users", j)
+			if u.Name == "" {
+				failErr(key(uk, "Name"), errRequired)
+				continue
+			}
 			if err := checkName("user name", u.Name); err != nil {
-				fail("domain %s: %v", name, err)
+				fail(key(uk, "Name"), "domain %s: %v", name, err)
 				continue
 			}
 			k := cfg.fold(u.Name)
 			if d.users[k] != nil {
-				fail("domain %s: user %s listed twice", name, u.Name)
+				fail(key(uk, "Name"), "domain %s: user %s listed twice", name, u.Name)
 				continue
 			}
 			create := cfg.Maildir.CreateFolders
 			if u.CreateFolders != nil {
 				create = *u.CreateFolders
 			}
-			d.users[k] = &user{name: u.Name, route: compileRoute("user "+u.Name+"@"+name, u.Route, d.route), createFolders: create}
+			d.users[k] = &user{name: u.Name, route: compileRoute(key(uk, "Route"), "user "+u.Name+"@"+name, u.Route, d.route), createFolders: create}
 		}
-		for a := range dc.Aliases {
+		for _, a := range sortedKeys(dc.Aliases) {
+			ak := key(dk, "Aliases", "="+a)
 			if err := checkName("alias", a); err != nil {
-				fail("domain %s: %v", name, err)
+				fail(ak, "domain %s: %v", name, err)
 				continue
 			}
 			k := cfg.fold(a)
 			if d.users[k] != nil {
-				fail("domain %s: alias %s is also a user, so it would never be used", name, a)
+				fail(ak, "domain %s: alias %s is also a user, so it would never be used", name, a)
 			}
 			if _, dup := d.aliases[k]; dup {
-				fail("domain %s: alias %s listed twice", name, a)
+				fail(ak, "domain %s: alias %s listed twice", name, a)
 			}
 			d.aliases[k] = nil // targets parsed below, once all domains are known
 		}
 		if dc.AnyUser && len(dc.CatchAll) > 0 {
-			fail("domain %s: catch-all has no effect with any-user", name)
+			fail(key(dk, "CatchAll"), "domain %s: catch-all has no effect with any-user", name)
 		}
 		t.domains[name] = d
 	}
@@ -223,18 +238,21 @@ func compile(cfg *Config) (*table, error) {
 		if d == nil {
 			continue
 		}
-		for a, targets := range dc.Aliases {
+		dk := key("Domains", i)
+		for _, a := range sortedKeys(dc.Aliases) {
+			targets := dc.Aliases[a]
 			k := cfg.fold(a)
 			if _, ok := d.aliases[k]; !ok {
 				continue
 			}
+			ak := key(dk, "Aliases", "="+a)
 			if len(targets) == 0 {
-				fail("domain %s: alias %s has no targets", d.name, a)
+				fail(ak, "domain %s: alias %s has no targets", d.name, a)
 			}
 			for _, spec := range targets {
 				at, err := t.parseTarget(spec, d.name)
 				if err != nil {
-					fail("domain %s: alias %s: %v", d.name, a, err)
+					fail(ak, "domain %s: alias %s: %v", d.name, a, err)
 					continue
 				}
 				d.aliases[k] = append(d.aliases[k], at)
@@ -243,37 +261,41 @@ func compile(cfg *Config) (*table, error) {
 		for _, spec := range dc.CatchAll {
 			at, err := t.parseTarget(spec, d.name)
 			if err != nil {
-				fail("domain %s: catch-all: %v", d.name, err)
+				fail(key(dk, "CatchAll"), "domain %s: catch-all: %v", d.name, err)
 				continue
 			}
 			d.catchAll = append(d.catchAll, at)
 		}
 	}
 	if usesMaildir {
+		t.usesMaildir = true
+		t.targets = append([]Target{t.maildir}, t.targets...)
 		if cfg.Maildir.Root == "" {
-			fail("maildir root is required for maildir delivery")
+			fail(key("Maildir", "Root"), "required: a domain or user delivers to maildir")
 		} else if err := checkAbs("maildir root", cfg.Maildir.Root); err != nil {
-			errs = append(errs, err)
+			failErr(key("Maildir", "Root"), err)
 		}
 	}
 	if cfg.Dedup.Enabled {
-		if err := checkAbs("dedup journal path", cfg.Dedup.Path); err != nil {
-			errs = append(errs, err)
+		if cfg.Dedup.Path == "" {
+			fail(key("Dedup", "Path"), "required when dedup is enabled")
+		} else if err := checkAbs("dedup journal path", cfg.Dedup.Path); err != nil {
+			failErr(key("Dedup", "Path"), err)
 		}
 	}
 	if cfg.Dedup.Window < 0 {
-		fail("dedup window %v is negative", cfg.Dedup.Window)
+		fail(key("Dedup", "Window"), "dedup window %v is negative", cfg.Dedup.Window)
 	}
 	if cfg.Postmaster != "" {
 		local, dom, ok := strings.Cut(cfg.Postmaster, "@")
 		if !ok || local == "" || dom == "" {
-			fail("postmaster %q is not an address local@domain", cfg.Postmaster)
+			fail(key("Postmaster"), "postmaster %q is not an address local@domain", cfg.Postmaster)
 		} else {
 			t.postmaster = protocol.Address{LocalPart: local, Domain: dom}
 			t.explicitPM = true
 			if len(errs) == 0 {
 				if _, err := t.lookup(context.Background(), t.postmaster, protocol.LMTP, nil); err != nil {
-					fail("postmaster %s does not route: %v", cfg.Postmaster, err)
+					fail(key("Postmaster"), "postmaster %s does not route: %v", cfg.Postmaster, err)
 				}
 			}
 		}
@@ -281,7 +303,7 @@ func compile(cfg *Config) (*table, error) {
 		t.postmaster = protocol.Address{LocalPart: "postmaster", Domain: cfg.Domains[0].Name}
 	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("delivery config: %w", errors.Join(errs...))
+		return nil, errors.Join(errs...)
 	}
 	return t, nil
 }
@@ -308,35 +330,6 @@ func (t *table) parseTarget(spec, defDomain string) (aliasTarget, error) {
 		return aliasTarget{}, fmt.Errorf("target %s is not a user (aliases do not chain)", spec)
 	}
 	return at, nil
-}
-
-// UserLookup is an optional source of users beyond the configuration,
-// such as a database. It is consulted after the configured users and
-// before aliases, for the local part without its detail.
-type UserLookup interface {
-	// LookupUser reports whether user exists in domain (lower-cased). An
-	// error means the answer is not known now: the recipient gets 451
-	// 4.3.0, never a permanent refusal.
-	LookupUser(ctx context.Context, domain, user string) (bool, error)
-}
-
-// target is one final destination of a recipient.
-type target struct {
-	route   *route
-	user    string // canonical user name
-	detail  string
-	domain  string // lower-cased
-	addr    string // the address delivered to: Delivered-To, pipe RECIPIENT
-	mailbox maildir.Mailbox
-}
-
-// key identifies the destination, so that recipients reaching the same
-// mailbox or command invocation are delivered once.
-func (tg *target) key() string {
-	if tg.route.cmd != nil {
-		return fmt.Sprintf("p%d\x00%s", tg.route.id, strings.ToLower(tg.addr))
-	}
-	return "m" + tg.mailbox.Path + "\x00" + tg.mailbox.Folder
 }
 
 // Recipient refusals (RFC 3463 codes).
@@ -382,9 +375,9 @@ func (t *table) warnings() []string {
 
 // lookup resolves a recipient to its targets, in the order of Postfix
 // virtual(8): user+detail@domain as a user, user@domain, the external
-// UserLookup, an alias (user+detail, then user), any-user, the @domain
+// Lookup, an alias (user+detail, then user), any-user, the @domain
 // catch-all. The bare "Postmaster" resolves as t.postmaster.
-func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.Protocol, ext UserLookup) ([]target, error) {
+func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.Protocol, ext Lookup) ([]Destination, error) {
 	if a.Domain == "" {
 		if !strings.EqualFold(a.LocalPart, "postmaster") || t.postmaster.Domain == "" {
 			return nil, ErrUnknownUser
@@ -403,20 +396,21 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	addr := a.String()
 
 	if u := d.users[t.cfg.fold(local)]; u != nil {
-		return t.one(d, u.name, "", addr, u.route, u.createFolders)
+		return t.one(d, u.name, "", addr, u.route, u.createFolders, nil)
 	}
 	if hasDetail {
 		if u := d.users[t.cfg.fold(base)]; u != nil {
-			return t.one(d, u.name, detail, addr, u.route, u.createFolders)
+			return t.one(d, u.name, detail, addr, u.route, u.createFolders, nil)
 		}
 	}
 	if ext != nil {
-		ok, err := ext.LookupUser(ctx, d.name, t.cfg.fold(base))
-		if err != nil {
+		k := t.cfg.fold(base)
+		rec, err := ext.LookupUser(ctx, directory.Key{Address: k + "@" + d.name, LocalPart: k, Domain: d.name, Detail: detail})
+		switch {
+		case err == nil:
+			return t.one(d, k, detail, addr, d.route, t.cfg.Maildir.CreateFolders, &rec)
+		case !errors.Is(err, directory.ErrNotFound):
 			return nil, ErrLookupFailed.Wrap(err)
-		}
-		if ok {
-			return t.one(d, t.cfg.fold(base), detail, addr, d.route, t.cfg.Maildir.CreateFolders)
 		}
 	}
 	if ats, ok := d.aliases[t.cfg.fold(local)]; ok {
@@ -430,7 +424,7 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 		if err != nil {
 			return nil, err
 		}
-		return t.one(d, name, detail, addr, d.route, t.cfg.Maildir.CreateFolders)
+		return t.one(d, name, detail, addr, d.route, t.cfg.Maildir.CreateFolders, nil)
 	}
 	if len(d.catchAll) > 0 {
 		return t.expand(d.catchAll, "")
@@ -485,8 +479,8 @@ func (t *table) anyUserName(d *domain, user string) (string, error) {
 }
 
 // expand resolves alias targets, passing on an unmatched detail.
-func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
-	var out []target
+func (t *table) expand(ats []aliasTarget, detail string) ([]Destination, error) {
+	var out []Destination
 	for _, at := range ats {
 		d := t.domains[at.domain]
 		det := at.detail
@@ -498,12 +492,12 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
 			local += string(t.cfg.DetailDelimiter[0]) + det
 		}
 		addr := local + "@" + at.domain
-		var tg []target
+		var tg []Destination
 		var err error
 		if u := d.users[t.cfg.fold(at.local)]; u != nil {
-			tg, err = t.one(d, u.name, det, addr, u.route, u.createFolders)
+			tg, err = t.one(d, u.name, det, addr, u.route, u.createFolders, nil)
 		} else {
-			tg, err = t.one(d, t.cfg.fold(at.local), det, addr, d.route, t.cfg.Maildir.CreateFolders)
+			tg, err = t.one(d, t.cfg.fold(at.local), det, addr, d.route, t.cfg.Maildir.CreateFolders, nil)
 		}
 		if err != nil {
 			return nil, err
@@ -513,26 +507,39 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]target, error) {
 	return out, nil
 }
 
-// one builds the target for a user of d; create says whether the user's
-// detail folder may be created.
-func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool) ([]target, error) {
-	tg := target{route: r, user: userName, detail: detail, domain: d.name, addr: addr}
+// one builds the destination of a user of d; create says whether the
+// user's detail folder may be created; rec, if not nil, is what the Lookup
+// returned for the user.
+func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool, rec *directory.Record) ([]Destination, error) {
+	out := []Destination{{Target: r.target, Address: addr, Resolution: Resolution{User: userName, Detail: detail, Domain: d.name}}}
+	dst := &out[0]
+	if rec != nil {
+		dst.Record = *rec
+	}
 	if r.tmpl != nil {
-		lp := userName
-		if detail != "" {
-			lp += string(t.cfg.DetailDelimiter[0]) + t.cfg.fold(detail)
+		if dst.Mailbox == "" {
+			lp := userName
+			if detail != "" {
+				lp += string(t.cfg.DetailDelimiter[0]) + t.cfg.fold(detail)
+			}
+			p, err := r.tmpl.Expand(maildir.Vars{Domain: d.name, User: userName, LocalPart: lp, Detail: t.cfg.fold(detail)})
+			if err != nil {
+				return nil, ErrBadMailboxName.Wrap(err)
+			}
+			dst.Mailbox = p
+		} else if !filepath.IsLocal(dst.Mailbox) {
+			// No directory field names a path outside the maildir root;
+			// an administrator can fix the entry, so try again later.
+			return nil, maildir.ReplyMisconfigured.Wrap(fmt.Errorf("delivery: the mailbox %q of %s@%s is not a relative path under the maildir root", dst.Mailbox, userName, d.name))
+		} else {
+			dst.Mailbox = filepath.ToSlash(filepath.Clean(dst.Mailbox))
 		}
-		p, err := r.tmpl.Expand(maildir.Vars{Domain: d.name, User: userName, LocalPart: lp, Detail: t.cfg.fold(detail)})
-		if err != nil {
-			return nil, ErrBadMailboxName.Wrap(err)
-		}
-		tg.mailbox.Path = p
 		if t.cfg.Maildir.DetailFolders && detail != "" && !r.tmpl.UsesDetail() {
 			if f, ok := maildir.FolderName(detail); ok && !t.isSpecial(f) {
-				tg.mailbox.Folder = f
-				tg.mailbox.CreateFolder = create
+				dst.Folder = f
+				dst.CreateFolder = create
 			}
 		}
 	}
-	return []target{tg}, nil
+	return out, nil
 }

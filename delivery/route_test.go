@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lmtpd/lmtpd/delivery/pipe"
+	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
@@ -39,9 +40,15 @@ type fakeLookup struct {
 	calls []string
 }
 
-func (f *fakeLookup) LookupUser(_ context.Context, domain, user string) (bool, error) {
-	f.calls = append(f.calls, user+"@"+domain)
-	return f.users[user+"@"+domain], f.err
+func (f *fakeLookup) LookupUser(_ context.Context, k directory.Key) (directory.Record, error) {
+	f.calls = append(f.calls, k.LocalPart+"@"+k.Domain)
+	if f.err != nil {
+		return directory.Record{}, f.err
+	}
+	if !f.users[k.LocalPart+"@"+k.Domain] {
+		return directory.Record{}, directory.ErrNotFound
+	}
+	return directory.Record{}, nil
 }
 
 func TestLookup(t *testing.T) {
@@ -115,7 +122,7 @@ func TestLookup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ext UserLookup
+			var ext Lookup
 			if tt.lookup != nil {
 				ext = tt.lookup
 			}
@@ -137,15 +144,15 @@ func TestLookup(t *testing.T) {
 						t.Errorf("target %d %s = %q, want %q", i, what, got, want)
 					}
 				}
-				check("path", g.mailbox.Path, w.path)
-				check("folder", g.mailbox.Folder, w.folder)
-				if w.folder == "" && w.path != "" && g.mailbox.Folder != "" {
-					t.Errorf("target %d folder = %q, want INBOX", i, g.mailbox.Folder)
+				check("path", g.Mailbox, w.path)
+				check("folder", g.Folder, w.folder)
+				if w.folder == "" && w.path != "" && g.Folder != "" {
+					t.Errorf("target %d folder = %q, want INBOX", i, g.Folder)
 				}
-				check("user", g.user, w.user)
-				check("detail", g.detail, w.detail)
-				check("addr", g.addr, w.addr)
-				check("backend", g.route.backend(), w.backend)
+				check("user", g.User, w.user)
+				check("detail", g.Detail, w.detail)
+				check("addr", g.Address, w.addr)
+				check("backend", g.Target.Kind(), w.backend)
 			}
 		})
 	}
@@ -158,7 +165,7 @@ func TestConfigValidate(t *testing.T) {
 		want   string
 	}{
 		{"no domains", func(c *Config) { c.Domains = nil }, "no domains"},
-		{"empty domain", func(c *Config) { c.Domains[0].Name = "" }, "empty domain name"},
+		{"empty domain", func(c *Config) { c.Domains[0].Name = "" }, "domains.0.name: required"},
 		{"domain with @", func(c *Config) { c.Domains[0].Name = "a@b" }, "contains '@'"},
 		{"duplicate domain", func(c *Config) { c.Domains[1].Name = "EXAMPLE.org" }, "listed twice"},
 		{"duplicate user", func(c *Config) { c.Domains[0].Users = append(c.Domains[0].Users, User{Name: "BOB"}) }, "user BOB listed twice"},
@@ -172,13 +179,13 @@ func TestConfigValidate(t *testing.T) {
 		{"catch-all with any-user", func(c *Config) { c.Domains[1].CatchAll = []string{"bob@example.org"} }, "no effect with any-user"},
 		{"bad delimiter", func(c *Config) { c.DetailDelimiter = "@" }, "detail delimiter"},
 		{"non-ASCII delimiter", func(c *Config) { c.DetailDelimiter = "ü" }, "detail delimiter"},
-		{"no maildir root", func(c *Config) { c.Maildir.Root = "" }, "maildir root is required"},
+		{"no maildir root", func(c *Config) { c.Maildir.Root = "" }, "maildir.root: required"},
 		{"relative maildir root", func(c *Config) { c.Maildir.Root = "mail" }, "absolute"},
 		{"bad template", func(c *Config) { c.Maildir.Template = "../{user}" }, "template"},
 		{"bad user template", func(c *Config) { c.Domains[0].Users[3].Route.Maildir = "{nope}" }, "unknown placeholder"},
 		{"maildir and pipe", func(c *Config) {
 			c.Domains[0].Users[0].Route = Route{Maildir: "x/{user}", Pipe: &Pipe{Command: pipe.Command{Argv: []string{"true"}}}}
-		}, "both a maildir and a pipe"},
+		}, "either maildir or pipe, not both"},
 		{"bad pipe", func(c *Config) { c.Domains[4].Route.Pipe.Argv = nil }, "pipe"},
 		{"missing program", func(c *Config) { c.Domains[4].Route.Pipe.Argv = []string{"/nonexistent/prog"} }, "pipe"},
 		{"relative spool dir", func(c *Config) { c.Spool.Dir = "spool" }, "spool dir"},
@@ -237,7 +244,10 @@ func TestWarnings(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t.TempDir())
 			tt.mutate(&cfg)
-			w := cfg.Warnings()
+			var w []string
+			if p, err := Compile(cfg, PlanOptions{}); err == nil {
+				w = p.Warnings()
+			}
 			switch {
 			case tt.want == "" && len(w) != 0:
 				t.Errorf("warnings %q, want none", w)
@@ -313,11 +323,11 @@ func TestUnicodeLocalParts(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(tgs) != 1 || tgs[0].user != tt.wantUser {
+			if len(tgs) != 1 || tgs[0].User != tt.wantUser {
 				t.Fatalf("targets %+v, want user %q", tgs, tt.wantUser)
 			}
-			if want := strings.SplitN(tgs[0].domain, ".", 2)[0]; !strings.HasSuffix(tgs[0].mailbox.Path, "/"+tt.wantUser) || !strings.HasPrefix(tgs[0].mailbox.Path, want) {
-				t.Errorf("maildir %q for user %q", tgs[0].mailbox.Path, tt.wantUser)
+			if want := strings.SplitN(tgs[0].Domain, ".", 2)[0]; !strings.HasSuffix(tgs[0].Mailbox, "/"+tt.wantUser) || !strings.HasPrefix(tgs[0].Mailbox, want) {
+				t.Errorf("maildir %q for user %q", tgs[0].Mailbox, tt.wantUser)
 			}
 		})
 	}

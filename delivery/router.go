@@ -13,8 +13,8 @@ import (
 )
 
 // Options are the parts of a Router that are not configuration: seams for
-// tests and optional sources of users. The zero value uses the real file
-// system and clock.
+// tests and the metrics hook. The zero value uses the real file system
+// and clock.
 type Options struct {
 	// FS replaces the maildir file system (maildir.NewRootFS on
 	// Config.Maildir.Root); for tests.
@@ -23,9 +23,6 @@ type Options struct {
 	Now func() time.Time
 	// Names replaces the maildir unique-name source.
 	Names maildir.NameSource
-	// Lookup, if set, is asked about local parts the configuration does
-	// not list (see UserLookup).
-	Lookup UserLookup
 	// Observe, if set, is called with the outcome of every recipient's
 	// delivery to each of its destinations, when the recipient's status is
 	// reported: for metrics. It is called from delivering goroutines, so it
@@ -36,7 +33,7 @@ type Options struct {
 // Outcome is one recipient's delivery to one destination, for
 // Options.Observe.
 type Outcome struct {
-	// Backend is "maildir" or "pipe".
+	// Backend is the target's Kind: "maildir" or "pipe".
 	Backend string
 	// Duration is the time the destination's delivery took.
 	Duration time.Duration
@@ -46,12 +43,12 @@ type Outcome struct {
 }
 
 // Router is the delivery backend: it routes recipients at RCPT time and
-// delivers each message to maildirs and pipe commands, with one status
-// per recipient. It implements protocol.Backend; its transactions
+// delivers each message to its targets (maildirs, pipe commands), with one
+// status per recipient. It implements protocol.Backend; its transactions
 // implement protocol.Stager.
 //
-// A Router is safe for concurrent use. Reload swaps the configuration
-// atomically; a transaction keeps the configuration it started with.
+// A Router is safe for concurrent use. Reload swaps the plan atomically; a
+// transaction keeps the plan it started with.
 type Router struct {
 	opts  Options
 	state atomic.Pointer[state]
@@ -63,76 +60,97 @@ type Router struct {
 	closed   bool
 }
 
-// limiterKey identifies a pipe route's concurrency limit across reloads:
-// the same place in the configuration with the same settings keeps its
-// Limiter, so runs started before a reload still count.
-type limiterKey struct {
-	where string
-	max   int
-	wait  time.Duration
-}
-
-// shareLimiters gives the pipe routes of tab the Limiters of the running
-// configuration where their place and settings did not change, and drops
-// the Limiters no route uses any more.
-func (r *Router) shareLimiters(tab *table) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	next := make(map[limiterKey]*pipe.Limiter)
-	for _, rt := range tab.routes() {
-		if rt.limiter == nil {
-			continue
-		}
-		k := limiterKey{rt.where, rt.limiter.Max(), rt.limiter.Wait()}
-		if l := r.limiters[k]; l != nil {
-			rt.limiter = l
-		}
-		next[k] = rt.limiter
-	}
-	r.limiters = next
-}
-
-// state is one configuration with what it needs.
+// state is one plan bound to the Router's shared resources.
 type state struct {
-	tab     *table
-	store   *maildir.Store // nil without maildir root
-	journal *journal       // nil unless Dedup.Enabled
+	plan    *Plan
+	targets map[Target]Target // the plan's targets, bound (see binder)
+	journal *journal          // nil unless Dedup.Enabled
+}
+
+// target returns the bound form of one of the plan's targets.
+func (st *state) target(t Target) Target {
+	if b := st.targets[t]; b != nil {
+		return b
+	}
+	return t
 }
 
 var _ protocol.Backend = (*Router)(nil)
 
-// New validates cfg and returns a Router for it.
-func New(cfg Config, opts Options) (*Router, error) {
+// New returns a Router delivering by plan; it opens the maildir store and
+// the dedup journal the plan needs.
+func New(plan *Plan, opts Options) (*Router, error) {
 	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
-	if err := r.Reload(cfg); err != nil {
+	if err := r.Reload(plan); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// Reload validates cfg and, if it is valid, makes it the configuration of
-// new transactions. On error the running configuration stays. Maildir
-// state (group commit, created-maildir cache) is kept when the maildir
-// settings did not change.
-func (r *Router) Reload(cfg Config) error {
-	tab, err := compile(&cfg)
-	if err != nil {
-		return err
-	}
-	r.shareLimiters(tab)
-	st := &state{tab: tab}
-	if cfg.Maildir.Root != "" || r.opts.FS != nil {
-		if st.store, err = r.storeFor(&cfg); err != nil {
+// Reload makes plan the plan of new transactions, once what it needs is
+// open. On error the running plan stays. Maildir state (group commit,
+// created-maildir cache) is kept when the maildir settings did not
+// change, and a pipe route's Limiter when its place and limits did not.
+func (r *Router) Reload(plan *Plan) error {
+	cfg := &plan.tab.cfg
+	b := &binding{r: r, limiters: make(map[limiterKey]*pipe.Limiter)}
+	st := &state{plan: plan, targets: make(map[Target]Target, len(plan.tab.targets))}
+	for _, t := range plan.tab.targets {
+		bt, ok := t.(binder)
+		if !ok {
+			continue
+		}
+		bound, err := bt.bind(b)
+		if err != nil {
 			return err
 		}
+		st.targets[t] = bound
 	}
 	if cfg.Dedup.Enabled {
+		var err error
 		if st.journal, err = r.journalFor(cfg.Dedup); err != nil {
 			return err
 		}
 	}
+	r.mu.Lock()
+	r.limiters = b.limiters
+	r.mu.Unlock()
 	r.state.Store(st)
 	return nil
+}
+
+// binding gives the targets of a plan being loaded the Router's shared
+// resources.
+type binding struct {
+	r        *Router
+	limiters map[limiterKey]*pipe.Limiter // those of the plan being loaded
+}
+
+// limiter returns the Limiter of the pipe route at where: the running
+// one if its limits did not change, else a new one.
+func (b *binding) limiter(where string, max int, wait time.Duration) *pipe.Limiter {
+	l := pipe.NewLimiter(max, wait)
+	k := limiterKey{where, l.Max(), l.Wait()}
+	b.r.mu.Lock()
+	defer b.r.mu.Unlock()
+	if old := b.r.limiters[k]; old != nil {
+		l = old
+	}
+	if prev := b.limiters[k]; prev != nil {
+		l = prev
+	}
+	b.limiters[k] = l
+	return l
+}
+
+// store returns the maildir store for k, shared between plans with equal
+// maildir settings, or nil when there is no maildir root and no test file
+// system.
+func (b *binding) store(k storeKey) (*maildir.Store, error) {
+	if k.root == "" && b.r.opts.FS == nil {
+		return nil, nil
+	}
+	return b.r.storeFor(k)
 }
 
 // journalFor returns the dedup journal at c.Path, opened once per Router.
@@ -157,26 +175,25 @@ func (r *Router) journalFor(c DedupConfig) (*journal, error) {
 	return j, nil
 }
 
-// storeFor returns the Store for cfg's maildir settings, shared between
-// configurations with equal settings. Stores are closed by Close only,
-// since transactions of an old configuration may still use theirs.
-func (r *Router) storeFor(cfg *Config) (*maildir.Store, error) {
+// storeFor returns the Store for maildir settings k, shared between
+// plans with equal settings. Stores are closed by Close only, since
+// transactions of an old plan may still use theirs.
+func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, errClosed
 	}
-	k := cfg.storeKey()
 	if s := r.stores[k]; s != nil {
 		return s, nil
 	}
 	s, err := maildir.New(maildir.Options{
-		Root:            cfg.Maildir.Root,
+		Root:            k.root,
 		FS:              r.opts.FS,
 		Now:             r.opts.Now,
 		Names:           r.opts.Names,
-		Hostname:        cfg.Maildir.Hostname,
-		MaxMessageBytes: cfg.Maildir.MaxMessageBytes,
+		Hostname:        k.hostname,
+		MaxMessageBytes: k.maxBytes,
 		// Folder creation is decided per delivery (Mailbox.CreateFolder),
 		// from the user's setting.
 	})

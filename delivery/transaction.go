@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -17,8 +15,6 @@ import (
 	"github.com/emersion/go-message/textproto"
 	"github.com/rs/zerolog"
 
-	"github.com/lmtpd/lmtpd/delivery/maildir"
-	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/delivery/spool"
 	"github.com/lmtpd/lmtpd/protocol"
 )
@@ -30,7 +26,7 @@ type transaction struct {
 	conn   *protocol.ConnState
 	from   protocol.Address
 	params *protocol.MailParams
-	rcpts  [][]target // targets of each accepted RCPT, in order
+	rcpts  [][]Destination // destinations of each accepted RCPT, in order
 
 	staged *delivery // between Stage and Commit or Close
 }
@@ -47,22 +43,25 @@ func (t *transaction) Rcpt(ctx context.Context, rc *protocol.Recipient) error {
 	if t.conn != nil {
 		proto = t.conn.Protocol
 	}
-	tgs, err := t.st.tab.lookup(ctx, rc.Address, proto, t.r.opts.Lookup)
+	ds, err := t.st.plan.tab.lookup(ctx, rc.Address, proto, t.st.plan.opts.Lookup)
 	if err != nil {
 		zerolog.Ctx(ctx).Debug().Err(err).Str("to", rc.Address.String()).Msg("recipient refused")
 		return err
 	}
-	t.rcpts = append(t.rcpts, tgs)
+	for i := range ds {
+		ds[i].Target = t.st.target(ds[i].Target)
+	}
+	t.rcpts = append(t.rcpts, ds)
 	return nil
 }
 
 // Data delivers msg to every recipient and reports each outcome through
 // status as soon as all of that recipient's destinations are done:
-// refusals (loop, size) at once, maildir deliveries after the commit that
-// makes them durable, pipe deliveries when their command exits. Recipients
-// that reach the same mailbox (duplicates, aliases) are delivered once and
-// share its outcome. An error is returned only when the message could not
-// be read or spooled; then nothing was delivered.
+// refusals (loop, size) at once, staged copies (maildir) after the commit
+// that makes them durable, final targets (pipe commands) when they return.
+// Recipients that reach the same destination (duplicates, aliases) are
+// delivered once and share its outcome. An error is returned only when the
+// message could not be read or spooled; then nothing was delivered.
 func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status protocol.StatusSetter) error {
 	d, err := t.prepare(ctx, msg)
 	if err != nil {
@@ -74,36 +73,37 @@ func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status pr
 		d.log(ctx, i, err)
 	}
 	d.settle()
-	d.stageMaildir(ctx)
+	d.stage(ctx, false)
 	d.settle()
-	d.commitMaildir(ctx)
+	d.commit(ctx)
 	d.record(ctx)
 	d.settle()
-	d.runPipes(ctx)
+	d.stage(ctx, true)
 	d.record(ctx)
 	d.settle()
 	return nil
 }
 
-// Stage stages msg for every recipient: maildir copies are written and
-// fsynced into tmp/, then pipe commands run. If any recipient fails,
-// everything staged is removed and that recipient's error is returned (a
-// temporary one in preference, so the client retries). A pipe command's
-// success cannot be undone: if a later recipient fails, the command has
-// delivered and a retry delivers to it again.
+// Stage stages msg for every recipient: copies that can be undone are
+// staged first (maildir files written and fsynced into tmp/), then final
+// targets run (pipe commands). If any recipient fails, everything staged
+// is removed and that recipient's error is returned (a temporary one in
+// preference, so the client retries). A final target's success cannot be
+// undone: if a later recipient fails, the command has delivered and a
+// retry delivers to it again.
 func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 	d, err := t.prepare(ctx, msg)
 	if err != nil {
 		return err
 	}
 	defer d.sp.Close()
-	d.stageMaildir(ctx)
+	d.stage(ctx, false)
 	if err := d.firstError(); err != nil {
 		d.abort()
 		d.logAll(ctx)
 		return err
 	}
-	d.runPipes(ctx)
+	d.stage(ctx, true)
 	d.record(ctx)
 	if err := d.firstError(); err != nil {
 		d.abort()
@@ -114,16 +114,16 @@ func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 	return nil
 }
 
-// Commit renames the staged maildir copies into new/ and fsyncs the
-// directories. It returns the first failure (temporary in preference);
-// recipients committed before it stay delivered.
+// Commit commits the staged copies (maildir: renamed into new/, the
+// directories fsynced). It returns the first failure (temporary in
+// preference); recipients committed before it stay delivered.
 func (t *transaction) Commit(ctx context.Context) error {
 	d := t.staged
 	if d == nil {
-		return maildir.ReplyIOError.Wrap(errNotStaged)
+		return errSpoolIO.Wrap(errNotStaged)
 	}
 	t.staged = nil
-	d.commitMaildir(ctx)
+	d.commit(ctx)
 	d.record(ctx)
 	d.logAll(ctx)
 	return d.firstError()
@@ -148,11 +148,11 @@ func (t *transaction) Close() error {
 type delivery struct {
 	t        *transaction
 	msg      *protocol.Message
+	m        Message // what targets see
 	start    time.Time
 	sp       *spool.Spool
-	rp       []byte // the Return-Path field
-	base     []byte // the message header, LF line endings
 	jobs     []*job
+	groups   []group
 	byRcpt   [][]*job
 	settled  []bool
 	results  []error
@@ -161,16 +161,30 @@ type delivery struct {
 
 // job is one destination, shared by every recipient that resolves to it.
 type job struct {
-	tg      target
-	rcpts   []int
-	header  []byte
-	staged  *maildir.Staged
-	file    string // path of the maildir file, for the log
-	err     error
-	done    bool
-	elapsed time.Duration
-	dkey    string // dedup journal key, when the journal is on
-	dup     bool   // delivered before, within the dedup window
+	dest  Destination // with Rcpts set
+	res   Result
+	done  bool
+	dkey  string // dedup journal key, when the journal is on
+	dup   bool   // delivered before, within the dedup window
+	group int    // index in delivery.groups, when not done before staging
+}
+
+// group is the jobs of one target that share one Stage call.
+type group struct {
+	key    destKey
+	target Target
+	final  bool
+	n      int // jobs
+	jobs   []*job
+	ds     []*Destination // of the jobs
+	res    []Result
+	staged Staged // between Stage and Commit or Abort
+}
+
+// destKey identifies a destination: its target and the target's key.
+type destKey struct {
+	t   Target
+	key string
 }
 
 var lfPool = sync.Pool{New: func() any { return spool.NewLFWriter(nil) }}
@@ -178,7 +192,7 @@ var lfPool = sync.Pool{New: func() any { return spool.NewLFWriter(nil) }}
 // prepare reads the body into the spool, builds the header and plans one
 // job per distinct destination.
 func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*delivery, error) {
-	cfg := &t.st.tab.cfg
+	cfg := &t.st.plan.tab.cfg
 	d := &delivery{t: t, msg: msg, start: time.Now()}
 	opts := cfg.spoolOptions()
 	d.sp = spool.New(opts)
@@ -203,14 +217,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	lfPool.Put(lf)
 	if err != nil {
 		d.sp.Close()
-		if protocol.AsError(err) == nil && opts.Dir != "" && isNotExist(err) {
-			err = &maildir.RootError{Dir: opts.Dir, Err: err}
-		}
-		r := maildir.Classify(err)
-		if h := maildir.Hint(err); h != "" {
-			zerolog.Ctx(ctx).Error().Err(err).Str("fix", h).Msg("cannot spool message")
-		}
-		return nil, r
+		return nil, spoolFailure(ctx, err, opts.Dir)
 	}
 
 	hdr := msg.Header()
@@ -218,7 +225,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	var hb bytes.Buffer
 	if err := textproto.WriteHeader(&hb, *hdr); err != nil {
 		d.sp.Close()
-		return nil, maildir.Classify(err)
+		return nil, spoolFailure(ctx, err, "")
 	}
 	hbytes := hb.Bytes()
 	if !msg.HasBlankLine() {
@@ -227,35 +234,100 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		// what the client sent.
 		hbytes = bytes.TrimSuffix(hbytes, []byte("\r\n"))
 	}
-	d.base = spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes)
-	d.rp = []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n")
+	d.m = Message{
+		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
+		body: d.sp,
+		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
+		rp:   []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n"),
+		mode: cfg.DeliveredTo,
+	}
 
 	delivered := deliveredTo(hdr)
 	n := len(msg.Recipients)
 	d.byRcpt = make([][]*job, n)
 	d.settled = make([]bool, n)
 	d.results = make([]error, n)
-	byKey := make(map[string]*job)
+	byKey := make(map[destKey]*job)
 	for i := 0; i < n && i < len(t.rcpts); i++ {
-		for _, tg := range t.rcpts[i] {
-			k := tg.key()
+		for r := range t.rcpts[i] {
+			dst := &t.rcpts[i][r]
+			k := destKey{dst.Target, dst.Target.Key(dst)}
 			j := byKey[k]
 			if j == nil {
-				j = &job{tg: tg}
+				j = &job{dest: *dst}
+				j.dest.Rcpts = nil
 				byKey[k] = j
 				d.jobs = append(d.jobs, j)
 			}
-			if len(j.rcpts) == 0 || j.rcpts[len(j.rcpts)-1] != i {
-				j.rcpts = append(j.rcpts, i)
+			if rs := j.dest.Rcpts; len(rs) == 0 || rs[len(rs)-1] != i {
+				j.dest.Rcpts = append(j.dest.Rcpts, i)
 			}
 			d.byRcpt[i] = append(d.byRcpt[i], j)
 		}
 	}
-	for _, j := range d.jobs {
-		d.planJob(j, delivered)
+	d.m.nDests = len(d.jobs)
+	if cfg.LoopCheck {
+		for _, j := range d.jobs {
+			for _, v := range delivered {
+				if strings.EqualFold(v, j.dest.Address) {
+					j.res.Err, j.done = ErrLoop, true
+					break
+				}
+			}
+		}
 	}
 	if t.st.journal != nil {
 		d.dedup(ctx, bodySum)
+	}
+	// Jobs of one target that can share a copy are staged together, in
+	// the order of their first recipient.
+	// First the group of each live job, then one slice of jobs, of
+	// destinations and of results for all groups, each group a part.
+	var byGroup map[destKey]int // only for many jobs: a few are searched
+	if len(d.jobs) > 8 {
+		byGroup = make(map[destKey]int)
+	}
+	live := 0
+	for _, j := range d.jobs {
+		if j.done {
+			continue
+		}
+		k := destKey{j.dest.Target, j.dest.Target.Group(&j.dest)}
+		gi, ok := -1, false
+		if byGroup != nil {
+			gi, ok = byGroup[k]
+		} else {
+			for i := range d.groups {
+				if d.groups[i].key == k {
+					gi, ok = i, true
+					break
+				}
+			}
+		}
+		if !ok {
+			gi = len(d.groups)
+			d.groups = append(d.groups, group{key: k, target: j.dest.Target, final: isFinal(j.dest.Target)})
+			if byGroup != nil {
+				byGroup[k] = gi
+			}
+		}
+		j.group = gi
+		d.groups[gi].n++
+		live++
+	}
+	jobs, ds, res := make([]*job, live), make([]*Destination, live), make([]Result, live)
+	off := 0
+	for i := range d.groups {
+		g := &d.groups[i]
+		g.jobs, g.ds, g.res = jobs[off:off:off+g.n], ds[off:off:off+g.n], res[off:off+g.n]
+		off += g.n
+	}
+	for _, j := range d.jobs {
+		if !j.done {
+			g := &d.groups[j.group]
+			g.jobs = append(g.jobs, j)
+			g.ds = append(g.ds, &j.dest)
+		}
 	}
 	return d, nil
 }
@@ -265,12 +337,12 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 // Message-ID (or its absence) and content all match; see messageKey.
 func (d *delivery) dedup(ctx context.Context, bodySum hash.Hash) {
 	msgKey := d.messageKey(bodySum)
-	w := d.t.st.tab.cfg.Dedup.window()
+	w := d.t.st.plan.tab.cfg.Dedup.window()
 	for _, j := range d.jobs {
 		if j.done {
 			continue
 		}
-		j.dkey = dedupKey(msgKey, d.t.from.String(), j.tg.key())
+		j.dkey = dedupKey(msgKey, d.t.from.String(), j.dest.Target.Key(&j.dest))
 		if d.t.st.journal.has(j.dkey, w) {
 			j.done, j.dup = true, true
 		}
@@ -322,35 +394,14 @@ func (d *delivery) record(ctx context.Context) {
 	}
 	var keys []string
 	for _, j := range d.jobs {
-		if j.done && j.err == nil && !j.dup && j.dkey != "" {
+		if j.done && j.res.Err == nil && !j.dup && j.dkey != "" {
 			keys = append(keys, j.dkey)
 			j.dkey = ""
 		}
 	}
-	if err := jr.add(d.t.st.tab.cfg.Dedup.window(), keys...); err != nil {
+	if err := jr.add(d.t.st.plan.tab.cfg.Dedup.window(), keys...); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("dedup: cannot write the journal")
 	}
-}
-
-// planJob applies the loop check and builds the job's header.
-func (d *delivery) planJob(j *job, delivered []string) {
-	cfg := &d.t.st.tab.cfg
-	if cfg.LoopCheck {
-		for _, v := range delivered {
-			if strings.EqualFold(v, j.tg.addr) {
-				j.err, j.done = ErrLoop, true
-				return
-			}
-		}
-	}
-	h := make([]byte, 0, len(d.rp)+len(d.base)+len(j.tg.addr)+16)
-	h = append(h, d.rp...)
-	if cfg.deliveredTo(len(d.jobs), j.tg.route.cmd != nil) && !j.tg.route.perMessage {
-		h = append(h, "Delivered-To: "...)
-		h = append(h, headerValue(j.tg.addr)...)
-		h = append(h, '\n')
-	}
-	j.header = append(h, d.base...)
 }
 
 // deliveredTo returns the addresses in the message's Delivered-To fields.
@@ -373,197 +424,54 @@ func headerValue(s string) string {
 	}, s)
 }
 
-func (j *job) content(sp *spool.Spool) maildir.Content {
-	return maildir.Content{Header: j.header, Body: sp}
-}
-
-// stageMaildir writes every maildir job into tmp/. Jobs with the same
-// bytes as an earlier one get a hard link of its file.
-func (d *delivery) stageMaildir(ctx context.Context) {
-	store := d.t.st.store
-	var src *job
-	for _, j := range d.jobs {
-		if j.done || j.tg.route.tmpl == nil {
+// stage stages the groups of final targets (final) or of the others, in
+// order. Jobs whose staging failed are done; a final target's jobs are
+// all done, and are reported as each group returns when Data reports.
+func (d *delivery) stage(ctx context.Context, final bool) {
+	for gi := range d.groups {
+		g := &d.groups[gi]
+		if g.final != final {
 			continue
 		}
-		start := time.Now()
-		var err error
-		if src != nil && bytes.Equal(src.header, j.header) {
-			j.staged, err = store.Link(ctx, j.tg.mailbox, src.staged, j.content(d.sp))
-		} else {
-			j.staged, err = store.Stage(ctx, j.tg.mailbox, j.content(d.sp))
-		}
-		j.elapsed += time.Since(start)
-		if err != nil {
-			j.err, j.done = err, true
-			continue
-		}
-		if src == nil {
-			src = j
-		}
-	}
-}
-
-// commitMaildir moves the staged files into new/.
-func (d *delivery) commitMaildir(ctx context.Context) {
-	var js []*job
-	var sts []*maildir.Staged
-	for _, j := range d.jobs {
-		if !j.done && j.staged != nil {
-			js = append(js, j)
-			sts = append(sts, j.staged)
-		}
-	}
-	if len(sts) == 0 {
-		return
-	}
-	start := time.Now()
-	errs := d.t.st.store.Commit(ctx, sts...)
-	for i, j := range js {
-		j.err, j.done = errs[i], true
-		j.elapsed += time.Since(start)
-		if errs[i] == nil {
-			j.file = filepath.Join(d.t.st.tab.cfg.Maildir.Root, filepath.FromSlash(j.staged.Path()))
-		}
-	}
-}
-
-// abort removes staged, uncommitted files.
-func (d *delivery) abort() {
-	for _, j := range d.jobs {
-		if j.staged != nil && !j.done {
-			j.staged.Abort()
-		}
-	}
-}
-
-// runPipes runs the pipe jobs: once per job, or once per route for
-// PerMessage routes.
-func (d *delivery) runPipes(ctx context.Context) {
-	groups := make(map[int][]*job)
-	var order []int
-	for _, j := range d.jobs {
-		if j.done || j.tg.route.cmd == nil {
-			continue
-		}
-		if !j.tg.route.perMessage {
-			d.runPipe(ctx, []*job{j})
-			d.settle()
-			continue
-		}
-		id := j.tg.route.id
-		if groups[id] == nil {
-			order = append(order, id)
-		}
-		groups[id] = append(groups[id], j)
-	}
-	for _, id := range order {
-		d.runPipe(ctx, groups[id])
-		d.settle()
-	}
-}
-
-// runPipe runs one command for the jobs given (several only for a
-// PerMessage route) and records the shared outcome.
-func (d *delivery) runPipe(ctx context.Context, js []*job) {
-	j0 := js[0]
-	stdin := io.MultiReader(bytes.NewReader(j0.header), d.sp.NewReader())
-	v := d.vars(j0)
-	start := time.Now()
-	release, err := j0.tg.route.limiter.Acquire(ctx)
-	if err != nil {
-		for _, j := range js {
-			j.err, j.done = err, true
-			j.elapsed += time.Since(start)
-		}
-		return
-	}
-	defer release()
-	var res pipe.Result
-	if j0.tg.route.perMessage {
-		addrs := make([]string, len(js))
-		for i, j := range js {
-			addrs[i] = j.tg.addr
-			if j.tg.domain != v.Domain {
-				v.Domain = ""
+		g.staged = g.target.Stage(ctx, &d.m, g.ds, g.res)
+		for i, j := range g.jobs {
+			j.res = g.res[i]
+			if final || g.staged == nil || j.res.Err != nil {
+				j.done = true // nothing left to commit for it
 			}
 		}
-		v.Recipient, v.OriginalRecipient, v.User, v.Detail = "", "", "", ""
-		res, err = j0.tg.route.cmd.RunMulti(ctx, v, addrs, stdin)
-	} else {
-		res, err = j0.tg.route.cmd.Run(ctx, v, stdin)
-	}
-	if res.Leftover > 0 {
-		zerolog.Ctx(ctx).Warn().Str("command", j0.tg.route.desc).Int("killed", res.Leftover).
-			Msg("delivery command left processes running when it ended; they were killed")
-	}
-	for _, j := range js {
-		j.err, j.done = err, true
-		j.elapsed += time.Since(start)
+		if final && d.onSettle != nil {
+			d.settle()
+		}
 	}
 }
 
-// vars returns the pipe variables of a job.
-func (d *delivery) vars(j *job) pipe.Vars {
-	t := d.t
-	v := pipe.Vars{
-		Sender:    t.from.String(),
-		Recipient: j.tg.addr,
-		User:      j.tg.user,
-		Detail:    j.tg.detail,
-		Domain:    j.tg.domain,
-		Size:      int64(len(j.header)) + d.sp.Size(),
-	}
-	if rc := d.msg.Recipients[j.rcpts[0]]; rc.Params.OriginalRecipient != "" {
-		v.OriginalRecipient = rc.Params.OriginalRecipient
-	} else {
-		v.OriginalRecipient = rc.Address.String()
-	}
-	if c := t.conn; c != nil {
-		v.SessionID = c.ID
-		v.ClientHelo = c.Hostname
-		if c.XForward.Helo != "" {
-			v.ClientHelo = c.XForward.Helo
+// commit commits what the non-final groups staged.
+func (d *delivery) commit(ctx context.Context) {
+	for gi := range d.groups {
+		g := &d.groups[gi]
+		if g.final || g.staged == nil {
+			continue
 		}
-		if c.XForward.Addr != "" {
-			v.ClientAddress = c.XForward.Addr
-		} else {
-			v.ClientAddress = clientIP(c.RemoteAddr)
+		g.staged.Commit(ctx, g.res)
+		g.staged = nil
+		for i, j := range g.jobs {
+			if !j.done {
+				j.res, j.done = g.res[i], true
+			}
 		}
 	}
-	return v
 }
 
-// clientIP returns the IP address of a client's socket address, without
-// port or zone brackets, and "" for an address that is not an IP address:
-// a unix-socket client has no network address (its net.UnixAddr is
-// typically "@" or empty), and the pipe variable CLIENT_ADDRESS is then
-// empty (see package pipe).
-func clientIP(a net.Addr) string {
-	switch a := a.(type) {
-	case nil:
-		return ""
-	case *net.TCPAddr:
-		if a == nil || a.IP == nil {
-			return ""
+// abort removes what was staged and not committed.
+func (d *delivery) abort() {
+	for gi := range d.groups {
+		g := &d.groups[gi]
+		if g.staged != nil {
+			g.staged.Abort()
+			g.staged = nil
 		}
-		return a.IP.String()
-	case *net.UDPAddr:
-		if a == nil || a.IP == nil {
-			return ""
-		}
-		return a.IP.String()
-	case *net.UnixAddr:
-		return ""
 	}
-	h, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		h = a.String()
-	}
-	if ip := net.ParseIP(h); ip != nil {
-		return ip.String()
-	}
-	return ""
 }
 
 // settle reports every recipient whose destinations are all done.
@@ -579,7 +487,7 @@ func (d *delivery) settle() {
 				done = false
 				break
 			}
-			res = protocol.WorseStatus(res, j.err)
+			res = protocol.WorseStatus(res, j.res.Err)
 		}
 		if !done {
 			continue
@@ -600,7 +508,7 @@ func (d *delivery) firstError() error {
 	var res error
 	for _, j := range d.jobs {
 		if j.done {
-			res = protocol.WorseStatus(res, j.err)
+			res = protocol.WorseStatus(res, j.res.Err)
 		}
 	}
 	return res
@@ -609,9 +517,9 @@ func (d *delivery) firstError() error {
 // logAll settles and logs every recipient (Stage and Commit).
 func (d *delivery) logAll(ctx context.Context) {
 	for _, j := range d.jobs {
-		if !j.done && j.err == nil {
+		if !j.done && j.res.Err == nil {
 			j.done = true
-			j.err = errNotDelivered
+			j.res.Err = errNotDelivered
 		}
 	}
 	d.onSettle = func(i int, err error) { d.log(ctx, i, err) }
@@ -621,6 +529,13 @@ func (d *delivery) logAll(ctx context.Context) {
 // errNotDelivered marks jobs left undone because another recipient failed
 // in a staged (all-or-nothing) transaction.
 var errNotDelivered = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Not delivered: another recipient of the message failed")
+
+// logField is one key of the outcome line that says where copies went
+// (Result.LogKey), with its values.
+type logField struct {
+	key  string
+	vals []string
+}
 
 // log writes the one line per recipient outcome.
 func (d *delivery) log(ctx context.Context, i int, err error) {
@@ -640,36 +555,40 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	} else if pe := protocol.AsError(err); pe != nil {
 		ev = ev.Str("status", pe.Error())
 	}
-	var backends, files, commands []string
+	var backends []string
+	var whereBuf [2]logField
+	where := whereBuf[:0]
 	var elapsed time.Duration
 	dup := false
 	observe := d.t.r.opts.Observe
 	for _, j := range d.byRcpt[i] {
 		dup = dup || j.dup
-		backends = append(backends, j.tg.route.backend())
+		kind := j.dest.Target.Kind()
+		backends = append(backends, kind)
 		if observe != nil {
-			observe(Outcome{Backend: j.tg.route.backend(), Duration: j.elapsed, Err: err})
+			observe(Outcome{Backend: kind, Duration: j.res.Elapsed, Err: err})
 		}
-		if j.file != "" {
-			files = append(files, j.file)
+		if k := j.res.LogKey; k != "" {
+			n := 0
+			for n < len(where) && where[n].key != k {
+				n++
+			}
+			if n == len(where) {
+				where = append(where, logField{key: k})
+			}
+			where[n].vals = append(where[n].vals, j.res.LogValue)
 		}
-		if j.tg.route.cmd != nil {
-			commands = append(commands, j.tg.route.desc)
-		}
-		elapsed = max(elapsed, j.elapsed)
+		elapsed = max(elapsed, j.res.Elapsed)
 	}
 	ev = ev.Str("msgid", d.msg.ID).
 		Str("from", d.t.from.String()).
 		Str("to", d.msg.Recipients[i].Address.String()).
-		Int64("size", int64(len(d.rp)+len(d.base))+d.sp.Size()).
+		Int64("size", int64(len(d.m.rp)+len(d.m.base))+d.sp.Size()).
 		Dur("duration", time.Since(d.start)).
 		Dur("delivery_time", elapsed).
 		Strs("backend", backends)
-	if len(files) > 0 {
-		ev = ev.Strs("file", files)
-	}
-	if len(commands) > 0 {
-		ev = ev.Strs("command", commands)
+	for _, f := range where {
+		ev = ev.Strs(f.key, f.vals)
 	}
 	if dup {
 		ev = ev.Bool("duplicate", true)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -29,12 +30,32 @@ const testText = "Received: from client by mx; Mon, 1 Jan 2024 00:00:00 +0000\r\
 
 func newRouter(t testing.TB, cfg Config, opts Options) *Router {
 	t.Helper()
-	r, err := New(cfg, opts)
+	p, err := Compile(cfg, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// reloadConfig compiles cfg with r's options and reloads r with it.
+func reloadConfig(r *Router, cfg Config) error {
+	p, err := Compile(cfg, PlanOptions{})
+	if err != nil {
+		return err
+	}
+	return r.Reload(p)
+}
+
+// boundPipe returns the pipe target that delivers for domain's route in
+// r's running plan.
+func boundPipe(r *Router, domain string) *pipeTarget {
+	st := r.state.Load()
+	return st.target(st.plan.tab.domains[domain].route.target).(*pipeTarget)
 }
 
 // run drives a whole transaction: Mail, Rcpt for each recipient (refused
@@ -233,7 +254,7 @@ func TestDataLoopCheck(t *testing.T) {
 	// With the check off it is delivered.
 	cfg := testConfig(root)
 	cfg.LoopCheck = false
-	r.Reload(cfg)
+	reloadConfig(r, cfg)
 	st, _, _ = run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"bob@example.org"}, text)
 	if e0, _ := st.get(0); e0 != nil {
 		t.Errorf("loop check off: %v", e0)
@@ -526,12 +547,12 @@ func TestReload(t *testing.T) {
 
 	cfg := testConfig(root)
 	cfg.Domains[0].Users = append(cfg.Domains[0].Users, User{Name: "newbie"})
-	if err := r.Reload(cfg); err != nil {
+	if err := reloadConfig(r, cfg); err != nil {
 		t.Fatal(err)
 	}
 	bad := testConfig(root)
 	bad.Domains = nil
-	if err := r.Reload(bad); err == nil {
+	if err := reloadConfig(r, bad); err == nil {
 		t.Fatal("invalid config accepted")
 	}
 	tx, _ := r.Mail(ctx, conn(protocol.LMTP), addr("a@b"), &protocol.MailParams{})
@@ -541,7 +562,7 @@ func TestReload(t *testing.T) {
 	}
 	err := old.Rcpt(ctx, &protocol.Recipient{Address: addr("newbie@example.org")})
 	checkCode(t, err, 550, protocol.EnhancedCode{5, 1, 1})
-	if _, err := New(bad, Options{}); err == nil {
+	if _, err := Compile(bad, PlanOptions{}); err == nil {
 		t.Error("New with an invalid config succeeded")
 	}
 }
@@ -570,6 +591,49 @@ func TestObserve(t *testing.T) {
 	for _, o := range got {
 		if o.Backend != "maildir" || o.Err != nil || o.Duration <= 0 {
 			t.Errorf("outcome %+v", o)
+		}
+	}
+}
+
+// TestStageCommitLogsEveryRecipient: in SMTP (Stage, then Commit) every
+// recipient gets its one outcome line, those of a pipe command included,
+// with the target kind and where the copy went.
+func TestStageCommitLogsEveryRecipient(t *testing.T) {
+	root := t.TempDir()
+	r := newRouter(t, testConfig(root), Options{})
+	var logs bytes.Buffer
+	ctx := testCtx(t, &logs)
+	rcpts := []string{"bob@example.org", "p@pipe.example"}
+	tx, _ := r.Mail(ctx, conn(protocol.SMTP), addr("a@b"), &protocol.MailParams{})
+	defer tx.Close()
+	for _, rc := range rcpts {
+		if err := tx.Rcpt(ctx, &protocol.Recipient{Address: addr(rc)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.(protocol.Stager).Stage(ctx, message(t, "a@b", rcpts, testText)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["message"] == "delivered" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d outcome lines, want 2:\n%s", len(lines), logs.String())
+	}
+	for i, want := range []struct{ to, backend, key string }{{"bob@example.org", "maildir", "file"}, {"p@pipe.example", "pipe", "command"}} {
+		l := lines[i]
+		if l["to"] != want.to || fmt.Sprint(l["backend"]) != "["+want.backend+"]" || l[want.key] == nil {
+			t.Errorf("line %d: %v, want to %s, backend %s and %s", i, l, want.to, want.backend, want.key)
 		}
 	}
 }

@@ -358,3 +358,10 @@ func randomPassword() string {
 	_, _ = rand.Read(b) // never fails (crypto/rand documentation)
 	return hex.EncodeToString(b)
 }
+
+// ReplaceWith makes o's users s's whole content in one atomic step, as
+// Replace would, without checking them or computing a dummy hash again:
+// o was built by NewStore or Replace, which did. Later changes to o do not
+// affect s. It lets a caller validate a configuration's users into a new
+// Store once and then swap them into the running one.
+func (s *Store) ReplaceWith(o *Store) { s.state.Store(o.load()) }

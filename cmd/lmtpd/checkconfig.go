@@ -28,7 +28,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return exConfig
 	}
-	for _, w := range cfg.dcfg.Warnings() {
+	for _, w := range cfg.plan.Warnings() {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.file, w)
 	}
 	if *quiet {

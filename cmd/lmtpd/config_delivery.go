@@ -14,16 +14,19 @@ import (
 // validateDelivery builds c.dcfg from [delivery] and the [[domain]]
 // tables and checks it: first what only this file can say (values the
 // file gives a meaning of its own, directories on this system), then
-// delivery's own validation, whose errors are mapped to keys.
+// delivery's own checks, made once by compiling the plan (c.plan) that
+// serve, reload and check-config use; its errors carry their keys.
 func (c *config) validateDelivery(ec *errorCollector) {
 	c.dcfg = c.deliveryConfig()
+	before := len(ec.errs)
 	c.checkDeliveryFile(ec)
-	c.checkDeliveryInterim(ec)
-	if len(ec.errs) > 0 {
+	plan, err := delivery.Compile(c.dcfg, delivery.PlanOptions{})
+	if err != nil {
+		c.addDeliveryErrors(ec, err)
 		return
 	}
-	if err := c.dcfg.Validate(); err != nil {
-		c.addDeliveryErrors(ec, err)
+	if len(ec.errs) == before {
+		c.plan = plan
 	}
 }
 
@@ -108,10 +111,12 @@ func usesMaildir(d *delivery.Config) bool {
 func (c *config) checkDeliveryFile(ec *errorCollector) {
 	eachRoute(c.Domains, func(key string, r routeConfig) {
 		if p := r.Pipe; p != nil {
-			if p.MaxProcesses < 1 {
+			// Negative values are delivery's to refuse; 0, which it
+			// would take for its default, is refused here.
+			if p.MaxProcesses == 0 {
 				ec.add(joinKey(key, "pipe.max_processes"), fmt.Errorf("%d: want at least 1", p.MaxProcesses))
 			}
-			if p.MaxWait <= 0 {
+			if p.MaxWait == 0 {
 				ec.add(joinKey(key, "pipe.max_wait"), fmt.Errorf("%v: want a positive duration", time.Duration(p.MaxWait)))
 			}
 		}
@@ -139,53 +144,11 @@ func eachRoute(domains []domainConfig, f func(key string, r routeConfig)) {
 	}
 }
 
-// checkDeliveryInterim makes checks that package delivery makes too, in
-// its own words. They are here only because delivery.Config.Validate
-// returns untyped errors today, from which the exact key (domain[0].route
-// rather than domain[0]) cannot be recovered without reading their text.
-// Once delivery's errors carry their key (see deliveryKeyed), this
-// function goes and each of these checks exists only in delivery.
-func (c *config) checkDeliveryInterim(ec *errorCollector) {
-	oneOf(ec, "delivery.delivered_to", c.Delivery.DeliveredTo, deliveredTos)
-	if c.Delivery.Dedup.Enabled && c.Delivery.Dedup.Path == "" {
-		ec.add("delivery.dedup.path", errors.New("required when dedup is enabled"))
-	}
-	if len(c.Domains) == 0 {
-		ec.add("domain", errors.New("at least one [[domain]] is required"))
-	}
-	for i, dm := range c.Domains {
-		key := indexKey("domain", i)
-		if dm.Name == "" {
-			ec.add(joinKey(key, "name"), errors.New("required"))
-		}
-		for j, u := range dm.User {
-			if u.Name == "" {
-				ec.add(joinKey(indexKey(joinKey(key, "user"), j), "name"), errors.New("required"))
-			}
-		}
-	}
-	eachRoute(c.Domains, func(key string, r routeConfig) {
-		if r.Pipe == nil {
-			return
-		}
-		if r.Maildir != "" {
-			ec.add(key, errors.New("a route has either maildir or pipe, not both"))
-		}
-		if err := r.route().Pipe.Command.Validate(); err != nil {
-			ec.add(joinKey(key, "pipe"), err)
-		}
-	})
-	if c.dcfg.Maildir.Root == "" && usesMaildir(&c.dcfg) {
-		ec.add("delivery.maildir.root", errors.New("required: a domain or user delivers to maildir"))
-	}
-}
-
 // deliveryKeyed is what an error of package delivery's validation
 // implements when it names the setting it is about: the path of keys
 // into delivery.Config, from the top ("Domains", "0", "Aliases", "info").
 // Field names may be given as Go names or snake_case; indexes in decimal.
-// Errors that do not implement it are mapped by their text
-// (deliveryErrorKey) until package delivery returns keyed errors only.
+// *delivery.ConfigError implements it.
 type deliveryKeyed interface {
 	error
 	ConfigKey() []string
@@ -201,10 +164,13 @@ func (c *config) addDeliveryErrors(ec *errorCollector, err error) {
 			if cause == nil {
 				cause = ke
 			}
+			if errors.Is(cause, delivery.ErrNoDomains) {
+				cause = errors.New("at least one [[domain]] is required") // in the file's terms
+			}
 			ec.add(c.deliveryKey(ke.ConfigKey()), cause)
 			continue
 		}
-		ec.add(c.deliveryErrorKey(e.Error()), e)
+		ec.add("delivery", e)
 	}
 }
 
@@ -246,7 +212,8 @@ func (c *config) deliveryKey(path []string) string {
 			case !ok:
 				key = joinKey(key, "users")
 			case n < len(dm.Users):
-				key = indexKey(joinKey(key, "users"), n)
+				// A bare name in the users list: nothing below it.
+				return indexKey(joinKey(key, "users"), n)
 			default:
 				key = indexKey(joinKey(key, "user"), n-len(dm.Users))
 			}
@@ -305,49 +272,4 @@ func splitJoined(err error) []error {
 		}
 	}
 	return []error{err}
-}
-
-// deliveryErrorKey finds the configuration key a delivery.Config.Validate
-// message is about, from the way that package words them ("domain NAME:
-// alias A: ...", "postmaster ...", "maildir template: ...").
-func (c *config) deliveryErrorKey(msg string) string {
-	for _, p := range []struct{ prefix, key string }{
-		{"postmaster", "delivery.postmaster"},
-		{"detail delimiter", "delivery.detail_delimiter"},
-		{"maildir template", "delivery.maildir.template"},
-		{"maildir root", "delivery.maildir.root"},
-		{"maildir max message", "delivery.maildir.max_message_size"},
-		{"spool dir", "delivery.spool.dir"},
-		{"dedup journal", "delivery.dedup.path"},
-		{"dedup window", "delivery.dedup.window"},
-	} {
-		if strings.HasPrefix(msg, p.prefix) {
-			return p.key
-		}
-	}
-	rest, ok := strings.CutPrefix(msg, "domain ")
-	if !ok {
-		return "domain"
-	}
-	name, detail, _ := strings.Cut(rest, ":")
-	name, twice := strings.CutSuffix(name, " listed twice")
-	for i := range c.Domains {
-		if twice {
-			i = len(c.Domains) - 1 - i // the second listing is the mistake
-		}
-		if !strings.EqualFold(c.Domains[i].Name, name) {
-			continue
-		}
-		key := indexKey("domain", i)
-		detail = strings.TrimSpace(detail)
-		switch {
-		case strings.HasPrefix(detail, "catch-all"):
-			return joinKey(key, "catch_all")
-		case strings.HasPrefix(detail, "alias "):
-			a, _, _ := strings.Cut(strings.TrimPrefix(detail, "alias "), " ")
-			return joinKey(joinKey(key, "aliases"), strings.TrimSuffix(a, ":"))
-		}
-		return key
-	}
-	return "domain"
 }

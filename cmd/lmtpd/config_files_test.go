@@ -164,8 +164,7 @@ func TestDeliveryKey(t *testing.T) {
 }
 
 // TestDeliveryKeyedErrors: errors of delivery's validation that name their
-// key are reported at that key's line with their cause, each once; the
-// others still go through deliveryErrorKey.
+// key are reported at that key's line with their cause, each once.
 func TestDeliveryKeyedErrors(t *testing.T) {
 	text := "[delivery]\npostmaster = \"x\"\n[[domain]]\nname = \"a.test\"\nusers = [\"u0\"]\n[[domain.user]]\nname = \"t0\"\nroute = { pipe = { argv = [\"cat\"] } }\n"
 	c := &config{file: "f.toml", Domains: []domainConfig{{Name: "a.test", Users: []string{"u0"}, User: []userConfig{{Name: "t0"}}}}}
@@ -174,7 +173,7 @@ func TestDeliveryKeyedErrors(t *testing.T) {
 	joined := fmt.Errorf("delivery config: %w", errors.Join(
 		&keyedError{[]string{"Domains", "0", "Users", "1", "Route", "Pipe", "Argv"}, errors.New("argv[0] must be an absolute path")},
 		&keyedError{[]string{"Postmaster"}, errors.New(`"x" is not an address local@domain`)},
-		errors.New("domain a.test: catch-all has no effect with any-user"),
+		&keyedError{[]string{"domains", "0", "catch_all"}, errors.New("domain a.test: catch-all has no effect with any-user")},
 	))
 	c.addDeliveryErrors(ec, joined)
 	var got []string

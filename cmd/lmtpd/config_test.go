@@ -523,7 +523,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	if !reflect.DeepEqual(names, []string{"localhost", "example.test"}) {
 		t.Errorf("domains %q", names)
 	}
-	if _, err := delivery.New(cfg.dcfg, delivery.Options{}); err != nil {
+	if _, err := delivery.New(cfg.plan, delivery.Options{}); err != nil {
 		t.Errorf("delivery.New: %v", err)
 	}
 }

@@ -33,6 +33,8 @@ type config struct {
 	file      string                 // the file's path, or embeddedName
 	embedded  bool                   // the embedded default
 	dcfg      delivery.Config        // routing and delivery
+	plan      *delivery.Plan         // dcfg compiled, once per load
+	store     *sasl.Store            // users, checked; nil without users
 	users     map[string]sasl.User   // credentials by configured name
 	addresses map[string][]string    // sender addresses by prepared user name
 	locs      map[string]*locator    // per file, for errors found after decoding

@@ -76,6 +76,17 @@ func (c *config) loadUsers() error {
 	if len(errs) > 0 {
 		return errs
 	}
+	if len(c.users) == 0 {
+		return nil
+	}
+	// Every user passed the store's own checks above, so this does not
+	// fail short of running out of memory; the store is kept for serve
+	// and reload.
+	st, err := sasl.NewStore(c.users)
+	if err != nil {
+		return configErrors{{File: c.file, Line: c.locs[c.file].line("auth"), Key: "auth", Err: err}}
+	}
+	c.store = st
 	return nil
 }
 

@@ -12,8 +12,6 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
-
-	"github.com/lmtpd/lmtpd/delivery"
 )
 
 var (
@@ -23,7 +21,6 @@ var (
 	tlsModes     = []string{"none", "starttls", "implicit"}
 	authModes    = []string{"off", "optional", "required"}
 	bareEndPolys = []string{"reject", "normalize"}
-	deliveredTos = []string{string(delivery.DeliveredToSingle), string(delivery.DeliveredToAlways), string(delivery.DeliveredToNever)}
 )
 
 // oneOf checks an enumerated value.

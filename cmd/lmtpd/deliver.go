@@ -81,7 +81,14 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	}
 	// loadConfig validated the configuration: what fails here is opening
 	// what it names.
-	router, err := delivery.New(cfg.dcfg, delivery.Options{})
+	plan := cfg.plan
+	if cfg.dcfg.LoopCheck != cfg.plan.Config().LoopCheck {
+		// -loop-check changed the configuration loadConfig compiled.
+		if plan, err = delivery.Compile(cfg.dcfg, delivery.PlanOptions{}); err != nil {
+			return tempFail(err)
+		}
+	}
+	router, err := delivery.New(plan, delivery.Options{})
 	if err != nil {
 		return tempFail(err)
 	}

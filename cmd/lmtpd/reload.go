@@ -51,16 +51,18 @@ func (d *daemon) reload() {
 		d.log.Error().Str("key", "delivery.maildir.root").Err(err).Msg("reload failed: the maildir root cannot be prepared; keeping the running configuration")
 		return
 	}
-	// The router validates again and may fail (a maildir root that cannot
-	// be opened): do it first, before anything else changes.
-	if err := d.router.Reload(cfg.dcfg); err != nil {
+	// loadConfig compiled the plan; the router opens what it needs and
+	// may fail (a maildir root that cannot be opened): do it first, before
+	// anything else changes.
+	if err := d.router.Reload(cfg.plan); err != nil {
 		d.log.Error().Err(err).Msg("reload failed: delivery configuration refused; keeping the running configuration")
 		return
 	}
 	d.logWarnings(cfg)
-	// loadConfig checked every user with the store's own checks, so this
-	// does not fail short of running out of memory.
-	if err := d.store.Replace(cfg.users); err != nil {
+	// loadConfig built and checked a store of the new users: swap them in.
+	if cfg.store != nil {
+		d.store.ReplaceWith(cfg.store)
+	} else if err := d.store.Replace(cfg.users); err != nil { // no users: cannot fail
 		d.log.Error().Err(err).Msg("reload: users could not be replaced; the old users stay (routing was reloaded)")
 	}
 	d.senders.policy.Store(&senderPolicy{byUser: cfg.addresses, on: cfg.Auth.RestrictSender})

@@ -103,13 +103,16 @@ func (d *daemon) run() int {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
 	}
-	if d.router, err = delivery.New(cfg.dcfg, dopts); err != nil {
+	if d.router, err = delivery.New(cfg.plan, dopts); err != nil {
 		return d.configFail("domain", err)
 	}
 	d.logWarnings(cfg)
 	defer d.router.Close()
-	if d.store, err = sasl.NewStore(cfg.users); err != nil {
-		return d.configFail("auth", err)
+	d.store = cfg.store // loadConfig built and checked it
+	if d.store == nil { // no users
+		if d.store, err = sasl.NewStore(cfg.users); err != nil {
+			return d.configFail("auth", err)
+		}
 	}
 	d.senders = &restrictSender{}
 	d.senders.policy.Store(&senderPolicy{byUser: cfg.addresses, on: cfg.Auth.RestrictSender})
@@ -440,7 +443,7 @@ func (d *daemon) logStart() {
 
 // logWarnings logs what is wrong with a valid configuration.
 func (d *daemon) logWarnings(cfg *config) {
-	for _, w := range cfg.dcfg.Warnings() {
+	for _, w := range cfg.plan.Warnings() {
 		d.log.Warn().Str("config", cfg.file).Msg(w)
 	}
 }

@@ -420,6 +420,22 @@ func listFiles(t testing.TB, dir string) []string {
 	return out
 }
 
+// waitFiles waits until dir/new holds at least n files and returns them.
+func waitFiles(t testing.TB, dir string, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		fs := newFiles(t, dir)
+		if len(fs) >= n {
+			return fs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/new has %d files after %v, want %d", dir, len(fs), timeout, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // readFile reads a file, failing the test on error.
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()

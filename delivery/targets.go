@@ -1,0 +1,281 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/delivery/maildir"
+	"github.com/lmtpd/lmtpd/delivery/pipe"
+)
+
+// binder is implemented by the built-in targets, which hold resources
+// shared across reloads (a maildir store, a pipe route's Limiter): bind
+// returns the target with those of the Router, leaving the Plan's own
+// untouched.
+type binder interface {
+	bind(b *binding) (Target, error)
+}
+
+// maildirTarget delivers into the maildirs under one root: every maildir
+// destination of a message is one group, staged as one file hard-linked
+// into each mailbox whose copy has the same bytes, and committed with one
+// group commit (maildir.Store.Commit).
+type maildirTarget struct {
+	root  string
+	store storeKey
+	st    *maildir.Store // nil until bound
+}
+
+func (m *maildirTarget) Kind() string { return "maildir" }
+
+// Key is the maildir and folder: one copy per mailbox.
+func (m *maildirTarget) Key(d *Destination) string { return "m" + d.Mailbox + "\x00" + d.Folder }
+
+// Group puts every maildir copy of a message together.
+func (m *maildirTarget) Group(*Destination) string { return "" }
+
+func (m *maildirTarget) bind(b *binding) (Target, error) {
+	st, err := b.store(m.store)
+	if err != nil {
+		return nil, err
+	}
+	bound := *m
+	bound.st = st
+	return &bound, nil
+}
+
+// Stage writes and fsyncs each copy into tmp/. Copies with the same bytes
+// as the first one staged are hard links of its file.
+func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destination, res []Result) Staged {
+	s := &maildirStaged{t: m}
+	if len(ds) <= len(s.one) {
+		s.staged = s.one[:len(ds)]
+	} else {
+		s.staged = make([]*maildir.Staged, len(ds))
+	}
+	var src *maildir.Staged
+	var srcHeader []byte
+	for i, d := range ds {
+		h := msg.Header(d, msg.DeliveredTo(false))
+		c := maildir.Content{Header: h, Body: msg.Spool()}
+		mb := maildir.Mailbox{Path: d.Mailbox, Folder: d.Folder, CreateFolder: d.CreateFolder}
+		start := time.Now()
+		var st *maildir.Staged
+		var err error
+		if src != nil && bytes.Equal(srcHeader, h) {
+			st, err = m.st.Link(ctx, mb, src, c)
+		} else {
+			st, err = m.st.Stage(ctx, mb, c)
+		}
+		res[i].Elapsed += time.Since(start)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		s.staged[i] = st
+		if src == nil {
+			src, srcHeader = st, h
+		}
+	}
+	return s
+}
+
+type maildirStaged struct {
+	t      *maildirTarget
+	staged []*maildir.Staged // by destination; nil where staging failed
+	one    [1]*maildir.Staged
+}
+
+// Commit renames the staged files into new/ and fsyncs the directories,
+// all in one group commit.
+func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
+	var idx []int
+	var sts []*maildir.Staged
+	for i, st := range s.staged {
+		if st != nil && res[i].Err == nil {
+			idx = append(idx, i)
+			sts = append(sts, st)
+		}
+	}
+	if len(sts) == 0 {
+		return
+	}
+	start := time.Now()
+	errs := s.t.st.Commit(ctx, sts...)
+	for k, i := range idx {
+		res[i].Err = errs[k]
+		res[i].Elapsed += time.Since(start)
+		if errs[k] == nil {
+			res[i].LogKey, res[i].LogValue = "file", filepath.Join(s.t.root, filepath.FromSlash(sts[k].Path()))
+		}
+	}
+}
+
+// Abort removes the staged files.
+func (s *maildirStaged) Abort() {
+	for _, st := range s.staged {
+		if st != nil {
+			st.Abort()
+		}
+	}
+}
+
+// pipeTarget runs one route's command: once per recipient, or once per
+// message for all of its recipients on the route (PerMessage). A run that
+// exited 0 has delivered for good (Final).
+type pipeTarget struct {
+	id         int // the route's number, part of the dedup key
+	cmd        *pipe.Command
+	perMessage bool
+	desc       string // argv[0], for the log
+	where      string // "domain D" or "user U@D", for the Limiter across reloads
+	max        int
+	wait       time.Duration
+	limiter    *pipe.Limiter // nil until bound
+}
+
+func (p *pipeTarget) Kind() string { return "pipe" }
+
+// Key is the route and the recipient: one run per recipient address.
+func (p *pipeTarget) Key(d *Destination) string {
+	return fmt.Sprintf("p%d\x00%s", p.id, strings.ToLower(d.Address))
+}
+
+// Group is the destination itself, or the whole route for a per-message
+// command.
+func (p *pipeTarget) Group(d *Destination) string {
+	if p.perMessage {
+		return ""
+	}
+	return p.Key(d)
+}
+
+// Final: a command's success cannot be undone.
+func (p *pipeTarget) Final() bool { return true }
+
+// limiterKey identifies a pipe route's concurrency limit across reloads:
+// the same place in the configuration with the same settings keeps its
+// Limiter, so runs started before a reload still count.
+type limiterKey struct {
+	where string
+	max   int
+	wait  time.Duration
+}
+
+func (p *pipeTarget) bind(b *binding) (Target, error) {
+	bound := *p
+	bound.limiter = b.limiter(p.where, p.max, p.wait)
+	return &bound, nil
+}
+
+// Stage runs the command for ds (several only for a PerMessage route) and
+// records the shared outcome. It returns nil: there is nothing to commit.
+func (p *pipeTarget) Stage(ctx context.Context, m *Message, ds []*Destination, res []Result) Staged {
+	d0 := ds[0]
+	header := m.Header(d0, !p.perMessage && m.DeliveredTo(true))
+	stdin := io.MultiReader(bytes.NewReader(header), m.Body())
+	v := p.vars(m, d0, int64(len(header)))
+	start := time.Now()
+	finish := func(err error) {
+		for i := range res {
+			res[i].Err = err
+			res[i].Elapsed += time.Since(start)
+			res[i].LogKey, res[i].LogValue = "command", p.desc
+		}
+	}
+	release, err := p.limiter.Acquire(ctx)
+	if err != nil {
+		finish(err)
+		return nil
+	}
+	defer release()
+	var r pipe.Result
+	if p.perMessage {
+		addrs := make([]string, len(ds))
+		for i, d := range ds {
+			addrs[i] = d.Address
+			if d.Domain != v.Domain {
+				v.Domain = ""
+			}
+		}
+		v.Recipient, v.OriginalRecipient, v.User, v.Detail = "", "", "", ""
+		r, err = p.cmd.RunMulti(ctx, v, addrs, stdin)
+	} else {
+		r, err = p.cmd.Run(ctx, v, stdin)
+	}
+	if r.Leftover > 0 {
+		zerolog.Ctx(ctx).Warn().Str("command", p.desc).Int("killed", r.Leftover).
+			Msg("delivery command left processes running when it ended; they were killed")
+	}
+	finish(err)
+	return nil
+}
+
+// vars returns the pipe variables of destination d, whose copy has a
+// header of hlen bytes.
+func (p *pipeTarget) vars(m *Message, d *Destination, hlen int64) pipe.Vars {
+	v := pipe.Vars{
+		Sender:    m.From,
+		Recipient: d.Address,
+		User:      d.User,
+		Detail:    d.Detail,
+		Domain:    d.Domain,
+		Size:      hlen + m.BodySize(),
+	}
+	if len(d.Rcpts) > 0 {
+		v.OriginalRecipient = m.OriginalRecipient(d.Rcpts[0])
+	}
+	if c := m.Conn; c != nil {
+		v.SessionID = c.ID
+		v.ClientHelo = c.Hostname
+		if c.XForward.Helo != "" {
+			v.ClientHelo = c.XForward.Helo
+		}
+		if c.XForward.Addr != "" {
+			v.ClientAddress = c.XForward.Addr
+		} else {
+			v.ClientAddress = clientIP(c.RemoteAddr)
+		}
+	}
+	return v
+}
+
+// clientIP returns the IP address of a client's socket address, without
+// port or zone brackets, and "" for an address that is not an IP address:
+// a unix-socket client has no network address (its net.UnixAddr is
+// typically "@" or empty), and the pipe variable CLIENT_ADDRESS is then
+// empty (see package pipe).
+func clientIP(a net.Addr) string {
+	switch a := a.(type) {
+	case nil:
+		return ""
+	case *net.TCPAddr:
+		if a == nil || a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case *net.UDPAddr:
+		if a == nil || a.IP == nil {
+			return ""
+		}
+		return a.IP.String()
+	case *net.UnixAddr:
+		return ""
+	}
+	h, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		h = a.String()
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.String()
+	}
+	return ""
+}
