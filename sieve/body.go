@@ -1,0 +1,229 @@
+package sieve
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/textproto"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// bodyPart is one leaf of the MIME tree, decoded.
+type bodyPart struct {
+	ctype string // lowercase type/subtype
+	text  string // transfer- and charset-decoded content
+}
+
+type bodyCache struct {
+	raw   string
+	parts []bodyPart
+}
+
+const (
+	maxMIMEDepth = 10
+	maxMIMEParts = 200
+)
+
+// loadBody reads the body once per run, up to MaxBodySize, and splits it
+// into MIME parts (RFC 2045, RFC 2046) with the standard library, so that
+// no process-wide charset hook is needed.
+func (r *run) loadBody(f *frame, n *node) (*bodyCache, error) {
+	if r.body != nil {
+		return r.body, nil
+	}
+	rd, err := r.msg.Body()
+	if err != nil {
+		return nil, r.fail(f, n.pos, err, "body: %v", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(rd, r.opts.MaxBodySize))
+	if err != nil {
+		return nil, r.fail(f, n.pos, err, "body: %v", err)
+	}
+	if err := r.step(f, n.pos, len(raw)/256); err != nil {
+		return nil, err
+	}
+	bc := &bodyCache{raw: string(raw)}
+	var ct, cte string
+	for _, h := range r.msg.Header() {
+		switch strings.ToLower(h.Name) {
+		case "content-type":
+			if ct == "" {
+				ct = unfold(h.Value)
+			}
+		case "content-transfer-encoding":
+			if cte == "" {
+				cte = unfold(h.Value)
+			}
+		}
+	}
+	r.walkMIME(bc, ct, cte, raw, 0)
+	r.body = bc
+	return bc, nil
+}
+
+func (r *run) walkMIME(bc *bodyCache, ct, cte string, data []byte, depth int) {
+	if len(bc.parts) >= maxMIMEParts {
+		return
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || ct == "" {
+		// RFC 2045 section 5.2: the default is text/plain; us-ascii.
+		mt, params = "text/plain", map[string]string{}
+	}
+	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth {
+		mr := multipart.NewReader(bytes.NewReader(data), params["boundary"])
+		for len(bc.parts) < maxMIMEParts {
+			p, err := mr.NextRawPart()
+			if err != nil {
+				return
+			}
+			b, err := io.ReadAll(p)
+			if err != nil {
+				return
+			}
+			r.walkMIME(bc, p.Header.Get("Content-Type"), p.Header.Get("Content-Transfer-Encoding"), b, depth+1)
+		}
+		return
+	}
+	dec := decodeTransfer(cte, data)
+	if mt == "message/rfc822" && depth < maxMIMEDepth {
+		tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(dec)))
+		h, err := tp.ReadMIMEHeader()
+		if err == nil || len(h) > 0 {
+			rest, _ := io.ReadAll(tp.R)
+			r.walkMIME(bc, h.Get("Content-Type"), h.Get("Content-Transfer-Encoding"), rest, depth+1)
+		}
+		return
+	}
+	text := string(dec)
+	if strings.HasPrefix(mt, "text/") {
+		text = r.toUTF8(params["charset"], dec)
+	}
+	bc.parts = append(bc.parts, bodyPart{ctype: mt, text: text})
+}
+
+func decodeTransfer(cte string, data []byte) []byte {
+	switch strings.ToLower(strings.TrimSpace(cte)) {
+	case "base64":
+		clean := bytes.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' || r == ' ' || r == '\t' {
+				return -1
+			}
+			return r
+		}, data)
+		out := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+		n, err := base64.StdEncoding.Decode(out, clean)
+		if err != nil && n == 0 {
+			return data
+		}
+		return out[:n]
+	case "quoted-printable":
+		out, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(data)))
+		if err != nil && len(out) == 0 {
+			return data
+		}
+		return out
+	}
+	return data
+}
+
+// toUTF8 converts text in a charset to UTF-8; what cannot be converted
+// keeps its valid UTF-8 and loses the rest.
+func (r *run) toUTF8(cs string, b []byte) string {
+	switch strings.ToLower(cs) {
+	case "", "utf-8", "utf8", "us-ascii", "ascii":
+	case "iso-8859-1", "latin1", "iso8859-1":
+		var sb strings.Builder
+		for _, c := range b {
+			sb.WriteRune(rune(c))
+		}
+		return sb.String()
+	default:
+		if r.env.CharsetReader != nil {
+			if rd, err := r.env.CharsetReader(strings.ToLower(cs), bytes.NewReader(b)); err == nil {
+				if out, err := io.ReadAll(io.LimitReader(rd, int64(len(b))*4+16)); err == nil {
+					return strings.ToValidUTF8(string(out), "\uFFFD")
+				}
+			}
+		}
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+var (
+	htmlDrop = regexp.MustCompile(`(?is)<(script|style)[^>]*>.*?</(script|style)\s*>`)
+	htmlTag  = regexp.MustCompile(`(?s)<[^>]*>`)
+)
+
+// htmlText reduces HTML to its text for body :text (RFC 5173 section 5.3
+// leaves the conversion to the implementation).
+func htmlText(s string) string {
+	s = htmlDrop.ReplaceAllString(s, " ")
+	s = htmlTag.ReplaceAllString(s, " ")
+	return strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", "\"", "&#39;", "'").Replace(s)
+}
+
+// contentMatches: "" matches every part, "text" any text/*, "text/plain"
+// that type (RFC 5173 section 5.2).
+func contentMatches(mt string, types []string) bool {
+	for _, t := range types {
+		t = strings.ToLower(strings.TrimSpace(t))
+		switch {
+		case t == "":
+			return true
+		case strings.Contains(t, "/"):
+			if mt == t {
+				return true
+			}
+		default:
+			if strings.HasPrefix(mt, t+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *run) bodyTest(f *frame, n *node) (bool, error) {
+	bc, err := r.loadBody(f, n)
+	if err != nil {
+		return false, err
+	}
+	var vals []string
+	switch {
+	case n.has("raw"):
+		vals = []string{bc.raw}
+	case n.has("content"):
+		types, err := r.strs(f, n, n.tags["content"])
+		if err != nil {
+			return false, err
+		}
+		for _, p := range bc.parts {
+			if contentMatches(p.ctype, types) {
+				vals = append(vals, p.text)
+			}
+		}
+	default:
+		for _, p := range bc.parts {
+			switch {
+			case p.ctype == "text/html":
+				vals = append(vals, htmlText(p.text))
+			case strings.HasPrefix(p.ctype, "text/"):
+				vals = append(vals, p.text)
+			}
+		}
+	}
+	if n.mt == mtIs || n.mt == mtContains || n.mt == mtMatches || n.mt == mtRegex || n.mt == mtValue {
+		return r.matchKeys(f, n, vals, n.args[0])
+	}
+	return r.matchKeys(f, n, vals, n.args[0])
+}

@@ -1,0 +1,551 @@
+package sieve
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type control int
+
+const (
+	ctlNext control = iota
+	ctlStop
+	ctlReturn
+)
+
+// frame is one script being run: the main one or an included one. Local
+// variables belong to the frame (RFC 6609 section 3.3); names declared
+// global live in run.globals.
+type frame struct {
+	script  *Script
+	vars    map[string]string
+	globals map[string]bool
+}
+
+// run is the state of one Execute call.
+type run struct {
+	ctx     context.Context
+	msg     Message
+	env     *Env
+	opts    Options
+	now     time.Time
+	res     Result
+	hdr     []HeaderField // the header after edits; nil until the first edit
+	globals map[string]string
+	nvars   int
+	match   []string // ${0}..${n} of the last successful :matches/:regex
+	flags   []string // the internal variable of imap4flags
+	steps   int
+	stack   []string        // include keys being run
+	once    map[string]bool // include :once already run
+	dup     map[string]bool // duplicate answers of this run
+	redirs  int
+	vacDone bool
+	body    *bodyCache
+	err     error
+}
+
+// Execute runs the script against msg. It does no I/O of its own beyond
+// the interfaces in env. On success the Result lists the actions in
+// script order. On a run-time error (a limit, a conflict of actions, an
+// include that cannot be loaded, the error command) it returns a Result
+// with only the implicit keep and a *RuntimeError: RFC 5228 section
+// 2.10.6, the caller keeps the message. A cancelled ctx ends the run with
+// ctx's error.
+func (s *Script) Execute(ctx context.Context, msg Message, env *Env, opts *Options) (Result, error) {
+	if env == nil {
+		env = &Env{}
+	}
+	r := &run{ctx: ctx, msg: msg, env: env, opts: opts.withDefaults(), globals: map[string]string{}}
+	r.now = env.Now
+	if r.now.IsZero() {
+		r.now = time.Now()
+	}
+	r.res.ImplicitKeep = true
+	f := &frame{script: s, vars: map[string]string{}, globals: map[string]bool{}}
+	r.stack = []string{"main"}
+	_, err := r.block(f, s.cmds)
+	if err != nil {
+		return Result{ImplicitKeep: true}, err
+	}
+	if r.res.ImplicitKeep {
+		r.res.ImplicitKeepFlags = r.flags
+	}
+	return r.res, nil
+}
+
+func (r *run) fail(f *frame, p Pos, cause error, format string, args ...any) error {
+	return &RuntimeError{File: f.script.name, Pos: p, Msg: fmt.Sprintf(format, args...), Cause: cause}
+}
+
+// step charges n units of the budget.
+func (r *run) step(f *frame, p Pos, n int) error {
+	r.steps += n
+	if r.steps > r.opts.MaxSteps {
+		return r.fail(f, p, ErrStepBudget, "step budget of %d exhausted", r.opts.MaxSteps)
+	}
+	if r.steps&1023 == 0 {
+		if err := r.ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) block(f *frame, nodes []*node) (control, error) {
+	for _, n := range nodes {
+		if err := r.step(f, n.pos, 1); err != nil {
+			return ctlStop, err
+		}
+		c, err := r.command(f, n)
+		if err != nil || c != ctlNext {
+			return c, err
+		}
+	}
+	return ctlNext, nil
+}
+
+// str expands the variables in one string argument (RFC 5229 section 3).
+func (r *run) str(f *frame, n *node, s sstring) (string, error) {
+	if !n.vars || !strings.Contains(s.val, "${") {
+		return s.val, nil
+	}
+	out := r.expand(f, s.val)
+	if err := r.step(f, s.pos, 1+len(out)/256); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func (r *run) strs(f *frame, n *node, a *argument) ([]string, error) {
+	if a == nil {
+		return nil, nil
+	}
+	out := make([]string, len(a.strs))
+	for i, s := range a.strs {
+		v, err := r.str(f, n, s)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func (r *run) tagString(f *frame, n *node, tag string) (string, bool, error) {
+	s, ok := n.tagStr(tag)
+	if !ok {
+		return "", false, nil
+	}
+	v, err := r.str(f, n, s)
+	return v, true, err
+}
+
+func (r *run) command(f *frame, n *node) (control, error) {
+	switch n.name {
+	case "if":
+		for b := n; b != nil; b = b.next {
+			ok := true
+			if b.name != "else" {
+				var err error
+				ok, err = r.test(f, b.tests[0])
+				if err != nil {
+					return ctlStop, err
+				}
+			}
+			if ok {
+				return r.block(f, b.block)
+			}
+		}
+		return ctlNext, nil
+	case "stop":
+		return ctlStop, nil
+	case "return":
+		return ctlReturn, nil
+	case "keep":
+		flags, err := r.actionFlags(f, n)
+		if err != nil {
+			return ctlStop, err
+		}
+		return ctlNext, r.addStore(f, n, Action{Kind: ActKeep, Mailbox: "INBOX", Flags: flags})
+	case "fileinto":
+		mb, err := r.str(f, n, n.args[0].strs[0])
+		if err != nil {
+			return ctlStop, err
+		}
+		if mb == "" {
+			return ctlStop, r.fail(f, n.pos, ErrInvalidArgument, "fileinto: empty mailbox name")
+		}
+		flags, err := r.actionFlags(f, n)
+		if err != nil {
+			return ctlStop, err
+		}
+		return ctlNext, r.addStore(f, n, Action{Kind: ActFileinto, Mailbox: mb, Flags: flags, Copy: n.has("copy"), Create: n.has("create")})
+	case "redirect":
+		s, err := r.str(f, n, n.args[0].strs[0])
+		if err != nil {
+			return ctlStop, err
+		}
+		addr, perr := parseMailbox(s)
+		if perr != nil {
+			return ctlStop, r.fail(f, n.pos, ErrInvalidArgument, "redirect: invalid address %q", s)
+		}
+		return ctlNext, r.addRedirect(f, n, addr, n.has("copy"))
+	case "discard":
+		r.res.ImplicitKeep = false
+		return ctlNext, r.add(f, n, Action{Kind: ActDiscard})
+	case "reject", "ereject":
+		s, err := r.str(f, n, n.args[0].strs[0])
+		if err != nil {
+			return ctlStop, err
+		}
+		return ctlNext, r.addReject(f, n, Kind(n.name), s)
+	case "setflag", "addflag", "removeflag":
+		return ctlNext, r.flagCommand(f, n)
+	case "set":
+		return ctlNext, r.set(f, n)
+	case "global":
+		for _, s := range n.args[0].strs {
+			f.globals[lower(s.val)] = true
+		}
+		return ctlNext, nil
+	case "include":
+		return r.include(f, n)
+	case "vacation":
+		return ctlNext, r.vacation(f, n)
+	case "addheader":
+		return ctlNext, r.addheader(f, n)
+	case "deleteheader":
+		return ctlNext, r.deleteheader(f, n)
+	case "error":
+		s, err := r.str(f, n, n.args[0].strs[0])
+		if err != nil {
+			return ctlStop, err
+		}
+		return ctlStop, r.fail(f, n.pos, ErrScriptError, "error: %s", s)
+	}
+	return ctlStop, r.fail(f, n.pos, nil, "internal: command %s has no implementation", n.name)
+}
+
+func (r *run) test(f *frame, n *node) (bool, error) {
+	if err := r.step(f, n.pos, 1); err != nil {
+		return false, err
+	}
+	switch n.name {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	case "not":
+		ok, err := r.test(f, n.tests[0])
+		return !ok, err
+	case "allof":
+		for _, t := range n.tests {
+			ok, err := r.test(f, t)
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+		return true, nil
+	case "anyof":
+		for _, t := range n.tests {
+			ok, err := r.test(f, t)
+			if err != nil || ok {
+				return ok, err
+			}
+		}
+		return false, nil
+	case "exists":
+		names, err := r.strs(f, n, n.args[0])
+		if err != nil {
+			return false, err
+		}
+		for _, name := range names {
+			if len(r.fields(name)) == 0 {
+				return false, nil
+			}
+		}
+		return true, nil
+	case "size":
+		lim := n.args[0].num
+		if n.has("over") {
+			return r.msg.Size() > lim, nil
+		}
+		return r.msg.Size() < lim, nil
+	case "header":
+		return r.headerTest(f, n)
+	case "address":
+		return r.addressTest(f, n)
+	case "envelope":
+		return r.envelopeTest(f, n)
+	case "string":
+		src, err := r.strs(f, n, n.args[0])
+		if err != nil {
+			return false, err
+		}
+		if n.mt == mtCount {
+			// RFC 5229 section 5: empty strings are not counted.
+			var ne []string
+			for _, s := range src {
+				if s != "" {
+					ne = append(ne, s)
+				}
+			}
+			src = ne
+		}
+		return r.matchKeys(f, n, src, n.args[1])
+	case "hasflag":
+		return r.hasflag(f, n)
+	case "body":
+		return r.bodyTest(f, n)
+	case "date", "currentdate":
+		return r.dateTest(f, n)
+	case "mailboxexists":
+		names, err := r.strs(f, n, n.args[0])
+		if err != nil {
+			return false, err
+		}
+		if r.env.Mailboxes == nil {
+			return false, nil
+		}
+		for _, name := range names {
+			ok, err := r.env.Mailboxes.MailboxExists(r.ctx, name)
+			if err != nil {
+				return false, r.fail(f, n.pos, err, "mailboxexists: %v", err)
+			}
+			if !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	case "environment":
+		name, err := r.str(f, n, n.args[0].strs[0])
+		if err != nil {
+			return false, err
+		}
+		v, ok := r.environment(lower(name))
+		if !ok {
+			return false, nil
+		}
+		return r.matchKeys(f, n, []string{v}, n.args[1])
+	case "duplicate":
+		return r.duplicate(f, n)
+	case "ihave":
+		return !n.disable, nil
+	case "spamtest", "virustest":
+		v := r.spamVirus(n)
+		return r.matchKeys(f, n, []string{v}, n.args[0])
+	}
+	return false, r.fail(f, n.pos, nil, "internal: test %s has no implementation", n.name)
+}
+
+// currentHeader is the header as edited so far.
+func (r *run) currentHeader() []HeaderField {
+	if r.hdr != nil {
+		return r.hdr
+	}
+	return r.msg.Header()
+}
+
+// fields returns the raw values of the fields named name, in order.
+func (r *run) fields(name string) []string {
+	var out []string
+	for _, h := range r.currentHeader() {
+		if strings.EqualFold(h.Name, name) {
+			out = append(out, h.Value)
+		}
+	}
+	return out
+}
+
+// indexed applies :index/:last (RFC 5260 section 6) to the occurrences of
+// one field name.
+func indexed(n *node, vals []string) []string {
+	idx, ok := n.tagNum("index")
+	if !ok {
+		return vals
+	}
+	if idx > int64(len(vals)) {
+		return nil
+	}
+	if n.has("last") {
+		return []string{vals[int64(len(vals))-idx]}
+	}
+	return []string{vals[idx-1]}
+}
+
+func (r *run) headerTest(f *frame, n *node) (bool, error) {
+	names, err := r.strs(f, n, n.args[0])
+	if err != nil {
+		return false, err
+	}
+	var vals []string
+	for _, name := range names {
+		for _, v := range indexed(n, r.fields(name)) {
+			vals = append(vals, r.decodeHeader(v))
+		}
+	}
+	return r.matchKeys(f, n, vals, n.args[1])
+}
+
+func (r *run) addressTest(f *frame, n *node) (bool, error) {
+	names, err := r.strs(f, n, n.args[0])
+	if err != nil {
+		return false, err
+	}
+	var vals []string
+	for _, name := range names {
+		for _, v := range indexed(n, r.fields(name)) {
+			for _, a := range parseAddressList(r.decodeHeader(v)) {
+				if p, ok := r.addressPart(n.ap, a); ok {
+					vals = append(vals, p)
+				}
+			}
+		}
+	}
+	return r.matchKeys(f, n, vals, n.args[1])
+}
+
+// addressPart extracts :all, :localpart, :domain, :user or :detail (RFC
+// 5228 section 2.7.4, RFC 5233 section 4). An address that did not parse
+// only has :all.
+func (r *run) addressPart(ap string, a address) (string, bool) {
+	if ap == "all" {
+		return a.raw, true
+	}
+	if !a.valid {
+		return "", false
+	}
+	switch ap {
+	case "localpart":
+		return a.local, true
+	case "domain":
+		return a.domain, true
+	case "user", "detail":
+		i := strings.IndexAny(a.local, r.opts.SubaddressDelimiters)
+		if ap == "user" {
+			if i < 0 {
+				return a.local, true
+			}
+			return a.local[:i], true
+		}
+		if i < 0 {
+			// RFC 5233 section 4: no detail, no match.
+			return "", false
+		}
+		return a.local[i+1:], true
+	}
+	return "", false
+}
+
+func (r *run) envelopeTest(f *frame, n *node) (bool, error) {
+	parts, err := r.strs(f, n, n.args[0])
+	if err != nil {
+		return false, err
+	}
+	e := r.env.Envelope
+	var vals []string
+	for _, p := range parts {
+		var v string
+		switch lower(p) {
+		case "from":
+			v = e.From
+			if v == "" {
+				// RFC 5228 section 5.4: the null reverse-path is the
+				// empty string whatever the address part.
+				vals = append(vals, "")
+				continue
+			}
+		case "to":
+			v = e.To
+			if e.OrigTo != "" {
+				v = e.OrigTo
+			}
+		case "orig_to":
+			v = e.OrigTo
+		case "auth":
+			v = e.Auth
+		default:
+			continue
+		}
+		if v == "" {
+			continue
+		}
+		a := splitAddr(strings.Trim(v, "<>"))
+		if pv, ok := r.addressPart(n.ap, a); ok {
+			vals = append(vals, pv)
+		}
+	}
+	return r.matchKeys(f, n, vals, n.args[1])
+}
+
+// matchKeys is the heart of every matching test: does any value match any
+// key under the node's match type and comparator? On a successful :matches
+// or :regex it sets the match variables.
+func (r *run) matchKeys(f *frame, n *node, vals []string, keyArg *argument) (bool, error) {
+	keys, err := r.strs(f, n, keyArg)
+	if err != nil {
+		return false, err
+	}
+	if n.mt == mtCount {
+		c := strconv.Itoa(len(vals))
+		for _, k := range keys {
+			if relHolds(n.rel, n.cmp.compare(c, k)) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
+	for _, v := range vals {
+		for ki, k := range keys {
+			if err := r.step(f, n.pos, 1+(len(v)+len(k))/256); err != nil {
+				return false, err
+			}
+			switch n.mt {
+			case mtIs:
+				if n.cmp.equal(v, k) {
+					return true, nil
+				}
+			case mtContains:
+				if n.cmp.contains(v, k) {
+					return true, nil
+				}
+			case mtValue:
+				if relHolds(n.rel, n.cmp.compare(v, k)) {
+					return true, nil
+				}
+			case mtMatches:
+				ok, caps, work := glob(v, k, n.cmp != cmpOctet, n.vars)
+				if err := r.step(f, n.pos, work/256); err != nil {
+					return false, err
+				}
+				if ok {
+					if n.vars {
+						r.match = caps
+					}
+					return true, nil
+				}
+			case mtRegex:
+				re, err := r.regexFor(f, n, ki, k)
+				if err != nil {
+					return false, err
+				}
+				if err := r.step(f, n.pos, len(v)/64); err != nil {
+					return false, err
+				}
+				if n.vars {
+					if m := re.FindStringSubmatch(v); m != nil {
+						r.match = m
+						return true, nil
+					}
+				} else if re.MatchString(v) {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
+}
