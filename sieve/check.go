@@ -540,7 +540,11 @@ var modifierPrec = map[string]int{
 func checkSet(c *checker, n *node) {
 	checkVarName(c, n.args[0].strs[0])
 	seen := map[int]string{}
-	for t, a := range n.tags {
+	for _, t := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "length"} {
+		a, ok := n.tags[t]
+		if !ok {
+			continue
+		}
 		p := modifierPrec[t]
 		if o, ok := seen[p]; ok {
 			c.errorf(a.pos, "modifiers :%s and :%s cannot be combined (same precedence, RFC 5229 section 4)", t, o)

@@ -158,8 +158,8 @@ type bytesMessage struct {
 	body []byte
 }
 
-func (m *bytesMessage) Header() []HeaderField   { return m.hdr }
-func (m *bytesMessage) Size() int64             { return int64(len(m.data)) }
+func (m *bytesMessage) Header() []HeaderField    { return m.hdr }
+func (m *bytesMessage) Size() int64              { return int64(len(m.data)) }
 func (m *bytesMessage) Body() (io.Reader, error) { return bytes.NewReader(m.body), nil }
 
 // unfold removes the line breaks of a folded value and trims the white

@@ -55,24 +55,24 @@ type Action struct {
 // and the tracking of section 4.2: delivery should send it and then call
 // the tracker's Mark with TrackKey and Period.
 type Vacation struct {
-	To        string // the envelope sender of the message, who gets the reply
-	From      string // the reply's From: the :from argument or the user's address
-	Subject   string // :subject or "Auto: " and the original subject
-	Reason    string // the body; a MIME entity when Mime is true
-	Mime      bool
-	Handle    string
-	Period    time.Duration // :days or :seconds
-	InReplyTo string        // the original Message-ID, for In-Reply-To and References
-	References string       // the original References with the Message-ID appended
-	TrackKey  string
+	To         string // the envelope sender of the message, who gets the reply
+	From       string // the reply's From: the :from argument or the user's address
+	Subject    string // :subject or "Auto: " and the original subject
+	Reason     string // the body; a MIME entity when Mime is true
+	Mime       bool
+	Handle     string
+	Period     time.Duration // :days or :seconds
+	InReplyTo  string        // the original Message-ID, for In-Reply-To and References
+	References string        // the original References with the Message-ID appended
+	TrackKey   string
 }
 
 // HeaderEdit is one change of editheader (RFC 5293), in script order.
 type HeaderEdit struct {
-	Add    bool   // addheader; otherwise deleteheader
-	Last   bool   // addheader :last: append instead of prepend
-	Name   string // field name
-	Value  string // addheader: the value, unencoded UTF-8
+	Add   bool   // addheader; otherwise deleteheader
+	Last  bool   // addheader :last: append instead of prepend
+	Name  string // field name
+	Value string // addheader: the value, unencoded UTF-8
 	// Delete is the list of occurrences (1-based, counted among the
 	// fields of that name in the header as it stood before this edit)
 	// that deleteheader removes.
