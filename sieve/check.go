@@ -206,6 +206,7 @@ func (c *checker) checkCommand(cn *commandNode) *node {
 	if def.extra != nil {
 		def.extra(c, n)
 	}
+	c.compileMatch(n, def)
 	return n
 }
 
@@ -756,5 +757,27 @@ func decodeEncodedCharacter(s string) (string, string) {
 		}
 		b.Write(out)
 		s = rest[j+1:]
+	}
+}
+
+// addressHeaders are the fields the address test accepts: RFC 5228
+// section 5.1 requires restricting it to fields that hold addresses; the
+// list is Pigeonhole's, so that scripts it refuses are refused here too.
+var addressHeaders = map[string]bool{
+	"from": true, "sender": true, "reply-to": true, "to": true, "cc": true,
+	"bcc": true, "resent-from": true, "resent-sender": true,
+	"resent-reply-to": true, "resent-to": true, "resent-cc": true,
+	"resent-bcc": true, "delivered-to": true, "errors-to": true,
+	"x-original-to": true, "x-beenthere": true, "mail-followup-to": true,
+	"mail-reply-to": true, "apparently-to": true, "return-receipt-to": true,
+	"disposition-notification-to": false,
+}
+
+func checkAddressHeaders(c *checker, n *node) {
+	checkHeaderNames(0)(c, n)
+	for _, s := range n.args[0].strs {
+		if n.constant(s.val) && validFieldName(s.val) && !addressHeaders[lower(s.val)] {
+			c.errorf(s.pos, "header %q is not allowed for the address test (it holds no addresses)", s.val)
+		}
 	}
 }

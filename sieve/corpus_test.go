@@ -256,9 +256,7 @@ func TestCorpus(t *testing.T) {
 				k, v, _ := strings.Cut(l, ":")
 				applyOption(t, strings.TrimSpace(k), strings.TrimSpace(v), env, opts, tr)
 			}
-			if len(c.includes) > 0 {
-				env.Loader = &fakeLoader{scripts: c.includes}
-			}
+			env.Loader = &fakeLoader{scripts: c.includes}
 			res, err := s.Execute(context.Background(), ParseMessage([]byte(crlf(msg))), env, opts)
 			if want, ok := c.sections["runtime-error"]; ok {
 				if err == nil {

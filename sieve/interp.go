@@ -398,6 +398,9 @@ func (r *run) addressTest(f *frame, n *node) (bool, error) {
 	}
 	var vals []string
 	for _, name := range names {
+		if !addressHeaders[lower(name)] {
+			continue
+		}
 		for _, v := range indexed(n, r.fields(name)) {
 			for _, a := range parseAddressList(r.decodeHeader(v)) {
 				if p, ok := r.addressPart(n.ap, a); ok {

@@ -160,7 +160,7 @@ func init() {
 		"exists":  {test: true, args: []argType{atStrings}, extra: checkHeaderNames(0)},
 		"size":    {test: true, tags: merge(map[string]tagDef{"over": {group: "size"}, "under": {group: "size"}}), args: []argType{atNumber}, extra: checkSize},
 		"header":  {test: true, tags: merge(matchTags, comparatorTags, indexTags), args: []argType{atStrings, atStrings}, extra: checkHeaderNames(0)},
-		"address": {test: true, tags: merge(matchTags, comparatorTags, addressPartTags, indexTags), args: []argType{atStrings, atStrings}, extra: checkHeaderNames(0)},
+		"address": {test: true, tags: merge(matchTags, comparatorTags, addressPartTags, indexTags), args: []argType{atStrings, atStrings}, extra: checkAddressHeaders},
 		"envelope": {test: true, ext: "envelope", tags: merge(matchTags, comparatorTags, addressPartTags),
 			args: []argType{atStrings, atStrings}, extra: checkEnvelope},
 		"string": {test: true, ext: "variables", tags: stdMatch, args: []argType{atStrings, atStrings}},
