@@ -84,7 +84,7 @@ func (r *run) addRedirect(f *frame, n *node, addr string, cp bool) error {
 	for i := range r.res.Actions {
 		o := &r.res.Actions[i]
 		// RFC 5228 section 4.2: not twice to the same address.
-		if o.Kind == ActRedirect && strings.EqualFold(o.Address, addr) {
+		if o.Kind == ActRedirect && sameAddress(o.Address, addr) {
 			o.Copy = o.Copy && cp
 			return nil
 		}
@@ -722,4 +722,14 @@ func (r *run) vacation(f *frame, n *node) error {
 		To: env.From, From: from, Subject: subject, Reason: reason, Mime: n.has("mime"),
 		Handle: handle, Period: period, InReplyTo: msgID, References: refs, TrackKey: key,
 	}})
+}
+
+// sameAddress compares addr-specs: the local part exactly (RFC 5321
+// section 2.4), the domain without case, as Pigeonhole does.
+func sameAddress(a, b string) bool {
+	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	if ia < 0 || ib < 0 {
+		return a == b
+	}
+	return a[:ia] == b[:ib] && strings.EqualFold(a[ia:], b[ib:])
 }

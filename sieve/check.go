@@ -281,6 +281,12 @@ func (c *checker) checkArgs(n *node, def *cmdDef, args []argument) bool {
 			pos = append(pos, a)
 			continue
 		}
+		if len(pos) > 0 {
+			// RFC 5228 section 2.6.2: tagged arguments come before
+			// positional ones (Pigeonhole refuses them after, too).
+			c.errorf(a.pos, "tag :%s after the positional arguments of %s %s", a.tag, kind, n.name)
+			return false
+		}
 		var td tagDef
 		found := false
 		for _, set := range def.tags {
@@ -689,10 +695,9 @@ var dateParts = map[string]bool{
 }
 
 func checkDate(c *checker, n *node) {
-	part := n.args[len(n.args)-2].strs[0]
-	if n.constant(part.val) && !dateParts[lower(part.val)] {
-		c.errorf(part.pos, "unknown date part %q", part.val)
-	}
+	// An unknown date part is not an error: the test is false (RFC 5260
+	// section 4.2; Pigeonhole only warns, and scripts it accepts must
+	// compile here too).
 	if z, ok := n.tagStr("zone"); ok && n.constant(z.val) {
 		if _, ok := parseZone(z.val); !ok {
 			c.errorf(z.pos, "invalid time zone %q (use +hhmm or -hhmm)", z.val)

@@ -54,7 +54,8 @@ func datePart(t time.Time, part string) string {
 	case "time":
 		return t.Format("15:04:05")
 	case "iso8601":
-		return t.Format("2006-01-02T15:04:05-07:00")
+		// RFC 3339 section 5.6 writes UTC as "Z", as Pigeonhole does.
+		return t.Format("2006-01-02T15:04:05Z07:00")
 	case "std11":
 		return t.Format("Mon, 02 Jan 2006 15:04:05 -0700")
 	case "zone":
