@@ -98,6 +98,12 @@
 //     and :mime (RFC 5230 section 4.2); Pigeonhole concatenates them.
 //   - duplicate asked twice for one ID in one run answers the same both
 //     times (RFC 7352 section 3 leaves this open).
+//   - lmtpd has :quoteregex (draft-ietf-sieve-regex section 4) and ereject
+//     (RFC 5429 section 2.1), which the Pigeonhole of Debian 12 (0.5.19)
+//     refuses as unknown: scripts written for it are unaffected.
+//   - lmtpd sieve-test lists a vacation only when a reply would be sent
+//     (the rules of RFC 5230 section 4.5 and the tracking applied);
+//     Pigeonhole's sieve-test lists every vacation the script executes.
 //   - Flags keep the case first written (Pigeonhole lowercases system flags
 //     in its listing; IMAP treats them case-insensitively either way).
 package sieve
