@@ -488,14 +488,10 @@ func checkRedirect(c *checker, n *node) {
 }
 
 func checkFileinto(c *checker, n *node) {
-	s := n.args[0].strs[0]
-	if n.constant(s.val) && s.val == "" {
-		c.errorf(s.pos, "fileinto: empty mailbox name")
-	}
-	checkFlagsTag(c, n)
+	// An empty or otherwise unusable mailbox name is not refused here:
+	// Pigeonhole accepts it, and delivery falls back to INBOX when the
+	// store fails (RFC 5228 section 4.1).
 }
-
-func checkFlagsTag(c *checker, n *node) {}
 
 func checkFlagVar(c *checker, n *node) {
 	if n.args[0] != nil {
@@ -631,14 +627,11 @@ func validFieldName(s string) bool {
 	return true
 }
 
+// checkHeaderNames accepts any name: a name that cannot occur in a header
+// ("", "a b") matches nothing. Pigeonhole only warns about such names, and
+// the scripts it accepts must compile here too.
 func checkHeaderNames(idx int) func(*checker, *node) {
-	return func(c *checker, n *node) {
-		for _, s := range n.args[idx].strs {
-			if n.constant(s.val) && !validFieldName(s.val) {
-				c.errorf(s.pos, "invalid header field name %q", s.val)
-			}
-		}
-	}
+	return func(c *checker, n *node) {}
 }
 
 func checkEnvelope(c *checker, n *node) {
@@ -676,10 +669,7 @@ func validFieldValue(s string) bool {
 }
 
 func checkDeleteheader(c *checker, n *node) {
-	s := n.args[0].strs[0]
-	if n.constant(s.val) && !validFieldName(s.val) {
-		c.errorf(s.pos, "deleteheader: invalid header field name %q", s.val)
-	}
+	// An invalid name deletes nothing (as Pigeonhole).
 	if n.has("last") && !n.has("index") {
 		c.errorf(n.tags["last"].pos, "deleteheader: :last needs :index")
 	}

@@ -176,9 +176,6 @@ func (r *run) command(f *frame, n *node) (control, error) {
 		if err != nil {
 			return ctlStop, err
 		}
-		if mb == "" {
-			return ctlStop, r.fail(f, n.pos, ErrInvalidArgument, "fileinto: empty mailbox name")
-		}
 		flags, err := r.actionFlags(f, n)
 		if err != nil {
 			return ctlStop, err
