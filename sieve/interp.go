@@ -399,7 +399,9 @@ func (r *run) addressTest(f *frame, n *node) (bool, error) {
 			continue
 		}
 		for _, v := range indexed(n, r.fields(name)) {
-			for _, a := range parseAddressList(r.decodeHeader(v)) {
+			// Parsed raw: an encoded word may hide a comma in a display
+			// name, and RFC 2047 section 5 never encodes the addr-spec.
+			for _, a := range parseAddressList(unfold(v)) {
 				if p, ok := r.addressPart(n.ap, a); ok {
 					vals = append(vals, p)
 				}
