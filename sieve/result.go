@@ -89,7 +89,9 @@ type Mark struct {
 
 // Result is what a script decided. ImplicitKeep is true when no action
 // cancelled it (RFC 5228 section 2.10.2): delivery then keeps the message
-// in INBOX with ImplicitKeepFlags.
+// in INBOX with ImplicitKeepFlags and all of HeaderEdits applied (the
+// message as the script left it, as Pigeonhole stores it). A Result owns
+// its slices; the caller may keep and change it.
 type Result struct {
 	Actions           []Action
 	ImplicitKeep      bool
