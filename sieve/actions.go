@@ -308,7 +308,7 @@ func (r *run) set(f *frame, n *node) error {
 	}
 	// Modifiers apply from the highest precedence down (RFC 5229
 	// section 4.1).
-	for _, m := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "length"} {
+	for _, m := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "encodeurl", "length"} {
 		if !n.has(m) {
 			continue
 		}
@@ -337,6 +337,8 @@ func (r *run) set(f *frame, n *node) error {
 				b.WriteRune(c)
 			}
 			v = b.String()
+		case "encodeurl":
+			v = encodeURL(v)
 		case "length":
 			v = strconv.Itoa(utf8.RuneCountInString(v))
 		}

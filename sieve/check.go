@@ -537,13 +537,13 @@ func validIdent(s string) bool {
 
 var modifierPrec = map[string]int{
 	"lower": 40, "upper": 40, "lowerfirst": 30, "upperfirst": 30,
-	"quotewildcard": 20, "quoteregex": 20, "length": 10,
+	"quotewildcard": 20, "quoteregex": 20, "encodeurl": 15, "length": 10,
 }
 
 func checkSet(c *checker, n *node) {
 	checkVarName(c, n.args[0].strs[0])
 	seen := map[int]string{}
-	for _, t := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "length"} {
+	for _, t := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "encodeurl", "length"} {
 		a, ok := n.tags[t]
 		if !ok {
 			continue
@@ -773,6 +773,23 @@ func checkAddressHeaders(c *checker, n *node) {
 	for _, s := range n.args[0].strs {
 		if n.constant(s.val) && validFieldName(s.val) && !addressHeaders[lower(s.val)] {
 			c.errorf(s.pos, "header %q is not allowed for the address test (it holds no addresses)", s.val)
+		}
+	}
+}
+
+func checkNotify(c *checker, n *node) {
+	m := n.args[0].strs[0]
+	if n.constant(m.val) {
+		if _, err := parseMailtoURI(m.val); err != nil {
+			c.errorf(m.pos, "notify: %v", err)
+		}
+	}
+	if s, ok := n.tagStr("importance"); ok && n.constant(s.val) && s.val != "1" && s.val != "2" && s.val != "3" {
+		c.errorf(s.pos, "notify: :importance must be \"1\", \"2\" or \"3\"")
+	}
+	if s, ok := n.tagStr("from"); ok && n.constant(s.val) {
+		if _, err := parseMailbox(s.val); err != nil {
+			c.errorf(s.pos, "notify :from: invalid address %q", s.val)
 		}
 	}
 }

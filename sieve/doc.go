@@ -27,7 +27,9 @@
 //     (mailboxexists, :create); RFC 6609 include (with return and global);
 //     RFC 7352 duplicate; RFC 5293 editheader; RFC 5183 environment;
 //     draft-ietf-sieve-regex (regex, :quoteregex); RFC 5463 ihave (and its
-//     error command); RFC 5235 spamtest, spamtestplus and virustest.
+//     error command); RFC 5235 spamtest, spamtestplus and virustest;
+//     RFC 5435 enotify with the mailto method of RFC 5436 (notify,
+//     valid_notify_method, notify_method_capability, :encodeurl).
 //
 // # Invariants callers rely on
 //

@@ -217,6 +217,8 @@ func (r *run) command(f *frame, n *node) (control, error) {
 		return ctlNext, r.addheader(f, n)
 	case "deleteheader":
 		return ctlNext, r.deleteheader(f, n)
+	case "notify":
+		return ctlNext, r.notify(f, n)
 	case "error":
 		s, err := r.str(f, n, n.args[0].strs[0])
 		if err != nil {
@@ -332,6 +334,32 @@ func (r *run) test(f *frame, n *node) (bool, error) {
 		return r.duplicate(f, n)
 	case "ihave":
 		return !n.disable, nil
+	case "valid_notify_method":
+		uris, err := r.strs(f, n, n.args[0])
+		if err != nil {
+			return false, err
+		}
+		for _, u := range uris {
+			if _, err := parseMailtoURI(u); err != nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	case "notify_method_capability":
+		uri, err := r.str(f, n, n.args[0].strs[0])
+		if err != nil {
+			return false, err
+		}
+		capa, err := r.str(f, n, n.args[1].strs[0])
+		if err != nil {
+			return false, err
+		}
+		if _, err := parseMailtoURI(uri); err != nil || lower(capa) != "online" {
+			return false, nil
+		}
+		// RFC 5436 section 2.2: mail cannot tell whether the
+		// recipient is online.
+		return r.matchKeys(f, n, []string{"maybe"}, n.args[2])
 	case "spamtest", "virustest":
 		v := r.spamVirus(n)
 		return r.matchKeys(f, n, []string{v}, n.args[0])

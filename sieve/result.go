@@ -18,6 +18,7 @@ const (
 	ActEreject  Kind = "ereject"
 	ActDiscard  Kind = "discard"
 	ActVacation Kind = "vacation"
+	ActNotify   Kind = "notify"
 )
 
 // Action is one thing delivery must do. Which fields apply depends on
@@ -42,6 +43,8 @@ type Action struct {
 	Reason string
 	// Vacation holds the reply for ActVacation.
 	Vacation *Vacation
+	// Notify holds the notification for ActNotify.
+	Notify *Notify
 	// Edits is how many of Result.HeaderEdits were made before this
 	// action: the message it stores or sends carries those (RFC 5293
 	// section 5).
@@ -65,6 +68,21 @@ type Vacation struct {
 	InReplyTo  string        // the original Message-ID, for In-Reply-To and References
 	References string        // the original References with the Message-ID appended
 	TrackKey   string
+}
+
+// Notify is a notification of RFC 5435 by the mailto method (RFC 5436):
+// delivery sends a short message to To (with the URI's header fields in
+// Headers) from From, with Message as its subject and first line. It is
+// listed only when RFC 5436 section 2.7 allows it (the message is not
+// auto-submitted).
+type Notify struct {
+	Method     string // the URI as written
+	To         []string
+	Headers    map[string]string // header fields from the URI ("subject", "body", ...)
+	From       string
+	Importance string // "1" high, "2" normal, "3" low
+	Options    []string
+	Message    string
 }
 
 // HeaderEdit is one change of editheader (RFC 5293), in script order.
@@ -126,6 +144,14 @@ func (a Action) String() string {
 		b.WriteString(" " + strconv.Quote(a.Address))
 	case ActReject, ActEreject:
 		b.WriteString(" " + strconv.Quote(a.Reason))
+	case ActNotify:
+		nt := a.Notify
+		if nt.From != "" {
+			b.WriteString(" :from " + strconv.Quote(nt.From))
+		}
+		b.WriteString(" :importance " + strconv.Quote(nt.Importance))
+		b.WriteString(" :message " + strconv.Quote(nt.Message))
+		b.WriteString(" " + strconv.Quote(nt.Method))
 	case ActVacation:
 		v := a.Vacation
 		b.WriteString(" to " + strconv.Quote(v.To))

@@ -76,6 +76,7 @@ var (
 		"upperfirst":    {},
 		"quotewildcard": {},
 		"quoteregex":    {ext: "regex"},
+		"encodeurl":     {ext: "enotify"},
 		"length":        {},
 	}
 )
@@ -150,6 +151,12 @@ func init() {
 		}, matchTags, comparatorTags), args: []argType{atString, atStrings}, optTail: 1,
 			extra: checkDeleteheader},
 		"error": {ext: "ihave", args: []argType{atString}},
+		"notify": {ext: "enotify", tags: merge(map[string]tagDef{
+			"from":       {val: atString},
+			"importance": {val: atString},
+			"options":    {val: atStrings},
+			"message":    {val: atString},
+		}), args: []argType{atString}, extra: checkNotify},
 	}
 	testDefs = map[string]*cmdDef{
 		"true":    {test: true},
@@ -184,9 +191,12 @@ func init() {
 			"seconds":  {val: atNumber},
 			"last":     {},
 		})},
-		"ihave":     {test: true, ext: "ihave", args: []argType{atStrings}},
-		"spamtest":  {test: true, ext: "spamtest", tags: merge(matchTags, comparatorTags, map[string]tagDef{"percent": {ext: "spamtestplus"}}), args: []argType{atString}},
-		"virustest": {test: true, ext: "virustest", tags: stdMatch, args: []argType{atString}},
+		"ihave":               {test: true, ext: "ihave", args: []argType{atStrings}},
+		"spamtest":            {test: true, ext: "spamtest", tags: merge(matchTags, comparatorTags, map[string]tagDef{"percent": {ext: "spamtestplus"}}), args: []argType{atString}},
+		"virustest":           {test: true, ext: "virustest", tags: stdMatch, args: []argType{atString}},
+		"valid_notify_method": {test: true, ext: "enotify", args: []argType{atStrings}},
+		"notify_method_capability": {test: true, ext: "enotify", tags: stdMatch,
+			args: []argType{atString, atString, atStrings}},
 	}
 }
 
@@ -200,6 +210,7 @@ var knownExtensions = map[string]bool{
 	"date": true, "index": true, "mailbox": true, "include": true,
 	"duplicate": true, "editheader": true, "environment": true, "regex": true,
 	"ihave": true, "spamtest": true, "spamtestplus": true, "virustest": true,
+	"enotify": true,
 }
 
 // impliedExtensions: requiring the key also makes the values available.

@@ -206,6 +206,13 @@ func actionJSON(a sieve.Action) map[string]any {
 		m["copy"] = a.Copy
 	case sieve.ActReject, sieve.ActEreject:
 		m["reason"] = a.Reason
+	case sieve.ActNotify:
+		m["method"] = a.Notify.Method
+		m["message"] = a.Notify.Message
+		m["importance"] = a.Notify.Importance
+		if a.Notify.From != "" {
+			m["from"] = a.Notify.From
+		}
 	case sieve.ActVacation:
 		v := a.Vacation
 		m["reason"] = v.Reason
