@@ -346,3 +346,21 @@ func parseMailbox(s string) (string, error) {
 	}
 	return l[0].raw, nil
 }
+
+// NewMessage builds a Message from what a caller already holds: the parsed
+// header, the total size, and a function that opens the body from its
+// start (a spool file, for example). body is called at most once per
+// Execute, and only when a body test runs.
+func NewMessage(hdr []HeaderField, size int64, body func() (io.Reader, error)) Message {
+	return &partsMessage{hdr: hdr, size: size, body: body}
+}
+
+type partsMessage struct {
+	hdr  []HeaderField
+	size int64
+	body func() (io.Reader, error)
+}
+
+func (m *partsMessage) Header() []HeaderField    { return m.hdr }
+func (m *partsMessage) Size() int64              { return m.size }
+func (m *partsMessage) Body() (io.Reader, error) { return m.body() }

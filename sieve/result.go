@@ -211,3 +211,33 @@ func (r *Result) Lines() []string {
 	}
 	return out
 }
+
+// Short renders an action for a log line, as in "sieve=fileinto:Lists.go":
+// the kind and, where it has one, its target. Reasons and texts are left
+// out (they are the user's).
+func (a Action) Short() string {
+	switch a.Kind {
+	case ActFileinto:
+		return "fileinto:" + a.Mailbox
+	case ActRedirect:
+		return "redirect:" + a.Address
+	case ActVacation:
+		return "vacation:" + a.Vacation.To
+	case ActNotify:
+		return "notify:" + a.Notify.Method
+	}
+	return string(a.Kind)
+}
+
+// Summary joins the Short forms of the actions with ",", and "keep" for
+// the implicit keep: "fileinto:Lists.go", "redirect:a@example.org,keep".
+func (r *Result) Summary() string {
+	var parts []string
+	for _, a := range r.Actions {
+		parts = append(parts, a.Short())
+	}
+	if r.ImplicitKeep {
+		parts = append(parts, "keep")
+	}
+	return strings.Join(parts, ",")
+}

@@ -3,6 +3,7 @@ package sieve
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -268,5 +269,25 @@ func TestNumericComparator(t *testing.T) {
 		if got := cmpNumeric.compare(tc.a, tc.b); got != tc.want {
 			t.Errorf("compare(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+func TestSummaryAndNewMessage(t *testing.T) {
+	s := mustCompile(t, `require ["fileinto", "copy", "body"];
+if body :contains "needle" { fileinto :copy "Lists.go"; redirect :copy "a@example.org"; }`)
+	opened := 0
+	msg := NewMessage([]HeaderField{{Name: "Subject", Value: " x"}}, 100, func() (io.Reader, error) {
+		opened++
+		return strings.NewReader("a needle here\r\n"), nil
+	})
+	res, err := s.Execute(context.Background(), msg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Summary(); got != "fileinto:Lists.go,redirect:a@example.org,keep" {
+		t.Fatalf("Summary() = %q", got)
+	}
+	if opened != 1 {
+		t.Fatalf("body opened %d times", opened)
 	}
 }
