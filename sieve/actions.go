@@ -306,6 +306,11 @@ func (r *run) set(f *frame, n *node) error {
 	if err != nil {
 		return err
 	}
+	return r.setVar(f, n, name, modify(n, v))
+}
+
+// modify applies the modifiers of set and extracttext.
+func modify(n *node, v string) string {
 	// Modifiers apply from the highest precedence down (RFC 5229
 	// section 4.1).
 	for _, m := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "encodeurl", "length"} {
@@ -343,7 +348,7 @@ func (r *run) set(f *frame, n *node) error {
 			v = strconv.Itoa(utf8.RuneCountInString(v))
 		}
 	}
-	return r.setVar(f, n, name, v)
+	return v
 }
 
 func (r *run) regexFor(f *frame, n *node, ki int, k string) (*regexp.Regexp, error) {

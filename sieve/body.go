@@ -1,14 +1,12 @@
 package sieve
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"io"
 	"mime"
 	"mime/multipart"
 	"mime/quotedprintable"
-	"net/textproto"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -22,7 +20,8 @@ type bodyPart struct {
 
 type bodyCache struct {
 	raw   string
-	parts []bodyPart
+	root  *mimePart
+	parts []bodyPart // the leaves, in order
 }
 
 const (
@@ -30,9 +29,28 @@ const (
 	maxMIMEParts = 200
 )
 
+// mimePart is one entity of the MIME tree (RFC 2045, RFC 2046): the
+// message itself, a part of a multipart, or the message inside a
+// message/rfc822 part.
+type mimePart struct {
+	hdr      []HeaderField
+	mt       string // lowercase type/subtype
+	children []*mimePart
+	leaf     bool
+	text     string // leaves: transfer-decoded, text/* converted to UTF-8
+}
+
+// walk calls fn for p and its descendants in pre-order.
+func (p *mimePart) walk(fn func(*mimePart)) {
+	fn(p)
+	for _, c := range p.children {
+		c.walk(fn)
+	}
+}
+
 // loadBody reads the body once per run, up to MaxBodySize, and splits it
-// into MIME parts (RFC 2045, RFC 2046) with the standard library, so that
-// no process-wide charset hook is needed.
+// into the MIME tree with the standard library, so that no process-wide
+// charset hook is needed.
 func (r *run) loadBody(f *frame, n *node) (*bodyCache, error) {
 	if r.body != nil {
 		return r.body, nil
@@ -49,63 +67,74 @@ func (r *run) loadBody(f *frame, n *node) (*bodyCache, error) {
 		return nil, err
 	}
 	bc := &bodyCache{raw: string(raw)}
-	var ct, cte string
-	for _, h := range r.msg.Header() {
-		switch strings.ToLower(h.Name) {
-		case "content-type":
-			if ct == "" {
-				ct = unfold(h.Value)
-			}
-		case "content-transfer-encoding":
-			if cte == "" {
-				cte = unfold(h.Value)
-			}
+	count := 0
+	bc.root = r.buildPart(r.msg.Header(), raw, 0, &count)
+	bc.root.walk(func(p *mimePart) {
+		if p.leaf {
+			bc.parts = append(bc.parts, bodyPart{ctype: p.mt, text: p.text})
 		}
-	}
-	r.walkMIME(bc, ct, cte, raw, 0)
+	})
 	r.body = bc
 	return bc, nil
 }
 
-func (r *run) walkMIME(bc *bodyCache, ct, cte string, data []byte, depth int) {
-	if len(bc.parts) >= maxMIMEParts {
-		return
+func headerGet(h []HeaderField, name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			return unfold(f.Value)
+		}
 	}
+	return ""
+}
+
+func (r *run) buildPart(hdr []HeaderField, data []byte, depth int, count *int) *mimePart {
+	*count++
+	p := &mimePart{hdr: hdr}
+	ct := headerGet(hdr, "Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || ct == "" {
 		// RFC 2045 section 5.2: the default is text/plain; us-ascii.
 		mt, params = "text/plain", map[string]string{}
 	}
+	p.mt = mt
 	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" && depth < maxMIMEDepth {
 		mr := multipart.NewReader(bytes.NewReader(data), params["boundary"])
-		for len(bc.parts) < maxMIMEParts {
-			p, err := mr.NextRawPart()
+		for *count < maxMIMEParts {
+			part, err := mr.NextRawPart()
 			if err != nil {
-				return
+				break
 			}
-			b, err := io.ReadAll(p)
+			b, err := io.ReadAll(part)
 			if err != nil {
-				return
+				break
 			}
-			r.walkMIME(bc, p.Header.Get("Content-Type"), p.Header.Get("Content-Transfer-Encoding"), b, depth+1)
+			var ph []HeaderField
+			keys := make([]string, 0, len(part.Header))
+			for k := range part.Header {
+				keys = append(keys, k)
+			}
+			sortStrings(keys)
+			for _, k := range keys {
+				for _, v := range part.Header[k] {
+					ph = append(ph, HeaderField{Name: k, Value: " " + v})
+				}
+			}
+			p.children = append(p.children, r.buildPart(ph, b, depth+1, count))
 		}
-		return
+		return p
 	}
-	dec := decodeTransfer(cte, data)
-	if mt == "message/rfc822" && depth < maxMIMEDepth {
-		tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(dec)))
-		h, err := tp.ReadMIMEHeader()
-		if err == nil || len(h) > 0 {
-			rest, _ := io.ReadAll(tp.R)
-			r.walkMIME(bc, h.Get("Content-Type"), h.Get("Content-Transfer-Encoding"), rest, depth+1)
-		}
-		return
+	dec := decodeTransfer(headerGet(hdr, "Content-Transfer-Encoding"), data)
+	if mt == "message/rfc822" && depth < maxMIMEDepth && *count < maxMIMEParts {
+		inner := ParseMessage(dec).(*bytesMessage)
+		p.children = append(p.children, r.buildPart(inner.hdr, inner.body, depth+1, count))
+		return p
 	}
-	text := string(dec)
+	p.leaf = true
+	p.text = string(dec)
 	if strings.HasPrefix(mt, "text/") {
-		text = r.toUTF8(params["charset"], dec)
+		p.text = r.toUTF8(params["charset"], dec)
 	}
-	bc.parts = append(bc.parts, bodyPart{ctype: mt, text: text})
+	return p
 }
 
 func decodeTransfer(cte string, data []byte) []byte {
@@ -169,7 +198,9 @@ var (
 func htmlText(s string) string {
 	s = htmlDrop.ReplaceAllString(s, " ")
 	s = htmlTag.ReplaceAllString(s, " ")
-	return strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", "\"", "&#39;", "'").Replace(s)
+	s = strings.NewReplacer("&nbsp;", " ", "&amp;", "&", "&lt;", "<", "&gt;", ">", "&quot;", "\"", "&#39;", "'").Replace(s)
+	// White space collapses as a browser shows it.
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // contentMatches: "" matches every part, "text" any text/*, "text/plain"

@@ -52,6 +52,7 @@ type checker struct {
 	exts   map[string]bool // required so far (in scope)
 	maxErr int
 	limits *CompileOptions
+	loops  []string // names of the enclosing foreverypart loops
 }
 
 func (c *checker) errorf(p Pos, format string, args ...any) {
@@ -200,7 +201,17 @@ func (c *checker) checkCommand(cn *commandNode) *node {
 		return nil
 	}
 	if cn.hasBlock {
+		if cn.name == "foreverypart" {
+			name := ""
+			if v, ok := n.tagStr("name"); ok {
+				name = v.val
+			}
+			c.loops = append(c.loops, name)
+		}
 		n.block = c.checkBlock(cn.block, false)
+		if cn.name == "foreverypart" {
+			c.loops = c.loops[:len(c.loops)-1]
+		}
 	}
 	c.exts = saved
 	if def.extra != nil {
@@ -542,6 +553,10 @@ var modifierPrec = map[string]int{
 
 func checkSet(c *checker, n *node) {
 	checkVarName(c, n.args[0].strs[0])
+	checkModifiers(c, n)
+}
+
+func checkModifiers(c *checker, n *node) {
 	seen := map[int]string{}
 	for _, t := range []string{"lower", "upper", "lowerfirst", "upperfirst", "quotewildcard", "quoteregex", "encodeurl", "length"} {
 		a, ok := n.tags[t]
@@ -769,7 +784,7 @@ var addressHeaders = map[string]bool{
 }
 
 func checkAddressHeaders(c *checker, n *node) {
-	checkHeaderNames(0)(c, n)
+	checkMimeTags(c, n)
 	for _, s := range n.args[0].strs {
 		if n.constant(s.val) && validFieldName(s.val) && !addressHeaders[lower(s.val)] {
 			c.errorf(s.pos, "header %q is not allowed for the address test (it holds no addresses)", s.val)
@@ -792,4 +807,47 @@ func checkNotify(c *checker, n *node) {
 			c.errorf(s.pos, "notify :from: invalid address %q", s.val)
 		}
 	}
+}
+
+// checkMimeTags: :anychild and the :type family need :mime (RFC 5703
+// section 4.1).
+func checkMimeTags(c *checker, n *node) {
+	if n.has("mime") {
+		return
+	}
+	for _, t := range []string{"anychild", "type", "subtype", "contenttype", "param"} {
+		if a, ok := n.tags[t]; ok {
+			c.errorf(a.pos, "tag :%s needs :mime", t)
+			return
+		}
+	}
+}
+
+func checkBreak(c *checker, n *node) {
+	if len(c.loops) == 0 {
+		c.errorf(n.pos, "break outside foreverypart")
+		return
+	}
+	if s, ok := n.tagStr("name"); ok {
+		for _, l := range c.loops {
+			if l == s.val {
+				return
+			}
+		}
+		c.errorf(s.pos, "break :name %q names no enclosing foreverypart", s.val)
+	}
+}
+
+func checkExtracttext(c *checker, n *node) {
+	if !c.has("variables") {
+		c.errorf(n.pos, "extracttext requires extension \"variables\"")
+	}
+	if !c.has("foreverypart") {
+		c.errorf(n.pos, "extracttext requires extension \"foreverypart\"")
+	}
+	if len(c.loops) == 0 {
+		c.errorf(n.pos, "extracttext outside foreverypart")
+	}
+	checkVarName(c, n.args[0].strs[0])
+	checkModifiers(c, n)
 }

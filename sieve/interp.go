@@ -14,6 +14,7 @@ const (
 	ctlNext control = iota
 	ctlStop
 	ctlReturn
+	ctlBreak // break out of foreverypart; run.breakName says which
 )
 
 // frame is one script being run: the main one or an included one. Local
@@ -45,7 +46,8 @@ type run struct {
 	redirs  int
 	vacDone bool
 	body    *bodyCache
-	err     error
+	parts   []*mimePart // the current parts of the enclosing foreverypart loops
+	breakTo string      // the :name of the loop a break ends, "" for the innermost
 }
 
 // Execute runs the script against msg. It does no I/O of its own beyond
@@ -219,6 +221,16 @@ func (r *run) command(f *frame, n *node) (control, error) {
 		return ctlNext, r.deleteheader(f, n)
 	case "notify":
 		return ctlNext, r.notify(f, n)
+	case "foreverypart":
+		return r.foreverypart(f, n)
+	case "break":
+		r.breakTo = ""
+		if s, ok := n.tagStr("name"); ok {
+			r.breakTo = s.val
+		}
+		return ctlBreak, nil
+	case "extracttext":
+		return ctlNext, r.extracttext(f, n)
 	case "error":
 		s, err := r.str(f, n, n.args[0].strs[0])
 		if err != nil {
@@ -263,8 +275,9 @@ func (r *run) test(f *frame, n *node) (bool, error) {
 			return false, err
 		}
 		for _, name := range names {
-			if len(r.fields(name)) == 0 {
-				return false, nil
+			vals, err := r.headerFields(f, n, name)
+			if err != nil || len(vals) == 0 {
+				return false, err
 			}
 		}
 		return true, nil
@@ -409,8 +422,12 @@ func (r *run) headerTest(f *frame, n *node) (bool, error) {
 	}
 	var vals []string
 	for _, name := range names {
-		for _, v := range indexed(n, r.fields(name)) {
-			vals = append(vals, r.decodeHeader(v))
+		raw, err := r.headerFields(f, n, name)
+		if err != nil {
+			return false, err
+		}
+		for _, v := range indexed(n, raw) {
+			vals = append(vals, mimeOption(n, r.decodeHeader(v))...)
 		}
 	}
 	return r.matchKeys(f, n, vals, n.args[1])
@@ -426,7 +443,11 @@ func (r *run) addressTest(f *frame, n *node) (bool, error) {
 		if !addressHeaders[lower(name)] {
 			continue
 		}
-		for _, v := range indexed(n, r.fields(name)) {
+		raw, err := r.headerFields(f, n, name)
+		if err != nil {
+			return false, err
+		}
+		for _, v := range indexed(n, raw) {
 			// Parsed raw: an encoded word may hide a comma in a display
 			// name, and RFC 2047 section 5 never encodes the addr-spec.
 			for _, a := range parseAddressList(unfold(v)) {

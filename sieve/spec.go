@@ -60,6 +60,16 @@ var (
 		"zone":         {group: "zone", val: atString},
 		"originalzone": {group: "zone"},
 	}
+	mimeTags = map[string]tagDef{
+		"mime":     {ext: "mime"},
+		"anychild": {ext: "mime"},
+	}
+	mimeOptTags = map[string]tagDef{
+		"type":        {ext: "mime", group: "mimeopt"},
+		"subtype":     {ext: "mime", group: "mimeopt"},
+		"contenttype": {ext: "mime", group: "mimeopt"},
+		"param":       {ext: "mime", group: "mimeopt", val: atStrings},
+	}
 	flagsTag = map[string]tagDef{
 		"flags": {ext: "imap4flags", val: atStrings},
 	}
@@ -151,6 +161,10 @@ func init() {
 		}, matchTags, comparatorTags), args: []argType{atString, atStrings}, optTail: 1,
 			extra: checkDeleteheader},
 		"error": {ext: "ihave", args: []argType{atString}},
+		"foreverypart": {ext: "foreverypart", tags: merge(map[string]tagDef{"name": {val: atString}}), block: true},
+		"break":        {ext: "foreverypart", tags: merge(map[string]tagDef{"name": {val: atString}}), extra: checkBreak},
+		"extracttext": {ext: "extracttext", tags: merge(setModifierTags, map[string]tagDef{"first": {val: atNumber}}),
+			args: []argType{atString}, extra: checkExtracttext},
 		"notify": {ext: "enotify", tags: merge(map[string]tagDef{
 			"from":       {val: atString},
 			"importance": {val: atString},
@@ -164,10 +178,10 @@ func init() {
 		"not":     {test: true, tests: 1},
 		"allof":   {test: true, tests: -1},
 		"anyof":   {test: true, tests: -1},
-		"exists":  {test: true, args: []argType{atStrings}, extra: checkHeaderNames(0)},
+		"exists":  {test: true, tags: merge(mimeTags), args: []argType{atStrings}, extra: checkMimeTags},
 		"size":    {test: true, tags: merge(map[string]tagDef{"over": {group: "size"}, "under": {group: "size"}}), args: []argType{atNumber}, extra: checkSize},
-		"header":  {test: true, tags: merge(matchTags, comparatorTags, indexTags), args: []argType{atStrings, atStrings}, extra: checkHeaderNames(0)},
-		"address": {test: true, tags: merge(matchTags, comparatorTags, addressPartTags, indexTags), args: []argType{atStrings, atStrings}, extra: checkAddressHeaders},
+		"header":  {test: true, tags: merge(matchTags, comparatorTags, indexTags, mimeTags, mimeOptTags), args: []argType{atStrings, atStrings}, extra: checkMimeTags},
+		"address": {test: true, tags: merge(matchTags, comparatorTags, addressPartTags, indexTags, mimeTags), args: []argType{atStrings, atStrings}, extra: checkAddressHeaders},
 		"envelope": {test: true, ext: "envelope", tags: merge(matchTags, comparatorTags, addressPartTags),
 			args: []argType{atStrings, atStrings}, extra: checkEnvelope},
 		"string": {test: true, ext: "variables", tags: stdMatch, args: []argType{atStrings, atStrings}},
@@ -210,7 +224,7 @@ var knownExtensions = map[string]bool{
 	"date": true, "index": true, "mailbox": true, "include": true,
 	"duplicate": true, "editheader": true, "environment": true, "regex": true,
 	"ihave": true, "spamtest": true, "spamtestplus": true, "virustest": true,
-	"enotify": true,
+	"enotify": true, "mime": true, "foreverypart": true, "extracttext": true,
 }
 
 // impliedExtensions: requiring the key also makes the values available.

@@ -86,7 +86,7 @@ mail_gid = nogroup
 mail_location = maildir:%s/Maildir
 mail_home = %s
 plugin {
-  sieve_extensions = +editheader +vacation-seconds +spamtest +spamtestplus +virustest
+  sieve_extensions = +editheader +vacation-seconds +spamtest +spamtestplus +virustest +foreverypart +mime +extracttext
 }
 """ % (home, home))
     script, msgf = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml")
