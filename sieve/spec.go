@@ -160,7 +160,7 @@ func init() {
 			"last":  {},
 		}, matchTags, comparatorTags), args: []argType{atString, atStrings}, optTail: 1,
 			extra: checkDeleteheader},
-		"error": {ext: "ihave", args: []argType{atString}},
+		"error":        {ext: "ihave", args: []argType{atString}},
 		"foreverypart": {ext: "foreverypart", tags: merge(map[string]tagDef{"name": {val: atString}}), block: true},
 		"break":        {ext: "foreverypart", tags: merge(map[string]tagDef{"name": {val: atString}}), extra: checkBreak},
 		"extracttext": {ext: "extracttext", tags: merge(setModifierTags, map[string]tagDef{"first": {val: atNumber}}),
