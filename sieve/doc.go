@@ -29,7 +29,8 @@
 //     draft-ietf-sieve-regex (regex, :quoteregex); RFC 5463 ihave (and its
 //     error command); RFC 5235 spamtest, spamtestplus and virustest;
 //     RFC 5435 enotify with the mailto method of RFC 5436 (notify,
-//     valid_notify_method, notify_method_capability, :encodeurl).
+//     valid_notify_method, notify_method_capability, :encodeurl); RFC 5703
+//     mime, foreverypart and extracttext (not replace and enclose).
 //
 // # Invariants callers rely on
 //
@@ -106,6 +107,8 @@
 //   - lmtpd sieve-test lists a vacation only when a reply would be sent
 //     (the rules of RFC 5230 section 4.5 and the tracking applied);
 //     Pigeonhole's sieve-test lists every vacation the script executes.
+//   - extracttext cuts a text longer than Options.MaxVariableSize at that
+//     size, as Pigeonhole truncates; set reports it as an error (above).
 //   - Flags keep the case first written (Pigeonhole lowercases system flags
 //     in its listing; IMAP treats them case-insensitively either way).
 package sieve
