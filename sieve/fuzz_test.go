@@ -66,6 +66,8 @@ func FuzzExecute(f *testing.F) {
 if body :regex "(a+)+b" { discard; }`, "Subject: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n")
 	f.Add(`require ["body"]; if body :content "text" :contains "x" { keep; }`,
 		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\neHl6\r\n--b--\r\n")
+	f.Add(`require ["foreverypart", "mime", "extracttext", "variables"]; foreverypart { if header :mime :anychild :param "name" "content-type" "x" { extracttext :first 10 "v"; break; } }`,
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\nContent-Type: text/html; name=x\r\n\r\n<p>x</p>\r\n--c--\r\n--b--\r\n")
 	f.Fuzz(func(t *testing.T, src, msg string) {
 		s, err := Compile("f", []byte(src), nil)
 		if err != nil {
