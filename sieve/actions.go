@@ -684,8 +684,14 @@ func (r *run) vacation(f *frame, n *node) error {
 	period = min(max(period, r.opts.VacationMinPeriod), r.opts.VacationMaxPeriod)
 	env := r.env.Envelope
 	user := env.To
-	mine := append([]string{env.To, env.OrigTo}, addrs...)
-	mine = append(mine, r.env.UserAddresses...)
+	mine := []string{env.To, env.OrigTo}
+	for _, a := range append(addrs, r.env.UserAddresses...) {
+		// ":addresses" may carry display names ("Me <me@example.org>").
+		if m, err := parseMailbox(a); err == nil {
+			a = m
+		}
+		mine = append(mine, a)
+	}
 	if ok, _ := VacationAllowed(r.currentHeader(), env.From, mine); !ok {
 		return nil
 	}
