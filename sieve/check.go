@@ -499,6 +499,9 @@ func checkRedirect(c *checker, n *node) {
 }
 
 func checkFileinto(c *checker, n *node) {
+	if a, ok := n.tags["specialuse"]; ok {
+		checkSpecialUseAttr(c, a.strs[0], n.constant(a.strs[0].val))
+	}
 	// An empty or otherwise unusable mailbox name is not refused here:
 	// Pigeonhole accepts it, and delivery falls back to INBOX when the
 	// store fails (RFC 5228 section 4.1).
@@ -850,4 +853,31 @@ func checkExtracttext(c *checker, n *node) {
 	}
 	checkVarName(c, n.args[0].strs[0])
 	checkModifiers(c, n)
+}
+
+// checkSpecialUseAttr: a special-use attribute is "\\" and an atom (RFC
+// 6154 section 2, RFC 8579 section 3).
+func checkSpecialUseAttr(c *checker, s sstring, constant bool) {
+	if constant && !validSpecialUse(s.val) {
+		c.errorf(s.pos, "invalid special-use attribute %q", s.val)
+	}
+}
+
+func validSpecialUse(s string) bool {
+	if len(s) < 2 || s[0] != '\\' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		ch := s[i]
+		if ch <= ' ' || ch >= 0x7f || strings.IndexByte(`(){%*"\\]`, ch) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func checkSpecialUse(c *checker, n *node) {
+	for _, s := range n.args[1].strs {
+		checkSpecialUseAttr(c, s, n.constant(s.val))
+	}
 }

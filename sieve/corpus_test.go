@@ -111,10 +111,28 @@ func (f *fakeTracker) Seen(_ context.Context, key string, _ time.Duration) (bool
 	return false, nil
 }
 
+// fakeMailboxes maps a mailbox to true, and "NAME \\Attr" to true for a
+// special-use attribute of NAME.
 type fakeMailboxes map[string]bool
 
 func (m fakeMailboxes) MailboxExists(_ context.Context, name string) (bool, error) {
 	return m[name], nil
+}
+
+func (m fakeMailboxes) SpecialUseExists(_ context.Context, mailbox string, attrs []string) (bool, error) {
+	for _, a := range attrs {
+		found := false
+		for k := range m {
+			name, attr, ok := strings.Cut(k, " ")
+			if ok && strings.EqualFold(attr, a) && (mailbox == "" || name == mailbox) {
+				found = true
+			}
+		}
+		if !found {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 type fakeLoader struct {

@@ -30,7 +30,8 @@
 //     error command); RFC 5235 spamtest, spamtestplus and virustest;
 //     RFC 5435 enotify with the mailto method of RFC 5436 (notify,
 //     valid_notify_method, notify_method_capability, :encodeurl); RFC 5703
-//     mime, foreverypart and extracttext (not replace and enclose).
+//     mime, foreverypart and extracttext (not replace and enclose); RFC
+//     8579 special-use (fileinto :specialuse, specialuse_exists).
 //
 // # Invariants callers rely on
 //
@@ -103,7 +104,8 @@
 //     times (RFC 7352 section 3 leaves this open).
 //   - lmtpd has :quoteregex (draft-ietf-sieve-regex section 4) and ereject
 //     (RFC 5429 section 2.1), which the Pigeonhole of Debian 12 (0.5.19)
-//     refuses as unknown: scripts written for it are unaffected.
+//     refuses as unknown, and special-use (RFC 8579), which it lacks too:
+//     these follow the RFCs alone; scripts written for it are unaffected.
 //   - lmtpd sieve-test lists a vacation only when a reply would be sent
 //     (the rules of RFC 5230 section 4.5 and the tracking applied);
 //     Pigeonhole's sieve-test lists every vacation the script executes.

@@ -182,7 +182,14 @@ func (r *run) command(f *frame, n *node) (control, error) {
 		if err != nil {
 			return ctlStop, err
 		}
-		return ctlNext, r.addStore(f, n, Action{Kind: ActFileinto, Mailbox: mb, Flags: flags, Copy: n.has("copy"), Create: n.has("create")})
+		su, _, err := r.tagString(f, n, "specialuse")
+		if err != nil {
+			return ctlStop, err
+		}
+		if su != "" && !validSpecialUse(su) {
+			return ctlStop, r.fail(f, n.pos, ErrInvalidArgument, "fileinto: invalid special-use attribute %q", su)
+		}
+		return ctlNext, r.addStore(f, n, Action{Kind: ActFileinto, Mailbox: mb, Flags: flags, Copy: n.has("copy"), Create: n.has("create"), SpecialUse: su})
 	case "redirect":
 		s, err := r.str(f, n, n.args[0].strs[0])
 		if err != nil {
@@ -333,6 +340,32 @@ func (r *run) test(f *frame, n *node) (bool, error) {
 			}
 		}
 		return true, nil
+	case "specialuse_exists":
+		mb := ""
+		if n.args[0] != nil {
+			var err error
+			if mb, err = r.str(f, n, n.args[0].strs[0]); err != nil {
+				return false, err
+			}
+		}
+		attrs, err := r.strs(f, n, n.args[1])
+		if err != nil {
+			return false, err
+		}
+		for _, a := range attrs {
+			if !validSpecialUse(a) {
+				return false, nil
+			}
+		}
+		su, ok := r.env.Mailboxes.(SpecialUseChecker)
+		if !ok {
+			return false, nil
+		}
+		res, err := su.SpecialUseExists(r.ctx, mb, attrs)
+		if err != nil {
+			return false, r.fail(f, n.pos, err, "specialuse_exists: %v", err)
+		}
+		return res, nil
 	case "environment":
 		name, err := r.str(f, n, n.args[0].strs[0])
 		if err != nil {

@@ -64,6 +64,15 @@ type MailboxChecker interface {
 	MailboxExists(ctx context.Context, name string) (bool, error)
 }
 
+// SpecialUseChecker is an optional ability of a MailboxChecker, found by
+// type assertion, for RFC 8579: does a mailbox carry all the given
+// special-use attributes (RFC 6154), or, with mailbox "", does some
+// mailbox carry each of them? Without it specialuse_exists is false and
+// fileinto :specialuse uses the named mailbox.
+type SpecialUseChecker interface {
+	SpecialUseExists(ctx context.Context, mailbox string, attrs []string) (bool, error)
+}
+
 // Location says where include looks (RFC 6609 section 3.2).
 type Location int
 

@@ -37,6 +37,10 @@ type Action struct {
 	// Create is :create (RFC 5490 section 3.2): create the mailbox if
 	// it is missing.
 	Create bool
+	// SpecialUse is fileinto :specialuse (RFC 8579 section 4): store into
+	// the mailbox that has this attribute if there is one, else into
+	// Mailbox.
+	SpecialUse string
 	// Address is the redirect target (an addr-spec).
 	Address string
 	// Reason is the text of reject and ereject (RFC 5429).
@@ -130,6 +134,9 @@ func (a Action) String() string {
 		}
 		if a.Create {
 			b.WriteString(" :create")
+		}
+		if a.SpecialUse != "" {
+			b.WriteString(" :specialuse " + strconv.Quote(a.SpecialUse))
 		}
 		if len(a.Flags) > 0 {
 			b.WriteString(" :flags " + strconv.Quote(strings.Join(a.Flags, " ")))

@@ -124,7 +124,7 @@ func init() {
 		"discard": {},
 		"redirect": {tags: merge(copyTag), args: []argType{atString},
 			extra: checkRedirect},
-		"fileinto": {ext: "fileinto", tags: merge(copyTag, flagsTag, createTag),
+		"fileinto": {ext: "fileinto", tags: merge(copyTag, flagsTag, createTag, map[string]tagDef{"specialuse": {ext: "special-use", val: atString}}),
 			args: []argType{atString}, extra: checkFileinto},
 		"reject":  {ext: "reject", args: []argType{atString}},
 		"ereject": {ext: "ereject", args: []argType{atString}},
@@ -197,7 +197,9 @@ func init() {
 		"currentdate": {test: true, ext: "date", tags: merge(matchTags, comparatorTags, map[string]tagDef{"zone": {val: atString}}),
 			args: []argType{atString, atStrings}, extra: checkDate},
 		"mailboxexists": {test: true, ext: "mailbox", args: []argType{atStrings}},
-		"environment":   {test: true, ext: "environment", tags: stdMatch, args: []argType{atString, atStrings}},
+		"specialuse_exists": {test: true, ext: "special-use", args: []argType{atString, atStrings}, opt: 1,
+			extra: checkSpecialUse},
+		"environment": {test: true, ext: "environment", tags: stdMatch, args: []argType{atString, atStrings}},
 		"duplicate": {test: true, ext: "duplicate", tags: merge(map[string]tagDef{
 			"handle":   {val: atString},
 			"header":   {group: "id", val: atString},
@@ -224,7 +226,7 @@ var knownExtensions = map[string]bool{
 	"date": true, "index": true, "mailbox": true, "include": true,
 	"duplicate": true, "editheader": true, "environment": true, "regex": true,
 	"ihave": true, "spamtest": true, "spamtestplus": true, "virustest": true,
-	"enotify": true, "mime": true, "foreverypart": true, "extracttext": true,
+	"enotify": true, "special-use": true, "mime": true, "foreverypart": true, "extracttext": true,
 }
 
 // impliedExtensions: requiring the key also makes the values available.

@@ -199,6 +199,12 @@ func actionJSON(a sieve.Action) map[string]any {
 		if a.Kind == sieve.ActFileinto {
 			m["mailbox"] = a.Mailbox
 			m["copy"] = a.Copy
+			if a.Create {
+				m["create"] = true
+			}
+			if a.SpecialUse != "" {
+				m["specialuse"] = a.SpecialUse
+			}
 		}
 		m["flags"] = append([]string{}, a.Flags...)
 	case sieve.ActRedirect:
