@@ -291,3 +291,51 @@ if body :contains "needle" { fileinto :copy "Lists.go"; redirect :copy "a@exampl
 		t.Fatalf("body opened %d times", opened)
 	}
 }
+
+func TestScriptInfo(t *testing.T) {
+	s := mustCompile(t, `require ["vacation-seconds", "fileinto", "ihave"]; if ihave "regex" { keep; }`)
+	if s.Name() != "t.sieve" {
+		t.Errorf("Name() = %q", s.Name())
+	}
+	if got := strings.Join(s.Requires(), ","); got != "fileinto,ihave,vacation,vacation-seconds" {
+		t.Errorf("Requires() = %q", got)
+	}
+	exts := strings.Join(Extensions(), ",")
+	for _, e := range []string{"fileinto", "variables", "regex", "enotify", "foreverypart", "special-use"} {
+		if !strings.Contains(","+exts+",", ","+e+",") {
+			t.Errorf("Extensions() lacks %s: %s", e, exts)
+		}
+	}
+}
+
+// TestCharsetReader: other charsets go through Env.CharsetReader, for
+// encoded words and body parts alike.
+func TestCharsetReader(t *testing.T) {
+	s := mustCompile(t, `require ["body", "fileinto"];
+if header :is :comparator "i;octet" "subject" "ROT" { fileinto "header"; }
+if body :text :comparator "i;octet" :contains "ROT" { fileinto "body"; }`)
+	upper := func(cs string, in io.Reader) (io.Reader, error) {
+		if cs != "x-upper" {
+			return nil, errors.New("unknown charset " + cs)
+		}
+		b, _ := io.ReadAll(in)
+		return strings.NewReader(strings.ToUpper(string(b))), nil
+	}
+	msg := "Subject: =?x-upper?q?rot?=\nContent-Type: text/plain; charset=x-upper\n\nsome rot here\n"
+	env := &Env{CharsetReader: upper}
+	res, err := s.Execute(context.Background(), ParseMessage([]byte(crlf(msg))), env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.Lines(), "|"); got != `fileinto "header"|fileinto "body"` {
+		t.Fatalf("result %q", got)
+	}
+	// Without the reader the word stays raw and the body as it is.
+	res, err = s.Execute(context.Background(), ParseMessage([]byte(crlf(msg))), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.Lines(), "|"); got != "implicit keep" {
+		t.Fatalf("result without reader %q", got)
+	}
+}
