@@ -198,20 +198,12 @@ func (r *run) hasflag(f *frame, n *node) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	// Keys are flag lists too: split them (RFC 5232 section 4).
-	split := parseFlags(keys)
-	ka := &argument{kind: argStrings}
-	for _, k := range split {
-		ka.strs = append(ka.strs, sstring{val: k, pos: n.pos})
+	// Keys are flag lists too: split them (RFC 5232 section 4), except
+	// regular expressions, which Pigeonhole takes whole.
+	if n.mt != mtRegex {
+		keys = parseFlags(keys)
 	}
-	nn := *n
-	nn.vars = false
-	ok, err := r.matchKeys(f, &nn, have, ka)
-	if nn.mt == mtMatches && ok && n.vars {
-		// matchKeys stored no captures with vars off; keep it simple:
-		// hasflag sets no match variables.
-	}
-	return ok, err
+	return r.matchValues(f, n, have, keys)
 }
 
 // getVar reads a variable (names are case-insensitive, RFC 5229 section 3).

@@ -253,8 +253,5 @@ func (r *run) bodyTest(f *frame, n *node) (bool, error) {
 			}
 		}
 	}
-	if n.mt == mtIs || n.mt == mtContains || n.mt == mtMatches || n.mt == mtRegex || n.mt == mtValue {
-		return r.matchKeys(f, n, vals, n.args[0])
-	}
 	return r.matchKeys(f, n, vals, n.args[0])
 }

@@ -457,7 +457,8 @@ func (c *checker) compileMatch(n *node, def *cmdDef) {
 		c.errorf(n.tags["index"].pos, ":index must be 1 or more")
 	}
 	// Constant regular expressions are compiled once, here.
-	if n.mt == mtRegex {
+	// (Not for hasflag: its keys are split into flags at run time.)
+	if n.mt == mtRegex && n.name != "hasflag" && len(n.args) > 0 && n.args[len(n.args)-1] != nil {
 		keys := n.args[len(n.args)-1]
 		for _, s := range keys.strs {
 			if n.vars && strings.Contains(s.val, "${") {

@@ -14,7 +14,7 @@ const (
 	ctlNext control = iota
 	ctlStop
 	ctlReturn
-	ctlBreak // break out of foreverypart; run.breakName says which
+	ctlBreak // break out of foreverypart; run.breakTo says which
 )
 
 // frame is one script being run: the main one or an included one. Local
@@ -574,6 +574,11 @@ func (r *run) matchKeys(f *frame, n *node, vals []string, keyArg *argument) (boo
 	if err != nil {
 		return false, err
 	}
+	return r.matchValues(f, n, vals, keys)
+}
+
+// matchValues matches values against keys that are already expanded.
+func (r *run) matchValues(f *frame, n *node, vals, keys []string) (bool, error) {
 	if n.mt == mtCount {
 		c := strconv.Itoa(len(vals))
 		for _, k := range keys {
