@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/lmtpd/lmtpd/sieve"
 )
 
@@ -50,14 +52,15 @@ func cmdSievec(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-const sieveTestUsage = `lmtpd sieve-test [-from ADDR] [-to ADDR] [-orig-to ADDR] [-json] [-state DIR] [-global-dir DIR] SCRIPT MESSAGE
+const sieveTestUsage = `lmtpd sieve-test [-config FILE] [-from ADDR] [-to ADDR] [-orig-to ADDR] [-json] [-state DIR] [-global-dir DIR] SCRIPT MESSAGE
 
 Runs a Sieve script against a message file and prints the actions it would
 take; it delivers and sends nothing. A vacation is listed only when a reply
 would be sent (the RFC 5230 rules and the :days tracking, kept in -state, a
 fresh temporary directory by default). -from "" is the null sender; without
 -from the message's Return-Path is used. include :personal scripts are
-NAME.sieve next to SCRIPT, :global ones NAME.sieve in -global-dir.
+NAME.sieve next to SCRIPT, :global ones NAME.sieve in -global-dir, else in
+[sieve] global_dir of -config.
 Exit status 0, also after a run-time error (then reported, with the implicit
 keep), or 1 with the errors when the script does not compile.`
 
@@ -75,7 +78,8 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 	origTo := fset.String("orig-to", "", "original recipient (ORCPT) `ADDR`")
 	asJSON := fset.Bool("json", false, "print one JSON object")
 	stateDir := fset.String("state", "", "vacation and duplicate tracking `DIR` (default: a fresh temporary directory)")
-	globalDir := fset.String("global-dir", "", "`DIR` of include :global scripts")
+	globalDir := fset.String("global-dir", "", "`DIR` of include :global scripts (default: [sieve] global_dir of -config)")
+	configPath := fset.String("config", "", "read [sieve] global_dir from this configuration `FILE`")
 	if st := parseFlags(fset, args); st >= 0 {
 		return st
 	}
@@ -89,6 +93,14 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 			fromSet = true
 		}
 	})
+	if *globalDir == "" && *configPath != "" {
+		dir, err := sieveGlobalDir(*configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "lmtpd sieve-test: %v\n", err)
+			return exUsage
+		}
+		*globalDir = dir
+	}
 	scriptPath, msgPath := fset.Arg(0), fset.Arg(1)
 	src, err := os.ReadFile(scriptPath)
 	if err != nil {
@@ -182,6 +194,21 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lmtpd sieve-test: run-time error: %s\n", e)
 	}
 	return exOK
+}
+
+// sieveGlobalDir reads only [sieve] global_dir of a configuration file, so
+// that sieve-test works before (and apart from) the rest of the
+// configuration's [sieve] support.
+func sieveGlobalDir(path string) (string, error) {
+	var cfg struct {
+		Sieve struct {
+			GlobalDir string `toml:"global_dir"`
+		} `toml:"sieve"`
+	}
+	if _, err := toml.DecodeFile(path, &cfg); err != nil {
+		return "", fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg.Sieve.GlobalDir, nil
 }
 
 func writeJSON(w io.Writer, v any) {

@@ -129,3 +129,28 @@ func TestSieveTestText(t *testing.T) {
 		t.Fatalf("missing script: status %d", st)
 	}
 }
+
+func TestSieveTestGlobalFromConfig(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"global/spam.sieve": `require "fileinto"; fileinto "Junk";`,
+		"main.sieve":        `require "include"; include :global "spam";`,
+		"m.eml":             sieveTestMsg,
+	})
+	cfg := filepath.Join(dir, "lmtpd.toml")
+	if err := os.WriteFile(cfg, []byte("[sieve]\nglobal_dir = \""+filepath.Join(dir, "global")+"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, o, _ := runSieveTest(t, "-config", cfg, filepath.Join(dir, "main.sieve"), filepath.Join(dir, "m.eml"))
+	if st != exOK || len(o.Actions) != 1 || o.Actions[0]["mailbox"] != "Junk" {
+		t.Fatalf("status %d, %+v", st, o)
+	}
+	// Without it, the global script cannot be found: a run-time error.
+	st, o, _ = runSieveTest(t, filepath.Join(dir, "main.sieve"), filepath.Join(dir, "m.eml"))
+	if st != exOK || len(o.Errors) != 1 || !o.ImplicitKeep {
+		t.Fatalf("status %d, %+v", st, o)
+	}
+	var out, errb bytes.Buffer
+	if st := cmdSieveTest([]string{"-config", filepath.Join(dir, "missing.toml"), filepath.Join(dir, "main.sieve"), filepath.Join(dir, "m.eml")}, &out, &errb); st != exUsage {
+		t.Fatalf("missing config: status %d", st)
+	}
+}
