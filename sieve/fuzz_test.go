@@ -52,6 +52,14 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+var requireAll = func() string {
+	var all []string
+	for _, e := range Extensions() {
+		all = append(all, `"`+e+`"`)
+	}
+	return "require [" + strings.Join(all, ",") + "];\n"
+}()
+
 type fuzzLoader struct{ src string }
 
 func (l fuzzLoader) LoadScript(_ context.Context, _ Location, name string) (*Script, error) {
@@ -71,7 +79,11 @@ if body :regex "(a+)+b" { discard; }`, "Subject: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 	f.Fuzz(func(t *testing.T, src, msg string) {
 		s, err := Compile("f", []byte(src), nil)
 		if err != nil {
-			return
+			// Random commands rarely come with their require: try again
+			// with every extension required, to reach their code.
+			if s, err = Compile("f", []byte(requireAll+src), nil); err != nil {
+				return
+			}
 		}
 		env := &Env{
 			Envelope: Envelope{From: "a@example.org", To: "b+c@example.net"},
