@@ -41,8 +41,12 @@
 //     here: require only at the top, known extensions and their use,
 //     argument and tag types per command and test, conflicting tags,
 //     comparators, relational operators, constant regular expressions,
-//     redirect and vacation addresses, header names, date parts, zones,
-//     include names (no "/", no leading "."), variable names.
+//     redirect, vacation and notify addresses, addheader names, zones,
+//     include names (no "/", no leading "."), variable names, the fields
+//     the address test may read (Pigeonhole's list). Where Pigeonhole only
+//     warns (a header name that cannot occur, an unknown date part,
+//     fileinto ""), lmtpd accepts too: a script that compiles under
+//     Pigeonhole must compile here, or its user would lose the filtering.
 //   - A Script is never modified after Compile: any number of goroutines
 //     may Execute it at once, so a caller caches it (by path and mtime).
 //   - Execute returns either the whole Result or a *RuntimeError with a
