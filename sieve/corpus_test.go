@@ -119,6 +119,18 @@ func (m fakeMailboxes) MailboxExists(_ context.Context, name string) (bool, erro
 	return m[name], nil
 }
 
+// Metadata answers from entries "meta MAILBOX ENTRY=VALUE" ("meta  ENTRY=VALUE"
+// for the server).
+func (m fakeMailboxes) Metadata(_ context.Context, mailbox, entry string) (string, bool, error) {
+	for k := range m {
+		rest, ok := strings.CutPrefix(k, "meta "+mailbox+" "+entry+"=")
+		if ok {
+			return rest, true, nil
+		}
+	}
+	return "", false, nil
+}
+
 func (m fakeMailboxes) SpecialUseExists(_ context.Context, mailbox string, attrs []string) (bool, error) {
 	for _, a := range attrs {
 		found := false

@@ -24,7 +24,8 @@
 //     RFC 5229 variables.
 //   - RFC 5173 body (:raw, :content, :text); RFC 5230 vacation and RFC 6131
 //     vacation-seconds; RFC 5260 date and index; RFC 5490 mailbox
-//     (mailboxexists, :create); RFC 6609 include (with return and global);
+//     (mailboxexists, :create, and the metadata tests of section 4 as
+//     mboxmetadata and servermetadata); RFC 6609 include (with return and global);
 //     RFC 7352 duplicate; RFC 5293 editheader; RFC 5183 environment;
 //     draft-ietf-sieve-regex (regex, :quoteregex); RFC 5463 ihave (and its
 //     error command); RFC 5235 spamtest, spamtestplus and virustest;

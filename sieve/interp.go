@@ -340,6 +340,8 @@ func (r *run) test(f *frame, n *node) (bool, error) {
 			}
 		}
 		return true, nil
+	case "metadata", "servermetadata", "metadataexists", "servermetadataexists":
+		return r.metadataTest(f, n)
 	case "specialuse_exists":
 		mb := ""
 		if n.args[0] != nil {
@@ -637,4 +639,50 @@ func (r *run) matchValues(f *frame, n *node, vals, keys []string) (bool, error) 
 		}
 	}
 	return false, nil
+}
+
+// metadataTest runs the four metadata tests of RFC 5490 section 4.
+func (r *run) metadataTest(f *frame, n *node) (bool, error) {
+	args := n.args
+	mailbox := ""
+	if n.name == "metadata" || n.name == "metadataexists" {
+		var err error
+		if mailbox, err = r.str(f, n, args[0].strs[0]); err != nil {
+			return false, err
+		}
+		args = args[1:]
+	}
+	md, _ := r.env.Mailboxes.(MetadataReader)
+	get := func(entry string) (string, bool, error) {
+		if md == nil {
+			return "", false, nil
+		}
+		v, ok, err := md.Metadata(r.ctx, mailbox, entry)
+		if err != nil {
+			return "", false, r.fail(f, n.pos, err, "%s: %v", n.name, err)
+		}
+		return v, ok, nil
+	}
+	if strings.HasSuffix(n.name, "exists") {
+		names, err := r.strs(f, n, args[0])
+		if err != nil {
+			return false, err
+		}
+		for _, e := range names {
+			_, ok, err := get(e)
+			if err != nil || !ok {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	entry, err := r.str(f, n, args[0].strs[0])
+	if err != nil {
+		return false, err
+	}
+	v, ok, err := get(entry)
+	if err != nil || !ok {
+		return false, err
+	}
+	return r.matchKeys(f, n, []string{v}, args[1])
 }

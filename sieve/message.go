@@ -73,6 +73,14 @@ type SpecialUseChecker interface {
 	SpecialUseExists(ctx context.Context, mailbox string, attrs []string) (bool, error)
 }
 
+// MetadataReader is an optional ability of a MailboxChecker, found by type
+// assertion, for the metadata tests of RFC 5490 section 4: the value of an
+// IMAP METADATA entry (RFC 5464) of a mailbox, or of the server when
+// mailbox is "". Without it the metadata tests are false.
+type MetadataReader interface {
+	Metadata(ctx context.Context, mailbox, entry string) (value string, ok bool, err error)
+}
+
 // Location says where include looks (RFC 6609 section 3.2).
 type Location int
 

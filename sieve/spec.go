@@ -196,7 +196,11 @@ func init() {
 			args: []argType{atString, atString, atStrings}, extra: checkDate},
 		"currentdate": {test: true, ext: "date", tags: merge(matchTags, comparatorTags, map[string]tagDef{"zone": {val: atString}}),
 			args: []argType{atString, atStrings}, extra: checkDate},
-		"mailboxexists": {test: true, ext: "mailbox", args: []argType{atStrings}},
+		"mailboxexists":        {test: true, ext: "mailbox", args: []argType{atStrings}},
+		"metadata":             {test: true, ext: "mboxmetadata", tags: stdMatch, args: []argType{atString, atString, atStrings}},
+		"metadataexists":       {test: true, ext: "mboxmetadata", args: []argType{atString, atStrings}},
+		"servermetadata":       {test: true, ext: "servermetadata", tags: stdMatch, args: []argType{atString, atStrings}},
+		"servermetadataexists": {test: true, ext: "servermetadata", args: []argType{atStrings}},
 		"specialuse_exists": {test: true, ext: "special-use", args: []argType{atString, atStrings}, opt: 1,
 			extra: checkSpecialUse},
 		"environment": {test: true, ext: "environment", tags: stdMatch, args: []argType{atString, atStrings}},
@@ -226,7 +230,7 @@ var knownExtensions = map[string]bool{
 	"date": true, "index": true, "mailbox": true, "include": true,
 	"duplicate": true, "editheader": true, "environment": true, "regex": true,
 	"ihave": true, "spamtest": true, "spamtestplus": true, "virustest": true,
-	"enotify": true, "special-use": true, "mime": true, "foreverypart": true, "extracttext": true,
+	"enotify": true, "special-use": true, "mboxmetadata": true, "servermetadata": true, "mime": true, "foreverypart": true, "extracttext": true,
 }
 
 // impliedExtensions: requiring the key also makes the values available.
