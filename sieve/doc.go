@@ -79,6 +79,8 @@
 //     which rewrites the recipient and keeps the user's address in ORCPT,
 //     so envelope :detail "to" sees the +detail the sender used (RFC 5228
 //     section 5.4 leaves the choice to the implementation).
+//     The envelope part "orig_to" names the ORCPT alone (empty when absent);
+//     Pigeonhole refuses that part name.
 //   - Column numbers: Pigeonhole reports lines only; lmtpd reports
 //     line:column.
 //   - Variable references with a namespace ("${a.b}") stay literal; Pigeonhole
