@@ -55,8 +55,9 @@
 //     actions are deferred, so none of a failed run is carried out.
 //   - Every run is bounded: Options limits actions, redirects, include
 //     depth, variable size and count, run-time regular expressions and a
-//     step budget charged per command, test, comparison and per 256 bytes of
-//     string work. :matches runs in O(n·m) without recursion and :regex
+//     step budget where a step stands for about a microsecond of CPU at
+//     worst (Options.MaxSteps says what costs how much; the default is
+//     about 0.1 s). :matches runs in O(n·m) without recursion and :regex
 //     uses Go's RE2, linear in the input, so no script can stall delivery.
 //     The parser bounds nesting at 64 levels.
 //   - Action conflicts (RFC 5228 section 4, RFC 5429 section 2.1, RFC 5230
@@ -81,6 +82,10 @@
 //     section 5.4 leaves the choice to the implementation).
 //     The envelope part "orig_to" names the ORCPT alone (empty when absent);
 //     Pigeonhole refuses that part name.
+//   - Pigeonhole bounds a run by CPU time (sieve_max_cpu_time, 30 s);
+//     lmtpd by a deterministic step budget, so a message is filtered the
+//     same way on a busy and an idle machine. A :regex over more than
+//     ~400 KB of text exceeds the default budget and keeps the message.
 //   - Column numbers: Pigeonhole reports lines only; lmtpd reports
 //     line:column.
 //   - Variable references with a namespace ("${a.b}") stay literal; Pigeonhole

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // matchType is the match type of a test (RFC 5228 section 2.7.1, RFC 5231,
@@ -162,12 +163,11 @@ func foldRune(r rune) rune {
 // variables of RFC 5229 section 3.2 (${0} is the whole value).
 func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 	p := globTokens(pat)
-	v := []rune(val)
-	starts := make([]int, len(p)+1)
+	starts := make([]int, len(p)+1) // byte offsets into val
 	i, j := 0, 0
 	starJ, starI := -1, 0
 	work := 0
-	for i < len(v) {
+	for i < len(val) {
 		work++
 		if j < len(p) && p[j].kind == '*' {
 			starJ, starI = j, i
@@ -175,14 +175,16 @@ func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 			j++
 			continue
 		}
-		if j < len(p) && (p[j].kind == '?' || p[j].r == v[i] || (fold && foldRune(p[j].r) == foldRune(v[i]))) {
+		c, size := utf8.DecodeRuneInString(val[i:])
+		if j < len(p) && (p[j].kind == '?' || p[j].r == c || (fold && foldRune(p[j].r) == foldRune(c))) {
 			starts[j] = i
-			i++
+			i += size
 			j++
 			continue
 		}
 		if starJ >= 0 {
-			starI++
+			_, sz := utf8.DecodeRuneInString(val[starI:])
+			starI += sz
 			i = starI
 			j = starJ + 1
 			continue
@@ -199,14 +201,15 @@ func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 	if !wantCaps {
 		return true, nil, work
 	}
-	starts[len(p)] = len(v)
+	starts[len(p)] = len(val)
 	caps := []string{val}
 	for k, t := range p {
 		switch t.kind {
 		case '*':
-			caps = append(caps, string(v[starts[k]:starts[k+1]]))
+			caps = append(caps, val[starts[k]:starts[k+1]])
 		case '?':
-			caps = append(caps, string(v[starts[k]:starts[k]+1]))
+			_, sz := utf8.DecodeRuneInString(val[starts[k]:])
+			caps = append(caps, val[starts[k]:starts[k]+sz])
 		}
 	}
 	return true, caps, work
