@@ -45,6 +45,8 @@ func TestLimits(t *testing.T) {
 		{"redirects", many(5, `redirect "uN@example.org";`), defaultMessage, nil, ErrTooManyRedirects},
 		{"steps", many(200, `if header :contains "subject" "x" { }`), defaultMessage, &Options{MaxSteps: 100}, ErrStepBudget},
 		{"long matches", `if header :matches "subject" "*` + strings.Repeat("a", 50) + `b" { }`, "Subject: " + strings.Repeat("a", 5000) + "\n\nx\n", &Options{MaxSteps: 500}, ErrStepBudget},
+		{"body regex", `require ["body", "regex"]; if body :regex "(a|b)*c.*z$" { }`, "Subject: x\n\n" + strings.Repeat("ab", 300000) + "\n", nil, ErrStepBudget},
+		{"many regex on headers", `require "regex";` + many(3000, `if header :regex "subject" "(a|b)*c.*z$" { }`), "Subject: " + strings.Repeat("ab", 400) + "\n\nx\n", nil, ErrStepBudget},
 		{"variable size", `require "variables"; set "a" "0123456789"; set "a" "${a}${a}";`, defaultMessage, &Options{MaxVariableSize: 12}, ErrInvalidArgument},
 		{"variables count", `require "variables";` + many(10, `set "vN" "x";`), defaultMessage, &Options{MaxVariables: 5}, ErrInvalidArgument},
 		{"regex size", `require ["regex", "variables"]; set "p" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"; if header :regex "subject" "${p}" { }`, defaultMessage, &Options{MaxRegexSize: 10}, ErrRegexTooLarge},
