@@ -184,10 +184,14 @@ func (m *bytesMessage) Body() (io.Reader, error) { return bytes.NewReader(m.body
 // is not part of the value; RFC 5322 section 2.2.3 unfolding).
 func unfold(v string) string {
 	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
+		// A tab that starts a continuation line becomes a space, as
+		// Pigeonhole unfolds.
+		v = foldReplacer.Replace(v)
 	}
 	return strings.Trim(v, " \t")
 }
+
+var foldReplacer = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "\n", "", "\r", "")
 
 // decodeHeader unfolds a raw value and decodes RFC 2047 encoded words
 // (RFC 5228 section 2.7.2); a value that does not decode stays raw.
@@ -241,7 +245,13 @@ func parseAddressList(v string) []address {
 			}
 		}
 		cur.Reset()
+		empty := hadAngle && el == ""
 		angle, hadAngle = "", false
+		if empty {
+			// "<>", the null address: only :all sees it, as "<>".
+			out = append(out, address{raw: "<>"})
+			return
+		}
 		if el == "" {
 			return
 		}
