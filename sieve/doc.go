@@ -48,6 +48,10 @@
 //     warns (a header name that cannot occur, an unknown date part,
 //     fileinto ""), lmtpd accepts too: a script that compiles under
 //     Pigeonhole must compile here, or its user would lose the filtering.
+//     Matching follows Pigeonhole too where the RFCs leave room: "?" of
+//     :matches is one octet (the comparators work on octets, RFC 4790),
+//     header values unfold with a leading tab turned into a space, and the
+//     null address "<>" is seen by address :all.
 //   - A Script is never modified after Compile: any number of goroutines
 //     may Execute it at once, so a caller caches it (by path and mtime).
 //   - Execute returns either the whole Result or a *RuntimeError with a

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 type control int
@@ -181,6 +182,11 @@ func (r *run) command(f *frame, n *node) (control, error) {
 		mb, err := r.str(f, n, n.args[0].strs[0])
 		if err != nil {
 			return ctlStop, err
+		}
+		if !utf8.ValidString(mb) {
+			// A "?" match can cut a character (as in Pigeonhole, which
+			// fails the same way).
+			return ctlStop, r.fail(f, n.pos, ErrInvalidArgument, "fileinto: mailbox name %q is not valid UTF-8", mb)
 		}
 		flags, err := r.actionFlags(f, n)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // matchType is the match type of a test (RFC 5228 section 2.7.1, RFC 5231,
@@ -124,46 +123,48 @@ func relHolds(rel string, cmp int) bool {
 
 type globTok struct {
 	kind byte // 'l' literal, '*', '?'
-	r    rune
+	c    byte
 }
 
 func globTokens(pat string) []globTok {
 	toks := make([]globTok, 0, len(pat))
-	rs := []rune(pat)
-	for i := 0; i < len(rs); i++ {
-		switch rs[i] {
+	for i := 0; i < len(pat); i++ {
+		switch pat[i] {
 		case '*':
 			toks = append(toks, globTok{kind: '*'})
 		case '?':
 			toks = append(toks, globTok{kind: '?'})
 		case '\\':
-			if i+1 < len(rs) {
+			if i+1 < len(pat) {
 				i++
 			}
-			toks = append(toks, globTok{kind: 'l', r: rs[i]})
+			toks = append(toks, globTok{kind: 'l', c: pat[i]})
 		default:
-			toks = append(toks, globTok{kind: 'l', r: rs[i]})
+			toks = append(toks, globTok{kind: 'l', c: pat[i]})
 		}
 	}
 	return toks
 }
 
-func foldRune(r rune) rune {
-	if r >= 'A' && r <= 'Z' {
-		return r + 'a' - 'A'
+func foldByte(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
 	}
-	return r
+	return c
 }
 
 // glob matches val against a :matches pattern (RFC 5228 section 2.7.1:
-// "*" any sequence, "?" one character, "\" escapes). It runs in
-// O(len(val)·len(pat)) without recursion: on a mismatch only the last "*"
-// grows, which also makes earlier wildcards match as little as possible.
-// With caps, it returns the text of each wildcard in order, for the match
-// variables of RFC 5229 section 3.2 (${0} is the whole value).
+// "*" any sequence, "?" one character, "\" escapes). The comparators
+// i;octet and i;ascii-casemap work on octets (RFC 4790 sections 9.1 and
+// 9.2), so "?" is one octet, as in Pigeonhole. It runs in
+// O(len(val)·len(pat)) without recursion: on a mismatch only the last
+// "*" grows, which also makes earlier wildcards match as little as
+// possible. With wantCaps, it returns the text of each wildcard in order,
+// for the match variables of RFC 5229 section 3.2 (${0} is the whole
+// value). work counts the rounds, for the step budget.
 func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 	p := globTokens(pat)
-	starts := make([]int, len(p)+1) // byte offsets into val
+	starts := make([]int, len(p)+1)
 	i, j := 0, 0
 	starJ, starI := -1, 0
 	work := 0
@@ -175,16 +176,14 @@ func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 			j++
 			continue
 		}
-		c, size := utf8.DecodeRuneInString(val[i:])
-		if j < len(p) && (p[j].kind == '?' || p[j].r == c || (fold && foldRune(p[j].r) == foldRune(c))) {
+		if j < len(p) && (p[j].kind == '?' || p[j].c == val[i] || (fold && foldByte(p[j].c) == foldByte(val[i]))) {
 			starts[j] = i
-			i += size
+			i++
 			j++
 			continue
 		}
 		if starJ >= 0 {
-			_, sz := utf8.DecodeRuneInString(val[starI:])
-			starI += sz
+			starI++
 			i = starI
 			j = starJ + 1
 			continue
@@ -208,8 +207,7 @@ func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 		case '*':
 			caps = append(caps, val[starts[k]:starts[k+1]])
 		case '?':
-			_, sz := utf8.DecodeRuneInString(val[starts[k]:])
-			caps = append(caps, val[starts[k]:starts[k]+sz])
+			caps = append(caps, val[starts[k]:starts[k]+1])
 		}
 	}
 	return true, caps, work
