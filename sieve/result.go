@@ -59,8 +59,12 @@ type Action struct {
 }
 
 // Vacation is an auto-reply that passed the rules of RFC 5230 section 4.5
-// and the tracking of section 4.2: delivery should send it and then call
-// the tracker's Mark with TrackKey and Period.
+// and the tracking of section 4.2: delivery should send it and then record
+// TrackKey for Period. Pigeonhole's reply, for reference, goes from the
+// null sender with From (the :from or the recipient), To (the original
+// From when it is the sender), Subject, In-Reply-To, References,
+// "Auto-Submitted: auto-replied (vacation)", "Precedence: bulk",
+// "X-Auto-Response-Suppress: All" and a text/plain UTF-8 body.
 type Vacation struct {
 	To         string // the envelope sender of the message, who gets the reply
 	From       string // the reply's From: the :from argument or the user's address

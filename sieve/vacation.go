@@ -2,8 +2,9 @@ package sieve
 
 import "strings"
 
-// VacationAllowed applies the rules of RFC 5230 section 4.5 (and Pigeonhole's
-// list of senders never to answer): it reports whether an auto-reply may go
+// VacationAllowed applies the rules of RFC 5230 section 4.5 as Pigeonhole
+// does (checked with its sieve-test -e: the same senders, list fields,
+// Precedence values and X-Auto-Response-Suppress flags are refused): it reports whether an auto-reply may go
 // to sender for a message with header hdr, and why not. mine are the
 // user's addresses (the envelope recipient, :addresses and the like); the
 // message must name one of them in To, Cc, Bcc, Resent-To, Resent-Cc or
@@ -19,8 +20,7 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 	}
 	switch {
 	case local == "mailer-daemon", local == "listserv", local == "majordomo",
-		strings.HasPrefix(local, "owner-"), strings.HasSuffix(local, "-request"),
-		strings.HasSuffix(local, "-owner"):
+		strings.HasPrefix(local, "owner-"), strings.HasSuffix(local, "-request"):
 		return false, "sender " + sender + " is a list or system address"
 	}
 	for _, m := range mine {
