@@ -107,8 +107,9 @@ type ScriptLoader interface {
 // Env is what a script sees of its surroundings besides the message: the
 // envelope, the clock, the environment items and the I/O the interpreter
 // may ask for through small interfaces. Nil interfaces mean "not
-// available": mailboxexists is false, duplicate is false, vacation replies
-// are not tracked (the caller must then not send them), include fails.
+// available": mailboxexists, specialuse_exists and the metadata tests are
+// false, duplicate is false, a vacation is listed as if the sender had
+// never been answered, include is a run-time error.
 type Env struct {
 	Envelope Envelope
 	// Now is the time of delivery (currentdate, vacation); zero means
