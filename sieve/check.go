@@ -108,7 +108,9 @@ func (c *checker) checkBlock(cmds []*commandNode, top bool) []*node {
 			}
 			n := c.checkCommand(cn)
 			if n == nil {
-				continue
+				// Reported already; keep the chain so that a later
+				// else is not reported as stray.
+				n = &node{name: cn.name}
 			}
 			chain.next = n
 			if cn.name == "elsif" {
@@ -119,9 +121,12 @@ func (c *checker) checkBlock(cmds []*commandNode, top bool) []*node {
 			continue
 		}
 		n := c.checkCommand(cn)
-		if cn.name == "if" && n != nil {
+		switch {
+		case cn.name == "if" && n != nil:
 			chain = n
-		} else {
+		case cn.name == "if":
+			chain = &node{name: "if"} // in error, reported; elsif/else may follow
+		default:
 			chain = nil
 		}
 		if n != nil {
