@@ -190,6 +190,11 @@ func (c *checker) checkCommand(cn *commandNode) *node {
 		for _, tn := range cn.tests {
 			t := c.checkTest(tn, 0)
 			if t == nil {
+				// Reported; the block is still checked for its own
+				// errors, then the command is dropped.
+				if cn.hasBlock {
+					c.checkBlock(cn.block, false)
+				}
 				return nil
 			}
 			n.tests = append(n.tests, t)
