@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// The corpus: testdata/*.test files, each holding cases of the form
+// The corpus: testdata/*.corpus files, each holding cases of the form
 //
 //	=== name
 //	--- script
@@ -45,7 +45,7 @@ type corpusCase struct {
 }
 
 func readCorpus(t *testing.T) []*corpusCase {
-	files, err := filepath.Glob("testdata/*.test")
+	files, err := filepath.Glob("testdata/*.corpus")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no corpus files: %v", err)
 	}

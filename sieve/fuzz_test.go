@@ -11,7 +11,7 @@ import (
 
 // seedScripts adds every script of the corpus to a fuzz target's seeds.
 func seedScripts(f *testing.F, add func(script string)) {
-	files, _ := filepath.Glob("testdata/*.test")
+	files, _ := filepath.Glob("testdata/*.corpus")
 	for _, fn := range files {
 		data, err := os.ReadFile(fn)
 		if err != nil {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the corpus (testdata/*.test) through Dovecot Pigeonhole's sieve-test
+"""Runs the corpus (testdata/*.corpus) through Dovecot Pigeonhole's sieve-test
 and sievec and prints, per case, where Pigeonhole's outcome differs from the
 case's expectation. A maintainer's tool, not a test: Pigeonhole's listing
 differs in form (and its sieve-test does not apply the vacation rules of
@@ -90,7 +90,7 @@ plugin {
 }
 """ % (home, home))
     script, msgf = os.path.join(tmp, "s.sieve"), os.path.join(tmp, "m.eml")
-    for fn in sorted(glob.glob(os.path.join(sys.argv[1], "*.test"))):
+    for fn in sorted(glob.glob(os.path.join(sys.argv[1], "*.corpus"))):
         for c in read_cases(fn):
             s = c["sec"]
             if "options" in s or any(k.startswith("include") for k in s):
