@@ -79,6 +79,8 @@ Commands:
   check-config   validate the configuration and print it with defaults filled in
   deliver        deliver one message from standard input (local delivery agent)
   hash-password  read a password and print password_hash and scram lines
+  sievec         check Sieve scripts and print their errors
+  sieve-test     run a Sieve script against a message and print its actions
   version        print the version
 
 Run "lmtpd COMMAND -h" for a command's flags. Without -config, lmtpd uses its
@@ -103,6 +105,10 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdHashPassword(args, stdin, stdout, stderr)
 	case "version":
 		return cmdVersion(args, stdout, stderr)
+	case "sievec":
+		return cmdSievec(args, stdout, stderr)
+	case "sieve-test":
+		return cmdSieveTest(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, mainUsage)
 		return exOK
