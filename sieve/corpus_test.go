@@ -41,7 +41,6 @@ type corpusCase struct {
 	line       int
 	sections   map[string]string
 	includes   map[string]string
-	order      []string
 }
 
 func readCorpus(t *testing.T) []*corpusCase {
