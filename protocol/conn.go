@@ -721,14 +721,14 @@ func (c *conn) cmdRcpt(arg string) bool {
 }
 
 // countRefusal counts a refused recipient (or sender) as a protocol
-// error, as Postfix's smtpd_hard_error_limit does, except from a trusted
-// peer (a unix-socket client or one in TrustedNetworks): that is the MTA
-// in front, for which an unknown recipient is an ordinary outcome of mail
-// it already accepted, and closing its session would turn each such
-// bounce into a deferral. MaxRefusedRecipients bounds a trusted peer's
-// transaction.
+// error, as Postfix's smtpd_hard_error_limit does, except in LMTP and
+// from a trusted peer (a unix-socket client or one in TrustedNetworks):
+// there the client is the MTA in front, for which an unknown recipient is
+// an ordinary outcome of mail it already accepted, and closing its
+// session would turn each such bounce into a deferral. MaxRefusedRecipients
+// bounds those transactions.
 func (c *conn) countRefusal() bool {
-	if c.srv.trusted(c) {
+	if c.srv.Protocol == LMTP || c.srv.trusted(c) {
 		return true
 	}
 	return c.countError()
