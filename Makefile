@@ -70,3 +70,10 @@ clean:
 # committed ones differ from what the sources give.
 man:
 	$(GO) test -count=1 -run 'TestManPages|TestCompletionFiles' ./cmd/lmtpd -args -update
+
+# dist/lmtpd_*.deb and dist/lmtpd-*.rpm: the binary, the systemd units,
+# sysusers.d and tmpfiles.d files, manual pages, bash and zsh completion and
+# the example configuration, packed by nfpm (run with "go run" at a pinned
+# version: it stays out of go.mod).
+package:
+	@GO=$(GO) VERSION=$(VERSION) COMMIT=$(COMMIT) bash scripts/package.sh -o dist
