@@ -100,6 +100,21 @@ func TestCommandsDispatch(t *testing.T) {
 			t.Errorf("%s: synopsis %q", c.Name, h.Synopsis)
 		}
 	}
+	// And the other way round: every command run's switch knows is listed.
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _, _ := strings.Cut(string(src[bytes.Index(src, []byte("\nfunc run(")):]), "\n}\n")
+	cases := regexp.MustCompile(`case "([a-z][a-z0-9-]*)":`).FindAllStringSubmatch(body, -1)
+	if len(cases) == 0 {
+		t.Fatal("no command cases found in main.go's run")
+	}
+	for _, m := range cases {
+		if findCommand(m[1]) == nil {
+			t.Errorf("run dispatches %q, which commands (help.go) does not list", m[1])
+		}
+	}
 	if st, _, _ := runCapture(t, "completion", "fish"); st != exUsage {
 		t.Errorf("completion fish: status %d, want %d", st, exUsage)
 	}
