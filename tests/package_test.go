@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -276,10 +277,12 @@ func TestPackage(t *testing.T) {
 }
 
 // runAsUnit runs the installed lmtpd with the unit's identity (user
-// lmtpd, supplementary group postfix) on the README's paths: its socket in
-// Postfix's private directory (reachable only through the ACL the
-// tmpfiles.d file sets), group postfix, and mail under /var/mail/vhosts;
-// then user postfix delivers a message through that socket.
+// lmtpd, supplementary group postfix) and file system (read-only but for
+// its ReadWritePaths=) on the README's paths: its socket in Postfix's
+// private directory (reachable only through the ACL the tmpfiles.d file
+// sets), group postfix, and mail under /var/mail/vhosts; then user postfix
+// delivers a message through that socket. The rest of the sandbox needs
+// systemd itself.
 func runAsUnit(t *testing.T, uid int) {
 	t.Helper()
 	if lookPath("setpriv") == "" || lookPath("swaks") == "" {
@@ -321,7 +324,29 @@ name = "`+domain+`"
 users = ["bob"]
 `)
 	os.Chmod(cfg, 0o644)
-	cmd := exec.Command("setpriv", "--reuid=lmtpd", "--regid=lmtpd", "--groups=postfix", "/usr/bin/lmtpd", "serve", "-config", cfg)
+	// ProtectSystem=strict with the unit's ReadWritePaths=, replayed in a
+	// mount namespace of its own: everything read-only but those paths.
+	unit, err := os.ReadFile("/usr/lib/systemd/system/lmtpd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := "set -e\n"
+	for _, m := range regexp.MustCompile(`(?m)^ReadWritePaths=(.*)$`).FindAllSubmatch(unit, -1) {
+		for _, p := range strings.Fields(string(m[1])) {
+			p = strings.TrimPrefix(p, "-")
+			if _, err := os.Stat(p); err == nil {
+				script += "mount --bind " + p + " " + p + "\n"
+			}
+		}
+	}
+	script += "mount -o remount,bind,ro /\nexec setpriv --reuid=lmtpd --regid=lmtpd --groups=postfix /usr/bin/lmtpd serve -config \"$1\"\n"
+	var cmd *exec.Cmd
+	if lookPath("unshare") != "" {
+		cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", cfg)
+	} else {
+		t.Log("no unshare: lmtpd runs without the read-only file system of ProtectSystem=strict")
+		cmd = exec.Command("setpriv", "--reuid=lmtpd", "--regid=lmtpd", "--groups=postfix", "/usr/bin/lmtpd", "serve", "-config", cfg)
+	}
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.Dir = dir
