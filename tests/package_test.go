@@ -234,6 +234,10 @@ func TestPackage(t *testing.T) {
 			t.Errorf("man -l %s: %v\n%.300s", page, err, b)
 		}
 	}
+	// man-db indexed them: "man lmtpd.toml" finds the page.
+	if b, err := exec.Command("man", "-w", "5", "lmtpd.toml").Output(); err != nil || strings.TrimSpace(string(b)) != "/usr/share/man/man5/lmtpd.toml.5.gz" {
+		t.Errorf("man -w 5 lmtpd.toml: %v %q", err, b)
+	}
 	if b, err := exec.Command("bash", "-c", "source /usr/share/bash-completion/completions/lmtpd && complete -p lmtpd").CombinedOutput(); err != nil || !bytes.Contains(b, []byte("-F _lmtpd lmtpd")) {
 		t.Errorf("bash completion: %v %s", err, b)
 	}
