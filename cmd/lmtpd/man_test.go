@@ -113,9 +113,8 @@ func manLmtpd8() ([]byte, error) {
 	}
 	b.WriteString(`.SH EXIT STATUS
 As sysexits(3): 0 success, 64 (EX_USAGE) a bad command line, 78 (EX_CONFIG)
-a configuration error; \fBdeliver\fP also uses 65, 66, 67, 68, 69, 73, 75 and
-77 as described above, and \fBserve\fP exits 1 when a listener fails after
-start\-up.
+a configuration error; \fBdeliver\fP's further statuses are described under
+\fBdeliver\fP above.
 .SH FILES
 .TP
 .I /etc/lmtpd/lmtpd.toml
