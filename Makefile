@@ -3,10 +3,13 @@ GO       ?= go
 BIN      ?= bin/lmtpd
 PKGS     ?= ./...
 FUZZTIME ?= 30s
-VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS  := -X main.version=$(VERSION)
+# A release tag (v1.2.3) when HEAD has one in its history, else empty (lmtpd
+# then reports the module version or "devel"); the commit is always set.
+VERSION  ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null)
+COMMIT   ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null)
+LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
-.PHONY: all build run test unit e2e-deps bench bench-inproc bench-e2e fuzz lint vet fmt clean
+.PHONY: all build run test unit e2e-deps bench bench-inproc bench-e2e fuzz lint vet fmt clean man package
 
 all: build
 
@@ -68,3 +71,17 @@ fmt:
 
 clean:
 	rm -rf bin coverage
+
+# The manual pages contrib/man/lmtpd.8 and lmtpd.toml.5 (from the commands'
+# usage texts and config.example.toml) and the bash and zsh completion
+# scripts in contrib/completion/, regenerated; "make test" fails while the
+# committed ones differ from what the sources give.
+man:
+	$(GO) test -count=1 -run 'TestManPages|TestCompletionFiles' ./cmd/lmtpd -args -update
+
+# dist/lmtpd_*.deb and dist/lmtpd-*.rpm: the binary, the systemd units,
+# sysusers.d and tmpfiles.d files, manual pages, bash and zsh completion and
+# the example configuration, packed by nfpm (run with "go run" at a pinned
+# version: it stays out of go.mod).
+package:
+	@GO=$(GO) VERSION=$(VERSION) COMMIT=$(COMMIT) bash scripts/package.sh -o dist

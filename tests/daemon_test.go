@@ -1003,7 +1003,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("%s -h: status %d, stderr %q", cmd, status, stderr)
 		}
 	}
-	if status, out, _ := run(t, dir, "", "version"); status != 0 || out != "lmtpd e2e-test\n" {
+	if status, out, _ := run(t, dir, "", "version"); status != 0 || !regexp.MustCompile(`^lmtpd e2e-test\ncommit \S+\nbuilt with go\S+ \S+/\S+\n$`).MatchString(out) {
 		t.Errorf("version: status %d, output %q", status, out)
 	}
 	if status, _, _ := run(t, dir, "", "frobnicate"); status != 64 {

@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite the .err golden files of testdata/badconfig")
+var updateGolden = flag.Bool("update", false, "rewrite the golden files: testdata/badconfig/*.err, and contrib/ (make man)")
 
 // invalidMark ends each line of a broken configuration (or its users file)
 // that must be reported ("# invalid" or "# invalid: why"): exactly one

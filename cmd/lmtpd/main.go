@@ -9,7 +9,14 @@
 //	lmtpd deliver [-config FILE] [-f SENDER] RECIPIENT...
 //	                                    deliver one message from standard input
 //	lmtpd hash-password                 make password_hash and scram lines
-//	lmtpd version                       print the version
+//	lmtpd version                       print the version, commit and Go version
+//	lmtpd completion bash|zsh           print a shell completion script
+//	lmtpd help [COMMAND]                list the commands, or a command's flags
+//
+// "lmtpd -h" (or --help) lists the commands; "lmtpd --version" (or
+// -version) is "lmtpd version". The manual pages lmtpd(8) and
+// lmtpd.toml(5) in contrib/man/ are generated from these usage texts and
+// config.example.toml ("make man").
 //
 // Without -config, lmtpd uses its embedded default: LMTP on the unix socket
 // ./run/lmtp.sock, SMTP on 127.0.0.1:2525, any user at localhost and
@@ -26,14 +33,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"strings"
 
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = ""
+// version and commit are set at build time with -ldflags "-X main.version=...
+// -X main.commit=..." (the Makefile does); see version.go for the fallbacks.
+var version, commit = "", ""
 
 // Exit statuses: sysexits(3), whose one table (and its mapping to and
 // from replies) is protocol's, and 1 for a failure after start-up.
@@ -60,36 +67,17 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// versionString returns the build's version: the -X value, else the
-// module version recorded by go install, else "devel".
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
-
-const mainUsage = `Usage: lmtpd [command] [flags]
-
-Commands:
-  serve          run the daemon (the default command)
-  check-config   validate the configuration and print it with defaults filled in
-  deliver        deliver one message from standard input (local delivery agent)
-  hash-password  read a password and print password_hash and scram lines
-  sievec         check Sieve scripts and print their errors
-  sieve-test     run a Sieve script against a message and print its actions
-  version        print the version
-
-Run "lmtpd COMMAND -h" for a command's flags. Without -config, lmtpd uses its
-embedded default: LMTP on ./run/lmtp.sock, SMTP on 127.0.0.1:2525, any user at
-localhost and example.test, maildirs under ./mail.
-`
-
 // run dispatches to a subcommand and returns the exit status.
 func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			fmt.Fprint(stdout, mainUsage)
+			return exOK
+		case "-version", "--version":
+			return cmdVersion(args[1:], stdout, stderr)
+		}
+	}
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -109,13 +97,10 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdSievec(args, stdout, stderr)
 	case "sieve-test":
 		return cmdSieveTest(args, stdout, stderr)
+	case "completion":
+		return cmdCompletion(args, stdout, stderr)
 	case "help":
-		fmt.Fprint(stdout, mainUsage)
-		return exOK
-	}
-	if len(args) == 0 && (cmd == "-h" || cmd == "--help") {
-		fmt.Fprint(stdout, mainUsage)
-		return exOK
+		return cmdHelp(args, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "lmtpd: unknown command %q\n\n%s", cmd, mainUsage)
 	return exUsage
@@ -143,19 +128,6 @@ func parseFlags(fs *flag.FlagSet, args []string) int {
 		return exUsage
 	}
 	return -1
-}
-
-func cmdVersion(args []string, stdout io.Writer, stderr io.Writer) int {
-	fs := newFlagSet("version", "lmtpd version", stderr)
-	if st := parseFlags(fs, args); st >= 0 {
-		return st
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return exUsage
-	}
-	fmt.Fprintf(stdout, "lmtpd %s\n", versionString())
-	return exOK
 }
 
 // printConfigError writes a configuration error, one problem per line.
