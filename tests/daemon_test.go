@@ -48,13 +48,7 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	lmtpdBin = filepath.Join(dir, "lmtpd")
-	// The go command from GOROOT when set, else from PATH
-	// (runtime.GOROOT is deprecated).
-	gotool := "go"
-	if root := os.Getenv("GOROOT"); root != "" {
-		gotool = filepath.Join(root, "bin", "go")
-	}
-	build := exec.Command(gotool, "build", "-cover", "-ldflags", "-X main.version=e2e-test", "-o", lmtpdBin, "../cmd/lmtpd")
+	build := exec.Command(goTool(), "build", "-cover", "-ldflags", "-X main.version=e2e-test", "-o", lmtpdBin, "../cmd/lmtpd")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building lmtpd:", err)
@@ -1316,4 +1310,13 @@ any_user = true
 	if _, err := login("bob", "bob-pw"); err != nil {
 		t.Errorf("bob after a failed reload: %v", err)
 	}
+}
+
+// goTool returns the go command: $GOROOT/bin/go when GOROOT is set, else
+// go from PATH (runtime.GOROOT is deprecated).
+func goTool() string {
+	if root := os.Getenv("GOROOT"); root != "" {
+		return filepath.Join(root, "bin", "go")
+	}
+	return "go"
 }

@@ -8,7 +8,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,10 +124,9 @@ func (s systemState) restore(t *testing.T) {
 func TestPackage(t *testing.T) {
 	needPackageTools(t)
 	out := tempDir(t)
-	gotool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	build := exec.Command("bash", "scripts/package.sh", "-o", out)
 	build.Dir = ".."
-	build.Env = append(os.Environ(), "GO="+gotool)
+	build.Env = append(os.Environ(), "GO="+goTool())
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/package.sh: %v\n%s", err, b)
 	}
