@@ -32,10 +32,14 @@ func tableKeys(t reflect.Type) []string {
 }
 
 // closestKeys returns the keys of candidates within a small edit distance
-// of key (a third of its length, at least 1 and at most 3), the closest
-// first; none if key is far from all of them.
+// of key (a third of its length, at most 3: none for keys of one or two
+// letters, which are close to everything short), the closest first; none
+// if key is far from all of them.
 func closestKeys(key string, candidates []string) []string {
-	limit := min(max(len(key)/3, 1), 3)
+	limit := min(len(key)/3, 3)
+	if limit == 0 {
+		return nil
+	}
 	best := limit + 1
 	var out []string
 	for _, c := range candidates {
@@ -176,16 +180,15 @@ func fits(t reflect.Type, v any) bool {
 		_, ok := v.(map[string]any)
 		return ok
 	case reflect.Slice:
+		// Only arrays of tables against arrays of other values: a single
+		// element of the wrong type is reported at its index.
+		tables := t.Elem().Kind() == reflect.Struct && !isValueType(t.Elem())
 		switch a := v.(type) {
 		case []map[string]any:
-			return fits(t.Elem(), map[string]any{})
+			return tables
 		case []any:
-			for _, item := range a {
-				if !fits(t.Elem(), item) {
-					return false
-				}
-			}
-			return true
+			allTables := len(a) > 0 && !slices.ContainsFunc(a, func(x any) bool { _, ok := x.(map[string]any); return !ok })
+			return len(a) == 0 || tables == allTables
 		}
 		return false
 	case reflect.String:

@@ -38,6 +38,7 @@ type config struct {
 	locs      map[string]*locator    // per file, for errors found after decoding
 	logLevel  zerolog.Level          // parsed Log.Level
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
+	warnings  configErrors           // problems of a valid configuration (checkMTAReach)
 }
 
 // logConfig is [log].
@@ -62,6 +63,14 @@ type serverConfig struct {
 	// AuthQueueTimeout is how long AUTH waits for a verification slot
 	// before 454 4.7.0. Default 10s; 0: no waiting.
 	AuthQueueTimeout duration `toml:"auth_queue_timeout"`
+	// User is the account lmtpd runs as (systemd's User=), for the checks
+	// of check-config run by another account (root); lmtpd does not
+	// change its user. "" (the default): the account running it.
+	User string `toml:"user"`
+	// MTAUser is the account of the MTA that connects to the unix
+	// sockets; lmtpd warns when it could not. Default "": postfix, if
+	// such a user exists.
+	MTAUser string `toml:"mta_user"`
 }
 
 // listenerConfig is one [[listener]]: the address, TLS and AUTH modes,

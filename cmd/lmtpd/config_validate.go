@@ -56,6 +56,11 @@ func (c *config) validate(ec *errorCollector) {
 	if c.Server.MaxAuthVerifications < 0 {
 		ec.addf("server.max_auth_verifications", "must not be negative (0 means the number of cores)")
 	}
+	if c.Server.User != "" {
+		if _, err := lookupAccount(c.Server.User); err != nil {
+			ec.add("server.user", err)
+		}
+	}
 	c.validateListeners(ec)
 	if c.Metrics.Address != "" {
 		if err := checkTCPAddress(c.Metrics.Address); err != nil {
@@ -63,6 +68,7 @@ func (c *config) validate(ec *errorCollector) {
 		}
 	}
 	c.validateDelivery(ec)
+	c.checkMTAReach(ec)
 }
 
 // checkTCPAddress checks host:port syntax and that the port is a number

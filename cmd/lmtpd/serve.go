@@ -442,4 +442,7 @@ func (d *daemon) logWarnings(cfg *config) {
 	for _, w := range cfg.dcfg.Warnings() {
 		d.log.Warn().Str("config", cfg.file).Msg(w)
 	}
+	for _, w := range cfg.warnings {
+		d.log.Warn().Str("file", w.File).Int("line", w.Line).Str("key", w.Key).Err(w.Err).Msg(warningText(w))
+	}
 }
