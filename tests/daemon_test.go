@@ -1302,7 +1302,7 @@ any_user = true
 	selfSigned(t, dir, "second.example.test")
 	n := p.nlines()
 	p.signal(syscall.SIGHUP)
-	p.waitLog(n, "configuration reloaded", `"users":2`)
+	p.waitLog(n, "configuration reloaded", `"auth_users":2`)
 	if cn, err := login("bob", "bob-pw"); err != nil || cn != "second.example.test" {
 		t.Errorf("bob after SIGHUP: %v, certificate %s", err, cn)
 	}

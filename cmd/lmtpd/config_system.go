@@ -237,6 +237,14 @@ func (c *config) checkStartup(ec *errorCollector) {
 			}
 		}
 	}
+	if c.Log.Output == "syslog" {
+		if w, err := dialSyslog(c.Log); err != nil {
+			e := c.syslogError(err)
+			ec.add(e.Key, e.Err)
+		} else {
+			w.Close()
+		}
+	}
 	if run.self {
 		return // loadConfig checked the directories for this process already
 	}
@@ -380,4 +388,15 @@ func ancestors(dir string) []string {
 		out = append(out, cur)
 	}
 	return out
+}
+
+// syslogError is the start-up error of a syslog daemon lmtpd cannot
+// connect to, at the key that names its socket.
+func (c *config) syslogError(err error) *configError {
+	key := "log.output"
+	if c.Log.SyslogSocket != "" {
+		key = "log.syslog_socket"
+	}
+	return &configError{File: c.file, Line: c.locs[c.file].line(key), Key: key,
+		Err: &systemError{fmt.Errorf("cannot connect to the syslog daemon: %w", err)}}
 }

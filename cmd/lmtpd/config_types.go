@@ -47,6 +47,15 @@ type logConfig struct {
 	Level string `toml:"level"`
 	// Format is auto (console on a terminal, else JSON), json or console.
 	Format string `toml:"format"`
+	// Output is stderr (the default; systemd's journal takes it) or
+	// syslog.
+	Output string `toml:"output"`
+	// Facility is the syslog facility with output = "syslog". Default
+	// mail.
+	Facility string `toml:"facility"`
+	// SyslogSocket is the syslog daemon's socket with output = "syslog".
+	// Default "": the system's (/dev/log, as Go's log/syslog finds it).
+	SyslogSocket string `toml:"syslog_socket"`
 }
 
 // serverConfig is [server].
@@ -284,7 +293,7 @@ type metricsConfig struct {
 func defaultConfig() *config {
 	d := delivery.DefaultConfig()
 	return &config{
-		Log:       logConfig{Level: "info", Format: "auto"},
+		Log:       logConfig{Level: "info", Format: "auto", Output: "stderr", Facility: "mail"},
 		Server:    serverConfig{ShutdownGrace: duration(30 * time.Second), AuthQueueTimeout: duration(protocol.DefaultAuthQueueTimeout)},
 		Listeners: []listenerConfig{},
 		Auth:      authConfig{Users: []authUserConfig{}},

@@ -37,7 +37,12 @@ func cmdServe(args []string, stderr *os.File) int {
 		printConfigError(stderr, err)
 		return exConfig
 	}
-	log, out := newLogger(cfg.Log.Format, cfg.logLevel, stderr, isTerminal(stderr))
+	log, out, err := openLog(cfg.Log, cfg.logLevel, stderr)
+	if err != nil {
+		printConfigError(stderr, cfg.syslogError(err))
+		return exConfig
+	}
+	defer out.close()
 	d := &daemon{configFile: *file, cfg: cfg, log: log, out: out, notify: newNotifier()}
 	return d.run()
 }
@@ -185,7 +190,7 @@ func (d *daemon) run() int {
 				d.reload()
 				continue
 			}
-			d.log.Info().Str("signal", s.String()).Stringer("grace", time.Duration(d.cfg.Server.ShutdownGrace)).Msg("shutting down: no new connections, transactions in flight may finish")
+			d.log.Info().Str("signal", s.String()).Dur("grace_ms", time.Duration(d.cfg.Server.ShutdownGrace)).Msg("shutting down: no new connections, transactions in flight may finish")
 			return d.shutdown(sigs, exOK)
 		case err := <-d.serveErr:
 			d.log.Error().Err(err).Msg("a listener failed; shutting down")
@@ -362,7 +367,7 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 			// maildir's tmp/ at most (a message reaches new/ only whole,
 			// fsynced, by a link), and the MTA, never answered, retries.
 			d.abandoned = true
-			d.log.Error().Stringer("grace", grace).Stringer("unwind", unwindTimeout).
+			d.log.Error().Dur("grace_ms", grace).Dur("unwind_ms", unwindTimeout).
 				Msg("connections still busy after the grace period although closed and cancelled: exiting without them")
 			d.stopBg()
 			return exFailure
