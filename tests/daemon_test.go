@@ -412,7 +412,7 @@ func TestBadConfigs(t *testing.T) {
 		{"syntax.toml", "check-config", []string{"@FILE@:4: listener: unexpected '=': key name appears blank"}},
 		{"unknown_key.toml", "check-config", []string{
 			"@FILE@:9: listener[0].colour: unknown key",
-			"@FILE@:17: domain[0].nmae: unknown key",
+			"@FILE@:17: domain[0].nmae: unknown key; did you mean name?",
 		}},
 		{"wrong_type.toml", "check-config", []string{
 			"@FILE@:9: listener[1].max_recipients: expected an integer, found a string",

@@ -58,6 +58,7 @@ func (d *daemon) reload() {
 		return
 	}
 	d.logWarnings(cfg)
+	d.logAccessWarnings(cfg)
 	// loadConfig checked every user with the store's own checks, so this
 	// does not fail short of running out of memory.
 	if err := d.store.Replace(cfg.users); err != nil {

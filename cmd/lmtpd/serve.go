@@ -179,6 +179,7 @@ func (d *daemon) run() int {
 		d.metrics.setUp(true)
 	}
 	d.logStart()
+	d.logAccessWarnings(cfg)
 	if err := d.notify.notify("READY=1\nSTATUS=serving"); err != nil {
 		d.log.Warn().Err(err).Msg("cannot notify systemd")
 	}
@@ -447,6 +448,11 @@ func (d *daemon) logWarnings(cfg *config) {
 	for _, w := range cfg.dcfg.Warnings() {
 		d.log.Warn().Str("config", cfg.file).Msg(w)
 	}
+}
+
+// logAccessWarnings logs the configuration's warnings about this system
+// (a socket the MTA could not connect to), after the start-up line.
+func (d *daemon) logAccessWarnings(cfg *config) {
 	for _, w := range cfg.warnings {
 		d.log.Warn().Str("file", w.File).Int("line", w.Line).Str("key", w.Key).Err(w.Err).Msg(warningText(w))
 	}
