@@ -400,3 +400,17 @@ func (c *config) syslogError(err error) *configError {
 	return &configError{File: c.file, Line: c.locs[c.file].line(key), Key: key,
 		Err: &systemError{fmt.Errorf("cannot connect to the syslog daemon: %w", err)}}
 }
+
+// runUserMismatch describes a daemon running as another account than
+// [server] user, whose checks were then made for the wrong one; "" if
+// it runs as that user or none is configured.
+func (c *config) runUserMismatch() string {
+	if c.Server.User == "" {
+		return ""
+	}
+	a, err := lookupAccount(c.Server.User)
+	if err != nil || a.uid == os.Geteuid() {
+		return ""
+	}
+	return fmt.Sprintf("lmtpd runs as uid %d, not as %s that server.user names: the configuration's checks were made for that user; set User= in the systemd unit (or fix server.user)", os.Geteuid(), a)
+}

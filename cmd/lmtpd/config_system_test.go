@@ -249,3 +249,24 @@ func TestMTAReach(t *testing.T) {
 		})
 	}
 }
+
+// TestRunUserMismatch: serve warns when it runs as another account than
+// [server] user names.
+func TestRunUserMismatch(t *testing.T) {
+	nobody := nobodyAccount(t)
+	c := &config{}
+	if m := c.runUserMismatch(); m != "" {
+		t.Errorf("no user configured: %q", m)
+	}
+	c.Server.User = "nobody"
+	want := "lmtpd runs as uid " + strconv.Itoa(os.Geteuid()) + ", not as " + nobody.String() + " that server.user names"
+	if m := c.runUserMismatch(); !strings.HasPrefix(m, want) {
+		t.Errorf("got %q, want %q...", m, want)
+	}
+	if me, err := lookupAccount(strconv.Itoa(os.Geteuid())); err == nil {
+		c.Server.User = strings.TrimPrefix(me.name, "user ")
+		if m := c.runUserMismatch(); m != "" {
+			t.Errorf("running as server.user: %q", m)
+		}
+	}
+}

@@ -453,6 +453,9 @@ func (d *daemon) logWarnings(cfg *config) {
 // logAccessWarnings logs the configuration's warnings about this system
 // (a socket the MTA could not connect to), after the start-up line.
 func (d *daemon) logAccessWarnings(cfg *config) {
+	if m := cfg.runUserMismatch(); m != "" {
+		d.log.Warn().Str("key", "server.user").Msg(m)
+	}
 	for _, w := range cfg.warnings {
 		d.log.Warn().Str("file", w.File).Int("line", w.Line).Str("key", w.Key).Err(w.Err).Msg(warningText(w))
 	}
