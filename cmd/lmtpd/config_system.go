@@ -300,11 +300,12 @@ func (c *config) checkMTAReach(ec *errorCollector) {
 	if err != nil {
 		return // reported by checkStartup
 	}
+	activated := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		path, ok := l.isUnix()
-		if !ok || path == "" {
-			continue
+		if !ok || path == "" || slices.Contains(activated, l.Name) {
+			continue // systemd's SocketMode= and SocketGroup= decide for a passed socket
 		}
 		key := joinKey(indexKey("listener", i), "address")
 		if why := socketUnreachable(path, l, run, mta); why != "" {
@@ -331,6 +332,9 @@ func socketUnreachable(path string, l *listenerConfig, run, mta account) string 
 	uid, gid := run.uid, -1
 	if len(run.gids) > 0 {
 		gid = run.gids[0]
+	}
+	if fi, err := os.Stat(filepath.Dir(path)); err == nil && fi.Mode()&os.ModeSetgid != 0 {
+		_, gid = fileOwner(fi) // a new file takes a setgid directory's group
 	}
 	if l.SocketOwner != "" {
 		if n, err := lookupUID(l.SocketOwner); err == nil {

@@ -212,6 +212,10 @@ func TestMTAReach(t *testing.T) {
 	base := openTempDir(t)
 	mkdirMode(t, filepath.Join(base, "closed"), 0o750, 0)
 	mkdirMode(t, filepath.Join(base, "open"), 0o755, 0)
+	mkdirMode(t, filepath.Join(base, "sgid"), 0o755|os.ModeSetgid, 0)
+	if err := os.Chown(filepath.Join(base, "sgid"), 0, nobody.gids[0]); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name, listener, want string // want: the warning, "" for none
 	}{
@@ -223,6 +227,7 @@ func TestMTAReach(t *testing.T) {
 		{"owner", `address = "unix:open/lmtp.sock"` + "\nsocket_owner = \"nobody\"\nsocket_mode = \"0600\"", ""},
 		{"group without write", `address = "unix:open/lmtp.sock"` + "\nsocket_group = \"nogroup\"\nsocket_mode = \"0640\"",
 			"the socket will have mode 0640 and group nogroup, and user nobody is in its group; set socket_group to a group of user nobody (socket_group = \"nogroup\", with lmtpd in that group) or socket_mode"},
+		{"setgid directory of the MTA's group", `address = "unix:sgid/lmtp.sock"`, ""},
 		{"missing directories are made 0755", `address = "unix:open/a/b/lmtp.sock"` + "\nsocket_mode = \"0666\"", ""},
 		{"tcp", `address = "127.0.0.1:2424"`, ""},
 	}
