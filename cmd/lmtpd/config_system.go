@@ -221,10 +221,19 @@ func (c *config) checkStartup(ec *errorCollector) {
 			continue
 		}
 		key := func(k string) string { return joinKey(indexKey("listener", i), k) }
-		if err := checkDirFor(filepath.Dir(path), run); err != nil {
-			ec.add(key("address"), &systemError{fmt.Errorf("cannot create the socket: %w", err)})
-		} else if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != os.ModeSocket {
+		fi, err := os.Lstat(path)
+		switch {
+		case err == nil && fi.Mode().Type() == os.ModeSocket:
+			// A socket is there: one systemd made for this listener
+			// (ExecStartPre= does not always see LISTEN_FDNAMES), or one
+			// a running or crashed lmtpd left, which serve tells apart
+			// itself. The directory need not be writable for the first.
+		case err == nil:
 			ec.add(key("address"), &systemError{fmt.Errorf("%s exists and is not a socket", path)})
+		default:
+			if err := checkDirFor(filepath.Dir(path), run); err != nil {
+				ec.add(key("address"), &systemError{fmt.Errorf("cannot create the socket: %w", err)})
+			}
 		}
 		if l.SocketOwner != "" && run.uid != 0 {
 			if uid, err := lookupUID(l.SocketOwner); err == nil && uid != run.uid {

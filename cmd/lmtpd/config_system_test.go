@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -175,7 +176,7 @@ any_user = true
 
 	// The same service with its directories and group right: valid, and
 	// the MTA (nobody too) can connect.
-	write(`[server]
+	text2 := `[server]
 user = "nobody"
 mta_user = "nobody"
 
@@ -189,7 +190,8 @@ root = "vmail/root"
 [[domain]]
 name = "example.test"
 any_user = true
-`)
+`
+	write(text2)
 	if st, out := check(); st != exOK || out != "" {
 		t.Errorf("exit %d, stderr %q; want 0 and nothing", st, out)
 	}
@@ -199,6 +201,21 @@ any_user = true
 	}
 	if st, out := check(); st != exConfig || !strings.Contains(out, ":6: listener[0].address: "+filepath.Join(base, "sock", "lmtp.sock")+" exists and is not a socket") {
 		t.Errorf("exit %d, stderr %q; want 78 and the file in the way", st, out)
+	}
+	// A socket that exists (systemd's, for socket activation) in a
+	// directory the service cannot write is not an error.
+	if err := os.Remove(filepath.Join(base, "sock", "lmtp.sock")); err != nil {
+		t.Fatal(err)
+	}
+	mkdirMode(t, filepath.Join(base, "sock", "systemd"), 0o755, 0)
+	ln, err := net.Listen("unix", filepath.Join(base, "sock", "systemd", "lmtp.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	write(strings.Replace(text2, "unix:sock/lmtp.sock", "unix:sock/systemd/lmtp.sock", 1))
+	if st, out := check(); st != exOK || out != "" {
+		t.Errorf("existing socket: exit %d, stderr %q; want 0 and nothing", st, out)
 	}
 }
 
