@@ -548,7 +548,11 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	case pe != nil && !pe.Temporary():
 		ev, outcome = l.Info().Err(err), "bounced"
 	default:
-		ev, outcome = l.Info().Err(err), "deferred"
+		lvl, fix := deferralLevel(err)
+		ev, outcome = l.WithLevel(lvl).Err(err), "deferred"
+		if fix != "" {
+			ev = ev.AnErr("cause", replyCause(err)).Str("fix", fix)
+		}
 	}
 	if err == nil {
 		ev = ev.Str("status", "250 2.0.0")
@@ -584,8 +588,8 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 		Str("from", d.t.from.String()).
 		Str("to", d.msg.Recipients[i].Address.String()).
 		Int64("size", int64(len(d.m.rp)+len(d.m.base))+d.sp.Size()).
-		Dur("duration", time.Since(d.start)).
-		Dur("delivery_time", elapsed).
+		Dur("duration_ms", time.Since(d.start)).
+		Dur("delivery_time_ms", elapsed).
 		Strs("backend", backends)
 	for _, f := range where {
 		ev = ev.Strs(f.key, f.vals)

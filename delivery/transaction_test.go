@@ -136,7 +136,7 @@ func TestDataEndToEnd(t *testing.T) {
 	if len(lines) != 5 {
 		t.Fatalf("%d info lines, want 5:\n%s", len(lines), logs.String())
 	}
-	for _, k := range []string{"msgid", "from", "to", "size", "status", "duration", "backend", "file"} {
+	for _, k := range []string{"msgid", "from", "to", "size", "status", "duration_ms", "delivery_time_ms", "backend", "file"} {
 		if _, ok := lines[0][k]; !ok {
 			t.Errorf("log line lacks %q: %v", k, lines[0])
 		}

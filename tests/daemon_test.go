@@ -406,7 +406,7 @@ func TestBadConfigs(t *testing.T) {
 		{"syntax.toml", "check-config", []string{"@FILE@:4: listener: unexpected '=': key name appears blank"}},
 		{"unknown_key.toml", "check-config", []string{
 			"@FILE@:9: listener[0].colour: unknown key",
-			"@FILE@:17: domain[0].nmae: unknown key",
+			"@FILE@:17: domain[0].nmae: unknown key; did you mean name?",
 		}},
 		{"wrong_type.toml", "check-config", []string{
 			"@FILE@:9: listener[1].max_recipients: expected an integer, found a string",
@@ -1296,7 +1296,7 @@ any_user = true
 	selfSigned(t, dir, "second.example.test")
 	n := p.nlines()
 	p.signal(syscall.SIGHUP)
-	p.waitLog(n, "configuration reloaded", `"users":2`)
+	p.waitLog(n, "configuration reloaded", `"auth_users":2`)
 	if cn, err := login("bob", "bob-pw"); err != nil || cn != "second.example.test" {
 		t.Errorf("bob after SIGHUP: %v, certificate %s", err, cn)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given.\nWarnings (a valid configuration that breaks a rule, such as a postmaster that\nroutes nowhere) go to standard error. Exit status 0 if it is valid, 78\n(EX_CONFIG) with one line per problem if not. Whether a listener's address\nis free is found out only by serve, which then exits 78 too."
+const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given.\nWarnings (a valid configuration that breaks a rule, such as a postmaster that\nroutes nowhere) go to standard error. It also checks what start-up would fail on, for the\naccount lmtpd runs as ([server] user, else the one running check-config): each\nunix socket's directory reachable (every directory above it searchable) and\nwritable, socket_owner and socket_group ones it may give, the maildir root and\nspool directory writable; and it warns when [server] mta_user (default postfix)\ncould not connect to a socket. Exit status 0 if it is valid, 78 (EX_CONFIG)\nwith one line per problem if not. Whether a listener's address is free is\nfound out only by serve, which then exits 78 too."
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", checkConfigUsage, stderr)
@@ -28,8 +28,17 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return exConfig
 	}
+	ec := &errorCollector{file: cfg.file, loc: cfg.locs[cfg.file]}
+	cfg.checkStartup(ec)
+	if err := ec.err(); err != nil {
+		printConfigError(stderr, err)
+		return exConfig
+	}
 	for _, w := range cfg.plan.Warnings() {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.file, w)
+	}
+	for _, w := range cfg.warnings {
+		fmt.Fprintln(stderr, warningText(w))
 	}
 	if *quiet {
 		return exOK
@@ -80,4 +89,11 @@ func (c *config) effective() ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// warningText formats a warning at a key as file:line: key: warning: text.
+func warningText(w *configError) string {
+	e := *w
+	e.Err = fmt.Errorf("warning: %w", w.Err)
+	return e.Error()
 }

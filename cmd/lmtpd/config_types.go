@@ -40,6 +40,7 @@ type config struct {
 	locs      map[string]*locator    // per file, for errors found after decoding
 	logLevel  zerolog.Level          // parsed Log.Level
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
+	warnings  configErrors           // problems of a valid configuration (checkMTAReach)
 }
 
 // logConfig is [log].
@@ -48,6 +49,15 @@ type logConfig struct {
 	Level string `toml:"level"`
 	// Format is auto (console on a terminal, else JSON), json or console.
 	Format string `toml:"format"`
+	// Output is stderr (the default; systemd's journal takes it) or
+	// syslog.
+	Output string `toml:"output"`
+	// Facility is the syslog facility with output = "syslog". Default
+	// mail.
+	Facility string `toml:"facility"`
+	// SyslogSocket is the syslog daemon's socket with output = "syslog".
+	// Default "": the system's (/dev/log, as Go's log/syslog finds it).
+	SyslogSocket string `toml:"syslog_socket"`
 }
 
 // serverConfig is [server].
@@ -64,6 +74,14 @@ type serverConfig struct {
 	// AuthQueueTimeout is how long AUTH waits for a verification slot
 	// before 454 4.7.0. Default 10s; 0: no waiting.
 	AuthQueueTimeout duration `toml:"auth_queue_timeout"`
+	// User is the account lmtpd runs as (systemd's User=), for the checks
+	// of check-config run by another account (root); lmtpd does not
+	// change its user. "" (the default): the account running it.
+	User string `toml:"user"`
+	// MTAUser is the account of the MTA that connects to the unix
+	// sockets; lmtpd warns when it could not. Default "": postfix, if
+	// such a user exists.
+	MTAUser string `toml:"mta_user"`
 }
 
 // listenerConfig is one [[listener]]: the address, TLS and AUTH modes,
@@ -277,7 +295,7 @@ type metricsConfig struct {
 func defaultConfig() *config {
 	d := delivery.DefaultConfig()
 	return &config{
-		Log:       logConfig{Level: "info", Format: "auto"},
+		Log:       logConfig{Level: "info", Format: "auto", Output: "stderr", Facility: "mail"},
 		Server:    serverConfig{ShutdownGrace: duration(30 * time.Second), AuthQueueTimeout: duration(protocol.DefaultAuthQueueTimeout)},
 		Listeners: []listenerConfig{},
 		Auth:      authConfig{Users: []authUserConfig{}},

@@ -47,11 +47,17 @@ func (c *config) validate(ec *errorCollector) {
 		c.logLevel, _ = zerolog.ParseLevel(c.Log.Level)
 	}
 	oneOf(ec, "log.format", c.Log.Format, logFormats)
+	c.validateLogOutput(ec)
 	if c.Server.Hostname != "" && strings.ContainsAny(c.Server.Hostname, " \t\r\n()[];") {
 		ec.addf("server.hostname", "%q is not a host name", c.Server.Hostname)
 	}
 	if c.Server.MaxAuthVerifications < 0 {
 		ec.addf("server.max_auth_verifications", "must not be negative (0 means the number of cores)")
+	}
+	if c.Server.User != "" {
+		if _, err := lookupAccount(c.Server.User); err != nil {
+			ec.add("server.user", err)
+		}
 	}
 	c.validateListeners(ec)
 	if c.Metrics.Address != "" {
@@ -60,6 +66,7 @@ func (c *config) validate(ec *errorCollector) {
 		}
 	}
 	c.validateDelivery(ec)
+	c.checkMTAReach(ec)
 }
 
 // checkTCPAddress checks host:port syntax and that the port is a number
@@ -121,4 +128,30 @@ func checkWritableDir(dir string) error {
 		return fmt.Errorf("%s is not writable by this process (uid %d)", dir, os.Geteuid())
 	}
 	return nil
+}
+
+var logOutputs = []string{"stderr", "syslog"}
+
+// validateLogOutput checks [log] output and the syslog keys.
+func (c *config) validateLogOutput(ec *errorCollector) {
+	oneOf(ec, "log.output", c.Log.Output, logOutputs)
+	if _, ok := syslogFacilities[c.Log.Facility]; !ok {
+		names := make([]string, 0, len(syslogFacilities))
+		for n := range syslogFacilities {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		if near := closestKeys(c.Log.Facility, names); len(near) > 0 {
+			ec.addf("log.facility", "%q is not a syslog facility; did you mean %s?", c.Log.Facility, strings.Join(near, " or "))
+		} else {
+			ec.addf("log.facility", "%q is not a syslog facility (%s)", c.Log.Facility, strings.Join(names, ", "))
+		}
+	}
+	if c.Log.SyslogSocket != "" {
+		if c.Log.Output != "syslog" {
+			ec.add("log.syslog_socket", errors.New(`applies only to output = "syslog"`))
+		} else if !filepath.IsAbs(c.Log.SyslogSocket) {
+			ec.addf("log.syslog_socket", "%q is not an absolute path", c.Log.SyslogSocket)
+		}
+	}
 }

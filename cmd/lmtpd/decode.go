@@ -45,7 +45,7 @@ func decodeStrict(file, text string, dst any) error {
 			if st := pe.Position.Start; st >= 0 && st <= len(text) {
 				line = 1 + strings.Count(text[:st], "\n")
 			}
-			return configErrors{{File: file, Line: line, Key: pe.LastKey, Err: errors.New(pe.Message)}}
+			return configErrors{{File: file, Line: line, Key: pe.LastKey, Err: errors.New(pe.Message + leadingZeroHint(pe))}}
 		}
 		return configErrors{{File: file, Err: err}}
 	}
@@ -123,7 +123,11 @@ func decodeValue(c *errorCollector, path string, v any, rv reflect.Value) {
 		for _, k := range keys {
 			i := fieldByKey(rv.Type(), k)
 			if i < 0 {
-				c.add(joinKey(path, k), errors.New("unknown key"))
+				c.add(joinKey(path, k), unknownKey(rv.Type(), path, k))
+				continue
+			}
+			if err := formMismatch(rv.Type(), i, path, m[k]); err != nil {
+				c.add(joinKey(path, k), err)
 				continue
 			}
 			decodeValue(c, joinKey(path, k), m[k], rv.Field(i))
@@ -138,7 +142,11 @@ func decodeValue(c *errorCollector, path string, v any, rv reflect.Value) {
 				items = append(items, m)
 			}
 		default:
-			wrongType("an array")
+			if rv.Type().Elem().Kind() == reflect.String {
+				wrongType(`an array of strings such as ["...", "..."]`)
+			} else {
+				wrongType("an array")
+			}
 			return
 		}
 		s := reflect.MakeSlice(rv.Type(), len(items), len(items))

@@ -59,6 +59,7 @@ func (d *daemon) reload() {
 		return
 	}
 	d.logWarnings(cfg)
+	d.logAccessWarnings(cfg)
 	// loadConfig built and checked a store of the new users: swap them in.
 	if cfg.store != nil {
 		d.store.ReplaceWith(cfg.store)
@@ -87,6 +88,10 @@ func (d *daemon) reload() {
 	if old.Log.Format != cfg.Log.Format {
 		restart("log.format")
 	}
+	if old.Log.Output != cfg.Log.Output || old.Log.Facility != cfg.Log.Facility || old.Log.SyslogSocket != cfg.Log.SyslogSocket {
+		restart("log.output, log.facility, log.syslog_socket")
+	}
+	cfg.Log.Output, cfg.Log.Facility, cfg.Log.SyslogSocket = old.Log.Output, old.Log.Facility, old.Log.SyslogSocket
 	if (old.TLS.CertFile == "") != (cfg.TLS.CertFile == "") {
 		restart("tls")
 	}
@@ -98,5 +103,17 @@ func (d *daemon) reload() {
 	// use; keep those parts so that the next reload compares against them.
 	cfg.Listeners, cfg.Server.Hostname, cfg.Metrics, cfg.Log.Format, cfg.trusted = old.Listeners, old.Server.Hostname, old.Metrics, old.Log.Format, old.trusted
 	d.cfg = cfg
-	d.log.Info().Int("users", len(cfg.users)).Int("domains", len(cfg.Domains)).Msg("configuration reloaded")
+	d.log.Info().Int("auth_users", len(cfg.users)).Int("domains", len(cfg.Domains)).Int("mail_users", mailUsers(cfg)).
+		Msg("configuration reloaded")
+}
+
+// mailUsers counts the mail users the configuration lists by name over
+// its domains (users = [...] and [[domain.user]]); a domain with any_user
+// accepts others besides.
+func mailUsers(cfg *config) int {
+	n := 0
+	for _, dm := range cfg.Domains {
+		n += len(dm.Users) + len(dm.User)
+	}
+	return n
 }

@@ -37,7 +37,12 @@ func cmdServe(args []string, stderr *os.File) int {
 		printConfigError(stderr, err)
 		return exConfig
 	}
-	log, out := newLogger(cfg.Log.Format, cfg.logLevel, stderr, isTerminal(stderr))
+	log, out, err := openLog(cfg.Log, cfg.logLevel, stderr)
+	if err != nil {
+		printConfigError(stderr, cfg.syslogError(err))
+		return exConfig
+	}
+	defer out.close()
 	d := &daemon{configFile: *file, cfg: cfg, log: log, out: out, notify: newNotifier()}
 	return d.run()
 }
@@ -177,6 +182,7 @@ func (d *daemon) run() int {
 		d.metrics.setUp(true)
 	}
 	d.logStart()
+	d.logAccessWarnings(cfg)
 	if err := d.notify.notify("READY=1\nSTATUS=serving"); err != nil {
 		d.log.Warn().Err(err).Msg("cannot notify systemd")
 	}
@@ -188,7 +194,7 @@ func (d *daemon) run() int {
 				d.reload()
 				continue
 			}
-			d.log.Info().Str("signal", s.String()).Stringer("grace", time.Duration(d.cfg.Server.ShutdownGrace)).Msg("shutting down: no new connections, transactions in flight may finish")
+			d.log.Info().Str("signal", s.String()).Dur("grace_ms", time.Duration(d.cfg.Server.ShutdownGrace)).Msg("shutting down: no new connections, transactions in flight may finish")
 			return d.shutdown(sigs, exOK)
 		case err := <-d.serveErr:
 			d.log.Error().Err(err).Msg("a listener failed; shutting down")
@@ -366,7 +372,7 @@ func (d *daemon) shutdown(sigs <-chan os.Signal, status int) int {
 			// maildir's tmp/ at most (a message reaches new/ only whole,
 			// fsynced, by a link), and the MTA, never answered, retries.
 			d.abandoned = true
-			d.log.Error().Stringer("grace", grace).Stringer("unwind", unwindTimeout).
+			d.log.Error().Dur("grace_ms", grace).Dur("unwind_ms", unwindTimeout).
 				Msg("connections still busy after the grace period although closed and cancelled: exiting without them")
 			d.stopBg()
 			return exFailure
@@ -453,3 +459,14 @@ func (d *daemon) logWarnings(cfg *config) {
 // itself (with the backend and the file it stored), so the hook adds
 // nothing, and its presence moves the server's own line to debug level.
 func routerLogsOutcomes(context.Context, *protocol.Outcome) {}
+
+// logAccessWarnings logs the configuration's warnings about this system
+// (a socket the MTA could not connect to), after the start-up line.
+func (d *daemon) logAccessWarnings(cfg *config) {
+	if m := cfg.runUserMismatch(); m != "" {
+		d.log.Warn().Str("key", "server.user").Msg(m)
+	}
+	for _, w := range cfg.warnings {
+		d.log.Warn().Str("file", w.File).Int("line", w.Line).Str("key", w.Key).Err(w.Err).Msg(warningText(w))
+	}
+}
