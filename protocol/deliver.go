@@ -251,6 +251,7 @@ func (d *delivery) run(r io.Reader) {
 		return
 	}
 	d.msg.hdr.raw = raw
+	d.msg.hdr.top = len(received)
 	d.msg.Body = body
 
 	d.mu.Lock()
