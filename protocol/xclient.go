@@ -540,5 +540,9 @@ func isOwnReceived(field []byte) bool {
 		return false
 	}
 	by := bytes.LastIndex(field[:i], []byte("by "))
-	return by > 0 && (field[by-1] == '\t' || field[by-1] == ' ') && bytes.IndexAny(field[by+3:i], " \t\r\n") < 0
+	if by <= 0 || field[by-1] != '\t' && field[by-1] != ' ' {
+		return false
+	}
+	host := field[by+3 : i]
+	return len(host) > 0 && bytes.IndexAny(host, " \t\r\n") < 0
 }
