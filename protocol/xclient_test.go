@@ -331,3 +331,44 @@ func TestIsOwnReceived(t *testing.T) {
 		}
 	}
 }
+
+// TestXClientPerIPLimit: the connection limit per address keeps counting
+// the socket's peer after XCLIENT names another client, and releases the
+// peer's slot when the connection ends.
+func TestXClientPerIPLimit(t *testing.T) {
+	s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), MaxConnectionsPerIP: 1, limitLoopback: true,
+		TrustedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+	l := serveTCP(t, s)
+	nc1, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := newClient(t, nc1)
+	c1.expect("220")
+	c1.send("XCLIENT ADDR=192.0.2.7")
+	c1.expect("220")
+	nc2, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	c2 := newClient(t, nc2)
+	c2.expect("421 4.7.0")
+	c2.expectClosed()
+	c1.send("QUIT")
+	c1.expect("221")
+	c1.expectClosed()
+	nc1.Close()
+	var nc3 net.Conn
+	waitFor(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.perIP) == 0
+	})
+	nc3, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc3.Close()
+	newClient(t, nc3).expect("220 ")
+}
