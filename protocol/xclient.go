@@ -302,7 +302,9 @@ func (c *conn) cmdXClient(arg string) bool {
 		return c.countError()
 	}
 	c.applyXClient()
-	c.log.Info().
+	// Debug: every later line of the session names the client anyway,
+	// and a proxy may send XCLIENT before each transaction.
+	c.log.Debug().
 		Str("client_name", c.state.XClient.Name).
 		Str("client_helo", c.state.XClient.Helo).
 		Str("client_proto", c.state.XClient.Proto).
@@ -378,7 +380,8 @@ func (c *conn) clientIP() (ip netip.Addr, unknown bool) {
 
 // setSessionLogger gives the session's log lines the claimed client next
 // to the real peer: the session's base logger (session id, peer,
-// protocol) plus "client" (name[addr]:port as XCLIENT gave them). The
+// protocol) plus "client" (name[addr]:port as XCLIENT gave them), once
+// XCLIENT named the client at all (NAME, ADDR or PORT). The
 // connection's context, which backends receive and take the logger from,
 // is replaced: XCLIENT runs outside any transaction, so no backend call
 // holds the old one.
@@ -388,7 +391,7 @@ func (c *conn) setSessionLogger() {
 		c.logBase = &base
 	}
 	l := *c.logBase
-	if x := &c.state.XClient; !x.IsZero() {
+	if x := &c.state.XClient; x.Sent&(XClientName|XClientAddr|XClientPort) != 0 {
 		l = l.With().Str("client", x.String()).Logger()
 	}
 	c.log = l
