@@ -10,6 +10,8 @@ command -v swaks   >/dev/null 2>&1 || need+=(swaks)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # doveadm reads the maildirsize files lmtpd writes (quota/).
 command -v doveadm >/dev/null 2>&1 || need+=(dovecot-core)
+# Dovecot's LMTP proxy runs in front of lmtpd (XCLIENT interop).
+[ -x /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
 # swaks needs Net::SSLeay for --tls; --no-install-recommends leaves it out.
 perl -MNet::SSLeay -e 1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
 # Directory tests start private PostgreSQL, MariaDB and OpenLDAP servers.
