@@ -129,7 +129,7 @@ type XForward struct {
 func (x *XForward) IsZero() bool { return *x == XForward{} }
 
 // ConnState describes a connection. The server updates it as the session
-// progresses (HELO, STARTTLS, AUTH, XFORWARD); a backend receives a pointer
+// progresses (HELO, STARTTLS, AUTH, XFORWARD, XCLIENT); a backend receives a pointer
 // and may read it, but must not keep it past the connection.
 type ConnState struct {
 	// ID is the session id, unique per process run; it appears on every log
@@ -137,19 +137,33 @@ type ConnState struct {
 	ID string
 	// Protocol is the listener's dialect.
 	Protocol Protocol
-	// RemoteAddr and LocalAddr are the socket's addresses.
+	// RemoteAddr is the client's address: the socket's peer, or after
+	// XCLIENT the address and port the trusted proxy gave (nil when it
+	// said the address is [UNAVAILABLE]). LocalAddr is the socket's local
+	// address (a proxy's DESTADDR and DESTPORT are in XClient).
 	RemoteAddr, LocalAddr net.Addr
-	// Hostname is the argument of the last HELO, EHLO or LHLO.
+	// PeerAddr is the socket's remote address, which XCLIENT does not
+	// change: the proxy's after XCLIENT. The trust decision and the limits
+	// per client address (MaxConnectionsPerIP, MaxAuthFailuresPerIP) use
+	// the socket's peer.
+	PeerAddr net.Addr
+	// Hostname is the client's HELO name: the argument of the last HELO,
+	// EHLO or LHLO, or the HELO an XCLIENT gave, which the EHLO or LHLO
+	// after it (the proxy's own greeting) does not replace.
 	Hostname string
 	// ESMTP is true after EHLO or LHLO, false after HELO.
 	ESMTP bool
 	// TLS is the TLS state after STARTTLS or on an implicit-TLS listener;
 	// nil on a plain connection.
 	TLS *tls.ConnectionState
-	// AuthIdentity is the authenticated user after a successful AUTH.
+	// AuthIdentity is the authenticated user after a successful AUTH, or
+	// the LOGIN an XCLIENT gave.
 	AuthIdentity string
 	// XForward holds the XFORWARD attributes of the current transaction.
 	XForward XForward
+	// XClient holds the XCLIENT attributes of the session: who the client
+	// is, as a trusted proxy said; zero without XCLIENT.
+	XClient XClient
 }
 
 // Message is what a backend receives after DATA or the last BDAT.
@@ -185,6 +199,8 @@ type Message struct {
 // go-message form.
 type headerState struct {
 	raw    []byte // the header section, Received on top, blank line last
+	top    int    // length of the server's own Received field at the start of raw
+	own    []byte // the "(Software)" comment of the server's Received fields, for ProxyHop
 	once   sync.Once
 	header textproto.Header
 }

@@ -48,6 +48,9 @@ type conn struct {
 
 	state ConnState
 	log   zerolog.Logger
+	// logBase is the session's logger without the XCLIENT client, saved
+	// at the first XCLIENT (setSessionLogger).
+	logBase *zerolog.Logger
 
 	// ctx is cancelled when the connection ends, the client goes away
 	// during a delivery, or a delivery outlives its budget; it is what
@@ -119,6 +122,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		Protocol:   s.Protocol,
 		RemoteAddr: nc.RemoteAddr(),
 		LocalAddr:  nc.LocalAddr(),
+		PeerAddr:   nc.RemoteAddr(),
 	}
 	c.log = s.logger().With().
 		Str("session", c.state.ID).
@@ -309,7 +313,7 @@ func (c *conn) serve() {
 			return
 		}
 	}
-	c.writeReply(CodeReady, EnhancedCode{}, false, c.srv.hostname()+c.srv.greeting())
+	c.writeReply(CodeReady, EnhancedCode{}, false, c.greeting())
 
 	for !c.quit {
 		if !c.nextCommand() {
@@ -426,7 +430,7 @@ func splitCommand(line []byte) (verb, arg string) {
 }
 
 // knownVerbs lets upperVerb return a constant instead of allocating.
-var knownVerbs = []string{"MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "EHLO", "HELO", "LHLO", "VRFY", "HELP", "AUTH", "STARTTLS", "XFORWARD", "EXPN"}
+var knownVerbs = []string{"MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "EHLO", "HELO", "LHLO", "VRFY", "HELP", "AUTH", "STARTTLS", "XFORWARD", "XCLIENT", "EXPN"}
 
 func upperVerb(b []byte) string {
 	for _, v := range knownVerbs {
@@ -522,6 +526,8 @@ func (c *conn) dispatch(verb, arg string) bool {
 		return c.cmdAuth(arg)
 	case "XFORWARD":
 		return c.cmdXForward(arg)
+	case "XCLIENT":
+		return c.cmdXClient(arg)
 	default:
 		c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
 		return c.countError()
@@ -548,7 +554,9 @@ func (c *conn) cmdHello(verb, arg string) bool {
 	// RFC 5321 4.1.4: HELO/EHLO resets the transaction state.
 	c.endTransaction()
 	c.greeted = true
-	c.state.Hostname = arg
+	if !c.state.XClient.Has(XClientHelo) { // XCLIENT's HELO outlives the proxy's own greeting
+		c.state.Hostname = arg
+	}
 	c.state.ESMTP = verb != "HELO"
 	host := c.srv.hostname()
 	if verb == "HELO" {
@@ -578,7 +586,7 @@ func (c *conn) extensions(first string) []string {
 		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
 	}
 	if s.trusted(c) {
-		lines = append(lines, "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE")
+		lines = append(lines, "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE", xclientKeyword)
 	}
 	return lines
 }

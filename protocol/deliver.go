@@ -240,6 +240,8 @@ func (d *msgDelivery) run(r io.Reader) {
 		return
 	}
 	d.msg.hdr.raw = raw
+	d.msg.hdr.top = len(received)
+	d.msg.hdr.own = c.srv.ownMarker
 	d.msg.Body = body
 
 	d.mu.Lock()

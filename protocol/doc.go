@@ -19,7 +19,8 @@
 //     greeting and the EHLO/LHLO reply
 //   - RFC 3207 STARTTLS, RFC 4954 AUTH (mechanisms from an Authenticator)
 //   - RFC 3848 and RFC 6531 "with" keywords in the Received field
-//   - Postfix's XFORWARD from trusted peers; as a client (Client), also XCLIENT
+//   - Postfix's XFORWARD and XCLIENT from trusted peers, with Dovecot's
+//     XCLIENT TTL hop count; both also as a client (Client) (see "XCLIENT" and "Proxy loops" below)
 //
 // # Invariants callers rely on
 //
@@ -95,6 +96,77 @@
 //   - Each session logs through a zerolog child logger with the session id,
 //     peer and protocol; zerolog.Ctx(ctx) gives it to backends. Wire traces
 //     (trace level) never contain AUTH exchanges or message text.
+//
+// # XCLIENT
+//
+// XCLIENT (Postfix's XCLIENT_README) lets a trusted proxy, such as an
+// lmtpd front or Dovecot's LMTP proxy, say who the original client is:
+//
+//   - It is offered in the EHLO/LHLO reply, with its attribute list (NAME
+//     ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT TTL), and accepted,
+//     only from trusted peers: unix-socket clients and
+//     Server.TrustedNetworks, as XFORWARD. Others get 550 5.7.0, as from
+//     Postfix. Trust belongs to the socket's peer: an address XCLIENT
+//     claims neither gives nor takes it, so a proxy may send XCLIENT again
+//     before each transaction on a reused connection.
+//   - It is refused inside a transaction (503 5.5.1). Values are xtext;
+//     [UNAVAILABLE] (and [TEMPUNAVAIL] for NAME), in any case, mean
+//     unknown; ADDR and DESTADDR take IPv4, or IPv6 with the IPV6: prefix
+//     or without it (as Dovecot sends it); names and the HELO follow the
+//     rule for header text above. A command with one bad attribute gets
+//     501 5.5.4 and changes nothing.
+//   - Success answers 220 with a new greeting: the session is back at the
+//     greeting stage (no transaction, no HELO, no XFORWARD; TLS stays) and
+//     the client must send EHLO or LHLO again. Attributes accumulate over
+//     XCLIENT commands of a session; STARTTLS forgets them.
+//   - From then on the session acts for the claimed client: ConnState's
+//     RemoteAddr (ADDR, PORT), Hostname (HELO, which the proxy's own EHLO
+//     or LHLO after it does not replace; without HELO the next EHLO/LHLO
+//     is taken) and AuthIdentity (LOGIN, or none) hold the client's
+//     values, ConnState.XClient all attributes, and the Received field
+//     names the client (XFORWARD, which describes one transaction, still
+//     wins for that transaction). PROTO is recorded but the Received "with"
+//     keyword and the parameters allowed follow this hop's own greeting.
+//     Every later log line of the session carries "client"
+//     (name[addr]:port) next to "peer", the socket's peer.
+//   - Limits per client address (MaxConnectionsPerIP, MaxAuthFailuresPerIP)
+//     keep applying to the socket's peer (ConnState.PeerAddr): the proxy's
+//     connection is counted where it is, and a claimed address cannot
+//     spend another client's budget.
+//
+// # Proxy loops
+//
+// A recipient forwarded from one proxying server to another that forwards
+// it back would loop (Dovecot 2.3's LMTP proxy did, 100 connections in
+// 12.5 s). Two counters stop it within a few hops; ProxyHop applies both
+// and a forwarding target calls it before handing a recipient on
+// (ErrProxyLoop, 554 5.4.6, refuses that recipient only: local delivery
+// is not affected).
+//
+//   - A hop count carried on the connection: XCLIENT's TTL attribute, an
+//     extension of Postfix's grammar that Dovecot defined and uses between
+//     its proxies. A server that received TTL=n hands a message on with
+//     TTL=n-1; one that received none sends DefaultProxyTTL (5, Dovecot's
+//     default); one that received TTL=0 forwards nothing. Since Postfix's
+//     grammar has no TTL, a client sends it only to a server whose XCLIENT
+//     keyword lists it, as lmtpd's does. lmtpd and Dovecot fronts so
+//     count alike, in either order.
+//   - The message itself: each server writes a Received field with its
+//     Server.Software name as a comment after its "by" host ("(lmtpd)" in
+//     the daemon; with no Software this count is off), and the run of
+//     fields with this server's comment at the top
+//     of the header (not counting this server's own, and ending at the
+//     first Received field another MTA wrote, so lmtpd hops elsewhere on
+//     the message's path do not count) is the number of lmtpd servers it
+//     just passed. More than DefaultProxyTTL is a loop, and the TTL sent
+//     is never more than what remains. This works when the TTL cannot
+//     travel: a backend that is not told the front is trusted, one that
+//     does not offer XCLIENT, or a path through another MTA. A loop
+//     through another MTA's queue breaks the run and is left to
+//     Server.MaxReceivedHeaders (ErrTooManyHops).
+//
+// A proxy chain of fronts that all pass TTL and one of fronts that cannot
+// both refuse at the seventh server.
 //
 // # AUTH under load
 //

@@ -22,6 +22,9 @@ import (
 //	internal*  accepted, then a plain (non-*Error) error at delivery
 //	early*     status set before the body is read (as a pipe that exits 0 early)
 //	slow*      delivery waits for the context or 10 s
+//	forward*   handed on to a proxying server, as a forwarding target
+//	           would be: ProxyHop decides at RCPT and at delivery, and
+//	           the TTL it gives is recorded (fakeMessage.ProxyTTL)
 //
 // Senders whose local part is "badsender" are rejected with 553 5.7.1.
 type fakeBackend struct {
@@ -45,6 +48,9 @@ type fakeMessage struct {
 	Body   []byte
 	Err    error // read error seen
 	Conn   ConnState
+	// ProxyTTL is the TTL ProxyHop gave the last forward* recipient
+	// (-1: none, or it was refused).
+	ProxyTTL int
 }
 
 // Text returns the header as written plus the body.
@@ -61,7 +67,7 @@ func (b *fakeBackend) Mail(ctx context.Context, conn *ConnState, from Address, p
 	if from.LocalPart == "badsender" {
 		return nil, NewError(553, EnhancedCode{5, 7, 1}, "Sender not allowed")
 	}
-	t := &fakeTx{b: b, from: from}
+	t := &fakeTx{b: b, from: from, conn: conn}
 	if b.stage {
 		return &fakeStagingTx{t}, nil
 	}
@@ -76,6 +82,7 @@ func (b *fakeBackend) messages() []*fakeMessage {
 
 type fakeTx struct {
 	b      *fakeBackend
+	conn   *ConnState
 	from   Address
 	rcpts  []*Recipient
 	staged *fakeMessage
@@ -89,13 +96,17 @@ func (t *fakeTx) Rcpt(ctx context.Context, r *Recipient) error {
 		return NewError(550, EnhancedCode{5, 1, 1}, "No such user")
 	case strings.HasPrefix(lp, "rcpttemp"):
 		return NewError(451, EnhancedCode{4, 3, 0}, "Lookup failed")
+	case strings.HasPrefix(lp, "forward"):
+		if _, err := ProxyHop(t.conn, nil); err != nil {
+			return err
+		}
 	}
 	t.rcpts = append(t.rcpts, r)
 	return nil
 }
 
 func (t *fakeTx) receive(ctx context.Context, msg *Message) (*fakeMessage, error) {
-	m := &fakeMessage{ID: msg.ID, From: msg.From.String(), Params: *msg.Params, Header: msg.Header().Copy(), Conn: *msg.Conn}
+	m := &fakeMessage{ID: msg.ID, From: msg.From.String(), Params: *msg.Params, Header: msg.Header().Copy(), Conn: *msg.Conn, ProxyTTL: -1}
 	for _, r := range msg.Recipients {
 		m.Rcpts = append(m.Rcpts, r.Address.String())
 	}
@@ -141,6 +152,14 @@ func (t *fakeTx) Data(ctx context.Context, msg *Message, status StatusSetter) er
 			status.Set(i, NewError(554, EnhancedCode{5, 3, 0}, "Delivery failed"))
 		case strings.HasPrefix(lp, "internal"):
 			status.Set(i, errors.New("disk exploded at /secret/path"))
+		case strings.HasPrefix(lp, "forward"):
+			ttl, err := ProxyHop(msg.Conn, msg)
+			if err != nil {
+				status.Set(i, err)
+				m.ProxyTTL = -1
+			} else {
+				m.ProxyTTL = ttl
+			}
 		case strings.HasPrefix(lp, "slow"):
 			select {
 			case <-ctx.Done():

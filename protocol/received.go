@@ -18,7 +18,11 @@ import (
 func (c *conn) receivedField(m *Message) []byte {
 	b := c.rcvBuf[:0]
 	st := &c.state
-	helo, name, addr := st.Hostname, "", ""
+	// The client is the one XFORWARD (this transaction) or XCLIENT (the
+	// session) names, else the socket's peer; its HELO name is in
+	// Hostname after XCLIENT.
+	helo, name, addr := st.Hostname, st.XClient.Name, ""
+	ip, ipUnknown := c.clientIP()
 	if x := &st.XForward; !x.IsZero() {
 		if x.Helo != "" {
 			helo = x.Helo
@@ -30,6 +34,9 @@ func (c *conn) receivedField(m *Message) []byte {
 	// (isHeaderWord), and appendHeaderWord checks them again.
 	utf8OK := m.Params.SMTPUTF8
 	b = append(b, "Received: from "...)
+	if helo == "" {
+		helo = "unknown" // XCLIENT HELO=[UNAVAILABLE]
+	}
 	b = appendHeaderWord(b, helo, utf8OK)
 	b = append(b, " ("...)
 	if name != "" {
@@ -41,10 +48,12 @@ func (c *conn) receivedField(m *Message) []byte {
 		b = append(b, '[')
 		b = appendHeaderWord(b, addr, false)
 		b = append(b, ']')
-	case c.ip.IsValid():
+	case ip.IsValid():
 		b = append(b, '[')
-		b = c.ip.AppendTo(b)
+		b = ip.AppendTo(b)
 		b = append(b, ']')
+	case ipUnknown:
+		b = append(b, "unknown"...)
 	default:
 		b = append(b, "local"...)
 	}

@@ -239,8 +239,10 @@ type Server struct {
 	// RejectBareLineEndings.
 	BareLineEndings BareLineEndingPolicy
 
-	// TrustedNetworks may send XFORWARD. Connections over unix sockets are
-	// always trusted. Default: none.
+	// TrustedNetworks may send XFORWARD and XCLIENT, which are offered to
+	// them only. Connections over unix sockets are always trusted. Trust
+	// is decided by the socket's peer, never by an address XCLIENT
+	// claims. Default: none.
 	TrustedNetworks []netip.Prefix
 
 	// DisableReceived stops the server from prepending its Received field.
@@ -273,6 +275,7 @@ type Server struct {
 	connWG     sync.WaitGroup
 	nextID     atomic.Uint64
 	idPrefix   string
+	ownMarker  []byte // ownMarker(Software), for ProxyHop
 	initOnce   sync.Once
 	nop        zerolog.Logger
 	authFails  authBudget
@@ -289,6 +292,7 @@ func (s *Server) init() {
 		s.perIP = make(map[netip.Addr]int)
 		s.idPrefix = newIDPrefix()
 		s.nop = zerolog.Nop()
+		s.ownMarker = ownMarker(s.Software)
 	})
 }
 
@@ -599,7 +603,7 @@ func (s *Server) closeConns() {
 	}
 }
 
-// trusted reports whether the peer may send XFORWARD.
+// trusted reports whether the socket's peer may send XFORWARD and XCLIENT.
 func (s *Server) trusted(c *conn) bool {
 	if _, ok := c.nc.RemoteAddr().(*net.UnixAddr); ok {
 		return true

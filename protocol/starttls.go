@@ -45,6 +45,7 @@ func (c *conn) cmdStartTLS(arg string) bool {
 	c.state.ESMTP = false
 	c.state.AuthIdentity = ""
 	c.state.XForward = XForward{}
+	c.resetXClient()
 	return true
 }
 
