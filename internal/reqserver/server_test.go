@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,27 +60,12 @@ func (l *lineSession) ReadFailed(err error) {
 
 func (l *lineSession) Abort() { l.c.Write([]byte("ABORTED\n")) }
 
-// syncBuffer is a log sink for the race detector.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func toyConfig(t *testing.T, entered, gate chan struct{}) (Config, *syncBuffer) {
-	buf := &syncBuffer{}
-	log := zerolog.New(io.MultiWriter(buf, zerolog.NewTestWriter(t))).Level(zerolog.TraceLevel)
+// toyConfig logs to t.Log and to the returned buffer, one line at a time
+// (connections log concurrently). The tests read the buffer once Close or
+// Shutdown has returned, when every connection has logged its last line.
+func toyConfig(t *testing.T, entered, gate chan struct{}) (Config, *bytes.Buffer) {
+	buf := &bytes.Buffer{}
+	log := zerolog.New(zerolog.SyncWriter(io.MultiWriter(buf, zerolog.NewTestWriter(t)))).Level(zerolog.TraceLevel)
 	return Config{
 		Proto:          "toy",
 		Logger:         &log,
@@ -180,6 +164,7 @@ func TestMaxConnections(t *testing.T) {
 			t.Fatal("the closed connection is still counted")
 		}
 	}
+	s.Close()
 	if !strings.Contains(buf.String(), "too many connections") {
 		t.Error("the refused connection was not logged")
 	}
