@@ -31,10 +31,17 @@
 //     request, lets the requests being answered finish and ends their
 //     connections after the reply; when its context ends first it cancels
 //     the handler context and closes the rest. Close does that at once.
-//     Both return only after every connection goroutine has returned.
+//     Both return only after every connection goroutine has returned and
+//     logged its last line.
 //   - A panic in a Session is recovered: it is logged with its stack, the
-//     Session's Abort answers the request in flight, and the connection
-//     closes.
+//     Session's Abort answers the request in flight (if one was read), and
+//     the connection closes.
+//   - Config.Unusable (a protocol package without its handler) makes Serve
+//     and ServeConn refuse before anything is served.
+//
+// The Server keeps no settings: each call takes a Config, so that the
+// protocol package's exported fields, with their documented defaults,
+// stay the only configuration.
 //
 // # Goroutine safety
 //
