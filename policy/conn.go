@@ -1,149 +1,58 @@
 package policy
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
-	"net"
-	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/internal/reqserver"
 )
 
-// conn is one client connection, served by one goroutine.
+// conn is the policy side of one client connection: the lifecycle, the
+// reader and the logger are rc's.
 type conn struct {
 	s   *Server
-	nc  net.Conn
-	br  *bufio.Reader
+	rc  *reqserver.Conn
 	lim Limits
-	log zerolog.Logger
-
-	idle bool // waiting for the first byte of a request; guarded by s.mu
+	req *Request // read and not yet answered
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
-	lim := s.limits()
-	log := s.logger().With().
-		Str("session", s.newSessionID()).
-		Str("peer", peerName(nc)).
-		Str("proto", "policy").
-		Logger()
-	return &conn{s: s, nc: nc, br: bufio.NewReaderSize(nc, lim.MaxLineLength), lim: lim, log: log}
+// ReadRequest reads the next request; see reqserver.Session.
+func (c *conn) ReadRequest() error {
+	req, err := ReadRequest(c.rc.Reader(), c.lim)
+	c.req = req
+	return err
 }
 
-func peerName(nc net.Conn) string {
-	a := nc.RemoteAddr()
-	if a == nil {
-		return "unknown"
-	}
-	if s := a.String(); s != "" && s != "@" {
-		return s
-	}
-	return a.Network()
+// Answer asks the Handler and sends its action; see reqserver.Session.
+func (c *conn) Answer(n int) error {
+	return c.write(c.decide(c.req, n))
 }
 
-// setIdle marks the connection as waiting for a request, or reports false
-// when the server is shutting down and the connection should end.
-func (c *conn) setIdle() bool {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if c.s.inShutdown {
-		return false
-	}
-	c.idle = true
-	return true
+// Abort answers the request a panicking Handler left, as for any failure.
+func (c *conn) Abort() {
+	c.write(c.s.errorAction())
 }
 
-func (c *conn) setBusy() {
-	c.s.mu.Lock()
-	c.idle = false
-	c.s.mu.Unlock()
-}
-
-// closeIfIdle closes the connection if it waits for a request. s.mu is held.
-func (c *conn) closeIfIdle() {
-	if c.idle {
-		c.nc.Close()
-	}
-}
-
-func (c *conn) serve() {
-	start := time.Now()
-	requests := 0
-	var pending *Request // read and not yet answered
-	defer func() {
-		if v := recover(); v != nil {
-			// A panic is a bug in the Handler: answer the request in
-			// flight as for any failure, then drop the connection, whose
-			// state is unknown.
-			c.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("policy handler panicked; closing connection")
-			if pending != nil {
-				c.write(c.s.errorAction())
-			}
-		}
-		c.nc.Close()
-		c.s.release(c)
-		c.log.Debug().Int("requests", requests).Dur("duration", time.Since(start)).Msg("connection closed")
-	}()
-	c.log.Debug().Msg("connection opened")
-
-	for {
-		if !c.setIdle() {
-			return
-		}
-		c.nc.SetReadDeadline(time.Now().Add(orDur(c.s.IdleTimeout, DefaultIdleTimeout)))
-		if _, err := c.br.Peek(1); err != nil {
-			c.readFailed(err, true)
-			return
-		}
-		c.setBusy()
-		c.nc.SetReadDeadline(time.Now().Add(orDur(c.s.ReadTimeout, DefaultReadTimeout)))
-		req, err := ReadRequest(c.br, c.lim)
-		if err != nil {
-			c.readFailed(err, false)
-			return
-		}
-		requests++
-		pending = req
-		action := c.decide(req, requests)
-		if err := c.write(action); err != nil {
-			c.log.Warn().Err(err).Int("request", requests).Msg("cannot send the reply; closing connection")
-			return
-		}
-		pending = nil
-	}
-}
-
-// readFailed logs why reading a request ended the connection. Between
-// requests, end of input, the idle timeout and a shutdown are routine.
-func (c *conn) readFailed(err error, between bool) {
-	switch {
-	case between && errors.Is(err, io.EOF):
-		c.log.Debug().Msg("client closed the connection")
-	case between && errors.Is(err, os.ErrDeadlineExceeded):
-		c.log.Debug().Msg("idle timeout")
-	case errors.Is(err, net.ErrClosed) || c.s.shuttingDown() && between:
-		c.log.Debug().Msg("connection closed by the server")
-	case errors.Is(err, ErrMalformed):
+// ReadFailed logs why a request could not be read.
+func (c *conn) ReadFailed(err error) {
+	if errors.Is(err, ErrMalformed) {
 		// SMTPD_POLICY_README: "In case of trouble the policy server must
 		// not send a reply. Instead the server must log a warning and
 		// disconnect."
-		c.log.Warn().Err(err).Msg("malformed policy request; closing the connection without a reply")
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.log.Warn().Msg("timeout reading a policy request; closing the connection")
-	default:
-		c.log.Warn().Err(err).Msg("reading a policy request failed; closing the connection")
+		c.rc.Log().Warn().Err(err).Msg("malformed policy request; closing the connection without a reply")
+		return
 	}
+	c.rc.Log().Warn().Err(err).Msg("reading a policy request failed; closing the connection")
 }
 
 // decide asks the Handler and checks its answer.
 func (c *conn) decide(req *Request, n int) Action {
-	c.log.Trace().Int("request", n).Interface("attrs", req.Attrs).Msg("policy request")
-	ctx, cancel := context.WithTimeout(c.s.baseCtx, orDur(c.s.HandlerTimeout, DefaultHandlerTimeout))
+	c.rc.Log().Trace().Int("request", n).Interface("attrs", req.Attrs).Msg("policy request")
+	ctx, cancel := context.WithTimeout(c.s.srv.Context(), reqserver.Or(c.s.HandlerTimeout, DefaultHandlerTimeout))
 	defer cancel()
 	t0 := time.Now()
 	action, err := c.s.Handler.Policy(ctx, req)
@@ -158,11 +67,11 @@ func (c *conn) decide(req *Request, n int) Action {
 	var ev *zerolog.Event
 	if err != nil {
 		action = c.s.errorAction()
-		ev = c.log.Error().Err(err)
+		ev = c.rc.Log().Error().Err(err)
 	} else if isDunno(action) {
-		ev = c.log.Debug()
+		ev = c.rc.Log().Debug()
 	} else {
-		ev = c.log.Info()
+		ev = c.rc.Log().Info()
 	}
 	ev.Int("request", n).
 		Str("state", req.ProtocolState).
@@ -189,8 +98,7 @@ func isDunno(a Action) bool {
 
 // write sends "action=..." and the empty line in one write.
 func (c *conn) write(a Action) error {
-	c.nc.SetWriteDeadline(time.Now().Add(orDur(c.s.ReadTimeout, DefaultReadTimeout)))
-	_, err := io.WriteString(c.nc, "action="+string(a)+"\n\n")
-	c.log.Trace().Str("reply", string(a)).Err(err).Msg("policy reply")
+	err := c.rc.Write([]byte("action=" + string(a) + "\n\n"))
+	c.rc.Log().Trace().Str("reply", string(a)).Err(err).Msg("policy reply")
 	return err
 }

@@ -214,9 +214,7 @@ func TestMaxConnections(t *testing.T) {
 	a2.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		s.mu.Lock()
-		n := len(s.conns)
-		s.mu.Unlock()
+		n := s.srv.Conns()
 		if n == 0 {
 			break
 		}

@@ -2,17 +2,13 @@ package socketmap
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"net"
-	"strconv"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/internal/reqserver"
 )
 
 // Default settings of a Server; a zero field means the value here.
@@ -83,35 +79,7 @@ type Server struct {
 	// seconds).
 	HandlerTimeout time.Duration
 
-	initOnce   sync.Once
-	nop        zerolog.Logger
-	idPrefix   string
-	nextID     atomic.Uint64
-	baseCtx    context.Context
-	cancelBase context.CancelFunc
-
-	mu         sync.Mutex
-	listeners  map[net.Listener]struct{}
-	conns      map[*conn]struct{}
-	inShutdown bool
-	connWG     sync.WaitGroup
-}
-
-func (s *Server) init() {
-	s.initOnce.Do(func() {
-		s.nop = zerolog.Nop()
-		s.idPrefix = newIDPrefix()
-		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
-		s.listeners = make(map[net.Listener]struct{})
-		s.conns = make(map[*conn]struct{})
-	})
-}
-
-func (s *Server) logger() *zerolog.Logger {
-	if s.Logger != nil {
-		return s.Logger
-	}
-	return &s.nop
+	srv reqserver.Server // the connection lifecycle
 }
 
 func (s *Server) maxRequestBytes() int {
@@ -128,172 +96,39 @@ func (s *Server) maxReplyBytes() int {
 	return s.MaxReplyBytes
 }
 
-func (s *Server) maxConnections() int {
-	if s.MaxConnections <= 0 {
-		return DefaultMaxConnections
+// config is the lifecycle's view of the settings, defaults applied.
+func (s *Server) config() reqserver.Config {
+	cfg := reqserver.Config{
+		Proto:          "socketmap",
+		Logger:         s.Logger,
+		MaxConnections: reqserver.Or(s.MaxConnections, DefaultMaxConnections),
+		IdleTimeout:    reqserver.Or(s.IdleTimeout, DefaultIdleTimeout),
+		ReadTimeout:    reqserver.Or(s.ReadTimeout, DefaultReadTimeout),
+		Closed:         ErrServerClosed,
+		NewSession:     func(rc *reqserver.Conn) reqserver.Session { return &conn{s: s, rc: rc} },
 	}
-	return s.MaxConnections
-}
-
-func orDur(v, def time.Duration) time.Duration {
-	if v <= 0 {
-		return def
+	if s.Handler == nil {
+		cfg.Unusable = errors.New("socketmap: Server.Handler is nil")
 	}
-	return v
+	return cfg
 }
 
 // Serve accepts connections on l and serves each in its own goroutine
 // until Shutdown or Close, then returns ErrServerClosed; on another accept
 // error it returns that error. Serve closes l when it returns.
-func (s *Server) Serve(l net.Listener) error {
-	if s.Handler == nil {
-		l.Close()
-		return errors.New("socketmap: Server.Handler is nil")
-	}
-	s.init()
-	s.mu.Lock()
-	if s.inShutdown {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-		l.Close()
-	}()
-
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if s.shuttingDown() {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Back off like net/http when out of descriptors.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.logger().Warn().Err(err).Dur("retry_in", delay).Msg("accept failed")
-				time.Sleep(delay)
-				continue
-			}
-			return err
-		}
-		delay = 0
-		s.ServeConn(c)
-	}
-}
+func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(l, s.config()) }
 
 // ServeConn serves one accepted connection in a new goroutine and returns
 // at once; the server owns and closes c from then on.
-func (s *Server) ServeConn(c net.Conn) {
-	s.init()
-	if s.Handler == nil {
-		c.Close()
-		s.logger().Error().Msg("socketmap: Server.Handler is nil")
-		return
-	}
-	cn := newConn(s, c)
-	s.mu.Lock()
-	switch {
-	case s.inShutdown:
-		s.mu.Unlock()
-		cn.log.Debug().Msg("connection refused: shutting down")
-		c.Close()
-		return
-	case len(s.conns) >= s.maxConnections():
-		s.mu.Unlock()
-		cn.log.Warn().Msg("connection refused: too many connections")
-		c.Close()
-		return
-	}
-	s.conns[cn] = struct{}{}
-	s.connWG.Add(1)
-	s.mu.Unlock()
-	go cn.serve()
-}
-
-func (s *Server) release(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.connWG.Done()
-}
-
-func (s *Server) shuttingDown() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inShutdown
-}
+func (s *Server) ServeConn(c net.Conn) { s.srv.ServeConn(c, s.config()) }
 
 // Shutdown stops the server gracefully: it closes the listeners and the
 // connections waiting for a request, lets lookups in progress finish and
 // closes their connections after the reply. If ctx ends first, the
 // handlers' contexts are cancelled and the remaining connections closed;
 // Shutdown then returns ctx.Err() once their goroutines have returned.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.init()
-	s.mu.Lock()
-	s.inShutdown = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	for c := range s.conns {
-		c.closeIfIdle()
-	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() { s.connWG.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.cancelBase()
-		return nil
-	case <-ctx.Done():
-		s.closeAll()
-		<-done
-		return ctx.Err()
-	}
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
 // Close closes the listeners and every connection at once and cancels the
 // handlers' contexts; it returns when the connections' goroutines have.
-func (s *Server) Close() error {
-	s.init()
-	s.mu.Lock()
-	s.inShutdown = true
-	for l := range s.listeners {
-		l.Close()
-	}
-	s.mu.Unlock()
-	s.closeAll()
-	s.connWG.Wait()
-	return nil
-}
-
-func (s *Server) closeAll() {
-	s.cancelBase()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.conns {
-		c.nc.Close()
-	}
-}
-
-// idEncoding is lower-case base32 without padding: short,
-// case-insensitive ids, the same alphabet as the protocol package's.
-var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
-
-func newIDPrefix() string {
-	var b [5]byte
-	rand.Read(b[:])
-	return idEncoding.EncodeToString(b[:])
-}
-
-func (s *Server) newSessionID() string {
-	return s.idPrefix + strconv.FormatUint(s.nextID.Add(1), 36)
-}
+func (s *Server) Close() error { return s.srv.Close() }

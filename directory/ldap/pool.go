@@ -46,24 +46,22 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 		if p.closed.Load() {
 			return nil, errClosed
 		}
+		// An idle connection first: a select with the dial case ready
+		// too would pick at random and open connections needlessly.
 		select {
 		case c := <-p.idle:
-			if c.l.IsClosing() {
-				p.drop(c)
-				continue
+			if p.reuse(c) {
+				return c, nil
 			}
-			c.reused = true
-			return c, nil
+			continue
 		default:
 		}
 		select {
 		case c := <-p.idle:
-			if c.l.IsClosing() {
-				p.drop(c)
-				continue
+			if p.reuse(c) {
+				return c, nil
 			}
-			c.reused = true
-			return c, nil
+			continue
 		case p.slots <- struct{}{}:
 			c, err := p.dial(ctx)
 			if err != nil {
@@ -75,6 +73,17 @@ func (p *pool) get(ctx context.Context) (*conn, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// reuse readies a connection taken from the idle list, or drops it and
+// reports false when it died while idle (the server closed it).
+func (p *pool) reuse(c *conn) bool {
+	if c.l.IsClosing() {
+		p.drop(c)
+		return false
+	}
+	c.reused = true
+	return true
 }
 
 // put returns a healthy connection to the idle list.
