@@ -118,7 +118,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		c.ip = ap.Addr().Unmap()
 	}
 	c.state = ConnState{
-		ID:         s.newSessionID(),
+		ID:         s.ids.Next(),
 		Protocol:   s.Protocol,
 		RemoteAddr: nc.RemoteAddr(),
 		LocalAddr:  nc.LocalAddr(),

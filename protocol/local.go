@@ -52,7 +52,7 @@ type LocalEnvelope struct {
 func (s *Server) DeliverLocal(ctx context.Context, env LocalEnvelope, r io.Reader) ([]error, error) {
 	s.init()
 	start := time.Now()
-	st := &ConnState{ID: s.newSessionID(), Protocol: LMTP, Hostname: "localhost", ESMTP: true}
+	st := &ConnState{ID: s.ids.Next(), Protocol: LMTP, Hostname: "localhost", ESMTP: true}
 	log := s.logger().With().Str("session", st.ID).Str("proto", "local").Logger()
 	ctx = log.WithContext(ctx)
 

@@ -273,8 +273,7 @@ type Server struct {
 	perIP      map[netip.Addr]int
 	inShutdown atomic.Bool
 	connWG     sync.WaitGroup
-	nextID     atomic.Uint64
-	idPrefix   string
+	ids        SessionIDs
 	ownMarker  []byte // ownMarker(Software), for ProxyHop
 	initOnce   sync.Once
 	nop        zerolog.Logger
@@ -290,7 +289,6 @@ func (s *Server) init() {
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.perIP = make(map[netip.Addr]int)
-		s.idPrefix = newIDPrefix()
 		s.nop = zerolog.Nop()
 		s.ownMarker = ownMarker(s.Software)
 	})

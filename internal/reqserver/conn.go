@@ -28,7 +28,7 @@ type Conn struct {
 }
 
 func (s *Server) newConn(nc net.Conn, cfg *Config) *Conn {
-	id := s.newSessionID()
+	id := s.ids.Next()
 	log := s.logger(cfg).With().
 		Str("session", id).
 		Str("peer", peerName(nc)).

@@ -2,17 +2,15 @@ package reqserver
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"net"
-	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/protocol"
 )
 
 // Config is what a protocol package tells the Server on each call: its
@@ -91,8 +89,7 @@ type Session interface {
 type Server struct {
 	initOnce   sync.Once
 	nop        zerolog.Logger
-	idPrefix   string
-	nextID     atomic.Uint64
+	ids        protocol.SessionIDs
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 
@@ -106,7 +103,6 @@ type Server struct {
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.nop = zerolog.Nop()
-		s.idPrefix = newIDPrefix()
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*Conn]struct{})
@@ -277,18 +273,4 @@ func (s *Server) closeAll() {
 	for c := range s.conns {
 		c.nc.Close()
 	}
-}
-
-// idEncoding is lower-case base32 without padding: short,
-// case-insensitive ids, the same alphabet as the protocol package's.
-var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
-
-func newIDPrefix() string {
-	var b [5]byte
-	rand.Read(b[:])
-	return idEncoding.EncodeToString(b[:])
-}
-
-func (s *Server) newSessionID() string {
-	return s.idPrefix + strconv.FormatUint(s.nextID.Add(1), 36)
 }
