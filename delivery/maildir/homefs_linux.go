@@ -81,20 +81,32 @@ func (h *HomeFS) openDir(rel string) (int, error) {
 				break
 			}
 		}
-		if err != unix.ENOSYS {
+		switch err {
+		case nil:
 			unix.Close(base)
-			if err != nil {
-				return -1, h.pathError("openat2", rel, err)
-			}
 			return fd, nil
+		case unix.ENOSYS:
+			noOpenat2.Store(true)
+		case unix.ENOTDIR:
+			// A link as the last element gives ENOTDIR (O_DIRECTORY
+			// with O_NOFOLLOW): the walk tells which it was.
+		default:
+			unix.Close(base)
+			return -1, h.pathError("openat2", rel, err)
 		}
-		noOpenat2.Store(true)
 	}
+	return h.walk(base, rel)
+}
+
+// walk opens rel below the directory base (which it closes) one element
+// at a time, each with O_NOFOLLOW|O_DIRECTORY.
+func (h *HomeFS) walk(base int, rel string) (int, error) {
 	fd := base
 	for _, e := range strings.Split(rel, "/") {
 		next, err := retryEINTR(func() (int, error) {
 			return unix.Openat(fd, e, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		})
+		err = linkErrno(fd, e, err)
 		unix.Close(fd)
 		if err != nil {
 			return -1, h.pathError("openat", rel, err)
@@ -102,6 +114,19 @@ func (h *HomeFS) openDir(rel string) (int, error) {
 		fd = next
 	}
 	return fd, nil
+}
+
+// linkErrno returns ELOOP for an ENOTDIR that was caused by a symbolic
+// link at name in dirfd (O_NOFOLLOW with O_DIRECTORY), err otherwise.
+func linkErrno(dirfd int, name string, err error) error {
+	if err != unix.ENOTDIR {
+		return err
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.ELOOP
+	}
+	return err
 }
 
 // parent opens the directory holding name's last element and returns it
@@ -137,7 +162,7 @@ func (h *HomeFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error)
 	fd, err := retryEINTR(func() (int, error) {
 		return unix.Openat(pfd, elem, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
 	})
-	if err != nil {
+	if err = linkErrno(pfd, elem, err); err != nil {
 		return nil, h.pathError("openat", name, err)
 	}
 	return os.NewFile(uintptr(fd), h.dir+"/"+name), nil
