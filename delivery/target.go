@@ -129,7 +129,11 @@ type Lookup interface {
 	// if there is none, or another error when the answer is not known now:
 	// the recipient then gets 451 4.3.0, never a permanent refusal. A
 	// record's Mailbox, when set, replaces the route's template; it must
-	// be a relative path under the maildir root.
+	// be a relative path under the maildir root, unless the record is
+	// Trusted (the system's accounts): then it may be an absolute path
+	// inside its Home, where delivery never follows a symbolic link (see
+	// package maildir, "Homes"). A record's UID and GID, when set, own
+	// the files and directories its delivery creates.
 	LookupUser(ctx context.Context, k directory.Key) (directory.Record, error)
 }
 

@@ -61,17 +61,32 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 	} else {
 		s.staged = make([]*maildir.Staged, len(ds))
 	}
-	var src *maildir.Staged
-	var srcHeader []byte
+	// The first copy staged in each home with each owner is the one
+	// further copies link to (a link shares its owner); most messages
+	// have one such place, the maildir root.
+	type place struct {
+		home string
+		uid  int
+		gid  int
+	}
+	type source struct {
+		st     *maildir.Staged
+		header []byte
+	}
+	var srcs map[place]source
 	for i, d := range ds {
 		h := msg.Header(d, msg.DeliveredTo(false))
 		c := maildir.Content{Header: h, Body: msg.Spool()}
-		mb := maildir.Mailbox{Path: d.Mailbox, Folder: d.Folder, CreateFolder: d.CreateFolder}
+		mb := mailbox(d)
+		p := place{home: mb.Home, uid: -1, gid: -1}
+		if mb.Owner != nil {
+			p.uid, p.gid = mb.Owner.UID, mb.Owner.GID
+		}
 		start := time.Now()
 		var st *maildir.Staged
 		var err error
-		if src != nil && bytes.Equal(srcHeader, h) {
-			st, err = m.st.Link(ctx, mb, src, c)
+		if src, ok := srcs[p]; ok && bytes.Equal(src.header, h) {
+			st, err = m.st.Link(ctx, mb, src.st, c)
 		} else {
 			st, err = m.st.Stage(ctx, mb, c)
 		}
@@ -81,8 +96,11 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 			continue
 		}
 		s.staged[i] = st
-		if src == nil {
-			src, srcHeader = st, h
+		if _, ok := srcs[p]; !ok {
+			if srcs == nil {
+				srcs = make(map[place]source, 1)
+			}
+			srcs[p] = source{st: st, header: h}
 		}
 	}
 	return s
@@ -114,7 +132,11 @@ func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
 		res[i].Err = errs[k]
 		res[i].Elapsed += time.Since(start)
 		if errs[k] == nil {
-			res[i].LogKey, res[i].LogValue = "file", filepath.Join(s.t.root, filepath.FromSlash(sts[k].Path()))
+			base := s.t.root
+			if h := sts[k].Home(); h != "" {
+				base = h
+			}
+			res[i].LogKey, res[i].LogValue = "file", filepath.Join(base, filepath.FromSlash(sts[k].Path()))
 		}
 	}
 }

@@ -72,12 +72,13 @@ func aliceBox() Mailbox {
 }
 
 // TestHomeDeliver: a delivery into ~/Maildir creates it and everything
-// in it owned by the user, private.
+// in it owned by the user, private (0600 and 0700, whatever the modes
+// for the maildir root).
 func TestHomeDeliver(t *testing.T) {
 	needRoot(t)
 	bothWays(t, func(t *testing.T) {
 		home, _ := homeSetup(t)
-		s := newStore(t, Options{Root: t.TempDir()})
+		s := newStore(t, Options{Root: t.TempDir(), FileMode: 0o644, DirMode: 0o755})
 		mb := aliceBox()
 		mb.Home, mb.Folder, mb.CreateFolder = home, ".lists", true
 		st, err := s.Deliver(context.Background(), mb, testContent)

@@ -80,7 +80,8 @@ type Options struct {
 	// umask does not apply: 0640 and 0750 let an IMAP server in the
 	// owner's group read the mail, as Dovecot's mail_uid and mail_gid
 	// allow. 0 means FileMode (0600) and DirMode (0700), under the umask.
-	// Only permission bits (0777) are allowed.
+	// Only permission bits (0777) are allowed. Deliveries into a home
+	// (Mailbox.Home) always get exactly 0600 and 0700.
 	FileMode, DirMode fs.FileMode
 	// HomeFS returns the FS of a Mailbox with Home set; nil means
 	// NewHomeFS. Tests wrap it to act between two steps of a delivery.
@@ -274,6 +275,9 @@ type loc struct {
 	fs    FS
 	home  string
 	owner *Owner
+	// modes of what is created; chmod: set them with fchmod(2)
+	fileMode, dirMode fs.FileMode
+	chmod             bool
 }
 
 // key names dir in the Store's caches, which the root and every home
@@ -287,7 +291,7 @@ func (l loc) key(dir string) string {
 
 // locate returns where mb's deliveries go.
 func (s *Store) locate(mb Mailbox) (loc, error) {
-	l := loc{fs: s.fs, owner: s.owner}
+	l := loc{fs: s.fs, owner: s.owner, fileMode: s.fileMode, dirMode: s.dirMode, chmod: s.chmod}
 	if mb.Owner != nil {
 		l.owner = mb.Owner
 	}
@@ -300,6 +304,9 @@ func (s *Store) locate(mb Mailbox) (loc, error) {
 		}
 		l.home = filepath.Clean(mb.Home)
 		l.fs = s.homeFS(l.home)
+		// Mail in a home is the user's alone, whatever the modes for
+		// the root say: the user's group may be a shared one.
+		l.fileMode, l.dirMode, l.chmod = FileMode, DirMode, true
 	}
 	return l, nil
 }
@@ -385,14 +392,14 @@ func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error)
 	for attempt := 0; ; attempt++ {
 		name := s.names.Next(s.now())
 		tmp := dir + "/tmp/" + name
-		f, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, s.fileMode)
+		f, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, l.fileMode)
 		if errors.Is(err, fs.ErrExist) && attempt < 3 {
 			continue // a name clash: another process with our pid, or a bad clock
 		}
 		if err != nil {
 			return nil, err
 		}
-		err = s.own(f, l, tmp, s.fileMode)
+		err = s.own(f, l, tmp, l.fileMode)
 		if err == nil {
 			err = writeContent(f, c, size)
 		}
@@ -421,7 +428,7 @@ type ownable interface {
 // configured: on the descriptor, so that nothing swapped in at the path
 // since it was created is touched.
 func (s *Store) own(f File, l loc, name string, mode fs.FileMode) error {
-	if !l.owner.set() && !s.chmod {
+	if !l.owner.set() && !l.chmod {
 		return nil
 	}
 	of, ok := f.(ownable)
@@ -433,7 +440,7 @@ func (s *Store) own(f File, l loc, name string, mode fs.FileMode) error {
 			return &OwnerError{Path: l.show(name), Owner: l.owner, Err: err}
 		}
 	}
-	if s.chmod {
+	if l.chmod {
 		if err := of.Chmod(mode); err != nil {
 			return err
 		}
@@ -445,15 +452,15 @@ func (s *Store) own(f File, l loc, name string, mode fs.FileMode) error {
 // descriptor opened on it. If that fails the directory is removed again,
 // so that the next delivery creates it with them.
 func (s *Store) mkdir(l loc, name string) error {
-	if err := l.fs.Mkdir(name, s.dirMode); err != nil {
+	if err := l.fs.Mkdir(name, l.dirMode); err != nil {
 		return err
 	}
-	if !l.owner.set() && !s.chmod {
+	if !l.owner.set() && !l.chmod {
 		return nil
 	}
 	f, err := l.fs.OpenFile(name, os.O_RDONLY, 0)
 	if err == nil {
-		err = s.own(f, l, name, s.dirMode)
+		err = s.own(f, l, name, l.dirMode)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -623,13 +630,13 @@ func (s *Store) ensure(ctx context.Context, l loc, dir string, folder bool) erro
 	}
 	if folder && created {
 		name := dir + "/maildirfolder"
-		f, err := l.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, s.fileMode)
+		f, err := l.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, l.fileMode)
 		switch {
 		case errors.Is(err, fs.ErrExist):
 		case err != nil:
 			return err
 		default:
-			err = s.own(f, l, name, s.fileMode)
+			err = s.own(f, l, name, l.fileMode)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
