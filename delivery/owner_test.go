@@ -183,10 +183,13 @@ func TestSystemUsers(t *testing.T) {
 		}
 		return filepath.Join(dir, "new", ents[0].Name())
 	}
-	for _, p := range []string{filepath.Join(home, "Maildir"), filepath.Join(home, "Maildir", "tmp"), filepath.Join(home, "Maildir", "new"), newFile(filepath.Join(home, "Maildir"))} {
-		uid, gid, perm := statOwner(t, p)
-		if want := fs.FileMode(0o700); uid != 4242 || gid != 4343 || (perm != want && perm != 0o600) {
-			t.Errorf("%s: %d:%d %#o, want alice's and private", p, uid, gid, perm)
+	md := filepath.Join(home, "Maildir")
+	for _, c := range []struct {
+		p    string
+		perm fs.FileMode
+	}{{md, 0o700}, {filepath.Join(md, "tmp"), 0o700}, {filepath.Join(md, "new"), 0o700}, {newFile(md), 0o600}} {
+		if uid, gid, perm := statOwner(t, c.p); uid != 4242 || gid != 4343 || perm != c.perm {
+			t.Errorf("%s: %d:%d %#o, want alice's (4242:4343) and %#o", c.p, uid, gid, perm, c.perm)
 		}
 	}
 	bob := filepath.Join(root, "localhost", "bob")
