@@ -122,11 +122,20 @@ func checkHomeMailbox(r *directory.Record) error {
 // mailbox returns the maildir.Mailbox of d: under the maildir root, or,
 // for an absolute path (a trusted record), relative to its home (the
 // mailbox's parent without one), where no symbolic link is followed. A
-// record's uid and gid, when set, own what the delivery creates.
+// record's uid and gid, when set, own what the delivery creates; both 0
+// (root, and a Record's zero value) count as unset, as root never needs
+// to own mail (Dovecot refuses uid 0 outright) and the configured owner
+// then applies.
 func mailbox(d *Destination) maildir.Mailbox {
 	mb := maildir.Mailbox{Path: d.Mailbox, Folder: d.Folder, CreateFolder: d.CreateFolder}
-	if d.UID >= 0 || d.GID >= 0 {
-		mb.Owner = &maildir.Owner{UID: d.UID, GID: d.GID}
+	if d.UID > 0 || d.GID > 0 {
+		mb.Owner = &maildir.Owner{UID: max(d.UID, -1), GID: max(d.GID, -1)}
+		if mb.Owner.UID == 0 {
+			mb.Owner.UID = -1
+		}
+		if mb.Owner.GID == 0 {
+			mb.Owner.GID = -1
+		}
 	}
 	if filepath.IsAbs(d.Mailbox) {
 		home := d.Home
