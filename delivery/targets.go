@@ -63,29 +63,35 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 	}
 	// The first copy staged in each home with each owner is the one
 	// further copies link to (a link shares its owner); most messages
-	// have one such place, the maildir root.
-	type place struct {
-		home string
-		uid  int
-		gid  int
-	}
+	// have one such place, the maildir root, so the list rarely grows
+	// beyond the array on the stack.
 	type source struct {
-		st     *maildir.Staged
-		header []byte
+		home     string
+		uid, gid int
+		st       *maildir.Staged
+		header   []byte
 	}
-	var srcs map[place]source
+	var one [1]source
+	srcs := one[:0]
 	for i, d := range ds {
 		h := msg.Header(d, msg.DeliveredTo(false))
 		c := maildir.Content{Header: h, Body: msg.Spool()}
 		mb := mailbox(d)
-		p := place{home: mb.Home, uid: -1, gid: -1}
+		uid, gid := -1, -1
 		if mb.Owner != nil {
-			p.uid, p.gid = mb.Owner.UID, mb.Owner.GID
+			uid, gid = mb.Owner.UID, mb.Owner.GID
+		}
+		var src *source
+		for k := range srcs {
+			if srcs[k].home == mb.Home && srcs[k].uid == uid && srcs[k].gid == gid {
+				src = &srcs[k]
+				break
+			}
 		}
 		start := time.Now()
 		var st *maildir.Staged
 		var err error
-		if src, ok := srcs[p]; ok && bytes.Equal(src.header, h) {
+		if src != nil && bytes.Equal(src.header, h) {
 			st, err = m.st.Link(ctx, mb, src.st, c)
 		} else {
 			st, err = m.st.Stage(ctx, mb, c)
@@ -96,11 +102,8 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 			continue
 		}
 		s.staged[i] = st
-		if _, ok := srcs[p]; !ok {
-			if srcs == nil {
-				srcs = make(map[place]source, 1)
-			}
-			srcs[p] = source{st: st, header: h}
+		if src == nil {
+			srcs = append(srcs, source{home: mb.Home, uid: uid, gid: gid, st: st, header: h})
 		}
 	}
 	return s
