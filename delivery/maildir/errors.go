@@ -91,6 +91,18 @@ func (e *LinkError) Error() string {
 // Unwrap returns the cause (ELOOP).
 func (e *LinkError) Unwrap() error { return e.Err }
 
+// HomeError reports that a home (Mailbox.Home) cannot be opened: it is
+// missing, or lmtpd may not enter it.
+type HomeError struct {
+	Dir string
+	Err error
+}
+
+func (e *HomeError) Error() string { return "maildir: home " + e.Dir + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *HomeError) Unwrap() error { return e.Err }
+
 // Hint returns what an administrator should fix for an error that is a
 // configuration problem rather than a passing failure, or "" if err is not
 // one.
@@ -98,7 +110,10 @@ func Hint(err error) string {
 	var re *RootError
 	var oe *OwnerError
 	var le *LinkError
+	var he *HomeError
 	switch {
+	case errors.As(err, &he):
+		return "the home directory " + he.Dir + " cannot be opened: create it or fix the account's home; lmtpd must run as root to deliver into homes"
 	case errors.As(err, &le):
 		return "the maildir path under the home " + le.Home + " (" + le.Path + ") is or passes through a symbolic link, which lmtpd never follows in a user's home: the user must make it a real directory"
 	case errors.As(err, &oe) && errors.Is(err, errors.ErrUnsupported):

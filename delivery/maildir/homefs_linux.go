@@ -67,7 +67,7 @@ func (h *HomeFS) openDir(rel string) (int, error) {
 		return unix.Open(h.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: h.dir, Err: err}
+		return -1, &HomeError{Dir: h.dir, Err: &fs.PathError{Op: "open", Path: h.dir, Err: err}}
 	}
 	if rel == "." {
 		return base, nil

@@ -369,3 +369,19 @@ func TestHomeBadNames(t *testing.T) {
 		}
 	}
 }
+
+// TestHomeMissing: a home that does not exist (or cannot be entered) is a
+// temporary failure that names the home; nothing is created in its place.
+func TestHomeMissing(t *testing.T) {
+	home := filepath.Join(t.TempDir(), "gone")
+	s := newStore(t, Options{Root: t.TempDir()})
+	_, err := s.Deliver(context.Background(), Mailbox{Home: home, Path: "Maildir"}, testContent)
+	checkReply(t, err, protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 5}, syscall.ENOENT)
+	var he *HomeError
+	if !errors.As(err, &he) || he.Dir != home || !strings.Contains(Hint(err), home) {
+		t.Errorf("error %v (hint %q), want a *HomeError for %s", err, Hint(err), home)
+	}
+	if _, err := os.Lstat(home); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the home was created: %v", err)
+	}
+}
