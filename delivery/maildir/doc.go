@@ -114,6 +114,6 @@
 // Store methods return *protocol.Error values (see Classify): ENOSPC is 452
 // 4.3.1, EDQUOT 552 5.2.2, a message over the size limit 552 5.3.4,
 // permission problems, an owner that cannot be set, a link in a home, a
-// missing home and
-// a missing root 451 4.3.5, any other I/O error 451 4.3.0.
+// missing home and a missing root 451 4.3.5, any other I/O error 451
+// 4.3.0.
 package maildir
