@@ -3,6 +3,7 @@ package delivery
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"time"
@@ -178,6 +179,20 @@ type MaildirConfig struct {
 	MaxMessageBytes int64
 	// Hostname is written into maildir file names; "" means os.Hostname.
 	Hostname string
+	// Owner and Group (a name, or a numeric id) own the files and
+	// directories maildir delivery creates, so that an IMAP server
+	// running as another user, or in the group, can read them (Dovecot's
+	// mail_uid and mail_gid). "" leaves lmtpd's own; a directory record's
+	// uid and gid (directory.Record.UID, GID) win over them. Changing the
+	// owner needs lmtpd to run as root (CAP_CHOWN); the group alone, that
+	// lmtpd is a member of it. Names are resolved by Compile.
+	Owner, Group string
+	// FileMode and DirMode are the permissions of the files and
+	// directories maildir delivery creates, such as 0640 and 0750 for a
+	// reader in Group; set exactly (the umask does not apply). 0 means
+	// 0600 and 0700. The owner must keep read and write (files) and
+	// read, write and search (directories).
+	FileMode, DirMode fs.FileMode
 }
 
 // SpoolConfig configures the message spool.
@@ -343,10 +358,15 @@ func (c *Config) spoolOptions() spool.Options {
 // storeKey identifies the maildir.Store a config needs; equal keys share
 // a Store across reloads.
 type storeKey struct {
-	root, hostname string
-	maxBytes       int64
+	root, hostname    string
+	maxBytes          int64
+	uid, gid          int // resolved Owner and Group, -1 for none
+	fileMode, dirMode fs.FileMode
 }
 
-func (c *Config) storeKey() storeKey {
-	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, maxBytes: c.Maildir.MaxMessageBytes}
+// storeKey returns the store settings of c, with the owner and group
+// resolved by compile.
+func (c *Config) storeKey(uid, gid int) storeKey {
+	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, maxBytes: c.Maildir.MaxMessageBytes,
+		uid: uid, gid: gid, fileMode: c.Maildir.FileMode, dirMode: c.Maildir.DirMode}
 }

@@ -99,4 +99,15 @@
 // (spool directory missing or not writable, logged with what to fix) or
 // 451 4.3.0. Each outcome is logged at info level on zerolog.Ctx(ctx), one
 // line per recipient.
+//
+// # Owners and homes
+//
+// Maildir files and directories get MaildirConfig.Owner, Group, FileMode
+// and DirMode, or the uid and gid of the recipient's directory record
+// (directory.Record.UID, GID). A record marked Trusted (the system's
+// accounts, package directory/passwd) may name an absolute mailbox inside
+// its Home, "{home}/Maildir": it is delivered there as the user, owned by
+// the record's uid and gid, without following any symbolic link under the
+// home (see package maildir, "Homes"); a mailbox outside the home, or an
+// absolute one from a record that is not trusted, is 451 4.3.5 at RCPT.
 package delivery

@@ -52,7 +52,8 @@ func (p *Plan) MaildirRoot() string {
 }
 
 // Warnings returns what is wrong with p's configuration without making it
-// unusable, one sentence each: today, a postmaster that routes nowhere.
+// unusable, one sentence each: a postmaster that routes nowhere, maildir
+// files a group may read in directories it cannot enter.
 func (p *Plan) Warnings() []string { return p.warnings }
 
 // Validate reports whether c can be used, with one *ConfigError per

@@ -106,7 +106,8 @@ func compile(cfg *Config) (*table, error) {
 	if cfg.Maildir.MaxMessageBytes < 0 {
 		fail(key("Maildir", "MaxMessageBytes"), "maildir max message bytes %d is negative", cfg.Maildir.MaxMessageBytes)
 	}
-	t.maildir = &maildirTarget{root: cfg.Maildir.Root, store: cfg.storeKey()}
+	uid, gid := compileOwner(cfg.Maildir, fail)
+	t.maildir = &maildirTarget{root: cfg.Maildir.Root, store: cfg.storeKey(uid, gid)}
 	usesMaildir := false
 	compileRoute := func(k []string, where string, r Route, inherit *route) *route {
 		switch {
@@ -363,6 +364,9 @@ var (
 // making it unusable.
 func (t *table) warnings() []string {
 	var w []string
+	if t.usesMaildir {
+		w = append(w, ownerWarnings(t.cfg.Maildir)...)
+	}
 	if !t.explicitPM && t.postmaster.Domain != "" {
 		if _, err := t.lookup(context.Background(), t.postmaster, protocol.LMTP, nil); err != nil {
 			w = append(w, fmt.Sprintf("%s does not route (%v): RCPT TO:<Postmaster> and postmaster@ every domain are refused, "+
@@ -513,6 +517,7 @@ func (t *table) expand(ats []aliasTarget, detail string) ([]Destination, error) 
 func (t *table) one(d *domain, userName, detail, addr string, r *route, create bool, rec *directory.Record) ([]Destination, error) {
 	out := []Destination{{Target: r.target, Address: addr, Resolution: Resolution{User: userName, Detail: detail, Domain: d.name}}}
 	dst := &out[0]
+	dst.UID, dst.GID = -1, -1 // no record: no owner of its own
 	if rec != nil {
 		dst.Record = *rec
 	}
@@ -527,6 +532,12 @@ func (t *table) one(d *domain, userName, detail, addr string, r *route, create b
 				return nil, ErrBadMailboxName.Wrap(err)
 			}
 			dst.Mailbox = p
+		} else if dst.Trusted && filepath.IsAbs(dst.Mailbox) {
+			// A trusted directory (the system's accounts) names the
+			// maildir in the user's home; it stays confined there.
+			if err := checkHomeMailbox(&dst.Record); err != nil {
+				return nil, maildir.ReplyMisconfigured.Wrap(fmt.Errorf("delivery: %s@%s: %w", userName, d.name, err))
+			}
 		} else if !filepath.IsLocal(dst.Mailbox) {
 			// No directory field names a path outside the maildir root;
 			// an administrator can fix the entry, so try again later.

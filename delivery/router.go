@@ -187,13 +187,20 @@ func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 	if s := r.stores[k]; s != nil {
 		return s, nil
 	}
+	var owner *maildir.Owner
+	if k.uid >= 0 || k.gid >= 0 {
+		owner = &maildir.Owner{UID: k.uid, GID: k.gid}
+	}
 	s, err := maildir.New(maildir.Options{
+		Owner:           owner,
 		Root:            k.root,
 		FS:              r.opts.FS,
 		Now:             r.opts.Now,
 		Names:           r.opts.Names,
 		Hostname:        k.hostname,
 		MaxMessageBytes: k.maxBytes,
+		FileMode:        k.fileMode,
+		DirMode:         k.dirMode,
 		// Folder creation is decided per delivery (Mailbox.CreateFolder),
 		// from the user's setting.
 	})

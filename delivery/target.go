@@ -91,7 +91,9 @@ type Result struct {
 type Resolution struct {
 	// Record holds the directory's fields. Record.Mailbox is the maildir
 	// path under the maildir root, expanded from the route's template
-	// unless the Lookup gave one.
+	// unless the Lookup gave one, or, for a Trusted record, an absolute
+	// path inside Record.Home (use it through the maildir target, which
+	// confines it there). Without a record, UID and GID are -1.
 	directory.Record
 	// User is the canonical user name (local part without the detail),
 	// Detail the detail, Domain the lower-cased domain.
@@ -129,7 +131,12 @@ type Lookup interface {
 	// if there is none, or another error when the answer is not known now:
 	// the recipient then gets 451 4.3.0, never a permanent refusal. A
 	// record's Mailbox, when set, replaces the route's template; it must
-	// be a relative path under the maildir root.
+	// be a relative path under the maildir root, unless the record is
+	// Trusted (the system's accounts): then it may be an absolute path
+	// inside its Home, where delivery never follows a symbolic link (see
+	// package maildir, "Homes"). A record's UID and GID, when set, own
+	// the files and directories its delivery creates (both 0 count as
+	// unset).
 	LookupUser(ctx context.Context, k directory.Key) (directory.Record, error)
 }
 

@@ -61,17 +61,38 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 	} else {
 		s.staged = make([]*maildir.Staged, len(ds))
 	}
-	var src *maildir.Staged
-	var srcHeader []byte
+	// The first copy staged in each home with each owner is the one
+	// further copies link to (a link shares its owner); most messages
+	// have one such place, the maildir root, so the list rarely grows
+	// beyond the array on the stack.
+	type source struct {
+		home     string
+		uid, gid int
+		st       *maildir.Staged
+		header   []byte
+	}
+	var one [1]source
+	srcs := one[:0]
 	for i, d := range ds {
 		h := msg.Header(d, msg.DeliveredTo(false))
 		c := maildir.Content{Header: h, Body: msg.Spool()}
-		mb := maildir.Mailbox{Path: d.Mailbox, Folder: d.Folder, CreateFolder: d.CreateFolder}
+		mb := mailbox(d)
+		uid, gid := -1, -1
+		if mb.Owner != nil {
+			uid, gid = mb.Owner.UID, mb.Owner.GID
+		}
+		var src *source
+		for k := range srcs {
+			if srcs[k].home == mb.Home && srcs[k].uid == uid && srcs[k].gid == gid {
+				src = &srcs[k]
+				break
+			}
+		}
 		start := time.Now()
 		var st *maildir.Staged
 		var err error
-		if src != nil && bytes.Equal(srcHeader, h) {
-			st, err = m.st.Link(ctx, mb, src, c)
+		if src != nil && bytes.Equal(src.header, h) {
+			st, err = m.st.Link(ctx, mb, src.st, c)
 		} else {
 			st, err = m.st.Stage(ctx, mb, c)
 		}
@@ -82,7 +103,7 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 		}
 		s.staged[i] = st
 		if src == nil {
-			src, srcHeader = st, h
+			srcs = append(srcs, source{home: mb.Home, uid: uid, gid: gid, st: st, header: h})
 		}
 	}
 	return s
@@ -114,7 +135,11 @@ func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
 		res[i].Err = errs[k]
 		res[i].Elapsed += time.Since(start)
 		if errs[k] == nil {
-			res[i].LogKey, res[i].LogValue = "file", filepath.Join(s.t.root, filepath.FromSlash(sts[k].Path()))
+			base := s.t.root
+			if h := sts[k].Home(); h != "" {
+				base = h
+			}
+			res[i].LogKey, res[i].LogValue = "file", filepath.Join(base, filepath.FromSlash(sts[k].Path()))
 		}
 	}
 }

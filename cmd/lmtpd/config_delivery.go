@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +49,10 @@ func (c *config) deliveryConfig() delivery.Config {
 			MaxMessageBytes: int64(dc.Maildir.MaxMessageSize),
 			Hostname:        dc.Maildir.Hostname,
 			SpecialFolders:  append([]string{}, dc.Maildir.SpecialFolders...), // non-nil: [] means none
+			Owner:           dc.Maildir.Owner,
+			Group:           dc.Maildir.Group,
+			FileMode:        fs.FileMode(dc.Maildir.FileMode),
+			DirMode:         fs.FileMode(dc.Maildir.DirMode),
 		},
 		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},

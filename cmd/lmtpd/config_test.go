@@ -276,6 +276,9 @@ delivered_to = "never"
 [delivery.maildir]
 root = "mail"
 max_message_size = "10MiB"
+group = "0"
+file_mode = "0640"
+dir_mode = 0o750
 
 [delivery.spool]
 threshold = 0
@@ -323,6 +326,9 @@ route = { maildir = "{domain}/shared" }
 	}
 	if !d.Domains[0].UTF8LocalParts || d.Domains[1].UTF8LocalParts {
 		t.Errorf("utf8_local_parts not mapped: %v %v", d.Domains[0].UTF8LocalParts, d.Domains[1].UTF8LocalParts)
+	}
+	if d.Maildir.Owner != "" || d.Maildir.Group != "0" || d.Maildir.FileMode != 0o640 || d.Maildir.DirMode != 0o750 {
+		t.Errorf("maildir owner, group and modes %q %q %#o %#o", d.Maildir.Owner, d.Maildir.Group, d.Maildir.FileMode, d.Maildir.DirMode)
 	}
 	if !reflect.DeepEqual(d.Maildir.SpecialFolders, delivery.DefaultSpecialFolders) {
 		t.Errorf("special folders %q, want the default", d.Maildir.SpecialFolders)

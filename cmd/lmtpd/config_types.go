@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/delivery/spool"
 	"github.com/lmtpd/lmtpd/protocol"
@@ -216,6 +217,13 @@ type maildirConfig struct {
 	MaxMessageSize size     `toml:"max_message_size"`
 	Hostname       string   `toml:"hostname"`
 	SpecialFolders []string `toml:"special_folders"`
+	// Owner and Group own what maildir delivery creates (a name or an
+	// id); "" leaves lmtpd's own. FileMode and DirMode: default 0600 and
+	// 0700.
+	Owner    string   `toml:"owner"`
+	Group    string   `toml:"group"`
+	FileMode fileMode `toml:"file_mode"`
+	DirMode  fileMode `toml:"dir_mode"`
 }
 
 // spoolConfig is [delivery.spool] (delivery.SpoolConfig).
@@ -304,7 +312,7 @@ func defaultConfig() *config {
 			CaseSensitive:   d.CaseSensitive,
 			DeliveredTo:     string(d.DeliveredTo),
 			LoopCheck:       d.LoopCheck,
-			Maildir:         maildirConfig{Template: delivery.DefaultTemplate, SpecialFolders: slices.Clone(delivery.DefaultSpecialFolders)},
+			Maildir:         maildirConfig{Template: delivery.DefaultTemplate, SpecialFolders: slices.Clone(delivery.DefaultSpecialFolders), FileMode: fileMode(maildir.FileMode), DirMode: fileMode(maildir.DirMode)},
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},

@@ -238,3 +238,37 @@ func BenchmarkInterleaved(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDeliverPlaces delivers 1 KiB messages into a maildir under the
+// root (os.Root), the same with an owner and modes (an fchown and an
+// fchmod per file), and into a home (HomeFS: the home opened and the path
+// resolved without links for every operation), to show what safety in a
+// user's home costs.
+func BenchmarkDeliverPlaces(b *testing.B) {
+	sp := benchSpool(b, 1<<10)
+	uid, gid := os.Getuid(), os.Getgid() // chown to ourselves works unprivileged
+	for _, c := range []struct {
+		name string
+		opts Options
+		mb   func(dir string) Mailbox
+	}{
+		{"root", Options{}, func(string) Mailbox { return Mailbox{Path: "example.org/user"} }},
+		{"root-owner", Options{Owner: &Owner{UID: uid, GID: gid}, FileMode: 0o640, DirMode: 0o750}, func(string) Mailbox { return Mailbox{Path: "example.org/user"} }},
+		{"home", Options{}, func(dir string) Mailbox {
+			return Mailbox{Home: dir, Path: "Maildir", Owner: &Owner{UID: uid, GID: gid}}
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			c.opts.Root = b.TempDir()
+			s := newStore(b, c.opts)
+			mb := c.mb(b.TempDir())
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := s.Deliver(ctx, mb, Content{Header: header, Body: sp}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}

@@ -1,6 +1,7 @@
 // Package maildir delivers messages into maildirs (the maildir(5) format of
 // qmail, with the Maildir++ folders of Courier and Dovecot) under one root
-// directory, durably and without ever touching anything outside the root.
+// directory or a system user's home, durably and without ever touching
+// anything outside the root or the home.
 //
 // # Write path
 //
@@ -32,10 +33,87 @@
 // goes through an os.Root, which refuses any path (symbolic links
 // included) that leads outside the root.
 //
+// # Owners and modes
+//
+// By default what a Store creates belongs to the process, files 0600 and
+// directories 0700. Options.Owner, Options.FileMode and Options.DirMode
+// (lmtpd's [delivery.maildir] owner, group, file_mode, dir_mode) and, per
+// delivery, Mailbox.Owner (a directory record's uid and gid) change that,
+// so that an IMAP server under another uid or in a group can read the
+// mail, as Dovecot's mail_uid and mail_gid allow. Owner and mode are set
+// with fchown(2) and fchmod(2) on a descriptor of the file or directory
+// just created (for a directory, opened right after mkdir), never by path,
+// so nothing put at the path in between is touched; directories that
+// exist already are left as they are. A directory whose owner cannot be
+// set is removed again, so the next delivery creates it properly, and the
+// failure is a temporary one (OwnerError, 451 4.3.5) whose log line says
+// lmtpd needs CAP_CHOWN. A hard link shares its file's owner, so copies
+// for different owners (or homes) are separate files.
+//
+// # Homes
+//
+// A Mailbox with Home is a system user's maildir, ~/Maildir: Path is
+// relative to the home, everything is created owned by the user (as
+// Postfix's local(8) and Dovecot deliver it), files 0600 and directories
+// 0700 whatever the modes for the root say. The user controls the home
+// and everything in it, and may plant a symbolic link at ~/Maildir/tmp,
+// to a directory outside the home or to ~/.ssh inside it, at any time,
+// also between two steps of one delivery, hoping lmtpd writes through it.
+//
+// Two designs keep a hostile user from using lmtpd's rights:
+//
+//   - (a) lmtpd creates the files itself, resolving every path below the
+//     home without following any symbolic link, and gives each file and
+//     directory to the user with fchown on its descriptor.
+//   - (b) a helper process per delivery that runs with the user's uid and
+//     gid (Postfix local(8), Dovecot's dovecot-lda), so the kernel
+//     confines it to what the user may do, links or not.
+//
+// lmtpd does (a), in HomeFS. (b) would fork and exec a process per
+// recipient (what the pipe target pays, and a process slot held for the
+// delivery, where a maildir delivery otherwise costs a write and an
+// fsync), lose the group commit
+// of directory fsyncs that concurrent deliveries share, and need a second
+// program or a re-exec mode with its own protocol to report per-recipient
+// status and the staged/committed split back. It is also not free of the
+// same care: the helper still runs lmtpd code in a directory the user
+// controls.
+//
+// What makes (a) safe is that no link is followed at all, not only links
+// that leave the home. An os.Root (used for the maildir root) refuses to
+// leave its directory but follows links that stay inside it: a link from
+// ~/Maildir/tmp to ~/.ssh would be followed, and root-created files would
+// land there. HomeFS instead opens the home (its path is the
+// administrator's, from the account database) and reaches every directory
+// below it with openat2(2) and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or,
+// on kernels before Linux 5.6, one openat(2) per element with
+// O_NOFOLLOW|O_DIRECTORY; the last element is created with O_EXCL and
+// O_NOFOLLOW, renamed with renameat(2) and linked with linkat(2) between
+// descriptors of directories reached that way. Directories are opened
+// with O_DIRECTORY, so a FIFO put in place of new/ cannot block. A link
+// anywhere fails the delivery temporarily (LinkError, 451 4.3.5, logged
+// with the path to fix); nothing is written through it.
+//
+// Races are harmless by construction: once a directory is open, lmtpd
+// works on that directory, wherever the user renames it, and the user can
+// only move a directory to places the user may write to; a file is only
+// ever created new (O_EXCL), so no existing file, and no hard link the
+// user made to someone else's file, is opened or written; renames,
+// removals (of old tmp/ files) and links only change names in directories
+// reached this way, never a file's content or owner; a file already
+// written when the user swaps a directory stays where it was, owned by the
+// user. Hard links to directories and mounts are not available to the
+// user. So every file lmtpd writes under a home is one the user could have
+// created, containing the user's own mail.
+//
+// The maildir root of virtual users keeps its os.Root: lmtpd owns that
+// tree, and no user can plant links in it.
+//
 // # Errors
 //
 // Store methods return *protocol.Error values (see Classify): ENOSPC is 452
 // 4.3.1, EDQUOT 552 5.2.2, a message over the size limit 552 5.3.4,
-// permission problems and a missing root 451 4.3.5, any other I/O error
-// 451 4.3.0.
+// permission problems, an owner that cannot be set, a link in a home, a
+// missing home and a missing root 451 4.3.5, any other I/O error 451
+// 4.3.0.
 package maildir

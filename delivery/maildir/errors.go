@@ -2,6 +2,8 @@ package maildir
 
 import (
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -57,12 +59,67 @@ func Classify(err error) *protocol.Error {
 	return r.Wrap(err)
 }
 
+// OwnerError reports that a file or directory just created could not be
+// given its owner (fchown(2) on its descriptor).
+type OwnerError struct {
+	Path  string
+	Owner *Owner
+	Err   error
+}
+
+func (e *OwnerError) Error() string {
+	return fmt.Sprintf("maildir: giving %s to uid %d gid %d: %v", e.Path, e.Owner.UID, e.Owner.GID, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *OwnerError) Unwrap() error { return e.Err }
+
+// LinkError reports a symbolic link found under a home (Mailbox.Home):
+// lmtpd never follows one there, wherever it points, since the home's
+// user may have planted it to make lmtpd write elsewhere.
+type LinkError struct {
+	// Home is the home directory, Path the name under it that is or
+	// passes through the link.
+	Home, Path string
+	Err        error
+}
+
+func (e *LinkError) Error() string {
+	return "maildir: " + filepath.Join(e.Home, e.Path) + ": a symbolic link in the home is not followed: " + e.Err.Error()
+}
+
+// Unwrap returns the cause (ELOOP).
+func (e *LinkError) Unwrap() error { return e.Err }
+
+// HomeError reports that a home (Mailbox.Home) cannot be opened: it is
+// missing, or lmtpd may not enter it.
+type HomeError struct {
+	Dir string
+	Err error
+}
+
+func (e *HomeError) Error() string { return "maildir: home " + e.Dir + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *HomeError) Unwrap() error { return e.Err }
+
 // Hint returns what an administrator should fix for an error that is a
 // configuration problem rather than a passing failure, or "" if err is not
 // one.
 func Hint(err error) string {
 	var re *RootError
+	var oe *OwnerError
+	var le *LinkError
+	var he *HomeError
 	switch {
+	case errors.As(err, &he):
+		return "the home directory " + he.Dir + " cannot be opened: create it or fix the account's home; lmtpd must run as root to deliver into homes"
+	case errors.As(err, &le):
+		return "the maildir path under the home " + le.Home + " (" + le.Path + ") is or passes through a symbolic link, which lmtpd never follows in a user's home: the user must make it a real directory"
+	case errors.As(err, &oe) && errors.Is(err, errors.ErrUnsupported):
+		return "the maildir file system cannot set owners; remove owner and group from [delivery.maildir]"
+	case errors.As(err, &oe):
+		return fmt.Sprintf("lmtpd cannot give new mail files to uid %d gid %d: it must run as root (or with CAP_CHOWN), or, for a group alone, be a member of that group", oe.Owner.UID, oe.Owner.GID)
 	case errors.As(err, &re):
 		return "create the maildir root directory " + re.Dir + " (or fix the configured root) and make it writable for lmtpd"
 	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,11 +23,30 @@ import (
 // 36 hours).
 const DefaultTmpMaxAge = 36 * time.Hour
 
-// Modes of what a Store creates: maildirs are private to their owner.
+// Modes of what a Store creates unless Options.DirMode and Options.FileMode
+// say otherwise: maildirs are private to their owner.
 const (
 	DirMode  fs.FileMode = 0o700
 	FileMode fs.FileMode = 0o600
 )
+
+// Owner is the user and group given to the files and directories a Store
+// creates, with fchown(2) on the open descriptor, never by path. An id of
+// -1 leaves that one as the process's own. Changing the user needs root
+// (CAP_CHOWN); changing only the group needs lmtpd to be a member of it.
+type Owner struct {
+	UID, GID int
+}
+
+// set reports whether o changes anything.
+func (o *Owner) set() bool { return o != nil && (o.UID >= 0 || o.GID >= 0) }
+
+func sameOwner(a, b *Owner) bool {
+	if !a.set() || !b.set() {
+		return a.set() == b.set()
+	}
+	return *a == *b
+}
 
 // Options configure a Store. Either FS or Root must be set; the other
 // fields have working zero values.
@@ -51,6 +71,21 @@ type Options struct {
 	CreateFolders bool
 	// TmpMaxAge overrides DefaultTmpMaxAge when positive.
 	TmpMaxAge time.Duration
+	// Owner, if set, owns every file and directory the Store creates
+	// (those that exist already are left alone); Mailbox.Owner overrides
+	// it per delivery. nil: the process's own uid and gid.
+	Owner *Owner
+	// FileMode and DirMode, when not 0, are the permissions of the files
+	// and directories the Store creates, set with fchmod(2) so that the
+	// umask does not apply: 0640 and 0750 let an IMAP server in the
+	// owner's group read the mail, as Dovecot's mail_uid and mail_gid
+	// allow. 0 means FileMode (0600) and DirMode (0700), under the umask.
+	// Only permission bits (0777) are allowed. Deliveries into a home
+	// (Mailbox.Home) always get exactly 0600 and 0700.
+	FileMode, DirMode fs.FileMode
+	// HomeFS returns the FS of a Mailbox with Home set; nil means
+	// NewHomeFS. Tests wrap it to act between two steps of a delivery.
+	HomeFS func(home string) FS
 }
 
 // Store delivers into the maildirs under one root. It is safe for
@@ -64,6 +99,11 @@ type Store struct {
 	maxBytes  int64
 	mkFolders bool
 	tmpMaxAge time.Duration
+	owner     *Owner
+	fileMode  fs.FileMode
+	dirMode   fs.FileMode
+	chmod     bool // modes configured: fchmod what is created
+	homeFS    func(home string) FS
 
 	syncer syncer
 	known  sync.Map // directory -> struct{}: created, checked and cleaned by this process
@@ -79,6 +119,22 @@ func New(opts Options) (*Store, error) {
 		maxBytes:  opts.MaxMessageBytes,
 		mkFolders: opts.CreateFolders,
 		tmpMaxAge: opts.TmpMaxAge,
+		owner:     opts.Owner,
+		fileMode:  FileMode,
+		dirMode:   DirMode,
+		homeFS:    opts.HomeFS,
+	}
+	if opts.FileMode&^0o777 != 0 || opts.DirMode&^0o777 != 0 {
+		return nil, fmt.Errorf("maildir: modes %#o and %#o: only permission bits (0777) are allowed", opts.FileMode, opts.DirMode)
+	}
+	if opts.FileMode != 0 {
+		s.fileMode, s.chmod = opts.FileMode, true
+	}
+	if opts.DirMode != 0 {
+		s.dirMode, s.chmod = opts.DirMode, true
+	}
+	if s.homeFS == nil {
+		s.homeFS = func(home string) FS { return NewHomeFS(home) }
 	}
 	if s.fs == nil {
 		if opts.Root == "" {
@@ -111,9 +167,19 @@ func (s *Store) Close() error {
 // Mailbox names a delivery destination: a maildir and optionally a
 // Maildir++ folder in it.
 type Mailbox struct {
-	// Path is the maildir, relative to the root, as Template.Expand
-	// returns it.
+	// Path is the maildir, relative to the root (or to Home), as
+	// Template.Expand returns it.
 	Path string
+	// Home, when set, is an absolute directory that Path is relative to
+	// instead of the root: a system user's home, which the user controls.
+	// Nothing under Home is reached through a symbolic link, wherever it
+	// points (see NewHomeFS and the package documentation, "Homes"); Home
+	// itself is opened as the system resolves it, since its path comes
+	// from the account database.
+	Home string
+	// Owner, if set, owns what this delivery creates instead of
+	// Options.Owner: the user of a directory record with a uid and gid.
+	Owner *Owner
 	// Folder is "" for INBOX or a Maildir++ folder name from FolderName
 	// (".lists"). A missing folder is created when CreateFolder or
 	// Options.CreateFolders says so, and otherwise replaced by INBOX.
@@ -153,6 +219,7 @@ func (c Content) Size() int64 {
 // cleanup). A Staged is used by one goroutine at a time.
 type Staged struct {
 	s     *Store
+	l     loc    // where: the root or a home, and the owner
 	dir   string // maildir (with folder) the file is in
 	name  string // base name in tmp/
 	size  int64
@@ -170,7 +237,10 @@ const (
 // folder fell back to INBOX.
 func (st *Staged) Dir() string { return st.dir }
 
-// Path returns the file's path relative to the root: in tmp/ until
+// Home returns the Mailbox's Home the file went to, "" for the root.
+func (st *Staged) Home() string { return st.l.home }
+
+// Path returns the file's path relative to the root (or Home): in tmp/ until
 // committed, in new/ after.
 func (st *Staged) Path() string {
 	if st.state == committed {
@@ -199,6 +269,48 @@ func (s *Store) Deliver(ctx context.Context, mb Mailbox, c Content) (*Staged, er
 	return st, nil
 }
 
+// loc is where a delivery goes: the file system (the root's, or a home's),
+// the home ("" for the root) and the owner of what it creates.
+type loc struct {
+	fs    FS
+	home  string
+	owner *Owner
+	// modes of what is created; chmod: set them with fchmod(2)
+	fileMode, dirMode fs.FileMode
+	chmod             bool
+}
+
+// key names dir in the Store's caches, which the root and every home
+// share.
+func (l loc) key(dir string) string {
+	if l.home == "" {
+		return dir
+	}
+	return l.home + "\x00" + dir
+}
+
+// locate returns where mb's deliveries go.
+func (s *Store) locate(mb Mailbox) (loc, error) {
+	l := loc{fs: s.fs, owner: s.owner, fileMode: s.fileMode, dirMode: s.dirMode, chmod: s.chmod}
+	if mb.Owner != nil {
+		l.owner = mb.Owner
+	}
+	if mb.Home != "" {
+		if !filepath.IsAbs(mb.Home) {
+			return l, fmt.Errorf("%w: home %q is not an absolute path", ErrBadPath, mb.Home)
+		}
+		if !fs.ValidPath(mb.Path) || mb.Path == "." {
+			return l, fmt.Errorf("%w: maildir %q is not a clean path inside the home", ErrBadPath, mb.Path)
+		}
+		l.home = filepath.Clean(mb.Home)
+		l.fs = s.homeFS(l.home)
+		// Mail in a home is the user's alone, whatever the modes for
+		// the root say: the user's group may be a shared one.
+		l.fileMode, l.dirMode, l.chmod = FileMode, DirMode, true
+	}
+	return l, nil
+}
+
 // Stage writes c into mb's tmp/ with O_EXCL, fsyncs it and closes it,
 // creating the maildir (and folder) if needed. On error nothing is left
 // behind and the error is a *protocol.Error (see Classify); a problem an
@@ -211,62 +323,86 @@ func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, erro
 	if s.maxBytes > 0 && size > s.maxBytes {
 		return nil, s.fail(ctx, "stage", mb.Path, fmt.Errorf("%w: %d bytes, limit %d", ErrTooBig, size, s.maxBytes))
 	}
-	dir, err := s.prepare(ctx, mb)
+	l, err := s.locate(mb)
 	if err != nil {
-		return nil, s.fail(ctx, "create maildir", mb.Path, err)
+		return nil, s.fail(ctx, "stage", mb.Path, err)
 	}
-	st, err := s.write(dir, c, size)
+	dir, err := s.prepare(ctx, l, mb)
+	if err != nil {
+		return nil, s.fail(ctx, "create maildir", l.show(mb.Path), err)
+	}
+	st, err := s.write(l, dir, c, size)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The maildir vanished since this process created or checked it.
-		s.forget(dir)
-		if dir, err = s.prepare(ctx, mb); err == nil {
-			st, err = s.write(dir, c, size)
+		s.forget(l, dir)
+		if dir, err = s.prepare(ctx, l, mb); err == nil {
+			st, err = s.write(l, dir, c, size)
 		}
 	}
 	if err != nil {
-		return nil, s.fail(ctx, "write", dir, err)
+		return nil, s.fail(ctx, "write", l.show(dir), err)
 	}
 	return st, nil
+}
+
+// show returns dir for the log: as it is under the root, joined to the
+// home otherwise.
+func (l loc) show(dir string) string {
+	if l.home == "" {
+		return dir
+	}
+	return filepath.Join(l.home, filepath.FromSlash(dir))
 }
 
 // Link stages a hard link to src (a staged, uncommitted file) in mb, so that
 // further recipients of identical bytes cost no copy and no file fsync. If
 // the link cannot be made (another file system, the link limit, a file
-// system without hard links) it stages a copy of c instead, which must be
-// the content src was written from.
+// system without hard links), or src is in another home or has another
+// owner (a link shares its owner), it stages a copy of c instead, which
+// must be the content src was written from.
 func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*Staged, error) {
-	if src == nil || src.state != staged {
+	if src == nil || src.state != staged || src.s != s {
 		return s.Stage(ctx, mb, c)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, s.fail(ctx, "link", mb.Path, err)
 	}
-	dir, err := s.prepare(ctx, mb)
+	l, err := s.locate(mb)
 	if err != nil {
-		return nil, s.fail(ctx, "create maildir", mb.Path, err)
+		return nil, s.fail(ctx, "link", mb.Path, err)
 	}
-	name := s.names.Next(s.now())
-	if err := s.fs.Link(src.dir+"/tmp/"+src.name, dir+"/tmp/"+name); err != nil {
-		zerolog.Ctx(ctx).Debug().Err(err).Str("maildir", dir).Msg("hard link failed; writing a copy")
+	if l.home != src.l.home || !sameOwner(l.owner, src.l.owner) {
 		return s.Stage(ctx, mb, c)
 	}
-	return &Staged{s: s, dir: dir, name: name, size: src.size}, nil
+	dir, err := s.prepare(ctx, l, mb)
+	if err != nil {
+		return nil, s.fail(ctx, "create maildir", l.show(mb.Path), err)
+	}
+	name := s.names.Next(s.now())
+	if err := l.fs.Link(src.dir+"/tmp/"+src.name, dir+"/tmp/"+name); err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Str("maildir", l.show(dir)).Msg("hard link failed; writing a copy")
+		return s.Stage(ctx, mb, c)
+	}
+	return &Staged{s: s, l: l, dir: dir, name: name, size: src.size}, nil
 }
 
-// write creates the file in dir/tmp, writes c and fsyncs it; on error it
-// removes the file.
-func (s *Store) write(dir string, c Content, size int64) (*Staged, error) {
+// write creates the file in dir/tmp, gives it its owner and mode, writes c
+// and fsyncs it; on error it removes the file.
+func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error) {
 	for attempt := 0; ; attempt++ {
 		name := s.names.Next(s.now())
 		tmp := dir + "/tmp/" + name
-		f, err := s.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, FileMode)
+		f, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, l.fileMode)
 		if errors.Is(err, fs.ErrExist) && attempt < 3 {
 			continue // a name clash: another process with our pid, or a bad clock
 		}
 		if err != nil {
 			return nil, err
 		}
-		err = writeContent(f, c, size)
+		err = s.own(f, l, tmp, l.fileMode)
+		if err == nil {
+			err = writeContent(f, c, size)
+		}
 		if err == nil {
 			err = f.Sync()
 		}
@@ -274,11 +410,65 @@ func (s *Store) write(dir string, c Content, size int64) (*Staged, error) {
 			err = cerr
 		}
 		if err != nil {
-			s.fs.Remove(tmp)
+			l.fs.Remove(tmp)
 			return nil, err
 		}
-		return &Staged{s: s, dir: dir, name: name, size: size}, nil
+		return &Staged{s: s, l: l, dir: dir, name: name, size: size}, nil
 	}
+}
+
+// ownable is the part of *os.File that sets owner and mode on the open
+// descriptor (fchown(2), fchmod(2)).
+type ownable interface {
+	Chown(uid, gid int) error
+	Chmod(mode fs.FileMode) error
+}
+
+// own gives f, just created as name, the owner of l and mode, if any is
+// configured: on the descriptor, so that nothing swapped in at the path
+// since it was created is touched.
+func (s *Store) own(f File, l loc, name string, mode fs.FileMode) error {
+	if !l.owner.set() && !l.chmod {
+		return nil
+	}
+	of, ok := f.(ownable)
+	if !ok {
+		return &OwnerError{Path: l.show(name), Owner: l.owner, Err: errors.ErrUnsupported}
+	}
+	if l.owner.set() {
+		if err := of.Chown(l.owner.UID, l.owner.GID); err != nil {
+			return &OwnerError{Path: l.show(name), Owner: l.owner, Err: err}
+		}
+	}
+	if l.chmod {
+		if err := of.Chmod(mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdir creates one directory and gives it its owner and mode through a
+// descriptor opened on it. If that fails the directory is removed again,
+// so that the next delivery creates it with them.
+func (s *Store) mkdir(l loc, name string) error {
+	if err := l.fs.Mkdir(name, l.dirMode); err != nil {
+		return err
+	}
+	if !l.owner.set() && !l.chmod {
+		return nil
+	}
+	f, err := l.fs.OpenFile(name, os.O_RDONLY, 0)
+	if err == nil {
+		err = s.own(f, l, name, l.dirMode)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		l.fs.Remove(name)
+	}
+	return err
 }
 
 func writeContent(f File, c Content, size int64) error {
@@ -300,36 +490,46 @@ func writeContent(f File, c Content, size int64) error {
 // error per file, nil for those now durably in new/. A file whose rename or
 // directory fsync failed is removed again, so it is neither in tmp/ nor, as
 // far as the file system lets us, in new/. Committed or aborted files are
-// skipped with a nil error.
+// skipped with a nil error. Every file must come from this Store.
 func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	errs := make([]error, len(files))
-	byDir := make(map[string][]int)
+	type newDir struct {
+		l   loc
+		dir string
+		idx []int
+	}
+	byDir := make(map[string]*newDir)
 	for i, st := range files {
 		if st.state != staged {
 			continue
 		}
-		if err := s.fs.Rename(st.dir+"/tmp/"+st.name, st.dir+"/new/"+st.finalName()); err != nil {
-			s.fs.Remove(st.dir + "/tmp/" + st.name)
+		l := st.l
+		if err := l.fs.Rename(st.dir+"/tmp/"+st.name, st.dir+"/new/"+st.finalName()); err != nil {
+			l.fs.Remove(st.dir + "/tmp/" + st.name)
 			st.state = aborted
-			errs[i] = s.fail(ctx, "rename into new", st.dir, err)
+			errs[i] = s.fail(ctx, "rename into new", l.show(st.dir), err)
 			continue
 		}
 		st.state = committed
-		byDir[st.dir] = append(byDir[st.dir], i)
+		k := l.key(st.dir)
+		if byDir[k] == nil {
+			byDir[k] = &newDir{l: l, dir: st.dir}
+		}
+		byDir[k].idx = append(byDir[k].idx, i)
 	}
 	var wg sync.WaitGroup
-	for dir, idx := range byDir {
+	for _, nd := range byDir {
 		wg.Go(func() {
-			err := s.syncDir(dir + "/new")
+			err := s.syncDir(nd.l, nd.dir+"/new")
 			if err == nil {
 				return
 			}
-			perr := s.fail(ctx, "fsync new", dir, err)
-			for _, i := range idx {
+			perr := s.fail(ctx, "fsync new", nd.l.show(nd.dir), err)
+			for _, i := range nd.idx {
 				errs[i] = perr
 				// Not known to be durable: take it back rather than
 				// report a failure for a message that may show up.
-				s.fs.Remove(files[i].Path())
+				nd.l.fs.Remove(files[i].Path())
 				files[i].state = aborted
 			}
 		})
@@ -345,12 +545,12 @@ func (st *Staged) Abort() error {
 		return nil
 	}
 	st.state = aborted
-	return st.s.fs.Remove(st.dir + "/tmp/" + st.name)
+	return st.l.fs.Remove(st.dir + "/tmp/" + st.name)
 }
 
 // syncDir fsyncs a directory through the group-commit syncer.
-func (s *Store) syncDir(dir string) error {
-	return s.syncer.sync(dir, func() error { return fsyncDir(s.fs, dir) })
+func (s *Store) syncDir(l loc, dir string) error {
+	return s.syncer.sync(l.key(dir), func() error { return fsyncDir(l.fs, dir) })
 }
 
 func fsyncDir(fsys FS, dir string) error {
@@ -378,8 +578,8 @@ func (s *Store) fail(ctx context.Context, op, dir string, err error) error {
 // prepare makes sure the maildir of mb exists and returns the directory to
 // deliver into: the folder, or the maildir itself when the folder is
 // missing and may not be created.
-func (s *Store) prepare(ctx context.Context, mb Mailbox) (string, error) {
-	if err := s.ensure(ctx, mb.Path, false); err != nil {
+func (s *Store) prepare(ctx context.Context, l loc, mb Mailbox) (string, error) {
+	if err := s.ensure(ctx, l, mb.Path, false); err != nil {
 		return "", err
 	}
 	if mb.Folder == "" {
@@ -389,20 +589,20 @@ func (s *Store) prepare(ctx context.Context, mb Mailbox) (string, error) {
 		return "", fmt.Errorf("%w: bad folder name %q", ErrBadPath, mb.Folder)
 	}
 	dir := mb.Path + "/" + mb.Folder
-	if _, ok := s.known.Load(dir); ok {
+	if _, ok := s.known.Load(l.key(dir)); ok {
 		return dir, nil
 	}
-	_, err := s.fs.Stat(dir)
+	_, err := l.fs.Stat(dir)
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrNotExist) && !s.mkFolders && !mb.CreateFolder:
-		zerolog.Ctx(ctx).Debug().Str("maildir", mb.Path).Str("folder", mb.Folder).Msg("folder does not exist; delivering to INBOX")
+		zerolog.Ctx(ctx).Debug().Str("maildir", l.show(mb.Path)).Str("folder", mb.Folder).Msg("folder does not exist; delivering to INBOX")
 		return mb.Path, nil
 	case errors.Is(err, fs.ErrNotExist):
 	default:
 		return "", err
 	}
-	if err := s.ensure(ctx, dir, true); err != nil {
+	if err := s.ensure(ctx, l, dir, true); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -412,16 +612,16 @@ func (s *Store) prepare(ctx context.Context, mb Mailbox) (string, error) {
 // fsyncing each parent directory whose entries changed, and cleans old
 // files out of tmp/ the first time this process sees dir. folder marks a
 // Maildir++ folder, which gets the "maildirfolder" marker file.
-func (s *Store) ensure(ctx context.Context, dir string, folder bool) error {
-	if _, ok := s.known.Load(dir); ok {
+func (s *Store) ensure(ctx context.Context, l loc, dir string, folder bool) error {
+	if _, ok := s.known.Load(l.key(dir)); ok {
 		return nil
 	}
-	if err := s.mkdirAll(dir); err != nil {
+	if err := s.mkdirAll(l, dir); err != nil {
 		return err
 	}
 	created := false
 	for _, sub := range []string{"tmp", "new", "cur"} {
-		err := s.fs.Mkdir(dir+"/"+sub, DirMode)
+		err := s.mkdir(l, dir+"/"+sub)
 		if err == nil {
 			created = true
 		} else if !errors.Is(err, fs.ErrExist) {
@@ -429,37 +629,46 @@ func (s *Store) ensure(ctx context.Context, dir string, folder bool) error {
 		}
 	}
 	if folder && created {
-		f, err := s.fs.OpenFile(dir+"/maildirfolder", os.O_WRONLY|os.O_CREATE, FileMode)
-		if err != nil {
+		name := dir + "/maildirfolder"
+		f, err := l.fs.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, l.fileMode)
+		switch {
+		case errors.Is(err, fs.ErrExist):
+		case err != nil:
 			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
+		default:
+			err = s.own(f, l, name, l.fileMode)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				l.fs.Remove(name)
+				return err
+			}
 		}
 	}
 	if created {
-		if err := fsyncDir(s.fs, dir); err != nil {
+		if err := fsyncDir(l.fs, dir); err != nil {
 			return err
 		}
 	}
-	s.cleanTmp(ctx, dir)
-	s.known.Store(dir, struct{}{})
+	s.cleanTmp(ctx, l, dir)
+	s.known.Store(l.key(dir), struct{}{})
 	return nil
 }
 
 // mkdirAll creates the missing elements of dir, fsyncing the parent of
 // each one it creates so the new entry survives a crash.
-func (s *Store) mkdirAll(dir string) error {
-	if fi, err := s.fs.Stat(dir); err == nil {
+func (s *Store) mkdirAll(l loc, dir string) error {
+	if fi, err := l.fs.Stat(dir); err == nil {
 		if !fi.IsDir() {
-			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+			return &fs.PathError{Op: "mkdir", Path: l.show(dir), Err: syscall.ENOTDIR}
 		}
 		return nil
 	}
 	elems := strings.Split(dir, "/")
 	for i := range elems {
 		p := strings.Join(elems[:i+1], "/")
-		err := s.fs.Mkdir(p, DirMode)
+		err := s.mkdir(l, p)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -467,22 +676,22 @@ func (s *Store) mkdirAll(dir string) error {
 			return err
 		}
 		parent := path.Dir(p)
-		if err := fsyncDir(s.fs, parent); err != nil {
+		if err := fsyncDir(l.fs, parent); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) forget(dir string) { s.known.Delete(dir) }
+func (s *Store) forget(l loc, dir string) { s.known.Delete(l.key(dir)) }
 
 // cleanTmp removes files older than the tmp age limit from dir/tmp (the
 // maildir specification: "a file in tmp/ that has not been accessed in 36
 // hours" is litter from a crash). Failures are only logged.
-func (s *Store) cleanTmp(ctx context.Context, dir string) {
-	ents, err := s.fs.ReadDir(dir + "/tmp")
+func (s *Store) cleanTmp(ctx context.Context, l loc, dir string) {
+	ents, err := l.fs.ReadDir(dir + "/tmp")
 	if err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Str("maildir", dir).Msg("cannot list tmp/ for cleanup")
+		zerolog.Ctx(ctx).Warn().Err(err).Str("maildir", l.show(dir)).Msg("cannot list tmp/ for cleanup")
 		return
 	}
 	limit := s.now().Add(-s.tmpMaxAge)
@@ -494,10 +703,10 @@ func (s *Store) cleanTmp(ctx context.Context, dir string) {
 		if err != nil || !fi.ModTime().Before(limit) {
 			continue
 		}
-		if err := s.fs.Remove(dir + "/tmp/" + e.Name()); err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Str("maildir", dir).Str("file", e.Name()).Msg("cannot remove old tmp/ file")
+		if err := l.fs.Remove(dir + "/tmp/" + e.Name()); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("maildir", l.show(dir)).Str("file", e.Name()).Msg("cannot remove old tmp/ file")
 		} else {
-			zerolog.Ctx(ctx).Info().Str("maildir", dir).Str("file", e.Name()).Msg("removed tmp/ file older than the limit")
+			zerolog.Ctx(ctx).Info().Str("maildir", l.show(dir)).Str("file", e.Name()).Msg("removed tmp/ file older than the limit")
 		}
 	}
 }
