@@ -27,6 +27,9 @@ type authenticator struct {
 	// outcome, if not nil, counts each finished exchange by mechanism
 	// and result ("ok", "failed", "malformed", "error").
 	outcome func(mech, result string)
+	// dirs, if not nil, holds the [auth] directory (dirauth.go): PLAIN
+	// and LOGIN check its passwords after the store's users.
+	dirs *dirAuth
 }
 
 // Mechanisms offers what the store's users can use: SCRAM-SHA-256 on any
@@ -40,7 +43,7 @@ func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
 		return nil
 	}
 	var out []string
-	for _, m := range a.store.Mechanisms() {
+	for _, m := range a.mechanisms() {
 		if sasl.IsPlaintext(m) && c.TLS == nil && !a.insecure {
 			continue
 		}
@@ -51,6 +54,14 @@ func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
 
 // NewServer starts an exchange.
 func (a *authenticator) NewServer(ctx context.Context, c *protocol.ConnState, mech string) (protocol.SASLServer, error) {
+	if a.dirs != nil && a.dirs.reg.hasAuth() {
+		switch strings.ToUpper(mech) {
+		case sasl.MechPlain:
+			return &saslServer{s: sasl.NewPlainServer(a.dirs.check(ctx, a.store)), mech: sasl.MechPlain, outcome: a.outcome}, nil
+		case sasl.MechLogin:
+			return &saslServer{s: sasl.NewLoginServer(a.dirs.check(ctx, a.store)), mech: sasl.MechLogin, outcome: a.outcome}, nil
+		}
+	}
 	s, err := a.store.NewServer(mech)
 	if err != nil {
 		if errors.Is(err, sasl.ErrUnsupportedMechanism) {

@@ -2,20 +2,25 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"slices"
 
 	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/directory"
 )
 
-const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given.\nWarnings (a valid configuration that breaks a rule, such as a postmaster that\nroutes nowhere) go to standard error. Exit status 0 if it is valid, 78\n(EX_CONFIG) with one line per problem if not. Whether a listener's address\nis free is found out only by serve, which then exits 78 too."
+const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given.\nWarnings (a valid configuration that breaks a rule, such as a postmaster that\nroutes nowhere) go to standard error. Exit status 0 if it is valid, 78\n(EX_CONFIG) with one line per problem if not. Whether a listener's address\nis free is found out only by serve, which then exits 78 too.\n\nEach [[directory]] is connected to once (a database ping, an LDAP bind and\nsearch of the root DSE, the file read) unless -offline is given; a\ndirectory that fails is reported with its name on standard error and the\nexit status is 75 (EX_TEMPFAIL): the file is valid, the directory is not\nreachable now."
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check-config", checkConfigUsage, stderr)
 	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
 	quiet := fs.Bool("q", false, "print nothing but warnings when the configuration is valid")
-	secrets := fs.Bool("secrets", false, "print password hashes and SCRAM keys (the output then reads back as a configuration)")
+	secrets := fs.Bool("secrets", false, "print password hashes, SCRAM keys and directory passwords (the output then reads back as a configuration)")
+	offline := fs.Bool("offline", false, "do not connect to the directories")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -31,8 +36,12 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.dcfg.Warnings() {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", cfg.file, w)
 	}
+	status := exOK
+	if !*offline && !checkDirectories(cfg, stderr) {
+		status = exTempFail
+	}
 	if *quiet {
-		return exOK
+		return status
 	}
 	show := cfg
 	if !*secrets {
@@ -45,7 +54,29 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# Effective configuration of %s: every default filled in.\n", cfg.file)
 	stdout.Write(text)
-	return exOK
+	return status
+}
+
+// checkDirectories opens each directory of cfg, makes one round trip to
+// it (directory.Directory.Check under its timeout), closes it, and
+// reports each failure on w with the directory's name and key. It
+// reports whether all answered.
+func checkDirectories(cfg *config, w io.Writer) bool {
+	ok := true
+	for _, s := range cfg.dirSpecs {
+		d, err := s.open(zerolog.New(w).Level(zerolog.WarnLevel))
+		if err == nil {
+			c := directory.NewCache(d, s.cache)
+			err = c.Check(context.Background())
+			c.Close()
+		}
+		if err != nil {
+			ok = false
+			line := cfg.locs[cfg.file].line(s.key)
+			fmt.Fprintf(w, "%s:%d: %s: directory %q does not answer: %v\n", cfg.file, line, s.key, s.name, stripDirName(s.name, err))
+		}
+	}
+	return ok
 }
 
 // hiddenSecret stands for a password hash or SCRAM key in check-config's
@@ -66,6 +97,14 @@ func (c *config) withoutSecrets() *config {
 		if u.Scram != "" {
 			u.Scram = hiddenSecret
 		}
+	}
+	cp.Directories = slices.Clone(c.Directories)
+	for i := range cp.Directories {
+		dc := &cp.Directories[i]
+		if dc.BindPassword != "" {
+			dc.BindPassword = hiddenSecret
+		}
+		dc.DSN = redactDSN(dc.DSN)
 	}
 	return &cp
 }

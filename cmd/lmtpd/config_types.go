@@ -28,6 +28,8 @@ type config struct {
 	Delivery  deliveryConfig   `toml:"delivery"`
 	Domains   []domainConfig   `toml:"domain"`
 	Metrics   metricsConfig    `toml:"metrics"`
+	// Directories are the [[directory]] tables (config_directory.go).
+	Directories []directoryConfig `toml:"directory"`
 
 	// Derived by load.
 	file      string                 // the file's path, or embeddedName
@@ -38,6 +40,7 @@ type config struct {
 	locs      map[string]*locator    // per file, for errors found after decoding
 	logLevel  zerolog.Level          // parsed Log.Level
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
+	dirSpecs  []dirSpec              // validated [[directory]] tables, in order
 }
 
 // logConfig is [log].
@@ -154,8 +157,11 @@ type authConfig struct {
 	UsersFile string `toml:"users_file"`
 	// RestrictSender refuses MAIL FROM addresses that are not the
 	// authenticated user's.
-	RestrictSender bool             `toml:"restrict_sender"`
-	Users          []authUserConfig `toml:"user"`
+	RestrictSender bool `toml:"restrict_sender"`
+	// Directory names a [[directory]] whose passwords PLAIN and LOGIN
+	// check, after the users configured here; "" means none.
+	Directory string           `toml:"directory"`
+	Users     []authUserConfig `toml:"user"`
 }
 
 // authUserConfig is one [[auth.user]] (or [[user]] in the users file):
@@ -225,6 +231,9 @@ type domainConfig struct {
 	Route    routeConfig         `toml:"route"`
 	// UTF8LocalParts: any_user accepts non-ASCII user names too.
 	UTF8LocalParts bool `toml:"utf8_local_parts"`
+	// Directory names a [[directory]] holding more users of the domain;
+	// "" means none.
+	Directory string `toml:"directory"`
 }
 
 func (d *domainConfig) setDefaults() {
@@ -288,6 +297,7 @@ func defaultConfig() *config {
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
-		Domains: []domainConfig{},
+		Domains:     []domainConfig{},
+		Directories: []directoryConfig{},
 	}
 }

@@ -7,9 +7,10 @@ import (
 )
 
 // reload re-reads the configuration on SIGHUP and applies what can change
-// while running: routing and delivery (Router.Reload), users and
-// credentials (Store.Replace), the sender policy, the certificate and the
-// log level. The new configuration is validated as a whole first; if any
+// while running: routing and delivery (Router.Reload), the directories
+// (new pools replace the old, which close after their lookups in flight),
+// users and credentials (Store.Replace), the sender policy, the
+// certificate and the log level. The new configuration is validated as a whole first; if any
 // part is wrong, the error is logged and the running configuration stays,
 // untouched. Changes to listeners, the server hostname, the metrics
 // address or the log format need a restart; they are logged and ignored.
@@ -51,12 +52,24 @@ func (d *daemon) reload() {
 		d.log.Error().Str("key", "delivery.maildir.root").Err(err).Msg("reload failed: the maildir root cannot be prepared; keeping the running configuration")
 		return
 	}
+	// New directories (new pools, a passwd-file read again) are opened
+	// before anything changes; they replace the running ones only once
+	// the router has taken the new configuration.
+	gen, err := openDirectories(cfg, d.log, d.dirObserver())
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload failed: a directory cannot be opened; keeping the running configuration")
+		return
+	}
 	// The router validates again and may fail (a maildir root that cannot
 	// be opened): do it first, before anything else changes.
 	if err := d.router.Reload(cfg.dcfg); err != nil {
+		gen.retire()
 		d.log.Error().Err(err).Msg("reload failed: delivery configuration refused; keeping the running configuration")
 		return
 	}
+	// The old directories close once the lookups in flight on them end
+	// (dirGeneration); later lookups use the new ones.
+	d.dirs.replace(gen)
 	d.logWarnings(cfg)
 	// loadConfig checked every user with the store's own checks, so this
 	// does not fail short of running out of memory.
@@ -96,5 +109,5 @@ func (d *daemon) reload() {
 	// use; keep those parts so that the next reload compares against them.
 	cfg.Listeners, cfg.Server.Hostname, cfg.Metrics, cfg.Log.Format, cfg.trusted = old.Listeners, old.Server.Hostname, old.Metrics, old.Log.Format, old.trusted
 	d.cfg = cfg
-	d.log.Info().Int("users", len(cfg.users)).Int("domains", len(cfg.Domains)).Msg("configuration reloaded")
+	d.log.Info().Int("users", len(cfg.users)).Int("domains", len(cfg.Domains)).Int("directories", len(cfg.dirSpecs)).Msg("configuration reloaded")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
 )
@@ -54,6 +55,8 @@ type daemon struct {
 
 	router  *delivery.Router
 	store   *sasl.Store
+	dirs    *dirRegistry // the [[directory]] tables, open (directories.go)
+	dirAuth *dirAuth     // AUTH against [auth] directory (dirauth.go)
 	senders *restrictSender
 	certs   *certStore
 	metrics *metrics
@@ -103,6 +106,20 @@ func (d *daemon) run() int {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
 	}
+	d.dirs = &dirRegistry{}
+	gen, err := openDirectories(cfg, d.log, d.dirObserver())
+	if err != nil {
+		return d.configFail("directory", err)
+	}
+	d.dirs.replace(gen)
+	defer d.dirs.close()
+	if d.metrics != nil {
+		d.metrics.watchDirectories(d.dirs)
+	}
+	// [[domain]] directory: users of the directory are users of the
+	// domain, delivered by the domain's route.
+	dopts.Lookup = &domainLookup{reg: d.dirs}
+	d.dirAuth = newDirAuth(d.dirs)
 	if d.router, err = delivery.New(cfg.dcfg, dopts); err != nil {
 		return d.configFail("domain", err)
 	}
@@ -267,7 +284,7 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 		srv.BareLineEndings = protocol.NormalizeBareLineEndings
 	}
 	if lc.Auth != "off" {
-		a := &authenticator{store: d.store, insecure: lc.InsecureAuth, tlsOnly: lc.RequireTLSForAuth}
+		a := &authenticator{store: d.store, insecure: lc.InsecureAuth, tlsOnly: lc.RequireTLSForAuth, dirs: d.dirAuth}
 		if d.metrics != nil {
 			a.outcome = d.metrics.authOutcome(lc.Name)
 		}
@@ -285,6 +302,15 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 	ls.srv = srv
 	d.servers = append(d.servers, ls)
 	return exOK
+}
+
+// dirObserver returns the directories' metrics observer, or nil without
+// metrics.
+func (d *daemon) dirObserver() directory.Observer {
+	if d.metrics == nil {
+		return nil
+	}
+	return d.metrics
 }
 
 // orNegative maps the configuration's 0 ("none") to the protocol
