@@ -26,6 +26,7 @@ import (
 	_ "embed"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // defaultConfigText is the configuration used when no -config is given:
@@ -106,4 +107,13 @@ func (c *config) resolvePaths(base string) {
 	abs(&c.Delivery.Maildir.Root)
 	abs(&c.Delivery.Spool.Dir)
 	abs(&c.Delivery.Dedup.Path)
+	for i := range c.Directories {
+		dc := &c.Directories[i]
+		abs(&dc.Path)
+		abs(&dc.BindPasswordFile)
+		abs(&dc.TLSCAFile)
+		if dc.SQLDriver == "sqlite" && dc.DSN != ":memory:" && !strings.HasPrefix(dc.DSN, "file:") {
+			abs(&dc.DSN) // a plain file name, as the paths above
+		}
+	}
 }

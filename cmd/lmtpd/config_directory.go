@@ -140,12 +140,12 @@ func (c *config) validateDirectories(ec *errorCollector) {
 		}
 		spec, err := c.directorySpec(key, dc)
 		if err != nil {
-			ec.add(dirErrorKey(key, err), err)
+			ec.add(dirError(key, dc.Name, err))
 			continue
 		}
 		d, err := spec.open(zerolog.Nop())
 		if err != nil {
-			ec.add(dirErrorKey(key, err), stripDirName(dc.Name, err))
+			ec.add(dirError(key, dc.Name, err))
 			continue
 		}
 		d.Close()
@@ -307,9 +307,22 @@ func (c *config) directorySpec(key string, dc *directoryConfig) (dirSpec, error)
 // ...", "passwd: min_uid 5 is above max_uid 1").
 var dirKeyPrefix = regexp.MustCompile(`^(?:(?:directory \S+|passwd|passwd-file): )?([a-z_]+)\b`)
 
-// dirErrorKey returns the key a driver's construction error is about:
-// the directory's key followed by the first [[directory]] key the
-// message names, or the directory's key alone.
+// dirError returns the key a driver's construction error is about (the
+// directory's key followed by the first [[directory]] key the message
+// names, or the directory's key alone) and the error without the
+// directory's name or that key in front, which the key already says.
+func dirError(key, name string, err error) (string, error) {
+	err = stripDirName(name, err)
+	k := dirErrorKey(key, err)
+	if k != key {
+		if rest, ok := strings.CutPrefix(err.Error(), k[len(key)+1:]+": "); ok {
+			return k, errors.New(rest)
+		}
+	}
+	return k, err
+}
+
+// dirErrorKey returns the key of err for dirError.
 func dirErrorKey(key string, err error) string {
 	msg := err.Error()
 	var keys []string
