@@ -3,14 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 
 	"github.com/BurntSushi/toml"
 	"github.com/rs/zerolog"
-
-	"github.com/lmtpd/lmtpd/directory"
 )
 
 const checkConfigUsage = "lmtpd check-config [-config FILE] [-q] [-secrets]\n\nValidates the configuration (the embedded default without -config) and prints\nit with every default filled in and relative paths made absolute; password\nhashes and SCRAM keys are shown as \"(hidden)\" unless -secrets is given.\nWarnings (a valid configuration that breaks a rule, such as a postmaster that\nroutes nowhere) go to standard error. Exit status 0 if it is valid, 78\n(EX_CONFIG) with one line per problem if not. Whether a listener's address\nis free is found out only by serve, which then exits 78 too.\n\nEach [[directory]] is connected to once (a database ping, an LDAP bind and\nsearch of the root DSE, the file read) unless -offline is given; a\ndirectory that fails is reported with its name on standard error and the\nexit status is 75 (EX_TEMPFAIL): the file is valid, the directory is not\nreachable now."
@@ -66,9 +65,14 @@ func checkDirectories(cfg *config, w io.Writer) bool {
 	for _, s := range cfg.dirSpecs {
 		d, err := s.open(zerolog.New(w).Level(zerolog.WarnLevel))
 		if err == nil {
-			c := directory.NewCache(d, s.cache)
-			err = c.Check(context.Background())
-			c.Close()
+			timeout := s.cache.Timeout
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err = d.Check(ctx)
+			if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer within %v (timeout): %w", timeout, err)
+			}
+			cancel()
+			d.Close()
 		}
 		if err != nil {
 			ok = false

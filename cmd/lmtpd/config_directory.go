@@ -399,17 +399,21 @@ func (t trusted) LookupUser(ctx context.Context, k directory.Key) (directory.Rec
 	return r, err
 }
 
-// dsnPassword matches the password in a DSN: libpq's password=...
-// keyword, a URL's user:password@ and go-sql-driver's user:password@.
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)|^([a-z][a-z0-9+.-]*://)?([^:@/\s]*):([^@\s]*)@`)
+// DSN passwords: libpq's password=... keyword; a URL's
+// scheme://user:password@; go-sql-driver's user:password@net(addr)/db
+// (its password may hold '@': the last one before the network counts).
+var (
+	dsnKeyword = regexp.MustCompile(`(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+	dsnURL     = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/\s]*):[^@\s]*@`)
+	dsnMySQL   = regexp.MustCompile(`^([^:@/\s(]*):.*@([a-z0-9]*\(|/)`)
+)
 
 // redactDSN hides the password in a DSN for check-config's output.
 func redactDSN(dsn string) string {
-	return dsnPassword.ReplaceAllStringFunc(dsn, func(m string) string {
-		sm := dsnPassword.FindStringSubmatch(m)
-		if sm[1] != "" {
-			return sm[1] + hiddenSecret
-		}
-		return sm[3] + sm[4] + ":" + hiddenSecret + "@"
-	})
+	if strings.Contains(dsn, "://") {
+		dsn = dsnURL.ReplaceAllString(dsn, "${1}:"+hiddenSecret+"@")
+	} else {
+		dsn = dsnMySQL.ReplaceAllString(dsn, "${1}:"+hiddenSecret+"@${2}")
+	}
+	return dsnKeyword.ReplaceAllString(dsn, "${1}"+hiddenSecret)
 }

@@ -5,8 +5,10 @@ import (
 	dbsql "database/sql"
 	"errors"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +208,52 @@ func TestDirectoryReloadInFlight(t *testing.T) {
 	}
 	if ok, err := l.LookupUser(context.Background(), "example.test", "known"); ok || err != nil {
 		t.Errorf("after close: %v %v, want false, nil", ok, err)
+	}
+}
+
+// TestDirectoryMetrics: lookups through a directory's cache reach the
+// Prometheus registry by directory, kind, result and source (a cache hit
+// is source "cache"), the latency histogram counts the queries only, and
+// the pool gauge shows the SQL pool of the current generation.
+func TestDirectoryMetrics(t *testing.T) {
+	dir := t.TempDir()
+	writeSQLiteUsers(t, dir)
+	cfg := dirTestConfig(t, dir, `driver = "sql"
+sql_driver = "sqlite"
+dsn = "mail.db"
+user_query = "SELECT maildir AS mailbox FROM mailbox WHERE username = {address}"
+`)
+	m := newMetrics()
+	gen, err := openDirectories(cfg, zerolog.Nop(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &dirRegistry{}
+	reg.replace(gen)
+	t.Cleanup(reg.close)
+	m.watchDirectories(reg)
+	l := &domainLookup{reg: reg}
+	for _, u := range []string{"alice", "alice", "nobody", "nobody", "nobody"} {
+		if _, err := l.LookupUser(context.Background(), "example.test", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := httptest.NewRecorder()
+	m.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`lmtpd_directory_lookups_total{directory="users",kind="user",result="found",source="directory"} 1`,
+		`lmtpd_directory_lookups_total{directory="users",kind="user",result="found",source="cache"} 1`,
+		`lmtpd_directory_lookups_total{directory="users",kind="user",result="not_found",source="directory"} 1`,
+		`lmtpd_directory_lookups_total{directory="users",kind="user",result="not_found",source="cache"} 2`,
+		`lmtpd_directory_lookup_duration_seconds_count{directory="users",kind="user"} 2`,
+		`lmtpd_directory_pool_connections{directory="users"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
 	}
 }
