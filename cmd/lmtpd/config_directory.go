@@ -39,7 +39,8 @@ const (
 // directory and its drivers). The drivers tag lists the drivers a key
 // belongs to ("" for every driver); a key set for another driver is an
 // error, so a mistyped driver or a key copied from another example is
-// reported, not ignored. config.example.toml explains each key.
+// reported, not ignored; check-config leaves out the keys a driver does
+// not use (omitempty). config.example.toml explains each key.
 type directoryConfig struct {
 	Name   string `toml:"name"`
 	Driver string `toml:"driver"`
@@ -51,41 +52,41 @@ type directoryConfig struct {
 	Timeout          duration `toml:"timeout"`
 
 	// sql (directory/sql.Options).
-	SQLDriver     string `toml:"sql_driver" drivers:"sql"`
-	DSN           string `toml:"dsn" drivers:"sql"`
-	UserQuery     string `toml:"user_query" drivers:"sql"`
-	AliasQuery    string `toml:"alias_query" drivers:"sql"`
-	PasswordQuery string `toml:"password_query" drivers:"sql"`
+	SQLDriver     string `toml:"sql_driver,omitempty,omitzero" drivers:"sql"`
+	DSN           string `toml:"dsn,omitempty,omitzero" drivers:"sql"`
+	UserQuery     string `toml:"user_query,omitempty,omitzero" drivers:"sql"`
+	AliasQuery    string `toml:"alias_query,omitempty,omitzero" drivers:"sql"`
+	PasswordQuery string `toml:"password_query,omitempty,omitzero" drivers:"sql"`
 	// PoolSize bounds the connections open at once (sql and ldap); 0
 	// means the driver's default (8 for sql, 4 for ldap).
-	PoolSize int `toml:"pool_size" drivers:"sql,ldap"`
+	PoolSize int `toml:"pool_size,omitempty,omitzero" drivers:"sql,ldap"`
 
 	// ldap (directory/ldap.Config).
-	URL              string            `toml:"url" drivers:"ldap"`
-	StartTLS         bool              `toml:"start_tls" drivers:"ldap"`
-	BindDN           string            `toml:"bind_dn" drivers:"ldap"`
-	BindPassword     string            `toml:"bind_password" drivers:"ldap"`
-	BindPasswordFile string            `toml:"bind_password_file" drivers:"ldap"`
-	BaseDN           string            `toml:"base_dn" drivers:"ldap"`
-	UserFilter       string            `toml:"user_filter" drivers:"ldap"`
-	AliasFilter      string            `toml:"alias_filter" drivers:"ldap"`
-	AliasAttribute   string            `toml:"alias_attribute" drivers:"ldap"`
-	Attributes       map[string]string `toml:"attributes" drivers:"ldap"`
-	Auth             string            `toml:"auth" drivers:"ldap"`
-	TLSCAFile        string            `toml:"tls_ca_file" drivers:"ldap"`
-	TLSServerName    string            `toml:"tls_server_name" drivers:"ldap"`
+	URL              string            `toml:"url,omitempty,omitzero" drivers:"ldap"`
+	StartTLS         bool              `toml:"start_tls,omitempty,omitzero" drivers:"ldap"`
+	BindDN           string            `toml:"bind_dn,omitempty,omitzero" drivers:"ldap"`
+	BindPassword     string            `toml:"bind_password,omitempty,omitzero" drivers:"ldap"`
+	BindPasswordFile string            `toml:"bind_password_file,omitempty,omitzero" drivers:"ldap"`
+	BaseDN           string            `toml:"base_dn,omitempty,omitzero" drivers:"ldap"`
+	UserFilter       string            `toml:"user_filter,omitempty,omitzero" drivers:"ldap"`
+	AliasFilter      string            `toml:"alias_filter,omitempty,omitzero" drivers:"ldap"`
+	AliasAttribute   string            `toml:"alias_attribute,omitempty,omitzero" drivers:"ldap"`
+	Attributes       map[string]string `toml:"attributes,omitempty,omitzero" drivers:"ldap"`
+	Auth             string            `toml:"auth,omitempty,omitzero" drivers:"ldap"`
+	TLSCAFile        string            `toml:"tls_ca_file,omitempty,omitzero" drivers:"ldap"`
+	TLSServerName    string            `toml:"tls_server_name,omitempty,omitzero" drivers:"ldap"`
 
 	// passwd-file and passwd (directory/passwdfile.Options,
 	// directory/passwd.Options).
-	Path    string   `toml:"path" drivers:"passwd-file,passwd"`
-	MinUID  int      `toml:"min_uid" drivers:"passwd"`
-	MaxUID  int      `toml:"max_uid" drivers:"passwd"`
-	Exclude []string `toml:"exclude" drivers:"passwd"`
-	Mailbox string   `toml:"mailbox" drivers:"passwd"`
+	Path    string   `toml:"path,omitempty,omitzero" drivers:"passwd-file,passwd"`
+	MinUID  int      `toml:"min_uid,omitempty,omitzero" drivers:"passwd"`
+	MaxUID  int      `toml:"max_uid,omitempty,omitzero" drivers:"passwd"`
+	Exclude []string `toml:"exclude,omitempty,omitzero" drivers:"passwd"`
+	Mailbox string   `toml:"mailbox,omitempty,omitzero" drivers:"passwd"`
 
 	// TrustedPaths lets the directory's mailbox and home fields name
 	// paths outside [delivery.maildir] root (passwd records always are).
-	TrustedPaths bool `toml:"trusted_paths" drivers:"sql,ldap,passwd-file"`
+	TrustedPaths bool `toml:"trusted_paths,omitempty,omitzero" drivers:"sql,ldap,passwd-file"`
 }
 
 func (d *directoryConfig) setDefaults() {
