@@ -317,7 +317,7 @@ func dirError(key, name string, err error) (string, error) {
 	k := dirErrorKey(key, err)
 	if k != key {
 		if rest, ok := strings.CutPrefix(err.Error(), k[len(key)+1:]+": "); ok {
-			return k, errors.New(rest)
+			return k, &relabeled{rest, err}
 		}
 	}
 	return k, err
@@ -376,10 +376,21 @@ func isKeyByte(b byte) bool { return b == '_' || b >= 'a' && b <= 'z' || b >= '0
 // on its errors: the configuration error already names the key.
 func stripDirName(name string, err error) error {
 	if rest, ok := strings.CutPrefix(err.Error(), "directory "+name+": "); ok {
-		return errors.New(rest)
+		return &relabeled{rest, err}
 	}
 	return err
 }
+
+// relabeled is an error with a shorter text that still wraps the
+// original (a *fs.PathError stays one: deliver tells a missing file, a
+// state of the system, from a mistake in the configuration).
+type relabeled struct {
+	msg string
+	err error
+}
+
+func (e *relabeled) Error() string { return e.msg }
+func (e *relabeled) Unwrap() error { return e.err }
 
 // trusted marks every record of a directory Trusted (trusted_paths =
 // true) for the drivers that do not do it themselves.

@@ -92,7 +92,15 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	}
 	// loadConfig validated the configuration: what fails here is opening
 	// what it names.
-	router, err := delivery.New(cfg.dcfg, delivery.Options{})
+	// The [[domain]] directories, as the daemon uses them.
+	gen, err := openDirectories(cfg, log, nil)
+	if err != nil {
+		return tempFail(err)
+	}
+	dirs := &dirRegistry{}
+	dirs.replace(gen)
+	defer func() { dirs.close(); <-gen.closed }()
+	router, err := delivery.New(cfg.dcfg, delivery.Options{Lookup: &domainLookup{reg: dirs}})
 	if err != nil {
 		return tempFail(err)
 	}

@@ -52,7 +52,7 @@ func openDirectories(cfg *config, log zerolog.Logger, obs directory.Observer) (*
 		d, err := s.open(log.With().Str("directory", s.name).Logger())
 		if err != nil {
 			g.closeAll()
-			return nil, fmt.Errorf("%s (%s): %w", s.key, s.name, err)
+			return nil, &dirOpenError{key: s.key, name: s.name, err: err}
 		}
 		o := s.cache
 		o.Observer = obs
@@ -69,6 +69,15 @@ func openDirectories(cfg *config, log zerolog.Logger, obs directory.Observer) (*
 	}
 	return g, nil
 }
+
+// dirOpenError is a directory that could not be opened, at its key.
+type dirOpenError struct {
+	key, name string
+	err       error
+}
+
+func (e *dirOpenError) Error() string { return fmt.Sprintf("directory %q: %v", e.name, e.err) }
+func (e *dirOpenError) Unwrap() error { return e.err }
 
 // hold registers a user of g; false if g is retired (the caller loads
 // the current generation again).

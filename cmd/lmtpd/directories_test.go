@@ -257,3 +257,55 @@ user_query = "SELECT maildir AS mailbox FROM mailbox WHERE username = {address}"
 		t.Log(body)
 	}
 }
+
+// TestDeliverCommandDirectory: lmtpd deliver (a Postfix mailbox_command)
+// knows the users of a [[domain]] directory as the daemon does: a user of
+// the passwd-file is delivered (exit 0), an unknown one is 67
+// (EX_NOUSER), and with the file gone 75 (EX_TEMPFAIL), never 67.
+func TestDeliverCommandDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writePasswdFile(t, dir)
+	file := filepath.Join(dir, "lmtpd.toml")
+	text := `[[listener]]
+address = "127.0.0.1:2424"
+[delivery.maildir]
+root = "mail"
+[[domain]]
+name = "example.test"
+users = ["postmaster"]
+directory = "files"
+[[directory]]
+name = "files"
+driver = "passwd-file"
+path = "users"
+`
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deliver := func(rcpt string) (int, string) {
+		stderr, err := os.CreateTemp(dir, "stderr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stderr.Close()
+		st := cmdDeliver([]string{"-config", file, "-f", "sender@elsewhere.test", "--", rcpt}, strings.NewReader("Subject: hi\r\n\r\nHello.\r\n"), stderr)
+		b, _ := os.ReadFile(stderr.Name())
+		return st, string(b)
+	}
+	if st, out := deliver("alice@example.test"); st != exOK {
+		t.Fatalf("directory user: exit %d\n%s", st, out)
+	}
+	if entries, err := os.ReadDir(filepath.Join(dir, "mail", "example.test", "alice", "new")); err != nil || len(entries) != 1 {
+		t.Errorf("alice's maildir: %d messages (%v)", len(entries), err)
+	}
+	if st, out := deliver("nobody@example.test"); st != exNoUser {
+		t.Errorf("unknown user: exit %d, want %d\n%s", st, exNoUser, out)
+	}
+	if err := os.Remove(filepath.Join(dir, "users")); err != nil {
+		t.Fatal(err)
+	}
+	// The file is read at load, so a missing one is a state of the system.
+	if st, out := deliver("alice@example.test"); st != exTempFail {
+		t.Errorf("file gone: exit %d, want %d\n%s", st, exTempFail, out)
+	}
+}

@@ -109,7 +109,11 @@ func (d *daemon) run() int {
 	d.dirs = &dirRegistry{}
 	gen, err := openDirectories(cfg, d.log, d.dirObserver())
 	if err != nil {
-		return d.configFail("directory", err)
+		key := "directory"
+		if oe, ok := err.(*dirOpenError); ok {
+			key = oe.key
+		}
+		return d.configFail(key, err)
 	}
 	d.dirs.replace(gen)
 	defer d.dirs.close()
