@@ -4,6 +4,7 @@ import (
 	"context"
 	dbsql "database/sql"
 	"encoding/base64"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -283,5 +284,70 @@ func TestAuthDirectoryWithConfiguredUsers(t *testing.T) {
 		if got := err == nil && done; got != tc.ok {
 			t.Errorf("%s/%s: ok %v (%v), want %v", tc.user, tc.pw, got, err, tc.ok)
 		}
+	}
+}
+
+// bindDir is a directory that checks passwords itself, as LDAP with
+// auth = "bind" does; it records the keys it was asked about.
+type bindDir struct {
+	fakeDir
+	down bool
+	keys []directory.Key
+}
+
+func (b *bindDir) Authenticate(ctx context.Context, k directory.Key, password string) error {
+	b.keys = append(b.keys, k)
+	switch {
+	case b.down:
+		return errors.New("ldap: connection refused")
+	case k.Address != "dave@example.test":
+		return directory.ErrNotFound
+	case password != "dave-pw":
+		return directory.ErrBadPassword
+	}
+	return nil
+}
+
+// TestAuthBindDirectory: a directory.Authenticator (LDAP bind) decides
+// itself, through the Cache; its ErrNotFound and ErrBadPassword are 535,
+// any other error 454; the login reaches it lower-cased, split at the
+// last '@'; it is never asked for a password hash.
+func TestAuthBindDirectory(t *testing.T) {
+	b := &bindDir{fakeDir: fakeDir{name: "ldap"}}
+	gen := fakeGeneration(&b.fakeDir, "example.test")
+	gen.auth = directory.NewCache(b, directory.CacheOptions{})
+	reg := &dirRegistry{}
+	reg.replace(gen)
+	store, err := sasl.NewStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &authenticator{store: store, insecure: true, dirs: newDirAuth(reg)}
+	try := func(user, pw string) error {
+		s, err := a.NewServer(context.Background(), &protocol.ConnState{}, "PLAIN")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = s.Next([]byte("\x00" + user + "\x00" + pw))
+		return err
+	}
+	if err := try("Dave@Example.Test", "dave-pw"); err != nil {
+		t.Errorf("right password: %v", err)
+	}
+	if want := (directory.Key{Address: "dave@example.test", LocalPart: "dave", Domain: "example.test"}); b.keys[0] != want {
+		t.Errorf("key %+v, want %+v", b.keys[0], want)
+	}
+	for _, tc := range []struct{ user, pw string }{{"dave@example.test", "nope"}, {"eve@example.test", "dave-pw"}} {
+		if err := try(tc.user, tc.pw); protocol.AsError(err) == nil || protocol.AsError(err).Code != 535 {
+			t.Errorf("%s/%s: %v, want 535", tc.user, tc.pw, err)
+		}
+	}
+	b.down = true
+	err = try("dave@example.test", "dave-pw")
+	if e := protocol.AsError(err); e == nil || e.Code != 454 || e.EnhancedCode != (protocol.EnhancedCode{4, 7, 0}) {
+		t.Errorf("directory down: %v, want 454 4.7.0", err)
+	}
+	if !strings.Contains(err.Error(), "directory ldap") {
+		t.Errorf("the error does not name the directory: %v", err)
 	}
 }
