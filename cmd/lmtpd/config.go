@@ -17,6 +17,10 @@
 //     errors mapped back to keys.
 //   - config_users.go: [[auth.user]] and auth.users_file read and checked
 //     with package sasl's checks, then the listeners that need users.
+//   - config_directory.go: each [[directory]] checked for its driver and
+//     built once (then closed) so the driver's own checks run at load;
+//     the [[domain]] and [auth] keys that name a directory. The daemon
+//     opens them (directories.go) and AUTH uses them (dirauth.go).
 //   - config_errors.go: every problem becomes a configError,
 //     file:line: key: message.
 

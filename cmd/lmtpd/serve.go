@@ -445,6 +445,13 @@ func (d *daemon) logStart() {
 	if cfg.Metrics.Address != "" {
 		ev = ev.Str("metrics", "http://"+cfg.Metrics.Address+"/metrics")
 	}
+	if len(cfg.dirSpecs) > 0 {
+		var names []string
+		for _, s := range cfg.dirSpecs {
+			names = append(names, s.name)
+		}
+		ev = ev.Strs("directories", names)
+	}
 	ev.Msgf("lmtpd %s serving %s, delivering for %s", versionString(), strings.Join(serving, " and "), strings.Join(domains, ", "))
 	if cfg.embedded {
 		d.log.Info().Msgf("embedded default configuration: mail for any user at localhost or example.test goes to the maildir %s/{domain}/{user} (run lmtpd -config FILE for your own; see config.example.toml)", cfg.dcfg.Maildir.Root)
