@@ -54,12 +54,15 @@ func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
 
 // NewServer starts an exchange.
 func (a *authenticator) NewServer(ctx context.Context, c *protocol.ConnState, mech string) (protocol.SASLServer, error) {
-	if a.dirs != nil && a.dirs.reg.hasAuth() {
-		switch strings.ToUpper(mech) {
-		case sasl.MechPlain:
+	if a.dirs != nil {
+		switch auth, cram := a.dirs.reg.hasAuth(); {
+		case !auth:
+		case strings.EqualFold(mech, sasl.MechPlain):
 			return &saslServer{s: sasl.NewPlainServer(a.dirs.check(ctx, a.store)), mech: sasl.MechPlain, outcome: a.outcome}, nil
-		case sasl.MechLogin:
+		case strings.EqualFold(mech, sasl.MechLogin):
 			return &saslServer{s: sasl.NewLoginServer(a.dirs.check(ctx, a.store)), mech: sasl.MechLogin, outcome: a.outcome}, nil
+		case cram && strings.EqualFold(mech, sasl.MechCramMD5):
+			return &saslServer{s: sasl.NewCramMD5Server(a.dirs.cramLookup(ctx, a.store), ""), mech: sasl.MechCramMD5, outcome: a.outcome}, nil
 		}
 	}
 	s, err := a.store.NewServer(mech)

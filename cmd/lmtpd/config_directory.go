@@ -171,10 +171,17 @@ func (c *config) validateDirectories(ec *errorCollector) {
 			known(joinKey(indexKey("domain", i), "directory"), dm.Directory)
 		}
 	}
+	if c.Auth.DirectoryCRAMMD5 && c.Auth.Directory == "" {
+		ec.addf("auth.directory_cram_md5", "needs auth.directory")
+	}
 	if c.Auth.Directory != "" {
 		known("auth.directory", c.Auth.Directory)
 		if i, ok := seen[c.Auth.Directory]; ok && c.Directories[i].Driver == driverPasswd {
 			ec.addf("auth.directory", "directory %q is a passwd directory: system passwords live in shadow(5), which lmtpd does not read; use passwd-file, sql or ldap", c.Auth.Directory)
+		} else if ok && c.Auth.DirectoryCRAMMD5 && c.Directories[i].Driver == driverLDAP && c.Directories[i].Auth != "attribute" {
+			ec.addf("auth.directory_cram_md5", "directory %q checks passwords by LDAP bind, which cannot answer CRAM-MD5: set its auth = \"attribute\" (a {CRAM-MD5} or {PLAIN} userPassword) or leave CRAM-MD5 off", c.Auth.Directory)
+		} else if ok && c.Directories[i].Driver == driverSQL && c.Directories[i].PasswordQuery == "" {
+			ec.addf("auth.directory", "directory %q has no password_query: no login could succeed", c.Auth.Directory)
 		}
 	}
 }

@@ -160,8 +160,11 @@ type authConfig struct {
 	RestrictSender bool `toml:"restrict_sender"`
 	// Directory names a [[directory]] whose passwords PLAIN and LOGIN
 	// check, after the users configured here; "" means none.
-	Directory string           `toml:"directory"`
-	Users     []authUserConfig `toml:"user"`
+	Directory string `toml:"directory"`
+	// DirectoryCRAMMD5 offers CRAM-MD5 to the directory's users too
+	// (those whose stored password is {CRAM-MD5} or {PLAIN}).
+	DirectoryCRAMMD5 bool             `toml:"directory_cram_md5"`
+	Users            []authUserConfig `toml:"user"`
 }
 
 // authUserConfig is one [[auth.user]] (or [[user]] in the users file):

@@ -38,11 +38,15 @@ import (
 // budget (protocol.Server runs Next there), and under the directory's
 // timeout (the Cache).
 //
-// CRAM-MD5 is not offered for directory users: the store offers it only
-// when a configured user has a CRAM secret (the sasl package's choice),
-// and which directory users have a {CRAM-MD5} or {PLAIN} password is not
-// known before the client picks a mechanism. SCRAM-SHA-256 works only for
-// the store's users with SCRAM keys.
+// CRAM-MD5 is offered for directory users only when [auth]
+// directory_cram_md5 is set: the sasl store offers it only once an
+// administrator gives a user a CRAM secret (see the sasl package for
+// why), and which directory users have one cannot be known before the
+// client picks a mechanism, so the administrator says so. It then works
+// for the users whose stored password is {CRAM-MD5} (or {HMAC-MD5}) or
+// {PLAIN} (sasl.CRAMSecretFromStored); for the others it fails like a
+// wrong password. SCRAM-SHA-256 works only for the store's users with
+// SCRAM keys.
 type dirAuth struct {
 	reg *dirRegistry
 
@@ -67,13 +71,22 @@ func newDirAuth(reg *dirRegistry) *dirAuth {
 }
 
 // mechanisms returns the store's mechanisms, with PLAIN and LOGIN added
-// when the [auth] directory is set.
+// when the [auth] directory is set, and CRAM-MD5 with
+// directory_cram_md5.
 func (a *authenticator) mechanisms() []string {
 	m := a.store.Mechanisms()
-	if a.dirs == nil || !a.dirs.reg.hasAuth() {
+	if a.dirs == nil {
 		return m
 	}
-	for _, mech := range []string{sasl.MechPlain, sasl.MechLogin} {
+	auth, cram := a.dirs.reg.hasAuth()
+	if !auth {
+		return m
+	}
+	add := []string{sasl.MechPlain, sasl.MechLogin}
+	if cram {
+		add = append(add, sasl.MechCramMD5)
+	}
+	for _, mech := range add {
 		if !slices.Contains(m, mech) {
 			m = append(m, mech)
 		}
@@ -95,6 +108,47 @@ func (a *dirAuth) check(ctx context.Context, store *sasl.Store) func(username, p
 			}
 		}
 		return a.verify(ctx, username, password)
+	}
+}
+
+// cramLookup returns the CRAM-MD5 secret lookup for one exchange: the
+// store's users first, then the directory's stored password, when it is
+// one CRAM-MD5 can use. An unknown login, or one whose password is a
+// one-way hash, is sasl.ErrUnknownUser (the exchange then fails like a
+// wrong digest, at the same cost); a directory that does not answer is
+// another error (454).
+func (a *dirAuth) cramLookup(ctx context.Context, store *sasl.Store) func(username string) (sasl.CRAMSecret, error) {
+	return func(username string) (sasl.CRAMSecret, error) {
+		if s, err := store.LookupCRAM(username); err == nil {
+			return s, nil
+		}
+		g := a.reg.acquire()
+		if g == nil {
+			return sasl.CRAMSecret{}, sasl.ErrUnknownUser
+		}
+		defer g.release()
+		if g.auth == nil {
+			return sasl.CRAMSecret{}, sasl.ErrUnknownUser
+		}
+		stored, err := g.auth.LookupPassword(ctx, authKey(username, g.caseSens))
+		switch {
+		case errors.Is(err, directory.ErrNotFound):
+			return sasl.CRAMSecret{}, sasl.ErrUnknownUser
+		case err != nil:
+			return sasl.CRAMSecret{}, err
+		}
+		s, err := sasl.CRAMSecretFromStored(stored)
+		switch {
+		case errors.Is(err, sasl.ErrUnknownHashFormat):
+			// A scheme nobody knows: the directory's data is wrong, and
+			// the log must say so (454), not a silent 535.
+			return sasl.CRAMSecret{}, fmt.Errorf("directory %s: the stored password of a user cannot be used: %w", g.auth.Name(), err)
+		case err != nil:
+			// A one-way hash cannot answer CRAM-MD5: that user cannot
+			// use it, like a wrong password.
+			return sasl.CRAMSecret{}, sasl.ErrUnknownUser
+		}
+		return s, nil
 	}
 }
 

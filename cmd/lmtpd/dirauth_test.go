@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/md5"
 	dbsql "database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net"
 	"os"
@@ -349,5 +352,77 @@ func TestAuthBindDirectory(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "directory ldap") {
 		t.Errorf("the error does not name the directory: %v", err)
+	}
+}
+
+// TestAuthCRAMFromDirectory: with [auth] directory_cram_md5 the
+// directory's {CRAM-MD5} and {PLAIN} users log in with CRAM-MD5 over the
+// wire; a user with a one-way hash, an unknown one and a wrong digest get
+// 535 5.7.8; without the key CRAM-MD5 is not offered.
+func TestAuthCRAMFromDirectory(t *testing.T) {
+	dir := t.TempDir()
+	cram, err := sasl.NewCRAMSecret("carol-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "carol@example.test:" + cram.Encode() + "::::::\n" +
+		"dan@example.test:{PLAIN}dan-pw::::::\n" +
+		"alice@example.test:" + hashWith(t, "SHA512-CRYPT", "alice-pw") + "::::::\n"
+	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func(cramOn bool) *dirRegistry {
+		cfg := dirTestConfig(t, dir, "driver = \"passwd-file\"\npath = \"users\"\n")
+		cfg.Auth.DirectoryCRAMMD5 = cramOn
+		gen, err := openDirectories(cfg, zerolog.Nop(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := &dirRegistry{}
+		reg.replace(gen)
+		t.Cleanup(reg.close)
+		return reg
+	}
+	store, err := sasl.NewStore(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := &authenticator{store: store, dirs: newDirAuth(open(false))}
+	if got := off.Mechanisms(&protocol.ConnState{}); len(got) != 0 {
+		t.Errorf("without TLS, insecure_auth or directory_cram_md5: %q offered", got)
+	}
+	reg := open(true)
+	a := &authenticator{store: store, dirs: newDirAuth(reg)}
+	if got := strings.Join(a.Mechanisms(&protocol.ConnState{}), " "); got != "CRAM-MD5" {
+		t.Errorf("without TLS: %q offered, want CRAM-MD5 only", got)
+	}
+	srv := &protocol.Server{Hostname: "mx.test", Backend: nopBackend{}, AuthFailureDelay: -1, Auth: a}
+	t.Cleanup(func() { srv.Close() })
+	for _, tc := range []struct {
+		user, pw, want string
+	}{
+		{"carol@example.test", "carol-pw", "235 2.7.0"},
+		{"Dan@Example.Test", "dan-pw", "235 2.7.0"},
+		{"carol@example.test", "wrong", "535 5.7.8"},
+		{"alice@example.test", "alice-pw", "535 5.7.8"},
+		{"nobody@example.test", "x", "535 5.7.8"},
+	} {
+		c1, c2 := net.Pipe()
+		srv.ServeConn(c1)
+		conv := newConversation(t, c2)
+		conv.expect("220")
+		conv.send("EHLO client.test")
+		conv.expect("250")
+		conv.send("AUTH CRAM-MD5")
+		ch := conv.expect("334 ")
+		challenge, err := base64.StdEncoding.DecodeString(ch[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac := hmac.New(md5.New, []byte(tc.pw))
+		mac.Write(challenge)
+		conv.send(base64.StdEncoding.EncodeToString([]byte(tc.user + " " + hex.EncodeToString(mac.Sum(nil)))))
+		conv.expect(tc.want)
+		c2.Close()
 	}
 }

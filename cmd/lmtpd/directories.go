@@ -26,6 +26,9 @@ type dirGeneration struct {
 	order   []string                       // names in configuration order, for check and metrics
 	domains map[string]directory.Directory // lower-cased domain -> its directory
 	auth    directory.Directory            // [auth] directory, or nil
+	// cram is [auth] directory_cram_md5: CRAM-MD5 for the directory's
+	// users.
+	cram bool
 	// caseSens is [delivery] case_sensitive: keys keep the case of the
 	// local part (and login) when set, else are lower-cased.
 	caseSens bool
@@ -66,6 +69,7 @@ func openDirectories(cfg *config, log zerolog.Logger, obs directory.Observer) (*
 	}
 	if cfg.Auth.Directory != "" {
 		g.auth = g.byName[cfg.Auth.Directory]
+		g.cram = cfg.Auth.DirectoryCRAMMD5
 	}
 	return g, nil
 }
@@ -160,10 +164,13 @@ func (r *dirRegistry) close() {
 }
 
 // hasAuth reports whether the current configuration checks passwords in
-// a directory.
-func (r *dirRegistry) hasAuth() bool {
+// a directory, and whether it offers CRAM-MD5 for it.
+func (r *dirRegistry) hasAuth() (auth, cram bool) {
 	g := r.cur.Load()
-	return g != nil && g.auth != nil
+	if g == nil || g.auth == nil {
+		return false, false
+	}
+	return true, g.cram
 }
 
 // domainLookup is delivery's UserLookup over the [[domain]] directory
