@@ -167,8 +167,13 @@ func (c *config) validateDirectories(ec *errorCollector) {
 		}
 	}
 	for i, dm := range c.Domains {
-		if dm.Directory != "" {
-			known(joinKey(indexKey("domain", i), "directory"), dm.Directory)
+		if dm.Directory == "" {
+			continue
+		}
+		k := joinKey(indexKey("domain", i), "directory")
+		known(k, dm.Directory)
+		if j, ok := seen[dm.Directory]; ok && c.Directories[j].Driver == driverSQL && c.Directories[j].UserQuery == "" {
+			ec.addf(k, "directory %q has no user_query: it would know no user of the domain", dm.Directory)
 		}
 	}
 	if c.Auth.DirectoryCRAMMD5 && c.Auth.Directory == "" {
