@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -104,6 +105,8 @@ func privateSlapd(t *testing.T, dir string) (url string, cmd *exec.Cmd) {
 // exists only in LDAP; then slapd stopped (SIGSTOP: it accepts nothing
 // and answers nothing): AUTH 454 4.7.0 and RCPT 451 4.3.0 within the
 // timeout; and slapd back: lmtpd recovers without a restart or reload.
+// Then auth = "attribute": AUTH PLAIN against the {SHA512-CRYPT} and
+// {BLF-CRYPT} userPassword values doveadm wrote.
 func TestLDAPDirectoryDaemon(t *testing.T) {
 	dir := tempDir(t)
 	url, slapd := privateSlapd(t, dir)
@@ -188,4 +191,23 @@ negative_cache_ttl = "0s"
 	c.cmd("RSET", "250 ")
 	c.cmd(authPlain("alice@example.org", "alice pw"), "235 ")
 	c.cmd("QUIT", "221 ")
+
+	// auth = "attribute" (SIGHUP): lmtpd reads userPassword as the
+	// service account and verifies the {SHA512-CRYPT} and {BLF-CRYPT}
+	// hashes Dovecot wrote itself.
+	text, err := os.ReadFile(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "lmtpd.toml", strings.Replace(string(text), `auth = "bind"`, `auth = "attribute"`, 1))
+	n := p.nlines()
+	p.signal(syscall.SIGHUP)
+	p.waitLog(n, "configuration reloaded")
+	for _, u := range []struct{ name, pw string }{{"carol@example.org", "carol pw"}, {"erin@example.org", "erin pw"}} {
+		c := dial(t, "tcp", smtpAddr)
+		c.cmd("EHLO client.test", "250 ")
+		c.cmd(authPlain(u.name, "wrong"), "535 5.7.8")
+		c.cmd(authPlain(u.name, u.pw), "235 ")
+		c.cmd("QUIT", "221 ")
+	}
 }

@@ -20,8 +20,8 @@ import (
 // PLAIN and LOGIN give the login name and the password. The users of the
 // store ([[auth.user]], auth.users_file) are checked first when it has
 // any with a password hash; a login the store does not accept is then
-// looked up in the directory: by binding as the user when the directory
-// is a directory.Authenticator (LDAP, auth = "bind"), otherwise by
+// looked up in the directory: by binding as the user (LDAP with auth =
+// "bind", a directory.Authenticator), otherwise by
 // verifying the password the directory returns with sasl.VerifyPassword
 // (Dovecot's {SCHEME} forms). The answers map to AUTH replies thus:
 //
@@ -164,7 +164,10 @@ func (a *dirAuth) verify(ctx context.Context, username, password string) error {
 	defer g.release()
 	d := g.auth
 	k := authKey(username, g.caseSens)
-	if au, ok := d.(directory.Authenticator); ok {
+	// LDAP with auth = "bind" decides itself. (With auth = "attribute"
+	// the hash is read and verified here, as for the other drivers, so
+	// an unknown login costs a verification too.)
+	if au, ok := d.(directory.Authenticator); ok && g.authBind {
 		err := au.Authenticate(ctx, k, password)
 		switch {
 		case err == nil:

@@ -319,6 +319,7 @@ func TestAuthBindDirectory(t *testing.T) {
 	b := &bindDir{fakeDir: fakeDir{name: "ldap"}}
 	gen := fakeGeneration(&b.fakeDir, "example.test")
 	gen.auth = directory.NewCache(b, directory.CacheOptions{})
+	gen.authBind = true
 	reg := &dirRegistry{}
 	reg.replace(gen)
 	store, err := sasl.NewStore(nil)

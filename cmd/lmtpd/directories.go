@@ -29,6 +29,9 @@ type dirGeneration struct {
 	// cram is [auth] directory_cram_md5: CRAM-MD5 for the directory's
 	// users.
 	cram bool
+	// authBind: the [auth] directory checks passwords itself (LDAP,
+	// auth = "bind"); otherwise lmtpd verifies the stored hash.
+	authBind bool
 	// caseSens is [delivery] case_sensitive: keys keep the case of the
 	// local part (and login) when set, else are lower-cased.
 	caseSens bool
@@ -70,6 +73,11 @@ func openDirectories(cfg *config, log zerolog.Logger, obs directory.Observer) (*
 	if cfg.Auth.Directory != "" {
 		g.auth = g.byName[cfg.Auth.Directory]
 		g.cram = cfg.Auth.DirectoryCRAMMD5
+		for _, dc := range cfg.Directories {
+			if dc.Name == cfg.Auth.Directory {
+				g.authBind = dc.Driver == driverLDAP && dc.Auth != "attribute"
+			}
+		}
 	}
 	return g, nil
 }
