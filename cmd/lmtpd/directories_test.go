@@ -32,6 +32,7 @@ func TestDomainUsersFromDirectory(t *testing.T) {
 sql_driver = "sqlite"
 dsn = "mail.db"
 user_query = "SELECT maildir AS mailbox FROM mailbox WHERE username = {address} AND active"
+password_query = "SELECT password FROM mailbox WHERE username = {address} AND active"
 cache_ttl = "0s"
 negative_cache_ttl = "0s"
 `)
@@ -222,6 +223,7 @@ func TestDirectoryMetrics(t *testing.T) {
 sql_driver = "sqlite"
 dsn = "mail.db"
 user_query = "SELECT maildir AS mailbox FROM mailbox WHERE username = {address}"
+password_query = "SELECT password FROM mailbox WHERE username = {address}"
 `)
 	m := newMetrics()
 	gen, err := openDirectories(cfg, zerolog.Nop(), m)
