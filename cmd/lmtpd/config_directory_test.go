@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 // TestRedactDSN: check-config hides the password of every DSN form the
@@ -107,4 +108,34 @@ timeout = "2s"
 	if st := cmdCheckConfig([]string{"-config", file, "-offline", "-q"}, &stdout, &stderr); st != exOK || stderr.Len() > 0 {
 		t.Errorf("-offline: exit %d, stderr %q", st, stderr.String())
 	}
+}
+
+// FuzzRedactDSN: whatever the DSN, redactDSN does not panic and is
+// idempotent; a password written in any of the three forms (libpq
+// keyword, URL, go-sql-driver) is gone from the output.
+func FuzzRedactDSN(f *testing.F) {
+	f.Add("host=/run/postgresql dbname=mail", "lmtpd", "s3cret")
+	f.Add("", "u", "p@ss:w/rd")
+	f.Add("password=", "", "x")
+	f.Fuzz(func(t *testing.T, dsn, user, pw string) {
+		once := redactDSN(dsn)
+		if twice := redactDSN(once); twice != once {
+			t.Errorf("not idempotent: %q -> %q -> %q", dsn, once, twice)
+		}
+		// Passwords the forms can carry unquoted: no white space (a DSN
+		// separator), quote, backslash, '@' or '/'.
+		if len(pw) < 4 || strings.IndexFunc(pw, unicode.IsSpace) >= 0 || strings.ContainsAny(pw, "'\\@/") ||
+			strings.IndexFunc(user, unicode.IsSpace) >= 0 || strings.ContainsAny(user, ":@/(") || strings.Contains(hiddenSecret, pw) {
+			return
+		}
+		for _, form := range []string{
+			"host=db user=" + user + " password=" + pw + " dbname=mail",
+			"postgres://" + user + ":" + pw + "@db/mail",
+			user + ":" + pw + "@tcp(db:3306)/mail",
+		} {
+			if got := redactDSN(form); strings.Contains(got, pw) && !strings.Contains(strings.Replace(form, pw, "", 1), pw) {
+				t.Errorf("redactDSN(%q) = %q: the password is still there", form, got)
+			}
+		}
+	})
 }
