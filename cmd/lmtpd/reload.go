@@ -10,9 +10,9 @@ import (
 // while running: routing and delivery (Router.Reload), the directories
 // (new pools replace the old, which close after their lookups in flight),
 // users and credentials (Store.Replace), the sender policy, the
-// certificate and the log level. The new configuration is validated as a whole first; if any
-// part is wrong, the error is logged and the running configuration stays,
-// untouched. Changes to listeners, the server hostname, the metrics
+// certificate and the log level. The new configuration is validated as a
+// whole first; if any part is wrong, the error is logged and the running
+// configuration stays, untouched. Changes to listeners, the server hostname, the metrics
 // address or the log format need a restart; they are logged and ignored.
 //
 // Transactions already started keep the routing they started with; a
