@@ -12,8 +12,9 @@ import (
 // users and credentials (Store.Replace), the sender policy, the
 // certificate and the log level. The new configuration is validated as a
 // whole first; if any part is wrong, the error is logged and the running
-// configuration stays, untouched. Changes to listeners, the server hostname, the metrics
-// address or the log format need a restart; they are logged and ignored.
+// configuration stays, untouched. Changes to listeners, the server
+// hostname, the metrics address or the log format need a restart; they
+// are logged and ignored.
 //
 // Transactions already started keep the routing they started with; a
 // session open across the reload sees the new one at its next MAIL.
