@@ -38,6 +38,16 @@ func Compile(cfg Config, opts PlanOptions) (*Plan, error) {
 	return &Plan{tab: tab, opts: opts, warnings: tab.warnings()}, nil
 }
 
+// WithOptions returns a Plan with p's compiled configuration and opts:
+// the table is shared, nothing is compiled again. A daemon compiles the
+// configuration when it loads the file and gives the plan its Lookup
+// (directories opened later) this way.
+func (p *Plan) WithOptions(opts PlanOptions) *Plan {
+	q := *p
+	q.opts = opts
+	return &q
+}
+
 // Config returns the configuration p was compiled from. The caller must
 // not modify its slices and maps.
 func (p *Plan) Config() Config { return p.tab.cfg }

@@ -443,7 +443,7 @@ func TestBadConfigs(t *testing.T) {
 			"@FILE@:7: tls.cert_file: loading @DIR@/nope.pem and @DIR@/nope.key: open @DIR@/nope.pem: no such file or directory",
 		}},
 		{"auth_no_users.toml", "check-config", []string{
-			`@FILE@:8: listener[0].auth: auth = "required" needs users: add [[auth.user]] or auth.users_file`,
+			`@FILE@:8: listener[0].auth: auth = "required" needs users: add [[auth.user]] or auth.users_file (or set auth.directory)`,
 		}},
 		{"bad_user.toml", "check-config", []string{
 			`@FILE@:14: auth.user[0].scram: sasl: invalid stored secret: SCRAM: want <iterations>:<salt>$<StoredKey>:<ServerKey> (make one with lmtpd hash-password)`,

@@ -19,6 +19,9 @@ type authenticator struct {
 	// outcome, if not nil, counts each finished exchange by mechanism
 	// and result ("ok", "failed", "malformed", "error").
 	outcome func(mech, result string)
+	// dirs, if not nil, holds the [auth] directory (dirauth.go): PLAIN
+	// and LOGIN check its passwords after the store's users.
+	dirs *dirAuth
 }
 
 // Mechanisms offers what the store's users can use: SCRAM-SHA-256 on any
@@ -32,7 +35,7 @@ func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
 		return nil
 	}
 	var out []string
-	for _, m := range a.store.Mechanisms() {
+	for _, m := range a.mechanisms() {
 		if sasl.IsPlaintext(m) && c.TLS == nil && !a.insecure {
 			continue
 		}
@@ -43,6 +46,17 @@ func (a *authenticator) Mechanisms(c *protocol.ConnState) []string {
 
 // NewServer starts an exchange.
 func (a *authenticator) NewServer(ctx context.Context, c *protocol.ConnState, mech string) (protocol.SASLServer, error) {
+	if a.dirs != nil {
+		switch auth, cram := a.dirs.reg.hasAuth(); {
+		case !auth:
+		case strings.EqualFold(mech, sasl.MechPlain):
+			return &saslServer{s: sasl.NewPlainServer(a.dirs.check(ctx, a.store)), mech: sasl.MechPlain, outcome: a.outcome}, nil
+		case strings.EqualFold(mech, sasl.MechLogin):
+			return &saslServer{s: sasl.NewLoginServer(a.dirs.check(ctx, a.store)), mech: sasl.MechLogin, outcome: a.outcome}, nil
+		case cram && strings.EqualFold(mech, sasl.MechCramMD5):
+			return &saslServer{s: sasl.NewCramMD5Server(a.dirs.cramLookup(ctx, a.store), ""), mech: sasl.MechCramMD5, outcome: a.outcome}, nil
+		}
+	}
 	s, err := a.store.NewServer(mech)
 	if err != nil {
 		if errors.Is(err, sasl.ErrUnsupportedMechanism) {

@@ -63,7 +63,7 @@ func TestBashCompletion(t *testing.T) {
 		want  []string
 	}{
 		{[]string{"lmtpd", "check"}, []string{"check-config"}},
-		{[]string{"lmtpd", "check-config", "-"}, []string{"-config", "-q", "-secrets"}},
+		{[]string{"lmtpd", "check-config", "-"}, []string{"-config", "-offline", "-q", "-secrets"}},
 		{[]string{"lmtpd", "deliver", "-"}, []string{"-config", "-f", "-loop-check"}},
 		{[]string{"lmtpd", "completion", ""}, []string{"bash", "zsh"}},
 		{[]string{"lmtpd", "help", "hash"}, []string{"hash-password"}},

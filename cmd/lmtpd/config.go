@@ -17,6 +17,10 @@
 //     errors mapped back to keys.
 //   - config_users.go: [[auth.user]] and auth.users_file read and checked
 //     with package sasl's checks, then the listeners that need users.
+//   - config_directory.go: each [[directory]] checked for its driver and
+//     built once (then closed) so the driver's own checks run at load;
+//     the [[domain]] and [auth] keys that name a directory. The daemon
+//     opens them (directories.go) and AUTH uses them (dirauth.go).
 //   - config_errors.go: every problem becomes a configError,
 //     file:line: key: message.
 
@@ -26,6 +30,7 @@ import (
 	_ "embed"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // defaultConfigText is the configuration used when no -config is given:
@@ -106,4 +111,13 @@ func (c *config) resolvePaths(base string) {
 	abs(&c.Delivery.Maildir.Root)
 	abs(&c.Delivery.Spool.Dir)
 	abs(&c.Delivery.Dedup.Path)
+	for i := range c.Directories {
+		dc := &c.Directories[i]
+		abs(&dc.Path)
+		abs(&dc.BindPasswordFile)
+		abs(&dc.TLSCAFile)
+		if dc.SQLDriver == "sqlite" && dc.DSN != ":memory:" && !strings.HasPrefix(dc.DSN, "file:") {
+			abs(&dc.DSN) // a plain file name, as the paths above
+		}
+	}
 }

@@ -29,6 +29,8 @@ type config struct {
 	Delivery  deliveryConfig   `toml:"delivery"`
 	Domains   []domainConfig   `toml:"domain"`
 	Metrics   metricsConfig    `toml:"metrics"`
+	// Directories are the [[directory]] tables (config_directory.go).
+	Directories []directoryConfig `toml:"directory"`
 
 	// Derived by load.
 	file      string                 // the file's path, or embeddedName
@@ -42,6 +44,7 @@ type config struct {
 	logLevel  zerolog.Level          // parsed Log.Level
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
 	warnings  configErrors           // problems of a valid configuration (checkMTAReach)
+	dirSpecs  []dirSpec              // validated [[directory]] tables, in order
 }
 
 // logConfig is [log].
@@ -175,8 +178,14 @@ type authConfig struct {
 	UsersFile string `toml:"users_file"`
 	// RestrictSender refuses MAIL FROM addresses that are not the
 	// authenticated user's.
-	RestrictSender bool             `toml:"restrict_sender"`
-	Users          []authUserConfig `toml:"user"`
+	RestrictSender bool `toml:"restrict_sender"`
+	// Directory names a [[directory]] whose passwords PLAIN and LOGIN
+	// check, after the users configured here; "" means none.
+	Directory string `toml:"directory"`
+	// DirectoryCRAMMD5 offers CRAM-MD5 to the directory's users too
+	// (those whose stored password is {CRAM-MD5} or {PLAIN}).
+	DirectoryCRAMMD5 bool             `toml:"directory_cram_md5"`
+	Users            []authUserConfig `toml:"user"`
 }
 
 // authUserConfig is one [[auth.user]] (or [[user]] in the users file):
@@ -253,6 +262,9 @@ type domainConfig struct {
 	Route    routeConfig         `toml:"route"`
 	// UTF8LocalParts: any_user accepts non-ASCII user names too.
 	UTF8LocalParts bool `toml:"utf8_local_parts"`
+	// Directory names a [[directory]] holding more users of the domain;
+	// "" means none.
+	Directory string `toml:"directory"`
 }
 
 func (d *domainConfig) setDefaults() {
@@ -316,6 +328,7 @@ func defaultConfig() *config {
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
-		Domains: []domainConfig{},
+		Domains:     []domainConfig{},
+		Directories: []directoryConfig{},
 	}
 }

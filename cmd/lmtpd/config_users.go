@@ -144,8 +144,8 @@ func (c *config) validateAuth(ec *errorCollector) {
 		case l.Auth == "off":
 		case l.RequireTLSForAuth && l.InsecureAuth:
 			ec.addf(joinKey(indexKey("listener", i), "require_tls_for_auth"), "contradicts insecure_auth = true: choose one")
-		case len(c.users) == 0:
-			ec.addf(key, "auth = %q needs users: add [[auth.user]] or auth.users_file", l.Auth)
+		case len(c.users) == 0 && c.Auth.Directory == "":
+			ec.addf(key, "auth = %q needs users: add [[auth.user]] or auth.users_file (or set auth.directory)", l.Auth)
 		case l.TLS == "none" && l.RequireTLSForAuth:
 			ec.addf(key, `auth = %q offers no mechanism: require_tls_for_auth = true needs tls = "starttls" or "implicit"`, l.Auth)
 		case l.TLS == "none" && !l.InsecureAuth && !hasScram:

@@ -67,6 +67,7 @@ func (c *config) validate(ec *errorCollector) {
 	}
 	c.validateDelivery(ec)
 	c.checkMTAReach(ec)
+	c.validateDirectories(ec)
 }
 
 // checkTCPAddress checks host:port syntax and that the port is a number

@@ -81,6 +81,14 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	}
 	// loadConfig validated the configuration: what fails here is opening
 	// what it names.
+	// The [[domain]] directories, as the daemon uses them.
+	gen, err := openDirectories(cfg, log, nil)
+	if err != nil {
+		return tempFail(err)
+	}
+	dirs := &dirRegistry{}
+	dirs.replace(gen)
+	defer func() { dirs.close(); <-gen.closed }()
 	plan := cfg.plan
 	if cfg.dcfg.LoopCheck != cfg.plan.Config().LoopCheck {
 		// -loop-check changed the configuration loadConfig compiled.
@@ -88,7 +96,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 			return tempFail(err)
 		}
 	}
-	router, err := delivery.New(plan, delivery.Options{})
+	router, err := delivery.New(plan.WithOptions(delivery.PlanOptions{Lookup: &domainLookup{reg: dirs}}), delivery.Options{})
 	if err != nil {
 		return tempFail(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	dbsql "database/sql"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
@@ -39,6 +41,8 @@ type metrics struct {
 	tlsStarted   *prometheus.CounterVec
 	tlsDone      *prometheus.CounterVec
 	auth         *prometheus.CounterVec
+	dirLookups   *prometheus.CounterVec
+	dirLatency   *prometheus.HistogramVec
 	up           atomic.Bool
 }
 
@@ -74,9 +78,18 @@ func newMetrics() *metrics {
 		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lmtpd_auth_attempts_total", Help: "AUTH exchanges finished, by listener, mechanism and result (ok, failed, malformed, error).",
 		}, []string{"listener", "mechanism", "result"}),
+		dirLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lmtpd_directory_lookups_total",
+			Help: "Directory lookups answered, by directory, kind (user, alias, password, auth), result (found, not_found, error, bad_password) and source (directory: a query; cache: a cache hit; shared: another query in flight).",
+		}, []string{"directory", "kind", "result", "source"}),
+		dirLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "lmtpd_directory_lookup_duration_seconds",
+			Help:    "Time a lookup waited for the directory (cache hits not included), by directory and kind.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"directory", "kind"}),
 	}
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.transactions, m.recipients, m.bytes, m.latency,
-		m.tlsStarted, m.tlsDone, m.auth,
+		m.tlsStarted, m.tlsDone, m.auth, m.dirLookups, m.dirLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -292,4 +305,57 @@ func (t *meteredStager) Commit(ctx context.Context) error {
 	err := t.st.Commit(ctx)
 	t.m.recipients.WithLabelValues(replyClass(err)).Add(float64(t.nrcpt))
 	return err
+}
+
+// Observe implements directory.Observer: one event per directory lookup,
+// from the Cache around each directory.
+func (m *metrics) Observe(e directory.Event) {
+	m.dirLookups.WithLabelValues(e.Directory, e.Kind.String(), e.Result.String(), e.Source.String()).Inc()
+	if e.Source != directory.SourceCache {
+		m.dirLatency.WithLabelValues(e.Directory, e.Kind.String()).Observe(e.Duration.Seconds())
+	}
+}
+
+// openConnser and dbStatser are implemented by the directories that keep a connection
+// pool: sql's Stats, ldap's OpenConns.
+type openConnser interface{ OpenConns() int }
+type dbStatser interface{ Stats() dbsql.DBStats }
+
+// dirPools is a collector of the open connections of each directory of
+// the current generation, read when scraped (so a reload's new pools are
+// seen at once).
+type dirPools struct {
+	reg  *dirRegistry
+	desc *prometheus.Desc
+}
+
+// watchDirectories registers the pool gauge of reg's directories.
+func (m *metrics) watchDirectories(reg *dirRegistry) {
+	m.reg.MustRegister(&dirPools{reg: reg, desc: prometheus.NewDesc("lmtpd_directory_pool_connections",
+		"Connections a directory's pool holds open (sql and ldap), by directory.", []string{"directory"}, nil)})
+}
+
+func (p *dirPools) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
+
+func (p *dirPools) Collect(ch chan<- prometheus.Metric) {
+	g := p.reg.acquire()
+	if g == nil {
+		return
+	}
+	defer g.release()
+	for _, name := range g.order {
+		var d directory.Directory = g.byName[name]
+		if c := directory.AsCache(d); c != nil {
+			d = c.Unwrap()
+		}
+		if t, ok := d.(trusted); ok {
+			d = t.Directory
+		}
+		switch x := d.(type) {
+		case openConnser:
+			ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, float64(x.OpenConns()), name)
+		case dbStatser:
+			ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, float64(x.Stats().OpenConnections), name)
+		}
+	}
 }

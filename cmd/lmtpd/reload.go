@@ -4,15 +4,19 @@ import (
 	"crypto/tls"
 	"errors"
 	"reflect"
+
+	"github.com/lmtpd/lmtpd/delivery"
 )
 
 // reload re-reads the configuration on SIGHUP and applies what can change
-// while running: routing and delivery (Router.Reload), users and
-// credentials (Store.Replace), the sender policy, the certificate and the
-// log level. The new configuration is validated as a whole first; if any
-// part is wrong, the error is logged and the running configuration stays,
-// untouched. Changes to listeners, the server hostname, the metrics
-// address or the log format need a restart; they are logged and ignored.
+// while running: routing and delivery (Router.Reload), the directories
+// (new pools replace the old, which close after their lookups in flight),
+// users and credentials (Store.Replace), the sender policy, the
+// certificate and the log level. The new configuration is validated as a
+// whole first; if any part is wrong, the error is logged and the running
+// configuration stays, untouched. Changes to listeners, the server
+// hostname, the metrics address or the log format need a restart; they
+// are logged and ignored.
 //
 // Transactions already started keep the routing they started with; a
 // session open across the reload sees the new one at its next MAIL.
@@ -51,13 +55,26 @@ func (d *daemon) reload() {
 		d.log.Error().Str("key", "delivery.maildir.root").Err(err).Msg("reload failed: the maildir root cannot be prepared; keeping the running configuration")
 		return
 	}
+	// New directories (new pools, a passwd-file read again) are opened
+	// before anything changes; they replace the running ones only once
+	// the router has taken the new configuration.
+	gen, err := openDirectories(cfg, d.log, d.dirObserver())
+	if err != nil {
+		d.log.Error().Err(err).Msg("reload failed: a directory cannot be opened; keeping the running configuration")
+		return
+	}
 	// loadConfig compiled the plan; the router opens what it needs and
 	// may fail (a maildir root that cannot be opened): do it first, before
-	// anything else changes.
-	if err := d.router.Reload(cfg.plan); err != nil {
+	// anything else changes. The plan's Lookup reads d.dirs, which holds
+	// the new directories from the next line on.
+	if err := d.router.Reload(cfg.plan.WithOptions(delivery.PlanOptions{Lookup: d.domainLookup})); err != nil {
+		gen.retire()
 		d.log.Error().Err(err).Msg("reload failed: delivery configuration refused; keeping the running configuration")
 		return
 	}
+	// The old directories close once the lookups in flight on them end
+	// (dirGeneration); later lookups use the new ones.
+	d.dirs.replace(gen)
 	d.logWarnings(cfg)
 	d.logAccessWarnings(cfg)
 	// loadConfig built and checked a store of the new users: swap them in.
@@ -103,7 +120,7 @@ func (d *daemon) reload() {
 	// use; keep those parts so that the next reload compares against them.
 	cfg.Listeners, cfg.Server.Hostname, cfg.Metrics, cfg.Log.Format, cfg.trusted = old.Listeners, old.Server.Hostname, old.Metrics, old.Log.Format, old.trusted
 	d.cfg = cfg
-	d.log.Info().Int("auth_users", len(cfg.users)).Int("domains", len(cfg.Domains)).Int("mail_users", mailUsers(cfg)).
+	d.log.Info().Int("auth_users", len(cfg.users)).Int("domains", len(cfg.Domains)).Int("mail_users", mailUsers(cfg)).Int("directories", len(cfg.dirSpecs)).
 		Msg("configuration reloaded")
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
 )
@@ -57,12 +58,15 @@ type daemon struct {
 	out        *logOutput
 	notify     *notifier
 
-	router  *delivery.Router
-	store   *sasl.Store
-	senders *restrictSender
-	certs   *certStore
-	metrics *metrics
-	servers []*listenerServer
+	router       *delivery.Router
+	store        *sasl.Store
+	dirs         *dirRegistry  // the [[directory]] tables, open (directories.go)
+	dirAuth      *dirAuth      // AUTH against [auth] directory (dirauth.go)
+	domainLookup *domainLookup // [[domain]] directory users, the plan's Lookup (directories.go)
+	senders      *restrictSender
+	certs        *certStore
+	metrics      *metrics
+	servers      []*listenerServer
 	// authLimiter bounds AUTH verifications over all listeners; made with
 	// the first listener, from [server] (a change needs a restart).
 	authLimiter *protocol.AuthLimiter
@@ -108,7 +112,25 @@ func (d *daemon) run() int {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
 	}
-	if d.router, err = delivery.New(cfg.plan, dopts); err != nil {
+	d.dirs = &dirRegistry{}
+	gen, err := openDirectories(cfg, d.log, d.dirObserver())
+	if err != nil {
+		key := "directory"
+		if oe, ok := err.(*dirOpenError); ok {
+			key = oe.key
+		}
+		return d.configFail(key, err)
+	}
+	d.dirs.replace(gen)
+	defer d.dirs.close()
+	if d.metrics != nil {
+		d.metrics.watchDirectories(d.dirs)
+	}
+	// [[domain]] directory: users of the directory are users of the
+	// domain, delivered by the domain's route.
+	d.domainLookup = &domainLookup{reg: d.dirs}
+	d.dirAuth = newDirAuth(d.dirs)
+	if d.router, err = delivery.New(cfg.plan.WithOptions(delivery.PlanOptions{Lookup: d.domainLookup}), dopts); err != nil {
 		return d.configFail("domain", err)
 	}
 	d.logWarnings(cfg)
@@ -277,7 +299,7 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 		srv.BareLineEndings = protocol.NormalizeBareLineEndings
 	}
 	if lc.Auth != "off" {
-		a := &authenticator{store: d.store, insecure: lc.InsecureAuth, tlsOnly: lc.RequireTLSForAuth}
+		a := &authenticator{store: d.store, insecure: lc.InsecureAuth, tlsOnly: lc.RequireTLSForAuth, dirs: d.dirAuth}
 		if d.metrics != nil {
 			a.outcome = d.metrics.authOutcome(lc.Name)
 		}
@@ -295,6 +317,15 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 	ls.srv = srv
 	d.servers = append(d.servers, ls)
 	return exOK
+}
+
+// dirObserver returns the directories' metrics observer, or nil without
+// metrics.
+func (d *daemon) dirObserver() directory.Observer {
+	if d.metrics == nil {
+		return nil
+	}
+	return d.metrics
 }
 
 // orNegative maps the configuration's 0 ("none") to the protocol
@@ -424,6 +455,13 @@ func (d *daemon) logStart() {
 	}
 	if cfg.Metrics.Address != "" {
 		ev = ev.Str("metrics", "http://"+cfg.Metrics.Address+"/metrics")
+	}
+	if len(cfg.dirSpecs) > 0 {
+		var names []string
+		for _, s := range cfg.dirSpecs {
+			names = append(names, s.name)
+		}
+		ev = ev.Strs("directories", names)
 	}
 	ev.Msgf("lmtpd %s serving %s, delivering for %s", versionString(), strings.Join(serving, " and "), strings.Join(domains, ", "))
 	if cfg.embedded {

@@ -30,7 +30,7 @@ _lmtpd() {
 	esac
 	case $cmd in
 	serve) words="-config" ;;
-	check-config) words="-config -q -secrets" ;;
+	check-config) words="-config -offline -q -secrets" ;;
 	deliver) words="-config -f -loop-check" ;;
 	hash-password) words="-scheme -user" ;;
 	sievec) words="" ;;
