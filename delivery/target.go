@@ -5,6 +5,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
+
 	"github.com/lmtpd/lmtpd/delivery/spool"
 	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
@@ -112,6 +114,9 @@ type Destination struct {
 	// pipe command's RECIPIENT.
 	Address string
 	Resolution
+	// Flags are IMAP flags and keywords the copy is stored with (Sieve
+	// imap4flags); targets that cannot store flags ignore them.
+	Flags []string
 	// Rcpts are the indexes in Message.Recipients of the recipients that
 	// reach this destination, in RCPT order; the router sets them for
 	// Stage.
@@ -147,8 +152,9 @@ type Message struct {
 	Recipients []*protocol.Recipient
 
 	body   *spool.Spool
-	rp     []byte // the Return-Path field
-	base   []byte // the header as received, LF line endings
+	hdr    *textproto.Header // the header as received, for Fields
+	rp     []byte            // the Return-Path field
+	base   []byte            // the header as received, LF line endings
 	nDests int
 	mode   DeliveredToMode
 }

@@ -36,8 +36,15 @@ type maildirTarget struct {
 
 func (m *maildirTarget) Kind() string { return "maildir" }
 
-// Key is the maildir and folder: one copy per mailbox.
-func (m *maildirTarget) Key(d *Destination) string { return "m" + d.Mailbox + "\x00" + d.Folder }
+// Key is the maildir and folder (and the flags, when a Sieve script set
+// some): one copy per mailbox.
+func (m *maildirTarget) Key(d *Destination) string {
+	k := "m" + d.Mailbox + "\x00" + d.Folder
+	if len(d.Flags) > 0 {
+		k += "\x00" + strings.Join(d.Flags, " ")
+	}
+	return k
+}
 
 // Group puts every maildir copy of a message together.
 func (m *maildirTarget) Group(*Destination) string { return "" }
@@ -66,7 +73,7 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 	for i, d := range ds {
 		h := msg.Header(d, msg.DeliveredTo(false))
 		c := maildir.Content{Header: h, Body: msg.Spool()}
-		mb := maildir.Mailbox{Path: d.Mailbox, Folder: d.Folder, CreateFolder: d.CreateFolder}
+		mb := maildir.Mailbox{Path: d.Mailbox, Folder: d.Folder, CreateFolder: d.CreateFolder, Flags: d.Flags}
 		start := time.Now()
 		var st *maildir.Staged
 		var err error
@@ -81,6 +88,10 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 			continue
 		}
 		s.staged[i] = st
+		if d.Folder != "" && st.Dir() == d.Mailbox {
+			zerolog.Ctx(ctx).Info().Str("maildir", d.Mailbox).Str("folder", d.Folder).
+				Msg("folder does not exist and may not be created: delivered to INBOX")
+		}
 		if src == nil {
 			src, srcHeader = st, h
 		}

@@ -156,6 +156,8 @@ type delivery struct {
 	byRcpt   [][]*job
 	settled  []bool
 	results  []error
+	stepErr  []error      // per recipient: a Step's answer, nil if none
+	stepLog  [][]logField // per recipient: what the steps add to the outcome line
 	onSettle func(i int, err error)
 }
 
@@ -237,6 +239,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	d.m = Message{
 		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
 		body: d.sp,
+		hdr:  hdr,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
 		rp:   []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n"),
 		mode: cfg.DeliveredTo,
@@ -247,10 +250,18 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	d.byRcpt = make([][]*job, n)
 	d.settled = make([]bool, n)
 	d.results = make([]error, n)
+	rcpts := t.rcpts
+	if steps := t.st.steps; len(steps) > 0 {
+		// Per-recipient steps (Sieve) see every recipient's resolution
+		// before anything is grouped.
+		d.stepErr = make([]error, n)
+		d.stepLog = make([][]logField, n)
+		rcpts = d.applySteps(ctx, steps)
+	}
 	byKey := make(map[destKey]*job)
-	for i := 0; i < n && i < len(t.rcpts); i++ {
-		for r := range t.rcpts[i] {
-			dst := &t.rcpts[i][r]
+	for i := 0; i < n && i < len(rcpts); i++ {
+		for r := range rcpts[i] {
+			dst := &rcpts[i][r]
 			k := destKey{dst.Target, dst.Target.Key(dst)}
 			j := byKey[k]
 			if j == nil {
@@ -481,6 +492,9 @@ func (d *delivery) settle() {
 			continue
 		}
 		var res error
+		if d.stepErr != nil {
+			res = d.stepErr[i]
+		}
 		done := true
 		for _, j := range js {
 			if !j.done {
@@ -510,6 +524,9 @@ func (d *delivery) firstError() error {
 		if j.done {
 			res = protocol.WorseStatus(res, j.res.Err)
 		}
+	}
+	for _, err := range d.stepErr {
+		res = protocol.WorseStatus(res, err)
 	}
 	return res
 }
@@ -589,6 +606,11 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 		Strs("backend", backends)
 	for _, f := range where {
 		ev = ev.Strs(f.key, f.vals)
+	}
+	if d.stepLog != nil {
+		for _, f := range d.stepLog[i] {
+			ev = ev.Str(f.key, f.vals[0])
+		}
 	}
 	if dup {
 		ev = ev.Bool("duplicate", true)

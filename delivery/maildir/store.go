@@ -121,6 +121,10 @@ type Mailbox struct {
 	// CreateFolder allows this delivery to create a missing Folder; it is
 	// the per-user form of Options.CreateFolders (either one suffices).
 	CreateFolder bool
+	// Flags are IMAP flags and keywords for the message (Sieve
+	// imap4flags): with any, it is committed into cur/ with the maildir
+	// info ":2,LETTERS" (see keywords.go).
+	Flags []string
 }
 
 // Body is the message body a delivery copies: a spool.Spool satisfies it.
@@ -156,7 +160,8 @@ type Staged struct {
 	dir   string // maildir (with folder) the file is in
 	name  string // base name in tmp/
 	size  int64
-	state int // staged, committed, aborted
+	info  string // flag letters; "" for none (new/)
+	state int    // staged, committed, aborted
 }
 
 const (
@@ -174,7 +179,7 @@ func (st *Staged) Dir() string { return st.dir }
 // committed, in new/ after.
 func (st *Staged) Path() string {
 	if st.state == committed {
-		return st.dir + "/new/" + st.finalName()
+		return st.dir + "/" + st.sub() + "/" + st.finalName()
 	}
 	return st.dir + "/tmp/" + st.name
 }
@@ -183,7 +188,20 @@ func (st *Staged) Path() string {
 func (st *Staged) Size() int64 { return st.size }
 
 func (st *Staged) finalName() string {
-	return st.name + ",S=" + strconv.FormatInt(st.size, 10)
+	n := st.name + ",S=" + strconv.FormatInt(st.size, 10)
+	if st.info != "" {
+		n += ":2," + st.info
+	}
+	return n
+}
+
+// sub is the directory a committed file goes to: cur/ when it has flags
+// (a message in new/ carries no info), else new/.
+func (st *Staged) sub() string {
+	if st.info != "" {
+		return "cur"
+	}
+	return "new"
 }
 
 // Deliver stages and commits c into mb: on success the message is durably
@@ -226,6 +244,10 @@ func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, erro
 	if err != nil {
 		return nil, s.fail(ctx, "write", dir, err)
 	}
+	if st.info, err = s.info(ctx, dir, mb.Flags); err != nil {
+		st.Abort()
+		return nil, s.fail(ctx, "keywords", dir, err)
+	}
 	return st, nil
 }
 
@@ -250,7 +272,12 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 		zerolog.Ctx(ctx).Debug().Err(err).Str("maildir", dir).Msg("hard link failed; writing a copy")
 		return s.Stage(ctx, mb, c)
 	}
-	return &Staged{s: s, dir: dir, name: name, size: src.size}, nil
+	st := &Staged{s: s, dir: dir, name: name, size: src.size}
+	if st.info, err = s.info(ctx, dir, mb.Flags); err != nil {
+		st.Abort()
+		return nil, s.fail(ctx, "keywords", dir, err)
+	}
+	return st, nil
 }
 
 // write creates the file in dir/tmp, writes c and fsyncs it; on error it
@@ -308,23 +335,24 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		if st.state != staged {
 			continue
 		}
-		if err := s.fs.Rename(st.dir+"/tmp/"+st.name, st.dir+"/new/"+st.finalName()); err != nil {
+		sub := st.dir + "/" + st.sub()
+		if err := s.fs.Rename(st.dir+"/tmp/"+st.name, sub+"/"+st.finalName()); err != nil {
 			s.fs.Remove(st.dir + "/tmp/" + st.name)
 			st.state = aborted
-			errs[i] = s.fail(ctx, "rename into new", st.dir, err)
+			errs[i] = s.fail(ctx, "rename into "+st.sub(), st.dir, err)
 			continue
 		}
 		st.state = committed
-		byDir[st.dir] = append(byDir[st.dir], i)
+		byDir[sub] = append(byDir[sub], i)
 	}
 	var wg sync.WaitGroup
 	for dir, idx := range byDir {
 		wg.Go(func() {
-			err := s.syncDir(dir + "/new")
+			err := s.syncDir(dir)
 			if err == nil {
 				return
 			}
-			perr := s.fail(ctx, "fsync new", dir, err)
+			perr := s.fail(ctx, "fsync "+path.Base(dir), path.Dir(dir), err)
 			for _, i := range idx {
 				errs[i] = perr
 				// Not known to be durable: take it back rather than
