@@ -126,7 +126,6 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	}
 	chain, userDir, ok := s.chain(ctx, d)
 	if !ok {
-		s.count("compile_error")
 		return keep(nil), "keep(error)", nil
 	}
 	if len(chain) == 0 {
@@ -240,6 +239,7 @@ func (s *sieveStep) chain(ctx context.Context, d Destination) ([]scriptRun, stri
 			var el sieve.ErrorList
 			if !errors.As(err, &el) { // compile errors were logged by the cache
 				log.Error().Err(err).Str("script", path).Msg("sieve: cannot read the script; the message is kept in INBOX")
+				s.count("read_error")
 			}
 			ok = false
 		}
@@ -252,6 +252,7 @@ func (s *sieveStep) chain(ctx context.Context, d Destination) ([]scriptRun, stri
 	userDir := ""
 	if err != nil {
 		log.Error().Err(err).Str("to", d.Address).Msg("sieve: the user's script is outside its root; the message is kept in INBOX")
+		s.count("read_error")
 		ok = false
 	} else if root, err := os.OpenRoot(rootDir); err == nil {
 		sc, err := s.cache.load(ctx, root, rel, path)
