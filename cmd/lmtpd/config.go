@@ -106,4 +106,5 @@ func (c *config) resolvePaths(base string) {
 	abs(&c.Delivery.Maildir.Root)
 	abs(&c.Delivery.Spool.Dir)
 	abs(&c.Delivery.Dedup.Path)
+	c.Sieve.resolvePaths(abs)
 }

@@ -28,6 +28,7 @@ type config struct {
 	Delivery  deliveryConfig   `toml:"delivery"`
 	Domains   []domainConfig   `toml:"domain"`
 	Metrics   metricsConfig    `toml:"metrics"`
+	Sieve     sieveConfig      `toml:"sieve"`
 
 	// Derived by load.
 	file      string                 // the file's path, or embeddedName
@@ -291,5 +292,6 @@ func defaultConfig() *config {
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
 		Domains: []domainConfig{},
+		Sieve:   defaultSieveConfig(),
 	}
 }

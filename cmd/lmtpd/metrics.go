@@ -39,6 +39,7 @@ type metrics struct {
 	tlsStarted   *prometheus.CounterVec
 	tlsDone      *prometheus.CounterVec
 	auth         *prometheus.CounterVec
+	sieve        *prometheus.CounterVec
 	up           atomic.Bool
 }
 
@@ -74,9 +75,12 @@ func newMetrics() *metrics {
 		auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lmtpd_auth_attempts_total", Help: "AUTH exchanges finished, by listener, mechanism and result (ok, failed, malformed, error).",
 		}, []string{"listener", "mechanism", "result"}),
+		sieve: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lmtpd_sieve_events_total", Help: "Sieve actions carried out (keep, implicit_keep, fileinto, discard, reject, ereject, redirect, vacation, ...) and errors (compile_error once per version of a broken script, runtime_error, read_error), by event.",
+		}, []string{"event"}),
 	}
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.transactions, m.recipients, m.bytes, m.latency,
-		m.tlsStarted, m.tlsDone, m.auth,
+		m.tlsStarted, m.tlsDone, m.auth, m.sieve,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -159,6 +163,9 @@ func (m *metrics) tlsHooks(listener string) (func(), func(tls.ConnectionState)) 
 func (m *metrics) authOutcome(listener string) func(mech, result string) {
 	return func(mech, result string) { m.auth.WithLabelValues(listener, mech, result).Inc() }
 }
+
+// sieveEvent counts a Sieve action or error: delivery's ObserveSieve hook.
+func (m *metrics) sieveEvent(event string) { m.sieve.WithLabelValues(event).Inc() }
 
 // observe feeds the latency histogram; it is the delivery router's
 // Options.Observe hook, called once per recipient and destination.

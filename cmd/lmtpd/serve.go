@@ -102,6 +102,7 @@ func (d *daemon) run() int {
 	if cfg.Metrics.Address != "" {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
+		dopts.ObserveSieve = d.metrics.sieveEvent
 	}
 	if d.router, err = delivery.New(cfg.plan, dopts); err != nil {
 		return d.configFail("domain", err)
