@@ -181,6 +181,11 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 				c.Folder = ""
 			} else {
 				c.Folder, c.CreateFolder = f, create || s.create
+				if !c.CreateFolder && !s.folderExists(c.Mailbox, f) {
+					log.Info().Str("to", d.Address).Str("mailbox", mailbox).Str("folder", f).
+						Msg("sieve: fileinto a folder that does not exist, without :create: kept in INBOX")
+					c.Folder = ""
+				}
 			}
 		}
 		out = append(out, c)
@@ -399,6 +404,13 @@ func utf7Encode(s string) string {
 	}
 	flush()
 	return b.String()
+}
+
+// folderExists reports whether the Maildir++ folder f of maildir mbox
+// (relative to the root) exists.
+func (s *sieveStep) folderExists(mbox, f string) bool {
+	fi, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(mbox), f))
+	return err == nil && fi.IsDir()
 }
 
 // mailboxChecker answers mailboxexists for one user's maildir.

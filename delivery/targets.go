@@ -88,10 +88,6 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 			continue
 		}
 		s.staged[i] = st
-		if d.Folder != "" && st.Dir() == d.Mailbox {
-			zerolog.Ctx(ctx).Info().Str("maildir", d.Mailbox).Str("folder", d.Folder).
-				Msg("folder does not exist and may not be created: delivered to INBOX")
-		}
 		if src == nil {
 			src, srcHeader = st, h
 		}
