@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -54,28 +55,36 @@ func (t *stateTracker) marked(root *os.Root, key string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	sec, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return time.Time{}, nil // damaged: as if never marked
-	}
-	return time.Unix(sec, 0), nil
+	at, _ := parseMark(b) // damaged: as if never marked
+	return at, nil
 }
 
-// Seen reports whether key was marked less than period ago.
+// Seen reports whether key was marked less than period ago. It reads the
+// file by its plain path, which is confined lexically (escaped elements
+// and a hex name under StateDir, a directory only lmtpd writes); Mark,
+// which writes, goes through an os.Root.
 func (t *stateTracker) Seen(_ context.Context, key string, period time.Duration) (bool, error) {
-	root, err := os.OpenRoot(t.dir)
+	b, err := os.ReadFile(filepath.Join(t.dir, filepath.FromSlash(t.file(key))))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	defer root.Close()
-	at, err := t.marked(root, key)
-	if err != nil || at.IsZero() {
-		return false, err
+	at, ok := parseMark(b)
+	if !ok {
+		return false, nil // damaged: as if never marked
 	}
 	return t.now().Sub(at) < period, nil
+}
+
+// parseMark reads a state file's Unix time.
+func parseMark(b []byte) (time.Time, bool) {
+	sec, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, 0), true
 }
 
 // Mark records key as seen now. Unless restart, a mark still running
