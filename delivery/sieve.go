@@ -54,7 +54,15 @@ import (
 //     once sent, the sender is remembered in StateDir for the period. A
 //     reply that cannot be sent is logged; the message is delivered
 //     anyway.
-//   - duplicate marks are recorded in StateDir after the run.
+//   - editheader: each stored or redirected copy carries the edits made
+//     before its action (the implicit keep all of them), RFC 5293
+//     section 5; a copy's header is then its own (Destination.Header).
+//   - duplicate marks are recorded in StateDir after the run, before the
+//     copies are committed (RFC 7352 section 3 asks for after delivery:
+//     a message that then fails to be stored is seen as a duplicate when
+//     retried within the period).
+//   - notify is logged, not sent; fileinto :specialuse stores into the
+//     named mailbox.
 //
 // Redirects and replies are sent while the message is being staged, before
 // the reply to the client: in SMTP, an all-or-nothing transaction that
@@ -153,6 +161,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	opts := &sieve.Options{MaxActions: s.cfg.MaxActions, MaxRedirects: s.cfg.MaxRedirects, SubaddressDelimiters: s.delim}
 	var all sieve.Result
 	all.ImplicitKeep = true
+	var edits [][]sieve.HeaderEdit // per action of all: the edits its copy carries
 	for _, sc := range chain {
 		res, err := sc.script.Execute(ctx, msg, env, opts)
 		if err != nil {
@@ -161,9 +170,12 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			s.count("runtime_error")
 			return keep(nil), "keep(error)", nil
 		}
+		for _, a := range res.Actions {
+			edits = append(edits, res.HeaderEdits[:min(a.Edits, len(res.HeaderEdits))])
+		}
 		all.Actions = append(all.Actions, res.Actions...)
 		all.Marks = append(all.Marks, res.Marks...)
-		all.ImplicitKeep, all.ImplicitKeepFlags = res.ImplicitKeep, res.ImplicitKeepFlags
+		all.ImplicitKeep, all.ImplicitKeepFlags, all.HeaderEdits = res.ImplicitKeep, res.ImplicitKeepFlags, res.HeaderEdits
 		if !res.ImplicitKeep {
 			// Pigeonhole's multiscript rule: the next script runs only
 			// while the implicit keep stands.
@@ -171,9 +183,12 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		}
 	}
 	var out []Destination
-	store := func(mailbox string, flags []string, create bool) {
+	store := func(mailbox string, flags []string, create bool, ed []sieve.HeaderEdit) {
 		c := d
 		c.Flags = flags
+		if len(ed) > 0 {
+			c.Header = applyEdits(m.base, ed)
+		}
 		if !strings.EqualFold(mailbox, "INBOX") {
 			f, err := sieveFolder(mailbox)
 			if err != nil {
@@ -190,20 +205,20 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		}
 		out = append(out, c)
 	}
-	for _, a := range all.Actions {
+	for i, a := range all.Actions {
 		s.count(string(a.Kind))
 		switch a.Kind {
 		case sieve.ActKeep:
-			store("INBOX", a.Flags, false)
+			store("INBOX", a.Flags, false, edits[i])
 		case sieve.ActFileinto:
-			store(a.Mailbox, a.Flags, a.Create)
+			store(a.Mailbox, a.Flags, a.Create, edits[i])
 		case sieve.ActDiscard:
 		case sieve.ActReject, sieve.ActEreject:
 			return nil, all.Summary(), protocol.WrapError(ErrSieveReject.Code, ErrSieveReject.EnhancedCode, sanitizeReason(a.Reason), fmt.Errorf("sieve %s by %s", a.Kind, d.Address))
 		case sieve.ActRedirect:
-			if err := s.redirect(ctx, m, d, a.Address); err != nil {
+			if err := s.redirect(ctx, m, d, a.Address, edits[i]); err != nil {
 				log.Warn().Err(err).Str("to", d.Address).Str("redirect", a.Address).Msg("sieve: redirect failed; the message is kept in INBOX")
-				store("INBOX", nil, false)
+				store("INBOX", nil, false, nil)
 			}
 		case sieve.ActVacation:
 			if err := s.vacation(ctx, a.Vacation); err != nil {
@@ -217,7 +232,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	}
 	if all.ImplicitKeep {
 		s.count("implicit_keep")
-		store("INBOX", all.ImplicitKeepFlags, false)
+		store("INBOX", all.ImplicitKeepFlags, false, all.HeaderEdits)
 	}
 	for _, mk := range all.Marks {
 		if err := tr.Mark(mk.Key, mk.Period, mk.Last); err != nil {
@@ -470,7 +485,7 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 
 // redirect sends the message to addr with the original envelope sender,
 // refusing a loop (a Delivered-To of the user already present).
-func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string) error {
+func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string, ed []sieve.HeaderEdit) error {
 	for _, v := range deliveredTo(m.hdr) {
 		if strings.EqualFold(v, d.Address) {
 			return fmt.Errorf("loop: the message already has Delivered-To: %s", d.Address)
@@ -480,7 +495,7 @@ func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, add
 		return fmt.Errorf("redirect address %q refused", addr)
 	}
 	hdr := "Delivered-To: " + headerValue(d.Address) + "\n"
-	return s.sendmail(ctx, m.From, addr, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(m.base), m.Body()))
+	return s.sendmail(ctx, m.From, addr, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(applyEdits(m.base, ed)), m.Body()))
 }
 
 // vacation sends the reply v from the null sender.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/sieve"
 )
 
 func TestSieveFolder(t *testing.T) {
@@ -332,5 +333,39 @@ func TestStepOfCaller(t *testing.T) {
 	}
 	if !strings.Contains(s.log.String(), `"test":"full"`) || !strings.Contains(s.log.String(), `"test":"copied"`) {
 		t.Errorf("outcome lines lack the step's field:\n%s", s.log.String())
+	}
+}
+
+func TestApplyEdits(t *testing.T) {
+	base := []byte("Received: x\nX-A: 1\nSubject: s\nX-A: 2\n  folded\nX-A: 3\n\n")
+	got := string(applyEdits(base, []sieve.HeaderEdit{
+		{Add: true, Name: "X-New", Value: "grüße"},
+		{Name: "X-A", Delete: []int{2}},
+		{Add: true, Last: true, Name: "X-Last", Value: "end"},
+		{Name: "x-a", Delete: []int{2}},
+	}))
+	want := "X-New: =?utf-8?q?gr=C3=BC=C3=9Fe?=\nReceived: x\nX-A: 1\nSubject: s\nX-Last: end\n\n"
+	if got != want {
+		t.Errorf("applyEdits:\n%q\nwant\n%q", got, want)
+	}
+	if got := applyEdits([]byte("A: b\n"), []sieve.HeaderEdit{{Add: true, Last: true, Name: "C", Value: "d"}}); string(got) != "A: b\nC: d\n" {
+		t.Errorf("a header without its empty line: %q", got)
+	}
+}
+
+// TestSieveEditheader: the stored copy carries the script's header edits.
+func TestSieveEditheader(t *testing.T) {
+	s := newSieveSetup(t, "u")
+	s.script(t, "u", `require ["editheader", "fileinto", "mailbox"]; addheader "X-Filtered" "yes"; deleteheader "X-Spam"; fileinto :create "F";`)
+	r := s.router(t)
+	s.lmtp(t, r, "a@remote.test", []string{"u@example.test"}, "X-Spam: no\r\nSubject: hi\r\n\r\nbody\r\n")
+	f := files(t, s.root, "example.test/u/.F", "new")
+	if len(f) != 1 {
+		t.Fatalf(".F has %d", len(f))
+	}
+	for _, m := range f {
+		if !strings.Contains(m, "\nX-Filtered: yes\nReceived: ") || strings.Contains(m, "X-Spam") || !strings.HasSuffix(m, "\nSubject: hi\n\nbody\n") {
+			t.Errorf("stored copy:\n%s", m)
+		}
 	}
 }
