@@ -57,10 +57,9 @@ import (
 //   - editheader: each stored or redirected copy carries the edits made
 //     before its action (the implicit keep all of them), RFC 5293
 //     section 5; a copy's header is then its own (Destination.Header).
-//   - duplicate marks are recorded in StateDir after the run, before the
-//     copies are committed (RFC 7352 section 3 asks for after delivery:
-//     a message that then fails to be stored is seen as a duplicate when
-//     retried within the period).
+//   - duplicate marks are recorded in StateDir once the recipient was
+//     delivered (StepResult.Done; RFC 7352 section 3), so a message that
+//     failed is not taken for a duplicate when it is retried.
 //   - notify is logged, not sent; fileinto :specialuse stores into the
 //     named mailbox.
 //
@@ -90,12 +89,26 @@ var ErrSieveReject = protocol.NewError(protocol.CodeMailboxUnavailable, protocol
 func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destination) StepResult {
 	var out []Destination
 	var logs []string
+	var done []func(context.Context, error)
 	for _, d := range ds {
 		if d.Target == nil || d.Target.Kind() != "maildir" {
 			out = append(out, d)
 			continue
 		}
-		got, summary, err := s.filter(ctx, m, rcpt, d)
+		got, summary, marks, err := s.filter(ctx, m, rcpt, d)
+		if len(marks) > 0 {
+			tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
+			done = append(done, func(ctx context.Context, status error) {
+				if status != nil {
+					return
+				}
+				for _, mk := range marks {
+					if err := tr.Mark(mk.Key, mk.Period, mk.Last); err != nil {
+						zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot record a duplicate mark in state_dir")
+					}
+				}
+			})
+		}
 		if summary != "" {
 			logs = append(logs, summary)
 		}
@@ -111,6 +124,13 @@ func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destin
 		out = append(out, got...)
 	}
 	res := StepResult{Destinations: out}
+	if len(done) > 0 {
+		res.Done = func(ctx context.Context, err error) {
+			for _, f := range done {
+				f(ctx, err)
+			}
+		}
+	}
 	if len(logs) > 0 {
 		res.LogKey, res.LogValue = "sieve", strings.Join(logs, ";")
 	}
@@ -124,8 +144,9 @@ type scriptRun struct {
 }
 
 // filter runs d's script chain and returns the destinations its actions
-// store into, the summary for the log line, and a reject.
-func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, error) {
+// store into, the summary for the log line, the duplicate marks to record
+// once delivered, and a reject.
+func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, []sieve.Mark, error) {
 	log := zerolog.Ctx(ctx)
 	keep := func(flags []string) []Destination {
 		k := d
@@ -134,10 +155,10 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	}
 	chain, userDir, ok := s.chain(ctx, d)
 	if !ok {
-		return keep(nil), "keep(error)", nil
+		return keep(nil), "keep(error)", nil, nil
 	}
 	if len(chain) == 0 {
-		return []Destination{d}, "", nil
+		return []Destination{d}, "", nil, nil
 	}
 	msg := s.message(m)
 	addr := d.User + "@" + d.Domain
@@ -168,7 +189,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			log.Error().Err(err).Str("script", sc.path).Str("to", d.Address).
 				Msg("sieve: run-time error; the message is kept in INBOX")
 			s.count("runtime_error")
-			return keep(nil), "keep(error)", nil
+			return keep(nil), "keep(error)", nil, nil
 		}
 		for _, a := range res.Actions {
 			edits = append(edits, res.HeaderEdits[:min(a.Edits, len(res.HeaderEdits))])
@@ -214,7 +235,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			store(a.Mailbox, a.Flags, a.Create, edits[i])
 		case sieve.ActDiscard:
 		case sieve.ActReject, sieve.ActEreject:
-			return nil, all.Summary(), protocol.WrapError(ErrSieveReject.Code, ErrSieveReject.EnhancedCode, sanitizeReason(a.Reason), fmt.Errorf("sieve %s by %s", a.Kind, d.Address))
+			return nil, all.Summary(), nil, protocol.WrapError(ErrSieveReject.Code, ErrSieveReject.EnhancedCode, sanitizeReason(a.Reason), fmt.Errorf("sieve %s by %s", a.Kind, d.Address))
 		case sieve.ActRedirect:
 			if err := s.redirect(ctx, m, d, a.Address, edits[i]); err != nil {
 				log.Warn().Err(err).Str("to", d.Address).Str("redirect", a.Address).Msg("sieve: redirect failed; the message is kept in INBOX")
@@ -234,12 +255,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		s.count("implicit_keep")
 		store("INBOX", all.ImplicitKeepFlags, false, all.HeaderEdits)
 	}
-	for _, mk := range all.Marks {
-		if err := tr.Mark(mk.Key, mk.Period, mk.Last); err != nil {
-			log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot record a duplicate mark in state_dir")
-		}
-	}
-	return out, all.Summary(), nil
+	return out, all.Summary(), all.Marks, nil
 }
 
 // chain returns the scripts to run for d (before, the user's, after), the

@@ -369,3 +369,38 @@ func TestSieveEditheader(t *testing.T) {
 		}
 	}
 }
+
+// TestSieveDuplicate: duplicate's mark is recorded only once the
+// recipient was delivered: a message refused later (here by a caller's
+// step) is not a duplicate when it comes again; a delivered one is.
+func TestSieveDuplicate(t *testing.T) {
+	s := newSieveSetup(t, "u", "full")
+	script := `require "duplicate"; if duplicate { discard; stop; }`
+	s.script(t, "u", script)
+	s.script(t, "full", script)
+	p, err := Compile(s.cfg, PlanOptions{Steps: []Step{upperStep{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	msg := "Message-ID: <dup@remote.test>\r\nSubject: d\r\n\r\nbody\r\n"
+	for range 2 {
+		got := s.lmtp(t, r, "a@remote.test", []string{"u@example.test", "full@example.test"}, msg)
+		if !strings.HasPrefix(got[0], "250 ") || !strings.HasPrefix(got[1], "552 ") {
+			t.Fatalf("replies %q", got)
+		}
+	}
+	if n := len(files(t, s.root, "example.test/u", "new")); n != 1 {
+		t.Errorf("u has %d copies, want 1 (the second is a duplicate)", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.stateDir, "example.test", "full")); len(ents) != 0 {
+		t.Errorf("a refused recipient's duplicate mark was recorded: %d files", len(ents))
+	}
+	if !strings.Contains(s.log.String(), `"to":"full@example.test"`) || strings.Count(s.log.String(), `"sieve":"discard"`) != 1 {
+		t.Errorf("log:\n%s", s.log.String())
+	}
+}

@@ -124,7 +124,7 @@ func (s *sieveSetup) lmtp(t *testing.T, r *Router, from string, rcpts []string, 
 		for {
 			line, err := br.ReadString('\n')
 			if err != nil {
-				t.Fatalf("reading a reply: %v", err)
+				t.Fatalf("reading a reply: %v\n%s", err, s.log.String())
 			}
 			if len(line) >= 4 && line[3] == '-' {
 				continue

@@ -11,7 +11,9 @@ import (
 // RCPT) and the grouping of destinations into Target.Stage calls: Sieve
 // is one (it may file into a folder, set flags, add copies, discard or
 // reject), quota or others can be more. Steps run in order, each on what
-// the previous one returned, for one recipient at a time, in RCPT order.
+// the previous one returned, for one recipient at a time, in RCPT order;
+// once a step answered for the recipient or left it no destinations, the
+// later steps are not run for it.
 // A Step is built once per Plan and used by many transactions at once, so
 // it must be safe for concurrent use.
 type Step interface {
@@ -38,6 +40,12 @@ type StepResult struct {
 	// LogKey and LogValue are added to the recipient's outcome line
 	// ("sieve", "fileinto:Lists.go"); LogKey "" adds nothing.
 	LogKey, LogValue string
+	// Done, if set, is called once with the recipient's status (nil:
+	// delivered) when it is reported: for what may only be recorded
+	// after delivery (Sieve's duplicate marks). It is not called for a
+	// transaction that ends before its outcome is known (an SMTP Stage
+	// never committed).
+	Done func(ctx context.Context, err error)
 }
 
 // Fields returns the header of the message as received (the server's
@@ -55,10 +63,13 @@ func (d *delivery) applySteps(ctx context.Context, steps []Step) [][]Destination
 	for i := 0; i < n && i < len(d.t.rcpts); i++ {
 		ds := d.t.rcpts[i]
 		for _, s := range steps {
-			if d.stepErr[i] != nil {
-				break
+			if d.stepErr[i] != nil || len(ds) == 0 {
+				break // answered, or nothing left to deliver (discard)
 			}
 			res := s.Apply(ctx, &d.m, i, ds)
+			if res.Done != nil {
+				d.stepDone[i] = append(d.stepDone[i], res.Done)
+			}
 			if res.LogKey != "" {
 				d.stepLog[i] = append(d.stepLog[i], logField{key: res.LogKey, vals: []string{res.LogValue}})
 			}

@@ -71,6 +71,7 @@ func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status pr
 	d.onSettle = func(i int, err error) {
 		status.Set(i, err)
 		d.log(ctx, i, err)
+		d.done(ctx, i, err)
 	}
 	d.settle()
 	d.stage(ctx, false)
@@ -158,6 +159,7 @@ type delivery struct {
 	results  []error
 	stepErr  []error      // per recipient: a Step's answer, nil if none
 	stepLog  [][]logField // per recipient: what the steps add to the outcome line
+	stepDone [][]func(context.Context, error)
 	onSettle func(i int, err error)
 }
 
@@ -256,6 +258,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		// before anything is grouped.
 		d.stepErr = make([]error, n)
 		d.stepLog = make([][]logField, n)
+		d.stepDone = make([][]func(context.Context, error), n)
 		rcpts = d.applySteps(ctx, steps)
 	}
 	byKey := make(map[destKey]*job)
@@ -539,8 +542,21 @@ func (d *delivery) logAll(ctx context.Context) {
 			j.res.Err = errNotDelivered
 		}
 	}
-	d.onSettle = func(i int, err error) { d.log(ctx, i, err) }
+	d.onSettle = func(i int, err error) {
+		d.log(ctx, i, err)
+		d.done(ctx, i, err)
+	}
 	d.settle()
+}
+
+// done calls the steps' Done hooks of recipient i.
+func (d *delivery) done(ctx context.Context, i int, err error) {
+	if d.stepDone == nil {
+		return
+	}
+	for _, f := range d.stepDone[i] {
+		f(ctx, err)
+	}
 }
 
 // errNotDelivered marks jobs left undone because another recipient failed
