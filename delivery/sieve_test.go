@@ -164,6 +164,24 @@ func TestSieveActions(t *testing.T) {
 			t.Errorf("INBOX has %d after a refused redirect, want 1 (kept)", n)
 		}
 	})
+	t.Run("max redirects", func(t *testing.T) {
+		saved := s.cfg.Sieve.MaxRedirects
+		defer func() { s.cfg.Sieve.MaxRedirects = saved }()
+		s.cfg.Sieve.MaxRedirects = 1
+		r2 := s.router(t)
+		os.RemoveAll(filepath.Join(s.root, "example.test", "u"))
+		s.script(t, "u", `redirect "a@remote.test"; redirect "b@remote.test";`)
+		before, errs := len(s.sent(t)), s.event("runtime_error")
+		if got := s.lmtp(t, r2, "sender@remote.test", []string{"u@example.test"}, msg)[0]; !strings.HasPrefix(got, "250 ") {
+			t.Fatal(got)
+		}
+		if len(s.sent(t)) != before {
+			t.Error("redirects past max_redirects were sent")
+		}
+		if n := len(files(t, s.root, "example.test/u", "new")); n != 1 || s.event("runtime_error") != errs+1 {
+			t.Errorf("INBOX has %d, runtime errors %d; want the message kept and the error counted", n, s.event("runtime_error")-errs)
+		}
+	})
 	t.Run("redirect fails", func(t *testing.T) {
 		saved := s.cfg.Sieve.Sendmail
 		defer func() { s.cfg.Sieve.Sendmail = saved }()
