@@ -290,6 +290,9 @@ func (s *sieveStep) chain(ctx context.Context, d Destination) ([]scriptRun, stri
 		log.Error().Err(err).Str("to", d.Address).Msg("sieve: the user's script is outside its root; the message is kept in INBOX")
 		s.count("read_error")
 		ok = false
+	} else if sc, err, ok := s.cache.cached(path); ok {
+		add(path, sc, err)
+		userDir = filepath.Dir(path)
 	} else if root, err := os.OpenRoot(rootDir); err == nil {
 		sc, err := s.cache.load(ctx, root, rel, path)
 		root.Close()

@@ -34,6 +34,7 @@ type scriptEntry struct {
 	mtime  time.Time
 	size   int64
 	ino    uint64
+	dev    uint64
 	script *sieve.Script
 	err    error
 }
@@ -67,21 +68,18 @@ func (c *scriptCache) load(ctx context.Context, root *os.Root, rel, full string)
 	if fi.IsDir() {
 		return nil, fmt.Errorf("%s is a directory", full)
 	}
-	var ino uint64
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
-	}
+	ino, dev := fileID(fi)
 	c.mu.Lock()
 	e := c.entries[full]
 	c.mu.Unlock()
-	if e != nil && e.mtime.Equal(fi.ModTime()) && e.size == fi.Size() && e.ino == ino {
+	if e != nil && e.same(fi) {
 		return e.script, e.err
 	}
 	src, err := io.ReadAll(io.LimitReader(f, sieve.DefaultMaxScriptSize+1))
 	if err != nil {
 		return nil, err
 	}
-	e = &scriptEntry{mtime: fi.ModTime(), size: fi.Size(), ino: ino}
+	e = &scriptEntry{mtime: fi.ModTime(), size: fi.Size(), ino: ino, dev: dev}
 	e.script, e.err = sieve.Compile(full, src, nil)
 	if e.err != nil {
 		zerolog.Ctx(ctx).Error().Str("script", full).Strs("errors", errorLines(e.err)).
@@ -97,6 +95,42 @@ func (c *scriptCache) load(ctx context.Context, root *os.Root, rel, full string)
 	c.entries[full] = e
 	c.mu.Unlock()
 	return e.script, e.err
+}
+
+// fileID returns a file's inode and device numbers.
+func fileID(fi fs.FileInfo) (ino, dev uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino), uint64(st.Dev)
+	}
+	return 0, 0
+}
+
+// same reports whether fi is the file e was compiled from.
+func (e *scriptEntry) same(fi fs.FileInfo) bool {
+	ino, dev := fileID(fi)
+	return e.mtime.Equal(fi.ModTime()) && e.size == fi.Size() && e.ino == ino && e.dev == dev
+}
+
+// cached answers from the cache without opening the file: ok is true
+// when path is missing (errNoScript) or is, by inode, device, size and
+// modification time, the very file cached under it, which was read
+// through its root before; the caller then needs no os.Root. Following
+// links here is safe: a link to any other file has another inode.
+func (c *scriptCache) cached(path string) (*sieve.Script, error, bool) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNoScript, true
+	}
+	if err != nil {
+		return nil, nil, false
+	}
+	c.mu.Lock()
+	e := c.entries[path]
+	c.mu.Unlock()
+	if e == nil || !e.same(fi) {
+		return nil, nil, false
+	}
+	return e.script, e.err, true
 }
 
 // loadPath loads an administrator's script by absolute path.
