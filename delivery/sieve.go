@@ -310,7 +310,7 @@ func (s *sieveStep) chain(ctx context.Context, d Destination) ([]scriptRun, stri
 // its root, and the root: the directory's sieve field (relative to the
 // home) or the configured template.
 func (s *sieveStep) userScript(d Destination) (path, rel, root string, err error) {
-	mbox := filepath.Join(s.root, filepath.FromSlash(d.Mailbox))
+	mbox := maildirDir(s.root, d.Mailbox)
 	home := d.Home
 	if home == "" {
 		home = mbox
@@ -440,10 +440,20 @@ func utf7Encode(s string) string {
 	return b.String()
 }
 
+// maildirDir returns the directory of a destination's maildir: its
+// Mailbox under the maildir root, or the Mailbox itself when it is
+// absolute (a trusted directory record's, delivered inside its home).
+func maildirDir(root, mailbox string) string {
+	if filepath.IsAbs(mailbox) {
+		return filepath.Clean(mailbox)
+	}
+	return filepath.Join(root, filepath.FromSlash(mailbox))
+}
+
 // folderExists reports whether the Maildir++ folder f of maildir mbox
 // (relative to the root) exists.
 func (s *sieveStep) folderExists(mbox, f string) bool {
-	fi, err := os.Stat(filepath.Join(s.root, filepath.FromSlash(mbox), f))
+	fi, err := os.Stat(filepath.Join(maildirDir(s.root, mbox), f))
 	return err == nil && fi.IsDir()
 }
 
@@ -451,7 +461,7 @@ func (s *sieveStep) folderExists(mbox, f string) bool {
 type mailboxChecker struct{ root, maildir string }
 
 func (c *mailboxChecker) MailboxExists(_ context.Context, name string) (bool, error) {
-	dir := filepath.Join(c.root, filepath.FromSlash(c.maildir))
+	dir := maildirDir(c.root, c.maildir)
 	if !strings.EqualFold(name, "INBOX") {
 		f, err := sieveFolder(name)
 		if err != nil {
