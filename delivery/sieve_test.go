@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -420,5 +421,50 @@ func TestSieveDuplicate(t *testing.T) {
 	}
 	if !strings.Contains(s.log.String(), `"to":"full@example.test"`) || strings.Count(s.log.String(), `"sieve":"discard"`) != 1 {
 		t.Errorf("log:\n%s", s.log.String())
+	}
+}
+
+// TestSieveConcurrent: transactions at once share the script cache and
+// the state directory (run with -race); every message is filed, and the
+// script changed in the middle is compiled again without harm.
+func TestSieveConcurrent(t *testing.T) {
+	s := newSieveSetup(t, "u")
+	s.script(t, "u", `require ["fileinto", "mailbox", "imap4flags"]; fileinto :create :flags "$Seen1" "C";`)
+	r := s.router(t)
+	ctx := testCtx(t, nil)
+	const n = 16
+	errs := make(chan error, n)
+	for i := range n {
+		if i == n/2 {
+			s.script(t, "u", `require ["fileinto", "mailbox", "imap4flags"]; fileinto :create :flags "$Seen2" "C"; # v2`)
+		}
+		go func() {
+			tx, err := r.Mail(ctx, conn(protocol.LMTP), addr("x@remote.test"), &protocol.MailParams{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer tx.Close()
+			m := message(t, "x@remote.test", []string{"u@example.test"}, fmt.Sprintf("Message-ID: <%d@x>\r\nSubject: s\r\n\r\nbody\r\n", i))
+			if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
+				errs <- err
+				return
+			}
+			st := &statuses{}
+			if err := tx.Data(ctx, m, st); err != nil {
+				errs <- err
+				return
+			}
+			e, _ := st.get(0)
+			errs <- e
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if got := len(files(t, s.root, "example.test/u/.C", "cur")); got != n {
+		t.Errorf(".C/cur has %d, want %d", got, n)
 	}
 }
