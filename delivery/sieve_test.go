@@ -438,6 +438,7 @@ func TestSieveConcurrent(t *testing.T) {
 		if i == n/2 {
 			s.script(t, "u", `require ["fileinto", "mailbox", "imap4flags"]; fileinto :create :flags "$Seen2" "C"; # v2`)
 		}
+		m := message(t, "x@remote.test", []string{"u@example.test"}, fmt.Sprintf("Message-ID: <%d@x>\r\nSubject: s\r\n\r\nbody\r\n", i))
 		go func() {
 			tx, err := r.Mail(ctx, conn(protocol.LMTP), addr("x@remote.test"), &protocol.MailParams{})
 			if err != nil {
@@ -445,7 +446,6 @@ func TestSieveConcurrent(t *testing.T) {
 				return
 			}
 			defer tx.Close()
-			m := message(t, "x@remote.test", []string{"u@example.test"}, fmt.Sprintf("Message-ID: <%d@x>\r\nSubject: s\r\n\r\nbody\r\n", i))
 			if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
 				errs <- err
 				return
