@@ -57,6 +57,9 @@ type Config struct {
 	Spool SpoolConfig
 	// Dedup configures idempotent delivery (off by default).
 	Dedup DedupConfig
+	// Sieve configures Sieve filtering of maildir recipients (off by
+	// default; see SieveConfig).
+	Sieve SieveConfig
 }
 
 // Domain is one served domain.

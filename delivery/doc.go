@@ -19,9 +19,21 @@
 // maildir and pipe are two implementations, a caller can route to its own
 // (Route.Target), and a target whose Stage cannot be undone (Final: a
 // command, a remote server) runs after the others are staged. Per-
-// recipient steps (Sieve, quota) belong between resolution and grouping,
-// where they can change a Destination's folder or target without any
-// target knowing.
+// recipient steps (Step: Sieve, quota) run between resolution and
+// grouping, once the message is spooled: each may change a recipient's
+// Destinations (folder, flags, header, extra copies, none at all) or
+// answer for it (a reject), without any target knowing. Sieve is the
+// built-in one (SieveConfig); PlanOptions.Steps adds a caller's own.
+//
+// # Sieve
+//
+// With SieveConfig.Enabled, every maildir destination's scripts (before,
+// the user's, after) run at DATA and delivery carries out their actions;
+// sieve.go documents each action, the SMTP folding of reject, and what
+// is not carried out. Scripts are read through an os.Root on their
+// directory, so no script, include or symbolic link reaches outside its
+// root, and are cached by path, modification time, size and inode. A
+// script that does not compile or fails keeps the message in INBOX.
 //
 // # Routing
 //

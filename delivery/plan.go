@@ -23,6 +23,9 @@ type PlanOptions struct {
 	// Lookup, if set, is asked about local parts the configuration does
 	// not list (see Lookup).
 	Lookup Lookup
+	// Steps are per-recipient steps run after the built-in ones (Sieve,
+	// when SieveConfig.Enabled), in order; see Step.
+	Steps []Step
 }
 
 // Compile validates cfg and compiles it into a Plan. It opens nothing: the

@@ -284,6 +284,7 @@ func compile(cfg *Config) (*table, error) {
 			failErr(key("Dedup", "Path"), err)
 		}
 	}
+	cfg.Sieve.check(fail)
 	if cfg.Dedup.Window < 0 {
 		fail(key("Dedup", "Window"), "dedup window %v is negative", cfg.Dedup.Window)
 	}

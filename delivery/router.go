@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,11 @@ type Options struct {
 	// reported: for metrics. It is called from delivering goroutines, so it
 	// must be safe for concurrent use, and it should be quick.
 	Observe func(Outcome)
+	// ObserveSieve, if set, is called for every Sieve action carried out
+	// ("keep", "fileinto", "implicit_keep", "redirect", "vacation", ...)
+	// and error ("compile_error" once per version of a broken script,
+	// "runtime_error"): for metrics. It must be safe for concurrent use.
+	ObserveSieve func(event string)
 }
 
 // Outcome is one recipient's delivery to one destination, for
@@ -53,6 +59,8 @@ type Router struct {
 	opts  Options
 	state atomic.Pointer[state]
 
+	scripts *scriptCache // compiled Sieve scripts, kept across reloads
+
 	mu       sync.Mutex
 	stores   map[storeKey]*maildir.Store
 	journals map[string]*journal
@@ -65,6 +73,7 @@ type state struct {
 	plan    *Plan
 	targets map[Target]Target // the plan's targets, bound (see binder)
 	journal *journal          // nil unless Dedup.Enabled
+	steps   []Step            // per-recipient steps, in order (see Step)
 }
 
 // target returns the bound form of one of the plan's targets.
@@ -80,7 +89,12 @@ var _ protocol.Backend = (*Router)(nil)
 // New returns a Router delivering by plan; it opens the maildir store and
 // the dedup journal the plan needs.
 func New(plan *Plan, opts Options) (*Router, error) {
-	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
+	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal), scripts: newScriptCache()}
+	r.scripts.onError = func() {
+		if opts.ObserveSieve != nil {
+			opts.ObserveSieve("compile_error")
+		}
+	}
 	if err := r.Reload(plan); err != nil {
 		return nil, err
 	}
@@ -112,6 +126,10 @@ func (r *Router) Reload(plan *Plan) error {
 			return err
 		}
 	}
+	if cfg.Sieve.Enabled {
+		st.steps = append(st.steps, r.sieveStep(cfg))
+	}
+	st.steps = append(st.steps, plan.opts.Steps...)
 	r.mu.Lock()
 	r.limiters = b.limiters
 	r.mu.Unlock()
@@ -212,6 +230,22 @@ func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 }
 
 var errClosed = errors.New("delivery: router closed")
+
+// sieveStep builds the Sieve step of a plan's configuration (validated by
+// Compile) on the Router's script cache.
+func (r *Router) sieveStep(cfg *Config) *sieveStep {
+	tmpl, _ := parseScriptTemplate(cfg.Sieve.script())
+	now := r.opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	host := cfg.Maildir.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	return &sieveStep{cfg: cfg.Sieve, tmpl: tmpl, root: cfg.Maildir.Root, create: cfg.Maildir.CreateFolders,
+		host: host, delim: cfg.DetailDelimiter, cache: r.scripts, now: now, observe: r.opts.ObserveSieve}
+}
 
 // Close releases the maildir roots. Transactions must have ended.
 func (r *Router) Close() error {

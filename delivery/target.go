@@ -5,6 +5,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/emersion/go-message/textproto"
+
 	"github.com/lmtpd/lmtpd/delivery/spool"
 	"github.com/lmtpd/lmtpd/directory"
 	"github.com/lmtpd/lmtpd/protocol"
@@ -114,6 +116,14 @@ type Destination struct {
 	// pipe command's RECIPIENT.
 	Address string
 	Resolution
+	// Flags are IMAP flags and keywords the copy is stored with (Sieve
+	// imap4flags); targets that cannot store flags ignore them.
+	Flags []string
+	// Header, if not nil, replaces the header as received in this copy
+	// (LF line endings, with the terminating empty line): a Sieve script
+	// edited it (editheader). Return-Path and Delivered-To still go on
+	// top.
+	Header []byte
 	// Rcpts are the indexes in Message.Recipients of the recipients that
 	// reach this destination, in RCPT order; the router sets them for
 	// Stage.
@@ -154,8 +164,9 @@ type Message struct {
 	Recipients []*protocol.Recipient
 
 	body   *spool.Spool
-	rp     []byte // the Return-Path field
-	base   []byte // the header as received, LF line endings
+	hdr    *textproto.Header // the header as received, for Fields
+	rp     []byte            // the Return-Path field
+	base   []byte            // the header as received, LF line endings
 	nDests int
 	mode   DeliveredToMode
 }
@@ -188,14 +199,18 @@ func (m *Message) DeliveredTo(own bool) bool {
 // Header returns the header of d's copy, LF line endings: Return-Path, then
 // "Delivered-To: d.Address" if deliveredTo, then the header as received.
 func (m *Message) Header(d *Destination, deliveredTo bool) []byte {
-	h := make([]byte, 0, len(m.rp)+len(m.base)+len(d.Address)+16)
+	base := m.base
+	if d.Header != nil {
+		base = d.Header
+	}
+	h := make([]byte, 0, len(m.rp)+len(base)+len(d.Address)+16)
 	h = append(h, m.rp...)
 	if deliveredTo {
 		h = append(h, "Delivered-To: "...)
 		h = append(h, headerValue(d.Address)...)
 		h = append(h, '\n')
 	}
-	return append(h, m.base...)
+	return append(h, base...)
 }
 
 // OriginalRecipient returns the address the client gave for recipient i:

@@ -36,8 +36,15 @@ type maildirTarget struct {
 
 func (m *maildirTarget) Kind() string { return "maildir" }
 
-// Key is the maildir and folder: one copy per mailbox.
-func (m *maildirTarget) Key(d *Destination) string { return "m" + d.Mailbox + "\x00" + d.Folder }
+// Key is the maildir and folder (and the flags, when a Sieve script set
+// some): one copy per mailbox.
+func (m *maildirTarget) Key(d *Destination) string {
+	k := "m" + d.Mailbox + "\x00" + d.Folder
+	if len(d.Flags) > 0 {
+		k += "\x00" + strings.Join(d.Flags, " ")
+	}
+	return k
+}
 
 // Group puts every maildir copy of a message together.
 func (m *maildirTarget) Group(*Destination) string { return "" }
@@ -77,6 +84,7 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 		h := msg.Header(d, msg.DeliveredTo(false))
 		c := maildir.Content{Header: h, Body: msg.Spool()}
 		mb := mailbox(d)
+		mb.Flags = d.Flags // Sieve imap4flags
 		uid, gid := -1, -1
 		if mb.Owner != nil {
 			uid, gid = mb.Owner.UID, mb.Owner.GID

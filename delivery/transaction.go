@@ -71,6 +71,7 @@ func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status pr
 	d.onSettle = func(i int, err error) {
 		status.Set(i, err)
 		d.log(ctx, i, err)
+		d.done(ctx, i, err)
 	}
 	d.settle()
 	d.stage(ctx, false)
@@ -156,6 +157,9 @@ type delivery struct {
 	byRcpt   [][]*job
 	settled  []bool
 	results  []error
+	stepErr  []error      // per recipient: a Step's answer, nil if none
+	stepLog  [][]logField // per recipient: what the steps add to the outcome line
+	stepDone [][]func(context.Context, error)
 	onSettle func(i int, err error)
 }
 
@@ -237,6 +241,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	d.m = Message{
 		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
 		body: d.sp,
+		hdr:  hdr,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
 		rp:   []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n"),
 		mode: cfg.DeliveredTo,
@@ -247,10 +252,19 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	d.byRcpt = make([][]*job, n)
 	d.settled = make([]bool, n)
 	d.results = make([]error, n)
+	rcpts := t.rcpts
+	if steps := t.st.steps; len(steps) > 0 {
+		// Per-recipient steps (Sieve) see every recipient's resolution
+		// before anything is grouped.
+		d.stepErr = make([]error, n)
+		d.stepLog = make([][]logField, n)
+		d.stepDone = make([][]func(context.Context, error), n)
+		rcpts = d.applySteps(ctx, steps)
+	}
 	byKey := make(map[destKey]*job)
-	for i := 0; i < n && i < len(t.rcpts); i++ {
-		for r := range t.rcpts[i] {
-			dst := &t.rcpts[i][r]
+	for i := 0; i < n && i < len(rcpts); i++ {
+		for r := range rcpts[i] {
+			dst := &rcpts[i][r]
 			k := destKey{dst.Target, dst.Target.Key(dst)}
 			j := byKey[k]
 			if j == nil {
@@ -481,6 +495,9 @@ func (d *delivery) settle() {
 			continue
 		}
 		var res error
+		if d.stepErr != nil {
+			res = d.stepErr[i]
+		}
 		done := true
 		for _, j := range js {
 			if !j.done {
@@ -511,6 +528,9 @@ func (d *delivery) firstError() error {
 			res = protocol.WorseStatus(res, j.res.Err)
 		}
 	}
+	for _, err := range d.stepErr {
+		res = protocol.WorseStatus(res, err)
+	}
 	return res
 }
 
@@ -522,8 +542,21 @@ func (d *delivery) logAll(ctx context.Context) {
 			j.res.Err = errNotDelivered
 		}
 	}
-	d.onSettle = func(i int, err error) { d.log(ctx, i, err) }
+	d.onSettle = func(i int, err error) {
+		d.log(ctx, i, err)
+		d.done(ctx, i, err)
+	}
 	d.settle()
+}
+
+// done calls the steps' Done hooks of recipient i.
+func (d *delivery) done(ctx context.Context, i int, err error) {
+	if d.stepDone == nil {
+		return
+	}
+	for _, f := range d.stepDone[i] {
+		f(ctx, err)
+	}
 }
 
 // errNotDelivered marks jobs left undone because another recipient failed
@@ -593,6 +626,11 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 		Strs("backend", backends)
 	for _, f := range where {
 		ev = ev.Strs(f.key, f.vals)
+	}
+	if d.stepLog != nil {
+		for _, f := range d.stepLog[i] {
+			ev = ev.Str(f.key, f.vals[0])
+		}
 	}
 	if dup {
 		ev = ev.Bool("duplicate", true)

@@ -120,4 +120,5 @@ func (c *config) resolvePaths(base string) {
 			abs(&dc.DSN) // a plain file name, as the paths above
 		}
 	}
+	c.Sieve.resolvePaths(abs)
 }

@@ -21,6 +21,7 @@ func (c *config) validateDelivery(ec *errorCollector) {
 	c.dcfg = c.deliveryConfig()
 	before := len(ec.errs)
 	c.checkDeliveryFile(ec)
+	c.checkSieveFile(ec)
 	plan, err := delivery.Compile(c.dcfg, delivery.PlanOptions{})
 	if err != nil {
 		c.addDeliveryErrors(ec, err)
@@ -56,6 +57,7 @@ func (c *config) deliveryConfig() delivery.Config {
 		},
 		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
+		Sieve: c.Sieve.delivery(),
 	}
 	if d.Spool.Threshold == 0 {
 		d.Spool.Threshold = -1 // 0 in the file: always a file
@@ -182,6 +184,9 @@ func (c *config) addDeliveryErrors(ec *errorCollector, err error) {
 // deliveryKey maps a path of keys into delivery.Config (see
 // deliveryKeyed) to the key of the configuration file.
 func (c *config) deliveryKey(path []string) string {
+	if len(path) > 0 && path[0] == "sieve" {
+		return sieveKey(path)
+	}
 	key := "delivery"
 	var dm *domainConfig
 	for i := 0; i < len(path); i++ {

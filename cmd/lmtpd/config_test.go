@@ -421,6 +421,13 @@ func TestConfigErrors(t *testing.T) {
 				"test.toml:8: domain[0].aliases.info: domain example.test: alias info: target nobody@elsewhere.test: domain elsewhere.test is not served",
 				"test.toml:9: domain[0].catch_all: domain example.test: catch-all has no effect with any-user",
 			}},
+		{"sieve", ok + "[sieve]\nenabled = true\nscript = \"{home}/{nope}\"\nbefore = [\"/etc/a\", \"rel\"]\nsendmail = [\"sendmail\"]\nstate_dir = \"\"\nmax_actions = -1\n",
+			[]string{
+				`test.toml:10: sieve.script: sieve script template "{home}/{nope}": unknown placeholder {nope} (want one of {home} {mailbox} {localpart} {domain} {address})`,
+				`test.toml:12: sieve.sendmail: the command "sendmail" is not an absolute path (no shell and no PATH search)`,
+				`test.toml:13: sieve.state_dir: required: vacation and duplicate remember senders there`,
+				`test.toml:14: sieve.max_actions: -1 is negative`,
+			}},
 		{"delivery postmaster", ok + "[delivery]\npostmaster = \"nobody\"\n",
 			[]string{`test.toml:9: delivery.postmaster: postmaster "nobody" is not an address local@domain`}},
 		{"delivery domain twice", ok + "[[domain]]\nname = \"Example.test\"\n",

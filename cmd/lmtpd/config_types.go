@@ -31,6 +31,7 @@ type config struct {
 	Metrics   metricsConfig    `toml:"metrics"`
 	// Directories are the [[directory]] tables (config_directory.go).
 	Directories []directoryConfig `toml:"directory"`
+	Sieve       sieveConfig       `toml:"sieve"`
 
 	// Derived by load.
 	file      string                 // the file's path, or embeddedName
@@ -330,5 +331,6 @@ func defaultConfig() *config {
 		},
 		Domains:     []domainConfig{},
 		Directories: []directoryConfig{},
+		Sieve:       defaultSieveConfig(),
 	}
 }

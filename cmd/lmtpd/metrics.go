@@ -43,6 +43,7 @@ type metrics struct {
 	auth         *prometheus.CounterVec
 	dirLookups   *prometheus.CounterVec
 	dirLatency   *prometheus.HistogramVec
+	sieve        *prometheus.CounterVec
 	up           atomic.Bool
 }
 
@@ -87,9 +88,12 @@ func newMetrics() *metrics {
 			Help:    "Time a lookup waited for the directory (cache hits not included), by directory and kind.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"directory", "kind"}),
+		sieve: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lmtpd_sieve_events_total", Help: "Sieve actions carried out (keep, implicit_keep, fileinto, discard, reject, ereject, redirect, vacation, ...) and errors (compile_error once per version of a broken script, runtime_error, read_error), by event.",
+		}, []string{"event"}),
 	}
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.transactions, m.recipients, m.bytes, m.latency,
-		m.tlsStarted, m.tlsDone, m.auth, m.dirLookups, m.dirLatency,
+		m.tlsStarted, m.tlsDone, m.auth, m.dirLookups, m.dirLatency, m.sieve,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -172,6 +176,9 @@ func (m *metrics) tlsHooks(listener string) (func(), func(tls.ConnectionState)) 
 func (m *metrics) authOutcome(listener string) func(mech, result string) {
 	return func(mech, result string) { m.auth.WithLabelValues(listener, mech, result).Inc() }
 }
+
+// sieveEvent counts a Sieve action or error: delivery's ObserveSieve hook.
+func (m *metrics) sieveEvent(event string) { m.sieve.WithLabelValues(event).Inc() }
 
 // observe feeds the latency histogram; it is the delivery router's
 // Options.Observe hook, called once per recipient and destination.

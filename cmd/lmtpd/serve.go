@@ -111,6 +111,7 @@ func (d *daemon) run() int {
 	if cfg.Metrics.Address != "" {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
+		dopts.ObserveSieve = d.metrics.sieveEvent
 	}
 	d.dirs = &dirRegistry{}
 	gen, err := openDirectories(cfg, d.log, d.dirObserver())

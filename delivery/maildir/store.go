@@ -187,6 +187,10 @@ type Mailbox struct {
 	// CreateFolder allows this delivery to create a missing Folder; it is
 	// the per-user form of Options.CreateFolders (either one suffices).
 	CreateFolder bool
+	// Flags are IMAP flags and keywords for the message (Sieve
+	// imap4flags): with any, it is committed into cur/ with the maildir
+	// info ":2,LETTERS" (see keywords.go).
+	Flags []string
 }
 
 // Body is the message body a delivery copies: a spool.Spool satisfies it.
@@ -223,7 +227,8 @@ type Staged struct {
 	dir   string // maildir (with folder) the file is in
 	name  string // base name in tmp/
 	size  int64
-	state int // staged, committed, aborted
+	info  string // flag letters; "" for none (new/)
+	state int    // staged, committed, aborted
 }
 
 const (
@@ -244,7 +249,7 @@ func (st *Staged) Home() string { return st.l.home }
 // committed, in new/ after.
 func (st *Staged) Path() string {
 	if st.state == committed {
-		return st.dir + "/new/" + st.finalName()
+		return st.dir + "/" + st.sub() + "/" + st.finalName()
 	}
 	return st.dir + "/tmp/" + st.name
 }
@@ -253,7 +258,20 @@ func (st *Staged) Path() string {
 func (st *Staged) Size() int64 { return st.size }
 
 func (st *Staged) finalName() string {
-	return st.name + ",S=" + strconv.FormatInt(st.size, 10)
+	n := st.name + ",S=" + strconv.FormatInt(st.size, 10)
+	if st.info != "" {
+		n += ":2," + st.info
+	}
+	return n
+}
+
+// sub is the directory a committed file goes to: cur/ when it has flags
+// (a message in new/ carries no info), else new/.
+func (st *Staged) sub() string {
+	if st.info != "" {
+		return "cur"
+	}
+	return "new"
 }
 
 // Deliver stages and commits c into mb: on success the message is durably
@@ -342,6 +360,10 @@ func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, erro
 	if err != nil {
 		return nil, s.fail(ctx, "write", l.show(dir), err)
 	}
+	if st.info, err = s.info(ctx, l, dir, mb.Flags); err != nil {
+		st.Abort()
+		return nil, s.fail(ctx, "keywords", l.show(dir), err)
+	}
 	return st, nil
 }
 
@@ -383,7 +405,12 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 		zerolog.Ctx(ctx).Debug().Err(err).Str("maildir", l.show(dir)).Msg("hard link failed; writing a copy")
 		return s.Stage(ctx, mb, c)
 	}
-	return &Staged{s: s, l: l, dir: dir, name: name, size: src.size}, nil
+	st := &Staged{s: s, l: l, dir: dir, name: name, size: src.size}
+	if st.info, err = s.info(ctx, l, dir, mb.Flags); err != nil {
+		st.Abort()
+		return nil, s.fail(ctx, "keywords", l.show(dir), err)
+	}
+	return st, nil
 }
 
 // write creates the file in dir/tmp, gives it its owner and mode, writes c
@@ -504,27 +531,28 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 			continue
 		}
 		l := st.l
-		if err := l.fs.Rename(st.dir+"/tmp/"+st.name, st.dir+"/new/"+st.finalName()); err != nil {
+		sub := st.dir + "/" + st.sub() // cur/ with flags, else new/
+		if err := l.fs.Rename(st.dir+"/tmp/"+st.name, sub+"/"+st.finalName()); err != nil {
 			l.fs.Remove(st.dir + "/tmp/" + st.name)
 			st.state = aborted
-			errs[i] = s.fail(ctx, "rename into new", l.show(st.dir), err)
+			errs[i] = s.fail(ctx, "rename into "+st.sub(), l.show(st.dir), err)
 			continue
 		}
 		st.state = committed
-		k := l.key(st.dir)
+		k := l.key(sub)
 		if byDir[k] == nil {
-			byDir[k] = &newDir{l: l, dir: st.dir}
+			byDir[k] = &newDir{l: l, dir: sub}
 		}
 		byDir[k].idx = append(byDir[k].idx, i)
 	}
 	var wg sync.WaitGroup
 	for _, nd := range byDir {
 		wg.Go(func() {
-			err := s.syncDir(nd.l, nd.dir+"/new")
+			err := s.syncDir(nd.l, nd.dir)
 			if err == nil {
 				return
 			}
-			perr := s.fail(ctx, "fsync new", nd.l.show(nd.dir), err)
+			perr := s.fail(ctx, "fsync "+path.Base(nd.dir), nd.l.show(path.Dir(nd.dir)), err)
 			for _, i := range nd.idx {
 				errs[i] = perr
 				// Not known to be durable: take it back rather than

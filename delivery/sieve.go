@@ -1,0 +1,565 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/sieve"
+)
+
+// sieveStep is the built-in Step that runs the Sieve scripts of each
+// maildir destination (SieveConfig) and carries out their actions:
+//
+//   - keep and the implicit keep store into the destination's own folder
+//     (INBOX, or its detail folder); fileinto "A.B" stores into the
+//     Maildir++ folder ".A.B" (hierarchy separator ".", non-ASCII names
+//     in modified UTF-7 as IMAP shows them, RFC 3501 section 5.1.3),
+//     created only with :create or [delivery.maildir] create_folders,
+//     else the copy goes to INBOX and the fallback is logged, as
+//     Pigeonhole does. Flags of imap4flags become maildir info and
+//     dovecot-keywords letters. All copies of one message are one staged
+//     file, hard-linked, made durable before the reply.
+//   - reject and ereject answer for the recipient: 550 5.7.1 and the
+//     reason as one line of printable ASCII. In SMTP, where one reply
+//     covers every recipient, the reject is folded like any other
+//     permanent failure of one recipient (protocol.WorseStatus): the
+//     transaction fails as a whole with it unless another recipient has
+//     a temporary failure, and the client bounces the message to its
+//     sender with the reason.
+//   - discard accepts with nothing stored.
+//   - redirect sends the message as received through Sendmail with the
+//     original envelope sender, with a Delivered-To of the user on top;
+//     it is refused (and the message kept) when the message already has
+//     that Delivered-To (a loop). A redirect that cannot be sent keeps
+//     the message in INBOX and is logged, as Pigeonhole does.
+//   - vacation sends its reply through Sendmail from the null sender;
+//     once sent, the sender is remembered in StateDir for the period. A
+//     reply that cannot be sent is logged; the message is delivered
+//     anyway.
+//   - editheader: each stored or redirected copy carries the edits made
+//     before its action (the implicit keep all of them), RFC 5293
+//     section 5; a copy's header is then its own (Destination.Header).
+//   - duplicate marks are recorded in StateDir once the recipient was
+//     delivered (StepResult.Done; RFC 7352 section 3), so a message that
+//     failed is not taken for a duplicate when it is retried.
+//   - notify is logged, not sent; fileinto :specialuse stores into the
+//     named mailbox.
+//
+// Redirects and replies are sent while the message is being staged, before
+// the reply to the client: in SMTP, an all-or-nothing transaction that
+// fails later and is retried sends a redirect again (vacation is not sent
+// twice: its sender is remembered).
+type sieveStep struct {
+	cfg     SieveConfig
+	tmpl    *scriptTemplate
+	root    string // maildir root
+	create  bool   // MaildirConfig.CreateFolders
+	host    string
+	delim   string
+	cache   *scriptCache
+	now     func() time.Time
+	observe func(action string) // counts actions and errors, for metrics
+}
+
+func (s *sieveStep) Name() string { return "sieve" }
+
+// ErrSieveReject is the reply of a recipient whose script rejected the
+// message (RFC 5429): 550 5.7.1 with the script's reason.
+var ErrSieveReject = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.ECPermNotAuthorized, "Message rejected")
+
+// Apply runs the scripts of every maildir destination of the recipient.
+func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destination) StepResult {
+	var out []Destination
+	var logs []string
+	var done []func(context.Context, error)
+	for _, d := range ds {
+		if d.Target == nil || d.Target.Kind() != "maildir" {
+			out = append(out, d)
+			continue
+		}
+		got, summary, marks, err := s.filter(ctx, m, rcpt, d)
+		if len(marks) > 0 {
+			tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
+			done = append(done, func(ctx context.Context, status error) {
+				if status != nil {
+					return
+				}
+				for _, mk := range marks {
+					if err := tr.Mark(mk.Key, mk.Period, mk.Last); err != nil {
+						zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot record a duplicate mark in state_dir")
+					}
+				}
+			})
+		}
+		if summary != "" {
+			logs = append(logs, summary)
+		}
+		if err != nil {
+			if len(ds) == 1 {
+				return StepResult{Err: err, LogKey: "sieve", LogValue: strings.Join(logs, ";")}
+			}
+			// One of several destinations (an alias) rejected: the others
+			// still get the message, and the reject is only logged.
+			zerolog.Ctx(ctx).Info().Str("to", d.Address).Msg("sieve: reject of one destination of an alias: nothing stored for it")
+			continue
+		}
+		out = append(out, got...)
+	}
+	res := StepResult{Destinations: out}
+	if len(done) > 0 {
+		res.Done = func(ctx context.Context, err error) {
+			for _, f := range done {
+				f(ctx, err)
+			}
+		}
+	}
+	if len(logs) > 0 {
+		res.LogKey, res.LogValue = "sieve", strings.Join(logs, ";")
+	}
+	return res
+}
+
+// scriptRun is one script of a destination's chain.
+type scriptRun struct {
+	script *sieve.Script
+	path   string
+}
+
+// filter runs d's script chain and returns the destinations its actions
+// store into, the summary for the log line, the duplicate marks to record
+// once delivered, and a reject.
+func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, []sieve.Mark, error) {
+	log := zerolog.Ctx(ctx)
+	keep := func(flags []string) []Destination {
+		k := d
+		k.Flags = flags
+		return []Destination{k}
+	}
+	chain, userDir, ok := s.chain(ctx, d)
+	if !ok {
+		return keep(nil), "keep(error)", nil, nil
+	}
+	if len(chain) == 0 {
+		return []Destination{d}, "", nil, nil
+	}
+	msg := s.message(m)
+	addr := d.User + "@" + d.Domain
+	tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
+	env := &sieve.Env{
+		Envelope: sieve.Envelope{From: m.From, To: m.Recipients[rcpt].Address.String(), OrigTo: m.Recipients[rcpt].Params.OriginalRecipient},
+		Now:      s.now(),
+		Environment: map[string]string{
+			"domain": d.Domain, "host": s.host, "phase": "during",
+		},
+		Tracker:       tr,
+		Mailboxes:     &mailboxChecker{root: s.root, maildir: d.Mailbox},
+		Loader:        &scriptLoader{cache: s.cache, personal: userDir, global: s.cfg.GlobalDir},
+		UserAddresses: []string{addr, d.Address},
+		CharsetReader: charset.Reader,
+	}
+	if c := m.Conn; c != nil {
+		env.Environment["remote-host"] = c.Hostname
+		env.Environment["remote-ip"] = clientIP(c.RemoteAddr)
+	}
+	opts := &sieve.Options{MaxActions: s.cfg.MaxActions, MaxRedirects: s.cfg.MaxRedirects, SubaddressDelimiters: s.delim}
+	var all sieve.Result
+	all.ImplicitKeep = true
+	var edits [][]sieve.HeaderEdit // per action of all: the edits its copy carries
+	for _, sc := range chain {
+		res, err := sc.script.Execute(ctx, msg, env, opts)
+		if err != nil {
+			log.Error().Err(err).Str("script", sc.path).Str("to", d.Address).
+				Msg("sieve: run-time error; the message is kept in INBOX")
+			s.count("runtime_error")
+			return keep(nil), "keep(error)", nil, nil
+		}
+		for _, a := range res.Actions {
+			edits = append(edits, res.HeaderEdits[:min(a.Edits, len(res.HeaderEdits))])
+		}
+		all.Actions = append(all.Actions, res.Actions...)
+		all.Marks = append(all.Marks, res.Marks...)
+		all.ImplicitKeep, all.ImplicitKeepFlags, all.HeaderEdits = res.ImplicitKeep, res.ImplicitKeepFlags, res.HeaderEdits
+		if !res.ImplicitKeep {
+			// Pigeonhole's multiscript rule: the next script runs only
+			// while the implicit keep stands.
+			break
+		}
+	}
+	var out []Destination
+	store := func(mailbox string, flags []string, create bool, ed []sieve.HeaderEdit) {
+		c := d
+		c.Flags = flags
+		if len(ed) > 0 {
+			c.Header = applyEdits(m.base, ed)
+		}
+		if !strings.EqualFold(mailbox, "INBOX") {
+			f, err := sieveFolder(mailbox)
+			if err != nil {
+				log.Info().Err(err).Str("to", d.Address).Msg("sieve: fileinto a mailbox name that cannot be a folder: kept in INBOX")
+				c.Folder = ""
+			} else {
+				c.Folder, c.CreateFolder = f, create || s.create
+				if !c.CreateFolder && !s.folderExists(c.Mailbox, f) {
+					log.Info().Str("to", d.Address).Str("mailbox", mailbox).Str("folder", f).
+						Msg("sieve: fileinto a folder that does not exist, without :create: kept in INBOX")
+					c.Folder = ""
+				}
+			}
+		}
+		out = append(out, c)
+	}
+	for i, a := range all.Actions {
+		s.count(string(a.Kind))
+		switch a.Kind {
+		case sieve.ActKeep:
+			store("INBOX", a.Flags, false, edits[i])
+		case sieve.ActFileinto:
+			store(a.Mailbox, a.Flags, a.Create, edits[i])
+		case sieve.ActDiscard:
+		case sieve.ActReject, sieve.ActEreject:
+			return nil, all.Summary(), nil, protocol.WrapError(ErrSieveReject.Code, ErrSieveReject.EnhancedCode, sanitizeReason(a.Reason), fmt.Errorf("sieve %s by %s", a.Kind, d.Address))
+		case sieve.ActRedirect:
+			if err := s.redirect(ctx, m, d, a.Address, edits[i]); err != nil {
+				log.Warn().Err(err).Str("to", d.Address).Str("redirect", a.Address).Msg("sieve: redirect failed; the message is kept in INBOX")
+				store("INBOX", nil, false, nil)
+			}
+		case sieve.ActVacation:
+			if err := s.vacation(ctx, a.Vacation); err != nil {
+				log.Warn().Err(err).Str("to", d.Address).Str("reply_to", a.Vacation.To).Msg("sieve: vacation reply not sent")
+			} else if err := tr.Mark(a.Vacation.TrackKey, a.Vacation.Period, true); err != nil {
+				log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot remember the vacation reply in state_dir")
+			}
+		default:
+			log.Info().Str("action", string(a.Kind)).Str("to", d.Address).Msg("sieve: action not carried out by lmtpd")
+		}
+	}
+	if all.ImplicitKeep {
+		s.count("implicit_keep")
+		store("INBOX", all.ImplicitKeepFlags, false, all.HeaderEdits)
+	}
+	return out, all.Summary(), all.Marks, nil
+}
+
+// chain returns the scripts to run for d (before, the user's, after), the
+// directory of the user's script (for include :personal), and false when
+// one of them does not compile or cannot be read (the message is then
+// kept).
+func (s *sieveStep) chain(ctx context.Context, d Destination) ([]scriptRun, string, bool) {
+	log := zerolog.Ctx(ctx)
+	var out []scriptRun
+	ok := true
+	add := func(path string, sc *sieve.Script, err error) {
+		switch {
+		case err == nil:
+			out = append(out, scriptRun{script: sc, path: path})
+		case errors.Is(err, errNoScript):
+		default:
+			var el sieve.ErrorList
+			if !errors.As(err, &el) { // compile errors were logged by the cache
+				log.Error().Err(err).Str("script", path).Msg("sieve: cannot read the script; the message is kept in INBOX")
+				s.count("read_error")
+			}
+			ok = false
+		}
+	}
+	for _, p := range adminScripts(s.cfg.Before) {
+		sc, err := s.cache.loadPath(ctx, p)
+		add(p, sc, err)
+	}
+	path, rel, rootDir, err := s.userScript(d)
+	userDir := ""
+	if err != nil {
+		log.Error().Err(err).Str("to", d.Address).Msg("sieve: the user's script is outside its root; the message is kept in INBOX")
+		s.count("read_error")
+		ok = false
+	} else if sc, err, ok := s.cache.cached(path); ok {
+		add(path, sc, err)
+		userDir = filepath.Dir(path)
+	} else if root, err := os.OpenRoot(rootDir); err == nil {
+		sc, err := s.cache.load(ctx, root, rel, path)
+		root.Close()
+		add(path, sc, err)
+		userDir = filepath.Dir(path)
+	}
+	for _, p := range adminScripts(s.cfg.After) {
+		sc, err := s.cache.loadPath(ctx, p)
+		add(p, sc, err)
+	}
+	return out, userDir, ok
+}
+
+// userScript returns the path of d's script, the same path relative to
+// its root, and the root: the directory's sieve field (relative to the
+// home) or the configured template.
+func (s *sieveStep) userScript(d Destination) (path, rel, root string, err error) {
+	mbox := maildirDir(s.root, d.Mailbox)
+	home := d.Home
+	if home == "" {
+		home = mbox
+	}
+	if d.Sieve != "" {
+		path, root = d.Sieve, home
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(home, path)
+		}
+	} else {
+		path, root = s.tmpl.expand(map[string]string{
+			"home": home, "mailbox": mbox, "localpart": d.User, "domain": d.Domain, "address": d.User + "@" + d.Domain,
+		})
+	}
+	path = filepath.Clean(path)
+	rel, err = filepath.Rel(root, path)
+	if err != nil || !filepath.IsLocal(rel) {
+		return "", "", "", fmt.Errorf("sieve script %q is not under %q", path, root)
+	}
+	return path, rel, root, nil
+}
+
+// message returns m as the sieve package reads it.
+func (s *sieveStep) message(m *Message) sieve.Message {
+	var hdr []sieve.HeaderField
+	for f := m.hdr.Fields(); f.Next(); {
+		hdr = append(hdr, sieve.HeaderField{Name: f.Key(), Value: f.Value()})
+	}
+	return sieve.NewMessage(hdr, int64(len(m.base))+m.BodySize(), func() (io.Reader, error) { return m.Body(), nil })
+}
+
+func (s *sieveStep) count(action string) {
+	if s.observe != nil {
+		s.observe(action)
+	}
+}
+
+// sanitizeReason makes a reject reason one line of printable ASCII, at
+// most 200 characters: line breaks and tabs become spaces, other bytes
+// '?'.
+func sanitizeReason(r string) string {
+	var b strings.Builder
+	space := false
+	for _, c := range r {
+		switch {
+		case c == '\r' || c == '\n' || c == '\t' || c == ' ':
+			if !space && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			space = true
+			continue
+		case c < 0x20 || c >= 0x7f:
+			b.WriteByte('?')
+		default:
+			b.WriteRune(c)
+		}
+		space = false
+		if b.Len() >= 200 {
+			break
+		}
+	}
+	out := strings.TrimSpace(b.String())
+	if out == "" {
+		out = "Message rejected"
+	}
+	return out
+}
+
+// sieveFolder maps a Sieve mailbox name (UTF-8, "." separated) to its
+// Maildir++ folder, ".A.B", with each name in modified UTF-7 (RFC 3501
+// section 5.1.3) as Dovecot stores it. Names that cannot be a folder
+// (empty levels, "/", a leading ".", control characters) are refused.
+func sieveFolder(name string) (string, error) {
+	if name == "" || !utf8.ValidString(name) {
+		return "", fmt.Errorf("mailbox name %q is not a folder name", name)
+	}
+	if len(name) > 5 && strings.EqualFold(name[:6], "INBOX.") {
+		name = name[6:] // INBOX.A is A in Maildir++ (Dovecot's INBOX. prefix)
+	}
+	parts := strings.Split(name, ".")
+	for _, p := range parts {
+		if p == "" || strings.ContainsAny(p, "/\\") || strings.IndexFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+			return "", fmt.Errorf("mailbox name %q is not a folder name", name)
+		}
+	}
+	f := "." + utf7Encode(strings.Join(parts, "."))
+	if len(f) > 255 {
+		return "", fmt.Errorf("mailbox name %q is too long", name)
+	}
+	return f, nil
+}
+
+// utf7Encode encodes s in IMAP's modified UTF-7 (RFC 3501 section
+// 5.1.3): printable ASCII as itself ("&" as "&-"), other characters as
+// "&" modified-base64 of UTF-16 "-".
+func utf7Encode(s string) string {
+	var b strings.Builder
+	var run []rune
+	flush := func() {
+		if len(run) == 0 {
+			return
+		}
+		u := utf16.Encode(run)
+		buf := make([]byte, 2*len(u))
+		for i, c := range u {
+			buf[2*i], buf[2*i+1] = byte(c>>8), byte(c)
+		}
+		enc := base64.RawStdEncoding.EncodeToString(buf)
+		b.WriteByte('&')
+		b.WriteString(strings.ReplaceAll(enc, "/", ","))
+		b.WriteByte('-')
+		run = run[:0]
+	}
+	for _, r := range s {
+		if r >= 0x20 && r <= 0x7e {
+			flush()
+			if r == '&' {
+				b.WriteString("&-")
+			} else {
+				b.WriteRune(r)
+			}
+			continue
+		}
+		run = append(run, r)
+	}
+	flush()
+	return b.String()
+}
+
+// maildirDir returns the directory of a destination's maildir: its
+// Mailbox under the maildir root, or the Mailbox itself when it is
+// absolute (a trusted directory record's, delivered inside its home).
+func maildirDir(root, mailbox string) string {
+	if filepath.IsAbs(mailbox) {
+		return filepath.Clean(mailbox)
+	}
+	return filepath.Join(root, filepath.FromSlash(mailbox))
+}
+
+// folderExists reports whether the Maildir++ folder f of maildir mbox
+// (relative to the root) exists.
+func (s *sieveStep) folderExists(mbox, f string) bool {
+	fi, err := os.Stat(filepath.Join(maildirDir(s.root, mbox), f))
+	return err == nil && fi.IsDir()
+}
+
+// mailboxChecker answers mailboxexists for one user's maildir.
+type mailboxChecker struct{ root, maildir string }
+
+func (c *mailboxChecker) MailboxExists(_ context.Context, name string) (bool, error) {
+	dir := maildirDir(c.root, c.maildir)
+	if !strings.EqualFold(name, "INBOX") {
+		f, err := sieveFolder(name)
+		if err != nil {
+			return false, nil
+		}
+		dir = filepath.Join(dir, f)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "cur"))
+	return err == nil && fi.IsDir(), nil
+}
+
+// sendmail runs the Sendmail argv for one message.
+func (s *sieveStep) sendmail(ctx context.Context, sender, recipient string, msg io.Reader) error {
+	if sender == "" {
+		sender = "<>"
+	}
+	argv := make([]string, len(s.cfg.Sendmail))
+	for i, a := range s.cfg.Sendmail {
+		a = strings.ReplaceAll(a, "{sender}", sender)
+		argv[i] = strings.ReplaceAll(a, "{recipient}", recipient)
+	}
+	ctx, cancel := context.WithTimeout(ctx, sendmailTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = msg
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{b: &stderr, n: 1024}
+	cmd.WaitDelay = time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", argv[0], err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}
+
+// sendmailTimeout bounds one sendmail run.
+const sendmailTimeout = 60 * time.Second
+
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}
+
+// redirect sends the message to addr with the original envelope sender,
+// refusing a loop (a Delivered-To of the user already present).
+func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string, ed []sieve.HeaderEdit) error {
+	for _, v := range deliveredTo(m.hdr) {
+		if strings.EqualFold(v, d.Address) {
+			return fmt.Errorf("loop: the message already has Delivered-To: %s", d.Address)
+		}
+	}
+	if strings.ContainsAny(addr, "\r\n\x00") || strings.HasPrefix(addr, "-") {
+		return fmt.Errorf("redirect address %q refused", addr)
+	}
+	hdr := "Delivered-To: " + headerValue(d.Address) + "\n"
+	return s.sendmail(ctx, m.From, addr, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(applyEdits(m.base, ed)), m.Body()))
+}
+
+// vacation sends the reply v from the null sender.
+func (s *sieveStep) vacation(ctx context.Context, v *sieve.Vacation) error {
+	if strings.ContainsAny(v.To, "\r\n\x00") || strings.HasPrefix(v.To, "-") || v.To == "" {
+		return fmt.Errorf("vacation recipient %q refused", v.To)
+	}
+	var b strings.Builder
+	hv := func(k, v string) {
+		if v != "" {
+			b.WriteString(k + ": " + headerValue(v) + "\n")
+		}
+	}
+	hv("From", v.From)
+	hv("To", "<"+v.To+">")
+	hv("Subject", mime.QEncoding.Encode("utf-8", v.Subject))
+	hv("Date", s.now().Format(time.RFC1123Z))
+	var id [12]byte
+	rand.Read(id[:])
+	hv("Message-ID", "<"+hex.EncodeToString(id[:])+"@"+s.host+">")
+	hv("In-Reply-To", v.InReplyTo)
+	hv("References", v.References)
+	hv("Auto-Submitted", "auto-replied (vacation)")
+	hv("Precedence", "bulk")
+	hv("X-Auto-Response-Suppress", "All")
+	hv("MIME-Version", "1.0")
+	body := strings.ReplaceAll(v.Reason, "\r\n", "\n")
+	if !v.Mime {
+		hv("Content-Type", "text/plain; charset=utf-8")
+		hv("Content-Transfer-Encoding", "8bit")
+		b.WriteString("\n")
+	}
+	b.WriteString(body)
+	if !strings.HasSuffix(body, "\n") {
+		b.WriteString("\n")
+	}
+	return s.sendmail(ctx, "", v.To, strings.NewReader(b.String()))
+}

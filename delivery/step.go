@@ -1,0 +1,89 @@
+package delivery
+
+import (
+	"context"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// Step is a per-recipient step of delivery, run at DATA once the message
+// is spooled, between the recipient's resolution (its Destinations from
+// RCPT) and the grouping of destinations into Target.Stage calls: Sieve
+// is one (it may file into a folder, set flags, add copies, discard or
+// reject), quota or others can be more. Steps run in order, each on what
+// the previous one returned, for one recipient at a time, in RCPT order;
+// once a step answered for the recipient or left it no destinations, the
+// later steps are not run for it.
+// A Step is built once per Plan and used by many transactions at once, so
+// it must be safe for concurrent use.
+type Step interface {
+	// Name names the step for logs ("sieve").
+	Name() string
+	// Apply returns what recipient rcpt (an index in m.Recipients) is
+	// delivered to from now on. ds are its destinations so far; Apply may
+	// return them unchanged, change their folder, flags or target, drop
+	// some, or add copies. A StepResult with a non-nil Err answers for
+	// the recipient: nothing is delivered to it and Err is its reply.
+	// An empty Destinations with a nil Err accepts the recipient with
+	// nothing stored (Sieve's discard). Apply must not keep m, ds or m's
+	// readers past its return.
+	Apply(ctx context.Context, m *Message, rcpt int, ds []Destination) StepResult
+}
+
+// StepResult is what a Step decided for one recipient.
+type StepResult struct {
+	// Destinations replace the recipient's destinations.
+	Destinations []Destination
+	// Err, if not nil, is the recipient's reply (a *protocol.Error);
+	// Destinations are then ignored.
+	Err error
+	// LogKey and LogValue are added to the recipient's outcome line
+	// ("sieve", "fileinto:Lists.go"); LogKey "" adds nothing.
+	LogKey, LogValue string
+	// Done, if set, is called once with the recipient's status (nil:
+	// delivered) when it is reported: for what may only be recorded
+	// after delivery (Sieve's duplicate marks). It is not called for a
+	// transaction that ends before its outcome is known (an SMTP Stage
+	// never committed).
+	Done func(ctx context.Context, err error)
+}
+
+// Fields returns the header of the message as received (the server's
+// Received field first, Return-Path removed), for steps that read it. The
+// caller must not change it.
+func (m *Message) Fields() *textproto.Header { return m.hdr }
+
+// applySteps runs the steps for every recipient and replaces t.rcpts'
+// destinations in the delivery with their results. It returns, per
+// recipient, the step's answer (nil unless a step answered) and the log
+// fields the steps added.
+func (d *delivery) applySteps(ctx context.Context, steps []Step) [][]Destination {
+	n := len(d.msg.Recipients)
+	rcpts := make([][]Destination, 0, n)
+	for i := 0; i < n && i < len(d.t.rcpts); i++ {
+		ds := d.t.rcpts[i]
+		for _, s := range steps {
+			if d.stepErr[i] != nil || len(ds) == 0 {
+				break // answered, or nothing left to deliver (discard)
+			}
+			res := s.Apply(ctx, &d.m, i, ds)
+			if res.Done != nil {
+				d.stepDone[i] = append(d.stepDone[i], res.Done)
+			}
+			if res.LogKey != "" {
+				d.stepLog[i] = append(d.stepLog[i], logField{key: res.LogKey, vals: []string{res.LogValue}})
+			}
+			if res.Err != nil {
+				d.stepErr[i] = res.Err
+				ds = nil
+				break
+			}
+			ds = res.Destinations
+			for k := range ds {
+				ds[k].Target = d.t.st.target(ds[k].Target)
+			}
+		}
+		rcpts = append(rcpts, ds)
+	}
+	return rcpts
+}
