@@ -56,6 +56,9 @@ type Config struct {
 	Spool SpoolConfig
 	// Dedup configures idempotent delivery (off by default).
 	Dedup DedupConfig
+	// Quota configures mailbox quota for maildir destinations (off by
+	// default).
+	Quota QuotaConfig
 }
 
 // Domain is one served domain.

@@ -107,6 +107,8 @@ func compile(cfg *Config) (*table, error) {
 		fail(key("Maildir", "MaxMessageBytes"), "maildir max message bytes %d is negative", cfg.Maildir.MaxMessageBytes)
 	}
 	t.maildir = &maildirTarget{root: cfg.Maildir.Root, store: cfg.storeKey()}
+	qp, qerrs := t.compileQuota(cfg)
+	t.maildir.quota, errs = qp, append(errs, qerrs...)
 	usesMaildir := false
 	compileRoute := func(k []string, where string, r Route, inherit *route) *route {
 		switch {

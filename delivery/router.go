@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/quota"
 )
 
 // Options are the parts of a Router that are not configuration: seams for
@@ -28,6 +30,13 @@ type Options struct {
 	// reported: for metrics. It is called from delivering goroutines, so it
 	// must be safe for concurrent use, and it should be quick.
 	Observe func(Outcome)
+	// OnQuota, if set, is called for every recipient refused over quota
+	// and every quota warning delivered: for metrics. Like Observe, it
+	// must be safe for concurrent use and quick.
+	OnQuota func(QuotaEvent)
+	// QuotaFileMode is the mode of a maildirsize file lmtpd creates; 0
+	// means 0600.
+	QuotaFileMode os.FileMode
 }
 
 // Outcome is one recipient's delivery to one destination, for
@@ -52,6 +61,7 @@ type Outcome struct {
 type Router struct {
 	opts  Options
 	state atomic.Pointer[state]
+	quota *quota.Tracker // coordinates this process's deliveries per maildir
 
 	mu       sync.Mutex
 	stores   map[storeKey]*maildir.Store
@@ -80,7 +90,8 @@ var _ protocol.Backend = (*Router)(nil)
 // New returns a Router delivering by plan; it opens the maildir store and
 // the dedup journal the plan needs.
 func New(plan *Plan, opts Options) (*Router, error) {
-	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
+	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal),
+		quota: &quota.Tracker{Options: quota.Options{Now: opts.Now, FileMode: opts.QuotaFileMode}}}
 	if err := r.Reload(plan); err != nil {
 		return nil, err
 	}
@@ -205,6 +216,14 @@ func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 }
 
 var errClosed = errors.New("delivery: router closed")
+
+// now returns the Router's clock.
+func (r *Router) now() time.Time {
+	if r.opts.Now != nil {
+		return r.opts.Now()
+	}
+	return time.Now()
+}
 
 // Close releases the maildir roots. Transactions must have ended.
 func (r *Router) Close() error {
