@@ -106,4 +106,7 @@ func (c *config) resolvePaths(base string) {
 	abs(&c.Delivery.Maildir.Root)
 	abs(&c.Delivery.Spool.Dir)
 	abs(&c.Delivery.Dedup.Path)
+	for i := range c.Quota.Warnings {
+		abs(&c.Quota.Warnings[i].Message)
+	}
 }

@@ -51,6 +51,7 @@ func (c *config) deliveryConfig() delivery.Config {
 		},
 		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
+		Quota: c.quota,
 	}
 	if d.Spool.Threshold == 0 {
 		d.Spool.Threshold = -1 // 0 in the file: always a file
@@ -196,6 +197,8 @@ func (c *config) deliveryKey(path []string) string {
 		case el == "command":
 			// pipe.Command is embedded in delivery.Pipe: its fields are
 			// the pipe table's.
+		case key == "delivery" && el == "quota":
+			key = "quota" // [quota] is a table of its own
 		case key == "delivery" && el == "domains":
 			key = "domain"
 			if n, ok := next(); ok {

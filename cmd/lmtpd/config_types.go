@@ -28,6 +28,7 @@ type config struct {
 	Delivery  deliveryConfig   `toml:"delivery"`
 	Domains   []domainConfig   `toml:"domain"`
 	Metrics   metricsConfig    `toml:"metrics"`
+	Quota     quotaConfig      `toml:"quota"`
 
 	// Derived by load.
 	file      string                 // the file's path, or embeddedName
@@ -40,6 +41,7 @@ type config struct {
 	locs      map[string]*locator    // per file, for errors found after decoding
 	logLevel  zerolog.Level          // parsed Log.Level
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
+	quota     delivery.QuotaConfig   // [quota] and the quota keys, checked (config_quota.go)
 }
 
 // logConfig is [log].
@@ -227,6 +229,10 @@ type domainConfig struct {
 	Route    routeConfig         `toml:"route"`
 	// UTF8LocalParts: any_user accepts non-ASCII user names too.
 	UTF8LocalParts bool `toml:"utf8_local_parts"`
+	// QuotaStorage and QuotaMessages are the quota of the domain's users,
+	// over [quota]'s (config_quota.go).
+	QuotaStorage  *size  `toml:"quota_storage"`
+	QuotaMessages *int64 `toml:"quota_messages"`
 }
 
 func (d *domainConfig) setDefaults() {
@@ -238,6 +244,10 @@ type userConfig struct {
 	Name          string      `toml:"name"`
 	Route         routeConfig `toml:"route"`
 	CreateFolders *bool       `toml:"create_folders"`
+	// QuotaBytes and QuotaMessages are the user's quota, over the
+	// domain's; named as a directory's fields (config_quota.go).
+	QuotaBytes    *size  `toml:"quota_bytes"`
+	QuotaMessages *int64 `toml:"quota_messages"`
 }
 
 // routeConfig is a route table (delivery.Route): a maildir template or a
@@ -291,5 +301,6 @@ func defaultConfig() *config {
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
 		Domains: []domainConfig{},
+		Quota:   defaultQuotaConfig(),
 	}
 }

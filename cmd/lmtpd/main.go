@@ -9,6 +9,8 @@
 //	lmtpd deliver [-config FILE] [-f SENDER] RECIPIENT...
 //	                                    deliver one message from standard input
 //	lmtpd hash-password                 make password_hash and scram lines
+//	lmtpd quota [-config FILE] [-json] [-recalc] ADDRESS...
+//	                                    print mailbox usage and limits
 //	lmtpd version                       print the version
 //
 // Without -config, lmtpd uses its embedded default: LMTP on the unix socket
@@ -81,6 +83,7 @@ Commands:
   hash-password  read a password and print password_hash and scram lines
   sievec         check Sieve scripts and print their errors
   sieve-test     run a Sieve script against a message and print its actions
+  quota          print users' mailbox usage and limits (-recalc recalculates)
   version        print the version
 
 Run "lmtpd COMMAND -h" for a command's flags. Without -config, lmtpd uses its
@@ -109,6 +112,8 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdSievec(args, stdout, stderr)
 	case "sieve-test":
 		return cmdSieveTest(args, stdout, stderr)
+	case "quota":
+		return cmdQuota(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, mainUsage)
 		return exOK

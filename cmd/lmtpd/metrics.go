@@ -39,6 +39,7 @@ type metrics struct {
 	tlsStarted   *prometheus.CounterVec
 	tlsDone      *prometheus.CounterVec
 	auth         *prometheus.CounterVec
+	quota        *quotaMetrics // metrics_quota.go
 	up           atomic.Bool
 }
 
@@ -78,6 +79,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.transactions, m.recipients, m.bytes, m.latency,
 		m.tlsStarted, m.tlsDone, m.auth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.quota = newQuotaMetrics(m.reg)
 	return m
 }
 

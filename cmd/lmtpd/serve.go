@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/policy"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
 )
@@ -70,13 +71,21 @@ type daemon struct {
 	abandoned bool
 }
 
-// listenerServer is one listener and its server.
+// listenerServer is one listener and its server: a *protocol.Server for
+// LMTP and SMTP, a *policy.Server for Postfix's policy delegation.
 type listenerServer struct {
 	cfg       listenerConfig
-	srv       *protocol.Server
+	srv       server
 	ln        net.Listener
 	addr      string // what it listens on, for logs
 	activated bool
+}
+
+// server is what the daemon needs of a listener's server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // configFail reports a start-up problem at a key of the configuration file
@@ -102,6 +111,7 @@ func (d *daemon) run() int {
 	if cfg.Metrics.Address != "" {
 		d.metrics = newMetrics()
 		dopts.Observe = d.metrics.observe
+		dopts.OnQuota = d.metrics.quotaEvent
 	}
 	if d.router, err = delivery.New(cfg.plan, dopts); err != nil {
 		return d.configFail("domain", err)
@@ -168,7 +178,7 @@ func (d *daemon) run() int {
 	for _, s := range d.servers {
 		go func() {
 			err := s.srv.Serve(s.ln)
-			if !errors.Is(err, protocol.ErrServerClosed) {
+			if !errors.Is(err, protocol.ErrServerClosed) && !errors.Is(err, policy.ErrServerClosed) {
 				d.serveErr <- fmt.Errorf("listener %s: %w", s.cfg.Name, err)
 			}
 		}()
@@ -216,6 +226,10 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 	}
 	if d.metrics != nil {
 		ls.ln = d.metrics.wrapListener(ls.ln, lc.Name)
+	}
+	if lc.Protocol == "policy" {
+		d.openPolicy(ls)
+		return exOK
 	}
 	var tlsCfg *tls.Config
 	if lc.TLS != "none" {
