@@ -109,9 +109,7 @@ func (c *config) validateQuota(ec *errorCollector) {
 		}
 		if dm.QuotaMessages != nil && *dm.QuotaMessages < 0 {
 			ec.addf(joinKey(key, "quota_messages"), "%d: must not be negative (0 means no limit)", *dm.QuotaMessages)
-			continue
-		}
-		if dm.QuotaStorage != nil || dm.QuotaMessages != nil {
+		} else if dm.QuotaStorage != nil || dm.QuotaMessages != nil {
 			if out.Domains == nil {
 				out.Domains = make(map[string]delivery.QuotaOverride)
 			}
