@@ -351,3 +351,30 @@ func TestQuotaWireConcurrent(t *testing.T) {
 		t.Fatalf("maildirsize %+v, recalculation %+v (%v), stored %+v", sum, recalc, err, stored)
 	}
 }
+
+// TestQuotaWireUnreadable: a maildir whose usage cannot be known (cur/ is
+// not a directory) defers its recipient with 451 4.3.0, never refuses it,
+// and the other recipient is delivered; a damaged maildirsize is only
+// recalculated.
+func TestQuotaWireUnreadable(t *testing.T) {
+	root := t.TempDir()
+	r := newRouter(t, quotaTestConfig(root, 100000, quota.Grace{}), Options{})
+	w := startWire(t, r)
+	bob := filepath.Join(root, "example.org/bob")
+	os.MkdirAll(filepath.Join(bob, "new"), 0o700)
+	if err := os.WriteFile(filepath.Join(bob, "cur"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rcpt, data := w.try("", []string{"bob@example.org", "alice@example.org"}, body(100))
+	wantReplies(t, "RCPT", rcpt, "451 4.3.0 ", "250 ")
+	wantReplies(t, "DATA", data, "250 ")
+
+	alice := filepath.Join(root, "example.org/Alice")
+	if err := os.WriteFile(filepath.Join(alice, quota.FileName), []byte("garbage\x00\n-5 x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.deliver("s@example.test", []string{"alice@example.org"}, body(100))
+	if head, sum := maildirsizeSum(t, alice); head != "100000S" || sum != sizeOf(t, alice) {
+		t.Fatalf("maildirsize %q %+v after a damaged one, the maildir holds %+v", head, sum, sizeOf(t, alice))
+	}
+}
