@@ -55,8 +55,10 @@ func (q *quotaPolicy) Policy(ctx context.Context, req *policy.Request) (policy.A
 		if st.Err == nil {
 			continue
 		}
+		// The policy server logs the answer with the request; the
+		// figures behind it go to debug.
 		temp := protocol.AsError(st.Err).Temporary()
-		zerolog.Ctx(ctx).Info().Str("to", req.Recipient).Str("maildir", st.Maildir).
+		zerolog.Ctx(ctx).Debug().Str("to", req.Recipient).Str("maildir", st.Maildir).
 			Int64("usage_bytes", st.Usage.Bytes).Int64("limit_bytes", st.Limits.Bytes).
 			Int64("usage_messages", st.Usage.Messages).Int64("limit_messages", st.Limits.Messages).
 			Uint64("size", req.Size).Str("verdict", st.Verdict.String()).Msg("policy: recipient over quota")
