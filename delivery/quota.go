@@ -179,17 +179,44 @@ func (p *quotaPlan) refusal() *protocol.Error {
 }
 
 // quotaOf returns the maildir target of d with quota on, and d's maildir
-// (absolute) and limits; nil when d has no quota.
-func quotaOf(d *Destination) (*maildirTarget, string, quota.Limits) {
+// (absolute) and limits; nil when d has no quota. err is set when the
+// maildir leads outside the maildir root (see confined).
+func quotaOf(d *Destination) (mt *maildirTarget, dir string, l quota.Limits, err error) {
 	mt, ok := d.Target.(*maildirTarget)
 	if !ok || mt.quota == nil || mt.tracker == nil {
-		return nil, "", quota.Limits{}
+		return nil, "", quota.Limits{}, nil
 	}
-	l := mt.quota.limits(d)
+	l = mt.quota.limits(d)
 	if l.Unlimited() {
-		return nil, "", l
+		return nil, "", l, nil
 	}
-	return mt, filepath.Join(mt.root, filepath.FromSlash(d.Mailbox)), l
+	dir = filepath.Join(mt.root, filepath.FromSlash(d.Mailbox))
+	return mt, dir, l, confined(mt.root, dir)
+}
+
+// confined checks that dir, its symbolic links resolved, is under root.
+// Quota reads and writes maildirsize there with lmtpd's privileges, so a
+// maildir replaced by a link must not lead it elsewhere (the maildir store
+// refuses such links itself, through its os.Root; quota opens an os.Root
+// on the maildir, which keeps the scan and the writes inside it). A
+// maildir that does not exist yet is fine: the delivery creates it inside
+// the root.
+func confined(root, dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delivery: quota: %w", err)
+	}
+	r, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return fmt.Errorf("delivery: quota: %w", err)
+	}
+	if rel, err := filepath.Rel(r, real); err != nil || !filepath.IsLocal(rel) {
+		return fmt.Errorf("delivery: quota: the maildir %s resolves to %s, outside the maildir root %s", dir, real, r)
+	}
+	return nil
 }
 
 // checkQuota is the RCPT-time check: a recipient whose maildir is at or
@@ -202,11 +229,14 @@ func (t *transaction) checkQuota(ctx context.Context, rc *protocol.Recipient, ds
 		size = t.params.Size
 	}
 	for i := range ds {
-		mt, dir, l := quotaOf(&ds[i])
+		mt, dir, l, err := quotaOf(&ds[i])
 		if mt == nil {
 			continue
 		}
-		u, err := mt.tracker.Usage(dir, l)
+		var u quota.Usage
+		if err == nil {
+			u, err = mt.tracker.Usage(dir, l)
+		}
 		if err != nil {
 			zerolog.Ctx(ctx).Error().Err(err).Str("to", rc.Address.String()).Str("maildir", dir).
 				Msg("quota: cannot read the usage of the maildir; recipient deferred")
@@ -235,11 +265,14 @@ func (m *maildirTarget) event(e QuotaEvent) {
 // reserve reserves room for a copy of size bytes for d before it is
 // staged: nil when d has no quota, or the refusal.
 func (m *maildirTarget) reserve(ctx context.Context, d *Destination, size int64) (*quotaHold, error) {
-	mt, dir, l := quotaOf(d)
+	mt, dir, l, err := quotaOf(d)
 	if mt == nil {
 		return nil, nil
 	}
-	r, err := m.tracker.Reserve(dir, l, m.quota.cfg.Grace, size)
+	var r *quota.Reservation
+	if err == nil {
+		r, err = m.tracker.Reserve(dir, l, m.quota.cfg.Grace, size)
+	}
 	if err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Str("to", d.Address).Str("maildir", dir).
 			Msg("quota: cannot read the usage of the maildir; recipient deferred")
@@ -353,9 +386,12 @@ func (r *Router) Quota(ctx context.Context, a protocol.Address, size int64, reca
 	var out []QuotaStatus
 	for i := range ds {
 		ds[i].Target = st.target(ds[i].Target)
-		mt, dir, l := quotaOf(&ds[i])
+		mt, dir, l, err := quotaOf(&ds[i])
 		if mt == nil {
 			continue
+		}
+		if err != nil {
+			return nil, ErrQuotaUnavailable.Wrap(err)
 		}
 		if recalc {
 			if err := recalculate(dir, l, mt.tracker.Options); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lmtpd/lmtpd/directory"
+	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/quota"
 )
 
@@ -376,5 +377,85 @@ func TestQuotaWireUnreadable(t *testing.T) {
 	w.deliver("s@example.test", []string{"alice@example.org"}, body(100))
 	if head, sum := maildirsizeSum(t, alice); head != "100000S" || sum != sizeOf(t, alice) {
 		t.Fatalf("maildirsize %q %+v after a damaged one, the maildir holds %+v", head, sum, sizeOf(t, alice))
+	}
+}
+
+// TestQuotaWireSymlinkOutside: a maildir replaced by a symbolic link to a
+// directory outside the root is neither read nor written by quota: the
+// recipient is deferred and nothing appears there.
+func TestQuotaWireSymlinkOutside(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	for _, d := range []string{"new", "cur", "tmp"} {
+		os.MkdirAll(filepath.Join(outside, d), 0o700)
+	}
+	os.MkdirAll(filepath.Join(root, "example.org"), 0o700)
+	if err := os.Symlink(outside, filepath.Join(root, "example.org/bob")); err != nil {
+		t.Fatal(err)
+	}
+	r := newRouter(t, quotaTestConfig(root, 100000, quota.Grace{}), Options{})
+	w := startWire(t, r)
+	rcpt, _ := w.try("", []string{"bob@example.org"}, body(100))
+	wantReplies(t, "RCPT", rcpt, "451 4.3.0 ")
+	if _, err := os.Stat(filepath.Join(outside, quota.FileName)); err == nil {
+		t.Fatal("quota wrote maildirsize outside the maildir root")
+	}
+}
+
+// TestQuotaStageCommit: in SMTP (all or nothing) a recipient over quota at
+// DATA fails the whole message with 552 5.2.2 and nothing is stored for
+// anyone; the reservations of an aborted or closed transaction are
+// released, so the room counts again; a committed one is counted once.
+func TestQuotaStageCommit(t *testing.T) {
+	root := t.TempDir()
+	r := newRouter(t, quotaTestConfig(root, 4000, quota.Grace{}), Options{})
+	ctx := testCtx(t, nil)
+	stage := func(text string, rcpts ...string) (protocol.Transaction, error) {
+		tx, _ := r.Mail(ctx, conn(protocol.SMTP), addr("a@b"), &protocol.MailParams{})
+		for _, rc := range rcpts {
+			if err := tx.Rcpt(ctx, &protocol.Recipient{Address: addr(rc)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tx, tx.(protocol.Stager).Stage(ctx, message(t, "a@b", rcpts, text))
+	}
+	bob := filepath.Join(root, "example.org/bob")
+	usage := func() quota.Usage {
+		u, err := r.quota.Usage(bob, quota.Limits{Bytes: 4000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+
+	tx, err := stage(body(5000), "zed@example.net", "bob@example.org")
+	checkCode(t, err, 552, protocol.ECPermMailboxFull)
+	tx.Close()
+	if n := len(maildirFiles(t, root, "example.net/zed")); n != 0 {
+		t.Fatalf("zed has %d messages after an all-or-nothing refusal", n)
+	}
+
+	// Staged, then closed without Commit: the room is free again.
+	tx, err = stage(body(3000), "bob@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := usage(); u.Messages != 1 {
+		t.Fatalf("usage during the transaction %+v: the reservation should count", u)
+	}
+	tx.Close()
+	if u := usage(); u != (quota.Usage{}) {
+		t.Fatalf("usage after Close %+v, want nothing", u)
+	}
+
+	tx, err = stage(body(3000), "bob@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tx.Close()
+	if u, stored := usage(), sizeOf(t, bob); u != stored || u.Messages != 1 {
+		t.Fatalf("usage %+v after Commit, stored %+v", u, stored)
 	}
 }
