@@ -43,11 +43,11 @@ func warningMessage(tmpl []byte, v warningVars, now time.Time) []byte {
 	).Replace(string(tmpl))
 	text = strings.ReplaceAll(text, "\r\n", "\n")
 	header := text
-	if i := strings.Index(text, "\n\n"); i >= 0 {
-		header = text[:i+1]
-	} else if !strings.Contains(text, ":") {
+	if first, _, _ := strings.Cut(text, "\n"); !isField(first) {
 		// No header at all: the text is the body.
 		header, text = "", "\n"+text
+	} else if i := strings.Index(text, "\n\n"); i >= 0 {
+		header = text[:i+1]
 	}
 	var top bytes.Buffer
 	if !hasField(header, "Date") {
@@ -66,6 +66,21 @@ func warningMessage(tmpl []byte, v warningVars, now time.Time) []byte {
 		text += "\n"
 	}
 	return append(top.Bytes(), text...)
+}
+
+// isField reports whether line starts a header field: a name of printable
+// ASCII other than ':' and space, then ':' (RFC 5322 section 2.2).
+func isField(line string) bool {
+	name, _, ok := strings.Cut(line, ":")
+	if !ok || name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] <= ' ' || name[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // hasField reports whether header (LF lines) has a field called name.
