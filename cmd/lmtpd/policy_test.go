@@ -200,3 +200,21 @@ func TestQuotaCommand(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPolicyAddress: any recipient Postfix may send becomes an address
+// whose decoded local part and domain are what Postfix sent, or is
+// refused.
+func FuzzPolicyAddress(f *testing.F) {
+	for _, s := range []string{"bob@example.org", `"john doe"@example.org`, "john doe@example.org", `a"b\c@d`, "@x", "x@", "", "a@b@c", ".a@b", "ü@b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, ok := policyAddress(s)
+		if !ok {
+			return
+		}
+		if got := a.DecodedLocalPart() + "@" + a.Domain; got != s {
+			t.Fatalf("policyAddress(%q) = %q (%q)", s, got, a.String())
+		}
+	})
+}
