@@ -35,13 +35,13 @@ type config struct {
 	embedded  bool                   // the embedded default
 	dcfg      delivery.Config        // routing and delivery
 	plan      *delivery.Plan         // dcfg compiled, once per load
+	quota     delivery.QuotaConfig   // [quota] and the quota keys, checked (config_quota.go)
 	store     *sasl.Store            // users, checked; nil without users
 	users     map[string]sasl.User   // credentials by configured name
 	addresses map[string][]string    // sender addresses by prepared user name
 	locs      map[string]*locator    // per file, for errors found after decoding
 	logLevel  zerolog.Level          // parsed Log.Level
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
-	quota     delivery.QuotaConfig   // [quota] and the quota keys, checked (config_quota.go)
 }
 
 // logConfig is [log].

@@ -8,9 +8,9 @@
 //	lmtpd check-config [-config FILE]   validate, print the effective configuration
 //	lmtpd deliver [-config FILE] [-f SENDER] RECIPIENT...
 //	                                    deliver one message from standard input
-//	lmtpd hash-password                 make password_hash and scram lines
 //	lmtpd quota [-config FILE] [-json] [-recalc] ADDRESS...
 //	                                    print mailbox usage and limits
+//	lmtpd hash-password                 make password_hash and scram lines
 //	lmtpd version                       print the version
 //
 // Without -config, lmtpd uses its embedded default: LMTP on the unix socket
@@ -104,6 +104,8 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdCheckConfig(args, stdout, stderr)
 	case "deliver":
 		return cmdDeliver(args, stdin, stderr)
+	case "quota":
+		return cmdQuota(args, stdout, stderr)
 	case "hash-password":
 		return cmdHashPassword(args, stdin, stdout, stderr)
 	case "version":
@@ -112,8 +114,6 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdSievec(args, stdout, stderr)
 	case "sieve-test":
 		return cmdSieveTest(args, stdout, stderr)
-	case "quota":
-		return cmdQuota(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, mainUsage)
 		return exOK
