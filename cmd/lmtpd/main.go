@@ -83,7 +83,6 @@ Commands:
   hash-password  read a password and print password_hash and scram lines
   sievec         check Sieve scripts and print their errors
   sieve-test     run a Sieve script against a message and print its actions
-  quota          print users' mailbox usage and limits (-recalc recalculates)
   version        print the version
 
 Run "lmtpd COMMAND -h" for a command's flags. Without -config, lmtpd uses its
