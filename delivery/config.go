@@ -54,11 +54,11 @@ type Config struct {
 	// Spool configures the one copy of each message kept while it is
 	// delivered.
 	Spool SpoolConfig
-	// Dedup configures idempotent delivery (off by default).
-	Dedup DedupConfig
 	// Quota configures mailbox quota for maildir destinations (off by
 	// default).
 	Quota QuotaConfig
+	// Dedup configures idempotent delivery (off by default).
+	Dedup DedupConfig
 }
 
 // Domain is one served domain.

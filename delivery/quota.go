@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -343,6 +344,26 @@ func (h *quotaHold) release() {
 	if h != nil {
 		h.r.Release()
 	}
+}
+
+// quotaTracker returns the Router's quota.Tracker, made on first use: one
+// per Router, kept across reloads, so that deliveries of an old and a new
+// plan to one maildir see each other's reservations.
+func (r *Router) quotaTracker() *quota.Tracker {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.quota == nil {
+		r.quota = &quota.Tracker{Options: quota.Options{Now: r.opts.Now, FileMode: r.opts.QuotaFileMode}}
+	}
+	return r.quota
+}
+
+// now returns the Router's clock.
+func (r *Router) now() time.Time {
+	if r.opts.Now != nil {
+		return r.opts.Now()
+	}
+	return time.Now()
 }
 
 // QuotaStatus is the quota of one maildir destination of an address, as

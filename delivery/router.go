@@ -25,11 +25,6 @@ type Options struct {
 	Now func() time.Time
 	// Names replaces the maildir unique-name source.
 	Names maildir.NameSource
-	// Observe, if set, is called with the outcome of every recipient's
-	// delivery to each of its destinations, when the recipient's status is
-	// reported: for metrics. It is called from delivering goroutines, so it
-	// must be safe for concurrent use, and it should be quick.
-	Observe func(Outcome)
 	// OnQuota, if set, is called for every recipient refused over quota
 	// and every quota warning delivered: for metrics. Like Observe, it
 	// must be safe for concurrent use and quick.
@@ -37,6 +32,11 @@ type Options struct {
 	// QuotaFileMode is the mode of a maildirsize file lmtpd creates; 0
 	// means 0600.
 	QuotaFileMode os.FileMode
+	// Observe, if set, is called with the outcome of every recipient's
+	// delivery to each of its destinations, when the recipient's status is
+	// reported: for metrics. It is called from delivering goroutines, so it
+	// must be safe for concurrent use, and it should be quick.
+	Observe func(Outcome)
 }
 
 // Outcome is one recipient's delivery to one destination, for
@@ -61,13 +61,13 @@ type Outcome struct {
 type Router struct {
 	opts  Options
 	state atomic.Pointer[state]
-	quota *quota.Tracker // coordinates this process's deliveries per maildir
 
 	mu       sync.Mutex
 	stores   map[storeKey]*maildir.Store
 	journals map[string]*journal
 	limiters map[limiterKey]*pipe.Limiter
 	closed   bool
+	quota    *quota.Tracker // made by quotaTracker; coordinates deliveries per maildir
 }
 
 // state is one plan bound to the Router's shared resources.
@@ -90,8 +90,7 @@ var _ protocol.Backend = (*Router)(nil)
 // New returns a Router delivering by plan; it opens the maildir store and
 // the dedup journal the plan needs.
 func New(plan *Plan, opts Options) (*Router, error) {
-	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal),
-		quota: &quota.Tracker{Options: quota.Options{Now: opts.Now, FileMode: opts.QuotaFileMode}}}
+	r := &Router{opts: opts, stores: make(map[storeKey]*maildir.Store), journals: make(map[string]*journal)}
 	if err := r.Reload(plan); err != nil {
 		return nil, err
 	}
@@ -216,14 +215,6 @@ func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 }
 
 var errClosed = errors.New("delivery: router closed")
-
-// now returns the Router's clock.
-func (r *Router) now() time.Time {
-	if r.opts.Now != nil {
-		return r.opts.Now()
-	}
-	return time.Now()
-}
 
 // Close releases the maildir roots. Transactions must have ended.
 func (r *Router) Close() error {

@@ -55,7 +55,7 @@ func (m *maildirTarget) bind(b *binding) (Target, error) {
 	}
 	bound := *m
 	bound.st = st
-	bound.tracker, bound.onQuota, bound.now = b.r.quota, b.r.opts.OnQuota, b.r.now
+	bound.tracker, bound.onQuota, bound.now = b.r.quotaTracker(), b.r.opts.OnQuota, b.r.now
 	return &bound, nil
 }
 

@@ -103,10 +103,10 @@ func (c *config) resolvePaths(base string) {
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
 	abs(&c.Auth.UsersFile)
-	abs(&c.Delivery.Maildir.Root)
-	abs(&c.Delivery.Spool.Dir)
-	abs(&c.Delivery.Dedup.Path)
 	for i := range c.Quota.Warnings {
 		abs(&c.Quota.Warnings[i].Message)
 	}
+	abs(&c.Delivery.Maildir.Root)
+	abs(&c.Delivery.Spool.Dir)
+	abs(&c.Delivery.Dedup.Path)
 }

@@ -51,11 +51,11 @@ func (c *config) deliveryConfig() delivery.Config {
 		},
 		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
-		Quota: c.quota,
 	}
 	if d.Spool.Threshold == 0 {
 		d.Spool.Threshold = -1 // 0 in the file: always a file
 	}
+	d.Quota = c.quota // config_quota.go
 	for _, dm := range c.Domains {
 		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, UTF8LocalParts: dm.UTF8LocalParts,
 			Aliases: dm.Aliases, CatchAll: dm.CatchAll, Route: dm.Route.route()}

@@ -25,10 +25,10 @@ type config struct {
 	Listeners []listenerConfig `toml:"listener"`
 	TLS       tlsConfig        `toml:"tls"`
 	Auth      authConfig       `toml:"auth"`
+	Quota     quotaConfig      `toml:"quota"`
 	Delivery  deliveryConfig   `toml:"delivery"`
 	Domains   []domainConfig   `toml:"domain"`
 	Metrics   metricsConfig    `toml:"metrics"`
-	Quota     quotaConfig      `toml:"quota"`
 
 	// Derived by load.
 	file      string                 // the file's path, or embeddedName
@@ -291,6 +291,7 @@ func defaultConfig() *config {
 		Server:    serverConfig{ShutdownGrace: duration(30 * time.Second), AuthQueueTimeout: duration(protocol.DefaultAuthQueueTimeout)},
 		Listeners: []listenerConfig{},
 		Auth:      authConfig{Users: []authUserConfig{}},
+		Quota:     defaultQuotaConfig(),
 		Delivery: deliveryConfig{
 			DetailDelimiter: d.DetailDelimiter,
 			CaseSensitive:   d.CaseSensitive,
@@ -301,6 +302,5 @@ func defaultConfig() *config {
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
 		},
 		Domains: []domainConfig{},
-		Quota:   defaultQuotaConfig(),
 	}
 }

@@ -35,11 +35,11 @@ type metrics struct {
 	transactions *prometheus.CounterVec
 	recipients   *prometheus.CounterVec
 	bytes        prometheus.Counter
+	quota        *quotaMetrics // metrics_quota.go
 	latency      *prometheus.HistogramVec
 	tlsStarted   *prometheus.CounterVec
 	tlsDone      *prometheus.CounterVec
 	auth         *prometheus.CounterVec
-	quota        *quotaMetrics // metrics_quota.go
 	up           atomic.Bool
 }
 

@@ -110,8 +110,8 @@ func (d *daemon) run() int {
 	var dopts delivery.Options
 	if cfg.Metrics.Address != "" {
 		d.metrics = newMetrics()
-		dopts.Observe = d.metrics.observe
 		dopts.OnQuota = d.metrics.quotaEvent
+		dopts.Observe = d.metrics.observe
 	}
 	if d.router, err = delivery.New(cfg.plan, dopts); err != nil {
 		return d.configFail("domain", err)
