@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -191,8 +192,16 @@ func quotaOf(d *Destination) (mt *maildirTarget, dir string, l quota.Limits, err
 	if l.Unlimited() {
 		return nil, "", l, nil
 	}
-	dir = filepath.Join(mt.root, filepath.FromSlash(d.Mailbox))
-	return mt, dir, l, confined(mt.root, dir)
+	dir, base := filepath.Join(mt.root, filepath.FromSlash(d.Mailbox)), mt.root
+	if filepath.IsAbs(d.Mailbox) {
+		// A trusted record's maildir of its own, in its home (or beside
+		// it): quota stays inside that.
+		dir = filepath.Clean(d.Mailbox)
+		if base = d.Home; base == "" {
+			base = filepath.Dir(dir)
+		}
+	}
+	return mt, dir, l, confined(base, dir)
 }
 
 // confined checks that dir, its symbolic links resolved, is under root.
@@ -288,16 +297,16 @@ func (m *maildirTarget) reserve(ctx context.Context, d *Destination, size int64)
 		m.event(QuotaEvent{Kind: "refused", Stage: "data", Temporary: rerr.Temporary()})
 		return nil, rerr.Wrap(fmt.Errorf("delivery: %s: %v", dir, r.Verdict))
 	}
-	return &quotaHold{r: r, dir: dir, mailbox: d.Mailbox, addr: d.Address}, nil
+	return &quotaHold{r: r, dir: dir, addr: d.Address}, nil
 }
 
 // quotaHold is one staged copy's reservation, until the copy is committed
 // or aborted.
 type quotaHold struct {
-	r       *quota.Reservation
-	dir     string // the maildir, absolute
-	mailbox string // the maildir under the root
-	addr    string
+	r    *quota.Reservation
+	dir  string          // the maildir, absolute
+	mb   maildir.Mailbox // where the copy went; a warning goes to its INBOX
+	addr string
 }
 
 // commit records the stored copy of stored bytes in maildirsize and
@@ -326,7 +335,9 @@ func (m *maildirTarget) warn(ctx context.Context, h *quotaHold, p int, u quota.U
 	l := h.r.Limits
 	msg := warningMessage(tmpl, warningVars{addr: h.addr, usage: u, limits: l, percent: p}, m.now())
 	log := zerolog.Ctx(ctx).With().Str("to", h.addr).Str("maildir", h.dir).Int("percent", p).Logger()
-	st, err := m.st.Deliver(ctx, maildir.Mailbox{Path: h.mailbox}, maildir.Content{Header: msg})
+	inbox := h.mb
+	inbox.Folder, inbox.CreateFolder = "", false
+	st, err := m.st.Deliver(ctx, inbox, maildir.Content{Header: msg})
 	if err != nil {
 		log.Error().Err(err).Msg("quota: cannot deliver the quota warning")
 		return
@@ -335,7 +346,7 @@ func (m *maildirTarget) warn(ctx context.Context, h *quotaHold, p int, u quota.U
 		log.Warn().Err(err).Msg("quota: cannot record the warning in maildirsize; the next recalculation counts it")
 	}
 	log.Info().Int64("usage_bytes", u.Bytes).Int64("limit_bytes", l.Bytes).
-		Str("file", filepath.Join(m.root, filepath.FromSlash(st.Path()))).Msg("quota warning delivered")
+		Str("file", filepath.Join(h.dir, "new", path.Base(st.Path()))).Msg("quota warning delivered")
 	m.event(QuotaEvent{Kind: "warning"})
 }
 

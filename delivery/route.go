@@ -107,8 +107,6 @@ func compile(cfg *Config) (*table, error) {
 		fail(key("Maildir", "MaxMessageBytes"), "maildir max message bytes %d is negative", cfg.Maildir.MaxMessageBytes)
 	}
 	t.maildir = &maildirTarget{root: cfg.Maildir.Root, store: cfg.storeKey()}
-	qp, qerrs := t.compileQuota(cfg)
-	t.maildir.quota, errs = qp, append(errs, qerrs...)
 	usesMaildir := false
 	compileRoute := func(k []string, where string, r Route, inherit *route) *route {
 		switch {
@@ -288,6 +286,8 @@ func compile(cfg *Config) (*table, error) {
 	if cfg.Dedup.Window < 0 {
 		fail(key("Dedup", "Window"), "dedup window %v is negative", cfg.Dedup.Window)
 	}
+	qp, qerrs := t.compileQuota(cfg) // quota.go
+	t.maildir.quota, errs = qp, append(errs, qerrs...)
 	if cfg.Postmaster != "" {
 		local, dom, ok := strings.Cut(cfg.Postmaster, "@")
 		if !ok || local == "" || dom == "" {

@@ -104,6 +104,7 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 		}
 		s.staged[i] = st
 		if hold != nil {
+			hold.mb = mb
 			s.holds[i] = hold
 		}
 		if src == nil {
