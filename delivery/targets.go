@@ -65,13 +65,13 @@ func (m *maildirTarget) bind(b *binding) (Target, error) {
 // copy that does not fit is refused before anything is stored.
 func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destination, res []Result) Staged {
 	s := &maildirStaged{t: m}
+	if m.quota != nil {
+		s.holds = make([]*quotaHold, len(ds))
+	}
 	if len(ds) <= len(s.one) {
 		s.staged = s.one[:len(ds)]
 	} else {
 		s.staged = make([]*maildir.Staged, len(ds))
-	}
-	if m.quota != nil {
-		s.holds = make([]*quotaHold, len(ds))
 	}
 	var src *maildir.Staged
 	var srcHeader []byte
@@ -152,15 +152,19 @@ func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
 	for k, i := range idx {
 		res[i].Err = errs[k]
 		res[i].Elapsed += time.Since(start)
-		h := s.hold(i)
-		if errs[k] != nil {
-			h.release()
-			continue
+		if errs[k] == nil {
+			res[i].LogKey, res[i].LogValue = "file", filepath.Join(s.t.root, filepath.FromSlash(sts[k].Path()))
 		}
-		res[i].LogKey, res[i].LogValue = "file", filepath.Join(s.t.root, filepath.FromSlash(sts[k].Path()))
-		if h != nil {
-			// Only now is the copy durable: count it, then warn.
-			s.t.commitQuota(ctx, h, sts[k].Size())
+	}
+	if s.holds != nil {
+		for k, i := range idx {
+			// Only now is the copy durable: count it, then warn; or
+			// free its room.
+			if h := s.hold(i); errs[k] == nil && h != nil {
+				s.t.commitQuota(ctx, h, sts[k].Size())
+			} else {
+				h.release()
+			}
 		}
 	}
 }
