@@ -335,6 +335,8 @@ func TestQuotaWireConcurrent(t *testing.T) {
 	}
 	stored := sizeOf(t, bob)
 	one := stored.Bytes / stored.Messages
+	t.Logf("8 connections: %d accepted, %d refused; stored %d bytes in %d messages (limit %d, grace %d%%)",
+		accepted, refused, stored.Bytes, stored.Messages, limit, grace.Percent)
 	if max := int64(limit) + limit*grace.Percent/100 + one; stored.Bytes > max {
 		t.Fatalf("stored %d bytes, more than limit + grace + one message (%d)", stored.Bytes, max)
 	}
