@@ -55,6 +55,9 @@ type Config struct {
 	// Spool configures the one copy of each message kept while it is
 	// delivered.
 	Spool SpoolConfig
+	// Quota configures mailbox quota for maildir destinations (off by
+	// default).
+	Quota QuotaConfig
 	// Dedup configures idempotent delivery (off by default).
 	Dedup DedupConfig
 	// Sieve configures Sieve filtering of maildir recipients (off by

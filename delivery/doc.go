@@ -105,6 +105,24 @@
 // undone, so in an all-or-nothing transaction where a later recipient
 // fails, the command has delivered and a retry delivers to it again.
 //
+// # Quota
+//
+// With Config.Quota enabled, maildir destinations have Maildir++ quota
+// (package quota; see QuotaConfig for where a user's limits come from). At
+// RCPT a user at or over a limit, or whom MAIL's SIZE= would take past
+// limit + grace, is refused (552 5.2.2, or 452 4.2.2 with Defer). At DATA
+// the maildir target reserves room for each copy through the Router's
+// quota.Tracker before writing it, so concurrent deliveries to one user
+// see each other; a copy that does not fit is refused before anything is
+// written for it, and a reservation is counted in maildirsize only after
+// the commit that makes the copy durable, or released on abort. A maildir
+// whose usage cannot be known defers the recipient (451 4.3.0). Crossing a
+// warning threshold stores the warning in the user's INBOX once.
+// Router.Quota answers the same question for the policy listener and
+// "lmtpd quota". A recipient with several maildir destinations (an alias)
+// gets the worst outcome, as always: if one of them is full at DATA while
+// another was stored, the recipient is refused although one copy exists.
+//
 // Per-recipient errors are *protocol.Error values, each target classifying
 // its own failures (maildir.Classify, the package pipe documentation); a
 // message that cannot be spooled gets 452 4.3.1 (disk full), 451 4.3.5

@@ -288,6 +288,8 @@ func compile(cfg *Config) (*table, error) {
 	if cfg.Dedup.Window < 0 {
 		fail(key("Dedup", "Window"), "dedup window %v is negative", cfg.Dedup.Window)
 	}
+	qp, qerrs := t.compileQuota(cfg) // quota.go
+	t.maildir.quota, errs = qp, append(errs, qerrs...)
 	if cfg.Postmaster != "" {
 		local, dom, ok := strings.Cut(cfg.Postmaster, "@")
 		if !ok || local == "" || dom == "" {

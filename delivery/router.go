@@ -11,6 +11,7 @@ import (
 	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/protocol"
+	"github.com/lmtpd/lmtpd/quota"
 )
 
 // Options are the parts of a Router that are not configuration: seams for
@@ -24,6 +25,13 @@ type Options struct {
 	Now func() time.Time
 	// Names replaces the maildir unique-name source.
 	Names maildir.NameSource
+	// OnQuota, if set, is called for every recipient refused over quota
+	// and every quota warning delivered: for metrics. Like Observe, it
+	// must be safe for concurrent use and quick.
+	OnQuota func(QuotaEvent)
+	// QuotaFileMode is the mode of a maildirsize file lmtpd creates; 0
+	// means 0600.
+	QuotaFileMode os.FileMode
 	// Observe, if set, is called with the outcome of every recipient's
 	// delivery to each of its destinations, when the recipient's status is
 	// reported: for metrics. It is called from delivering goroutines, so it
@@ -66,6 +74,7 @@ type Router struct {
 	journals map[string]*journal
 	limiters map[limiterKey]*pipe.Limiter
 	closed   bool
+	quota    *quota.Tracker // made by quotaTracker; coordinates deliveries per maildir
 }
 
 // state is one plan bound to the Router's shared resources.

@@ -47,14 +47,20 @@ func newSieveSetup(t *testing.T, users ...string) *sieveSetup {
 }
 
 // script writes user's .dovecot.sieve (the default template: {home} is
-// the maildir).
+// the maildir) the way ManageSieve and editors do, by renaming a finished
+// file over it, so a delivery running meanwhile reads the old script or
+// the new one, never half of one.
 func (s *sieveSetup) script(t *testing.T, user, src string) {
 	t.Helper()
 	dir := filepath.Join(s.root, "example.test", user)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ".dovecot.sieve"), []byte(src), 0o600); err != nil {
+	tmp := filepath.Join(dir, ".dovecot.sieve.tmp")
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, ".dovecot.sieve")); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
+	"github.com/lmtpd/lmtpd/quota"
 )
 
 // binder is implemented by the built-in targets, which hold resources
@@ -32,6 +33,11 @@ type maildirTarget struct {
 	root  string
 	store storeKey
 	st    *maildir.Store // nil until bound
+
+	quota   *quotaPlan     // nil when quota is off
+	tracker *quota.Tracker // the Router's, once bound
+	onQuota func(QuotaEvent)
+	now     func() time.Time
 }
 
 func (m *maildirTarget) Kind() string { return "maildir" }
@@ -56,13 +62,19 @@ func (m *maildirTarget) bind(b *binding) (Target, error) {
 	}
 	bound := *m
 	bound.st = st
+	bound.tracker, bound.onQuota, bound.now = b.r.quotaTracker(), b.r.opts.OnQuota, b.r.now
 	return &bound, nil
 }
 
 // Stage writes and fsyncs each copy into tmp/. Copies with the same bytes
-// as the first one staged are hard links of its file.
+// as the first one staged are hard links of its file. With quota on, room
+// for each copy is reserved before it is written (quota.Tracker), so a
+// copy that does not fit is refused before anything is stored.
 func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destination, res []Result) Staged {
 	s := &maildirStaged{t: m}
+	if m.quota != nil {
+		s.holds = make([]*quotaHold, len(ds))
+	}
 	if len(ds) <= len(s.one) {
 		s.staged = s.one[:len(ds)]
 	} else {
@@ -97,6 +109,15 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 			}
 		}
 		start := time.Now()
+		var hold *quotaHold
+		if m.quota != nil {
+			var err error
+			if hold, err = m.reserve(ctx, d, c.Size()); err != nil {
+				res[i].Err = err
+				res[i].Elapsed += time.Since(start)
+				continue
+			}
+		}
 		var st *maildir.Staged
 		var err error
 		if src != nil && bytes.Equal(src.header, h) {
@@ -106,10 +127,15 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 		}
 		res[i].Elapsed += time.Since(start)
 		if err != nil {
+			hold.release()
 			res[i].Err = err
 			continue
 		}
 		s.staged[i] = st
+		if hold != nil {
+			hold.mb = mb
+			s.holds[i] = hold
+		}
 		if src == nil {
 			srcs = append(srcs, source{home: mb.Home, uid: uid, gid: gid, st: st, header: h})
 		}
@@ -120,7 +146,18 @@ func (m *maildirTarget) Stage(ctx context.Context, msg *Message, ds []*Destinati
 type maildirStaged struct {
 	t      *maildirTarget
 	staged []*maildir.Staged // by destination; nil where staging failed
+	holds  []*quotaHold      // by destination, with quota on; nil without a reservation
 	one    [1]*maildir.Staged
+}
+
+// hold returns the reservation of destination i, or nil.
+func (s *maildirStaged) hold(i int) *quotaHold {
+	if s.holds == nil {
+		return nil
+	}
+	h := s.holds[i]
+	s.holds[i] = nil
+	return h
 }
 
 // Commit renames the staged files into new/ and fsyncs the directories,
@@ -132,6 +169,8 @@ func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
 		if st != nil && res[i].Err == nil {
 			idx = append(idx, i)
 			sts = append(sts, st)
+		} else {
+			s.hold(i).release()
 		}
 	}
 	if len(sts) == 0 {
@@ -150,14 +189,26 @@ func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
 			res[i].LogKey, res[i].LogValue = "file", filepath.Join(base, filepath.FromSlash(sts[k].Path()))
 		}
 	}
+	if s.holds != nil {
+		for k, i := range idx {
+			// Only now is the copy durable: count it, then warn; or
+			// free its room.
+			if h := s.hold(i); errs[k] == nil && h != nil {
+				s.t.commitQuota(ctx, h, sts[k].Size())
+			} else {
+				h.release()
+			}
+		}
+	}
 }
 
-// Abort removes the staged files.
+// Abort removes the staged files and ends their reservations.
 func (s *maildirStaged) Abort() {
-	for _, st := range s.staged {
+	for i, st := range s.staged {
 		if st != nil {
 			st.Abort()
 		}
+		s.hold(i).release()
 	}
 }
 

@@ -51,6 +51,9 @@ func (t *transaction) Rcpt(ctx context.Context, rc *protocol.Recipient) error {
 	for i := range ds {
 		ds[i].Target = t.st.target(ds[i].Target)
 	}
+	if err := t.checkQuota(ctx, rc, ds); err != nil {
+		return err
+	}
 	t.rcpts = append(t.rcpts, ds)
 	return nil
 }

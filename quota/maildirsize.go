@@ -328,6 +328,7 @@ func (m *Maildir) write(u Usage) error {
 	if err != nil {
 		return fmt.Errorf("quota: %w", err)
 	}
+	m.chownLikeMaildir(f)
 	content := fmt.Sprintf("%s\n%d %d\n", m.limits, u.Bytes, u.Messages)
 	_, werr := f.WriteString(content)
 	cerr := f.Close()
@@ -342,6 +343,24 @@ func (m *Maildir) write(u Usage) error {
 		return fmt.Errorf("quota: write %s: %w", FileName, werr)
 	}
 	return nil
+}
+
+// chownLikeMaildir gives f the owner and group of the maildir when this
+// process runs as root and they differ: a maildirsize lmtpd writes as
+// root into a maildir owned by the mail user must stay readable and
+// replaceable by that user's IMAP server. Failing to do so is not an
+// error: the file still holds the right figures.
+func (m *Maildir) chownLikeMaildir(f *os.File) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	fi, err := m.root.Stat(".")
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != 0 || st.Gid != 0) {
+		f.Chown(int(st.Uid), int(st.Gid))
+	}
 }
 
 // hostname is the host part of temporary names, with '/' and '.' kept out.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -228,3 +229,26 @@ func FuzzParse(f *testing.F) {
 }
 
 func timeNow() time.Time { return time.Now() }
+
+// TestRecalculateOwner: as root, maildirsize gets the owner of the maildir
+// (the mail user), so that the user's IMAP server can read and replace it.
+func TestRecalculateOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files away")
+	}
+	dir := newMaildir(t)
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	put(t, dir, "new", 1, 100, true)
+	if _, err := open(t, dir, Limits{Bytes: 1000}, timeNow()).Recalculate(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 65534 || st.Gid != 65534 {
+		t.Fatalf("maildirsize owned by %d:%d, want the maildir's 65534:65534", st.Uid, st.Gid)
+	}
+}

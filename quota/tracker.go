@@ -162,3 +162,22 @@ func (r *Reservation) release() {
 	r.st.pending = r.st.pending.Add(Usage{Bytes: -r.size, Messages: -1})
 	r.st = nil
 }
+
+// Add records d in the maildirsize of the maildir at dir under limits l,
+// outside any reservation and whatever the limits say: for a message that
+// is stored regardless of the quota, such as a quota warning, so that the
+// file stays consistent with a recalculation. Like Reservation.Commit it
+// is called once the message is in the maildir, and an error leaves the
+// count to the next recalculation.
+func (t *Tracker) Add(dir string, l Limits, d Usage) error {
+	st := t.entry(dir)
+	defer t.put(dir, st)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	m, err := Open(dir, l, t.Options)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return m.Add(d)
+}

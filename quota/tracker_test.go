@@ -107,3 +107,27 @@ func TestReserveMissingMaildir(t *testing.T) {
 	}
 	r.Release()
 }
+
+// TestTrackerAddPastLimit: Add records a message stored whatever the
+// quota (a warning), even at the limit, and the count then matches a
+// recalculation.
+func TestTrackerAddPastLimit(t *testing.T) {
+	dir := newMaildir(t)
+	l := Limits{Bytes: 1000}
+	var tr Tracker
+	put(t, dir, "new", 1, 1000, true)
+	if r, err := tr.Reserve(dir, l, Grace{}, 10); err != nil || r.Verdict != OverQuota {
+		t.Fatalf("reserve at the limit: %+v %v", r, err)
+	}
+	put(t, dir, "new", 2, 300, true)
+	if err := tr.Add(dir, l, Usage{Bytes: 300, Messages: 1}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := tr.Usage(dir, l)
+	if err != nil || u != (Usage{1300, 2}) {
+		t.Fatalf("usage %+v %v, want 1300 bytes in 2", u, err)
+	}
+	if got, err := open(t, dir, l, timeNow()).Recalculate(); err != nil || got != u {
+		t.Fatalf("recalculation %+v %v, maildirsize said %+v", got, err, u)
+	}
+}

@@ -108,6 +108,9 @@ func (c *config) resolvePaths(base string) {
 	abs(&c.TLS.CertFile)
 	abs(&c.TLS.KeyFile)
 	abs(&c.Auth.UsersFile)
+	for i := range c.Quota.Warnings {
+		abs(&c.Quota.Warnings[i].Message)
+	}
 	abs(&c.Delivery.Maildir.Root)
 	abs(&c.Delivery.Spool.Dir)
 	abs(&c.Delivery.Dedup.Path)

@@ -62,6 +62,7 @@ func (c *config) deliveryConfig() delivery.Config {
 	if d.Spool.Threshold == 0 {
 		d.Spool.Threshold = -1 // 0 in the file: always a file
 	}
+	d.Quota = c.quota // config_quota.go
 	for _, dm := range c.Domains {
 		out := delivery.Domain{Name: dm.Name, AnyUser: dm.AnyUser, UTF8LocalParts: dm.UTF8LocalParts,
 			Aliases: dm.Aliases, CatchAll: dm.CatchAll, Route: dm.Route.route()}
@@ -206,6 +207,8 @@ func (c *config) deliveryKey(path []string) string {
 		case el == "command":
 			// pipe.Command is embedded in delivery.Pipe: its fields are
 			// the pipe table's.
+		case key == "delivery" && el == "quota":
+			key = "quota" // [quota] is a table of its own
 		case key == "delivery" && el == "domains":
 			key = "domain"
 			if n, ok := next(); ok {

@@ -96,6 +96,16 @@ func (c *config) validateListeners(ec *errorCollector) {
 			l.MaxConnectionsPerIP = &n
 		}
 		l.checkLimits(func(k string, err error) { ec.add(key(k), err) })
+		if l.Protocol == "policy" {
+			// Postfix's policy client speaks plain text on a local socket
+			// and has no AUTH (policy.go).
+			if l.TLS != "none" {
+				ec.add(key("tls"), errors.New(`a policy listener has no TLS: want "none"`))
+			}
+			if l.Auth != "off" {
+				ec.add(key("auth"), errors.New(`a policy listener has no AUTH: want "off"`))
+			}
+		}
 	}
 	if needTLS {
 		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {

@@ -26,6 +26,7 @@ type config struct {
 	Listeners []listenerConfig `toml:"listener"`
 	TLS       tlsConfig        `toml:"tls"`
 	Auth      authConfig       `toml:"auth"`
+	Quota     quotaConfig      `toml:"quota"`
 	Delivery  deliveryConfig   `toml:"delivery"`
 	Domains   []domainConfig   `toml:"domain"`
 	Metrics   metricsConfig    `toml:"metrics"`
@@ -38,6 +39,7 @@ type config struct {
 	embedded  bool                   // the embedded default
 	dcfg      delivery.Config        // routing and delivery
 	plan      *delivery.Plan         // dcfg compiled, once per load
+	quota     delivery.QuotaConfig   // [quota] and the quota keys, checked (config_quota.go)
 	store     *sasl.Store            // users, checked; nil without users
 	users     map[string]sasl.User   // credentials by configured name
 	addresses map[string][]string    // sender addresses by prepared user name
@@ -266,6 +268,10 @@ type domainConfig struct {
 	// Directory names a [[directory]] holding more users of the domain;
 	// "" means none.
 	Directory string `toml:"directory"`
+	// QuotaStorage and QuotaMessages are the quota of the domain's users,
+	// over [quota]'s (config_quota.go).
+	QuotaStorage  *size  `toml:"quota_storage"`
+	QuotaMessages *int64 `toml:"quota_messages"`
 }
 
 func (d *domainConfig) setDefaults() {
@@ -277,6 +283,10 @@ type userConfig struct {
 	Name          string      `toml:"name"`
 	Route         routeConfig `toml:"route"`
 	CreateFolders *bool       `toml:"create_folders"`
+	// QuotaBytes and QuotaMessages are the user's quota, over the
+	// domain's; named as a directory's fields (config_quota.go).
+	QuotaBytes    *size  `toml:"quota_bytes"`
+	QuotaMessages *int64 `toml:"quota_messages"`
 }
 
 // routeConfig is a route table (delivery.Route): a maildir template or a
@@ -320,6 +330,7 @@ func defaultConfig() *config {
 		Server:    serverConfig{ShutdownGrace: duration(30 * time.Second), AuthQueueTimeout: duration(protocol.DefaultAuthQueueTimeout)},
 		Listeners: []listenerConfig{},
 		Auth:      authConfig{Users: []authUserConfig{}},
+		Quota:     defaultQuotaConfig(),
 		Delivery: deliveryConfig{
 			DetailDelimiter: d.DetailDelimiter,
 			CaseSensitive:   d.CaseSensitive,

@@ -17,7 +17,7 @@ import (
 var (
 	logLevels    = []string{"trace", "debug", "info", "warn", "error"}
 	logFormats   = []string{"auto", "json", "console"}
-	protocols    = []string{"lmtp", "smtp"}
+	protocols    = []string{"lmtp", "smtp", "policy"}
 	tlsModes     = []string{"none", "starttls", "implicit"}
 	authModes    = []string{"off", "optional", "required"}
 	bareEndPolys = []string{"reject", "normalize"}
@@ -65,6 +65,7 @@ func (c *config) validate(ec *errorCollector) {
 			ec.add("metrics.address", err)
 		}
 	}
+	c.validateQuota(ec) // before validateDelivery, which compiles c.quota
 	c.validateDelivery(ec)
 	c.checkMTAReach(ec)
 	c.validateDirectories(ec)

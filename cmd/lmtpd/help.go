@@ -24,6 +24,7 @@ var commands = []command{
 	{"check-config", "validate the configuration and print it with defaults filled in"},
 	{"deliver", "deliver one message from standard input (local delivery agent)"},
 	{"hash-password", "read a password and print a password hash (any -scheme), or password_hash and scram lines"},
+	{"quota", "print users' mailbox usage and limits (-recalc recalculates maildirsize)"},
 	{"sievec", "check Sieve scripts and print their errors"},
 	{"sieve-test", "run a Sieve script against a message and print its actions"},
 	{"version", "print the version, the commit and the Go release"},

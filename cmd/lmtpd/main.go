@@ -8,6 +8,8 @@
 //	lmtpd check-config [-config FILE]   validate, print the effective configuration
 //	lmtpd deliver [-config FILE] [-f SENDER] RECIPIENT...
 //	                                    deliver one message from standard input
+//	lmtpd quota [-config FILE] [-json] [-recalc] ADDRESS...
+//	                                    print mailbox usage and limits
 //	lmtpd hash-password                 make password_hash and scram lines
 //	lmtpd version                       print the version, commit and Go version
 //	lmtpd completion bash|zsh           print a shell completion script
@@ -89,6 +91,8 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdCheckConfig(args, stdout, stderr)
 	case "deliver":
 		return cmdDeliver(args, stdin, stderr)
+	case "quota":
+		return cmdQuota(args, stdout, stderr)
 	case "hash-password":
 		return cmdHashPassword(args, stdin, stdout, stderr)
 	case "version":

@@ -37,6 +37,7 @@ type metrics struct {
 	transactions *prometheus.CounterVec
 	recipients   *prometheus.CounterVec
 	bytes        prometheus.Counter
+	quota        *quotaMetrics // metrics_quota.go
 	latency      *prometheus.HistogramVec
 	tlsStarted   *prometheus.CounterVec
 	tlsDone      *prometheus.CounterVec
@@ -95,6 +96,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.connsOpen, m.connsTotal, m.transactions, m.recipients, m.bytes, m.latency,
 		m.tlsStarted, m.tlsDone, m.auth, m.dirLookups, m.dirLatency, m.sieve,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.quota = newQuotaMetrics(m.reg)
 	return m
 }
 

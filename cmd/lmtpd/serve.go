@@ -17,6 +17,7 @@ import (
 
 	"github.com/lmtpd/lmtpd/delivery"
 	"github.com/lmtpd/lmtpd/directory"
+	"github.com/lmtpd/lmtpd/policy"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
 )
@@ -79,13 +80,21 @@ type daemon struct {
 	abandoned bool
 }
 
-// listenerServer is one listener and its server.
+// listenerServer is one listener and its server: a *protocol.Server for
+// LMTP and SMTP, a *policy.Server for Postfix's policy delegation.
 type listenerServer struct {
 	cfg       listenerConfig
-	srv       *protocol.Server
+	srv       server
 	ln        net.Listener
 	addr      string // what it listens on, for logs
 	activated bool
+}
+
+// server is what the daemon needs of a listener's server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // configFail reports a start-up problem at a key of the configuration file
@@ -110,6 +119,7 @@ func (d *daemon) run() int {
 	var dopts delivery.Options
 	if cfg.Metrics.Address != "" {
 		d.metrics = newMetrics()
+		dopts.OnQuota = d.metrics.quotaEvent
 		dopts.Observe = d.metrics.observe
 		dopts.ObserveSieve = d.metrics.sieveEvent
 	}
@@ -196,7 +206,7 @@ func (d *daemon) run() int {
 	for _, s := range d.servers {
 		go func() {
 			err := s.srv.Serve(s.ln)
-			if !errors.Is(err, protocol.ErrServerClosed) {
+			if !errors.Is(err, protocol.ErrServerClosed) && !errors.Is(err, policy.ErrServerClosed) {
 				d.serveErr <- fmt.Errorf("listener %s: %w", s.cfg.Name, err)
 			}
 		}()
@@ -245,6 +255,10 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 	}
 	if d.metrics != nil {
 		ls.ln = d.metrics.wrapListener(ls.ln, lc.Name)
+	}
+	if lc.Protocol == "policy" {
+		d.openPolicy(ls)
+		return exOK
 	}
 	var tlsCfg *tls.Config
 	if lc.TLS != "none" {

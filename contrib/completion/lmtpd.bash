@@ -21,6 +21,9 @@ _lmtpd() {
 	hash-password:-scheme|hash-password:-user)
 		COMPREPLY=()
 		return ;;
+	quota:-config)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return ;;
 	sieve-test:-config)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
@@ -33,15 +36,16 @@ _lmtpd() {
 	check-config) words="-config -offline -q -secrets" ;;
 	deliver) words="-config -f -loop-check" ;;
 	hash-password) words="-scheme -user" ;;
+	quota) words="-config -json -recalc" ;;
 	sievec) words="" ;;
 	sieve-test) words="-config -from -global-dir -json -orig-to -state -to" ;;
 	version) words="" ;;
 	completion) words="bash zsh" ;;
-	help) words="serve check-config deliver hash-password sievec sieve-test version completion" ;;
+	help) words="serve check-config deliver hash-password quota sievec sieve-test version completion" ;;
 	*) words= ;;
 	esac
 	if ((COMP_CWORD == 1)); then
-		words="serve check-config deliver hash-password sievec sieve-test version completion help -config -h --help --version"
+		words="serve check-config deliver hash-password quota sievec sieve-test version completion help -config -h --help --version"
 	fi
 	COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }
