@@ -57,6 +57,7 @@ type Router struct {
 	stores   map[storeKey]*maildir.Store
 	journals map[string]*journal
 	limiters map[limiterKey]*pipe.Limiter
+	remotes  *remotePools // remote LMTP connections, made on first use (remote_pool.go)
 	closed   bool
 }
 
@@ -219,6 +220,9 @@ func (r *Router) Close() error {
 	for k, j := range r.journals {
 		errs = append(errs, j.close())
 		delete(r.journals, k)
+	}
+	if r.remotes != nil {
+		r.remotes.close()
 	}
 	return errors.Join(errs...)
 }

@@ -147,6 +147,8 @@ type Message struct {
 	Recipients []*protocol.Recipient
 
 	body   *spool.Spool
+	from   protocol.Address     // the reverse-path, for a remote server
+	params *protocol.MailParams // the MAIL parameters, for a remote server
 	rp     []byte // the Return-Path field
 	base   []byte // the header as received, LF line endings
 	nDests int

@@ -236,6 +236,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	}
 	d.m = Message{
 		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
+		from: t.from, params: t.params,
 		body: d.sp,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
 		rp:   []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n"),
