@@ -89,7 +89,7 @@ type remotePool struct {
 // pooledConn is a connection with what the pool needs to reuse it.
 type pooledConn struct {
 	c       *protocol.Client
-	used    time.Time             // when it was last given back
+	used    time.Time  // when it was last given back
 	xclient xclientKey // the attributes the session has, after XCLIENT
 	p       *remotePool
 	slot    bool // holds a slot

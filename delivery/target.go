@@ -149,8 +149,8 @@ type Message struct {
 	body   *spool.Spool
 	from   protocol.Address     // the reverse-path, for a remote server
 	params *protocol.MailParams // the MAIL parameters, for a remote server
-	rp     []byte // the Return-Path field
-	base   []byte // the header as received, LF line endings
+	rp     []byte               // the Return-Path field
+	base   []byte               // the header as received, LF line endings
 	nDests int
 	mode   DeliveredToMode
 }
