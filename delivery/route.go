@@ -128,12 +128,12 @@ func compile(cfg *Config) (*table, error) {
 			return nil
 		case r.LMTP != nil:
 			n := len(errs)
-			r.LMTP.validate(key(k, "LMTP"), true, fail)
+			r.LMTP.validate(key(k, "=lmtp"), true, fail)
 			if len(errs) > n {
 				return nil
 			}
 			if prev, ok := t.remote.routes[r.LMTP.Address]; ok && prev != *r.LMTP {
-				fail(key(k, "LMTP"), "%s: server %s is named elsewhere with other settings; one server has one set of settings", where, r.LMTP.Address)
+				fail(key(k, "=lmtp"), "%s: server %s is named elsewhere with other settings; one server has one set of settings", where, r.LMTP.Address)
 				return nil
 			}
 			t.remote.routes[r.LMTP.Address] = *r.LMTP

@@ -187,6 +187,7 @@ type deliveryConfig struct {
 	Maildir         maildirConfig `toml:"maildir"`
 	Spool           spoolConfig   `toml:"spool"`
 	Dedup           dedupConfig   `toml:"dedup"`
+	Forward         lmtpConfig    `toml:"forward"` // config_remote.go
 }
 
 // maildirConfig is [delivery.maildir] (delivery.MaildirConfig).
@@ -245,6 +246,7 @@ type userConfig struct {
 type routeConfig struct {
 	Maildir string      `toml:"maildir,omitempty"`
 	Pipe    *pipeConfig `toml:"pipe,omitempty"`
+	LMTP    *lmtpConfig `toml:"lmtp,omitempty"` // config_remote.go
 }
 
 // pipeConfig is a route's pipe table (pipe.Command and PerMessage).
@@ -289,6 +291,7 @@ func defaultConfig() *config {
 			Maildir:         maildirConfig{Template: delivery.DefaultTemplate, SpecialFolders: slices.Clone(delivery.DefaultSpecialFolders)},
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
+			Forward:         defaultLMTPConfig(),
 		},
 		Domains: []domainConfig{},
 	}

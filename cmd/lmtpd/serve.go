@@ -18,6 +18,7 @@ import (
 	"github.com/lmtpd/lmtpd/delivery"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
+	"github.com/lmtpd/lmtpd/socketmap"
 )
 
 const serveUsage = "lmtpd [serve] [-config FILE]\n\nRuns the daemon. SIGTERM or SIGINT stop it gracefully (a second one at once),\nSIGHUP reloads routing, users, credentials and certificates."
@@ -73,10 +74,17 @@ type daemon struct {
 // listenerServer is one listener and its server.
 type listenerServer struct {
 	cfg       listenerConfig
-	srv       *protocol.Server
+	srv       server // *protocol.Server, or *socketmap.Server (protocol "socketmap")
 	ln        net.Listener
 	addr      string // what it listens on, for logs
 	activated bool
+}
+
+// server is what a listener runs: protocol.Server, socketmap.Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // configFail reports a start-up problem at a key of the configuration file
@@ -168,7 +176,7 @@ func (d *daemon) run() int {
 	for _, s := range d.servers {
 		go func() {
 			err := s.srv.Serve(s.ln)
-			if !errors.Is(err, protocol.ErrServerClosed) {
+			if !errors.Is(err, protocol.ErrServerClosed) && !errors.Is(err, socketmap.ErrServerClosed) {
 				d.serveErr <- fmt.Errorf("listener %s: %w", s.cfg.Name, err)
 			}
 		}()
@@ -216,6 +224,12 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 	}
 	if d.metrics != nil {
 		ls.ln = d.metrics.wrapListener(ls.ln, lc.Name)
+	}
+	if lc.Protocol == "socketmap" {
+		logger := d.log.With().Str("listener", lc.Name).Logger()
+		ls.srv = &socketmap.Server{Handler: &socketmapHandler{r: d.router}, Logger: &logger, MaxConnections: lc.MaxConnections}
+		d.servers = append(d.servers, ls)
+		return exOK
 	}
 	var tlsCfg *tls.Config
 	if lc.TLS != "none" {
