@@ -270,7 +270,7 @@ func (r *remoteTarget) deliver(ctx context.Context, m *Message, addr string, idx
 	st, err := pc.c.Send(ctx, m.from, &params, rcpts, body)
 	broken := pc.c.Err() != nil
 	for k, i := range idx {
-		res[i].Err = relay(st[k], broken)
+		res[i].Err = relay(st[k], ds[i].Address, broken)
 		if res[i].Err != nil {
 			ev := l.Info()
 			if pe := protocol.AsError(res[i].Err); pe == nil || pe.Temporary() {
@@ -288,9 +288,9 @@ func (r *remoteTarget) deliver(ctx context.Context, m *Message, addr string, idx
 
 // relay turns a server's status for one recipient into the recipient's
 // result: the server's own reply (code, enhanced code, text) when it gave
-// one, else the reason nothing is known. broken says whether the
-// connection failed.
-func relay(s protocol.RcptStatus, broken bool) error {
+// one, else the reason nothing is known. rcpt is the recipient's address,
+// broken says whether the connection failed.
+func relay(s protocol.RcptStatus, rcpt string, broken bool) error {
 	if s.Err == nil {
 		return nil
 	}
@@ -301,6 +301,13 @@ func relay(s protocol.RcptStatus, broken bool) error {
 			return ErrRemoteDropped.Wrap(s.Err)
 		}
 		out := *pe
+		// An LMTP server names the recipient in its reply, and so does
+		// lmtpd's own per-recipient reply: keep one.
+		if rest, ok := strings.CutPrefix(out.Message, "<"); ok {
+			if a, text, ok := strings.Cut(rest, ">"); ok && strings.EqualFold(a, rcpt) {
+				out.Message = strings.TrimLeft(text, " ")
+			}
+		}
 		if out.EnhancedCode.IsZero() {
 			// LMTP servers send enhanced codes (RFC 2033 section 4.2
 			// requires ENHANCEDSTATUSCODES); one that did not gets the
