@@ -81,7 +81,7 @@ func (c *config) validateListeners(ec *errorCollector) {
 				ec.add(key("auth"), errors.New(`a socketmap listener has no AUTH: want "off"`))
 			}
 		}
-		if oneOf(ec, key("tls"), l.TLS, tlsModes) && l.TLS != "none" {
+		if oneOf(ec, key("tls"), l.TLS, tlsModes) && l.TLS != "none" && l.Protocol != "socketmap" {
 			needTLS = true
 		}
 		if l.RequireTLS && l.TLS != "starttls" {
