@@ -129,6 +129,15 @@ func socketmapDaemon(t *testing.T) (*daemon, string) {
 func TestPostmapSocketmap(t *testing.T) {
 	postmap := requirePeer(t, "postmap")
 	_, sock := socketmapDaemon(t)
+	// A configuration directory of our own: postmap reads main.cf, and the
+	// machine's /etc/postfix may have none.
+	conf := filepath.Join(shortTempDir(t), "etc")
+	if err := os.Mkdir(conf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(conf, "main.cf"), []byte("compatibility_level = 3.6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		key, table, want string
 		found            bool
@@ -142,7 +151,7 @@ func TestPostmapSocketmap(t *testing.T) {
 		{"bob@example.test", "alias", "", false},
 	}
 	for _, tc := range tests {
-		cmd := exec.Command(postmap, "-q", tc.key, "socketmap:unix:"+sock+":"+tc.table)
+		cmd := exec.Command(postmap, "-c", conf, "-q", tc.key, "socketmap:unix:"+sock+":"+tc.table)
 		cmd.Env = cleanEnv()
 		out, err := cmd.Output()
 		var ee *exec.ExitError
