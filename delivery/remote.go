@@ -222,14 +222,14 @@ func (r *remoteTarget) Stage(ctx context.Context, m *Message, ds []*Destination,
 // different calls are disjoint, so concurrent calls do not race.
 func (r *remoteTarget) deliver(ctx context.Context, m *Message, addr string, idx []int, ds []*Destination, res []Result) {
 	start := time.Now()
-	l := zerolog.Ctx(ctx).With().Str("backend", addr).Logger()
+	l := zerolog.Ctx(ctx).With().Str("server", addr).Logger()
 	finish := func(err error) {
 		for _, i := range idx {
 			if res[i].Err == nil {
 				res[i].Err = err
 			}
 			res[i].Elapsed += time.Since(start)
-			res[i].LogKey, res[i].LogValue = "backend", addr
+			res[i].LogKey, res[i].LogValue = "server", addr
 		}
 	}
 	if addr == "" || checkRemoteAddress(addr) != nil {

@@ -184,9 +184,10 @@ func countPrefix(cmds []string, p string) int {
 
 // proxyRouter returns a Router serving example.org whose users alice and
 // dave go to a, carol to b, and whose Lookup gives erin a forward to b.
-func proxyRouter(t testing.TB, a, b string, fwd LMTP) *Router {
+func proxyRouter(t testing.TB, a, b string, fwd LMTP, mods ...func(*Config)) *Router {
 	t.Helper()
 	cfg := DefaultConfig()
+
 	cfg.Maildir.Root = t.TempDir() // users not listed would go to maildir
 	cfg.Forward = fwd
 	la := &LMTP{Address: a}
@@ -205,6 +206,9 @@ func proxyRouter(t testing.TB, a, b string, fwd LMTP) *Router {
 		}
 		return directory.Record{}, directory.ErrNotFound
 	})
+	for _, m := range mods {
+		m(&cfg)
+	}
 	plan, err := Compile(cfg, PlanOptions{Lookup: lookup})
 	if err != nil {
 		t.Fatal(err)
@@ -290,6 +294,28 @@ func TestRemoteRelay(t *testing.T) {
 		if strings.Contains(m, "Return-Path") || strings.Contains(m, "Delivered-To") {
 			t.Errorf("%s: the front added fields that belong to the final delivery:\n%q", name, m)
 		}
+	}
+}
+
+// TestRemoteSpooledConcurrent: a message the spool holds in a file goes
+// to two backends at once, each reading its own copy of the whole of it.
+func TestRemoteSpooledConcurrent(t *testing.T) {
+	a, b := newFakeLMTP(t, "a"), newFakeLMTP(t, "b")
+	r := proxyRouter(t, a.Addr, b.Addr, LMTP{}, func(c *Config) { c.Spool.Threshold = -1 })
+	w := startWire(t, r)
+	var body strings.Builder
+	for i := 0; body.Len() < 600<<10; i++ {
+		body.WriteString(strings.Repeat(string(rune('a'+i%26)), 70) + "\r\n")
+	}
+	text := "Subject: big\r\n\r\n" + body.String() + "end"
+	_, final := lmtpTx(w, []string{"alice@example.org", "carol@example.org"}, text)
+	if len(final) != 2 || !strings.HasPrefix(final[0], "250") || !strings.HasPrefix(final[1], "250") {
+		t.Fatalf("replies %q", final)
+	}
+	_, _, ma := a.snapshot()
+	_, _, mb := b.snapshot()
+	if len(ma) != 1 || len(mb) != 1 || ma[0] != mb[0] || !strings.HasSuffix(ma[0], text+"\r\n") {
+		t.Fatalf("backends got different or incomplete copies (%d and %d messages)", len(ma), len(mb))
 	}
 }
 
