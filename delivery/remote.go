@@ -20,8 +20,9 @@ import (
 
 // Remote LMTP defaults (LMTP.MaxConnections and the others at 0).
 const (
-	// DefaultRemoteMaxConnections is how many connections lmtpd keeps
-	// open to one backend at most, busy and idle together.
+	// DefaultRemoteMaxConnections is how many transactions lmtpd runs
+	// with one backend at once, each on its own connection; as many idle
+	// connections are kept for reuse.
 	DefaultRemoteMaxConnections = 10
 	// DefaultRemoteMaxWait is how long a delivery waits for one of them
 	// to be free before its recipients get 451 4.4.5.
@@ -45,8 +46,9 @@ type LMTP struct {
 	// Required on a route; ignored in Config.Forward, where each record
 	// names its own.
 	Address string
-	// MaxConnections is how many connections to this server may be open
-	// at once (DefaultRemoteMaxConnections).
+	// MaxConnections is how many connections to this server may carry a
+	// transaction at once, and how many idle ones are kept for reuse
+	// (DefaultRemoteMaxConnections).
 	MaxConnections int
 	// MaxWait is how long a delivery waits for a free connection
 	// (DefaultRemoteMaxWait); past it, 451 4.4.5.

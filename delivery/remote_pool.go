@@ -75,12 +75,14 @@ func (ps *remotePools) isClosed() bool {
 	return ps.closed
 }
 
-// remotePool holds the connections to one server: at most
-// set.MaxConnections, busy (a slot taken) or idle.
+// remotePool holds the connections to one server. A slot is taken for
+// each transaction in flight, so at most set.MaxConnections run at once;
+// between transactions a connection waits in the idle list (at most
+// MaxConnections of them), holding no slot.
 type remotePool struct {
 	set   LMTP
 	ps    *remotePools
-	slots chan struct{} // one token per open connection, busy or idle
+	slots chan struct{} // one token per connection in use
 
 	mu   sync.Mutex
 	idle []*pooledConn // most recently used last
@@ -92,7 +94,7 @@ type pooledConn struct {
 	used    time.Time  // when it was last given back
 	xclient xclientKey // the attributes the session has, after XCLIENT
 	p       *remotePool
-	slot    bool // holds a slot
+	slot    bool // holds a slot: in use
 }
 
 // get returns a connection ready for a transaction for a client with
@@ -102,6 +104,15 @@ type pooledConn struct {
 // slot came free within MaxWait, 451 4.4.1 when the server cannot be
 // reached.
 func (p *remotePool) get(ctx context.Context, x protocol.XClientAttrs, l *zerolog.Logger) (*pooledConn, error) {
+	wait := time.NewTimer(p.set.MaxWait)
+	defer wait.Stop()
+	select {
+	case p.slots <- struct{}{}:
+	case <-wait.C:
+		return nil, ErrRemoteBusy.Wrap(errors.New("delivery: every connection to the server stayed busy"))
+	case <-ctx.Done():
+		return nil, ErrRemoteUnreachable.Wrap(context.Cause(ctx))
+	}
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -114,30 +125,22 @@ func (p *remotePool) get(ctx context.Context, x protocol.XClientAttrs, l *zerolo
 		if pc == nil {
 			break
 		}
+		pc.slot = true // the slot taken above
 		if time.Since(pc.used) > p.set.IdleTimeout {
-			pc.discard()
+			pc.c.Close()
 			continue
 		}
 		if err := pc.c.Reset(ctx); err != nil {
 			l.Debug().Err(err).Msg("remote delivery: idle connection is gone; connecting again")
-			pc.discard()
+			pc.c.Close()
 			continue
 		}
 		if err := pc.forward(ctx, x); err != nil {
 			l.Debug().Err(err).Msg("remote delivery: reused connection refused the client attributes; connecting again")
-			pc.discard()
+			pc.c.Close()
 			continue
 		}
 		return pc, nil
-	}
-	wait := time.NewTimer(p.set.MaxWait)
-	defer wait.Stop()
-	select {
-	case p.slots <- struct{}{}:
-	case <-wait.C:
-		return nil, ErrRemoteBusy.Wrap(errors.New("delivery: every connection to the server stayed busy"))
-	case <-ctx.Done():
-		return nil, ErrRemoteUnreachable.Wrap(context.Cause(ctx))
 	}
 	pc := &pooledConn{p: p, slot: true}
 	dctx, cancel := context.WithTimeout(ctx, p.set.ConnectTimeout)
@@ -189,17 +192,24 @@ func (pc *pooledConn) forward(ctx context.Context, x protocol.XClientAttrs) erro
 	return nil
 }
 
-// put gives pc back: into the idle list when it is still usable, else
-// closed.
+// put gives pc back: into the idle list when it is still usable and the
+// list has room, else closed. Its slot is freed either way.
 func (p *remotePool) put(pc *pooledConn) {
 	if pc.c.Err() != nil || p.ps.isClosed() {
 		pc.discard()
 		return
 	}
 	pc.used = time.Now()
+	pc.release() // before another get can take pc from the idle list
 	p.mu.Lock()
-	p.idle = append(p.idle, pc)
+	keep := len(p.idle) < p.set.MaxConnections
+	if keep {
+		p.idle = append(p.idle, pc)
+	}
 	p.mu.Unlock()
+	if !keep {
+		pc.c.Close()
+	}
 }
 
 // discard closes pc and frees its slot.
@@ -207,6 +217,11 @@ func (pc *pooledConn) discard() {
 	if pc.c != nil {
 		pc.c.Close()
 	}
+	pc.release()
+}
+
+// release frees pc's slot, if it holds one.
+func (pc *pooledConn) release() {
 	if pc.slot {
 		pc.slot = false
 		<-pc.p.slots
