@@ -33,7 +33,7 @@ type Options struct {
 // Outcome is one recipient's delivery to one destination, for
 // Options.Observe.
 type Outcome struct {
-	// Backend is the target's Kind: "maildir" or "pipe".
+	// Backend is the target's Kind: "maildir", "pipe" or "lmtp".
 	Backend string
 	// Duration is the time the destination's delivery took.
 	Duration time.Duration
