@@ -81,6 +81,12 @@ var (
 	ErrBadForward = protocol.NewError(protocol.CodeLocalError, protocol.ECTempMisconfigured, "Mailbox temporarily unavailable (misconfigured), try again later")
 )
 
+// Refusals for messages a remote server cannot take as they are.
+var (
+	errRemoteNoUTF8      = protocol.NewError(protocol.CodeMailboxNameInvalid, protocol.ECPermNeedsUTF8, "The mail server of this recipient does not accept internationalized mail (SMTPUTF8)")
+	errRemoteNoExtension = protocol.NewError(protocol.CodeTransactionFailed, protocol.ECPermMedia, "The mail server of this recipient cannot accept this message's content")
+)
+
 // checkRemoteAddress reports whether a is "host:port" or "unix:/path".
 func checkRemoteAddress(a string) error {
 	if p, ok := strings.CutPrefix(a, "unix:"); ok {
@@ -268,6 +274,11 @@ func (r *remoteTarget) deliver(ctx context.Context, m *Message, addr string, idx
 		params = *m.params
 	}
 	params.Size = 0 // the client's SIZE counted another copy; the server measures its own
+	if _, ok := pc.c.Extension("8BITMIME"); !ok && strings.EqualFold(string(params.Body), string(protocol.Body8BitMIME)) {
+		// As Postfix's smtp client does: 8-bit text goes as it is to a
+		// server that did not say it takes it, rather than never.
+		params.Body = ""
+	}
 	body := io.MultiReader(bytes.NewReader(m.base), m.Body())
 	st, err := pc.c.Send(ctx, m.from, &params, rcpts, body)
 	broken := pc.c.Err() != nil
@@ -317,6 +328,15 @@ func relay(s protocol.RcptStatus, rcpt string, broken bool) error {
 			out.EnhancedCode = protocol.EnhancedCode{out.Code / 100, 0, 0}
 		}
 		return &out
+	}
+	if errors.Is(s.Err, protocol.ErrNotOffered) {
+		// The message needs an extension the server lacks (RFC 6531
+		// section 3.2: no SMTPUTF8 transaction with a server that does
+		// not offer it): trying again will not help.
+		if strings.Contains(s.Err.Error(), "SMTPUTF8") {
+			return errRemoteNoUTF8.Wrap(s.Err)
+		}
+		return errRemoteNoExtension.Wrap(s.Err)
 	}
 	if !broken {
 		// Not the server's answer and not the connection: a local

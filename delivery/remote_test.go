@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,7 @@ type fakeLMTP struct {
 
 	xclient   bool          // offer XCLIENT
 	xforward  bool          // offer XFORWARD
+	no8bit    bool          // do not offer 8BITMIME
 	dropData  bool          // close the connection after the message, before any reply
 	hangFinal time.Duration // wait this long before the final replies
 
@@ -112,7 +115,11 @@ func (f *fakeLMTP) serve(c net.Conn) {
 			if f.xforward {
 				w("250-XFORWARD NAME ADDR PORT PROTO HELO SOURCE IDENT")
 			}
-			w("250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME")
+			if f.no8bit {
+				w("250-PIPELINING\r\n250 ENHANCEDSTATUSCODES")
+			} else {
+				w("250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME")
+			}
 		case "XCLIENT":
 			w("220 fake LMTP")
 		case "XFORWARD":
@@ -526,6 +533,40 @@ func TestRemoteClientAttributes(t *testing.T) {
 	})
 }
 
+// TestRemoteMailParams: the sender's MAIL parameters go on (BODY,
+// RET, ENVID where offered), SIZE does not (the copy differs), and
+// 8-bit text goes to a server without 8BITMIME as it is.
+func TestRemoteMailParams(t *testing.T) {
+	for _, no8bit := range []bool{false, true} {
+		a := newFakeLMTP(t, "a")
+		a.no8bit = no8bit
+		r := proxyRouter(t, a.Addr, a.Addr, LMTP{})
+		ctx := testCtx(t, nil)
+		tx, _ := r.Mail(ctx, conn(protocol.LMTP), addr("s@example.net"), &protocol.MailParams{Body: protocol.Body8BitMIME, Size: 12345})
+		m := message(t, "s@example.net", []string{"alice@example.org"}, "Subject: caf\xc3\xa9\r\n\r\nbody\r\n")
+		m.Params = &protocol.MailParams{Body: protocol.Body8BitMIME, Size: 12345}
+		if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
+			t.Fatal(err)
+		}
+		var st statuses
+		if err := tx.Data(ctx, m, &st); err != nil {
+			t.Fatal(err)
+		}
+		if err, _ := st.get(0); err != nil {
+			t.Fatalf("8BITMIME offered %v: %v", !no8bit, err)
+		}
+		tx.Close()
+		_, cmds, _ := a.snapshot()
+		want := "MAIL FROM:<s@example.net> BODY=8BITMIME"
+		if no8bit {
+			want = "MAIL FROM:<s@example.net>"
+		}
+		if !slices.Contains(cmds, want) {
+			t.Errorf("8BITMIME offered %v: commands %q, want %q", !no8bit, cmds, want)
+		}
+	}
+}
+
 // TestRemoteForward: a directory record's forward field sends the user
 // to that server; one that is not an address defers.
 func TestRemoteForward(t *testing.T) {
@@ -557,6 +598,11 @@ func TestRemoteForward(t *testing.T) {
 	}
 	res = relay(protocol.RcptStatus{Err: &protocol.Error{Code: 421, EnhancedCode: protocol.EnhancedCode{4, 3, 0}, Message: "bye"}}, "x@example.org", true)
 	checkCode(t, res, 451, protocol.ECTempBadConnection)
+
+	res = relay(protocol.RcptStatus{Err: fmt.Errorf("%w: SMTPUTF8", protocol.ErrNotOffered)}, "x@example.org", false)
+	checkCode(t, res, 553, protocol.ECPermNeedsUTF8)
+	res = relay(protocol.RcptStatus{Err: fmt.Errorf("%w: BINARYMIME", protocol.ErrNotOffered)}, "x@example.org", false)
+	checkCode(t, res, 554, protocol.ECPermMedia)
 
 	var rt remoteTarget
 	st := &Destination{Address: "x@example.org", Resolution: Resolution{Record: directory.Record{Forward: "not an address"}}}
