@@ -209,6 +209,30 @@ func (p *remotePool) put(pc *pooledConn) {
 	p.mu.Unlock()
 	if !keep {
 		pc.c.Close()
+		return
+	}
+	// Closes pc once it has been idle too long, unless it is reused.
+	time.AfterFunc(p.set.IdleTimeout+time.Millisecond, p.sweep)
+}
+
+// sweep closes the idle connections unused for longer than IdleTimeout,
+// so that connections the server will drop anyway are not kept open.
+func (p *remotePool) sweep() {
+	var old []*pooledConn
+	p.mu.Lock()
+	kept := p.idle[:0]
+	for _, pc := range p.idle {
+		if time.Since(pc.used) > p.set.IdleTimeout {
+			old = append(old, pc)
+		} else {
+			kept = append(kept, pc)
+		}
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+	p.mu.Unlock()
+	for _, pc := range old {
+		pc.c.Close()
 	}
 }
 

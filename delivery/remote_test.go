@@ -34,6 +34,7 @@ type fakeLMTP struct {
 	mu     sync.Mutex
 	refuse map[string]string // recipient -> final reply line
 	conns  int
+	ended  int // connections closed by the client (or by Close)
 	open   []net.Conn
 	cmds   []string
 	msgs   []string // DATA contents, CRLF kept, dot-unstuffed
@@ -69,6 +70,9 @@ func (f *fakeLMTP) listen(path string) {
 			go func() {
 				defer f.wg.Done()
 				f.serve(c)
+				f.mu.Lock()
+				f.ended++
+				f.mu.Unlock()
 			}()
 		}
 	}()
@@ -416,6 +420,30 @@ func TestRemotePool(t *testing.T) {
 	_, final = lmtpTx(w, []string{"alice@example.org"}, "Subject: x\r\n\r\nbody")
 	if len(final) != 1 || !strings.HasPrefix(final[0], "250") {
 		t.Fatalf("backend back: %q, want 250", final)
+	}
+}
+
+// TestRemoteIdleTimeout: an idle connection is closed after IdleTimeout
+// without waiting for the next delivery.
+func TestRemoteIdleTimeout(t *testing.T) {
+	a, b := newFakeLMTP(t, "a"), newFakeLMTP(t, "b")
+	r := proxyRouter(t, a.Addr, b.Addr, LMTP{}, func(c *Config) {
+		c.Domains[0].Users[0].Route.LMTP.IdleTimeout = 50 * time.Millisecond
+	})
+	w := startWire(t, r)
+	lmtpTx(w, []string{"alice@example.org"}, "Subject: x\r\n\r\nbody")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.mu.Lock()
+		ended := a.ended
+		a.mu.Unlock()
+		if ended == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection was not closed")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
