@@ -674,3 +674,34 @@ func TestRemoteConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRemoteDeliver: one 1 KiB message for one recipient through the
+// remote target to a scripted backend on a unix socket, the connection
+// reused (RSET each time).
+func BenchmarkRemoteDeliver(b *testing.B) {
+	a := newFakeLMTP(b, "a")
+	r := proxyRouter(b, a.Addr, a.Addr, LMTP{})
+	ctx := context.Background()
+	text := "Subject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("x", 62)+"\r\n", 16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		tx, _ := r.Mail(ctx, conn(protocol.LMTP), addr("s@example.net"), &protocol.MailParams{})
+		m := message(b, "s@example.net", []string{"alice@example.org"}, text)
+		if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
+			b.Fatal(err)
+		}
+		var st statuses
+		if err := tx.Data(ctx, m, &st); err != nil {
+			b.Fatal(err)
+		}
+		if err, _ := st.get(0); err != nil {
+			b.Fatal(err)
+		}
+		tx.Close()
+	}
+	b.StopTimer()
+	a.mu.Lock()
+	a.cmds, a.msgs = nil, nil
+	a.mu.Unlock()
+}

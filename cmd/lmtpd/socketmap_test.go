@@ -99,3 +99,42 @@ func TestSocketmapTables(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSocketmapLookup: any table name and key get an answer of the
+// socketmap contract (a value, ErrNotFound, ErrBadRequest or a
+// *socketmap.Error), never a panic.
+func FuzzSocketmapLookup(f *testing.F) {
+	cfg := delivery.DefaultConfig()
+	cfg.Maildir.Root = f.TempDir()
+	cfg.Domains = []delivery.Domain{
+		{Name: "example.org", Users: []delivery.User{{Name: "bob"}}, Aliases: map[string][]string{"sales": {"bob"}}},
+		{Name: "any.example", AnyUser: true, UTF8LocalParts: true},
+	}
+	plan, err := delivery.Compile(cfg, delivery.PlanOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, err := delivery.New(plan, delivery.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer r.Close()
+	h := &socketmapHandler{r: r}
+	for _, s := range [][2]string{{"mailbox", "bob@example.org"}, {"alias", "sales@example.org"}, {"domain", "any.example"},
+		{"mailbox", "\"q u\"@any.example"}, {"mailbox", "jörg@any.example"}, {"alias", "@example.org"}, {"mailbox", "x@[192.0.2.1]"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, table, key string) {
+		v, err := h.Lookup(context.Background(), table, key)
+		var se *socketmap.Error
+		switch {
+		case err == nil:
+			if table == socketmapMailbox && v == "" {
+				t.Errorf("mailbox %q: OK with an empty value", key)
+			}
+		case errors.Is(err, socketmap.ErrNotFound), errors.Is(err, socketmap.ErrBadRequest), errors.As(err, &se):
+		default:
+			t.Errorf("%s %q: error %v outside the contract", table, key, err)
+		}
+	})
+}
