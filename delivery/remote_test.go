@@ -705,3 +705,27 @@ func BenchmarkRemoteDeliver(b *testing.B) {
 	a.cmds, a.msgs = nil, nil
 	a.mu.Unlock()
 }
+
+// TestRemoteSMTPStage: in an SMTP transaction (protocol.Stager), the
+// remote target runs with the final targets; a backend that is down makes
+// Stage return 451 4.4.1, the fold of the recipients' outcomes, while the
+// other backend has its copy (a Final target's 250 cannot be undone, as
+// a pipe command's).
+func TestRemoteSMTPStage(t *testing.T) {
+	a := newFakeLMTP(t, "a")
+	r := proxyRouter(t, a.Addr, "unix:"+filepath.Join(t.TempDir(), "down.sock"), LMTP{})
+	ctx := testCtx(t, nil)
+	tx, _ := r.Mail(ctx, conn(protocol.SMTP), addr("s@example.net"), &protocol.MailParams{})
+	defer tx.Close()
+	m := message(t, "s@example.net", []string{"alice@example.org", "carol@example.org"}, "Subject: x\r\n\r\nbody\r\n")
+	for _, rc := range m.Recipients {
+		if err := tx.Rcpt(ctx, rc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := tx.(protocol.Stager).Stage(ctx, m)
+	checkCode(t, err, 451, protocol.EnhancedCode{4, 4, 1})
+	if _, _, msgs := a.snapshot(); len(msgs) != 1 {
+		t.Errorf("backend a got %d messages, want 1", len(msgs))
+	}
+}
