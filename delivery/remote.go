@@ -265,7 +265,14 @@ func (r *remoteTarget) deliver(ctx context.Context, m *Message, addr string, idx
 		}
 		rc := &protocol.Recipient{Address: a}
 		if len(d.Rcpts) > 0 {
-			rc.Params = m.Recipients[d.Rcpts[0]].Params
+			orig := m.Recipients[d.Rcpts[0]]
+			rc.Params = orig.Params
+			if rc.Params.OriginalRecipient == "" && !strings.EqualFold(orig.Address.String(), d.Address) && orig.Address.IsASCII() {
+				// An alias was expanded here: the server learns the
+				// address the client gave (RFC 3461 section 4.2, where
+				// the server offers DSN).
+				rc.Params.OriginalRecipientType, rc.Params.OriginalRecipient = "rfc822", orig.Address.String()
+			}
 		}
 		rcpts[k] = rc
 	}
