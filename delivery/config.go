@@ -63,6 +63,11 @@ type Config struct {
 	// Sieve configures Sieve filtering of maildir recipients (off by
 	// default; see SieveConfig).
 	Sieve SieveConfig
+	// Forward holds the connection settings for the LMTP servers that
+	// directory records name in their forward field (the proxy case: such
+	// a user's mail goes to that server, whatever the route); Address is
+	// not used. A server a route names has the route's settings.
+	Forward LMTP
 }
 
 // Domain is one served domain.
@@ -115,8 +120,9 @@ type User struct {
 }
 
 // Route chooses the backend for a user or domain: Target when set, a pipe
-// command when Pipe is set, otherwise maildir. At most one of Maildir, Pipe
-// and Target may be set. The zero value inherits (user from domain, domain
+// command when Pipe is set, a remote LMTP server when LMTP is set,
+// otherwise maildir. At most one of Maildir, Pipe, LMTP and Target may be
+// set. The zero value inherits (user from domain, domain
 // from the global maildir template).
 type Route struct {
 	// Maildir is a maildir path template relative to Config.Maildir.Root
@@ -125,6 +131,8 @@ type Route struct {
 	Maildir string
 	// Pipe delivers by running a command instead.
 	Pipe *Pipe
+	// LMTP hands the recipients to a remote LMTP server (see LMTP).
+	LMTP *LMTP
 	// Target delivers to a target of the caller's own (see Target); it
 	// must be comparable (a pointer, typically), since destinations are
 	// grouped by it.
@@ -132,7 +140,9 @@ type Route struct {
 }
 
 // IsZero reports whether r inherits everything.
-func (r Route) IsZero() bool { return r.Maildir == "" && r.Pipe == nil && r.Target == nil }
+func (r Route) IsZero() bool {
+	return r.Maildir == "" && r.Pipe == nil && r.Target == nil && r.LMTP == nil
+}
 
 // Pipe is a delivery command (see package pipe for placeholders, the
 // environment and the exit status mapping).

@@ -140,4 +140,21 @@
 // the record's uid and gid, without following any symbolic link under the
 // home (see package maildir, "Homes"); a mailbox outside the home, or an
 // absolute one from a record that is not trusted, is 451 4.3.5 at RCPT.
+//
+// # Remote LMTP
+//
+// A route with LMTP, or a Lookup record with a Forward field (the proxy
+// case), hands the recipient to another LMTP server (remote.go): lmtpd,
+// Dovecot. All remote destinations of a message are one group; its Stage
+// runs one transaction per server, the servers concurrently, each reading
+// its own reader of the spooled message (header as received, with the
+// server's Received field, and body; the client restores CRLF). The
+// target is Final: a server's 250 is the recipient's 250, and its
+// refusal is relayed with its code, enhanced code and text. A server that
+// cannot be reached or does not answer in time gives 451 4.4.1, one that
+// drops the connection during the transaction 451 4.4.2, one whose
+// connections stay busy 451 4.4.5, each for that server's recipients
+// only. Connections are pooled per server across reloads and reset with
+// RSET before reuse. Router.Resolve gives the routing without delivering,
+// for lookups from outside (resolve.go).
 package delivery

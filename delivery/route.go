@@ -25,6 +25,7 @@ type table struct {
 	explicitPM  bool
 	nextRoute   int
 	maildir     *maildirTarget // the one maildir target, shared by every maildir route
+	remote      *remoteTarget  // the one remote LMTP target (remote.go), shared by every LMTP route and forward
 	targets     []Target       // every target the routes use, each once
 	usesMaildir bool
 }
@@ -56,6 +57,7 @@ type aliasTarget struct {
 type route struct {
 	target Target
 	tmpl   *maildir.Template // maildir route
+	lmtp   string            // remote LMTP route: the server's address
 }
 
 // compile validates cfg and builds its table, collecting every problem as
@@ -108,6 +110,9 @@ func compile(cfg *Config) (*table, error) {
 	}
 	uid, gid := compileOwner(cfg.Maildir, fail)
 	t.maildir = &maildirTarget{root: cfg.Maildir.Root, store: cfg.storeKey(uid, gid)}
+	t.remote = &remoteTarget{routes: make(map[string]LMTP), forward: cfg.Forward}
+	t.targets = append(t.targets, t.remote) // unused unless a route or a record names a server
+	cfg.Forward.validate(key("Forward"), false, fail)
 	usesMaildir := false
 	compileRoute := func(k []string, where string, r Route, inherit *route) *route {
 		switch {
@@ -119,6 +124,21 @@ func compile(cfg *Config) (*table, error) {
 		case r.Target != nil && (r.Pipe != nil || r.Maildir != ""):
 			fail(k, "a route with a target has neither maildir nor pipe")
 			return nil
+		case r.LMTP != nil && (r.Pipe != nil || r.Maildir != "" || r.Target != nil):
+			fail(k, "a route with lmtp has neither maildir, pipe nor a target")
+			return nil
+		case r.LMTP != nil:
+			n := len(errs)
+			r.LMTP.validate(key(k, "=lmtp"), true, fail)
+			if len(errs) > n {
+				return nil
+			}
+			if prev, ok := t.remote.routes[r.LMTP.Address]; ok && prev != *r.LMTP {
+				fail(key(k, "=lmtp"), "%s: server %s is named elsewhere with other settings; one server has one set of settings", where, r.LMTP.Address)
+				return nil
+			}
+			t.remote.routes[r.LMTP.Address] = *r.LMTP
+			return &route{target: t.remote, lmtp: r.LMTP.Address}
 		case r.Target != nil:
 			if !slices.Contains(t.targets, r.Target) {
 				t.targets = append(t.targets, r.Target)
@@ -163,7 +183,7 @@ func compile(cfg *Config) (*table, error) {
 	// written, also those of domains and users with problems of their
 	// own, so that a missing root is reported together with them.
 	for _, dc := range cfg.Domains {
-		if dc.Route.Maildir != "" || dc.Route.Pipe == nil && dc.Route.Target == nil {
+		if dc.Route.Maildir != "" || dc.Route.Pipe == nil && dc.Route.Target == nil && dc.Route.LMTP == nil {
 			usesMaildir = true
 		}
 		for _, u := range dc.Users {
@@ -523,6 +543,15 @@ func (t *table) one(d *domain, userName, detail, addr string, r *route, create b
 	dst.UID, dst.GID = -1, -1 // no record: no owner of its own
 	if rec != nil {
 		dst.Record = *rec
+	}
+	if r.lmtp != "" && dst.Forward == "" {
+		dst.Forward = r.lmtp
+	}
+	if dst.Forward != "" {
+		// The proxy case: the record's server (or the route's) holds the
+		// mailbox; it resolves mailbox and folder itself.
+		dst.Target = t.remote
+		return out, nil
 	}
 	if r.tmpl != nil {
 		if dst.Mailbox == "" {

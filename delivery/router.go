@@ -47,7 +47,7 @@ type Options struct {
 // Outcome is one recipient's delivery to one destination, for
 // Options.Observe.
 type Outcome struct {
-	// Backend is the target's Kind: "maildir" or "pipe".
+	// Backend is the target's Kind: "maildir", "pipe" or "lmtp".
 	Backend string
 	// Duration is the time the destination's delivery took.
 	Duration time.Duration
@@ -73,6 +73,7 @@ type Router struct {
 	stores   map[storeKey]*maildir.Store
 	journals map[string]*journal
 	limiters map[limiterKey]*pipe.Limiter
+	remotes  *remotePools // remote LMTP connections, made on first use (remote_pool.go)
 	closed   bool
 	quota    *quota.Tracker // made by quotaTracker; coordinates deliveries per maildir
 }
@@ -269,6 +270,9 @@ func (r *Router) Close() error {
 	for k, j := range r.journals {
 		errs = append(errs, j.close())
 		delete(r.journals, k)
+	}
+	if r.remotes != nil {
+		r.remotes.close()
 	}
 	return errors.Join(errs...)
 }

@@ -164,9 +164,11 @@ type Message struct {
 	Recipients []*protocol.Recipient
 
 	body   *spool.Spool
-	hdr    *textproto.Header // the header as received, for Fields
-	rp     []byte            // the Return-Path field
-	base   []byte            // the header as received, LF line endings
+	hdr    *textproto.Header    // the header as received, for Fields
+	from   protocol.Address     // the reverse-path, for a remote server
+	params *protocol.MailParams // the MAIL parameters, for a remote server
+	rp     []byte               // the Return-Path field
+	base   []byte               // the header as received, LF line endings
 	nDests int
 	mode   DeliveredToMode
 }

@@ -423,7 +423,7 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"bad_values.toml", "check-config", []string{
 			`@FILE@:2: log.level: "loud" is not one of "trace", "debug", "info", "warn", "error"`,
-			`@FILE@:6: listener[0].protocol: "http" is not one of "lmtp", "smtp", "policy"`,
+			`@FILE@:6: listener[0].protocol: "http" is not one of "lmtp", "smtp", "policy", "socketmap"`,
 			`@FILE@:7: listener[0].address: "localhost" is not host:port or unix:/path (missing port in address)`,
 			`@FILE@:8: listener[0].tls: "yes" is not one of "none", "starttls", "implicit"`,
 			`@FILE@:9: listener[0].trusted_networks[1]: "10.0.0.0/33" is not a network such as 192.0.2.0/24 or 2001:db8::/32`,

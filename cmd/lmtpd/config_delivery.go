@@ -55,9 +55,10 @@ func (c *config) deliveryConfig() delivery.Config {
 			FileMode:        fs.FileMode(dc.Maildir.FileMode),
 			DirMode:         fs.FileMode(dc.Maildir.DirMode),
 		},
-		Spool: delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
-		Dedup: delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
-		Sieve: c.Sieve.delivery(),
+		Spool:   delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
+		Dedup:   delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},
+		Sieve:   c.Sieve.delivery(),
+		Forward: dc.Forward.lmtp(),
 	}
 	if d.Spool.Threshold == 0 {
 		d.Spool.Threshold = -1 // 0 in the file: always a file
@@ -91,6 +92,10 @@ func (r routeConfig) route() delivery.Route {
 			PerMessage: p.PerMessage, MaxProcesses: p.MaxProcesses, MaxWait: time.Duration(p.MaxWait),
 		}
 	}
+	if r.LMTP != nil {
+		l := r.LMTP.lmtp()
+		out.LMTP = &l
+	}
 	return out
 }
 
@@ -98,7 +103,7 @@ func (r routeConfig) route() delivery.Route {
 // maildir: a domain's users do unless the domain or the user names a pipe.
 func usesMaildir(d *delivery.Config) bool {
 	for _, dm := range d.Domains {
-		if dm.Route.Pipe == nil || dm.Route.Maildir != "" {
+		if dm.Route.Pipe == nil && dm.Route.LMTP == nil || dm.Route.Maildir != "" {
 			return true
 		}
 		for _, u := range dm.Users {
@@ -117,6 +122,7 @@ func usesMaildir(d *delivery.Config) bool {
 // the state of this system (directories that must be writable: a
 // systemError, temporary for deliver).
 func (c *config) checkDeliveryFile(ec *errorCollector) {
+	c.checkRemoteFile(ec)
 	eachRoute(c.Domains, func(key string, r routeConfig) {
 		if p := r.Pipe; p != nil {
 			// Negative values are delivery's to refuse; 0, which it

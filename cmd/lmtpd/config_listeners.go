@@ -70,7 +70,18 @@ func (c *config) validateListeners(ec *errorCollector) {
 		}
 		addrs[l.Address] = l.Name
 
-		if oneOf(ec, key("tls"), l.TLS, tlsModes) && l.TLS != "none" {
+		if l.Protocol == "socketmap" {
+			// Postfix's socketmap client speaks plain netstrings: no TLS,
+			// no AUTH (socketmap_table(5)); guard it with the socket's
+			// permissions or a loopback address.
+			if l.TLS != "none" {
+				ec.add(key("tls"), errors.New(`a socketmap listener has no TLS: want "none"`))
+			}
+			if l.Auth != "off" {
+				ec.add(key("auth"), errors.New(`a socketmap listener has no AUTH: want "off"`))
+			}
+		}
+		if oneOf(ec, key("tls"), l.TLS, tlsModes) && l.TLS != "none" && l.Protocol != "socketmap" {
 			needTLS = true
 		}
 		if l.RequireTLS && l.TLS != "starttls" {

@@ -218,6 +218,7 @@ type deliveryConfig struct {
 	Maildir         maildirConfig `toml:"maildir"`
 	Spool           spoolConfig   `toml:"spool"`
 	Dedup           dedupConfig   `toml:"dedup"`
+	Forward         lmtpConfig    `toml:"forward"` // config_remote.go
 }
 
 // maildirConfig is [delivery.maildir] (delivery.MaildirConfig).
@@ -294,6 +295,7 @@ type userConfig struct {
 type routeConfig struct {
 	Maildir string      `toml:"maildir,omitempty"`
 	Pipe    *pipeConfig `toml:"pipe,omitempty"`
+	LMTP    *lmtpConfig `toml:"lmtp,omitempty"` // config_remote.go
 }
 
 // pipeConfig is a route's pipe table (pipe.Command and PerMessage).
@@ -339,6 +341,7 @@ func defaultConfig() *config {
 			Maildir:         maildirConfig{Template: delivery.DefaultTemplate, SpecialFolders: slices.Clone(delivery.DefaultSpecialFolders), FileMode: fileMode(maildir.FileMode), DirMode: fileMode(maildir.DirMode)},
 			Spool:           spoolConfig{Threshold: spool.DefaultThreshold},
 			Dedup:           dedupConfig{Window: duration(delivery.DefaultDedupWindow)},
+			Forward:         defaultLMTPConfig(),
 		},
 		Domains:     []domainConfig{},
 		Directories: []directoryConfig{},

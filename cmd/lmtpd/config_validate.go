@@ -17,7 +17,7 @@ import (
 var (
 	logLevels    = []string{"trace", "debug", "info", "warn", "error"}
 	logFormats   = []string{"auto", "json", "console"}
-	protocols    = []string{"lmtp", "smtp", "policy"}
+	protocols    = []string{"lmtp", "smtp", "policy", "socketmap"}
 	tlsModes     = []string{"none", "starttls", "implicit"}
 	authModes    = []string{"off", "optional", "required"}
 	bareEndPolys = []string{"reject", "normalize"}

@@ -20,6 +20,7 @@ import (
 	"github.com/lmtpd/lmtpd/policy"
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/lmtpd/lmtpd/sasl"
+	"github.com/lmtpd/lmtpd/socketmap"
 )
 
 const serveUsage = "lmtpd [serve] [-config FILE]\n\nRuns the daemon. SIGTERM or SIGINT stop it gracefully (a second one at once),\nSIGHUP reloads routing, users, credentials and certificates."
@@ -84,13 +85,14 @@ type daemon struct {
 // LMTP and SMTP, a *policy.Server for Postfix's policy delegation.
 type listenerServer struct {
 	cfg       listenerConfig
-	srv       server
+	srv       server // *protocol.Server, *policy.Server or *socketmap.Server
 	ln        net.Listener
 	addr      string // what it listens on, for logs
 	activated bool
 }
 
-// server is what the daemon needs of a listener's server.
+// server is what the daemon needs of a listener's server: protocol.Server,
+// policy.Server, socketmap.Server.
 type server interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
@@ -206,7 +208,7 @@ func (d *daemon) run() int {
 	for _, s := range d.servers {
 		go func() {
 			err := s.srv.Serve(s.ln)
-			if !errors.Is(err, protocol.ErrServerClosed) && !errors.Is(err, policy.ErrServerClosed) {
+			if !errors.Is(err, protocol.ErrServerClosed) && !errors.Is(err, policy.ErrServerClosed) && !errors.Is(err, socketmap.ErrServerClosed) {
 				d.serveErr <- fmt.Errorf("listener %s: %w", s.cfg.Name, err)
 			}
 		}()
@@ -258,6 +260,12 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 	}
 	if lc.Protocol == "policy" {
 		d.openPolicy(ls)
+		return exOK
+	}
+	if lc.Protocol == "socketmap" {
+		logger := d.log.With().Str("listener", lc.Name).Logger()
+		ls.srv = &socketmap.Server{Handler: &socketmapHandler{r: d.router}, Logger: &logger, MaxConnections: lc.MaxConnections}
+		d.servers = append(d.servers, ls)
 		return exOK
 	}
 	var tlsCfg *tls.Config
