@@ -155,6 +155,9 @@
 // drops the connection during the transaction 451 4.4.2, one whose
 // connections stay busy 451 4.4.5, each for that server's recipients
 // only. Connections are pooled per server across reloads and reset with
-// RSET before reuse. Router.Resolve gives the routing without delivering,
+// RSET before reuse. Loops between proxies are refused with 554 5.4.6
+// (protocol.ProxyHop: the XCLIENT TTL this server was given, or the run of
+// its own Received fields on the message), and the hop count left goes to
+// a server that lists XCLIENT TTL. Router.Resolve gives the routing without delivering,
 // for lookups from outside (resolve.go).
 package delivery

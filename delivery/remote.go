@@ -245,9 +245,20 @@ func (r *remoteTarget) deliver(ctx context.Context, m *Message, addr string, idx
 		finish(ErrBadForward.Wrap(fmt.Errorf("delivery: bad LMTP server address %q", addr)))
 		return
 	}
+	// The loop guard (package protocol, "Proxy loops"): a message that
+	// came through too many proxies, or whose proxy said TTL=0, is not
+	// handed on again; the next server learns the hop count left, with
+	// XCLIENT TTL= where it offers that (Dovecot's convention).
+	ttl, err := protocol.ProxyHop(m.Conn, m.proto)
+	if err != nil {
+		l.Warn().Err(err).Msg("remote delivery: refused, the message would loop between proxies")
+		finish(err)
+		return
+	}
 	set := r.settings(addr)
 	p := r.pools.pool(set)
 	xc := xclientFor(m.Conn)
+	xc.Other = map[string]string{"TTL": strconv.Itoa(ttl)}
 	pc, err := p.get(ctx, xc, &l)
 	if err != nil {
 		l.Warn().Err(err).Msg("remote delivery: no connection to the server")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -173,10 +174,17 @@ func (p *remotePool) get(ctx context.Context, x protocol.XClientAttrs, l *zerolo
 // else XFORWARD (per transaction), when the server offers either. A
 // server that offers neither learns nothing, and nothing is invented.
 func (pc *pooledConn) forward(ctx context.Context, x protocol.XClientAttrs) error {
+	c := pc.c
+	if ttl, ok := x.Other["TTL"]; ok {
+		// TTL, the hop count, goes only to a server that lists it.
+		x.Other = nil
+		if slices.Contains(c.XClientAttributes(), "TTL") {
+			x.Other = map[string]string{"TTL": ttl}
+		}
+	}
 	if xkey(x) == (xclientKey{}) {
 		return nil
 	}
-	c := pc.c
 	switch {
 	case c.XClientAttributes() != nil:
 		if pc.xclient == xkey(x) {
@@ -253,8 +261,8 @@ func (pc *pooledConn) release() {
 }
 
 // xclientKey is the comparable part of the attributes lmtpd passes on.
-type xclientKey struct{ addr, name, port, helo, proto string }
+type xclientKey struct{ addr, name, port, helo, proto, ttl string }
 
 func xkey(x protocol.XClientAttrs) xclientKey {
-	return xclientKey{x.Addr, x.Name, x.Port, x.Helo, x.Proto}
+	return xclientKey{x.Addr, x.Name, x.Port, x.Helo, x.Proto, x.Other["TTL"]}
 }

@@ -25,11 +25,12 @@ type fakeLMTP struct {
 	Addr string // "unix:/path"
 	ln   net.Listener
 
-	xclient   bool          // offer XCLIENT
-	xforward  bool          // offer XFORWARD
-	no8bit    bool          // do not offer 8BITMIME
-	dropData  bool          // close the connection after the message, before any reply
-	hangFinal time.Duration // wait this long before the final replies
+	xclient    bool          // offer XCLIENT
+	xclientTTL bool          // and list Dovecot's TTL attribute
+	xforward   bool          // offer XFORWARD
+	no8bit     bool          // do not offer 8BITMIME
+	dropData   bool          // close the connection after the message, before any reply
+	hangFinal  time.Duration // wait this long before the final replies
 
 	mu     sync.Mutex
 	refuse map[string]string // recipient -> final reply line
@@ -113,7 +114,10 @@ func (f *fakeLMTP) serve(c net.Conn) {
 		switch strings.ToUpper(verb) {
 		case "LHLO":
 			w("250-fake.example.test")
-			if f.xclient {
+			switch {
+			case f.xclient && f.xclientTTL:
+				w("250-XCLIENT ADDR NAME PORT HELO PROTO LOGIN TTL")
+			case f.xclient:
 				w("250-XCLIENT ADDR NAME PORT HELO PROTO LOGIN")
 			}
 			if f.xforward {
@@ -559,6 +563,53 @@ func TestRemoteClientAttributes(t *testing.T) {
 			t.Errorf("XFORWARD sent: %q", got)
 		}
 	})
+}
+
+// TestRemoteLoopGuard: the hop count goes on with XCLIENT TTL (one less
+// than this server was given, to a server that lists TTL), and a message
+// whose proxy gave TTL=0 is refused 554 5.4.6 rather than handed on; the
+// server never sees it.
+func TestRemoteLoopGuard(t *testing.T) {
+	a := newFakeLMTP(t, "a")
+	a.xclient, a.xclientTTL = true, true
+	r := proxyRouter(t, a.Addr, a.Addr, LMTP{})
+	send := func(ttl int) error {
+		ctx := testCtx(t, nil)
+		c := conn(protocol.LMTP)
+		c.XClient.Sent, c.XClient.TTL = protocol.XClientTTL, ttl
+		tx, _ := r.Mail(ctx, c, addr("s@example.net"), &protocol.MailParams{})
+		defer tx.Close()
+		m := message(t, "s@example.net", []string{"alice@example.org"}, "Subject: x\r\n\r\nbody\r\n")
+		if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
+			t.Fatal(err)
+		}
+		var st statuses
+		if err := tx.Data(ctx, m, &st); err != nil {
+			t.Fatal(err)
+		}
+		err, _ := st.get(0)
+		return err
+	}
+	if err := send(3); err != nil {
+		t.Fatalf("TTL=3: %v", err)
+	}
+	err := send(0)
+	if pe := protocol.AsError(err); pe == nil || pe.Code != 554 || pe.Enhanced() != (protocol.EnhancedCode{5, 4, 6}) {
+		t.Fatalf("TTL=0: %v, want 554 5.4.6", err)
+	}
+	_, cmds, msgs := a.snapshot()
+	var x []string
+	for _, c := range cmds {
+		if strings.HasPrefix(c, "XCLIENT") {
+			x = append(x, c)
+		}
+	}
+	if len(x) != 1 || !strings.HasSuffix(x[0], " TTL=2") {
+		t.Errorf("XCLIENT sent: %q, want one ending in TTL=2", x)
+	}
+	if len(msgs) != 1 {
+		t.Errorf("the server got %d messages, want 1 (the looping one refused)", len(msgs))
+	}
 }
 
 // TestRemoteMailParams: the sender's MAIL parameters go on (BODY,

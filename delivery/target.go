@@ -167,6 +167,7 @@ type Message struct {
 	hdr    *textproto.Header    // the header as received, for Fields
 	from   protocol.Address     // the reverse-path, for a remote server
 	params *protocol.MailParams // the MAIL parameters, for a remote server
+	proto  *protocol.Message    // the message as received, for the proxy loop guard
 	rp     []byte               // the Return-Path field
 	base   []byte               // the header as received, LF line endings
 	nDests int

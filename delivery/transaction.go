@@ -243,7 +243,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	}
 	d.m = Message{
 		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
-		from: t.from, params: t.params,
+		from: t.from, params: t.params, proto: msg,
 		body: d.sp,
 		hdr:  hdr,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
