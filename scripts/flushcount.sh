@@ -24,8 +24,9 @@
 # RCPTS (1) recipients per message, SIZE (1024) bytes, WARMUP (50).
 # FS=loop (the default as root) puts the trees on a fresh ext4 file system
 # on a loop device, so that its journal counts only this server; FS=tmp uses
-# $TMPDIR (the journal column is then left out: other writers share it). Dovecot needs root, dovecot-core and dovecot-lmtpd, and the vmail
-# user (uid 5000) that bench-e2e.sh creates. Needs strace.
+# $TMPDIR (the journal column is then left out: other writers share it).
+# Dovecot needs root, dovecot-core and dovecot-lmtpd; the vmail user (uid
+# 5000) is created as bench-e2e.sh does. Needs strace.
 #
 # With -pid and -addr it measures a server already running at that address
 # (its process tree from PID) instead; -fs names a directory on the file
@@ -144,9 +145,13 @@ start_gosmtpd-copy() {
 	server_pid=$!
 }
 start_dovecot() {
-	if [ "$(id -u)" != 0 ] || ! command -v dovecot >/dev/null 2>&1 || ! id vmail >/dev/null 2>&1; then
-		say "dovecot needs root, dovecot-core, dovecot-lmtpd and the vmail user: skipped"
+	if [ "$(id -u)" != 0 ] || ! command -v dovecot >/dev/null 2>&1 || [ ! -x /usr/lib/dovecot/lmtp ]; then
+		say "dovecot needs root, dovecot-core and dovecot-lmtpd: skipped"
 		return 1
+	fi
+	if ! id vmail >/dev/null 2>&1; then # as scripts/bench-e2e.sh does
+		getent group vmail >/dev/null || groupadd -g 5000 vmail
+		useradd -u 5000 -g vmail -M -s /usr/sbin/nologin vmail
 	fi
 	mkdir -p "$1/run" "$1/state" "$1/mail"
 	chown vmail:vmail "$1/mail"
