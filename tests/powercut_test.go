@@ -333,10 +333,8 @@ func (c *pcClient) send(m *pcMessage, rcpts []string, acked func(rcpt string)) e
 
 func (c *pcClient) close() { c.c.Close() }
 
-// pcRound is one run: deliveries, the cut, the check, the resends.
+// pcRound is what the clients of one round sent and were told.
 type pcRound struct {
-	t        *testing.T
-	dir      string
 	messages map[string]*pcMessage
 
 	mu    sync.Mutex
@@ -423,7 +421,7 @@ func powercutRound(t *testing.T, n int) {
 	sock := filepath.Join(dir, "lmtp.sock")
 	cfg := writeFile(t, dir, "lmtpd.toml", pcConfig(dir, fs))
 
-	r := &pcRound{t: t, dir: dir, messages: map[string]*pcMessage{}, acked: map[string]bool{}, late: map[string]bool{}}
+	r := &pcRound{messages: map[string]*pcMessage{}, acked: map[string]bool{}, late: map[string]bool{}}
 	var order []*pcMessage
 	for i := range n {
 		id := fmt.Sprintf("pc%05d", i)
