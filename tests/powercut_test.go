@@ -39,17 +39,18 @@ import (
 //
 // A real power cut stops lmtpd with the disk; here lmtpd runs on for a
 // moment, and what it acknowledges then proves nothing: ext4 can report
-// success for an fsync after the cut (an fsync whose journal transaction
-// already went through a commit that failed returns 0 without looking at
-// the aborted journal; observed here as the odd acknowledged-after-the-cut
-// message that is not on the disk). So the check is for every 250 the
+// success for an fsync after the cut (observed here: the odd message
+// acknowledged after the cut is not on the disk; most likely an fsync
+// whose transaction already went through the failed commit, which jbd2
+// counts as done without looking at the aborted journal). So the check is
+// for every 250 the
 // client had read before the cut began; the late ones are counted, and
 // those lost are logged, not failed.
 //
 // Checked: every recipient acknowledged with 250 before the cut has the
-// message whole in
-// its new/; no file in new/ is empty, truncated or foreign; no message is
-// in a maildir twice; e2fsck leaves a consistent file system. Then lmtpd
+// message whole in its new/; no file in new/ is empty, truncated or
+// foreign; no message is in a maildir twice; e2fsck leaves a consistent
+// file system. Then lmtpd
 // starts again on the recovered file system (and its recovered dedup
 // journal) and the clients resend what was not acknowledged, as an MTA
 // would: lmtpd must accept every resend, and each message must end up in
@@ -59,6 +60,10 @@ import (
 // duplicate (RFC 2033 section 4.2): the dedup journal records only
 // deliveries lmtpd reported done, so it cannot catch it; those are counted
 // and logged. A second copy of anything else, or a third, is an error.
+// Last, up to 20 messages acknowledged well before the cut are replayed,
+// as after lost replies, and the test logs how many the recovered journal
+// recognised (its lines are not fsynced, so this is measured, not
+// required).
 //
 // Bounded for make test: 300 messages from 24 connections. make crash
 // runs more rounds with more messages (LMTPD_POWERCUT_ROUNDS,
