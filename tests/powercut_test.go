@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -94,8 +95,8 @@ func needPowercut(t *testing.T) {
 		}
 	}
 	if len(missing) == 0 {
-		if _, err := os.Stat("/dev/loop-control"); err != nil {
-			missing = append(missing, "loop devices (/dev/loop-control)")
+		if out, err := exec.Command("losetup", "-f").CombinedOutput(); err != nil {
+			missing = append(missing, fmt.Sprintf("a free loop device (losetup -f: %v %s)", err, bytes.TrimSpace(out)))
 		}
 	}
 	if len(missing) == 0 {
