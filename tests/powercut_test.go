@@ -109,8 +109,8 @@ func needPowercut(t *testing.T) {
 	t.Skip("SKIPPED: " + msg)
 }
 
-// sh runs a command and fails the test if it fails.
-func sh(t *testing.T, name string, args ...string) string {
+// pcSh runs a command and fails the test if it fails.
+func pcSh(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -119,8 +119,8 @@ func sh(t *testing.T, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// disk is an ext4 file system in an image file on a loop device.
-type disk struct {
+// pcDisk is an ext4 file system in an image file on a loop device.
+type pcDisk struct {
 	t     *testing.T
 	img   string
 	mnt   string
@@ -129,9 +129,9 @@ type disk struct {
 	mount bool
 }
 
-func newDisk(t *testing.T, dir string, size int64) *disk {
+func newPCDisk(t *testing.T, dir string, size int64) *pcDisk {
 	t.Helper()
-	d := &disk{t: t, img: filepath.Join(dir, "disk.img"), mnt: filepath.Join(dir, "fs")}
+	d := &pcDisk{t: t, img: filepath.Join(dir, "disk.img"), mnt: filepath.Join(dir, "fs")}
 	if err := os.MkdirAll(d.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -145,29 +145,29 @@ func newDisk(t *testing.T, dir string, size int64) *disk {
 	f.Close()
 	// Inode tables and journal written now, not by a kernel thread during
 	// the run.
-	sh(t, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", d.img)
+	pcSh(t, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", d.img)
 	t.Cleanup(d.teardown)
 	return d
 }
 
 // attach attaches the image to a loop device and mounts it.
-func (d *disk) attach() {
+func (d *pcDisk) attach() {
 	d.t.Helper()
-	d.loop = sh(d.t, "losetup", "-f", "--show", d.img)
-	sh(d.t, "mount", "-t", "ext4", d.loop, d.mnt)
+	d.loop = pcSh(d.t, "losetup", "-f", "--show", d.img)
+	pcSh(d.t, "mount", "-t", "ext4", d.loop, d.mnt)
 	d.mount = true
 }
 
 // cutPower makes every later write to the disk fail.
-func (d *disk) cutPower() {
+func (d *pcDisk) cutPower() {
 	d.t.Helper()
-	sh(d.t, "chattr", "+i", d.img)
+	pcSh(d.t, "chattr", "+i", d.img)
 	d.cut = true
 }
 
 // teardown unmounts and detaches; it tolerates a file system that went
 // read-only after the cut.
-func (d *disk) teardown() {
+func (d *pcDisk) teardown() {
 	if d.mount {
 		if out, err := exec.Command("umount", d.mnt).CombinedOutput(); err != nil {
 			d.t.Logf("umount %s: %v %s; detaching lazily", d.mnt, err, out)
@@ -189,7 +189,7 @@ func (d *disk) teardown() {
 
 // fsck repairs the image (replaying the journal) and then checks that it
 // is clean. It returns e2fsck's report of the repair.
-func (d *disk) fsck() string {
+func (d *pcDisk) fsck() string {
 	d.t.Helper()
 	out, err := exec.Command("e2fsck", "-f", "-y", d.img).CombinedOutput()
 	var ee *exec.ExitError
@@ -204,7 +204,7 @@ func (d *disk) fsck() string {
 }
 
 // stamp is what a write to the image would change.
-func (d *disk) stamp() string {
+func (d *pcDisk) stamp() string {
 	st, err := os.Stat(d.img)
 	if err != nil {
 		d.t.Fatal(err)
@@ -416,7 +416,7 @@ func TestPowerCut(t *testing.T) {
 func powercutRound(t *testing.T, n int) {
 	const conns = 24
 	dir := tempDir(t)
-	d := newDisk(t, dir, 512<<20)
+	d := newPCDisk(t, dir, 512<<20)
 	d.attach()
 	fs := d.mnt
 	for _, sub := range []string{"mail", "lib"} {
@@ -527,7 +527,7 @@ func powercutRound(t *testing.T, n int) {
 	d.teardown()
 	report := d.fsck()
 	t.Logf("cut at %d recipients acknowledged, %d of %d messages sent by the end; lmtpd logged %d warnings/errors; e2fsck: %s",
-		before, sent.Load(), n, logErrs, lastLine(report))
+		before, sent.Load(), n, logErrs, pcLastLine(report))
 
 	// Mounted again: every acknowledged delivery is there, whole.
 	d.attach()
@@ -657,7 +657,7 @@ func powercutRound(t *testing.T, n int) {
 	t.Logf("replayed %d acknowledged messages (%d recipients): the recovered dedup journal recognised %d, %d delivered twice", len(replayed), replayKeys, replayKeys-replayDups, replayDups)
 }
 
-func lastLine(s string) string {
+func pcLastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
