@@ -85,3 +85,11 @@ man:
 # version: it stays out of go.mod).
 package:
 	@GO=$(GO) VERSION=$(VERSION) COMMIT=$(COMMIT) bash scripts/package.sh -o dist
+
+# The power-cut test at length: ROUNDS (default 10) rounds of MESSAGES
+# (default 2000) deliveries into ext4 on a loop device whose writes are cut
+# at a random moment (tests/powercut_test.go; root and loop devices).
+.PHONY: crash
+crash:
+	LMTPD_POWERCUT_ROUNDS=$${ROUNDS:-10} LMTPD_POWERCUT_MESSAGES=$${MESSAGES:-2000} \
+		$(GO) test -count=1 -timeout 60m -v -run 'TestPowerCut' ./tests/

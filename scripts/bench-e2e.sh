@@ -177,6 +177,12 @@ start_gosmtpd() {
 	"$work/bin/gosmtpd" -listen "127.0.0.1:$2" -maildir "$1/mail" 2>"$1/log" &
 	server_pid=$!
 }
+# The copying variant, the reference before issue 18 (5 recipients only).
+start_gosmtpd-copy() {
+	mkdir -p "$1/mail"
+	"$work/bin/gosmtpd" -listen "127.0.0.1:$2" -maildir "$1/mail" -copy 2>"$1/log" &
+	server_pid=$!
+}
 start_dovecot() {
 	mkdir -p "$1/run" "$1/state" "$1/mail"
 	chown vmail:vmail "$1/mail"
@@ -210,7 +216,7 @@ load_servers="lmtpd gosmtpd dovecot lmtpsink gosmtpd-discard smtp-sink"
 servers_for() {
 	local s
 	case $1 in
-	1k-c8-r5) s="lmtpd lmtpd-always gosmtpd dovecot lmtpsink gosmtpd-discard smtp-sink" ;;
+	1k-c8-r5) s="lmtpd lmtpd-always gosmtpd gosmtpd-copy dovecot lmtpsink gosmtpd-discard smtp-sink" ;;
 	# Dovecot serves one connection per lmtp process (100 by default):
 	# 10,000 idle connections are not a Dovecot scenario.
 	idle-10k) s="lmtpd gosmtpd smtp-sink" ;;

@@ -20,6 +20,8 @@ command -v slapd   >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 # cmd/lmtpd's completion test parses the zsh script with zsh -n.
 command -v zsh     >/dev/null 2>&1 || need+=(zsh)
+# The power-cut test (powercut_test.go): mkfs.ext4, e2fsck, chattr.
+command -v e2fsck >/dev/null 2>&1 && command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: missing ${need[*]} (not root or no apt-get): end-to-end tests will skip" >&2

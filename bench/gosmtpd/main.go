@@ -3,12 +3,16 @@
 // library a Go programmer would reach for instead of lmtpd. It is test-only
 // code; lmtpd never uses it.
 //
-//	gosmtpd -listen 127.0.0.1:2424 -maildir /tmp/mail   # maildir delivery
-//	gosmtpd -listen unix:/tmp/lmtp.sock -discard        # null sink
+//	gosmtpd -listen 127.0.0.1:2424 -maildir /tmp/mail         # maildir, hard links
+//	gosmtpd -listen 127.0.0.1:2424 -maildir /tmp/mail -copy   # maildir, a copy each
+//	gosmtpd -listen unix:/tmp/lmtp.sock -discard              # null sink
 //
-// With -maildir it delivers each recipient's copy with the same fsyncs
-// lmtpd makes (see maildirStore) but one recipient after the other, as a
-// straightforward LDA does; with -discard it reads and drops the message.
+// With -maildir it delivers with the same fsyncs lmtpd makes (see
+// maildirStore) but one recipient after the other, as a competent LDA
+// does: the message written and fsynced once, hard links for further
+// recipients. -copy writes and fsyncs a separate copy for every recipient
+// instead, as a straightforward LDA does. With -discard it reads and drops
+// the message.
 // Every recipient local@domain with plain parts is accepted. It runs until
 // SIGTERM or SIGINT. -cpuprofile writes a pprof CPU profile of the whole
 // run.
@@ -35,6 +39,7 @@ type config struct {
 	proto      string
 	maildir    string
 	discard    bool
+	copy       bool
 	hostname   string
 	cpuprofile string
 }
@@ -47,6 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.proto, "proto", "lmtp", "dialect: lmtp or smtp")
 	fs.StringVar(&c.maildir, "maildir", "", "deliver into maildirs under this directory")
 	fs.BoolVar(&c.discard, "discard", false, "read and discard every message")
+	fs.BoolVar(&c.copy, "copy", false, "with -maildir: write a separate copy for every recipient instead of hard links")
 	fs.StringVar(&c.hostname, "hostname", "gosmtpd.example.test", "name in the greeting")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +65,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-proto %q: want lmtp or smtp", c.proto)
 	case (c.maildir == "") == !c.discard:
 		return nil, errors.New("give exactly one of -maildir and -discard")
+	case c.copy && c.maildir == "":
+		return nil, errors.New("-copy needs -maildir")
 	}
 	return c, nil
 }
@@ -145,6 +153,7 @@ func newServer(c *config) (*gosmtp.Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		st.copy = c.copy
 		be.store = st
 	}
 	s := gosmtp.NewServer(be)
@@ -207,7 +216,10 @@ func run(args []string, stderr io.Writer, ready chan<- net.Addr, stop <-chan os.
 	}
 	mode := "discarding"
 	if !c.discard {
-		mode = "maildir " + c.maildir
+		mode = "maildir " + c.maildir + ", hard links for further recipients"
+		if c.copy {
+			mode = "maildir " + c.maildir + ", a copy for every recipient"
+		}
 	}
 	fmt.Fprintf(stderr, "gosmtpd: %s on %s, %s\n", strings.ToUpper(c.proto), l.Addr(), mode)
 	if ready != nil {

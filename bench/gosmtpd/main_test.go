@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -105,42 +106,178 @@ func delivered(t *testing.T, mailbox string) []string {
 	return out
 }
 
+// deliveredFiles returns the paths of the files in mailbox's new/.
+func deliveredFiles(t *testing.T, mailbox string) []string {
+	t.Helper()
+	entries, _ := os.ReadDir(filepath.Join(mailbox, "new"))
+	var out []string
+	for _, e := range entries {
+		out = append(out, filepath.Join(mailbox, "new", e.Name()))
+	}
+	return out
+}
+
+// nlink returns the link count of the file at path.
+func nlink(t *testing.T, path string) uint64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(st.Sys().(*syscall.Stat_t).Nlink)
+}
+
+// TestDeliverLMTPAndSMTP sends two pipelined transactions to bob, carol
+// and bob again over the wire, in both maildir modes: hard links (one
+// inode with a link per recipient, the same bytes everywhere, no
+// Delivered-To:) and copies (one file each, Delivered-To: in each).
 func TestDeliverLMTPAndSMTP(t *testing.T) {
-	for _, proto := range []string{"lmtp", "smtp"} {
-		t.Run(proto, func(t *testing.T) {
-			root := t.TempDir()
-			addr := startServer(t, "-proto", proto, "-maildir", root)
-			hello, finals := "EHLO", 1
-			if proto == "lmtp" {
-				hello, finals = "LHLO", 3
-			}
-			d := connect(t, addr, hello)
-			// Two transactions on one connection, pipelined like Postfix.
-			for range 2 {
-				d.send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@Example.TEST>\r\nRCPT TO:<carol@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA")
-				for range 4 {
-					d.expect(250)
+	for _, mode := range []string{"link", "copy"} {
+		for _, proto := range []string{"lmtp", "smtp"} {
+			t.Run(mode+"/"+proto, func(t *testing.T) {
+				root := t.TempDir()
+				args := []string{"-proto", proto, "-maildir", root}
+				if mode == "copy" {
+					args = append(args, "-copy")
 				}
-				d.expect(354)
-				d.send(testBody + ".")
-				for range finals {
-					d.expect(250)
+				addr := startServer(t, args...)
+				hello, finals := "EHLO", 1
+				if proto == "lmtp" {
+					hello, finals = "LHLO", 3
+				}
+				d := connect(t, addr, hello)
+				// Two transactions on one connection, pipelined like Postfix.
+				for range 2 {
+					d.send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@Example.TEST>\r\nRCPT TO:<carol@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA")
+					for range 4 {
+						d.expect(250)
+					}
+					d.expect(354)
+					d.send(testBody + ".")
+					for range finals {
+						d.expect(250)
+					}
+				}
+				d.send("QUIT")
+				d.expect(221)
+				bobBox, carolBox := filepath.Join(root, "example.test", "bob"), filepath.Join(root, "example.test", "carol")
+				bob, carol := delivered(t, bobBox), delivered(t, carolBox)
+				if len(bob) != 4 || len(carol) != 2 {
+					t.Fatalf("bob has %d messages, carol %d: want 4 and 2", len(bob), len(carol))
+				}
+				files := append(deliveredFiles(t, bobBox), deliveredFiles(t, carolBox)...)
+				for i, m := range append(bob, carol...) {
+					if !strings.HasPrefix(m, "Return-Path: <alice@example.org>\r\n") || !strings.HasSuffix(m, "\r\n"+unstuffed) {
+						t.Errorf("delivered %q", m)
+					}
+					hasDT := strings.Contains(m, "Delivered-To: ")
+					switch n := nlink(t, files[i]); mode {
+					case "link":
+						// Three recipients of one transaction: one inode.
+						if hasDT || n != 3 {
+							t.Errorf("%s: link count %d (want 3), Delivered-To: %v (want none): %q", files[i], n, hasDT, m)
+						}
+						if m != bob[0] {
+							t.Errorf("%s differs from the first copy: %q", files[i], m)
+						}
+					case "copy":
+						if !hasDT || n != 1 {
+							t.Errorf("%s: link count %d (want 1), Delivered-To: %v (want one): %q", files[i], n, hasDT, m)
+						}
+					}
+				}
+				if mode == "link" {
+					// The two transactions are two inodes, each linked from
+					// both of bob's and one of carol's entries.
+					same := 0
+					for _, f := range files[1:] {
+						a, _ := os.Stat(files[0])
+						b, _ := os.Stat(f)
+						if os.SameFile(a, b) {
+							same++
+						}
+					}
+					if same != 2 {
+						t.Errorf("%d other entries share the first file's inode, want 2", same)
+					}
+				}
+				if mode == "copy" && !strings.Contains(carol[0], "Delivered-To: carol@example.test\r\n") {
+					t.Errorf("carol's copy: %q", carol[0])
+				}
+			})
+		}
+	}
+}
+
+// TestSingleRecipientDeliveredTo: with one recipient, the link mode writes
+// Delivered-To: as Dovecot and lmtpd do, so both modes write the same bytes.
+func TestSingleRecipientDeliveredTo(t *testing.T) {
+	for _, copyMode := range []bool{false, true} {
+		st, err := newMaildirStore(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.copy = copyMode
+		if errs := st.deliver("alice@example.org", []string{"bob@d"}, strings.NewReader(unstuffed)); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		got := delivered(t, filepath.Join(st.root, "d", "bob"))
+		want := "Return-Path: <alice@example.org>\r\nDelivered-To: bob@d\r\n" + unstuffed
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("copy=%v: delivered %q, want [%q]", copyMode, got, want)
+		}
+	}
+}
+
+// TestSyncOrder records the durability steps of a delivery to three
+// mailboxes and checks, at each fsync, what the file system holds: the
+// file is whole in tmp/ when it is fsynced, links are made only after
+// that fsync, and each new/ is fsynced after its file was renamed into it.
+// The link mode makes one file fsync and three directory fsyncs; the copy
+// mode three of each, file and directory alternating.
+func TestSyncOrder(t *testing.T) {
+	want := map[bool][]string{
+		false: {"fsync tmp/ a", "link b", "link c", "fsync new/ a", "fsync new/ b", "fsync new/ c"},
+		true:  {"fsync tmp/ a", "fsync new/ a", "fsync tmp/ b", "fsync new/ b", "fsync tmp/ c", "fsync new/ c"},
+	}
+	for _, copyMode := range []bool{false, true} {
+		t.Run(map[bool]string{false: "link", true: "copy"}[copyMode], func(t *testing.T) {
+			st, err := newMaildirStore(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.copy = copyMode
+			box := func(path string) string { return filepath.Base(filepath.Dir(filepath.Dir(path))) }
+			var events []string
+			st.syncFile = func(f *os.File) error {
+				data, err := os.ReadFile(f.Name())
+				if err != nil || !strings.HasSuffix(string(data), unstuffed) || filepath.Base(filepath.Dir(f.Name())) != "tmp" {
+					t.Errorf("fsync of %s: not a whole file in tmp/ (%v, %q)", f.Name(), err, data)
+				}
+				events = append(events, "fsync tmp/ "+box(f.Name()))
+				return f.Sync()
+			}
+			st.link = func(oldname, newname string) error {
+				events = append(events, "link "+box(newname))
+				return os.Link(oldname, newname)
+			}
+			st.syncDir = func(path string) error {
+				files := deliveredFiles(t, filepath.Dir(path))
+				if len(files) != 1 {
+					t.Errorf("fsync of %s with %d files in it, want the renamed one", path, len(files))
+				} else if data, _ := os.ReadFile(files[0]); !strings.HasSuffix(string(data), unstuffed) {
+					t.Errorf("fsync of %s: %s holds %q", path, files[0], data)
+				}
+				events = append(events, "fsync new/ "+filepath.Base(filepath.Dir(path)))
+				return fsyncDir(path)
+			}
+			for i, err := range st.deliver("x@y", []string{"a@d", "b@d", "c@d"}, strings.NewReader(unstuffed)) {
+				if err != nil {
+					t.Errorf("recipient %d: %v", i, err)
 				}
 			}
-			d.send("QUIT")
-			d.expect(221)
-			bob := delivered(t, filepath.Join(root, "example.test", "bob"))
-			carol := delivered(t, filepath.Join(root, "example.test", "carol"))
-			if len(bob) != 4 || len(carol) != 2 {
-				t.Fatalf("bob has %d messages, carol %d: want 4 and 2", len(bob), len(carol))
-			}
-			for _, m := range append(bob, carol...) {
-				if !strings.HasPrefix(m, "Return-Path: <alice@example.org>\r\nDelivered-To: ") || !strings.HasSuffix(m, "\r\n"+unstuffed) {
-					t.Errorf("delivered %q", m)
-				}
-			}
-			if !strings.Contains(carol[0], "Delivered-To: carol@example.test\r\n") {
-				t.Errorf("carol's copy: %q", carol[0])
+			if strings.Join(events, ", ") != strings.Join(want[copyMode], ", ") {
+				t.Errorf("steps:\n  %s\nwant\n  %s", strings.Join(events, ", "), strings.Join(want[copyMode], ", "))
 			}
 		})
 	}
@@ -235,6 +372,7 @@ func TestDeliverErrors(t *testing.T) {
 		rcpts    []string
 		wantErrs []bool
 		wantNew  map[string]int // mailbox -> files in new/
+		only     string         // "link" or "copy": the mode the case is for; "": both
 	}{
 		{
 			name:     "file fsync fails for every copy",
@@ -257,6 +395,37 @@ func TestDeliverErrors(t *testing.T) {
 			rcpts:    []string{"a@d", "b@d", "c@d"},
 			wantErrs: []bool{false, true, false},
 			wantNew:  map[string]int{"d/a": 1, "d/b": 0, "d/c": 1},
+			only:     "copy",
+		},
+		{
+			name: "link into the second mailbox fails",
+			setup: func(t *testing.T, st *maildirStore) {
+				st.link = func(oldname, newname string) error {
+					if strings.Contains(newname, "/b/") {
+						return boom
+					}
+					return os.Link(oldname, newname)
+				}
+			},
+			rcpts:    []string{"a@d", "b@d", "c@d"},
+			wantErrs: []bool{false, true, false},
+			wantNew:  map[string]int{"d/a": 1, "d/b": 0, "d/c": 1},
+			only:     "link",
+		},
+		{
+			name: "second new/ fsync fails",
+			setup: func(t *testing.T, st *maildirStore) {
+				st.syncDir = func(path string) error {
+					if strings.Contains(path, "/b/") {
+						return boom
+					}
+					return fsyncDir(path)
+				}
+			},
+			rcpts:    []string{"a@d", "b@d", "c@d"},
+			wantErrs: []bool{false, true, false},
+			// The rename was made: the file is there, just not known durable.
+			wantNew: map[string]int{"d/a": 1, "d/b": 1, "d/c": 1},
 		},
 		{
 			name:     "client data fails mid-message",
@@ -308,33 +477,39 @@ func TestDeliverErrors(t *testing.T) {
 		},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			st, err := newMaildirStore(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
+		for _, mode := range []string{"link", "copy"} {
+			if tc.only != "" && tc.only != mode {
+				continue
 			}
-			if tc.setup != nil {
-				tc.setup(t, st)
-			}
-			body := tc.body
-			if body == nil {
-				body = strings.NewReader(unstuffed)
-			}
-			errs := st.deliver("alice@example.org", tc.rcpts, body)
-			if len(errs) != len(tc.rcpts) {
-				t.Fatalf("%d results for %d recipients", len(errs), len(tc.rcpts))
-			}
-			for i, err := range errs {
-				if (err != nil) != tc.wantErrs[i] {
-					t.Errorf("recipient %d: err = %v, want error %v", i, err, tc.wantErrs[i])
+			t.Run(mode+"/"+tc.name, func(t *testing.T) {
+				st, err := newMaildirStore(t.TempDir())
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			for mb, n := range tc.wantNew {
-				if got := delivered(t, filepath.Join(st.root, mb)); len(got) != n {
-					t.Errorf("%s: %d files in new/, want %d", mb, len(got), n)
+				st.copy = mode == "copy"
+				if tc.setup != nil {
+					tc.setup(t, st)
 				}
-			}
-		})
+				body := tc.body
+				if body == nil {
+					body = strings.NewReader(unstuffed)
+				}
+				errs := st.deliver("alice@example.org", tc.rcpts, body)
+				if len(errs) != len(tc.rcpts) {
+					t.Fatalf("%d results for %d recipients", len(errs), len(tc.rcpts))
+				}
+				for i, err := range errs {
+					if (err != nil) != tc.wantErrs[i] {
+						t.Errorf("recipient %d: err = %v, want error %v", i, err, tc.wantErrs[i])
+					}
+				}
+				for mb, n := range tc.wantNew {
+					if got := delivered(t, filepath.Join(st.root, mb)); len(got) != n {
+						t.Errorf("%s: %d files in new/, want %d", mb, len(got), n)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -361,6 +536,7 @@ func TestRunErrors(t *testing.T) {
 	}{
 		{"neither mode", []string{}, 2, "exactly one of -maildir and -discard"},
 		{"both modes", []string{"-discard", "-maildir", "/tmp"}, 2, "exactly one"},
+		{"copy without maildir", []string{"-discard", "-copy"}, 2, "-copy needs -maildir"},
 		{"bad proto", []string{"-discard", "-proto", "esmtp"}, 2, `-proto "esmtp"`},
 		{"extra argument", []string{"-discard", "x"}, 2, "unexpected arguments"},
 		{"unknown flag", []string{"-bogus"}, 2, "flag provided but not defined"},

@@ -53,7 +53,8 @@ type serverInfo struct {
 var servers = map[string]serverInfo{
 	"lmtpd":           {"lmtpd → maildir", groupMaildir, true},
 	"lmtpd-always":    {"lmtpd → maildir, `delivered_to = \"always\"` (a copy per recipient)", groupMaildir, false},
-	"gosmtpd":         {"go-smtp → maildir (same fsyncs)", groupMaildir, false},
+	"gosmtpd":         {"go-smtp → maildir (same fsyncs, hard links)", groupMaildir, false},
+	"gosmtpd-copy":    {"go-smtp → maildir (same fsyncs, a copy per recipient)", groupMaildir, false},
 	"dovecot":         {"Dovecot LMTP → maildir", groupMaildir, false},
 	"lmtpsink":        {"lmtpd protocol core → discard", groupSink, true},
 	"gosmtpd-discard": {"go-smtp → discard", groupSink, false},
@@ -73,7 +74,7 @@ func baseOf(g group) string {
 
 // serverOrder lists known servers first, in the catalogue's order of
 // presentation, then others by name.
-var serverOrder = []string{"lmtpd", "lmtpd-always", "gosmtpd", "dovecot", "lmtpsink", "gosmtpd-discard", "smtp-sink"}
+var serverOrder = []string{"lmtpd", "lmtpd-always", "gosmtpd", "gosmtpd-copy", "dovecot", "lmtpsink", "gosmtpd-discard", "smtp-sink"}
 
 // scenarioTitles names the scenarios of scripts/bench-e2e.sh.
 var scenarioTitles = map[string]string{

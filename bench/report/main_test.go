@@ -29,6 +29,7 @@ func fixture() []result.Result {
 	// Out of presentation order on purpose.
 	add(load("1k-c8", "dovecot", 1.2, 100, 800, 900, 850))
 	add(load("1k-c8", "lmtpd", 0.4, 18, 3000, 2800, 2600))
+	add(load("1k-c8", "gosmtpd-copy", 1.4, 12, 700, 700, 700))
 	add(load("1k-c8", "gosmtpd", 1.1, 12, 1400, 1300, 1500))
 	add(load("1k-c8", "lmtpsink", 0.03, 13, 40000, 40000, 40000))
 	add(load("1k-c8", "gosmtpd-discard", 0.05, 12, 20000, 20000, 20000))
@@ -59,7 +60,9 @@ func TestReport(t *testing.T) {
 		"| lmtpd → maildir | 2800 (2600–3000) | 0.400 | 18.0 MiB |  |  |  |",
 		// 2800/850 = 3.29, 0.4/1.2 = 0.33, 18/100
 		"| Dovecot LMTP → maildir | 850 (800–900) | 1.200 | 100.0 MiB | 3.29× | 0.33× | 0.18× |",
-		"| go-smtp → maildir (same fsyncs) | 1400 (1300–1500) | 1.100 | 12.0 MiB | 2.00× | 0.36× | 1.50× |",
+		"| go-smtp → maildir (same fsyncs, hard links) | 1400 (1300–1500) | 1.100 | 12.0 MiB | 2.00× | 0.36× | 1.50× |\n" +
+			// the copying variant: its own row, right after the fair reference
+			"| go-smtp → maildir (same fsyncs, a copy per recipient) | 700 | 1.400 | 12.0 MiB | 4.00× | 0.29× | 1.50× |",
 		// sinks compare with the protocol core
 		"| Postfix smtp-sink | 30000 | 0.020 | 8.0 MiB | 1.33× | 1.50× | 1.62× |",
 		"#### mystery: 1024-byte messages, 1 recipients, concurrency 8",
