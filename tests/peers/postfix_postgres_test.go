@@ -2,6 +2,8 @@ package peers
 
 import (
 	dbsql "database/sql"
+	"fmt"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"os/user"
@@ -137,7 +139,9 @@ func readmeBlock(t *testing.T, heading, lang string) string {
 // to a user that exists only in PostgreSQL lands in the maildir its
 // maildir column names; an inactive one is unknown; mail to an unknown user is refused by lmtpd at
 // RCPT with 550 5.1.1 and Postfix bounces it (dsn=5.1.1) to the sender,
-// a user the README's table still lists in the config file.
+// a user the README's table still lists in the config file. With
+// lmtpd's socketmap listener as Postfix's virtual tables, Postfix's
+// smtpd refuses the unknown user at RCPT (550 5.1.1) itself.
 func TestPostfixPostgres(t *testing.T) {
 	requireRoot(t, "a private Postfix instance")
 	const heading = "### PostgreSQL, in the style of Postfix Admin"
@@ -185,7 +189,19 @@ func TestPostfixPostgres(t *testing.T) {
 	if !strings.Contains(table, sock) || !strings.Contains(table, `"example.test"`) {
 		t.Fatalf("the README's directory table changed; the test's edits did not apply:\n%s", table)
 	}
-	d := newDaemon(t, daemonOptions{Domains: table})
+	// lmtpd's socketmap listener, for Postfix's RCPT checks below.
+	mapDir := shortTempDir(t)
+	mapSock := filepath.Join(mapDir, "map.sock")
+	d := newDaemon(t, daemonOptions{Domains: table, Extra: fmt.Sprintf(`
+[[listener]]
+name = "map"
+protocol = "socketmap"
+address = "unix:%s"
+socket_mode = "0666"
+`, mapSock)})
+	if err := makeTraversable(mapDir); err != nil {
+		t.Fatal(err)
+	}
 	p := startPostfix(t, d, 50)
 
 	const sender = "postmaster@example.test" // listed in the README's [[domain]] users
@@ -223,4 +239,59 @@ func TestPostfixPostgres(t *testing.T) {
 	if fs := newFiles(t, filepath.Join(d.Maildir, "vmail", "example.test", "dora.pg")); len(fs) != 0 {
 		t.Errorf("inactive dora got %d messages", len(fs))
 	}
+
+	// With lmtpd's socketmap as Postfix's virtual tables (README
+	// "Lookups in Postfix"), smtpd refuses the unknown user at RCPT from
+	// what PostgreSQL holds, and accepts the PostgreSQL-only one.
+	if out, err := p.run(requirePeer(t, "postconf"), "-c", p.Etc, "-e",
+		"virtual_mailbox_domains = socketmap:unix:"+mapSock+":domain",
+		"virtual_mailbox_maps = socketmap:unix:"+mapSock+":mailbox"); err != nil {
+		t.Fatalf("postconf: %v\n%s", err, out)
+	}
+	if out, err := p.run(p.postfixCmd, "-c", p.Etc, "reload"); err != nil {
+		t.Fatalf("postfix reload: %v\n%s", err, out)
+	}
+	// The reload is asynchronous: retry until an smtpd started after it
+	// refuses the unknown user.
+	var c *textproto.Conn
+	deadline := time.Now().Add(postfixWait)
+	for {
+		c = smtpDial(t, p.SMTPAddr)
+		smtpCmd(t, c, "EHLO client.example.test", 250)
+		smtpCmd(t, c, "MAIL FROM:<"+sender+">", 250)
+		if err := c.PrintfLine("RCPT TO:<nobody-here@example.test>"); err != nil {
+			t.Fatal(err)
+		}
+		code, msg, err := c.ReadResponse(0)
+		if err != nil && code == 0 {
+			t.Fatal(err)
+		}
+		if code == 550 {
+			if want := "5.1.1 <nobody-here@example.test>: Recipient address rejected: User unknown in virtual mailbox table"; msg != want {
+				t.Errorf("RCPT nobody-here: 550 %s, want 550 %s", msg, want)
+			}
+			break
+		}
+		smtpCmd(t, c, "QUIT", 221)
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("smtpd still answers %d %s for an unknown user after the reload; maillog:\n%s", code, msg, p.logTail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	defer c.Close()
+	smtpCmd(t, c, "RCPT TO:<dora@example.test>", 550)
+	smtpCmd(t, c, "RCPT TO:<alice@example.test>", 250)
+	viaMap := newMessage("pfpg-socketmap", sender, "alice@example.test", 1000)
+	smtpCmd(t, c, "DATA", 354)
+	dw := c.DotWriter()
+	dw.Write(viaMap.Stored)
+	dw.Close()
+	if _, _, err := c.ReadResponse(250); err != nil {
+		t.Fatalf("end of DATA: %v", err)
+	}
+	smtpCmd(t, c, "QUIT", 221)
+	qid = p.QueueID(viaMap.ID + "@client.example.test")
+	p.WaitStatus(qid, "alice@example.test", "sent", postfixWait)
+	findMessage(t, box, viaMap.ID)
 }
