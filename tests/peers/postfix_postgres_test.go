@@ -1,0 +1,297 @@
+package peers
+
+import (
+	dbsql "database/sql"
+	"fmt"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the test's own connection, as postgres
+)
+
+// startPostgres starts a private PostgreSQL (initdb and postgres in a
+// temporary directory, a unix socket only, as nobody when the tests run
+// as root) and returns its socket directory. It is stopped when the test
+// ends. Without PostgreSQL the test is skipped loudly, or fails under
+// CI=true. (tests/postgres_test.go has the same for package tests.)
+func startPostgres(t *testing.T) string {
+	t.Helper()
+	bin := func(name string) string {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+		if len(m) == 0 {
+			missingPeer(t, "%s is not installed (Debian package postgresql; tests/install-deps.sh installs it)", name)
+		}
+		sort.Slice(m, func(i, j int) bool {
+			a, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(m[i]))))
+			b, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(m[j]))))
+			return a < b
+		})
+		return m[len(m)-1]
+	}
+	initdb, postgres := bin("initdb"), bin("postgres")
+	dir := shortTempDir(t) // short: unix socket paths are limited to 107 bytes
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		// PostgreSQL refuses to run as root.
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			missingPeer(t, "no user nobody to run PostgreSQL as: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setup := exec.Command(initdb, "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	setup.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := setup.CombinedOutput(); err != nil {
+		missingPeer(t, "initdb: %v: %s", err, out)
+	}
+	cmd := exec.Command(postgres, "-D", filepath.Join(dir, "data"), "-k", dir, "-c", "listen_addresses=",
+		"-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	logFile := filepath.Join(dir, "postgres.log")
+	lf, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		missingPeer(t, "postgres: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, ".s.PGSQL.5432")); err == nil {
+			db, err := dbsql.Open("pgx", "host="+dir+" user=postgres dbname=postgres")
+			if err == nil {
+				err = db.Ping()
+				db.Close()
+				if err == nil {
+					return dir
+				}
+			}
+		}
+		select {
+		case <-done:
+			b, _ := os.ReadFile(logFile)
+			missingPeer(t, "postgres exited: %s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logFile)
+			missingPeer(t, "postgres did not answer within 30s: %s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// readmeBlock returns the first fenced block of lang after heading in the
+// repository's README.md, so that the test runs what the README tells
+// admins to run.
+func readmeBlock(t *testing.T, heading, lang string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README.md has no heading %q", heading)
+	}
+	_, rest, ok = strings.Cut(rest, "```"+lang+"\n")
+	if !ok {
+		t.Fatalf("README.md has no %s block after %q", lang, heading)
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	return block
+}
+
+// TestPostfixPostgres runs the README's Postfix Admin style schema and
+// [[directory]] table against a private PostgreSQL, lmtpd on them, and a
+// private Postfix in front with virtual_transport = lmtp:unix:...: mail
+// to a user that exists only in PostgreSQL lands in the maildir its
+// maildir column names; an inactive one is unknown; mail to an unknown user is refused by lmtpd at
+// RCPT with 550 5.1.1 and Postfix bounces it (dsn=5.1.1) to the sender,
+// a user the README's table still lists in the config file. With
+// lmtpd's socketmap listener as Postfix's virtual tables, Postfix's
+// smtpd refuses the unknown user at RCPT (550 5.1.1) itself.
+func TestPostfixPostgres(t *testing.T) {
+	requireRoot(t, "a private Postfix instance")
+	const heading = "### PostgreSQL, in the style of Postfix Admin"
+	sock := startPostgres(t)
+	admin, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec("CREATE DATABASE mail"); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	mail, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=mail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mail.Close()
+	if _, err := mail.Exec(readmeBlock(t, heading, "sql")); err != nil {
+		t.Fatalf("the README's schema: %v", err)
+	}
+	// The maildir column names a path of its own (not the default
+	// DOMAIN/USER): the message must land there. dora is inactive.
+	for _, u := range []struct {
+		name, maildir string
+		active        bool
+	}{
+		{"alice@example.test", "vmail/example.test/alice.pg/", true},
+		{"dora@example.test", "vmail/example.test/dora.pg/", false},
+	} {
+		local, domain, _ := strings.Cut(u.name, "@")
+		if _, err := mail.Exec(`INSERT INTO mailbox (username, password, maildir, local_part, domain, active) VALUES ($1, $2, $3, $4, $5, $6)`,
+			u.name, "{PLAIN}unused", u.maildir, local, domain, u.active); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := mail.Exec(`INSERT INTO alias (address, goto, domain) VALUES ($1, $2, $3)`, u.name, u.name, domain); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The README's table, pointed at the private server and at the
+	// domain the private Postfix routes to lmtpd.
+	table := readmeBlock(t, heading, "toml")
+	table = strings.Replace(table, "host=/run/postgresql", "host="+sock, 1)
+	table = strings.ReplaceAll(table, `"example.org"`, `"example.test"`)
+	if !strings.Contains(table, sock) || !strings.Contains(table, `"example.test"`) {
+		t.Fatalf("the README's directory table changed; the test's edits did not apply:\n%s", table)
+	}
+	// lmtpd's socketmap listener, for Postfix's RCPT checks below.
+	mapDir := shortTempDir(t)
+	mapSock := filepath.Join(mapDir, "map.sock")
+	d := newDaemon(t, daemonOptions{Domains: table, Extra: fmt.Sprintf(`
+[[listener]]
+name = "map"
+protocol = "socketmap"
+address = "unix:%s"
+socket_mode = "0666"
+`, mapSock)})
+	if err := makeTraversable(mapDir); err != nil {
+		t.Fatal(err)
+	}
+	p := startPostfix(t, d, 50)
+
+	const sender = "postmaster@example.test" // listed in the README's [[domain]] users
+	known := newMessage("pfpg-known", sender, "alice@example.test", 3000)
+	p.Sendmail(sender, []string{"alice@example.test"}, known.Stored)
+	qid := p.QueueID(known.ID + "@client.example.test")
+	l := p.WaitStatus(qid, "alice@example.test", "sent", postfixWait)
+	if l.DSN != "2.0.0" || !strings.HasSuffix(l.Relay, "["+d.Socket+"]") {
+		t.Errorf("maillog: %v, want dsn=2.0.0 over %s", l, d.Socket)
+	}
+	// The message is in the maildir the maildir column names, byte for
+	// byte below the fields Postfix and lmtpd prepend.
+	box := filepath.Join(d.Maildir, "vmail", "example.test", "alice.pg")
+	checkRelayed(t, findMessage(t, box, known.ID), known)
+	if fs := newFiles(t, d.mailbox("alice@example.test")); len(fs) != 0 {
+		t.Errorf("the default mailbox %s holds %d messages; the maildir column was ignored", d.mailbox("alice@example.test"), len(fs))
+	}
+
+	unknown := newMessage("pfpg-unknown", sender, "nobody-here@example.test", 500)
+	p.Sendmail(sender, []string{"nobody-here@example.test", "dora@example.test"}, unknown.Stored)
+	qid = p.QueueID(unknown.ID + "@client.example.test")
+	for _, rc := range []string{"nobody-here@example.test", "dora@example.test"} {
+		l := p.WaitStatus(qid, rc, "bounced", postfixWait)
+		if l.DSN != "5.1.1" || !regexp.MustCompile(`^host \S+ said: 550 5\.1\.1 `).MatchString(l.Reply) {
+			t.Errorf("maillog: %v, want lmtpd's 550 5.1.1 (dsn=5.1.1)", l)
+		}
+	}
+	// The bounce reaches the sender, a user listed beside the directory.
+	pm := d.mailbox(sender)
+	bounces := waitFiles(t, pm, 1, postfixWait)
+	b := readFile(t, bounces[0])
+	if !strings.Contains(string(b), "nobody-here@example.test") || !strings.Contains(string(b), "Status: 5.1.1") {
+		t.Errorf("the bounce in %s does not name the recipient with Status: 5.1.1:\n%s", bounces[0], b)
+	}
+	if fs := newFiles(t, filepath.Join(d.Maildir, "vmail", "example.test", "dora.pg")); len(fs) != 0 {
+		t.Errorf("inactive dora got %d messages", len(fs))
+	}
+
+	// With lmtpd's socketmap as Postfix's virtual tables (README
+	// "Lookups in Postfix"), smtpd refuses the unknown user at RCPT from
+	// what PostgreSQL holds, and accepts the PostgreSQL-only one.
+	if out, err := p.run(requirePeer(t, "postconf"), "-c", p.Etc, "-e",
+		"virtual_mailbox_domains = socketmap:unix:"+mapSock+":domain",
+		"virtual_mailbox_maps = socketmap:unix:"+mapSock+":mailbox"); err != nil {
+		t.Fatalf("postconf: %v\n%s", err, out)
+	}
+	if out, err := p.run(p.postfixCmd, "-c", p.Etc, "reload"); err != nil {
+		t.Fatalf("postfix reload: %v\n%s", err, out)
+	}
+	// The reload is asynchronous: retry until an smtpd started after it
+	// refuses the unknown user.
+	var c *textproto.Conn
+	deadline := time.Now().Add(postfixWait)
+	for {
+		c = smtpDial(t, p.SMTPAddr)
+		smtpCmd(t, c, "EHLO client.example.test", 250)
+		smtpCmd(t, c, "MAIL FROM:<"+sender+">", 250)
+		if err := c.PrintfLine("RCPT TO:<nobody-here@example.test>"); err != nil {
+			t.Fatal(err)
+		}
+		code, msg, err := c.ReadResponse(0)
+		if err != nil && code == 0 {
+			t.Fatal(err)
+		}
+		if code == 550 {
+			if want := "5.1.1 <nobody-here@example.test>: Recipient address rejected: User unknown in virtual mailbox table"; msg != want {
+				t.Errorf("RCPT nobody-here: 550 %s, want 550 %s", msg, want)
+			}
+			break
+		}
+		smtpCmd(t, c, "QUIT", 221)
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("smtpd still answers %d %s for an unknown user after the reload; maillog:\n%s", code, msg, p.logTail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	defer c.Close()
+	smtpCmd(t, c, "RCPT TO:<dora@example.test>", 550)
+	smtpCmd(t, c, "RCPT TO:<alice@example.test>", 250)
+	viaMap := newMessage("pfpg-socketmap", sender, "alice@example.test", 1000)
+	smtpCmd(t, c, "DATA", 354)
+	dw := c.DotWriter()
+	dw.Write(viaMap.Stored)
+	dw.Close()
+	if _, _, err := c.ReadResponse(250); err != nil {
+		t.Fatalf("end of DATA: %v", err)
+	}
+	smtpCmd(t, c, "QUIT", 221)
+	qid = p.QueueID(viaMap.ID + "@client.example.test")
+	p.WaitStatus(qid, "alice@example.test", "sent", postfixWait)
+	findMessage(t, box, viaMap.ID)
+}
