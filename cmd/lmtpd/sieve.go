@@ -77,7 +77,7 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 	asJSON := fset.Bool("json", false, "print one JSON object")
 	stateDir := fset.String("state", "", "vacation and duplicate tracking `DIR` (default: a fresh temporary directory)")
 	globalDir := fset.String("global-dir", "", "`DIR` of include :global scripts (default: [sieve] global_dir of -config)")
-	configPath := fset.String("config", "", "read [sieve] global_dir from this configuration `FILE` (loaded and checked as the daemon does)")
+	configPath := fset.String("config", "", "read [sieve] global_dir from this configuration `FILE`")
 	if st := parseFlags(fset, args); st >= 0 {
 		return st
 	}
