@@ -539,3 +539,42 @@ func TestSieveSMTPRedirectAfterCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestSieveSMTPRedirectFailsAfterCommit: a redirect whose sendmail fails
+// once the SMTP transaction is committed is kept in INBOX, the whole
+// message read from the spool that stays open until Commit returns.
+func TestSieveSMTPRedirectFailsAfterCommit(t *testing.T) {
+	s := newSieveSetup(t, "a")
+	s.cfg.Sieve.Sendmail = []string{"/bin/false"}
+	s.script(t, "a", `redirect "fwd@remote.test";`)
+	r := s.router(t)
+	ctx := testCtx(t, &s.log)
+	tx, err := r.Mail(ctx, conn(protocol.SMTP), addr("x@remote.test"), &protocol.MailParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	body := strings.Repeat("a line of the body\r\n", 2000)
+	m := message(t, "x@remote.test", []string{"a@example.test"}, "Subject: s\r\n\r\n"+body)
+	if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Stage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, s.root, "example.test/a", "new")
+	if len(got) != 1 {
+		t.Fatalf("a's INBOX has %d, want 1 (kept after the failed redirect):\n%s", len(got), s.log.String())
+	}
+	for _, text := range got {
+		if !strings.HasSuffix(strings.ReplaceAll(text, "\r\n", "\n"), strings.ReplaceAll(body, "\r\n", "\n")) {
+			t.Errorf("the kept copy lacks the body (%d bytes)", len(text))
+		}
+	}
+	if !strings.Contains(s.log.String(), "kept in INBOX after a failed redirect") {
+		t.Errorf("no log line for the fallback:\n%s", s.log.String())
+	}
+}
