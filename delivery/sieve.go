@@ -63,10 +63,15 @@ import (
 //   - notify is logged, not sent; fileinto :specialuse stores into the
 //     named mailbox.
 //
-// Redirects and replies are sent while the message is being staged, before
-// the reply to the client: in SMTP, an all-or-nothing transaction that
-// fails later and is retried sends a redirect again (vacation is not sent
-// twice: its sender is remembered).
+// Redirects and vacation replies are sent only once the recipient is
+// delivered (StepResult.Done with a nil status, the point where duplicate
+// marks are recorded): an SMTP transaction that fails after staging sends
+// nothing, and its retry sends once. LMTP reports a recipient right after
+// the commit that makes its copies durable, so the sends happen then,
+// before the reply to the next recipient. A redirect whose sendmail fails
+// at that point is stored into INBOX by a late Stage and Commit of its own
+// (keepLate); a redirect refused outright (a loop, a bad address) is kept
+// at once.
 type sieveStep struct {
 	cfg     SieveConfig
 	tmpl    *scriptTemplate
@@ -95,12 +100,15 @@ func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destin
 			out = append(out, d)
 			continue
 		}
-		got, summary, marks, err := s.filter(ctx, m, rcpt, d)
-		if len(marks) > 0 {
+		got, summary, marks, sends, err := s.filter(ctx, m, rcpt, d)
+		if err == nil && (len(marks) > 0 || len(sends) > 0) {
 			tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
 			done = append(done, func(ctx context.Context, status error) {
 				if status != nil {
 					return
+				}
+				for _, send := range sends {
+					send(ctx)
 				}
 				for _, mk := range marks {
 					if err := tr.Mark(mk.Key, mk.Period, mk.Last); err != nil {
@@ -145,8 +153,8 @@ type scriptRun struct {
 
 // filter runs d's script chain and returns the destinations its actions
 // store into, the summary for the log line, the duplicate marks to record
-// once delivered, and a reject.
-func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, []sieve.Mark, error) {
+// and the redirects and replies to send once delivered, and a reject.
+func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, []sieve.Mark, []func(context.Context), error) {
 	log := zerolog.Ctx(ctx)
 	keep := func(flags []string) []Destination {
 		k := d
@@ -155,10 +163,10 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	}
 	chain, userDir, ok := s.chain(ctx, d)
 	if !ok {
-		return keep(nil), "keep(error)", nil, nil
+		return keep(nil), "keep(error)", nil, nil, nil
 	}
 	if len(chain) == 0 {
-		return []Destination{d}, "", nil, nil
+		return []Destination{d}, "", nil, nil, nil
 	}
 	msg := s.message(m)
 	addr := d.User + "@" + d.Domain
@@ -189,7 +197,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			log.Error().Err(err).Str("script", sc.path).Str("to", d.Address).
 				Msg("sieve: run-time error; the message is kept in INBOX")
 			s.count("runtime_error")
-			return keep(nil), "keep(error)", nil, nil
+			return keep(nil), "keep(error)", nil, nil, nil
 		}
 		for _, a := range res.Actions {
 			edits = append(edits, res.HeaderEdits[:min(a.Edits, len(res.HeaderEdits))])
@@ -204,6 +212,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		}
 	}
 	var out []Destination
+	var sends []func(context.Context)
 	store := func(mailbox string, flags []string, create bool, ed []sieve.HeaderEdit) {
 		c := d
 		c.Flags = flags
@@ -235,18 +244,30 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			store(a.Mailbox, a.Flags, a.Create, edits[i])
 		case sieve.ActDiscard:
 		case sieve.ActReject, sieve.ActEreject:
-			return nil, all.Summary(), nil, protocol.WrapError(ErrSieveReject.Code, ErrSieveReject.EnhancedCode, sanitizeReason(a.Reason), fmt.Errorf("sieve %s by %s", a.Kind, d.Address))
+			return nil, all.Summary(), nil, nil, protocol.WrapError(ErrSieveReject.Code, ErrSieveReject.EnhancedCode, sanitizeReason(a.Reason), fmt.Errorf("sieve %s by %s", a.Kind, d.Address))
 		case sieve.ActRedirect:
-			if err := s.redirect(ctx, m, d, a.Address, edits[i]); err != nil {
-				log.Warn().Err(err).Str("to", d.Address).Str("redirect", a.Address).Msg("sieve: redirect failed; the message is kept in INBOX")
+			if err := s.checkRedirect(m, d, a.Address); err != nil {
+				log.Warn().Err(err).Str("to", d.Address).Str("redirect", a.Address).Msg("sieve: redirect refused; the message is kept in INBOX")
 				store("INBOX", nil, false, nil)
+				continue
 			}
+			addr, ed := a.Address, edits[i]
+			sends = append(sends, func(ctx context.Context) {
+				if err := s.redirect(ctx, m, d, addr, ed); err != nil {
+					zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Str("redirect", addr).Msg("sieve: redirect failed; the message is kept in INBOX")
+					s.keepLate(ctx, m, d)
+				}
+			})
 		case sieve.ActVacation:
-			if err := s.vacation(ctx, a.Vacation); err != nil {
-				log.Warn().Err(err).Str("to", d.Address).Str("reply_to", a.Vacation.To).Msg("sieve: vacation reply not sent")
-			} else if err := tr.Mark(a.Vacation.TrackKey, a.Vacation.Period, true); err != nil {
-				log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot remember the vacation reply in state_dir")
-			}
+			v := a.Vacation
+			sends = append(sends, func(ctx context.Context) {
+				log := zerolog.Ctx(ctx)
+				if err := s.vacation(ctx, v); err != nil {
+					log.Warn().Err(err).Str("to", d.Address).Str("reply_to", v.To).Msg("sieve: vacation reply not sent")
+				} else if err := tr.Mark(v.TrackKey, v.Period, true); err != nil {
+					log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot remember the vacation reply in state_dir")
+				}
+			})
 		default:
 			log.Info().Str("action", string(a.Kind)).Str("to", d.Address).Msg("sieve: action not carried out by lmtpd")
 		}
@@ -255,7 +276,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		s.count("implicit_keep")
 		store("INBOX", all.ImplicitKeepFlags, false, all.HeaderEdits)
 	}
-	return out, all.Summary(), all.Marks, nil
+	return out, all.Summary(), all.Marks, sends, nil
 }
 
 // chain returns the scripts to run for d (before, the user's, after), the
@@ -512,9 +533,10 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// redirect sends the message to addr with the original envelope sender,
-// refusing a loop (a Delivered-To of the user already present).
-func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string, ed []sieve.HeaderEdit) error {
+// checkRedirect refuses a redirect of the message to addr that loops (a
+// Delivered-To of the user already present) or whose address could be
+// taken for an option or break the argv.
+func (s *sieveStep) checkRedirect(m *Message, d Destination, addr string) error {
 	for _, v := range deliveredTo(m.hdr) {
 		if strings.EqualFold(v, d.Address) {
 			return fmt.Errorf("loop: the message already has Delivered-To: %s", d.Address)
@@ -523,8 +545,45 @@ func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, add
 	if strings.ContainsAny(addr, "\r\n\x00") || strings.HasPrefix(addr, "-") {
 		return fmt.Errorf("redirect address %q refused", addr)
 	}
+	return nil
+}
+
+// redirect sends the message to addr with the original envelope sender
+// (checkRedirect has passed). It runs from the recipient's Done hook, so
+// m's body must still be readable then (the delivery keeps its spool open
+// until the recipients are reported).
+func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string, ed []sieve.HeaderEdit) error {
+	if err := s.checkRedirect(m, d, addr); err != nil {
+		return err
+	}
 	hdr := "Delivered-To: " + headerValue(d.Address) + "\n"
 	return s.sendmail(ctx, m.From, addr, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(applyEdits(m.base, ed)), m.Body()))
+}
+
+// keepLate stores the message into d's INBOX after the recipient was
+// reported delivered: the fallback of a redirect whose sendmail failed
+// (Pigeonhole keeps such a message too). A failure here is logged as an
+// error: the copy for d is then lost, which is what sending before the
+// commit avoided at the price of a second redirect on a retried SMTP
+// transaction (see sieveStep).
+func (s *sieveStep) keepLate(ctx context.Context, m *Message, d Destination) {
+	log := zerolog.Ctx(ctx)
+	k := d
+	k.Folder, k.CreateFolder, k.Flags, k.Header = "", false, nil, nil
+	res := make([]Result, 1)
+	st := d.Target.Stage(ctx, m, []*Destination{&k}, res)
+	if st != nil {
+		if res[0].Err == nil {
+			st.Commit(ctx, res)
+		} else {
+			st.Abort()
+		}
+	}
+	if res[0].Err != nil {
+		log.Error().Err(res[0].Err).Str("to", d.Address).Msg("sieve: the redirect failed and the message could not be kept in INBOX either")
+		return
+	}
+	log.Info().Str("to", d.Address).Str(res[0].LogKey, res[0].LogValue).Msg("sieve: kept in INBOX after a failed redirect")
 }
 
 // vacation sends the reply v from the null sender.

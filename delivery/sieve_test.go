@@ -468,3 +468,113 @@ func TestSieveConcurrent(t *testing.T) {
 		t.Errorf(".C/cur has %d, want %d", got, n)
 	}
 }
+
+// TestSieveSMTPRedirectAfterCommit: in SMTP a redirect is sent only once
+// the transaction is committed. A first attempt whose Stage fails for
+// another recipient sends nothing; the retry sends the redirect once.
+func TestSieveSMTPRedirectAfterCommit(t *testing.T) {
+	for _, tc := range []struct {
+		name, script string
+		inbox        int // a's INBOX after the retry
+	}{
+		{"redirect only", `redirect "fwd@remote.test";`, 0},
+		{"redirect copy", `require "copy"; redirect :copy "fwd@remote.test";`, 1},
+		{"vacation", `require "vacation"; vacation :addresses ["a@example.test"] "away";`, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSieveSetup(t, "a", "b")
+			s.script(t, "a", tc.script)
+			r := s.router(t)
+			ctx := testCtx(t, &s.log)
+			attempt := func(t *testing.T) (stageErr, commitErr error) {
+				t.Helper()
+				tx, err := r.Mail(ctx, conn(protocol.SMTP), addr("x@remote.test"), &protocol.MailParams{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Close()
+				m := message(t, "x@remote.test", []string{"a@example.test", "b@example.test"}, "From: x@remote.test\r\nTo: a@example.test\r\nSubject: s\r\n\r\nbody\r\n")
+				for _, rc := range m.Recipients {
+					if err := tx.Rcpt(ctx, rc); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := tx.(protocol.Stager).Stage(ctx, m); err != nil {
+					return err, nil
+				}
+				return nil, tx.(protocol.Stager).Commit(ctx)
+			}
+
+			// b's mailbox cannot be written: a file where its maildir
+			// should be, so b's staging fails after a's was staged.
+			bdir := filepath.Join(s.root, "example.test", "b")
+			if err := os.RemoveAll(bdir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(bdir, []byte("not a maildir"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			stageErr, _ := attempt(t)
+			if stageErr == nil {
+				t.Fatal("the first Stage succeeded; want a failure for b")
+			}
+			if n := len(s.sent(t)); n != 0 {
+				t.Fatalf("sendmail got %d messages from a failed transaction, want 0:\n%s", n, s.log.String())
+			}
+
+			if err := os.Remove(bdir); err != nil {
+				t.Fatal(err)
+			}
+			stageErr, commitErr := attempt(t)
+			if stageErr != nil || commitErr != nil {
+				t.Fatalf("retry: Stage %v, Commit %v", stageErr, commitErr)
+			}
+			sent := s.sent(t)
+			if len(sent) != 1 {
+				t.Fatalf("sendmail got %d messages after the retry, want 1", len(sent))
+			}
+			if n := len(files(t, s.root, "example.test/a", "new")); n != tc.inbox {
+				t.Errorf("a's INBOX has %d, want %d", n, tc.inbox)
+			}
+		})
+	}
+}
+
+// TestSieveSMTPRedirectFailsAfterCommit: a redirect whose sendmail fails
+// once the SMTP transaction is committed is kept in INBOX, the whole
+// message read from the spool that stays open until Commit returns.
+func TestSieveSMTPRedirectFailsAfterCommit(t *testing.T) {
+	s := newSieveSetup(t, "a")
+	s.cfg.Sieve.Sendmail = []string{"/bin/false"}
+	s.script(t, "a", `redirect "fwd@remote.test";`)
+	r := s.router(t)
+	ctx := testCtx(t, &s.log)
+	tx, err := r.Mail(ctx, conn(protocol.SMTP), addr("x@remote.test"), &protocol.MailParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	body := strings.Repeat("a line of the body\r\n", 2000)
+	m := message(t, "x@remote.test", []string{"a@example.test"}, "Subject: s\r\n\r\n"+body)
+	if err := tx.Rcpt(ctx, m.Recipients[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Stage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.(protocol.Stager).Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := files(t, s.root, "example.test/a", "new")
+	if len(got) != 1 {
+		t.Fatalf("a's INBOX has %d, want 1 (kept after the failed redirect):\n%s", len(got), s.log.String())
+	}
+	for _, text := range got {
+		if !strings.HasSuffix(strings.ReplaceAll(text, "\r\n", "\n"), strings.ReplaceAll(body, "\r\n", "\n")) {
+			t.Errorf("the kept copy lacks the body (%d bytes)", len(text))
+		}
+	}
+	if !strings.Contains(s.log.String(), "kept in INBOX after a failed redirect") {
+		t.Errorf("no log line for the fallback:\n%s", s.log.String())
+	}
+}

@@ -44,7 +44,9 @@ type StepResult struct {
 	// delivered) when it is reported: for what may only be recorded
 	// after delivery (Sieve's duplicate marks). It is not called for a
 	// transaction that ends before its outcome is known (an SMTP Stage
-	// never committed).
+	// never committed). Sieve sends its redirects and vacation replies
+	// here, so that a transaction that fails is never sent; in LMTP it
+	// runs before the recipient's reply is written.
 	Done func(ctx context.Context, err error)
 }
 

@@ -72,9 +72,12 @@ func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status pr
 	}
 	defer d.sp.Close()
 	d.onSettle = func(i int, err error) {
+		// The Done hooks run before the reply: Sieve's redirects and
+		// vacation replies are sent by the time the client hears 250,
+		// as they were when they were sent during staging.
+		d.done(ctx, i, err)
 		status.Set(i, err)
 		d.log(ctx, i, err)
-		d.done(ctx, i, err)
 	}
 	d.settle()
 	d.stage(ctx, false)
@@ -100,20 +103,25 @@ func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	defer d.sp.Close()
 	d.stage(ctx, false)
 	if err := d.firstError(); err != nil {
 		d.abort()
+		d.failed = true
 		d.logAll(ctx)
+		d.sp.Close()
 		return err
 	}
 	d.stage(ctx, true)
 	d.record(ctx)
 	if err := d.firstError(); err != nil {
 		d.abort()
+		d.failed = true
 		d.logAll(ctx)
+		d.sp.Close()
 		return err
 	}
+	// The spool stays open until Commit or Close: the steps' Done hooks
+	// read the body when the recipients are reported (Sieve's redirects).
 	t.staged = d
 	return nil
 }
@@ -127,6 +135,7 @@ func (t *transaction) Commit(ctx context.Context) error {
 		return errSpoolIO.Wrap(errNotStaged)
 	}
 	t.staged = nil
+	defer d.sp.Close()
 	d.commit(ctx)
 	d.record(ctx)
 	d.logAll(ctx)
@@ -143,6 +152,7 @@ func (e errorString) Error() string { return string(e) }
 func (t *transaction) Close() error {
 	if t.staged != nil {
 		t.staged.abort()
+		t.staged.sp.Close()
 		t.staged = nil
 	}
 	return nil
@@ -163,6 +173,9 @@ type delivery struct {
 	stepErr  []error      // per recipient: a Step's answer, nil if none
 	stepLog  [][]logField // per recipient: what the steps add to the outcome line
 	stepDone [][]func(context.Context, error)
+	// failed is set when an all-or-nothing (SMTP) Stage failed and was
+	// aborted: no recipient is delivered.
+	failed   bool
 	onSettle func(i int, err error)
 }
 
@@ -512,6 +525,11 @@ func (d *delivery) settle() {
 		}
 		if !done {
 			continue
+		}
+		if res == nil && d.failed {
+			// A recipient with nothing to store (Sieve's discard or
+			// redirect) shares the fate of the aborted transaction.
+			res = errNotDelivered
 		}
 		d.settled[i] = true
 		d.results[i] = res

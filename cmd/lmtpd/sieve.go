@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
 	"github.com/lmtpd/lmtpd/sieve"
 )
 
@@ -196,19 +194,16 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 	return exOK
 }
 
-// sieveGlobalDir reads only [sieve] global_dir of a configuration file, so
-// that sieve-test works before (and apart from) the rest of the
-// configuration's [sieve] support.
+// sieveGlobalDir returns [sieve] global_dir of the configuration file at
+// path, read, checked and with its relative paths resolved by the loader
+// the daemon uses (loadConfig), so that sieve-test sees the directory the
+// daemon would and refuses a configuration the daemon would refuse.
 func sieveGlobalDir(path string) (string, error) {
-	var cfg struct {
-		Sieve struct {
-			GlobalDir string `toml:"global_dir"`
-		} `toml:"sieve"`
+	c, err := loadConfig(path)
+	if err != nil {
+		return "", err
 	}
-	if _, err := toml.DecodeFile(path, &cfg); err != nil {
-		return "", fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg.Sieve.GlobalDir, nil
+	return c.Sieve.delivery().GlobalDir, nil
 }
 
 func writeJSON(w io.Writer, v any) {

@@ -136,10 +136,24 @@ func TestSieveTestGlobalFromConfig(t *testing.T) {
 		"main.sieve":        `require "include"; include :global "spam";`,
 		"m.eml":             sieveTestMsg,
 	})
+	// A whole configuration, read by the daemon's loader: global_dir is
+	// relative, resolved against the file's directory as the daemon does.
 	cfg := filepath.Join(dir, "lmtpd.toml")
-	if err := os.WriteFile(cfg, []byte("[sieve]\nglobal_dir = \""+filepath.Join(dir, "global")+"\"\n"), 0o644); err != nil {
+	text := "[[listener]]\naddress = \"unix:lmtp.sock\"\n\n[[domain]]\nname = \"example.test\"\n\n[delivery.maildir]\nroot = \"mail\"\n\n[sieve]\nenabled = true\nglobal_dir = \"global\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A configuration the daemon refuses is refused here too, with the
+	// loader's file:line message.
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte(text+"no_such_key = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var bout, berr bytes.Buffer
+	if st := cmdSieveTest([]string{"-config", bad, filepath.Join(dir, "main.sieve"), filepath.Join(dir, "m.eml")}, &bout, &berr); st != exUsage || !strings.Contains(berr.String(), "no_such_key") || bout.Len() != 0 {
+		t.Fatalf("bad config: status %d, stdout %q, stderr %q", st, bout.String(), berr.String())
+	}
+	t.Chdir(t.TempDir()) // global_dir must not depend on the working directory
 	st, o, _ := runSieveTest(t, "-config", cfg, filepath.Join(dir, "main.sieve"), filepath.Join(dir, "m.eml"))
 	if st != exOK || len(o.Actions) != 1 || o.Actions[0]["mailbox"] != "Junk" {
 		t.Fatalf("status %d, %+v", st, o)
