@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,13 +18,22 @@ func BenchmarkData(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		rcpts []string
+		dedup bool
 	}{
-		{"maildir-1", []string{"bob@example.org"}},
-		{"maildir-4", []string{"bob@example.org", "Alice@example.org", "zed@example.net", "BOB@example.org"}},
+		{"maildir-1", []string{"bob@example.org"}, false},
+		{"maildir-4", []string{"bob@example.org", "Alice@example.org", "zed@example.net", "BOB@example.org"}, false},
+		// The dedup path: a journal lookup per recipient and the
+		// journal's append (and fsync) before the reply.
+		{"maildir-1-dedup", []string{"bob@example.org"}, true},
+		{"maildir-4-dedup", []string{"bob@example.org", "Alice@example.org", "zed@example.net", "BOB@example.org"}, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			root := b.TempDir()
-			r := newRouter(b, testConfig(root), Options{})
+			cfg := testConfig(root)
+			if bc.dedup {
+				cfg = dedupConfig(root, filepath.Join(b.TempDir(), "dedup.journal"))
+			}
+			r := newRouter(b, cfg, Options{})
 			ctx := context.Background()
 			text := testText + strings.Repeat("some body text for the benchmark\r\n", 100)
 			b.ReportAllocs()
@@ -38,7 +49,11 @@ func BenchmarkData(b *testing.B) {
 					}
 				}
 				st := &statuses{}
-				if err := tx.Data(ctx, message(b, "s@example.com", bc.rcpts, text), st); err != nil {
+				t := text
+				if bc.dedup { // a new message each time, not a resend
+					t = fmt.Sprintf("Message-ID: <b%d@example.com>\r\n", i) + text
+				}
+				if err := tx.Data(ctx, message(b, "s@example.com", bc.rcpts, t), st); err != nil {
 					b.Fatal(err)
 				}
 				for j := range bc.rcpts {
