@@ -29,6 +29,7 @@ func scanRun(tr tracked) []int {
 	names, _ := d.Readdirnames(-1)
 	d.Close()
 	self := os.Getpid()
+	inWindow := pidWindow(tr)
 	type proc struct{ ppid, pgrp int }
 	procs := make(map[int]proc, len(names))
 	var out []int
@@ -38,7 +39,7 @@ func scanRun(tr tracked) []int {
 	}
 	for _, n := range names {
 		pid, err := strconv.Atoi(n)
-		if err != nil || pid == self {
+		if err != nil || pid == self || !inWindow(pid) {
 			continue
 		}
 		st, ok := readStat(pid)
@@ -209,4 +210,100 @@ func environHas(pid int, needle []byte) bool {
 		return false
 	}
 	return bytes.HasPrefix(b, needle) || bytes.Contains(b, append([]byte{0}, needle...))
+}
+
+// pidWindow returns a filter that passes every pid allocated since the
+// command (its own included) and, in the common case, few others, so that
+// scanRun reads /proc/PID/stat of a handful of processes rather than of
+// the whole system. Linux hands out pids (and thread ids) cyclically: the
+// next free id after the last one given, wrapping at pid_max. So every
+// pid allocated after the command's lies in the cyclic range from the
+// command's pid to the last one given (the 5th field of /proc/loadavg,
+// for lmtpd's pid namespace), unless the allocator went the whole way
+// round, which takes at least as many forks as there are free ids. The
+// fork counter (/proc/stat "processes", every clone since boot, threads
+// and other namespaces included, so never an undercount) read before the
+// command started bounds that: the window is used only while fewer than
+// pid_max/4 clones happened since (a lap would need more than three
+// quarters of all pids to be free, that is more than pid_max/4 clones,
+// or more than a quarter in use at once, where forks fail anyway). When
+// anything is unknown, the filter passes everything: the full scan.
+func pidWindow(tr tracked) func(int) bool {
+	all := func(int) bool { return true }
+	if tr.pgid <= 0 || tr.forks == 0 {
+		return all
+	}
+	// The last pid is read before the fork count, so that the count
+	// covers every allocation up to that pid.
+	last, ok := lastPid()
+	if !ok {
+		return all
+	}
+	f := forkCount()
+	pidMax := pidMax()
+	if f < tr.forks || pidMax <= 0 || f-tr.forks >= uint64(pidMax/4) {
+		return all
+	}
+	return cyclicRange(tr.pgid, last) // from the command's pid
+}
+
+// cyclicRange returns a test for the pids from first to last in
+// allocation order, which wraps from pid_max to low pids.
+func cyclicRange(first, last int) func(int) bool {
+	if last >= first {
+		return func(p int) bool { return p >= first && p <= last }
+	}
+	return func(p int) bool { return p >= first || p <= last }
+}
+
+// lastPid returns the pid most recently allocated in lmtpd's pid
+// namespace, from /proc/loadavg ("0.00 0.01 0.05 1/123 4567").
+func lastPid() (int, bool) {
+	var buf [128]byte
+	n, ok := readSmall(procDir+"/loadavg", buf[:])
+	if !ok {
+		return 0, false
+	}
+	f := bytes.Fields(buf[:n])
+	if len(f) < 5 {
+		return 0, false
+	}
+	v, ok := atoi(f[4])
+	return int(v), ok && v > 0
+}
+
+// pidMax returns /proc/sys/kernel/pid_max, 0 if unknown.
+func pidMax() int {
+	var buf [32]byte
+	n, ok := readSmall(procDir+"/sys/kernel/pid_max", buf[:])
+	if !ok {
+		return 0
+	}
+	v, ok := atoi(bytes.TrimSpace(buf[:n]))
+	if !ok {
+		return 0
+	}
+	return int(v)
+}
+
+// forkCount returns the number of clones since boot (/proc/stat
+// "processes"), 0 if unknown.
+func forkCount() uint64 {
+	b, err := os.ReadFile(procDir + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.Index(b, []byte("\nprocesses "))
+	if i < 0 {
+		return 0
+	}
+	rest := b[i+len("\nprocesses "):]
+	if j := bytes.IndexByte(rest, '\n'); j >= 0 {
+		rest = rest[:j]
+	}
+	v, ok := atoi(bytes.TrimSpace(rest))
+	if !ok {
+		return 0
+	}
+	return v
 }
