@@ -17,7 +17,9 @@ const procDir = "/proc"
 // token. Zombies are left out: they are dead already; so are processes
 // that started before tr.start. lmtpd itself is never returned.
 //
-// It reads /proc/PID/stat of every process and /proc/PID/environ only of
+// It reads /proc/PID/stat of every process allocated since the command
+// (see pidWindow; of every process when that is unknown) and
+// /proc/PID/environ only of
 // processes owned by tr.uid that nothing else matched. The environment of
 // another user's process is not readable without root; a run-as command
 // runs as another user only when lmtpd is root, so that is no gap.
