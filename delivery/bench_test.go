@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lmtpd/lmtpd/protocol"
@@ -65,4 +66,42 @@ func BenchmarkData(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkDedupParallel delivers new messages from concurrent sessions
+// with the dedup journal on, so that the journal's group commit shows:
+// concurrent deliveries share the fsync of their journal lines.
+func BenchmarkDedupParallel(b *testing.B) {
+	root := b.TempDir()
+	r := newRouter(b, dedupConfig(root, filepath.Join(b.TempDir(), "dedup.journal")), Options{})
+	ctx := context.Background()
+	rcpts := []string{"bob@example.org"}
+	var n atomic.Int64
+	b.SetParallelism(4) // sessions per CPU: deliveries wait on fsyncs
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tx, err := r.Mail(ctx, conn(protocol.LMTP), addr("s@example.com"), &protocol.MailParams{})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := tx.Rcpt(ctx, &protocol.Recipient{Address: addr(rcpts[0])}); err != nil {
+				b.Error(err)
+				return
+			}
+			text := fmt.Sprintf("Message-ID: <p%d@example.com>\r\n", n.Add(1)) + testText
+			st := &statuses{}
+			if err := tx.Data(ctx, message(b, "s@example.com", rcpts, text), st); err != nil {
+				b.Error(err)
+				return
+			}
+			if e, _ := st.get(0); e != nil {
+				b.Error(e)
+				return
+			}
+			tx.Close()
+		}
+	})
 }
