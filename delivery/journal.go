@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lmtpd/lmtpd/delivery/maildir"
 )
 
 // DedupConfig configures idempotent delivery: a journal of recent
@@ -54,16 +56,23 @@ func (c *DedupConfig) window() time.Duration {
 }
 
 // journal remembers delivered (message, destination) keys. Entries are
-// appended to a file without fsync: the journal is an optimisation, and a
-// crash that loses its last lines costs at most a duplicate, which is what
-// happens without it. Safe for concurrent use.
+// appended to a file and fsynced before add returns, that is before the
+// 250 they stand for is sent: a client that resends after a power cut
+// took the reply is recognised (tests/powercut_test.go asserts it).
+// Concurrent adds share one fsync (group commit through
+// maildir.GroupSync), so a burst of deliveries costs about one flush of
+// the journal, not one each. Safe for concurrent use.
 type journal struct {
+	gs      maildir.GroupSync // fsyncs of f, keyed by path
 	mu      sync.Mutex
 	path    string
 	f       *os.File
 	seen    map[string]time.Time
 	written int // lines in the file
 	now     func() time.Time
+	// syncFile fsyncs the journal file; a seam for tests, nil means
+	// (*os.File).Sync.
+	syncFile func(*os.File) error
 }
 
 // openJournal loads the journal at path, dropping entries older than
@@ -170,14 +179,52 @@ func (j *journal) has(key string, window time.Duration) bool {
 	return ok && j.now().Sub(t) < window
 }
 
-// add records keys. Failures to write are returned for the log; the
-// in-memory record is kept anyway.
+// add records keys and returns once they are on the disk (fsynced, or
+// in a rewritten file that was). Failures to write or sync are returned
+// for the log; the in-memory record is kept anyway.
 func (j *journal) add(window time.Duration, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	err := j.append(window, keys)
+	// The fsync runs outside mu so that other deliveries append their
+	// lines meanwhile and share the next one. An fsync started after our
+	// write covers it; if a rewrite closed the file in between, the
+	// rewrite wrote our keys (they are in seen) into a file it fsynced
+	// before renaming it into place.
+	serr := j.gs.Sync(j.path, func() error {
+		j.mu.Lock()
+		f := j.f
+		j.mu.Unlock()
+		if f == nil {
+			return errJournalClosed
+		}
+		sync := (*os.File).Sync
+		if j.syncFile != nil {
+			sync = j.syncFile
+		}
+		if err := sync(f); err != nil && !errors.Is(err, os.ErrClosed) {
+			return fmt.Errorf("dedup journal: %w", err)
+		}
+		return nil
+	})
+	if err == nil {
+		err = serr
+	}
+	return err
+}
+
+// errJournalClosed is add's error after close.
+var errJournalClosed = errors.New("dedup journal: closed")
+
+// append writes the lines of keys (not synced) and rewrites the file when
+// it has grown to twice its live entries.
+func (j *journal) append(window time.Duration, keys []string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.f == nil {
+		return errJournalClosed
+	}
 	now := j.now()
 	var b strings.Builder
 	for _, k := range keys {

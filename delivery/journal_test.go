@@ -206,3 +206,70 @@ func TestDedupOldJournal(t *testing.T) {
 		t.Errorf("journal after the upgrade:\n%s", b)
 	}
 }
+
+// TestJournalAddDurable: add returns only after an fsync that started
+// after its lines were written, and concurrent adds share fsyncs (group
+// commit). The sync seam reads the file when it "flushes", so a key in
+// that snapshot is one a real fsync would have covered.
+func TestJournalAddDurable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := openJournal(path, time.Hour, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	var mu sync.Mutex
+	synced := map[string]bool{}
+	syncs := 0
+	j.syncFile = func(f *os.File) error {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond) // a slow disk: let adds pile up
+		mu.Lock()
+		syncs++
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, k, ok := strings.Cut(line, " "); ok {
+				synced[k] = true
+			}
+		}
+		mu.Unlock()
+		return f.Sync()
+	}
+	const n = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k := dedupKey(fmt.Sprint("m", i), "s@example.com", "d")
+			if err := j.add(time.Hour, k); err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			ok := synced[k]
+			mu.Unlock()
+			if !ok {
+				errs <- fmt.Errorf("add of %s returned before an fsync covered it", k)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if syncs >= n {
+		t.Errorf("%d fsyncs for %d concurrent adds: no group commit", syncs, n)
+	}
+	t.Logf("%d concurrent adds, %d fsyncs", n, syncs)
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.add(time.Hour, dedupKey("late", "s", "d")); err == nil {
+		t.Error("add after close: no error")
+	}
+}

@@ -105,7 +105,7 @@ type Store struct {
 	chmod     bool // modes configured: fchmod what is created
 	homeFS    func(home string) FS
 
-	syncer syncer
+	syncer GroupSync
 	known  sync.Map // directory -> struct{}: created, checked and cleaned by this process
 }
 
@@ -578,7 +578,7 @@ func (st *Staged) Abort() error {
 
 // syncDir fsyncs a directory through the group-commit syncer.
 func (s *Store) syncDir(l loc, dir string) error {
-	return s.syncer.sync(l.key(dir), func() error { return fsyncDir(l.fs, dir) })
+	return s.syncer.Sync(l.key(dir), func() error { return fsyncDir(l.fs, dir) })
 }
 
 func fsyncDir(fsys FS, dir string) error {

@@ -2,17 +2,19 @@ package maildir
 
 import "sync"
 
-// syncer gives group commit for directory fsyncs: concurrent callers that
-// need the same directory synced share one fsync(2). A caller is covered
-// only by an fsync that started after the caller asked (so after its
-// rename), and is not answered before that fsync returned.
-type syncer struct {
+// GroupSync gives group commit for fsyncs: concurrent callers that need
+// the same thing synced (a directory here, the dedup journal in package
+// delivery) share one fsync(2). A caller is covered only by an fsync that
+// started after the caller asked (so after its rename or write), and is
+// not answered before that fsync returned. The zero value is ready to
+// use; safe for concurrent use.
+type GroupSync struct {
 	mu   sync.Mutex
 	dirs map[string]*dirSync
 }
 
 // dirSync is the state of one directory. refs counts callers inside
-// syncer.sync, so the entry can be dropped when idle.
+// GroupSync.Sync, so the entry can be dropped when idle.
 type dirSync struct {
 	refs    int
 	started uint64   // number of fsyncs started
@@ -25,9 +27,11 @@ type syncRun struct {
 	err  error
 }
 
-// sync calls do (an fsync of dir) or waits for a call that started after
-// this one was made, and returns its error.
-func (s *syncer) sync(dir string, do func() error) error {
+// Sync calls do (an fsync of what dir names; any key works) or waits for
+// a call for the same key that started after this one was made, and
+// returns its error. Callers with the same key must pass equivalent do
+// functions: only one of them runs.
+func (s *GroupSync) Sync(dir string, do func() error) error {
 	s.mu.Lock()
 	if s.dirs == nil {
 		s.dirs = make(map[string]*dirSync)

@@ -12,7 +12,7 @@ import (
 // caller returns only after an fsync that started after the caller asked,
 // and callers share fsyncs.
 func TestSyncerCoverage(t *testing.T) {
-	var s syncer
+	var s GroupSync
 	var clock atomic.Int64 // logical time
 	type run struct{ start, end int64 }
 	var mu sync.Mutex
@@ -32,7 +32,7 @@ func TestSyncerCoverage(t *testing.T) {
 		wg.Go(func() {
 			for j := 0; j < 20; j++ {
 				asked := clock.Add(1)
-				if err := s.sync("d", do); err != nil {
+				if err := s.Sync("d", do); err != nil {
 					t.Error(err)
 				}
 				answered := clock.Add(1)
@@ -57,18 +57,18 @@ func TestSyncerCoverage(t *testing.T) {
 	}
 	t.Logf("%d fsyncs for %d calls", len(runs), callers*20)
 	if len(s.dirs) != 0 {
-		t.Errorf("idle syncer keeps %d entries", len(s.dirs))
+		t.Errorf("idle GroupSync keeps %d entries", len(s.dirs))
 	}
 }
 
 func TestSyncerError(t *testing.T) {
-	var s syncer
+	var s GroupSync
 	boom := errors.New("boom")
 	started := make(chan struct{})
 	release := make(chan struct{})
 	first := make(chan error)
 	go func() {
-		first <- s.sync("d", func() error { close(started); <-release; return nil })
+		first <- s.Sync("d", func() error { close(started); <-release; return nil })
 	}()
 	<-started
 	// These callers ask while the first fsync runs: it does not cover
@@ -78,7 +78,7 @@ func TestSyncerError(t *testing.T) {
 	var calls atomic.Int32
 	for i := range errs {
 		wg.Go(func() {
-			errs[i] = s.sync("d", func() error { calls.Add(1); time.Sleep(20 * time.Millisecond); return boom })
+			errs[i] = s.Sync("d", func() error { calls.Add(1); time.Sleep(20 * time.Millisecond); return boom })
 		})
 	}
 	time.Sleep(10 * time.Millisecond)
@@ -97,7 +97,7 @@ func TestSyncerError(t *testing.T) {
 		t.Errorf("%d fsyncs for the waiting callers, want 1", n)
 	}
 	// Different directories do not wait for each other.
-	if err := s.sync("other", func() error { return nil }); err != nil {
+	if err := s.Sync("other", func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 }

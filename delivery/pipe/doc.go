@@ -143,12 +143,16 @@
 // environment (execve with a new one, "env -i") and also escapes group and
 // tree; run lmtpd under a service manager that kills its whole cgroup on
 // stop (systemd's KillMode=control-group) for that last case. Scanning
-// /proc reads /proc/PID/stat of every process once per run; the
-// environment only of processes that started no earlier than the command
-// (older ones cannot be its descendants, and that also keeps a reused pid
-// out). BenchmarkReapScan measured about 1.4 ms a scan with 120 processes
-// on a shared 2-core machine under a load of 10, the order of the fork and
-// exec of the run itself.
+// /proc lists it once per run and reads /proc/PID/stat only of pids
+// allocated since the command started (pids are handed out cyclically,
+// so they lie between the command's pid and the last pid given, as long
+// as the clone counter shows the allocator has not gone round; otherwise
+// every process); the environment only of processes that started no
+// earlier than the command (older ones cannot be its descendants, and
+// that also keeps a reused pid out). BenchmarkReapScan (the full scan)
+// measured about 1.4 ms with 120 processes on a shared 2-core machine
+// under a load of 10; with the pid window BenchmarkRunTrue is about
+// 1.2 ms a run against 0.8 to 1.0 ms for os/exec alone.
 //
 // # Platform
 //

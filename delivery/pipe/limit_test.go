@@ -75,8 +75,9 @@ func TestLimiter(t *testing.T) {
 	}
 }
 
-// BenchmarkReapScan measures one scan of /proc for a run's leftovers, the
-// price of the reaping every run pays after its command exits.
+// BenchmarkReapScan measures one full scan of /proc for a run's
+// leftovers (no fork count, so no pid window): the reaper's cost when the
+// window cannot be used. BenchmarkRunTrue shows the common case.
 func BenchmarkReapScan(b *testing.B) {
 	// As after a run that just started: only processes as young as this
 	// one are looked at closely.

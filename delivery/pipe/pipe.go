@@ -415,6 +415,7 @@ func (c *Command) run(ctx context.Context, v *Vars, recipients []string, stdin i
 	}
 	cmd.WaitDelay = waitDelay
 
+	tr.forks = forkCount() // before Start: the run's clones come after
 	if err := cmd.Start(); err != nil {
 		return done(startError(c.Argv[0], err))
 	}

@@ -32,6 +32,7 @@ type tracked struct {
 	uid   int    // the uid the command runs as
 	token string // value of runTokenVar, "" if none
 	start uint64 // the command's start time (see startTime); 0: unknown
+	forks uint64 // clones since boot before the command started (see forkCount); 0: unknown
 }
 
 // maxReapRounds bounds the find-and-kill loop of reap. Each round kills

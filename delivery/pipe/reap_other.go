@@ -8,3 +8,5 @@ package pipe
 func scanRun(tracked) []int { return nil }
 
 func startTime(int) uint64 { return 0 }
+
+func forkCount() uint64 { return 0 }
