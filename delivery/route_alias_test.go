@@ -57,6 +57,7 @@ func TestLookupDirectoryAliases(t *testing.T) {
 		aliases map[string][]string
 		down    bool
 		want    []string // Mailbox of each destination, in order
+		folder  string   // Folder of the first destination
 		code    int
 		ec      protocol.EnhancedCode
 	}{
@@ -71,7 +72,9 @@ func TestLookupDirectoryAliases(t *testing.T) {
 		{name: "to configured user and other served domain", rcpt: "x@example.org", aliases: map[string][]string{"x@example.org": {"bob@example.org", "zed@example.net"}},
 			want: []string{"example.org/bob", "example.net/zed"}},
 		{name: "detail passes on", rcpt: "x+tag@example.org", aliases: map[string][]string{"x@example.org": {"bob@example.org"}},
-			want: []string{"example.org/bob"}},
+			want: []string{"example.org/bob"}, folder: ".tag"},
+		{name: "target's own detail kept", rcpt: "x+tag@example.org", aliases: map[string][]string{"x@example.org": {"bob+box@example.org"}},
+			want: []string{"example.org/bob"}, folder: ".box"},
 		{name: "chain", rcpt: "a@example.org", aliases: map[string][]string{"a@example.org": {"b@example.org"}, "b@example.org": {"c@example.org"}, "c@example.org": {"dan@example.org"}},
 			want: []string{"dir/dan@example.org"}},
 		{name: "loop", rcpt: "a@example.org", aliases: map[string][]string{"a@example.org": {"b@example.org"}, "b@example.org": {"a@example.org"}},
@@ -109,6 +112,9 @@ func TestLookupDirectoryAliases(t *testing.T) {
 			}
 			if !slices.Equal(boxes, tt.want) {
 				t.Errorf("mailboxes %q, want %q", boxes, tt.want)
+			}
+			if len(got) > 0 && got[0].Folder != tt.folder {
+				t.Errorf("folder %q, want %q", got[0].Folder, tt.folder)
 			}
 		})
 	}
