@@ -47,6 +47,20 @@
 // address that cannot be a file name 553 5.1.3. The bare "Postmaster"
 // (RFC 5321 section 4.5.1) goes to Config.Postmaster.
 //
+// A Lookup that is also an AliasLookup (a [[domain]] directory) is asked
+// for aliases after the configured users and before its own users, as
+// Postfix applies virtual_alias_maps before the mailbox lookup: a Postfix
+// Admin mailbox with forwarding (alice → alice, bob@other) then delivers
+// to both. Aliases expand recursively (directory.ExpandAliases: several
+// rows or one comma-separated value; an alias to its own address is the
+// mailbox itself, not a loop) to configured users, directory users and
+// addresses of other served domains, each routed like a recipient of its
+// own without the directory's aliases, an unmatched detail passed on. A
+// loop, or more than 20 levels, is 554 5.4.6 (RFC 3463 X.4.6 routing
+// loop: permanent, the directory answered); a target in a domain not
+// served is 550 5.1.2 (lmtpd does not relay); a failed alias lookup is
+// 451 4.3.0.
+//
 // # Local parts
 //
 // RFC 6531 leaves the matching of non-ASCII local parts to the server.

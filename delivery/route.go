@@ -381,6 +381,13 @@ var (
 	// ErrLoop: the message already carries Delivered-To for this recipient
 	// (X.4.6 routing loop detected).
 	ErrLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.ECPermLoop, "Mail loop detected: message already delivered to this recipient")
+	// ErrAliasLoop: a directory's aliases lead back to an address on
+	// their own chain (X.4.6 routing loop detected, permanent: the
+	// directory answered).
+	ErrAliasLoop = protocol.NewError(protocol.CodeTransactionFailed, protocol.ECPermLoop, "Alias loop detected")
+	// ErrAliasDepth: a directory's aliases nest more than
+	// directory.MaxAliasDepth levels (X.4.6, treated as a loop).
+	ErrAliasDepth = protocol.NewError(protocol.CodeTransactionFailed, protocol.ECPermLoop, "Alias nesting too deep")
 )
 
 // warnings returns what is wrong with a valid configuration without
@@ -405,6 +412,12 @@ func (t *table) warnings() []string {
 // Lookup, an alias (user+detail, then user), any-user, the @domain
 // catch-all. The bare "Postmaster" resolves as t.postmaster.
 func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.Protocol, ext Lookup) ([]Destination, error) {
+	return t.lookupOpt(ctx, a, proto, ext, true)
+}
+
+// lookupOpt is lookup; dirAliases false skips the directory's aliases,
+// for the final recipients of an expansion (already expanded).
+func (t *table) lookupOpt(ctx context.Context, a protocol.Address, proto protocol.Protocol, ext Lookup, dirAliases bool) ([]Destination, error) {
 	if a.Domain == "" {
 		if !strings.EqualFold(a.LocalPart, "postmaster") || t.postmaster.Domain == "" {
 			return nil, ErrUnknownUser
@@ -428,6 +441,11 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	if hasDetail {
 		if u := d.users[t.cfg.fold(base)]; u != nil {
 			return t.one(d, u.name, detail, addr, u.route, u.createFolders, nil)
+		}
+	}
+	if al, ok := ext.(AliasLookup); ok && dirAliases {
+		if ds, ok, err := t.dirAlias(ctx, d, base, detail, proto, ext, al); ok || err != nil {
+			return ds, err
 		}
 	}
 	if ext != nil {
@@ -460,10 +478,79 @@ func (t *table) lookup(ctx context.Context, a protocol.Address, proto protocol.P
 	// accepted; one the domain does not route itself goes where the bare
 	// Postmaster goes.
 	if strings.EqualFold(local, "postmaster") && t.postmaster.Domain != "" && !strings.EqualFold(a.Domain, t.postmaster.Domain) {
-		return t.lookup(ctx, t.postmaster, proto, ext)
+		return t.lookupOpt(ctx, t.postmaster, proto, ext, dirAliases)
 	}
 	return nil, ErrUnknownUser
 }
+
+// dirAlias expands base@d through the directory's aliases
+// (directory.ExpandAliases: rows or comma-separated values, recursively,
+// a self-alias meaning the mailbox itself). ok false means the address
+// is no alias, or only aliases itself (Postfix Admin's alice → alice):
+// routing goes on to the directory's user. Each final recipient is
+// routed like a recipient of its own, without the directory's aliases,
+// carrying the unmatched detail; one outside the served domains is
+// refused (lmtpd does not relay).
+func (t *table) dirAlias(ctx context.Context, d *domain, base, detail string, proto protocol.Protocol, ext Lookup, al AliasLookup) ([]Destination, bool, error) {
+	start := t.cfg.fold(base) + "@" + d.name
+	final, err := directory.ExpandAliases(ctx, start, directory.ExpandOptions{
+		Route: func(addr string) (directory.Directory, directory.Key, bool) {
+			local, dom, ok := strings.Cut(addr, "@")
+			if !ok || local == "" || t.domains[strings.ToLower(dom)] == nil {
+				return nil, directory.Key{}, false
+			}
+			dom = strings.ToLower(dom)
+			local = t.cfg.fold(local)
+			u, det, _ := splitDetail(local, t.cfg.DetailDelimiter)
+			return aliasDir{al}, directory.Key{Address: local + "@" + dom, LocalPart: u, Domain: dom, Detail: det}, true
+		},
+	})
+	switch {
+	case errors.Is(err, directory.ErrAliasLoop):
+		return nil, true, ErrAliasLoop.Wrap(err)
+	case errors.Is(err, directory.ErrAliasDepth):
+		return nil, true, ErrAliasDepth.Wrap(err)
+	case err != nil:
+		return nil, true, ErrLookupFailed.Wrap(err)
+	}
+	if len(final) == 1 && final[0] == start {
+		return nil, false, nil
+	}
+	var out []Destination
+	for _, f := range final {
+		local, dom, _ := strings.Cut(f, "@")
+		if t.domains[strings.ToLower(dom)] == nil {
+			return nil, true, ErrDomainNotServed.Wrap(fmt.Errorf("delivery: alias %s leads to %s, a domain not served here", start, f))
+		}
+		if _, _, has := splitDetail(local, t.cfg.DetailDelimiter); !has && detail != "" {
+			local += string(t.cfg.DetailDelimiter[0]) + detail
+		}
+		ds, err := t.lookupOpt(ctx, protocol.Address{LocalPart: local, Domain: dom}, proto, ext, false)
+		if err != nil {
+			return nil, true, err
+		}
+		out = append(out, ds...)
+	}
+	return out, true, nil
+}
+
+// aliasDir shows an AliasLookup to directory.ExpandAliases, which asks
+// only LookupAlias; the other methods answer "nothing" and are never
+// called.
+type aliasDir struct{ al AliasLookup }
+
+func (a aliasDir) Name() string { return "lookup" }
+func (a aliasDir) LookupUser(context.Context, directory.Key) (directory.Record, error) {
+	return directory.Record{}, directory.ErrNotFound
+}
+func (a aliasDir) LookupAlias(ctx context.Context, k directory.Key) ([]string, error) {
+	return a.al.LookupAlias(ctx, k)
+}
+func (a aliasDir) LookupPassword(context.Context, directory.Key) (string, error) {
+	return "", directory.ErrNotFound
+}
+func (a aliasDir) Check(context.Context) error { return nil }
+func (a aliasDir) Close() error                { return nil }
 
 // isSpecial reports whether a Maildir++ folder (".Trash", ".Trash.old")
 // is a special folder or under one: a detail never delivers there.

@@ -132,7 +132,8 @@ type Destination struct {
 
 // Lookup is a source of users beyond the configuration, such as a
 // directory (every directory.Directory is one). It is consulted for a
-// local part the configured users do not list, after them and before
+// local part the configured users do not list, after them (and after
+// its aliases, when it is an AliasLookup) and before the configured
 // aliases, with the local part without its detail. It may change its
 // answers at any time: it is asked at every RCPT.
 type Lookup interface {
@@ -148,6 +149,20 @@ type Lookup interface {
 	// the files and directories its delivery creates (both 0 count as
 	// unset).
 	LookupUser(ctx context.Context, k directory.Key) (directory.Record, error)
+}
+
+// AliasLookup is a Lookup that also knows aliases, found by type
+// assertion. It is asked about a recipient's local part (without its
+// detail) after the configured users and before LookupUser, as Postfix
+// applies virtual_alias_maps before the mailbox lookup, so a Postfix
+// Admin mailbox with forwarding (alice → alice, bob@other) delivers to
+// both.
+type AliasLookup interface {
+	// LookupAlias returns the targets of the alias k names (several rows
+	// or comma-separated values, split by directory.SplitAliasTargets or
+	// not), directory.ErrNotFound when k is no alias, or another error
+	// when the answer is not known now (451 4.3.0).
+	LookupAlias(ctx context.Context, k directory.Key) ([]string, error)
 }
 
 // Message is the message a Target stages: the envelope, the header fields

@@ -180,7 +180,7 @@ func (r *dirRegistry) hasAuth() (auth, cram bool) {
 	return true, g.cram
 }
 
-// domainLookup is delivery's UserLookup over the [[domain]] directory
+// domainLookup is delivery's Lookup and AliasLookup over the [[domain]] directory
 // keys: a local part the configuration does not list is a user of the
 // domain when the domain's directory has it (delivery then routes it
 // like a configured user without a route of its own: the domain's
@@ -205,4 +205,21 @@ func (l *domainLookup) LookupUser(ctx context.Context, k directory.Key) (directo
 		return directory.Record{}, directory.ErrNotFound
 	}
 	return d.LookupUser(ctx, k)
+}
+
+// LookupAlias implements delivery.AliasLookup: the aliases of the
+// domain's directory (ErrNotFound for a domain without one), which
+// delivery expands before the directory's users, as Postfix applies
+// virtual_alias_maps before the mailbox lookup.
+func (l *domainLookup) LookupAlias(ctx context.Context, k directory.Key) ([]string, error) {
+	g := l.reg.acquire()
+	if g == nil {
+		return nil, directory.ErrNotFound
+	}
+	defer g.release()
+	d := g.domains[strings.ToLower(k.Domain)]
+	if d == nil {
+		return nil, directory.ErrNotFound
+	}
+	return d.LookupAlias(ctx, k)
 }

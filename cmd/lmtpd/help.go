@@ -23,6 +23,7 @@ var commands = []command{
 	{"serve", "run the daemon (the default command)"},
 	{"check-config", "validate the configuration and print it with defaults filled in"},
 	{"deliver", "deliver one message from standard input (local delivery agent)"},
+	{"lookup", "print what lmtpd would do with mail for each address (status, directory, final recipients), without delivering"},
 	{"hash-password", "read a password and print a password hash (any -scheme), or password_hash and scram lines"},
 	{"quota", "print users' mailbox usage and limits (-recalc recalculates maildirsize)"},
 	{"sievec", "check Sieve scripts and print their errors"},

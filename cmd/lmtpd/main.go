@@ -10,6 +10,8 @@
 //	                                    deliver one message from standard input
 //	lmtpd quota [-config FILE] [-json] [-recalc] ADDRESS...
 //	                                    print mailbox usage and limits
+//	lmtpd lookup [-config FILE] [-json] ADDRESS...
+//	                                    print what mail for each address would do
 //	lmtpd hash-password                 make password_hash and scram lines
 //	lmtpd version                       print the version, commit and Go version
 //	lmtpd completion bash|zsh           print a shell completion script
@@ -93,6 +95,8 @@ func run(args []string, stdin *os.File, stdout io.Writer, stderr *os.File) int {
 		return cmdDeliver(args, stdin, stderr)
 	case "quota":
 		return cmdQuota(args, stdout, stderr)
+	case "lookup":
+		return cmdLookup(args, stdout, stderr)
 	case "hash-password":
 		return cmdHashPassword(args, stdin, stdout, stderr)
 	case "version":

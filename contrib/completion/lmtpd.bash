@@ -18,6 +18,9 @@ _lmtpd() {
 	deliver:-f)
 		COMPREPLY=()
 		return ;;
+	lookup:-config)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return ;;
 	hash-password:-scheme|hash-password:-user)
 		COMPREPLY=()
 		return ;;
@@ -35,17 +38,18 @@ _lmtpd() {
 	serve) words="-config" ;;
 	check-config) words="-config -offline -q -secrets" ;;
 	deliver) words="-config -f -loop-check" ;;
+	lookup) words="-config -json" ;;
 	hash-password) words="-scheme -user" ;;
 	quota) words="-config -json -recalc" ;;
 	sievec) words="" ;;
 	sieve-test) words="-config -from -global-dir -json -orig-to -state -to" ;;
 	version) words="" ;;
 	completion) words="bash zsh" ;;
-	help) words="serve check-config deliver hash-password quota sievec sieve-test version completion" ;;
+	help) words="serve check-config deliver lookup hash-password quota sievec sieve-test version completion" ;;
 	*) words= ;;
 	esac
 	if ((COMP_CWORD == 1)); then
-		words="serve check-config deliver hash-password quota sievec sieve-test version completion help -config -h --help --version"
+		words="serve check-config deliver lookup hash-password quota sievec sieve-test version completion help -config -h --help --version"
 	fi
 	COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }
