@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -138,6 +139,16 @@ func (c *config) validateDirectories(ec *errorCollector) {
 		}
 		if !c.checkDirectoryKeys(ec, key, dc) {
 			continue
+		}
+		// attributes maps result fields to LDAP attributes: a field lmtpd
+		// does not know is carried in the record's extra fields but used
+		// for nothing, which is most likely a typing mistake.
+		for _, field := range slices.Sorted(maps.Keys(dc.Attributes)) {
+			if !directory.KnownField(field) {
+				k := joinKey(joinKey(key, "attributes"), field)
+				c.warnings = append(c.warnings, &configError{File: c.file, Line: ec.loc.line(k), Key: k,
+					Err: fmt.Errorf("%q is not a result field lmtpd uses (mailbox, home, quota_bytes, quota_messages, sieve, forward, password, uid, gid, or Dovecot's mail and quota_rule): the attribute is read and ignored", field)})
+			}
 		}
 		spec, err := c.directorySpec(key, dc)
 		if err != nil {

@@ -139,3 +139,33 @@ func FuzzRedactDSN(f *testing.F) {
 		}
 	})
 }
+
+// TestDirectoryUnknownAttribute: an LDAP attributes key that is no result
+// field lmtpd uses is warned about once, at load, at its key.
+func TestDirectoryUnknownAttribute(t *testing.T) {
+	cfg, err := testConfig(t, `[[listener]]
+address = "127.0.0.1:2424"
+[delivery.maildir]
+root = "mail"
+[[domain]]
+name = "example.test"
+directory = "people"
+[[directory]]
+name = "people"
+driver = "ldap"
+url = "ldap://127.0.0.1:1"
+base_dn = "ou=people,dc=example,dc=org"
+user_filter = "(mail={address})"
+attributes = { mailbox = "mailMessageStore", mialbox = "x" }
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range cfg.warnings {
+		got = append(got, w.Key)
+	}
+	if len(got) != 1 || got[0] != "directory[0].attributes.mialbox" {
+		t.Fatalf("warnings at %q, want one at directory[0].attributes.mialbox", got)
+	}
+}
