@@ -136,10 +136,10 @@ func TestDovecotProxyXClient(t *testing.T) {
 		}
 	}
 	client := fmt.Sprintf(`"client":"unknown[127.0.0.1]:%d"`, clientPort)
-	if !d.logContains(`"message":"XCLIENT"`, client, `"client_helo":"client.example.test"`, `"client_proto":"LMTP"`, `"ttl_sent":true`, `"ttl":5`) {
+	if !d.logEventually(5*time.Second, `"message":"XCLIENT"`, client, `"client_helo":"client.example.test"`, `"client_proto":"LMTP"`, `"ttl_sent":true`, `"ttl":5`) {
 		t.Errorf("no XCLIENT line with Dovecot's attributes (client port %d):\n%s", clientPort, d.logTail(40))
 	}
-	if !d.logContains(client, `"to":"carol@tcp.example.test"`) {
+	if !d.logEventually(5*time.Second, client, `"to":"carol@tcp.example.test"`) {
 		t.Errorf("delivery log line without the original client:\n%s", d.logTail(40))
 	}
 	if d.logContains(client, fmt.Sprintf(`"peer":"127.0.0.1:%d"`, clientPort)) {

@@ -325,6 +325,22 @@ func (d *daemon) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// logEventually waits up to timeout for a line of lmtpd's log that holds
+// every one of the strings (a recipient's line may be written just after
+// its reply, which the test may already have acted on).
+func (d *daemon) logEventually(timeout time.Duration, all ...string) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if d.logContains(all...) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // logContains reports whether lmtpd's log has a line containing every
 // one of the strings.
 func (d *daemon) logContains(all ...string) bool {

@@ -106,7 +106,7 @@ func TestProxyThreeInstances(t *testing.T) {
 	}
 	findMessage(t, a.mailbox("alice@example.org"), m3.ID)
 	findMessage(t, b.mailbox("carol@example.org"), m3.ID)
-	if !front.logContains(`"server":["unix:`+b.Socket+`"]`, `"status":"451 4.4.1`) {
+	if !front.logEventually(5*time.Second, `"server":["unix:`+b.Socket+`"]`, `"status":"451 4.4.1`) {
 		t.Errorf("the front's log does not name backend B with the failure:\n%s", front.logTail(20))
 	}
 }

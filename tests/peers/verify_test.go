@@ -116,7 +116,7 @@ aliases = { postmaster = ["alice"] }
 	if files := newFiles(t, d.mailbox("alice@example.test")); len(files) != 0 {
 		t.Errorf("probes delivered: %q", files)
 	}
-	if !d.logContains("nobody@example.test") {
+	if !d.logEventually(5*time.Second, "nobody@example.test") {
 		t.Errorf("lmtpd never saw the probe for nobody@example.test; log:\n%s", d.logTail(20))
 	}
 }

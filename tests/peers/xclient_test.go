@@ -33,7 +33,7 @@ func TestXClient(t *testing.T) {
 		t.Errorf("stored message lacks the client in its Received field:\n%s", clip([]byte(stored), 2000))
 	}
 	c.Expect("QUIT", 221)
-	if !d.logContains(`"client":"client.example.net[2001:db8::77]:40123"`, `"peer":"unix:`, `"to":"bob@example.test"`) {
+	if !d.logEventually(5*time.Second, `"client":"client.example.net[2001:db8::77]:40123"`, `"peer":"unix:`, `"to":"bob@example.test"`) {
 		t.Errorf("the delivery log line lacks the client or the peer:\n%s", d.logTail(30))
 	}
 
