@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end benchmark (issue 7): lmtpd side by side with a go-smtp server,
 # Dovecot LMTP and Postfix's smtp-sink over loopback TCP, driven by
-# bench/loadgen. Every server is started fresh for every run, on a fresh
-# maildir tree; the trees are deleted only at the very end (ext4 creates
-# files slowly for minutes after many deletions). Runs are interleaved
-# (scenario, run, server) so that drift hits every server alike.
+# bench/loadgen; and lmtpd as a proxy in front of a second lmtpd (issue
+# 16), beside direct delivery to the same backend. Every server is
+# started fresh for every run, on a fresh maildir tree; the trees are
+# deleted only at the very end (ext4 creates files slowly for minutes
+# after many deletions). Runs are interleaved (scenario, run, server) so
+# that drift hits every server alike.
 #
 #   scripts/bench-e2e.sh                 # tables to stdout
 #   scripts/bench-e2e.sh -readme README.md   # rewrite its bench-e2e section
@@ -81,11 +83,17 @@ if [ "$(ulimit -n)" -lt 10100 ]; then
 fi
 
 # --- build ---------------------------------------------------------------
+server_pid=
+backend_pid=
 work=$(mktemp -d "${TMPDIR:-/tmp}/lmtpd-bench.XXXXXX")
 chmod 755 "$work" # Dovecot's workers run as vmail
 mounted=
 cleanup() {
-	if [ -n "${server_pid:-}" ]; then kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; fi
+	local pid
+	for pid in ${server_pid:-} ${backend_pid:-}; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	if [ "${KEEP:-0}" = 1 ]; then say "kept $work"; return; fi
 	# The trees go only now, all at once (with FS=loop: one file).
 	if [ -n "$mounted" ]; then umount "$mounted" || say "cannot unmount $mounted"; fi
@@ -172,6 +180,31 @@ start_lmtpd-always() {
 	"$work/bin/lmtpd" -config "$1/lmtpd.toml" 2>"$1/log" &
 	server_pid=$!
 }
+# The proxy (issue 16): a front lmtpd whose domain routes every recipient
+# over LMTP (loopback TCP) to a backend lmtpd configured as the "lmtpd"
+# row, which stores them. server_pid is the front: loadgen measures its
+# CPU and memory, so the row's CPU and RSS are the proxy's own cost; the
+# backend's CPU lands in "other CPU". Returns 1 (nothing left running)
+# when the backend does not come up.
+start_lmtpd-proxy() {
+	local bport
+	mkdir -p "$1/backend"
+	bport=$(free_port)
+	start_lmtpd "$1/backend" "$bport"
+	backend_pid=$server_pid
+	server_pid=
+	# Ready when it has greeted one connection (nothing is delivered).
+	if ! "$work/bin/loadgen" -addr "127.0.0.1:$bport" -wait 20s -pid "$backend_pid" -idle 1 -hold 0s -o /dev/null 2>/dev/null; then
+		say "backend of lmtpd-proxy did not come up; its log:"
+		tail -5 "$1/backend/log" >&2 || true
+		stop_server
+		return 1
+	fi
+	lmtpd_config "$1" "$2" single
+	echo "route = { lmtp = { address = \"127.0.0.1:$bport\" } }" >>"$1/lmtpd.toml"
+	"$work/bin/lmtpd" -config "$1/lmtpd.toml" 2>"$1/log" &
+	server_pid=$!
+}
 start_gosmtpd() {
 	mkdir -p "$1/mail"
 	"$work/bin/gosmtpd" -listen "127.0.0.1:$2" -maildir "$1/mail" 2>"$1/log" &
@@ -206,9 +239,13 @@ start_smtp-sink() {
 }
 
 stop_server() {
-	kill "$server_pid" 2>/dev/null || true
-	wait "$server_pid" 2>/dev/null || true
+	local pid
+	for pid in ${server_pid:-} ${backend_pid:-}; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	server_pid=
+	backend_pid=
 }
 
 # --- scenarios ---------------------------------------------------------------
@@ -216,7 +253,9 @@ load_servers="lmtpd gosmtpd dovecot lmtpsink gosmtpd-discard smtp-sink"
 servers_for() {
 	local s
 	case $1 in
-	1k-c8-r5) s="lmtpd lmtpd-always gosmtpd gosmtpd-copy dovecot lmtpsink gosmtpd-discard smtp-sink" ;;
+	# lmtpd-proxy: front → backend lmtpd, beside the direct lmtpd row.
+	1k-c8) s="lmtpd lmtpd-proxy ${load_servers#lmtpd }" ;;
+	1k-c8-r5) s="lmtpd lmtpd-proxy lmtpd-always gosmtpd gosmtpd-copy dovecot lmtpsink gosmtpd-discard smtp-sink" ;;
 	# Dovecot serves one connection per lmtp process (100 by default):
 	# 10,000 idle connections are not a Dovecot scenario.
 	idle-10k) s="lmtpd gosmtpd smtp-sink" ;;
@@ -251,11 +290,14 @@ for sc in $scenarios; do
 				dir="$trees/$sc/$srv-$run-$attempt"
 				mkdir -p "$dir"
 				port=$(free_port)
-				"start_$srv" "$dir" "$port"
 				status=0
-				# shellcheck disable=SC2086
-				"$work/bin/loadgen" -addr "127.0.0.1:$port" -wait 20s -pid "$server_pid" \
-					-scenario "$sc" -server "$srv" -run "$run" -o "$results" $load || status=$?
+				if "start_$srv" "$dir" "$port"; then
+					# shellcheck disable=SC2086
+					"$work/bin/loadgen" -addr "127.0.0.1:$port" -wait 20s -pid "$server_pid" \
+						-scenario "$sc" -server "$srv" -run "$run" -o "$results" $load || status=$?
+				else
+					status=2
+				fi
 				stop_server
 				[ $status = 0 ] && break
 				say "$srv $sc run $run (attempt $attempt) exited $status; server log:"

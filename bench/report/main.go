@@ -3,7 +3,9 @@
 // scenario with, for each server, the median of its runs and their spread
 // (min–max) for messages per second, server CPU seconds per 1,000 messages
 // and peak resident memory, and how lmtpd compares with it; then the
-// targets of issue 7, each marked met or missed.
+// targets of issue 7, each marked met or missed, and the proxy's figures
+// of issue 16 (a front lmtpd handing mail to a backend lmtpd, against
+// direct delivery to that backend).
 //
 //	go run ./bench/report -command 'scripts/bench-e2e.sh' results.jsonl
 //	go run ./bench/report -readme README.md results.jsonl
@@ -48,17 +50,22 @@ type serverInfo struct {
 	label string
 	group group
 	base  bool // the lmtpd of its group
+	// front: the process measured is the front of a setup whose other
+	// process (the proxy's backend) works in the same window; that one's
+	// CPU is in the run's OtherCPU, which then measures no background.
+	front bool
 }
 
 var servers = map[string]serverInfo{
-	"lmtpd":           {"lmtpd → maildir", groupMaildir, true},
-	"lmtpd-always":    {"lmtpd → maildir, `delivered_to = \"always\"` (a copy per recipient)", groupMaildir, false},
-	"gosmtpd":         {"go-smtp → maildir (same fsyncs, hard links)", groupMaildir, false},
-	"gosmtpd-copy":    {"go-smtp → maildir (same fsyncs, a copy per recipient)", groupMaildir, false},
-	"dovecot":         {"Dovecot LMTP → maildir", groupMaildir, false},
-	"lmtpsink":        {"lmtpd protocol core → discard", groupSink, true},
-	"gosmtpd-discard": {"go-smtp → discard", groupSink, false},
-	"smtp-sink":       {"Postfix smtp-sink", groupSink, false},
+	"lmtpd":           {label: "lmtpd → maildir", group: groupMaildir, base: true},
+	"lmtpd-proxy":     {label: "lmtpd proxy → lmtpd → maildir (the front's CPU and RSS)", group: groupMaildir, front: true},
+	"lmtpd-always":    {label: "lmtpd → maildir, `delivered_to = \"always\"` (a copy per recipient)", group: groupMaildir},
+	"gosmtpd":         {label: "go-smtp → maildir (same fsyncs, hard links)", group: groupMaildir},
+	"gosmtpd-copy":    {label: "go-smtp → maildir (same fsyncs, a copy per recipient)", group: groupMaildir},
+	"dovecot":         {label: "Dovecot LMTP → maildir", group: groupMaildir},
+	"lmtpsink":        {label: "lmtpd protocol core → discard", group: groupSink, base: true},
+	"gosmtpd-discard": {label: "go-smtp → discard", group: groupSink},
+	"smtp-sink":       {label: "Postfix smtp-sink", group: groupSink},
 }
 
 // baseOf returns the name of the lmtpd server g is compared with.
@@ -74,7 +81,7 @@ func baseOf(g group) string {
 
 // serverOrder lists known servers first, in the catalogue's order of
 // presentation, then others by name.
-var serverOrder = []string{"lmtpd", "lmtpd-always", "gosmtpd", "gosmtpd-copy", "dovecot", "lmtpsink", "gosmtpd-discard", "smtp-sink"}
+var serverOrder = []string{"lmtpd", "lmtpd-proxy", "lmtpd-always", "gosmtpd", "gosmtpd-copy", "dovecot", "lmtpsink", "gosmtpd-discard", "smtp-sink"}
 
 // scenarioTitles names the scenarios of scripts/bench-e2e.sh.
 var scenarioTitles = map[string]string{
@@ -272,10 +279,14 @@ func (sc *scenario) single() bool {
 }
 
 // background is the CPU used outside the server and the load generator,
-// in cores: the median and the maximum over every run of the scenario.
+// in cores: the median and the maximum over every run of the scenario,
+// but for a proxy's front (its runs' OtherCPU holds the backend's work).
 func (sc *scenario) background() (med, hi float64) {
 	var v []float64
 	for _, st := range sc.servers {
+		if servers[st.server].front {
+			continue
+		}
 		for _, r := range st.runs {
 			if r.Elapsed > 0 {
 				v = append(v, r.OtherCPU/r.Elapsed)
@@ -371,13 +382,34 @@ var targets = []target{
 	{text: "10,000 idle connections: lmtpd's RSS ≤ 250 MiB", scenario: "idle-10k", server: "lmtpd", metric: idleRSS, bound: 250 << 20},
 }
 
-// writeTargets writes the list of targets with the measured figures.
+// figure is a measured comparison with no bound to meet: the cost of
+// lmtpd as a proxy (issue 16), a front lmtpd handing every recipient to
+// a backend lmtpd, against direct delivery to that backend.
+type figure struct {
+	text     string
+	scenario string
+	server   string
+	other    string
+	metric   func(*result.Result) float64
+	// absolute also shows the server's own median, formatted so.
+	absolute func(float64) string
+}
+
+var figures = []figure{
+	{text: "Proxy → lmtpd, 1 KiB, c=8: msgs/s ÷ direct delivery's", scenario: "1k-c8", server: "lmtpd-proxy", other: "lmtpd", metric: msgsPerSec},
+	{text: "Proxy → lmtpd, 1 KiB, c=8: the front's CPU s / 1,000 msgs (÷ the direct lmtpd's)", scenario: "1k-c8", server: "lmtpd-proxy", other: "lmtpd", metric: cpuPer1000, absolute: fmtCPU},
+	{text: "Proxy → lmtpd, 5 recipients: msgs/s ÷ direct delivery's", scenario: "1k-c8-r5", server: "lmtpd-proxy", other: "lmtpd", metric: msgsPerSec},
+	{text: "Proxy → lmtpd, 5 recipients: the front's CPU s / 1,000 msgs (÷ the direct lmtpd's)", scenario: "1k-c8-r5", server: "lmtpd-proxy", other: "lmtpd", metric: cpuPer1000, absolute: fmtCPU},
+}
+
+// writeTargets writes the list of targets with the measured figures,
+// then the proxy's figures, in one table.
 func writeTargets(w io.Writer, scs []*scenario) {
 	byName := map[string]*scenario{}
 	for _, sc := range scs {
 		byName[sc.name] = sc
 	}
-	header := false
+	var rows []string
 	for _, t := range targets {
 		sc := byName[t.scenario]
 		if sc == nil || sc.byName[t.server] == nil || (t.other != "" && sc.byName[t.other] == nil) {
@@ -402,12 +434,47 @@ func writeTargets(w io.Writer, scs []*scenario) {
 		if !ok {
 			verdict = "**missed**"
 		}
-		if !header {
-			fmt.Fprintf(w, "\n#### Targets (issue 7)\n\n| target | measured | |\n|---|---|---|\n")
-			header = true
-		}
-		fmt.Fprintf(w, "| %s | %s | %s |\n", t.text, shown, verdict)
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s |\n", t.text, shown, verdict))
 	}
+	nTargets := len(rows)
+	for _, f := range figures {
+		sc := byName[f.scenario]
+		if sc == nil || sc.byName[f.server] == nil || sc.byName[f.other] == nil {
+			continue
+		}
+		shown := fmt.Sprintf("%.3f×", ratio(sc.byName[f.server], sc.byName[f.other], f.metric))
+		if f.absolute != nil {
+			shown = f.absolute(sc.byName[f.server].median(f.metric)) + " (" + shown + ")"
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | no target |\n", f.text, shown))
+	}
+	var title string
+	switch {
+	case len(rows) == 0:
+		return
+	case nTargets == 0:
+		title = "The proxy's cost (issue 16)"
+	case nTargets < len(rows):
+		title = "Targets (issue 7) and the proxy's cost (issue 16)"
+	default:
+		title = "Targets (issue 7)"
+	}
+	fmt.Fprintf(w, "\n#### %s\n\n| target | measured | |\n|---|---|---|\n", title)
+	for _, r := range rows {
+		io.WriteString(w, r)
+	}
+}
+
+// proxied reports whether some scenario has a proxy's front among its servers.
+func proxied(scs []*scenario) bool {
+	for _, sc := range scs {
+		for _, st := range sc.servers {
+			if servers[st.server].front {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // report is the whole markdown section.
@@ -434,7 +501,13 @@ func report(all []result.Result, command, versions, fs string, now time.Time) []
 		"Each figure is the median of %d runs, with the spread (min–max) in brackets. "+
 		"Server CPU is user+system time of the server's whole process tree (Dovecot: master and its workers) over the run; "+
 		"peak RSS is VmHWM (summed over the tree). The load generator runs on the same machine and competes for the CPUs. "+
-		"The null sink of lmtpd is `bench/lmtpsink`, lmtpd's protocol core with a discarding backend: the daemon has no discarding backend.\n", runs)
+		"The null sink of lmtpd is `bench/lmtpsink`, lmtpd's protocol core with a discarding backend: the daemon has no discarding backend.", runs)
+	if proxied(scs) {
+		fmt.Fprintf(&b, " The proxy row is lmtpd as a front handing every recipient over loopback LMTP to a second lmtpd set up as the direct row, "+
+			"which stores it: its CPU and RSS are the front's alone (the backend's work is left out, of the other-CPU line too), "+
+			"its msgs/s what the client gets through both.")
+	}
+	fmt.Fprintf(&b, "\n")
 	for _, sc := range scs {
 		writeTable(&b, sc)
 		for _, st := range sc.servers {

@@ -34,6 +34,7 @@ func fixture() []result.Result {
 	add(load("1k-c8", "lmtpsink", 0.03, 13, 40000, 40000, 40000))
 	add(load("1k-c8", "gosmtpd-discard", 0.05, 12, 20000, 20000, 20000))
 	add(load("1k-c8", "smtp-sink", 0.02, 8, 30000, 30000, 30000))
+	add(load("1k-c8", "lmtpd-proxy", 0.25, 20, 2000, 2100, 1900))
 	add(load("mystery", "other-server", 1, 5, 10))
 	for i, rss := range []int64{13, 14, 15} {
 		all = append(all, result.Result{Scenario: "200m", Server: "lmtpd", Run: i + 1, Proto: "lmtp", Size: 200 << 20,
@@ -65,6 +66,11 @@ func TestReport(t *testing.T) {
 			"| go-smtp → maildir (same fsyncs, a copy per recipient) | 700 | 1.400 | 12.0 MiB | 4.00× | 0.29× | 1.50× |",
 		// sinks compare with the protocol core
 		"| Postfix smtp-sink | 30000 | 0.020 | 8.0 MiB | 1.33× | 1.50× | 1.62× |",
+		// the proxy's front right after the direct lmtpd: 2800/2000,
+		// 0.4/0.25, 18/20
+		"| lmtpd → maildir | 2800 (2600–3000) | 0.400 | 18.0 MiB |  |  |  |\n" +
+			"| lmtpd proxy → lmtpd → maildir (the front's CPU and RSS) | 2000 (1900–2100) | 0.250 | 20.0 MiB | 1.40× | 1.60× | 0.90× |",
+		"The proxy row is lmtpd as a front",
 		"#### mystery: 1024-byte messages, 1 recipients, concurrency 8",
 		"| other-server | 10.0 | 1.000 | 5.0 MiB |  |  |  |",
 		"#### One 200 MiB message",
@@ -82,6 +88,10 @@ func TestReport(t *testing.T) {
 		"| Null sink 1 KiB, c=8: CPU/1,000 msgs ≤ 1.2× smtp-sink's | 1.500× | **missed** |",
 		"| 200 MiB message: lmtpd's peak RSS ≤ 16 MiB | 14.0 MiB | met |",
 		"| 10,000 idle connections: lmtpd's RSS ≤ 250 MiB | 180.0 MiB | met |",
+		"#### Targets (issue 7) and the proxy's cost (issue 16)",
+		// 2000/2800
+		"| Proxy → lmtpd, 1 KiB, c=8: msgs/s ÷ direct delivery's | 0.714× | no target |",
+		"| Proxy → lmtpd, 1 KiB, c=8: the front's CPU s / 1,000 msgs (÷ the direct lmtpd's) | 0.250 (0.625×) | no target |",
 	}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
@@ -104,6 +114,41 @@ func TestReport(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out)
+	}
+}
+
+// TestReportProxy: the proxy's front and the direct lmtpd alone give
+// the proxy's figures under their own title; the front's runs, whose
+// OtherCPU holds the backend's work, are no background; without a proxy
+// row the report does not explain one.
+func TestReportProxy(t *testing.T) {
+	all := load("1k-c8-r5", "lmtpd", 0.8, 18, 1000, 1100, 1200)
+	for _, r := range load("1k-c8-r5", "lmtpd-proxy", 0.3, 20, 800, 900, 1000) {
+		r.OtherCPU = 3 // the backend's 0.75 cores over 4 s
+		all = append(all, r)
+	}
+	out := string(report(all, "x", "", "", time.Now()))
+	want := []string{
+		"| lmtpd proxy → lmtpd → maildir (the front's CPU and RSS) | 900 (800–1000) | 0.300 | 20.0 MiB | 1.22× | 2.67× | 0.90× |",
+		"#### The proxy's cost (issue 16)",
+		"| Proxy → lmtpd, 5 recipients: msgs/s ÷ direct delivery's | 0.818× | no target |",
+		"| Proxy → lmtpd, 5 recipients: the front's CPU s / 1,000 msgs (÷ the direct lmtpd's) | 0.300 (0.375×) | no target |",
+	}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("report lacks %q", w)
+		}
+	}
+	for _, bad := range []string{"Targets (issue 7)", "CPU used meanwhile", "1 KiB, c=8"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("report has %q", bad)
+		}
+	}
+	if t.Failed() {
+		t.Log(out)
+	}
+	if out := string(report(load("1k-c8", "lmtpd", 1, 5, 10), "x", "", "", time.Now())); strings.Contains(out, "proxy") {
+		t.Errorf("report without a proxy row mentions one:\n%s", out)
 	}
 }
 

@@ -2,6 +2,7 @@ package peers
 
 import (
 	"context"
+	dbsql "database/sql"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite" // the SQLite directory the front reads
 
 	"github.com/lmtpd/lmtpd/protocol"
 )
@@ -40,23 +43,131 @@ func proxySend(t *testing.T, sock string, m testMessage, rcpts ...string) []stri
 	return out
 }
 
-// TestProxyThreeInstances runs three lmtpd processes on loopback: a front
-// whose TOML users route alice to backend A (LMTP over TCP) and carol to
-// backend B (LMTP over its unix socket). One transaction to alice, carol
-// and an unknown user gets 250, 250, 550 in order, each copy stored by
-// its backend with the front's Received field; with B killed, carol gets
-// 451 4.4.1 and alice still 250; with B restarted, the next transaction
-// delivers to both without restarting the front.
-func TestProxyThreeInstances(t *testing.T) {
-	a := newDaemon(t, daemonOptions{Domains: "[[domain]]\nname = \"example.org\"\nusers = [\"alice\"]\n"})
-	b := newDaemon(t, daemonOptions{Domains: "[[domain]]\nname = \"example.org\"\nusers = [\"carol\"]\n"})
-	route := func(addr string) string {
-		return fmt.Sprintf("route = { lmtp = { address = %q, connect_timeout = \"3s\", timeout = \"20s\" } }\n", addr)
-	}
-	front := newDaemon(t, daemonOptions{Domains: "[[domain]]\nname = \"example.org\"\n" +
-		"[[domain.user]]\nname = \"alice\"\n" + route(a.LMTPAddr) +
-		"[[domain.user]]\nname = \"carol\"\n" + route("unix:"+b.Socket)})
+// scalingOutHeading is the README section whose front configuration
+// TestProxyThreeInstances runs.
+const scalingOutHeading = "## Scaling out"
 
+// proxyFront is one way of telling the front where alice and carol live:
+// the README's passwd-file, the README's SQL user query over SQLite, or
+// TOML routes. front returns the front's [[domain]] (and [[directory]])
+// tables for backend A at aAddr (loopback TCP) and B at bAddr (unix:),
+// with alice sent to A, carol to B and dave stored by the front itself.
+type proxyFront struct {
+	name  string
+	front func(t *testing.T, dir, aAddr, bAddr string) string
+}
+
+// readmeFront returns the README's front configuration and the users
+// file it names, pointed at dir/users, with the backends' addresses in
+// place of the README's; dave, without a forward field, is added.
+func readmeFront(t *testing.T, dir, aAddr, bAddr string) (conf, users string) {
+	t.Helper()
+	users = readmeBlock(t, scalingOutHeading, "text")
+	for _, r := range [][2]string{{"a.example:24", aAddr}, {"unix:/run/lmtpd/b.sock", bAddr}} {
+		if !strings.Contains(users, "userdb_forward="+r[0]+"\n") {
+			t.Fatalf("the README's users file has no userdb_forward=%s line; the test's edits do not apply:\n%s", r[0], users)
+		}
+		users = strings.Replace(users, "userdb_forward="+r[0]+"\n", "userdb_forward="+r[1]+"\n", 1)
+	}
+	conf = readmeBlock(t, scalingOutHeading, "toml")
+	file := filepath.Join(dir, "users")
+	if !strings.Contains(conf, `path = "/etc/lmtpd/users"`) {
+		t.Fatalf("the README's front configuration names no /etc/lmtpd/users; the test's edits do not apply:\n%s", conf)
+	}
+	conf = strings.Replace(conf, `path = "/etc/lmtpd/users"`, fmt.Sprintf("path = %q", file), 1)
+	return conf, users
+}
+
+var proxyFronts = []proxyFront{
+	{"passwd-file", func(t *testing.T, dir, aAddr, bAddr string) string {
+		conf, users := readmeFront(t, dir, aAddr, bAddr)
+		users += "dave@example.org:::::::\n"
+		if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return conf
+	}},
+	{"sqlite", func(t *testing.T, dir, aAddr, bAddr string) string {
+		conf, _ := readmeFront(t, dir, aAddr, bAddr)
+		readme, err := os.ReadFile("../../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, section, _ := strings.Cut(string(readme), "\n"+scalingOutHeading+"\n")
+		section, _, _ = strings.Cut(section, "\n## ")
+		m := regexp.MustCompile("`" + `(user_query = "[^"\n]*\bforward\b[^"\n]*")` + "`").FindStringSubmatch(section)
+		if m == nil {
+			t.Fatalf("README's %s has no user_query returning forward", scalingOutHeading)
+		}
+		db := filepath.Join(dir, "users.db")
+		sqlDir := fmt.Sprintf("driver = \"sql\"\nsql_driver = \"sqlite\"\ndsn = %q\n%s\n", db, m[1])
+		old := fmt.Sprintf("driver = \"passwd-file\"\npath = %q\n", filepath.Join(dir, "users"))
+		if !strings.Contains(conf, old) {
+			t.Fatalf("the README's front configuration changed; the test's edits do not apply:\n%s", conf)
+		}
+		conf = strings.Replace(conf, old, sqlDir, 1)
+		writeForwardDB(t, db, map[string]string{"alice@example.org": aAddr, "carol@example.org": bAddr, "dave@example.org": ""})
+		return conf
+	}},
+	{"toml-routes", func(t *testing.T, dir, aAddr, bAddr string) string {
+		route := func(addr string) string {
+			return fmt.Sprintf("route = { lmtp = { address = %q, connect_timeout = \"3s\", timeout = \"20s\" } }\n", addr)
+		}
+		return "[[domain]]\nname = \"example.org\"\n" +
+			"[[domain.user]]\nname = \"alice\"\n" + route(aAddr) +
+			"[[domain.user]]\nname = \"carol\"\n" + route(bAddr) +
+			"[[domain.user]]\nname = \"dave\"\n"
+	}},
+}
+
+// writeForwardDB creates a SQLite users table of the README's shape with
+// a forward column: address -> forward (NULL for "").
+func writeForwardDB(t *testing.T, file string, users map[string]string) {
+	t.Helper()
+	db, err := dbsql.Open("sqlite", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE mailbox (username TEXT PRIMARY KEY, maildir TEXT NOT NULL, forward TEXT, active INTEGER NOT NULL DEFAULT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	for u, fwd := range users {
+		local, domain, _ := strings.Cut(u, "@")
+		var f any
+		if fwd != "" {
+			f = fwd
+		}
+		if _, err := db.Exec(`INSERT INTO mailbox (username, maildir, forward) VALUES (?, ?, ?)`, u, domain+"/"+local, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestProxyThreeInstances runs three lmtpd processes on loopback: a front
+// that sends alice to backend A (LMTP over TCP) and carol to backend B
+// (LMTP over its unix socket), by the forward field of a passwd-file or
+// SQLite directory record as the README's "Scaling out" configures it, or
+// by TOML routes. One transaction to alice, carol and an unknown user
+// gets 250, 250, 550 in order, each copy stored by its backend with the
+// front's Received field; with B killed, carol gets 451 4.4.1 and alice
+// still 250; with B restarted, the next transaction delivers to both
+// without restarting the front. A user without a forward is stored by
+// the front itself.
+func TestProxyThreeInstances(t *testing.T) {
+	for _, pf := range proxyFronts {
+		t.Run(pf.name, func(t *testing.T) {
+			// The backends hold the mailboxes: their own configuration
+			// routes their users locally.
+			a := newDaemon(t, daemonOptions{Domains: "[[domain]]\nname = \"example.org\"\nusers = [\"alice\"]\n"})
+			b := newDaemon(t, daemonOptions{Domains: "[[domain]]\nname = \"example.org\"\nusers = [\"carol\"]\n"})
+			front := newDaemon(t, daemonOptions{Domains: pf.front(t, shortTempDir(t), a.LMTPAddr, "unix:"+b.Socket)})
+			testProxyThreeInstances(t, front, a, b)
+		})
+	}
+}
+
+func testProxyThreeInstances(t *testing.T, front, a, b *daemon) {
 	m := newMessage("proxy-1", "sender@example.net", "alice@example.org", 3000)
 	got := proxySend(t, front.Socket, m, "alice@example.org", "carol@example.org", "nobody@example.org")
 	if want := "250|250|550 5.1.1"; strings.Join(got, "|") != want {
@@ -109,6 +220,13 @@ func TestProxyThreeInstances(t *testing.T) {
 	if !front.logEventually(5*time.Second, `"server":["unix:`+b.Socket+`"]`, `"status":"451 4.4.1`) {
 		t.Errorf("the front's log does not name backend B with the failure:\n%s", front.logTail(20))
 	}
+
+	// No forward: the front's own maildir.
+	m4 := newMessage("proxy-4", "sender@example.net", "dave@example.org", 500)
+	if got := proxySend(t, front.Socket, m4, "dave@example.org"); strings.Join(got, "|") != "250" {
+		t.Fatalf("dave: statuses %q, want 250", got)
+	}
+	findMessage(t, front.mailbox("dave@example.org"), m4.ID)
 }
 
 // socketmapDaemon starts lmtpd with a socketmap listener on a unix
