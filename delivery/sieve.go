@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -106,9 +107,21 @@ type sieveStep struct {
 	cache   *scriptCache
 	now     func() time.Time
 	observe func(action string) // counts actions and errors, for metrics
+
+	optsOnce sync.Once
+	opts     *sieve.Options // see options
 }
 
 func (s *sieveStep) Name() string { return "sieve" }
+
+// options returns the options every script of s runs with, built once.
+func (s *sieveStep) options() *sieve.Options {
+	s.optsOnce.Do(func() {
+		s.opts = s.cfg.ScriptOptions()
+		s.opts.SubaddressDelimiters = s.delim
+	})
+	return s.opts
+}
 
 // ErrSieveReject is the reply of a recipient whose script rejected the
 // message (RFC 5429): 550 5.7.1 with the script's reason.
@@ -234,7 +247,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		env.Environment["remote-host"] = c.Hostname
 		env.Environment["remote-ip"] = clientIP(c.RemoteAddr)
 	}
-	opts := &sieve.Options{MaxActions: s.cfg.MaxActions, MaxRedirects: s.cfg.MaxRedirects, SubaddressDelimiters: s.delim}
+	opts := s.options()
 	var all sieve.Result
 	all.ImplicitKeep = true
 	var edits [][]sieve.HeaderEdit // per action of all: the edits its copy carries
