@@ -66,7 +66,7 @@ func (t *SieveScoreTest) check(prefix string, top int, fail func(k []string, for
 			set = "MaxValue"
 		case t.MaxHeader != "":
 			set = "MaxHeader"
-		case t.TextValues != nil:
+		case len(t.TextValues) > 0:
 			set = "TextValues"
 		}
 		if set != "" {
@@ -79,7 +79,7 @@ func (t *SieveScoreTest) check(prefix string, top int, fail func(k []string, for
 	}
 	switch t.Type {
 	case "", ScoreTypeScore, ScoreTypeStrlen:
-		if t.TextValues != nil {
+		if len(t.TextValues) > 0 {
 			fail(k("TextValues"), "only for %s_type = %q", low, ScoreTypeText)
 		}
 		switch {
