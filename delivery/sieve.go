@@ -132,8 +132,10 @@ var ErrSieveReject = protocol.NewError(protocol.CodeMailboxUnavailable, protocol
 // either: 451 4.3.0, so the client retries rather than the message being
 // lost. The copies already stored for the recipient (a redirect :copy's
 // keep) are stored again by the retry; redirects already sent are not
-// sent again (see redirectMemory).
-var ErrRedirectNotKept = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Redirect failed and the message could not be kept, try again later")
+// sent again (see redirectMemory). The reply's text does not mention the
+// redirect (it may reach the sender in a delay notice; what the user's
+// filter does is theirs), the log line and the wrapped cause do.
+var ErrRedirectNotKept = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Message could not be stored, try again later")
 
 // Apply runs the scripts of every maildir destination of the recipient.
 func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destination) StepResult {

@@ -1,9 +1,12 @@
 package delivery
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -94,12 +97,12 @@ func TestSieveRedirectNotKept(t *testing.T) {
 		inboxBC    int      // b's and c's INBOX after the retry
 	}{
 		{"lmtp sendmail and INBOX fail", protocol.LMTP, true,
-			[]string{"451 4.3.0 <a@example.test> Redirect failed and the message could not be kept, try again later", "250 2.", "250 2."},
+			[]string{"451 4.3.0 <a@example.test> Message could not be stored, try again later", "250 2.", "250 2."},
 			0, []string{"a@example.test"}, 1},
 		{"lmtp only sendmail fails", protocol.LMTP, false,
 			[]string{"250 2.", "250 2.", "250 2."}, 1, nil, 1},
 		{"smtp sendmail and INBOX fail", protocol.SMTP, true,
-			[]string{"451 4.3.0 Redirect failed and the message could not be kept, try again later"},
+			[]string{"451 4.3.0 Message could not be stored, try again later"},
 			// b and c were stored before a's hook failed: the resend
 			// stores them again, a duplicate rather than a loss.
 			0, rcpts, 2},
@@ -227,5 +230,81 @@ func TestSieveSMTPCommitPartWay(t *testing.T) {
 	}
 	if n := len(files(t, s.root, "example.test/a", "new")); n != 0 {
 		t.Errorf("a's INBOX has %d, want 0 (redirect only)", n)
+	}
+}
+
+// doneStep is a Step of a caller's own whose Done hook records the status
+// it is given and fails for recipients whose local part is "late", as
+// Sieve's hook does when a redirect can be neither sent nor kept.
+type doneStep struct {
+	mu  sync.Mutex
+	got map[string][]error // by local part: the statuses Done saw
+}
+
+func (*doneStep) Name() string { return "done" }
+
+func (s *doneStep) Apply(_ context.Context, m *Message, rcpt int, ds []Destination) StepResult {
+	lp := m.Recipients[rcpt].Address.LocalPart
+	return StepResult{Destinations: ds, Done: func(_ context.Context, status error) error {
+		s.mu.Lock()
+		s.got[lp] = append(s.got[lp], status)
+		s.mu.Unlock()
+		if status == nil && lp == "late" {
+			return protocol.WrapError(451, protocol.EnhancedCode{4, 3, 0}, "Try again later", errors.New("the hook failed"))
+		}
+		return nil
+	}}
+}
+
+// TestStepDoneError: a Done hook's error replaces its recipient's status
+// before the reply is written: in LMTP that recipient's reply alone, in
+// SMTP the one reply. Done sees nil only when the recipient is delivered
+// and, in SMTP, the whole message is.
+func TestStepDoneError(t *testing.T) {
+	for _, proto := range []protocol.Protocol{protocol.LMTP, protocol.SMTP} {
+		t.Run(proto.String(), func(t *testing.T) {
+			root := t.TempDir()
+			cfg := testConfig(root)
+			cfg.Domains = []Domain{{Name: "example.test", Users: []User{{Name: "ok"}, {Name: "late"}, {Name: "after"}}}}
+			step := &doneStep{got: map[string][]error{}}
+			p, err := Compile(cfg, PlanOptions{Steps: []Step{step}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := New(p, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			s := &sieveSetup{root: root}
+			got := s.dialogue(t, r, proto, "x@remote.test", []string{"ok@example.test", "late@example.test", "after@example.test"}, "Subject: s\r\n\r\nbody\r\n")
+			want := []string{"250 2.0.0 <ok@example.test>", "451 4.3.0 <late@example.test> Try again later", "250 2.0.0 <after@example.test>"}
+			if proto == protocol.SMTP {
+				want = []string{"451 4.3.0 Try again later"}
+			}
+			if len(got) != len(want) {
+				t.Fatalf("replies %q, want %q", got, want)
+			}
+			for i := range want {
+				if !strings.HasPrefix(got[i], want[i]) {
+					t.Errorf("reply %d: %q, want %q", i, got[i], want[i])
+				}
+			}
+			step.mu.Lock()
+			defer step.mu.Unlock()
+			for _, lp := range []string{"ok", "late", "after"} {
+				if len(step.got[lp]) != 1 {
+					t.Fatalf("Done of %s called %d times, want once", lp, len(step.got[lp]))
+				}
+			}
+			if step.got["ok"][0] != nil || step.got["late"][0] != nil {
+				t.Errorf("Done saw %v and %v, want nil (delivered)", step.got["ok"][0], step.got["late"][0])
+			}
+			// In SMTP the message is deferred by late's hook before after's
+			// runs: after's hook sees the failure and sends nothing.
+			if afterErr := step.got["after"][0]; (proto == protocol.SMTP) != (afterErr != nil) {
+				t.Errorf("%s: after's Done saw %v", proto, afterErr)
+			}
+		})
 	}
 }
