@@ -317,10 +317,13 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			addr, ed := a.Address, edits[i]
 			sends = append(sends, func(ctx context.Context) error {
 				err := s.redirect(ctx, m, d, addr, ed, tr)
-				if err == nil || kept {
+				if err == nil {
 					return nil
 				}
 				zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Str("redirect", addr).Msg("sieve: redirect failed; the message is kept in INBOX")
+				if kept {
+					return nil // one copy in INBOX for all the failed redirects
+				}
 				if kerr := s.keepLate(ctx, m, d); kerr != nil {
 					return protocol.WrapError(ErrRedirectNotKept.Code, ErrRedirectNotKept.EnhancedCode, ErrRedirectNotKept.Message,
 						fmt.Errorf("redirect to %s: %v; keeping it in INBOX instead: %w", addr, err, kerr))
