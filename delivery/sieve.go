@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -65,13 +67,36 @@ import (
 //
 // Redirects and vacation replies are sent only once the recipient is
 // delivered (StepResult.Done with a nil status, the point where duplicate
-// marks are recorded): an SMTP transaction that fails after staging sends
-// nothing, and its retry sends once. LMTP reports a recipient right after
-// the commit that makes its copies durable, so the sends happen then,
-// before the reply to the next recipient. A redirect whose sendmail fails
-// at that point is stored into INBOX by a late Stage and Commit of its own
-// (keepLate); a redirect refused outright (a loop, a bad address) is kept
-// at once.
+// marks are recorded), and before its status is handed on:
+//
+//   - LMTP reports a recipient right after the commit that makes its
+//     copies durable, so the sends happen then, before its reply is
+//     written.
+//   - SMTP has one reply for the message: the hooks see nil only when
+//     every recipient was committed and the reply is going to be 250. A
+//     commit that fails part way (some recipients stored, then a
+//     failure: 4xx, and the client resends the whole message) sends
+//     nothing and records no duplicate mark; the resend that succeeds
+//     sends each redirect and reply once. A Stage that fails sends
+//     nothing either.
+//   - A redirect whose sendmail fails at that point is stored into INBOX
+//     by a late Stage and Commit of its own (keepLate). If that store
+//     fails too, the recipient's status becomes ErrRedirectNotKept, 451
+//     4.3.0 with the cause logged: in LMTP that recipient's reply (the
+//     others keep theirs), in SMTP the one reply (a temporary failure
+//     wins the fold). The client retries, so the message is never lost;
+//     the price is a duplicate of what was already stored for the
+//     recipient (a redirect :copy's keep, a fileinto), which the retry
+//     stores again. A redirect refused outright (a loop, a bad address)
+//     is kept at once, at staging.
+//   - A redirect sent is remembered in the user's state for
+//     redirectMemory, keyed by sender, Message-ID, content digest and
+//     address (a message without a Message-ID is not remembered), so the resend of a message deferred after some of its
+//     redirects went out (another redirect or recipient failed) does not
+//     send them twice. Vacation replies are remembered by their own
+//     tracking (:days), and duplicate marks are recorded only for a
+//     recipient whose sends all succeeded, so a deferred message is not
+//     taken for a duplicate when it comes back.
 type sieveStep struct {
 	cfg     SieveConfig
 	tmpl    *scriptTemplate
@@ -82,19 +107,41 @@ type sieveStep struct {
 	cache   *scriptCache
 	now     func() time.Time
 	observe func(action string) // counts actions and errors, for metrics
+
+	optsOnce sync.Once
+	opts     *sieve.Options // see options
 }
 
 func (s *sieveStep) Name() string { return "sieve" }
+
+// options returns the options every script of s runs with, built once.
+func (s *sieveStep) options() *sieve.Options {
+	s.optsOnce.Do(func() {
+		s.opts = s.cfg.ScriptOptions()
+		s.opts.SubaddressDelimiters = s.delim
+	})
+	return s.opts
+}
 
 // ErrSieveReject is the reply of a recipient whose script rejected the
 // message (RFC 5429): 550 5.7.1 with the script's reason.
 var ErrSieveReject = protocol.NewError(protocol.CodeMailboxUnavailable, protocol.ECPermNotAuthorized, "Message rejected")
 
+// ErrRedirectNotKept is the status of a recipient whose redirect could
+// not be sent and whose message could not be kept in INBOX instead
+// either: 451 4.3.0, so the client retries rather than the message being
+// lost. The copies already stored for the recipient (a redirect :copy's
+// keep) are stored again by the retry; redirects already sent are not
+// sent again (see redirectMemory). The reply's text does not mention the
+// redirect (it may reach the sender in a delay notice; what the user's
+// filter does is theirs), the log line and the wrapped cause do.
+var ErrRedirectNotKept = protocol.NewError(protocol.CodeLocalError, protocol.ECTempSystem, "Message could not be stored, try again later")
+
 // Apply runs the scripts of every maildir destination of the recipient.
 func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destination) StepResult {
 	var out []Destination
 	var logs []string
-	var done []func(context.Context, error)
+	var done []func(context.Context, error) error
 	for _, d := range ds {
 		if d.Target == nil || d.Target.Kind() != "maildir" {
 			out = append(out, d)
@@ -103,18 +150,27 @@ func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destin
 		got, summary, marks, sends, err := s.filter(ctx, m, rcpt, d)
 		if err == nil && (len(marks) > 0 || len(sends) > 0) {
 			tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
-			done = append(done, func(ctx context.Context, status error) {
+			done = append(done, func(ctx context.Context, status error) error {
 				if status != nil {
-					return
+					return nil
 				}
+				var failed error
 				for _, send := range sends {
-					send(ctx)
+					if err := send(ctx); err != nil && failed == nil {
+						failed = err
+					}
+				}
+				if failed != nil {
+					// The recipient is deferred and its message comes
+					// back: it must not be taken for a duplicate then.
+					return failed
 				}
 				for _, mk := range marks {
 					if err := tr.Mark(mk.Key, mk.Period, mk.Last); err != nil {
 						zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot record a duplicate mark in state_dir")
 					}
 				}
+				return nil
 			})
 		}
 		if summary != "" {
@@ -133,10 +189,16 @@ func (s *sieveStep) Apply(ctx context.Context, m *Message, rcpt int, ds []Destin
 	}
 	res := StepResult{Destinations: out}
 	if len(done) > 0 {
-		res.Done = func(ctx context.Context, err error) {
+		res.Done = func(ctx context.Context, err error) error {
+			// Every destination's hook runs (they are different users'
+			// actions); the first failure is the recipient's.
+			var first error
 			for _, f := range done {
-				f(ctx, err)
+				if ferr := f(ctx, err); ferr != nil && first == nil {
+					first = ferr
+				}
 			}
+			return first
 		}
 	}
 	if len(logs) > 0 {
@@ -154,7 +216,7 @@ type scriptRun struct {
 // filter runs d's script chain and returns the destinations its actions
 // store into, the summary for the log line, the duplicate marks to record
 // and the redirects and replies to send once delivered, and a reject.
-func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, []sieve.Mark, []func(context.Context), error) {
+func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destination) ([]Destination, string, []sieve.Mark, []func(context.Context) error, error) {
 	log := zerolog.Ctx(ctx)
 	keep := func(flags []string) []Destination {
 		k := d
@@ -187,7 +249,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		env.Environment["remote-host"] = c.Hostname
 		env.Environment["remote-ip"] = clientIP(c.RemoteAddr)
 	}
-	opts := &sieve.Options{MaxActions: s.cfg.MaxActions, MaxRedirects: s.cfg.MaxRedirects, SubaddressDelimiters: s.delim}
+	opts := s.options()
 	var all sieve.Result
 	all.ImplicitKeep = true
 	var edits [][]sieve.HeaderEdit // per action of all: the edits its copy carries
@@ -212,7 +274,8 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 		}
 	}
 	var out []Destination
-	var sends []func(context.Context)
+	var sends []func(context.Context) error
+	kept := false // a failed redirect was kept in INBOX (once for all of them)
 	store := func(mailbox string, flags []string, create bool, ed []sieve.HeaderEdit) {
 		c := d
 		c.Flags = flags
@@ -252,21 +315,32 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 				continue
 			}
 			addr, ed := a.Address, edits[i]
-			sends = append(sends, func(ctx context.Context) {
-				if err := s.redirect(ctx, m, d, addr, ed); err != nil {
-					zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Str("redirect", addr).Msg("sieve: redirect failed; the message is kept in INBOX")
-					s.keepLate(ctx, m, d)
+			sends = append(sends, func(ctx context.Context) error {
+				err := s.redirect(ctx, m, d, addr, ed, tr)
+				if err == nil {
+					return nil
 				}
+				zerolog.Ctx(ctx).Warn().Err(err).Str("to", d.Address).Str("redirect", addr).Msg("sieve: redirect failed; the message is kept in INBOX")
+				if kept {
+					return nil // one copy in INBOX for all the failed redirects
+				}
+				if kerr := s.keepLate(ctx, m, d); kerr != nil {
+					return protocol.WrapError(ErrRedirectNotKept.Code, ErrRedirectNotKept.EnhancedCode, ErrRedirectNotKept.Message,
+						fmt.Errorf("redirect to %s: %v; keeping it in INBOX instead: %w", addr, err, kerr))
+				}
+				kept = true
+				return nil
 			})
 		case sieve.ActVacation:
 			v := a.Vacation
-			sends = append(sends, func(ctx context.Context) {
+			sends = append(sends, func(ctx context.Context) error {
 				log := zerolog.Ctx(ctx)
 				if err := s.vacation(ctx, v); err != nil {
 					log.Warn().Err(err).Str("to", d.Address).Str("reply_to", v.To).Msg("sieve: vacation reply not sent")
 				} else if err := tr.Mark(v.TrackKey, v.Period, true); err != nil {
 					log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot remember the vacation reply in state_dir")
 				}
+				return nil // a reply not sent loses no mail
 			})
 		default:
 			log.Info().Str("action", string(a.Kind)).Str("to", d.Address).Msg("sieve: action not carried out by lmtpd")
@@ -549,24 +623,69 @@ func (s *sieveStep) checkRedirect(m *Message, d Destination, addr string) error 
 }
 
 // redirect sends the message to addr with the original envelope sender
-// (checkRedirect has passed). It runs from the recipient's Done hook, so
-// m's body must still be readable then (the delivery keeps its spool open
-// until the recipients are reported).
-func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string, ed []sieve.HeaderEdit) error {
+// (checkRedirect has passed), once: a redirect sent is remembered in d's
+// state (tr) for redirectMemory under the message's key (sender,
+// Message-ID, content, address), and a resend of the same message, after
+// a deferral of this or another recipient, does not send it again. It
+// runs from the recipient's Done hook, so m's body must still be readable
+// then (the delivery keeps its spool open until the recipients are
+// reported).
+func (s *sieveStep) redirect(ctx context.Context, m *Message, d Destination, addr string, ed []sieve.HeaderEdit, tr *stateTracker) error {
 	if err := s.checkRedirect(m, d, addr); err != nil {
 		return err
 	}
+	key := redirectKey(m, addr)
+	log := zerolog.Ctx(ctx)
+	if key == "" {
+		// Nothing tells a resend from another message with the same
+		// text: send (a duplicate at worst, never a redirect lost).
+	} else if seen, err := tr.Seen(ctx, key, redirectMemory); err != nil {
+		log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot read the redirects sent from state_dir")
+	} else if seen {
+		log.Info().Str("to", d.Address).Str("redirect", addr).Msg("sieve: redirect of this message sent by an earlier attempt; not sent again")
+		return nil
+	}
 	hdr := "Delivered-To: " + headerValue(d.Address) + "\n"
-	return s.sendmail(ctx, m.From, addr, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(applyEdits(m.base, ed)), m.Body()))
+	if err := s.sendmail(ctx, m.From, addr, io.MultiReader(strings.NewReader(hdr), bytes.NewReader(applyEdits(m.base, ed)), m.Body())); err != nil {
+		return err
+	}
+	if key == "" {
+		return nil
+	}
+	if err := tr.Mark(key, redirectMemory, true); err != nil {
+		log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot remember the redirect in state_dir; a resend of the message would redirect it again")
+	}
+	return nil
 }
 
-// keepLate stores the message into d's INBOX after the recipient was
-// reported delivered: the fallback of a redirect whose sendmail failed
-// (Pigeonhole keeps such a message too). A failure here is logged as an
-// error: the copy for d is then lost, which is what sending before the
-// commit avoided at the price of a second redirect on a retried SMTP
-// transaction (see sieveStep).
-func (s *sieveStep) keepLate(ctx context.Context, m *Message, d Destination) {
+// redirectMemory is how long a redirect sent is remembered against a
+// resend of the same message: Postfix's maximal_queue_lifetime default,
+// beyond which a client no longer retries.
+const redirectMemory = 5 * 24 * time.Hour
+
+// redirectKey is the state key of the redirect of m to addr: the sender,
+// the message's key as dedup computes it (Message-ID and a digest of the
+// content as the client sent it, the server's own Received field left
+// out), and the address; "" for a message without a Message-ID, which
+// cannot be told from another with the same text.
+func redirectKey(m *Message, addr string) string {
+	if m.proto == nil || strings.TrimSpace(m.hdr.Get("Message-ID")) == "" {
+		return ""
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, m.Body()); err != nil {
+		h.Write([]byte(err.Error())) // unreadable: a key of its own, never a false match
+	}
+	mk := messageKeyOf(m.proto, h.Sum(nil), m.BodySize())
+	return "redirect\x00" + m.From + "\x00" + mk + "\x00" + strings.ToLower(addr)
+}
+
+// keepLate stores the message into d's INBOX, from the recipient's Done
+// hook, before its status is handed on: the fallback of a redirect whose
+// sendmail failed (Pigeonhole keeps such a message too). Its error (the
+// copy could not be stored either) becomes the recipient's status, a
+// temporary failure, so the message comes back (ErrRedirectNotKept).
+func (s *sieveStep) keepLate(ctx context.Context, m *Message, d Destination) error {
 	log := zerolog.Ctx(ctx)
 	k := d
 	k.Folder, k.CreateFolder, k.Flags, k.Header = "", false, nil, nil
@@ -580,10 +699,11 @@ func (s *sieveStep) keepLate(ctx context.Context, m *Message, d Destination) {
 		}
 	}
 	if res[0].Err != nil {
-		log.Error().Err(res[0].Err).Str("to", d.Address).Msg("sieve: the redirect failed and the message could not be kept in INBOX either")
-		return
+		log.Error().Err(res[0].Err).Str("to", d.Address).Msg("sieve: the redirect failed and the message could not be kept in INBOX either; the recipient is deferred")
+		return res[0].Err
 	}
 	log.Info().Str("to", d.Address).Str(res[0].LogKey, res[0].LogValue).Msg("sieve: kept in INBOX after a failed redirect")
+	return nil
 }
 
 // vacation sends the reply v from the null sender.

@@ -43,6 +43,10 @@ type SieveConfig struct {
 	// MaxRedirects and MaxActions bound one run (0: the sieve defaults,
 	// 4 and 32).
 	MaxRedirects, MaxActions int
+	// Spamtest and Virustest say where spamtest (and spamtestplus) and
+	// virustest read the verdict of the filters that ran before
+	// delivery; the zero value answers "0", not tested (RFC 5235).
+	Spamtest, Virustest SieveScoreTest
 }
 
 // DefaultSieveScript is Dovecot's default place of the active script.
@@ -90,6 +94,8 @@ func (c *SieveConfig) check(fail func(k []string, format string, args ...any)) {
 	if c.MaxActions < 0 {
 		fail(key("Sieve", "MaxActions"), "%d is negative", c.MaxActions)
 	}
+	c.Spamtest.check("Spamtest", 10, fail)
+	c.Virustest.check("Virustest", 5, fail)
 }
 
 func (c *SieveConfig) script() string {

@@ -109,13 +109,20 @@ func (s *sieveSetup) sent(t *testing.T) []string {
 // per-recipient DATA replies.
 func (s *sieveSetup) lmtp(t *testing.T, r *Router, from string, rcpts []string, text string) []string {
 	t.Helper()
+	return s.dialogue(t, r, protocol.LMTP, from, rcpts, text)
+}
+
+// dialogue is lmtp in either protocol: in SMTP (EHLO) there is one DATA
+// reply.
+func (s *sieveSetup) dialogue(t *testing.T, r *Router, proto protocol.Protocol, from string, rcpts []string, text string) []string {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "lmtp.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := zerolog.New(&lockedBuffer{b: &s.log})
-	srv := &protocol.Server{Protocol: protocol.LMTP, Hostname: "lda.example.test", Backend: r, Logger: &log}
+	srv := &protocol.Server{Protocol: proto, Hostname: "lda.example.test", Backend: r, Logger: &log}
 	go srv.Serve(l)
 	defer srv.Close()
 	c, err := net.Dial("unix", sock)
@@ -144,7 +151,11 @@ func (s *sieveSetup) lmtp(t *testing.T, r *Router, from string, rcpts []string, 
 		}
 	}
 	reply()
-	send("LHLO client.example.test")
+	if proto == protocol.LMTP {
+		send("LHLO client.example.test")
+	} else {
+		send("EHLO client.example.test")
+	}
 	reply()
 	send("MAIL FROM:<" + from + ">")
 	if r := reply(); !strings.HasPrefix(r, "250") {
@@ -166,6 +177,9 @@ func (s *sieveSetup) lmtp(t *testing.T, r *Router, from string, rcpts []string, 
 	var out []string
 	for range rcpts {
 		out = append(out, reply())
+		if proto != protocol.LMTP {
+			break
+		}
 	}
 	send("QUIT")
 	return out

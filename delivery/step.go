@@ -41,13 +41,28 @@ type StepResult struct {
 	// ("sieve", "fileinto:Lists.go"); LogKey "" adds nothing.
 	LogKey, LogValue string
 	// Done, if set, is called once with the recipient's status (nil:
-	// delivered) when it is reported: for what may only be recorded
-	// after delivery (Sieve's duplicate marks). It is not called for a
-	// transaction that ends before its outcome is known (an SMTP Stage
-	// never committed). Sieve sends its redirects and vacation replies
-	// here, so that a transaction that fails is never sent; in LMTP it
-	// runs before the recipient's reply is written.
-	Done func(ctx context.Context, err error)
+	// delivered) when it is reported: for what may only be done or
+	// recorded after delivery (Sieve's redirects, vacation replies and
+	// duplicate marks), so that a transaction that fails sends nothing.
+	// It is not called for a transaction that ends before its outcome is
+	// known (an SMTP Stage never committed).
+	//
+	// Done runs before the recipient's status is handed to the protocol
+	// layer: in LMTP before the recipient's reply is written, in SMTP
+	// before Commit returns the one reply. A non-nil error it returns
+	// replaces the recipient's status; it should be a temporary
+	// *protocol.Error (451 4.3.0 and the cause) for something that was
+	// not done and must not be lost, so that the client retries: the
+	// copies already stored for the recipient are then stored again on
+	// the retry (a duplicate, never a loss).
+	//
+	// In SMTP, where one reply covers every recipient, Done is called with
+	// nil only when every recipient is delivered and the reply is going
+	// to be 250; when the commit failed part way (some recipients stored,
+	// the reply a 4xx and the whole message resent), or an earlier
+	// recipient's Done failed, it is called with that failure, so nothing
+	// is sent for an attempt the client will repeat.
+	Done func(ctx context.Context, err error) error
 }
 
 // Fields returns the header of the message as received (the server's

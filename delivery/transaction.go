@@ -72,10 +72,15 @@ func (t *transaction) Data(ctx context.Context, msg *protocol.Message, status pr
 	}
 	defer d.sp.Close()
 	d.onSettle = func(i int, err error) {
-		// The Done hooks run before the reply: Sieve's redirects and
-		// vacation replies are sent by the time the client hears 250,
-		// as they were when they were sent during staging.
-		d.done(ctx, i, err)
+		// The Done hooks run before the status is handed on (in LMTP
+		// before the recipient's reply is written): Sieve's redirects
+		// and vacation replies are sent by the time the client hears
+		// 250, and a hook's failure (a redirect neither sent nor kept)
+		// becomes the recipient's reply instead (StepResult.Done).
+		if derr := d.done(ctx, i, err); derr != nil {
+			err = derr
+			d.results[i] = err
+		}
 		status.Set(i, err)
 		d.log(ctx, i, err)
 	}
@@ -129,6 +134,13 @@ func (t *transaction) Stage(ctx context.Context, msg *protocol.Message) error {
 // Commit commits the staged copies (maildir: renamed into new/, the
 // directories fsynced). It returns the first failure (temporary in
 // preference); recipients committed before it stay delivered.
+//
+// The steps' Done hooks run here, before Commit returns the one reply,
+// and see the status of the whole message: nil only when every recipient
+// was committed and no earlier hook failed, else that failure, so that
+// nothing is sent (Sieve's redirects, vacation replies) for an attempt
+// the client will resend as a whole. A hook's error (a redirect neither
+// sent nor kept) becomes the reply.
 func (t *transaction) Commit(ctx context.Context) error {
 	d := t.staged
 	if d == nil {
@@ -138,8 +150,35 @@ func (t *transaction) Commit(ctx context.Context) error {
 	defer d.sp.Close()
 	d.commit(ctx)
 	d.record(ctx)
-	d.logAll(ctx)
-	return d.firstError()
+	d.markUndone()
+	fold := d.firstError()
+	d.onSettle = func(i int, err error) {
+		switch {
+		case err != nil:
+			if derr := d.done(ctx, i, err); derr != nil {
+				err = derr
+			}
+		case fold != nil:
+			// The reply is not 250 and the client resends the message
+			// to every recipient: this recipient's copies are stored
+			// (the retry may store them again), but what its hooks
+			// would send waits for the attempt that succeeds. One with
+			// nothing stored (discard, redirect) is not delivered.
+			d.done(ctx, i, fold)
+			if len(d.byRcpt[i]) == 0 {
+				err = errNotDelivered
+			}
+		default:
+			if derr := d.done(ctx, i, nil); derr != nil {
+				err = derr
+				fold = protocol.WorseStatus(fold, derr)
+			}
+		}
+		d.results[i] = err
+		d.log(ctx, i, err)
+	}
+	d.settle()
+	return fold
 }
 
 var errNotStaged = errorString("delivery: Commit without a successful Stage")
@@ -172,7 +211,7 @@ type delivery struct {
 	results  []error
 	stepErr  []error      // per recipient: a Step's answer, nil if none
 	stepLog  [][]logField // per recipient: what the steps add to the outcome line
-	stepDone [][]func(context.Context, error)
+	stepDone [][]func(context.Context, error) error
 	// failed is set when an all-or-nothing (SMTP) Stage failed and was
 	// aborted: no recipient is delivered.
 	failed   bool
@@ -275,7 +314,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		// before anything is grouped.
 		d.stepErr = make([]error, n)
 		d.stepLog = make([][]logField, n)
-		d.stepDone = make([][]func(context.Context, error), n)
+		d.stepDone = make([][]func(context.Context, error) error, n)
 		rcpts = d.applySteps(ctx, steps)
 	}
 	byKey := make(map[destKey]*job)
@@ -390,12 +429,22 @@ func (d *delivery) dedup(ctx context.Context, bodySum hash.Hash) {
 // bodySum is the digest of the body, computed while spooling; nil means
 // an empty body.
 func (d *delivery) messageKey(bodySum hash.Hash) string {
-	hdr := d.msg.Header()
+	var sum []byte
+	if bodySum != nil {
+		sum = bodySum.Sum(nil)
+	}
+	return messageKeyOf(d.msg, sum, d.sp.Size())
+}
+
+// messageKeyOf is messageKey of msg, whose body has digest bodySum (nil:
+// empty) and size bytes in the spool.
+func messageKeyOf(msg *protocol.Message, bodySum []byte, size int64) string {
+	hdr := msg.Header()
 	h := sha256.New()
 	first := true
 	for f := hdr.Fields(); f.Next(); {
-		if first && d.msg.ID != "" && strings.EqualFold(f.Key(), "Received") &&
-			strings.Contains(f.Value(), "id "+d.msg.ID) {
+		if first && msg.ID != "" && strings.EqualFold(f.Key(), "Received") &&
+			strings.Contains(f.Value(), "id "+msg.ID) {
 			first = false
 			continue // our trace field: not part of what the client sent
 		}
@@ -406,14 +455,12 @@ func (d *delivery) messageKey(bodySum hash.Hash) string {
 			h.Write([]byte(f.Key() + ": " + f.Value() + "\r\n"))
 		}
 	}
-	if !d.msg.HasBlankLine() {
+	if !msg.HasBlankLine() {
 		h.Write([]byte{0}) // header only vs empty body: different bytes
 	}
 	h.Write([]byte{0})
-	if bodySum != nil {
-		h.Write(bodySum.Sum(nil))
-	}
-	fmt.Fprintf(h, "\x00%d", d.sp.Size())
+	h.Write(bodySum)
+	fmt.Fprintf(h, "\x00%d", size)
 	return dedupKeyVersion + "\x00" + strings.TrimSpace(hdr.Get("Message-ID")) + "\x00" + hex.EncodeToString(h.Sum(nil))
 }
 
@@ -556,14 +603,9 @@ func (d *delivery) firstError() error {
 	return res
 }
 
-// logAll settles and logs every recipient (Stage and Commit).
+// logAll settles and logs every recipient of a failed Stage.
 func (d *delivery) logAll(ctx context.Context) {
-	for _, j := range d.jobs {
-		if !j.done && j.res.Err == nil {
-			j.done = true
-			j.res.Err = errNotDelivered
-		}
-	}
+	d.markUndone()
 	d.onSettle = func(i int, err error) {
 		d.log(ctx, i, err)
 		d.done(ctx, i, err)
@@ -571,14 +613,30 @@ func (d *delivery) logAll(ctx context.Context) {
 	d.settle()
 }
 
-// done calls the steps' Done hooks of recipient i.
-func (d *delivery) done(ctx context.Context, i int, err error) {
+// markUndone fails the jobs left neither done nor failed (staged, but the
+// transaction did not get to commit them).
+func (d *delivery) markUndone() {
+	for _, j := range d.jobs {
+		if !j.done && j.res.Err == nil {
+			j.done = true
+			j.res.Err = errNotDelivered
+		}
+	}
+}
+
+// done calls the steps' Done hooks of recipient i with its status and
+// returns the first error one of them returned (StepResult.Done).
+func (d *delivery) done(ctx context.Context, i int, err error) error {
 	if d.stepDone == nil {
-		return
+		return nil
 	}
+	var first error
 	for _, f := range d.stepDone[i] {
-		f(ctx, err)
+		if derr := f(ctx, err); derr != nil && first == nil {
+			first = derr
+		}
 	}
+	return first
 }
 
 // errNotDelivered marks jobs left undone because another recipient failed

@@ -476,7 +476,7 @@ var numberRE = regexp.MustCompile(`-?[0-9]+(\.[0-9]+)?`)
 // spamVirus computes the value of spamtest and virustest (RFC 5235).
 func (r *run) spamVirus(n *node) string {
 	if n.name == "virustest" {
-		c := r.opts.VirusTest
+		c := &r.opts.VirusTest
 		vals := r.fields(c.Header)
 		if c.Header == "" || len(vals) == 0 {
 			return "0"
@@ -487,42 +487,99 @@ func (r *run) spamVirus(n *node) string {
 				return strconv.Itoa(p.Value)
 			}
 		}
-		x, err := strconv.Atoi(numberRE.FindString(v))
-		if err != nil {
+		if !c.Strlen && c.TextValues == nil && c.Max <= 0 && c.MaxHeader == "" {
+			// The status is the verdict itself.
+			x, err := strconv.Atoi(numberRE.FindString(v))
+			if err != nil {
+				return "0"
+			}
+			return strconv.Itoa(min(max(x, 1), 5))
+		}
+		ratio := r.scoreRatio(v, &c.ScoreConfig, 5)
+		if ratio < 0 {
 			return "0"
 		}
-		return strconv.Itoa(min(max(x, 1), 5))
+		return strconv.Itoa(int(1 + 4*ratio + 0.001))
 	}
-	c := r.opts.SpamTest
+	c := &r.opts.SpamTest
 	vals := r.fields(c.Header)
 	if c.Header == "" || len(vals) == 0 {
 		return "0"
 	}
-	v := r.decodeHeader(vals[0])
-	var score float64
+	ratio := r.scoreRatio(r.decodeHeader(vals[0]), &c.ScoreConfig, 10)
 	switch {
+	case ratio < 0:
+		return "0"
+	case n.has("percent"):
+		return strconv.Itoa(int(100*ratio + 0.001))
+	}
+	// Truncated as Pigeonhole does (not rounded): 1 + floor(9 * ratio).
+	return strconv.Itoa(int(1 + 9*ratio + 0.001))
+}
+
+// scoreRatio returns the status of header value v over its maximum, in
+// 0..1, or -1 when there is no status (not tested). textMax is the top of
+// TextValues' scale.
+func (r *run) scoreRatio(v string, c *ScoreConfig, textMax int) float64 {
+	status, ok := extract(v, c.Pattern)
+	if !ok {
+		return -1
+	}
+	var score, top float64
+	switch {
+	case c.TextValues != nil:
+		x, ok := c.TextValues[strings.TrimSpace(status)]
+		if !ok {
+			return -1
+		}
+		score, top = float64(x), float64(textMax)
 	case c.Strlen:
-		score = float64(len(strings.TrimSpace(v)))
+		score, top = float64(len(strings.TrimSpace(status))), c.Max
 	default:
-		s := numberRE.FindString(v)
-		if c.Pattern != nil {
-			m := c.Pattern.FindStringSubmatch(v)
-			if m == nil {
-				return "0"
-			}
-			s = m[len(m)-1]
+		if c.Pattern == nil {
+			status = numberRE.FindString(status)
 		}
 		var err error
-		score, err = strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
-			return "0"
+		if score, err = strconv.ParseFloat(strings.TrimSpace(status), 64); err != nil {
+			return -1
 		}
+		top = c.Max
 	}
-	ratio := math.Min(math.Max(score/c.Max, 0), 1)
-	if n.has("percent") {
-		return strconv.Itoa(int(math.Round(ratio * 100)))
+	if c.TextValues == nil && c.MaxHeader != "" {
+		vals := r.fields(c.MaxHeader)
+		if len(vals) == 0 {
+			return -1
+		}
+		m, ok := extract(r.decodeHeader(vals[0]), c.MaxPattern)
+		if c.MaxPattern == nil {
+			m = numberRE.FindString(m)
+		}
+		x, err := strconv.ParseFloat(strings.TrimSpace(m), 64)
+		if !ok || err != nil {
+			return -1
+		}
+		top = x
 	}
-	return strconv.Itoa(1 + int(math.Round(ratio*9)))
+	if top <= 0 {
+		return -1
+	}
+	return math.Min(math.Max(score/top, 0), 1)
+}
+
+// extract returns the first submatch of p in v (the whole match if p has
+// no group; v itself if p is nil), and false if p does not match.
+func extract(v string, p *regexp.Regexp) (string, bool) {
+	if p == nil {
+		return v, true
+	}
+	m := p.FindStringSubmatch(v)
+	if m == nil {
+		return "", false
+	}
+	if len(m) > 1 {
+		return m[1], true
+	}
+	return m[0], true
 }
 
 func (r *run) protected(name string) bool {

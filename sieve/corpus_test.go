@@ -208,8 +208,34 @@ func applyOption(t *testing.T, key, val string, env *Env, opts *Options, tr *fak
 		opts.SpamTest.Max = float64(atoiT(t, val))
 	case "spam-strlen":
 		opts.SpamTest.Strlen = val == "true"
+	case "spam-pattern":
+		opts.SpamTest.Pattern = regexp.MustCompile(val)
+	case "spam-max-header":
+		name, pat, _ := strings.Cut(val, ":")
+		opts.SpamTest.MaxHeader = name
+		if pat = strings.TrimSpace(pat); pat != "" {
+			opts.SpamTest.MaxPattern = regexp.MustCompile(pat)
+		}
+	case "spam-text":
+		text, num, _ := strings.Cut(val, "=")
+		if opts.SpamTest.TextValues == nil {
+			opts.SpamTest.TextValues = map[string]int{}
+		}
+		opts.SpamTest.TextValues[text] = atoiT(t, num)
 	case "virus-header":
 		opts.VirusTest.Header = val
+	case "virus-pattern":
+		opts.VirusTest.Pattern = regexp.MustCompile(val)
+	case "virus-strlen":
+		opts.VirusTest.Strlen = val == "true"
+	case "virus-max":
+		opts.VirusTest.Max = float64(atoiT(t, val))
+	case "virus-text":
+		text, num, _ := strings.Cut(val, "=")
+		if opts.VirusTest.TextValues == nil {
+			opts.VirusTest.TextValues = map[string]int{}
+		}
+		opts.VirusTest.TextValues[text] = atoiT(t, num)
 	case "virus-value":
 		pat, num, _ := strings.Cut(val, "=")
 		opts.VirusTest.Values = append(opts.VirusTest.Values, VirusValue{Pattern: regexp.MustCompile(pat), Value: atoiT(t, num)})

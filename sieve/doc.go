@@ -129,4 +129,11 @@
 //     size, as Pigeonhole truncates; set reports it as an error (above).
 //   - Flags keep the case first written (Pigeonhole lowercases system flags
 //     in its listing; IMAP treats them case-insensitively either way).
+//   - spamtest and virustest without a pattern read the first number in
+//     the field's value ("5.5 (required 5)" is 5.5); Pigeonhole requires
+//     the whole value to be the number, else "0". A strlen status is the
+//     value's length whatever its characters; Pigeonhole requires them
+//     all alike. The scale is Pigeonhole's (RFC 5235 leaves it open):
+//     1 + floor(9 * status/max), or 4 for virustest, and floor(100 *
+//     status/max) for :percent.
 package sieve

@@ -67,18 +67,44 @@ type Options struct {
 }
 
 // SpamTestConfig says how spamtest reads the verdict of a filter that ran
-// before delivery (as Pigeonhole's sieve_spamtest_*).
+// before delivery (as Pigeonhole's sieve_spamtest_* settings): the first
+// Header field of the message, the status taken from it as ScoreConfig
+// says, scaled to 1..10 (0..100 with :percent) by status/max, truncated
+// as Pigeonhole does: 1 + floor(9 * ratio), floor(100 * ratio). A message
+// without the field, or whose status does not parse, gives "0" (not
+// tested, RFC 5235 section 3.1).
 type SpamTestConfig struct {
 	// Header is the field to read, e.g. "X-Spam-Score" or "X-Spam-Level".
 	Header string
-	// Pattern extracts the score: its first submatch (or the whole match)
-	// is the number. Nil: the first number in the value; with Strlen the
-	// length of the value (e.g. X-Spam-Level: *****).
+	ScoreConfig
+}
+
+// ScoreConfig is how spamtest or virustest turn a header field into a
+// status and a maximum (Pigeonhole's status_type, status_header regexp,
+// max_value, max_header and text_valueN).
+type ScoreConfig struct {
+	// Pattern extracts the status: its first submatch (or the whole match)
+	// is the status; a value it does not match gives "0". Nil: the first
+	// number in the value (Strlen, TextValues: the whole value, trimmed).
 	Pattern *regexp.Regexp
-	Strlen  bool
-	// Max is the score that maps to 10 (100 with :percent); scores at or
-	// above it are "definitely spam". Default 10.
+	// Strlen makes the status the length of the value (e.g. X-Spam-Level:
+	// *****).
+	Strlen bool
+	// TextValues, when not nil, makes the status a text (Pigeonhole's
+	// status_type "text"): a status equal to a key (case-sensitive) has
+	// the key's value out of 10 for spamtest (out of 5 for virustest); a
+	// status that is no key gives "0". Max and MaxHeader are not used then.
+	TextValues map[string]int
+	// Max is the status that maps to the top of the scale (10, or 100
+	// with :percent; 5 for virustest); statuses above it count as Max,
+	// below 0 as 0. Default 10 for spamtest; see VirusTestConfig.
 	Max float64
+	// MaxHeader, if not "", is a field of the message that holds the
+	// maximum instead of Max (MaxPattern's first submatch, or the first
+	// number); a message without it, or a maximum that does not parse or
+	// is 0, gives "0".
+	MaxHeader  string
+	MaxPattern *regexp.Regexp
 }
 
 // VirusTestConfig maps a virus scanner's header to the 1..5 scale of RFC
@@ -86,9 +112,13 @@ type SpamTestConfig struct {
 type VirusTestConfig struct {
 	Header string
 	// Values maps a pattern to a verdict, the first that matches wins
-	// (e.g. "clean" → 1, "infected" → 5). Without Values, the value is a
-	// number 1..5 itself.
+	// (e.g. "clean" → 1, "infected" → 5); they are tried before
+	// ScoreConfig.
 	Values []VirusValue
+	// ScoreConfig scales the status as for spamtest, to 1 + floor(4 *
+	// ratio). With none of Strlen, TextValues, Max and MaxHeader set the
+	// status is the verdict itself, a number 1..5.
+	ScoreConfig
 }
 
 // VirusValue is one pattern of VirusTestConfig.

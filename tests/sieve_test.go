@@ -180,3 +180,46 @@ vacation :days 3 :subject "Away" :addresses ["carol@example.test"] "I am away un
 		t.Error("bob's outcome line lacks sieve=ereject")
 	}
 }
+
+// TestSieveSpamtestEndToEnd: the real binary with [sieve] spamtest_header
+// set reads the MTA's X-Spam-Score: a script's spamtest :value "ge" "5"
+// files a message scored 7.5 of 10 into Junk, and keeps one scored 2.0
+// and one without the field (spamtest "0", not tested) in INBOX.
+func TestSieveSpamtestEndToEnd(t *testing.T) {
+	dir := tempDir(t)
+	outDir := filepath.Join(dir, "sent")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := sieveConfig(t, dir, outDir) + "spamtest_header = \"X-Spam-Score\"\nspamtest_max_value = 10\n"
+	cfgFile := writeFile(t, dir, "lmtpd.toml", cfg)
+	userScript(t, dir, "alice", `require ["spamtest", "fileinto", "mailbox", "relational", "comparator-i;ascii-numeric"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "5" {
+  fileinto :create "Junk";
+}
+`)
+	p := start(t, dir, nil, "-config", cfgFile)
+	p.waitLog(0, "listening")
+	c := dial(t, "unix", filepath.Join(dir, "lmtp.sock"))
+	c.cmd("LHLO test", "250 ")
+	for i, score := range []string{"7.5", "2.0", ""} {
+		hdr := ""
+		if score != "" {
+			hdr = "X-Spam-Score: " + score + "\r\n"
+		}
+		c.send("sender@remote.test", []string{"alice@example.test"},
+			hdr+"From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: s"+string(rune('0'+i))+"\r\n\r\nHello.\r\n",
+			"250 2.0.0 <alice@example.test>")
+	}
+	alice := filepath.Join(dir, "mail", "example.test", "alice")
+	junk := mailFiles(t, filepath.Join(alice, ".Junk"))
+	if len(junk) != 1 || !strings.Contains(junk[0], "X-Spam-Score: 7.5") {
+		t.Errorf("Junk has %d messages, want the one scored 7.5: %q", len(junk), junk)
+	}
+	if n := len(mailFiles(t, alice)); n != 2 {
+		t.Errorf("INBOX has %d messages, want 2 (scored 2.0, not scored)", n)
+	}
+	if !strings.Contains(p.log(), `"sieve":"fileinto:Junk"`) {
+		t.Errorf("no outcome line with sieve=fileinto:Junk:\n%s", p.log())
+	}
+}

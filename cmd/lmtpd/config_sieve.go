@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,37 @@ type sieveConfig struct {
 	// MaxRedirects and MaxActions bound one run. Defaults 4 and 32.
 	MaxRedirects int `toml:"max_redirects"`
 	MaxActions   int `toml:"max_actions"`
+	// Spamtest* and Virustest* say where spamtest and virustest (RFC
+	// 5235) read the verdict of the filters before lmtpd, as
+	// Pigeonhole's sieve_spamtest_* and sieve_virustest_* do
+	// (delivery.SieveScoreTest). Default: not configured, the tests
+	// answer "0".
+	SpamtestHeader      string         `toml:"spamtest_header"`
+	SpamtestType        string         `toml:"spamtest_type"`
+	SpamtestMaxValue    scoreValue     `toml:"spamtest_max_value"`
+	SpamtestMaxHeader   string         `toml:"spamtest_max_header"`
+	SpamtestTextValues  map[string]int `toml:"spamtest_text_values"`
+	VirustestHeader     string         `toml:"virustest_header"`
+	VirustestType       string         `toml:"virustest_type"`
+	VirustestMaxValue   scoreValue     `toml:"virustest_max_value"`
+	VirustestMaxHeader  string         `toml:"virustest_max_header"`
+	VirustestTextValues map[string]int `toml:"virustest_text_values"`
+}
+
+// scoreValue is a number written as an integer or with a fraction (5,
+// 5.0): spamtest_max_value and virustest_max_value.
+type scoreValue float64
+
+func (n *scoreValue) decodeTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		*n = scoreValue(x)
+	case float64:
+		*n = scoreValue(x)
+	default:
+		return fmt.Errorf("expected a number, found %s", tomlTypeName(v))
+	}
+	return nil
 }
 
 // defaultSieveConfig returns [sieve]'s defaults.
@@ -66,6 +98,14 @@ func (s *sieveConfig) delivery() delivery.SieveConfig {
 	return delivery.SieveConfig{
 		Enabled: s.Enabled, Script: s.Script, Before: s.Before, After: s.After, GlobalDir: s.GlobalDir,
 		Sendmail: s.Sendmail, StateDir: s.StateDir, MaxRedirects: s.MaxRedirects, MaxActions: s.MaxActions,
+		Spamtest: delivery.SieveScoreTest{
+			Header: s.SpamtestHeader, Type: s.SpamtestType, MaxValue: float64(s.SpamtestMaxValue),
+			MaxHeader: s.SpamtestMaxHeader, TextValues: s.SpamtestTextValues,
+		},
+		Virustest: delivery.SieveScoreTest{
+			Header: s.VirustestHeader, Type: s.VirustestType, MaxValue: float64(s.VirustestMaxValue),
+			MaxHeader: s.VirustestMaxHeader, TextValues: s.VirustestTextValues,
+		},
 	}
 }
 

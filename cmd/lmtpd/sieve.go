@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lmtpd/lmtpd/delivery"
 	"github.com/lmtpd/lmtpd/sieve"
 )
 
@@ -58,7 +59,9 @@ would be sent (the RFC 5230 rules and the :days tracking, kept in -state, a
 fresh temporary directory by default). -from "" is the null sender; without
 -from the message's Return-Path is used. include :personal scripts are
 NAME.sieve next to SCRIPT, :global ones NAME.sieve in -global-dir, else in
-[sieve] global_dir of -config.
+[sieve] global_dir of -config. With -config the script runs with the limits
+and the spamtest and virustest settings of its [sieve] section (spamtest_header
+and the others), as delivery runs it; without, spamtest and virustest answer 0.
 Exit status 0, also after a run-time error (then reported, with the implicit
 keep), or 1 with the errors when the script does not compile.`
 
@@ -77,7 +80,7 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 	asJSON := fset.Bool("json", false, "print one JSON object")
 	stateDir := fset.String("state", "", "vacation and duplicate tracking `DIR` (default: a fresh temporary directory)")
 	globalDir := fset.String("global-dir", "", "`DIR` of include :global scripts (default: [sieve] global_dir of -config)")
-	configPath := fset.String("config", "", "read [sieve] global_dir from this configuration `FILE`")
+	configPath := fset.String("config", "", "read [sieve] global_dir, limits and spamtest/virustest settings from this configuration `FILE`")
 	if st := parseFlags(fset, args); st >= 0 {
 		return st
 	}
@@ -91,13 +94,17 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 			fromSet = true
 		}
 	})
-	if *globalDir == "" && *configPath != "" {
-		dir, err := sieveGlobalDir(*configPath)
+	var opts *sieve.Options
+	if *configPath != "" {
+		sc, err := sieveSettings(*configPath)
 		if err != nil {
 			fmt.Fprintf(stderr, "lmtpd sieve-test: %v\n", err)
 			return exUsage
 		}
-		*globalDir = dir
+		if *globalDir == "" {
+			*globalDir = sc.GlobalDir
+		}
+		opts = sc.ScriptOptions()
 	}
 	scriptPath, msgPath := fset.Arg(0), fset.Arg(1)
 	src, err := os.ReadFile(scriptPath)
@@ -154,7 +161,7 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 		Tracker:  tr,
 		Loader:   &dirLoader{personal: filepath.Dir(scriptPath), global: *globalDir},
 	}
-	res, err := script.Execute(context.Background(), msg, env, nil)
+	res, err := script.Execute(context.Background(), msg, env, opts)
 	if err != nil {
 		out.Errors = append(out.Errors, err.Error())
 	} else {
@@ -194,16 +201,17 @@ func cmdSieveTest(args []string, stdout, stderr io.Writer) int {
 	return exOK
 }
 
-// sieveGlobalDir returns [sieve] global_dir of the configuration file at
-// path, read, checked and with its relative paths resolved by the loader
-// the daemon uses (loadConfig), so that sieve-test sees the directory the
-// daemon would and refuses a configuration the daemon would refuse.
-func sieveGlobalDir(path string) (string, error) {
+// sieveSettings returns [sieve] of the configuration file at path, read,
+// checked and with its relative paths resolved by the loader the daemon
+// uses (loadConfig), so that sieve-test sees the directory and settings
+// the daemon would and refuses a configuration the daemon would refuse.
+func sieveSettings(path string) (*delivery.SieveConfig, error) {
 	c, err := loadConfig(path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return c.Sieve.delivery().GlobalDir, nil
+	sc := c.Sieve.delivery()
+	return &sc, nil
 }
 
 func writeJSON(w io.Writer, v any) {

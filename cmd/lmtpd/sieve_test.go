@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -166,5 +167,41 @@ func TestSieveTestGlobalFromConfig(t *testing.T) {
 	var out, errb bytes.Buffer
 	if st := cmdSieveTest([]string{"-config", filepath.Join(dir, "missing.toml"), filepath.Join(dir, "main.sieve"), filepath.Join(dir, "m.eml")}, &out, &errb); st != exUsage {
 		t.Fatalf("missing config: status %d", st)
+	}
+}
+
+// TestSieveTestSpamtestFromConfig: with -config, sieve-test reads the
+// spamtest and virustest settings of [sieve] as delivery does; without,
+// the tests answer 0 (not tested).
+func TestSieveTestSpamtestFromConfig(t *testing.T) {
+	script := `require ["spamtestplus", "virustest", "fileinto", "relational", "comparator-i;ascii-numeric", "variables"];
+if spamtest :value "ge" :comparator "i;ascii-numeric" "5" { fileinto "Junk"; }
+if spamtest :matches "*" { fileinto "spam-${1}"; }
+if spamtest :percent :matches "*" { fileinto "pct-${1}"; }
+if virustest :matches "*" { fileinto "virus-${1}"; }
+`
+	dir := writeFiles(t, map[string]string{
+		"s.sieve": script,
+		"m.eml":   "X-Spam-Score: 6.3\r\nX-Virus-Scan: Found to be clean.\r\n" + sieveTestMsg,
+		"lmtpd.toml": "[[listener]]\naddress = \"unix:lmtp.sock\"\n[[domain]]\nname = \"example.test\"\n[delivery.maildir]\nroot = \"mail\"\n" +
+			"[sieve]\nenabled = true\nsendmail = [\"/bin/true\"]\nstate_dir = \"state\"\n" +
+			"spamtest_header = \"X-Spam-Score\"\nspamtest_max_value = 10\n" +
+			"virustest_header = 'X-Virus-Scan: Found to be (.+)\\.'\nvirustest_type = \"text\"\nvirustest_text_values = { clean = 1, infected = 5 }\n",
+	})
+	mailboxes := func(o sieveTestOutput) []string {
+		var out []string
+		for _, a := range o.Actions {
+			out = append(out, a["mailbox"].(string))
+		}
+		return out
+	}
+	st, o, stderr := runSieveTest(t, "-config", filepath.Join(dir, "lmtpd.toml"), filepath.Join(dir, "s.sieve"), filepath.Join(dir, "m.eml"))
+	// 6.3 of 10: 1 + floor(9 * 0.63) = 6, floor(100 * 0.63) = 63.
+	if want := []string{"Junk", "spam-6", "pct-63", "virus-1"}; st != exOK || !slices.Equal(mailboxes(o), want) {
+		t.Fatalf("status %d, mailboxes %q, want %q\n%s", st, mailboxes(o), want, stderr)
+	}
+	st, o, _ = runSieveTest(t, filepath.Join(dir, "s.sieve"), filepath.Join(dir, "m.eml"))
+	if want := []string{"spam-0", "pct-0", "virus-0"}; st != exOK || !slices.Equal(mailboxes(o), want) {
+		t.Fatalf("without -config: status %d, mailboxes %q, want %q", st, mailboxes(o), want)
 	}
 }
