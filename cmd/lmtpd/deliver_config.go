@@ -22,9 +22,9 @@ import (
 //     by default), owned by it. Without such a directory the domain stays
 //     unserved (550 5.1.2, exit 68).
 //
-// A configuration that then has no [delivery.maildir] root (one that
-// serves only the machine's accounts needs none: their mailboxes are in
-// their homes) gets the invoking account's home as root, which then only
+// A configuration that then has no [delivery.maildir] root and no
+// configured domain that delivers to maildir (one that serves only the
+// machine's accounts needs none: their mailboxes are in their homes) gets the invoking account's home as root, which then only
 // holds the temporary file of a message too big for memory (on the same
 // file system as ~/Maildir); a home that is not a writable directory is
 // replaced by the temporary directory.
@@ -45,6 +45,9 @@ func (c *config) adjustForDeliver(rcpts []string) {
 	if system == "" {
 		return
 	}
+	// Only the machine's accounts may do without a root: a configured
+	// domain that delivers to maildir still needs the file's own.
+	configuredMaildir := domainsUseMaildir(c.Domains)
 	served := make(map[string]bool, len(c.Domains))
 	for _, d := range c.Domains {
 		served[strings.ToLower(d.Name)] = true
@@ -63,9 +66,26 @@ func (c *config) adjustForDeliver(rcpts []string) {
 		c.Domains = append(c.Domains, domainConfig{Name: dom, Directory: system})
 		added = true
 	}
-	if added && c.Delivery.Maildir.Root == "" {
+	if added && c.Delivery.Maildir.Root == "" && !configuredMaildir {
 		c.Delivery.Maildir.Root = deliverSpoolHome()
 	}
+}
+
+// domainsUseMaildir reports whether any of the domains, or a user of
+// theirs, delivers to a maildir under the root (usesMaildir, on the file's
+// tables).
+func domainsUseMaildir(domains []domainConfig) bool {
+	for _, dm := range domains {
+		if dm.Route.Pipe == nil && dm.Route.LMTP == nil || dm.Route.Maildir != "" {
+			return true
+		}
+		for _, u := range dm.User {
+			if u.Route.Maildir != "" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // deliverSpoolHome returns the invoking account's home ($HOME, as

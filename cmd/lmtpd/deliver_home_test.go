@@ -206,3 +206,53 @@ func TestDeliverMailboxCommand(t *testing.T) {
 		}
 	})
 }
+
+// TestDeliverConfigRoot: loadDeliverConfig serves an unserved recipient
+// domain from the passwd directory, and gives a configuration without a
+// root the invoking account's home only when no configured domain
+// delivers to maildir (that one still needs its root: 78, as before).
+func TestDeliverConfigRoot(t *testing.T) {
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	const sys = "[[directory]]\nname = \"system\"\ndriver = \"passwd\"\n"
+	tests := []struct {
+		name, text, root string
+		domains          []string
+		wantErr          string
+	}{
+		{"accounts only", sys, home, []string{"host.example"}, ""},
+		{"recipient's domain configured", sys + "[delivery.maildir]\nroot = \"mail\"\n[[domain]]\nname = \"Host.Example\"\nany_user = true\n", filepath.Join(dir, "mail"), []string{"Host.Example"}, ""},
+		{"pipe domain without root", sys + "[[domain]]\nname = \"pipe.example\"\nusers = [\"a\"]\nroute = { pipe = { argv = [\"/bin/true\"] } }\n", home, []string{"pipe.example", "host.example"}, ""},
+		{"maildir domain without root", sys + "[[domain]]\nname = \"virtual.example\"\nany_user = true\n", "", nil, "delivery.maildir.root: required"},
+		{"no passwd directory", "[delivery.maildir]\nroot = \"mail\"\n[[domain]]\nname = \"virtual.example\"\nany_user = true\n", filepath.Join(dir, "mail"), []string{"virtual.example"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, "c.toml")
+			if err := os.WriteFile(file, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := loadDeliverConfig(file, []string{"alice@HOST.example", "<bob@host.example>", "bad address"})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, d := range c.Domains {
+				names = append(names, d.Name)
+			}
+			if strings.Join(names, " ") != strings.Join(tc.domains, " ") || c.dcfg.Maildir.Root != tc.root {
+				t.Errorf("domains %q root %q, want %q %q", names, c.dcfg.Maildir.Root, tc.domains, tc.root)
+			}
+		})
+	}
+}
