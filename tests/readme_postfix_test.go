@@ -142,6 +142,9 @@ func dirEntries(dir string) map[string]bool {
 // removed from the queue, the account deleted, the package purged, and
 // what the package created removed.
 func TestReadmePostfix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED: -short: the README Postfix test configures and starts the system's Postfix")
+	}
 	needPackageTools(t)
 	needSystemPostfix(t)
 
