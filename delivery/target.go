@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-message/textproto"
@@ -187,6 +188,9 @@ type Message struct {
 	base   []byte               // the header as received, LF line endings
 	nDests int
 	mode   DeliveredToMode
+	// topDT is the address of the topmost Delivered-To field as
+	// received, "" without one.
+	topDT string
 }
 
 // Body returns a new reader of the body (LF line endings), valid until the
@@ -216,7 +220,15 @@ func (m *Message) DeliveredTo(own bool) bool {
 
 // Header returns the header of d's copy, LF line endings: Return-Path, then
 // "Delivered-To: d.Address" if deliveredTo, then the header as received.
+// The field is left out when the topmost Delivered-To as received already
+// names d.Address (case-insensitively): the MTA that handed the message
+// over recorded this very delivery (Postfix's local(8) and pipe(8) flag D
+// add it before running a command such as lmtpd deliver), and a second
+// field for the same hop says nothing more.
 func (m *Message) Header(d *Destination, deliveredTo bool) []byte {
+	if deliveredTo && m.topDT != "" && strings.EqualFold(m.topDT, d.Address) {
+		deliveredTo = false
+	}
 	base := m.base
 	if d.Header != nil {
 		base = d.Header

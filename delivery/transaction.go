@@ -304,6 +304,9 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	}
 
 	delivered := deliveredTo(hdr)
+	if len(delivered) > 0 {
+		d.m.topDT = delivered[0]
+	}
 	n := len(msg.Recipients)
 	d.byRcpt = make([][]*job, n)
 	d.settled = make([]bool, n)

@@ -637,3 +637,49 @@ func TestStageCommitLogsEveryRecipient(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveredToNotTwice: with the loop check off (lmtpd deliver behind
+// Postfix's local(8), which adds Delivered-To before running it), a copy
+// gets no second Delivered-To for the address the topmost field already
+// names, in any case; a topmost field for another address, or one for
+// this address further down (an earlier hop), does not stop it.
+func TestDeliveredToNotTwice(t *testing.T) {
+	tests := []struct {
+		name, head string
+		want       int // Delivered-To: bob@example.org fields in bob's copy, any case
+	}{
+		{"none", "", 1},
+		{"on top", "Delivered-To: bob@example.org\r\n", 1},
+		{"on top, other case and brackets", "Delivered-To: <BOB@Example.org>\r\n", 1},
+		{"another address on top", "Delivered-To: list@example.net\r\nDelivered-To: bob@example.org\r\n", 2},
+		{"other address only", "Delivered-To: list@example.net\r\n", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			cfg := testConfig(root)
+			cfg.LoopCheck = false
+			r := newRouter(t, cfg, Options{})
+			st, _, err := run(t, testCtx(t, nil), r, protocol.LMTP, "a@b", []string{"bob@example.org"}, tt.head+testText)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, _ := st.get(0); e != nil {
+				t.Fatalf("bob: %v", e)
+			}
+			got := maildirFiles(t, root, "example.org/bob")
+			if len(got) != 1 {
+				t.Fatalf("bob has %d messages", len(got))
+			}
+			n := 0
+			for _, l := range strings.Split(got[0], "\n") {
+				if v, ok := strings.CutPrefix(l, "Delivered-To: "); ok && strings.EqualFold(strings.Trim(v, "<>"), "bob@example.org") {
+					n++
+				}
+			}
+			if n != tt.want {
+				t.Errorf("%d Delivered-To fields for bob, want %d:\n%s", n, tt.want, got[0])
+			}
+		})
+	}
+}

@@ -175,3 +175,57 @@ func TestUnitsMatchReadme(t *testing.T) {
 		t.Errorf("check-config on the README's configuration: status %d\n%s", status, stderr)
 	}
 }
+
+// readmeBlockAfter returns the first fenced block of the given language
+// after the first occurrence of marker in README.md (a heading or any
+// text, such as the file name the block is for).
+func readmeBlockAfter(t *testing.T, marker, lang string) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, marker)
+	if i < 0 {
+		t.Fatalf("README.md does not say %q", marker)
+	}
+	s = s[i:]
+	start := strings.Index(s, "\n```"+lang+"\n")
+	if start < 0 {
+		t.Fatalf("README.md has no ```%s block after %q", lang, marker)
+	}
+	s = s[start+len("\n```"+lang+"\n"):]
+	end := strings.Index(s, "\n```")
+	if end < 0 {
+		t.Fatal("unterminated block in README.md")
+	}
+	return s[:end+1]
+}
+
+// readmeIndented returns the lines, unindented, of the README's indented
+// (four spaces) block whose first line starts with first: main.cf lines
+// and shell commands as the README prints them.
+func readmeIndented(t *testing.T, first string) []string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "    "+first) || (i > 0 && strings.HasPrefix(lines[i-1], "    ")) {
+			continue
+		}
+		var out []string
+		for _, l := range lines[i:] {
+			if !strings.HasPrefix(l, "    ") {
+				break
+			}
+			out = append(out, strings.TrimSpace(l))
+		}
+		return out
+	}
+	t.Fatalf("README.md has no indented block starting with %q", first)
+	return nil
+}

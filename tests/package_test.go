@@ -115,6 +115,40 @@ func (s systemState) restore(t *testing.T) {
 	}
 }
 
+// buildPackages builds the .deb and the .rpm as "make package" does and
+// returns them (one of each).
+func buildPackages(t *testing.T) (debs, rpms []string) {
+	t.Helper()
+	out := tempDir(t)
+	build := exec.Command("bash", "scripts/package.sh", "-o", out)
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "GO="+goTool())
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/package.sh: %v\n%s", err, b)
+	}
+	debs, _ = filepath.Glob(filepath.Join(out, "lmtpd_*.deb"))
+	rpms, _ = filepath.Glob(filepath.Join(out, "lmtpd-*.rpm"))
+	if len(debs) != 1 || len(rpms) != 1 {
+		t.Fatalf("packages built: %q %q, want one .deb and one .rpm", debs, rpms)
+	}
+	return debs, rpms
+}
+
+// installPackage installs deb with dpkg, after recording what it may
+// change; the state is restored at cleanup (the caller purges the
+// package, in a cleanup registered after this one, so it runs first).
+func installPackage(t *testing.T, deb string) systemState {
+	t.Helper()
+	state := recordState(t)
+	t.Cleanup(func() { state.restore(t) })
+	if b, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, b)
+	} else {
+		t.Logf("dpkg -i:\n%s", b)
+	}
+	return state
+}
+
 // TestPackage builds the .deb and .rpm as "make package" does, installs
 // the .deb with dpkg, checks what landed (the binary, the units, the
 // sysusers.d and tmpfiles.d files applied, the manual pages, completion),
@@ -123,29 +157,12 @@ func (s systemState) restore(t *testing.T) {
 // the package again.
 func TestPackage(t *testing.T) {
 	needPackageTools(t)
-	out := tempDir(t)
-	build := exec.Command("bash", "scripts/package.sh", "-o", out)
-	build.Dir = ".."
-	build.Env = append(os.Environ(), "GO="+goTool())
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/package.sh: %v\n%s", err, b)
-	}
-	debs, _ := filepath.Glob(filepath.Join(out, "lmtpd_*.deb"))
-	rpms, _ := filepath.Glob(filepath.Join(out, "lmtpd-*.rpm"))
-	if len(debs) != 1 || len(rpms) != 1 {
-		t.Fatalf("packages built: %q %q, want one .deb and one .rpm", debs, rpms)
-	}
+	debs, rpms := buildPackages(t)
 	if fi, err := os.Stat(rpms[0]); err != nil || fi.Size() < 1<<20 {
 		t.Errorf("rpm: %v (size %v)", err, fi)
 	}
 
-	state := recordState(t)
-	t.Cleanup(func() { state.restore(t) })
-	if b, err := exec.Command("dpkg", "-i", debs[0]).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg -i: %v\n%s", err, b)
-	} else {
-		t.Logf("dpkg -i:\n%s", b)
-	}
+	state := installPackage(t, debs[0])
 	removed := false
 	t.Cleanup(func() {
 		if !removed {
@@ -326,6 +343,45 @@ name = "`+domain+`"
 users = ["bob"]
 `)
 	os.Chmod(cfg, 0o644)
+	stop := startAsUnit(t, dir, cfg, sock)
+	defer stop()
+	fi, err := os.Lstat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 || int(st.Uid) != uid || int(st.Gid) != pfxGID {
+		t.Errorf("socket %s: %v uid %d gid %d, want socket 0660 owner lmtpd group postfix", sock, fi.Mode(), st.Uid, st.Gid)
+	}
+	swaks := exec.Command("setpriv", "--reuid=postfix", "--regid=postfix", "--clear-groups",
+		"swaks", "--socket", sock, "--protocol", "LMTP", "--to", "bob@"+domain, "--from", "alice@example.org", "--silent", "2")
+	swaks.Dir = "/"
+	if b, err := swaks.CombinedOutput(); err != nil {
+		t.Errorf("swaks as user postfix: %v\n%s", err, b)
+	}
+	newDir := filepath.Join("/var/mail/vhosts", domain, "bob", "new")
+	files, err := os.ReadDir(newDir)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("%s: %v, %d files", newDir, err, len(files))
+	}
+	info, err := files[0].Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := info.Sys().(*syscall.Stat_t).Uid; int(owner) != uid {
+		t.Errorf("delivered file owned by uid %d, want lmtpd (%d)", owner, uid)
+	}
+	t.Logf("delivered through %s as user postfix: %s", sock, filepath.Join(newDir, files[0].Name()))
+}
+
+// startAsUnit starts the installed lmtpd serve -config cfg (in directory
+// dir) as the installed lmtpd.service would run it: user lmtpd, group
+// lmtpd, supplementary group postfix, and ProtectSystem=strict with the
+// unit's ReadWritePaths= replayed with unshare --mount (everything
+// read-only but those paths). It waits until sock exists and returns a
+// function that stops lmtpd (SIGTERM) and logs what it wrote.
+func startAsUnit(t *testing.T, dir, cfg, sock string) (stop func()) {
+	t.Helper()
 	// ProtectSystem=strict with the unit's ReadWritePaths=, replayed in a
 	// mount namespace of its own: everything read-only but those paths.
 	unit, err := os.ReadFile("/usr/lib/systemd/system/lmtpd.service")
@@ -357,7 +413,12 @@ users = ["bob"]
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	defer func() {
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -366,43 +427,22 @@ users = ["bob"]
 			<-done
 		}
 		t.Logf("lmtpd (as user lmtpd) logged:\n%s", logs.String())
-	}()
-	var fi os.FileInfo
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if fi, err = os.Lstat(sock); err == nil {
+		if _, err = os.Lstat(sock); err == nil {
 			break
 		}
 		select {
 		case err := <-done:
 			done <- err
+			stop()
 			t.Fatalf("lmtpd as user lmtpd exited: %v", err)
 		default:
 		}
 		if time.Now().After(deadline) {
+			stop()
 			t.Fatalf("no socket %s after 10s", sock)
 		}
 	}
-	st := fi.Sys().(*syscall.Stat_t)
-	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 || int(st.Uid) != uid || int(st.Gid) != pfxGID {
-		t.Errorf("socket %s: %v uid %d gid %d, want socket 0660 owner lmtpd group postfix", sock, fi.Mode(), st.Uid, st.Gid)
-	}
-	swaks := exec.Command("setpriv", "--reuid=postfix", "--regid=postfix", "--clear-groups",
-		"swaks", "--socket", sock, "--protocol", "LMTP", "--to", "bob@"+domain, "--from", "alice@example.org", "--silent", "2")
-	swaks.Dir = "/"
-	if b, err := swaks.CombinedOutput(); err != nil {
-		t.Errorf("swaks as user postfix: %v\n%s", err, b)
-	}
-	newDir := filepath.Join("/var/mail/vhosts", domain, "bob", "new")
-	files, err := os.ReadDir(newDir)
-	if err != nil || len(files) != 1 {
-		t.Fatalf("%s: %v, %d files", newDir, err, len(files))
-	}
-	info, err := files[0].Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if owner := info.Sys().(*syscall.Stat_t).Uid; int(owner) != uid {
-		t.Errorf("delivered file owned by uid %d, want lmtpd (%d)", owner, uid)
-	}
-	t.Logf("delivered through %s as user postfix: %s", sock, filepath.Join(newDir, files[0].Name()))
+	return stop
 }

@@ -47,7 +47,12 @@ const embeddedName = "(embedded default)"
 // the embedded default when file is "". Relative paths in the embedded
 // default are resolved against the working directory. The error, if any,
 // is a configErrors listing every problem with file, line and key.
-func loadConfig(file string) (*config, error) {
+func loadConfig(file string) (*config, error) { return loadConfigWith(file, nil) }
+
+// loadConfigWith is loadConfig with adjust, if not nil, applied to the
+// decoded configuration before it is validated (lmtpd deliver's
+// loadDeliverConfig).
+func loadConfigWith(file string, adjust func(*config)) (*config, error) {
 	text, base, name := defaultConfigText, "", embeddedName
 	if file != "" {
 		b, err := os.ReadFile(file)
@@ -67,11 +72,16 @@ func loadConfig(file string) (*config, error) {
 		}
 		base = wd
 	}
-	return parseConfig(name, text, base, file == "")
+	return parseConfigWith(name, text, base, file == "", adjust)
 }
 
 // parseConfig decodes and validates text; base resolves relative paths.
 func parseConfig(name, text, base string, embedded bool) (*config, error) {
+	return parseConfigWith(name, text, base, embedded, nil)
+}
+
+// parseConfigWith is parseConfig with adjust applied before validation.
+func parseConfigWith(name, text, base string, embedded bool, adjust func(*config)) (*config, error) {
 	c := defaultConfig()
 	if err := decodeStrict(name, text, c); err != nil {
 		return nil, err
@@ -80,6 +90,9 @@ func parseConfig(name, text, base string, embedded bool) (*config, error) {
 	c.locs = map[string]*locator{name: newLocator(text)}
 	ec := &errorCollector{file: name, loc: c.locs[name]}
 	c.resolvePaths(base)
+	if adjust != nil {
+		adjust(c)
+	}
 	c.validate(ec)
 	if err := ec.err(); err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 )
 
 func (c *config) validateListeners(ec *errorCollector) {
-	if len(c.Listeners) == 0 {
+	if len(c.Listeners) == 0 && !c.deliverOnly {
 		ec.add("listener", errors.New("at least one [[listener]] is required"))
 	}
 	names := make(map[string]bool)

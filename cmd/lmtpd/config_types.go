@@ -48,6 +48,9 @@ type config struct {
 	trusted   map[int][]netip.Prefix // parsed TrustedNetworks by listener index
 	warnings  configErrors           // problems of a valid configuration (checkMTAReach)
 	dirSpecs  []dirSpec              // validated [[directory]] tables, in order
+	// deliverOnly: loaded for lmtpd deliver, which needs no listener
+	// (deliver_config.go).
+	deliverOnly bool
 }
 
 // logConfig is [log].

@@ -21,16 +21,33 @@ Delivers one message, read from standard input, to each RECIPIENT with the
 routing and backends of the configuration, as a local delivery agent (for
 Postfix's mailbox_command, or procmail-style use):
 
-    mailbox_command = /usr/local/bin/lmtpd deliver -config /etc/lmtpd/lmtpd.toml -f "$SENDER" -- "$RECIPIENT"
+    mailbox_command = /usr/bin/lmtpd deliver -config /etc/lmtpd-deliver.toml -f "$SENDER" -- "$RECIPIENT"
+
+The configuration needs no [[listener]]. Postfix's local(8) runs the
+command as the recipient, for a domain it found in mydestination: a
+RECIPIENT whose domain no [[domain]] serves is therefore an account of
+this machine when the configuration has a [[directory]] with driver
+"passwd" (the first, if several; without one, such a domain is not
+served). The account's mail goes to its home, {home}/Maildir unless the
+directory's mailbox says otherwise, created without following links and
+owned by the account. Run by anyone but root, deliver writes into no home
+but its own account's (another one's is 4.3.5, temporary). A
+configuration without [delivery.maildir] root is fine for that: the
+invoking account's home then only holds the temporary file of a big
+message. It must be readable by every account (not in /etc/lmtpd, which
+is lmtpd's alone) and hold no secrets.
 
 A leading mbox "From sender date" line is dropped (its sender is used when
--f is absent). Each failed recipient is reported on standard error as
+-f is absent). No Delivered-To field is added for a recipient that the
+topmost Delivered-To field already names (local(8) adds it before running
+the command). Each failed recipient is reported on standard error as
 "X.Y.Z text", which Postfix uses as the delivery status. The exit status
 follows sysexits(3): 0 delivered to every recipient; 75 (EX_TEMPFAIL) if
-any recipient failed temporarily, or if the system is not ready for the
-configuration (a maildir root that is read-only, missing or cannot be
-created, a file it names that cannot be read: 4.3.5, as the daemon
-answers); otherwise, for the first permanent
+any recipient failed temporarily (a directory down, a maildir or home
+that is read-only or not writable, a link in the home), or if the system
+is not ready for the configuration (a maildir root that is read-only,
+missing or cannot be created, a file it names that cannot be read: 4.3.5,
+as the daemon answers); otherwise, for the first permanent
 failure, 67 (EX_NOUSER) unknown user or bad address, 68 (EX_NOHOST) domain
 not served, 73 (EX_CANTCREAT) mailbox full or unavailable or message too
 big, 77 (EX_NOPERM) refused by policy, 65 (EX_DATAERR) bad message, 78
@@ -63,7 +80,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		printConfigError(stderr, err)
 		return exTempFail
 	}
-	cfg, err := loadConfig(*file)
+	cfg, err := loadDeliverConfig(*file, fs.Args())
 	if err != nil {
 		if systemCondition(err) {
 			return tempFail(err)
@@ -112,6 +129,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		},
 		sender: *from,
 		rcpts:  fs.Args(),
+		check:  ownHomeOnly(router, deliverUID()),
 	}
 	results, st := ld.run(context.Background(), stdin)
 	if st >= 0 {
@@ -139,6 +157,9 @@ type localDelivery struct {
 	srv    *protocol.Server
 	sender string
 	rcpts  []string
+	// check, if not nil, may refuse a recipient before the transaction
+	// (ownHomeOnly).
+	check func(context.Context, protocol.Address) error
 }
 
 // run delivers and returns one result per recipient (nil: delivered), or
@@ -164,6 +185,9 @@ func (ld *localDelivery) run(ctx context.Context, stdin io.Reader) ([]error, int
 	var index []int // env.Recipients -> argument index
 	for i, s := range ld.rcpts {
 		a, err := protocol.ParseAddress(strings.Trim(s, "<>"))
+		if err == nil && ld.check != nil {
+			err = ld.check(ctx, a)
+		}
 		if err != nil {
 			results[i] = err
 			continue
@@ -244,4 +268,36 @@ func statusLine(rcpt string, err error) string {
 		return fmt.Sprintf("4.3.0 <%s>: temporary failure", rcpt)
 	}
 	return fmt.Sprintf("%s <%s>: %s", e.Enhanced(), rcpt, e.Message)
+}
+
+// deliverUID is the uid deliver runs as; tests replace it.
+var deliverUID = os.Getuid
+
+// ownHomeOnly returns the check that keeps a deliver run by an account
+// other than root to that account's own home: Postfix's local(8) runs a
+// mailbox_command as the recipient, so a recipient that resolves to
+// another account's home means deliver was started as someone else (an
+// alias command runs as default_privs, say), and writing there would
+// fail on its permissions anyway. Such a recipient gets 451 4.3.5 (the
+// MTA defers while the administrator fixes it) before anything is
+// written, with a text that says why. Root (uid 0) may deliver into any
+// home: delivery gives the files to their owner. Resolution errors are
+// left to the transaction, which answers them as RCPT does.
+func ownHomeOnly(r *delivery.Router, uid int) func(context.Context, protocol.Address) error {
+	if uid == 0 {
+		return nil
+	}
+	return func(ctx context.Context, a protocol.Address) error {
+		dests, err := r.Resolve(ctx, a)
+		if err != nil {
+			return nil
+		}
+		for _, d := range dests {
+			if d.Home != "" && d.UID >= 0 && d.UID != uid {
+				return protocol.NewError(protocol.CodeLocalError, protocol.ECTempMisconfigured,
+					fmt.Sprintf("lmtpd deliver runs as uid %d, not as the owner of %s (uid %d): it delivers into no home but its own account's", uid, d.Home, d.UID))
+			}
+		}
+		return nil
+	}
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+// loadDeliverConfig loads file for lmtpd deliver with recipients rcpts.
+// It differs from loadConfig in two ways, both for Postfix's
+// mailbox_command, which runs deliver as the recipient after local(8) has
+// matched the recipient's domain against mydestination:
+//
+//   - no [[listener]] is needed: deliver listens on nothing;
+//   - a recipient in a domain no [[domain]] serves is an account of this
+//     machine when the configuration has a [[directory]] with driver
+//     "passwd" (the first, if several): its domain is served from that
+//     directory, so the account's mail goes to its home ("{home}/Maildir"
+//     by default), owned by it. Without such a directory the domain stays
+//     unserved (550 5.1.2, exit 68).
+//
+// A configuration that then has no [delivery.maildir] root and no
+// configured domain that delivers to maildir (one that serves only the
+// machine's accounts needs none: their mailboxes are in their homes) gets the invoking account's home as root, which then only
+// holds the temporary file of a message too big for memory (on the same
+// file system as ~/Maildir); a home that is not a writable directory is
+// replaced by the temporary directory.
+func loadDeliverConfig(file string, rcpts []string) (*config, error) {
+	return loadConfigWith(file, func(c *config) { c.adjustForDeliver(rcpts) })
+}
+
+// adjustForDeliver is loadDeliverConfig's change to the decoded file.
+func (c *config) adjustForDeliver(rcpts []string) {
+	c.deliverOnly = true
+	system := ""
+	for _, d := range c.Directories {
+		if d.Driver == driverPasswd && d.Name != "" {
+			system = d.Name
+			break
+		}
+	}
+	if system == "" {
+		return
+	}
+	// Only the machine's accounts may do without a root: a configured
+	// domain that delivers to maildir still needs the file's own.
+	configuredMaildir := domainsUseMaildir(c.Domains)
+	served := make(map[string]bool, len(c.Domains))
+	for _, d := range c.Domains {
+		served[strings.ToLower(d.Name)] = true
+	}
+	added := false
+	for _, r := range rcpts {
+		a, err := protocol.ParseAddress(strings.Trim(r, "<>"))
+		if err != nil || a.Domain == "" || strings.HasPrefix(a.Domain, "[") {
+			continue // refused as it is by the routing
+		}
+		dom := strings.ToLower(a.Domain)
+		if served[dom] {
+			continue
+		}
+		served[dom] = true
+		c.Domains = append(c.Domains, domainConfig{Name: dom, Directory: system})
+		added = true
+	}
+	if added && c.Delivery.Maildir.Root == "" && !configuredMaildir {
+		c.Delivery.Maildir.Root = deliverSpoolHome()
+	}
+}
+
+// domainsUseMaildir reports whether any of the domains, or a user of
+// theirs, delivers to a maildir under the root (usesMaildir, on the file's
+// tables).
+func domainsUseMaildir(domains []domainConfig) bool {
+	for _, dm := range domains {
+		if dm.Route.Pipe == nil && dm.Route.LMTP == nil || dm.Route.Maildir != "" {
+			return true
+		}
+		for _, u := range dm.User {
+			if u.Route.Maildir != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// deliverSpoolHome returns the invoking account's home ($HOME, as
+// Postfix's local(8) sets it, else the account database's), or the
+// temporary directory when that is not a directory this process can
+// write into.
+func deliverSpoolHome() string {
+	home := os.Getenv("HOME")
+	if !filepath.IsAbs(home) {
+		if u, err := user.Current(); err == nil {
+			home = u.HomeDir
+		}
+	}
+	if filepath.IsAbs(home) && filepath.Clean(home) != "/" {
+		if fi, err := os.Stat(home); err == nil && fi.IsDir() && checkWritableDir(home) == nil {
+			return filepath.Clean(home)
+		}
+	}
+	return os.TempDir()
+}
