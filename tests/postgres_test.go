@@ -1,7 +1,6 @@
 package tests
 
 import (
-	dbsql "database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the test's own connection, as postgres
 	"github.com/lmtpd/lmtpd/internal/pgtest"
 )
 
@@ -43,19 +41,7 @@ func readmeBlock(t *testing.T, heading, lang string) string {
 func TestPostgresDirectoryDaemon(t *testing.T) {
 	pg := pgtest.Start(t)
 	sock := pg.Dir
-	admin, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE DATABASE mail"); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	mail, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=mail")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mail.Close()
+	mail := pg.CreateDB("mail")
 	if _, err := mail.Exec(readmeBlock(t, "### PostgreSQL, in the style of Postfix Admin", "sql")); err != nil {
 		t.Fatalf("the README's schema: %v", err)
 	}

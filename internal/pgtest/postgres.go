@@ -35,6 +35,26 @@ func (s *Server) DSN(dbname string) string {
 	return "host=" + s.Dir + " user=postgres dbname=" + dbname
 }
 
+// CreateDB creates the database name, owned by postgres, and returns a
+// pool of connections to it that is closed when the test ends.
+func (s *Server) CreateDB(name string) *dbsql.DB {
+	s.t.Helper()
+	admin, err := dbsql.Open("pgx", s.DSN("postgres"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(`CREATE DATABASE "` + strings.ReplaceAll(name, `"`, `""`) + `"`); err != nil {
+		s.t.Fatalf("CREATE DATABASE %s: %v", name, err)
+	}
+	db, err := dbsql.Open("pgx", s.DSN(name))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // Signal sends sig to the postmaster and its children (the backends
 // that serve the connections open now), so that SIGSTOP makes every
 // connection hang until SIGCONT. The server is sent SIGCONT before it is

@@ -1,7 +1,6 @@
 package peers
 
 import (
-	dbsql "database/sql"
 	"fmt"
 	"net/textproto"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the test's own connection, as postgres
 	"github.com/lmtpd/lmtpd/internal/pgtest"
 )
 
@@ -48,20 +46,9 @@ func readmeBlock(t *testing.T, heading, lang string) string {
 func TestPostfixPostgres(t *testing.T) {
 	requireRoot(t, "a private Postfix instance")
 	const heading = "### PostgreSQL, in the style of Postfix Admin"
-	sock := pgtest.Start(t).Dir
-	admin, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE DATABASE mail"); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	mail, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=mail")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mail.Close()
+	pg := pgtest.Start(t)
+	sock := pg.Dir
+	mail := pg.CreateDB("mail")
 	if _, err := mail.Exec(readmeBlock(t, heading, "sql")); err != nil {
 		t.Fatalf("the README's schema: %v", err)
 	}
