@@ -100,16 +100,6 @@ func startProcess(t *testing.T, cmd *exec.Cmd, out *strings.Builder, network, ad
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startSMTPSink runs Postfix's smtp-sink on a unix socket, dumping each
 // transaction into dir.
 func startSMTPSink(t *testing.T, lmtp bool) (addr, dumps string) {
