@@ -1,6 +1,7 @@
 // Package wiretest is the harness for the wire tests of lmtpd's servers
-// (package protocol's SMTP/LMTP server, package policy's delegation server
-// and package socketmap's lookup server): scripted dialogues in golden
+// (package protocol's SMTP/LMTP server, package policy's delegation server,
+// package socketmap's lookup server and the connection lifecycle they
+// share, internal/reqserver): scripted dialogues in golden
 // files, connecting a client to a server over the transports the scripts
 // name, checking that the server closed a connection, a net.Conn that
 // feeds fixed bytes to a fuzzed server, and a test logger. It is for tests

@@ -199,7 +199,8 @@ func (r *Runner) Fail(st Step, format string, args ...any) {
 
 // IsClosed reports whether err is how reading from a connection the
 // server closed ends: io.EOF, or ECONNRESET when it closed with the
-// client's bytes unread (or net.ErrClosed).
+// client's bytes unread. (net.ErrClosed is not: it means the client's own
+// end was closed.)
 func IsClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "connection reset")
+	return errors.Is(err, io.EOF) || strings.Contains(err.Error(), "connection reset")
 }
