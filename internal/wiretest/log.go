@@ -9,6 +9,7 @@ import (
 )
 
 // LogBuffer collects log output; it is safe for the server's goroutines.
+// Its zero value is ready to use.
 type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
