@@ -2,27 +2,16 @@ package policy
 
 import (
 	"bufio"
-	"net"
-	"path/filepath"
 	"testing"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // BenchmarkRequest measures one RCPT request and its reply over a unix
 // socket, the way Postfix's smtpd asks on a kept-open connection.
 func BenchmarkRequest(b *testing.B) {
 	s := &Server{Handler: newFakeHandler()}
-	defer s.Close()
-	path := filepath.Join(b.TempDir(), "p.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.Serve(l)
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := wiretest.Connect(b, s, "unix")
 	br := bufio.NewReader(c)
 	req := []byte("request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\nclient_address=192.0.2.7\n" +
 		"client_name=mail.example.net\nhelo_name=mail.example.net\nsender=alice@example.net\nrecipient=full@example.org\n" +

@@ -1,15 +1,11 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
 	"sync"
-	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // fakeHandler answers by the recipient's local part, the way a quota
@@ -86,29 +82,4 @@ func (h *fakeHandler) last() *Request {
 		return nil
 	}
 	return h.reqs[len(h.reqs)-1]
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// testLogger logs to t.Log and to the returned buffer, at trace level.
-func testLogger(t *testing.T) (*zerolog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	l := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.TraceLevel)
-	return &l, buf
 }

@@ -6,12 +6,11 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // FuzzReadRequest: ReadRequest never panics, honours its limits, and a
@@ -99,15 +98,9 @@ func FuzzSession(f *testing.F) {
 			}
 			return h.Policy(ctx, r)
 		}), MaxLineLength: 128, MaxAttributes: 16, MaxRequestBytes: 512}
-		c := &scriptConn{in: bytes.NewReader(data), closed: make(chan struct{})}
 		defer s.Close()
-		s.ServeConn(c)
-		select {
-		case <-c.closed:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the server did not close the connection at the end of its input")
-		}
-		br := bufio.NewReader(bytes.NewReader(c.out.Bytes()))
+		out := wiretest.Feed(t, s.ServeConn, data)
+		br := bufio.NewReader(bytes.NewReader(out))
 		replies := 0
 		for {
 			line, err := br.ReadString('\n')
@@ -136,24 +129,3 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
-
-// scriptConn is a net.Conn that reads a fixed input, then io.EOF, and
-// records what is written to it.
-type scriptConn struct {
-	in     *bytes.Reader
-	out    bytes.Buffer
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (c *scriptConn) Read(p []byte) (int, error)  { return c.in.Read(p) }
-func (c *scriptConn) Write(p []byte) (int, error) { return c.out.Write(p) }
-func (c *scriptConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
-func (c *scriptConn) LocalAddr() net.Addr              { return &net.UnixAddr{Name: "fuzz", Net: "unix"} }
-func (c *scriptConn) RemoteAddr() net.Addr             { return &net.UnixAddr{Name: "", Net: "unix"} }
-func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
-func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 const rcptRequest = "request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=%s\n\n"
@@ -33,16 +35,6 @@ func ask(t *testing.T, c net.Conn, br *bufio.Reader, rcpt string) (string, error
 		t.Fatalf("reply %q not followed by an empty line: %q, %v", line, empty, err)
 	}
 	return strings.TrimSuffix(line, "\n"), nil
-}
-
-// expectClosed checks that the server closes c without sending anything.
-func expectClosed(t *testing.T, c net.Conn, br *bufio.Reader) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(br)
-	if len(rest) != 0 || err != nil && !isClosedErr(err) {
-		t.Fatalf("want the connection closed, got %q, %v", rest, err)
-	}
 }
 
 func listenUnix(t *testing.T) (net.Listener, string) {
@@ -81,7 +73,7 @@ func (g *gateHandler) Policy(ctx context.Context, r *Request) (Action, error) {
 
 func TestShutdownGraceful(t *testing.T) {
 	g := newGate()
-	log, _ := testLogger(t)
+	log, _ := wiretest.Logger(t)
 	s := &Server{Handler: g, Logger: log}
 	l, path := listenUnix(t)
 	served := make(chan error, 1)
@@ -119,7 +111,7 @@ func TestShutdownGraceful(t *testing.T) {
 		shut <- s.Shutdown(ctx)
 	}()
 	// The idle connection is closed, the listener too; Serve returns.
-	expectClosed(t, idle, idleBR)
+	wiretest.ExpectClosed(t, idle, idleBR)
 	if err := <-served; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve returned %v, want ErrServerClosed", err)
 	}
@@ -137,7 +129,7 @@ func TestShutdownGraceful(t *testing.T) {
 	if a := <-reply; a != "action=552 5.2.2 Mailbox full" {
 		t.Fatalf("request in flight got %q", a)
 	}
-	expectClosed(t, busy, busyBR)
+	wiretest.ExpectClosed(t, busy, busyBR)
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -148,7 +140,7 @@ func TestShutdownGraceful(t *testing.T) {
 
 func TestShutdownDeadline(t *testing.T) {
 	g := newGate()
-	log, _ := testLogger(t)
+	log, _ := wiretest.Logger(t)
 	s := &Server{Handler: g, Logger: log, HandlerTimeout: time.Hour}
 	c1, c2 := net.Pipe()
 	defer c2.Close()
@@ -169,7 +161,7 @@ func TestShutdownDeadline(t *testing.T) {
 	default:
 		t.Fatal("the handler's context did not end")
 	}
-	expectClosed(t, c2, bufio.NewReader(c2))
+	wiretest.ExpectClosed(t, c2, bufio.NewReader(c2))
 }
 
 func TestClose(t *testing.T) {
@@ -192,11 +184,11 @@ func TestClose(t *testing.T) {
 	if err := <-served; !errors.Is(err, ErrServerClosed) {
 		t.Errorf("Serve = %v", err)
 	}
-	expectClosed(t, c, bufio.NewReader(c))
+	wiretest.ExpectClosed(t, c, bufio.NewReader(c))
 }
 
 func TestMaxConnections(t *testing.T) {
-	log, buf := testLogger(t)
+	log, buf := wiretest.Logger(t)
 	s := &Server{Handler: newFakeHandler(), Logger: log, MaxConnections: 1}
 	defer s.Close()
 	a1, a2 := net.Pipe()
@@ -205,7 +197,7 @@ func TestMaxConnections(t *testing.T) {
 	b1, b2 := net.Pipe()
 	defer b2.Close()
 	s.ServeConn(b1)
-	expectClosed(t, b2, bufio.NewReader(b2))
+	wiretest.ExpectClosed(t, b2, bufio.NewReader(b2))
 	// The first connection still works; once it is gone there is room.
 	br := bufio.NewReader(a2)
 	if a, err := ask(t, a2, br, "full@example.org"); err != nil || a != "action=552 5.2.2 Mailbox full" {
@@ -245,9 +237,9 @@ func TestServeWithoutHandler(t *testing.T) {
 // TestLogs checks that every log line carries the session id, the peer
 // and the protocol, and that outcomes are logged at the documented levels.
 func TestLogs(t *testing.T) {
-	log, buf := testLogger(t)
+	log, buf := wiretest.Logger(t)
 	s := &Server{Handler: newFakeHandler(), Logger: log}
-	c := startServer(t, s, "unix")
+	c := wiretest.Connect(t, s, "unix")
 	br := bufio.NewReader(c)
 	for _, rc := range []string{"bob@example.org", "full@example.org", "down@example.org"} {
 		if _, err := ask(t, c, br, rc); err != nil {
@@ -255,7 +247,7 @@ func TestLogs(t *testing.T) {
 		}
 	}
 	io.WriteString(c, "request=smtpd_access_policy\nnonsense\n\n")
-	expectClosed(t, c, br)
+	wiretest.ExpectClosed(t, c, br)
 	s.Close()
 
 	var lines []map[string]any

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/lmtpd/lmtpd/internal/dovecottest"
 )
 
 // Tests of the Client against real servers: Postfix's smtp-sink and
-// Dovecot's LMTP, each started privately in a temporary directory.
+// Dovecot's LMTP (internal/dovecottest), each started privately in a
+// temporary directory.
 // tests/install-deps.sh installs them. A missing server skips the test
 // loudly, or fails it when CI=true.
 
@@ -96,16 +98,6 @@ func startProcess(t *testing.T, cmd *exec.Cmd, out *strings.Builder, network, ad
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startSMTPSink runs Postfix's smtp-sink on a unix socket, dumping each
@@ -229,102 +221,12 @@ func TestClientSMTPSink(t *testing.T) {
 	}
 }
 
-// startDovecot runs a private Dovecot LMTP (as in
-// /work/shared/recipes/dovecot) on a loopback port and a unix socket:
-// users alice and bob, and full whose quota is one byte; anyone else is
-// unknown. It returns the TCP address, the socket and the mail root.
-func startDovecot(t *testing.T) (tcpAddr, sock, mail string) {
-	bin := findPeer(t, "dovecot")
-	if !fileExists("/usr/lib/dovecot/lmtp") {
-		peerUnavailable(t, "dovecot-lmtpd not installed")
-	}
-	if os.Geteuid() != 0 {
-		peerUnavailable(t, "Dovecot's LMTP needs root to switch to the mail user")
-	}
-	dir := peerDir(t, "client-dovecot-")
-	os.Chmod(dir, 0o755)
-	mail = filepath.Join(dir, "mail")
-	for _, d := range []string{"run", "state", "mail"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.Chown(mail, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	users := "alice:{PLAIN}x::::::\nbob:{PLAIN}x::::::\nfull:{PLAIN}x::::::userdb_quota_rule=*:storage=1B\n"
-	if err := os.WriteFile(filepath.Join(dir, "users"), []byte(users), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	conf := strings.NewReplacer("@ROOT@", dir, "@PORT@", fmt.Sprint(port)).Replace(dovecotConf)
-	if err := os.WriteFile(filepath.Join(dir, "dovecot.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	tcpAddr = fmt.Sprintf("127.0.0.1:%d", port)
-	startProcess(t, exec.Command(bin, "-F", "-c", filepath.Join(dir, "dovecot.conf")), &out, "tcp", tcpAddr)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot.log:\n%s", b)
-		}
-	})
-	return tcpAddr, filepath.Join(dir, "run", "lmtp"), mail
-}
-
-// dovecotConf is the recipe's configuration with a passwd-file user
-// database (so that unknown users exist), a quota, the unprivileged
-// "nobody" as the mail user, and 127.0.0.0/8 trusted for XCLIENT.
-const dovecotConf = `protocols = lmtp
-listen = 127.0.0.1
-base_dir = @ROOT@/run
-state_dir = @ROOT@/state
-log_path = @ROOT@/dovecot.log
-info_log_path = @ROOT@/dovecot.log
-ssl = no
-hostname = dovecot.test
-mail_uid = 65534
-mail_gid = 65534
-first_valid_uid = 1
-first_valid_gid = 1
-mail_location = maildir:@ROOT@/mail/%d/%n/Maildir
-mail_plugins = quota
-plugin {
-  quota = maildir:User quota
-}
-quota_full_tempfail = no
-login_trusted_networks = 127.0.0.0/8
-passdb {
-  driver = passwd-file
-  args = username_format=%n @ROOT@/users
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%n @ROOT@/users
-  default_fields = uid=65534 gid=65534 home=@ROOT@/mail/%d/%n
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = @PORT@
-  }
-  unix_listener lmtp {
-    mode = 0666
-  }
-}
-service auth {
-  unix_listener auth-userdb {
-    mode = 0666
-  }
-}
-`
-
 // TestClientDovecotLMTP: one status per recipient from Dovecot, failures
 // in the middle at RCPT (unknown user) and after the message (quota);
 // DATA and BDAT; XCLIENT as a proxy sends it.
 func TestClientDovecotLMTP(t *testing.T) {
-	tcpAddr, sock, mail := startDovecot(t)
+	dl := dovecottest.StartLMTP(t)
+	tcpAddr, sock, mail := dl.Addr, dl.Socket, dl.Mail
 	ctx := testCtx(t)
 	for _, tc := range []struct {
 		name     string

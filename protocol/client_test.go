@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-sasl"
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/rs/zerolog"
 )
 
@@ -579,7 +580,7 @@ func TestClientAuth(t *testing.T) {
 	s := &Server{Backend: newFakeBackend(), Auth: testAuthenticator(), AuthFailureDelay: -1}
 	l := serveTCP(t, s)
 	ctx := testCtx(t)
-	var trace syncBuffer
+	var trace wiretest.LogBuffer
 	logger := zerolog.New(&trace).Level(zerolog.TraceLevel)
 	c, err := Dial(ctx, l.Addr().String(), &ClientOptions{LocalName: "client.test", Logger: &logger})
 	if err != nil {

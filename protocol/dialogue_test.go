@@ -1,20 +1,16 @@
 package protocol
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/rs/zerolog"
 )
 
@@ -39,64 +35,16 @@ import (
 //	B: "go quoted"            the last delivered message's body
 //	H~ regexp                 the last delivered message's header matches
 //
-// On failure the transcript is printed.
+// On failure the transcript is printed. internal/wiretest parses and
+// plays the files; the S?, S*, M:, B: and H~ steps and CLOSED (the next
+// line is the end of the connection) are this package's.
 
-type step struct {
-	kind string
-	arg  string
-	line int
-}
-
-type dialogue struct {
-	protocol   Protocol
-	opts       []string
-	transports []string
-	steps      []step
-}
-
-func parseDialogue(t *testing.T, path string) *dialogue {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dialogue{transports: []string{"pipe", "tcp", "unix", "bytewise"}}
-	for i, l := range strings.Split(string(data), "\n") {
-		l = strings.TrimRight(l, "\r")
-		switch {
-		case l == "" || strings.HasPrefix(l, "#"):
-		case strings.HasPrefix(l, "@protocol "):
-			if strings.TrimSpace(l[10:]) == "lmtp" {
-				d.protocol = LMTP
-			}
-		case strings.HasPrefix(l, "@opt "):
-			d.opts = append(d.opts, strings.Fields(l[5:])...)
-		case strings.HasPrefix(l, "@transports "):
-			d.transports = strings.Split(strings.TrimSpace(l[12:]), ",")
-		case l == "C:":
-			d.steps = append(d.steps, step{"C:", "", i + 1})
-		case l == "CLOSED":
-			d.steps = append(d.steps, step{"CLOSED", "", i + 1})
-		case len(l) >= 3 && (l[2] == ' ' || l[2] == '\t'):
-			kind := l[:2]
-			switch kind {
-			case "C:", "C!", "S:", "S~", "S?", "S*", "M:", "B:", "H~":
-			default:
-				t.Fatalf("%s:%d: unknown step %q", path, i+1, l)
-			}
-			arg := l[3:]
-			if kind == "C!" || kind == "B:" {
-				u, err := strconv.Unquote(arg)
-				if err != nil {
-					t.Fatalf("%s:%d: %v", path, i+1, err)
-				}
-				arg = u
-			}
-			d.steps = append(d.steps, step{kind, arg, i + 1})
-		default:
-			t.Fatalf("%s:%d: cannot parse %q", path, i+1, l)
-		}
-	}
-	return d
+// dialogueSyntax is what protocol's dialogue files add to wiretest's.
+var dialogueSyntax = wiretest.Syntax{
+	Kinds:      []string{"S?", "S*", "M:", "B:", "H~"},
+	Quoted:     []string{"B:"},
+	Directives: []string{"protocol"},
+	Transports: []string{"pipe", "tcp", "unix", "bytewise"},
 }
 
 // applyOpt sets one server option from a dialogue's @opt line.
@@ -168,20 +116,7 @@ func applyOpt(t *testing.T, s *Server, b *fakeBackend, opt string) {
 }
 
 func TestDialogues(t *testing.T) {
-	files, err := filepath.Glob("testdata/dialogues/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no dialogues: %v", err)
-	}
-	for _, f := range files {
-		d := parseDialogue(t, f)
-		for _, tr := range d.transports {
-			name := strings.TrimSuffix(filepath.Base(f), ".txt") + "/" + tr
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				runDialogue(t, d, tr)
-			})
-		}
-	}
+	wiretest.RunFiles(t, "testdata/dialogues/*.txt", dialogueSyntax, runDialogue)
 }
 
 // testServer starts a server with a fake backend on the given transport
@@ -200,169 +135,74 @@ func testServer(t *testing.T, proto Protocol, transport string, opts []string) (
 	for _, o := range opts {
 		applyOpt(t, s, b, o)
 	}
-	var client net.Conn
-	switch transport {
-	case "pipe", "bytewise":
-		c1, c2 := net.Pipe()
-		s.ServeConn(c1)
-		client = c2
-	case "tcp", "unix":
-		network, addr := "tcp", "127.0.0.1:0"
-		if transport == "unix" {
-			network, addr = "unix", filepath.Join(t.TempDir(), "s.sock")
-		}
-		l, err := net.Listen(network, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Serve(l)
-		client, err = net.Dial(network, l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Fatalf("unknown transport %q", transport)
-	}
-	t.Cleanup(func() {
-		client.Close()
-		s.Close()
-	})
-	return s, b, client
+	return s, b, wiretest.Connect(t, s, transport)
 }
 
-func runDialogue(t *testing.T, d *dialogue, transport string) {
-	_, b, client := testServer(t, d.protocol, transport, d.opts)
-	var transcript strings.Builder
-	fail := func(st step, format string, args ...any) {
-		t.Helper()
-		t.Fatalf("line %d: %s\ntranscript:\n%s", st.line, fmt.Sprintf(format, args...), transcript.String())
+func runDialogue(t *testing.T, d *wiretest.Script, transport string) {
+	proto := SMTP
+	if strings.TrimSpace(d.Directives["protocol"]) == "lmtp" {
+		proto = LMTP
 	}
-	br := bufio.NewReader(client)
-	var pushback *string
-	var lastLine string
-	readLine := func(st step) (string, bool) {
-		if pushback != nil {
-			l := *pushback
-			pushback = nil
-			return l, true
-		}
-		client.SetReadDeadline(time.Now().Add(5 * time.Second))
-		l, err := br.ReadString('\n')
-		if err != nil {
-			if err == io.EOF {
-				return "", false
+	_, b, client := testServer(t, proto, transport, d.Opts)
+	d.Play(t, client, transport, wiretest.CRLFLines, map[string]wiretest.Hook{
+		"S?": func(r *wiretest.Runner, st wiretest.Step) {
+			if last := r.Last(); len(last) < 4 || last[3] != '-' {
+				return // the previous line ended the reply
 			}
-			fail(st, "reading reply: %v", err)
-		}
-		if !strings.HasSuffix(l, "\r\n") {
-			fail(st, "reply line without CRLF: %q", l)
-		}
-		l = strings.TrimSuffix(l, "\r\n")
-		lastLine = l
-		transcript.WriteString("S: " + l + "\n")
-		return l, true
-	}
-	writeDone := make(chan struct{})
-	close(writeDone)
-	var batch []byte
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		data := batch
-		batch = nil
-		prev := writeDone
-		done := make(chan struct{})
-		writeDone = done
-		go func() {
-			defer close(done)
-			<-prev
-			client.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if transport == "bytewise" {
-				for i := range data {
-					if _, err := client.Write(data[i : i+1]); err != nil {
-						return
-					}
-				}
-				return
-			}
-			client.Write(data)
-		}()
-	}
-	for _, st := range d.steps {
-		switch st.kind {
-		case "C:":
-			batch = append(batch, st.arg+"\r\n"...)
-			transcript.WriteString("C: " + st.arg + "\n")
-			continue
-		case "C!":
-			batch = append(batch, st.arg...)
-			transcript.WriteString("C! " + strconv.Quote(st.arg) + "\n")
-			continue
-		}
-		flush()
-		switch st.kind {
-		case "S:":
-			l, ok := readLine(st)
-			if !ok || l != st.arg {
-				fail(st, "want %q, got %q (open=%v)", st.arg, l, ok)
-			}
-		case "S~":
-			l, ok := readLine(st)
-			re := regexp.MustCompile("^(?:" + st.arg + ")$")
-			if !ok || !re.MatchString(l) {
-				fail(st, "want /%s/, got %q (open=%v)", st.arg, l, ok)
-			}
-		case "S?":
-			if len(lastLine) < 4 || lastLine[3] != '-' {
-				break // the previous line ended the reply
-			}
-			l, ok := readLine(st)
-			re := regexp.MustCompile("^(?:" + st.arg + ")$")
+			l, ok := r.Read(st)
+			re := regexp.MustCompile("^(?:" + st.Arg + ")$")
 			if ok && !re.MatchString(l) {
-				pushback = &l
+				r.Unread(l)
 			}
-		case "S*":
+		},
+		"S*": func(r *wiretest.Runner, st wiretest.Step) {
 			for {
-				l, ok := readLine(st)
-				if !ok || !strings.HasPrefix(l, st.arg) || len(l) < 4 {
-					fail(st, "want a %s reply, got %q (open=%v)", st.arg, l, ok)
+				l, ok := r.Read(st)
+				if !ok || !strings.HasPrefix(l, st.Arg) || len(l) < 4 {
+					r.Fail(st, "want a %s reply, got %q (open=%v)", st.Arg, l, ok)
 				}
 				if l[3] == ' ' {
-					break
+					return
 				}
 			}
-		case "CLOSED":
-			if l, ok := readLine(st); ok {
-				fail(st, "want the connection closed, got %q", l)
+		},
+		"CLOSED": func(r *wiretest.Runner, st wiretest.Step) {
+			if l, ok := r.Read(st); ok {
+				r.Fail(st, "want the connection closed, got %q", l)
 			}
-		case "M:":
-			want, _ := strconv.Atoi(st.arg)
+		},
+		"M:": func(r *wiretest.Runner, st wiretest.Step) {
+			want, _ := strconv.Atoi(st.Arg)
 			if got := len(waitMessages(b, want)); got != want {
-				fail(st, "want %d messages delivered, got %d", want, got)
+				r.Fail(st, "want %d messages delivered, got %d", want, got)
 			}
-		case "B:", "H~":
-			msgs := b.messages()
-			if len(msgs) == 0 {
-				fail(st, "no message delivered")
+		},
+		"B:": func(r *wiretest.Runner, st wiretest.Step) {
+			if m := lastMessage(r, st, b); string(m.Body) != st.Arg {
+				r.Fail(st, "body: want %q, got %q", st.Arg, m.Body)
 			}
-			m := msgs[len(msgs)-1]
-			if st.kind == "B:" && string(m.Body) != st.arg {
-				fail(st, "body: want %q, got %q", st.arg, m.Body)
+		},
+		"H~": func(r *wiretest.Runner, st wiretest.Step) {
+			m := lastMessage(r, st, b)
+			var hb strings.Builder
+			for f := m.Header.Fields(); f.Next(); {
+				hb.WriteString(f.Key() + ": " + f.Value() + "\n")
 			}
-			if st.kind == "H~" {
-				var hb strings.Builder
-				for f := m.Header.Fields(); f.Next(); {
-					hb.WriteString(f.Key() + ": " + f.Value() + "\n")
-				}
-				re := regexp.MustCompile("(?s)" + st.arg)
-				if !re.MatchString(hb.String()) {
-					fail(st, "header does not match /%s/:\n%s", st.arg, hb.String())
-				}
+			re := regexp.MustCompile("(?s)" + st.Arg)
+			if !re.MatchString(hb.String()) {
+				r.Fail(st, "header does not match /%s/:\n%s", st.Arg, hb.String())
 			}
-		}
+		},
+	})
+}
+
+// lastMessage returns the last message delivered, failing st without one.
+func lastMessage(r *wiretest.Runner, st wiretest.Step, b *fakeBackend) *fakeMessage {
+	msgs := b.messages()
+	if len(msgs) == 0 {
+		r.Fail(st, "no message delivered")
 	}
-	flush()
+	return msgs[len(msgs)-1]
 }
 
 // waitMessages waits briefly for asynchronous deliveries to be recorded.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/rs/zerolog"
 )
 
@@ -634,7 +635,7 @@ func TestHandlerAPI(t *testing.T) {
 // session id and that AUTH payloads and message text never reach the log,
 // even at trace level.
 func TestLogsCarrySessionID(t *testing.T) {
-	var buf syncBuffer
+	var buf wiretest.LogBuffer
 	log := zerolog.New(&buf).Level(zerolog.TraceLevel)
 	b := newFakeBackend()
 	s := &Server{Hostname: "mx.test", Backend: b, Logger: &log, Auth: testAuthenticator(), AuthFailureDelay: -1}
@@ -673,23 +674,6 @@ func TestLogsCarrySessionID(t *testing.T) {
 	if !strings.Contains(out, `"status":"delivered"`) {
 		t.Errorf("no delivery outcome line:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // serveTCP serves s on a loopback port until the test ends.
@@ -887,7 +871,7 @@ func TestListenAndServeUnix(t *testing.T) {
 // logged at debug level, not info.
 func TestBackendLogsOutcomes(t *testing.T) {
 	for _, quiet := range []bool{false, true} {
-		var buf syncBuffer
+		var buf wiretest.LogBuffer
 		log := zerolog.New(&buf).Level(zerolog.DebugLevel)
 		s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), Logger: &log}
 		if quiet {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/rs/zerolog"
 )
 
@@ -116,7 +117,7 @@ func FuzzParseXClient(f *testing.F) {
 // AuthIdentity, the Received field and the log lines, the real peer in
 // PeerAddr and in the log; and that STARTTLS forgets it.
 func TestXClientSession(t *testing.T) {
-	var buf syncBuffer
+	var buf wiretest.LogBuffer
 	log := zerolog.New(&buf).Level(zerolog.DebugLevel)
 	b := newFakeBackend()
 	s := &Server{Protocol: LMTP, Hostname: "mx.test", Software: "lmtpd", Backend: b, Logger: &log,

@@ -2,27 +2,16 @@ package socketmap
 
 import (
 	"bufio"
-	"net"
-	"path/filepath"
 	"testing"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // BenchmarkLookup measures one lookup and its reply over a unix socket on
 // a kept-open connection, as Postfix's dict_sockmap asks.
 func BenchmarkLookup(b *testing.B) {
 	s := &Server{Handler: newFakeHandler()}
-	defer s.Close()
-	path := filepath.Join(b.TempDir(), "m.sock")
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go s.Serve(l)
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := wiretest.Connect(b, s, "unix")
 	br := bufio.NewReader(c)
 	req := AppendNetstring(nil, []byte("mailbox bob@example.org"))
 	b.ReportAllocs()

@@ -1,15 +1,11 @@
 package socketmap
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
-	"testing"
-
-	"github.com/rs/zerolog"
 )
 
 // fakeHandler serves three maps the way lmtpd's directory-backed handler
@@ -90,28 +86,4 @@ func (h *fakeHandler) count() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.calls)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// testLogger logs to t.Log and to the returned buffer, at trace level.
-func testLogger(t *testing.T) (*zerolog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
-	l := zerolog.New(zerolog.MultiLevelWriter(zerolog.NewTestWriter(t), buf)).Level(zerolog.TraceLevel)
-	return &l, buf
 }

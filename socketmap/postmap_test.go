@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // needPeer skips a test whose real peer is missing, or fails it under
@@ -70,7 +72,7 @@ func TestPostmap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, logs := testLogger(t)
+	log, logs := wiretest.Logger(t)
 	h := &recordingHandler{fake: newFakeHandler()}
 	s := &Server{Handler: h, Logger: log}
 	go s.Serve(l)

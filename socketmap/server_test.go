@@ -10,9 +10,10 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // lookup sends one request and returns the reply's payload.
@@ -24,15 +25,6 @@ func lookup(t *testing.T, c net.Conn, br *bufio.Reader, req string) (string, err
 	}
 	b, err := ReadNetstring(br, -1)
 	return string(b), err
-}
-
-func expectClosed(t *testing.T, c net.Conn, br *bufio.Reader) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	rest, err := io.ReadAll(br)
-	if len(rest) != 0 || err != nil && !isClosedErr(err) {
-		t.Fatalf("want the connection closed, got %q, %v", rest, err)
-	}
 }
 
 // gate blocks lookups of the key "gate" until released.
@@ -62,7 +54,7 @@ func (g *gate) Lookup(ctx context.Context, name, key string) (string, error) {
 
 func TestShutdownGraceful(t *testing.T) {
 	g := newGate()
-	log, _ := testLogger(t)
+	log, _ := wiretest.Logger(t)
 	s := &Server{Handler: g, Logger: log}
 	path := filepath.Join(t.TempDir(), "s.sock")
 	l, err := net.Listen("unix", path)
@@ -102,7 +94,7 @@ func TestShutdownGraceful(t *testing.T) {
 		defer cancel()
 		shut <- s.Shutdown(ctx)
 	}()
-	expectClosed(t, idle, idleBR)
+	wiretest.ExpectClosed(t, idle, idleBR)
 	if err := <-served; !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve = %v", err)
 	}
@@ -110,7 +102,7 @@ func TestShutdownGraceful(t *testing.T) {
 	if r := <-reply; r != "OK opened" {
 		t.Fatalf("lookup in flight got %q", r)
 	}
-	expectClosed(t, busy, busyBR)
+	wiretest.ExpectClosed(t, busy, busyBR)
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -148,16 +140,16 @@ func TestMaxConnections(t *testing.T) {
 	b1, b2 := net.Pipe()
 	defer b2.Close()
 	s.ServeConn(b1)
-	expectClosed(t, b2, bufio.NewReader(b2))
+	wiretest.ExpectClosed(t, b2, bufio.NewReader(b2))
 	if r, err := lookup(t, a2, bufio.NewReader(a2), "domain example.org"); err != nil || r != "OK example.org" {
 		t.Fatalf("first connection: %q, %v", r, err)
 	}
 }
 
 func TestLogs(t *testing.T) {
-	log, buf := testLogger(t)
+	log, buf := wiretest.Logger(t)
 	s := &Server{Handler: newFakeHandler(), Logger: log}
-	c := startServer(t, s, "unix")
+	c := wiretest.Connect(t, s, "unix")
 	br := bufio.NewReader(c)
 	for _, req := range []string{"mailbox bob@example.org", "mailbox down@example.org", "mailbox temp@example.org"} {
 		if _, err := lookup(t, c, br, req); err != nil {
@@ -166,7 +158,7 @@ func TestLogs(t *testing.T) {
 	}
 	c.Write([]byte("3:ab"))
 	c.(*net.UnixConn).CloseWrite()
-	expectClosed(t, c, br)
+	wiretest.ExpectClosed(t, c, br)
 	s.Close()
 	var lines []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
@@ -218,15 +210,9 @@ func FuzzSession(f *testing.F) {
 			}
 			return h.Lookup(ctx, name, key)
 		}), MaxRequestBytes: 64}
-		c := &scriptConn{in: bytes.NewReader(data), closed: make(chan struct{})}
 		defer s.Close()
-		s.ServeConn(c)
-		select {
-		case <-c.closed:
-		case <-time.After(5 * time.Second):
-			t.Fatal("the server did not close the connection at the end of its input")
-		}
-		br := bufio.NewReader(bytes.NewReader(c.out.Bytes()))
+		out := wiretest.Feed(t, s.ServeConn, data)
+		br := bufio.NewReader(bytes.NewReader(out))
 		replies := 0
 		for {
 			b, err := ReadNetstring(br, DefaultMaxReplyBytes)
@@ -234,7 +220,7 @@ func FuzzSession(f *testing.F) {
 				break
 			}
 			if err != nil {
-				t.Fatalf("reply stream %q: %v", c.out.Bytes(), err)
+				t.Fatalf("reply stream %q: %v", out, err)
 			}
 			status, _, ok := strings.Cut(string(b), " ")
 			switch Status(status) {
@@ -252,24 +238,3 @@ func FuzzSession(f *testing.F) {
 		}
 	})
 }
-
-// scriptConn is a net.Conn that reads a fixed input, then io.EOF, and
-// records what is written to it.
-type scriptConn struct {
-	in     *bytes.Reader
-	out    bytes.Buffer
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (c *scriptConn) Read(p []byte) (int, error)  { return c.in.Read(p) }
-func (c *scriptConn) Write(p []byte) (int, error) { return c.out.Write(p) }
-func (c *scriptConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
-func (c *scriptConn) LocalAddr() net.Addr              { return &net.UnixAddr{Name: "fuzz", Net: "unix"} }
-func (c *scriptConn) RemoteAddr() net.Addr             { return &net.UnixAddr{Name: "", Net: "unix"} }
-func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
-func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }

@@ -7,11 +7,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/rs/zerolog"
 )
 
@@ -88,15 +88,6 @@ func ask(t *testing.T, c net.Conn, br *bufio.Reader, line string) (string, error
 	return strings.TrimSuffix(s, "\n"), err
 }
 
-// expectEOF checks that the server closed the connection.
-func expectEOF(t *testing.T, c net.Conn, br *bufio.Reader) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if s, err := br.ReadString('\n'); err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("read %q, %v; want the server to close the connection", s, err)
-	}
-}
-
 func TestDialogue(t *testing.T) {
 	cfg, buf := toyConfig(t, nil, nil)
 	var s Server
@@ -113,7 +104,7 @@ func TestDialogue(t *testing.T) {
 	if r, err := ask(t, b, br, "a line far too long"); err != nil || r != "BAD" {
 		t.Fatalf("long line: %q, %v", r, err)
 	}
-	expectEOF(t, b, br)
+	wiretest.ExpectClosed(t, b, br)
 	s.Close()
 	for _, want := range []string{`"proto":"toy"`, `"session":`, "bad toy request", `"requests":2`} {
 		if !strings.Contains(buf.String(), want) {
@@ -133,7 +124,7 @@ func TestPanicAborts(t *testing.T) {
 	if r, err := ask(t, b, br, "panic"); err != nil || r != "ABORTED" {
 		t.Fatalf("panic: %q, %v", r, err)
 	}
-	expectEOF(t, b, br)
+	wiretest.ExpectClosed(t, b, br)
 	s.Close()
 	if !strings.Contains(buf.String(), "toy handler panicked") {
 		t.Error("the panic was not logged")
@@ -151,7 +142,7 @@ func TestMaxConnections(t *testing.T) {
 	b1, b2 := net.Pipe()
 	defer b2.Close()
 	s.ServeConn(b1, cfg)
-	expectEOF(t, b2, bufio.NewReader(b2))
+	wiretest.ExpectClosed(t, b2, bufio.NewReader(b2))
 	if n := s.Conns(); n != 1 {
 		t.Fatalf("Conns = %d, want 1", n)
 	}
@@ -207,7 +198,7 @@ func TestShutdown(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(context.Background()) }()
-	expectEOF(t, idle, idleBR)
+	wiretest.ExpectClosed(t, idle, idleBR)
 	if err := <-served; !errors.Is(err, errClosed) {
 		t.Errorf("Serve returned %v, want %v", err, errClosed)
 	}
@@ -220,7 +211,7 @@ func TestShutdown(t *testing.T) {
 	if r, err := busyBR.ReadString('\n'); err != nil || r != "WAIT\n" {
 		t.Fatalf("busy reply: %q, %v", r, err)
 	}
-	expectEOF(t, busy, busyBR)
+	wiretest.ExpectClosed(t, busy, busyBR)
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -230,7 +221,7 @@ func TestShutdown(t *testing.T) {
 	c1, c2 := net.Pipe()
 	defer c2.Close()
 	s.ServeConn(c1, cfg)
-	expectEOF(t, c2, bufio.NewReader(c2))
+	wiretest.ExpectClosed(t, c2, bufio.NewReader(c2))
 }
 
 func TestShutdownDeadline(t *testing.T) {
@@ -266,7 +257,7 @@ func TestIdleTimeout(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
 	s.ServeConn(a, cfg)
-	expectEOF(t, b, bufio.NewReader(b))
+	wiretest.ExpectClosed(t, b, bufio.NewReader(b))
 	s.Close()
 	if !strings.Contains(buf.String(), "idle timeout") {
 		t.Error("the idle timeout was not logged")
@@ -290,7 +281,7 @@ func TestUnusable(t *testing.T) {
 	a, b := net.Pipe()
 	defer b.Close()
 	s.ServeConn(a, cfg)
-	expectEOF(t, b, bufio.NewReader(b))
+	wiretest.ExpectClosed(t, b, bufio.NewReader(b))
 	if !strings.Contains(buf.String(), "toy: no handler") {
 		t.Error("the refusal was not logged")
 	}

@@ -1,116 +1,17 @@
 package peers
 
 import (
-	dbsql "database/sql"
 	"fmt"
 	"net/textproto"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the test's own connection, as postgres
+	"github.com/lmtpd/lmtpd/internal/pgtest"
 )
-
-// startPostgres starts a private PostgreSQL (initdb and postgres in a
-// temporary directory, a unix socket only, as nobody when the tests run
-// as root) and returns its socket directory. It is stopped when the test
-// ends. Without PostgreSQL the test is skipped loudly, or fails under
-// CI=true. (tests/postgres_test.go has the same for package tests.)
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	bin := func(name string) string {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-		m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
-		if len(m) == 0 {
-			missingPeer(t, "%s is not installed (Debian package postgresql; tests/install-deps.sh installs it)", name)
-		}
-		sort.Slice(m, func(i, j int) bool {
-			a, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(m[i]))))
-			b, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(m[j]))))
-			return a < b
-		})
-		return m[len(m)-1]
-	}
-	initdb, postgres := bin("initdb"), bin("postgres")
-	dir := shortTempDir(t) // short: unix socket paths are limited to 107 bytes
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		// PostgreSQL refuses to run as root.
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			missingPeer(t, "no user nobody to run PostgreSQL as: %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setup := exec.Command(initdb, "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions")
-	setup.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if out, err := setup.CombinedOutput(); err != nil {
-		missingPeer(t, "initdb: %v: %s", err, out)
-	}
-	cmd := exec.Command(postgres, "-D", filepath.Join(dir, "data"), "-k", dir, "-c", "listen_addresses=",
-		"-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-	logFile := filepath.Join(dir, "postgres.log")
-	lf, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lf.Close()
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		missingPeer(t, "postgres: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, ".s.PGSQL.5432")); err == nil {
-			db, err := dbsql.Open("pgx", "host="+dir+" user=postgres dbname=postgres")
-			if err == nil {
-				err = db.Ping()
-				db.Close()
-				if err == nil {
-					return dir
-				}
-			}
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(logFile)
-			missingPeer(t, "postgres exited: %s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logFile)
-			missingPeer(t, "postgres did not answer within 30s: %s", b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // readmeBlock returns the first fenced block of lang after heading in the
 // repository's README.md, so that the test runs what the README tells
@@ -145,20 +46,9 @@ func readmeBlock(t *testing.T, heading, lang string) string {
 func TestPostfixPostgres(t *testing.T) {
 	requireRoot(t, "a private Postfix instance")
 	const heading = "### PostgreSQL, in the style of Postfix Admin"
-	sock := startPostgres(t)
-	admin, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec("CREATE DATABASE mail"); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	mail, err := dbsql.Open("pgx", "host="+sock+" user=postgres dbname=mail")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mail.Close()
+	pg := pgtest.Start(t)
+	sock := pg.Dir
+	mail := pg.CreateDB("mail")
 	if _, err := mail.Exec(readmeBlock(t, heading, "sql")); err != nil {
 		t.Fatalf("the README's schema: %v", err)
 	}

@@ -1,10 +1,3 @@
-// Package dovecottest starts a private Dovecot (master and auth only, no
-// protocols) for tests that check what Dovecot's own tools read from the
-// maildirs lmtpd writes: doveadm quota, expunge and recalculation over a
-// temporary maildir with a "maildir" quota root. It is for tests only.
-//
-// Under CI=true a Dovecot that cannot start fails the test; elsewhere the
-// test is skipped with the reason.
 package dovecottest
 
 import (
@@ -127,6 +120,7 @@ func need(t testing.TB, why string) {
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("CI: %s", why)
 	}
+	fmt.Fprintf(os.Stderr, "*** %s: SKIPPED: %s\n", t.Name(), why)
 	t.Skipf("SKIP (not under CI): %s", why)
 }
 
