@@ -254,13 +254,14 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		// what the client sent.
 		hbytes = bytes.TrimSuffix(hbytes, []byte("\r\n"))
 	}
+	from := t.from.String()
 	d.m = Message{
-		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
+		ID: msg.ID, From: from, Conn: t.conn, Recipients: msg.Recipients,
 		from: t.from, params: t.params, proto: msg,
 		body: d.sp,
 		hdr:  hdr,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
-		rp:   []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n"),
+		rp:   []byte("Return-Path: <" + headerValue(from) + ">\n"),
 		mode: cfg.DeliveredTo,
 	}
 
@@ -640,7 +641,7 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 		elapsed = max(elapsed, j.res.Elapsed)
 	}
 	ev = ev.Str("msgid", d.msg.ID).
-		Str("from", d.t.from.String()).
+		Str("from", d.m.From).
 		Str("to", d.msg.Recipients[i].Address.String()).
 		Int64("size", int64(len(d.m.rp)+len(d.m.base))+d.sp.Size()).
 		Dur("duration_ms", time.Since(d.start)).
