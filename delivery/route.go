@@ -443,14 +443,15 @@ func (t *table) lookupOpt(ctx context.Context, a protocol.Address, proto protoco
 			return t.one(d, u.name, detail, addr, u.route, u.createFolders, nil)
 		}
 	}
-	if al, ok := ext.(AliasLookup); ok && dirAliases {
-		if ds, ok, err := t.dirAlias(ctx, d, base, detail, proto, ext, al); ok || err != nil {
-			return ds, err
-		}
-	}
 	if ext != nil {
 		k := t.cfg.fold(base)
-		rec, err := ext.LookupUser(ctx, directory.Key{Address: k + "@" + d.name, LocalPart: k, Domain: d.name, Detail: detail})
+		key := k + "@" + d.name // the directory's address of the user, its alias's too
+		if al, ok := ext.(AliasLookup); ok && dirAliases {
+			if ds, ok, err := t.dirAlias(ctx, key, detail, proto, ext, al); ok || err != nil {
+				return ds, err
+			}
+		}
+		rec, err := ext.LookupUser(ctx, directory.Key{Address: key, LocalPart: k, Domain: d.name, Detail: detail})
 		switch {
 		case err == nil:
 			return t.one(d, k, detail, addr, d.route, t.cfg.Maildir.CreateFolders, &rec)
@@ -483,26 +484,39 @@ func (t *table) lookupOpt(ctx context.Context, a protocol.Address, proto protoco
 	return nil, ErrUnknownUser
 }
 
-// dirAlias expands base@d through the directory's aliases
-// (directory.ExpandAliases: rows or comma-separated values, recursively,
-// a self-alias meaning the mailbox itself). ok false means the address
-// is no alias, or only aliases itself (Postfix Admin's alice → alice):
-// routing goes on to the directory's user. Each final recipient is
-// routed like a recipient of its own, without the directory's aliases,
-// carrying the unmatched detail; one outside the served domains is
-// refused (lmtpd does not relay).
-func (t *table) dirAlias(ctx context.Context, d *domain, base, detail string, proto protocol.Protocol, ext Lookup, al AliasLookup) ([]Destination, bool, error) {
-	start := t.cfg.fold(base) + "@" + d.name
+// dirAlias expands start (the folded user@domain of a served domain)
+// through the directory's aliases (directory.ExpandAliases: rows or
+// comma-separated values, recursively, a self-alias meaning the mailbox
+// itself). ok false means the address is no alias, or only aliases
+// itself (Postfix Admin's alice → alice): routing goes on to the
+// directory's user. Each final recipient is routed like a recipient of
+// its own, without the directory's aliases, carrying the unmatched
+// detail; one outside the served domains is refused (lmtpd does not
+// relay).
+func (t *table) dirAlias(ctx context.Context, start, detail string, proto protocol.Protocol, ext Lookup, al AliasLookup) ([]Destination, bool, error) {
+	k, ok := t.aliasKey(start)
+	if !ok {
+		return nil, false, nil // ExpandAliases too: an address Route refuses is final
+	}
+	// Nearly every recipient is no alias, and a domain without a
+	// directory answers that at once: one lookup decides it, without the
+	// expansion's maps and copies at every RCPT. An alias is expanded
+	// with this first answer, not asked again.
+	first, err := al.LookupAlias(ctx, k)
+	if err == nil && len(first) == 0 {
+		err = directory.ErrNotFound // an empty alias aliases nothing, as in ExpandAliases
+	}
+	switch {
+	case errors.Is(err, directory.ErrNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, true, ErrLookupFailed.Wrap(err)
+	}
+	var dir directory.Directory = &aliasDir{al: al, first: k.Address, targets: first}
 	final, err := directory.ExpandAliases(ctx, start, directory.ExpandOptions{
 		Route: func(addr string) (directory.Directory, directory.Key, bool) {
-			local, dom, ok := strings.Cut(addr, "@")
-			if !ok || local == "" || t.domains[strings.ToLower(dom)] == nil {
-				return nil, directory.Key{}, false
-			}
-			dom = strings.ToLower(dom)
-			local = t.cfg.fold(local)
-			u, det, _ := splitDetail(local, t.cfg.DetailDelimiter)
-			return aliasDir{al}, directory.Key{Address: local + "@" + dom, LocalPart: u, Domain: dom, Detail: det}, true
+			k, ok := t.aliasKey(addr)
+			return dir, k, ok
 		},
 	})
 	switch {
@@ -534,16 +548,45 @@ func (t *table) dirAlias(ctx context.Context, d *domain, base, detail string, pr
 	return out, true, nil
 }
 
+// aliasKey is the directory key alias expansion looks addr up with; ok
+// false means addr is outside the served domains (or has no local part):
+// a final recipient. An addr already folded and lower-cased is the key's
+// Address as it is, not a copy.
+func (t *table) aliasKey(addr string) (directory.Key, bool) {
+	l, dom, ok := strings.Cut(addr, "@")
+	if !ok || l == "" {
+		return directory.Key{}, false
+	}
+	ld := strings.ToLower(dom)
+	if t.domains[ld] == nil {
+		return directory.Key{}, false
+	}
+	local := t.cfg.fold(l)
+	if local != l || ld != dom {
+		addr = local + "@" + ld
+	}
+	u, det, _ := splitDetail(local, t.cfg.DetailDelimiter)
+	return directory.Key{Address: addr, LocalPart: u, Domain: ld, Detail: det}, true
+}
+
 // aliasDir shows an AliasLookup to directory.ExpandAliases, which asks
 // only LookupAlias; the other methods answer "nothing" and are never
-// called.
-type aliasDir struct{ al AliasLookup }
+// called. The targets of the address first, already looked up by
+// dirAlias, are answered without asking al again.
+type aliasDir struct {
+	al      AliasLookup
+	first   string
+	targets []string
+}
 
 func (a aliasDir) Name() string { return "lookup" }
 func (a aliasDir) LookupUser(context.Context, directory.Key) (directory.Record, error) {
 	return directory.Record{}, directory.ErrNotFound
 }
 func (a aliasDir) LookupAlias(ctx context.Context, k directory.Key) ([]string, error) {
+	if k.Address == a.first {
+		return a.targets, nil
+	}
 	return a.al.LookupAlias(ctx, k)
 }
 func (a aliasDir) LookupPassword(context.Context, directory.Key) (string, error) {

@@ -119,3 +119,73 @@ func TestLookupDirectoryAliases(t *testing.T) {
 		})
 	}
 }
+
+// TestLookupDirectoryAliasesAskedOnce: a recipient that is no alias costs
+// one LookupAlias before its LookupUser, and an alias chain asks each
+// address once, the first included (dirAlias looks it up before
+// expanding and hands that answer to the expansion).
+func TestLookupDirectoryAliasesAskedOnce(t *testing.T) {
+	users := map[string]bool{"dan@example.org": true, "erin@example.org": true}
+	aliases := map[string][]string{"a@example.org": {"b@example.org"}, "b@example.org": {"c@example.org, dan@example.org"}, "c@example.org": {"dan@example.org"}}
+	tests := []struct {
+		name, rcpt string
+		asked      []string
+	}{
+		{"no alias", "Erin@example.org", []string{"alias erin@example.org", "user erin@example.org"}},
+		{"no alias, with detail", "erin+news@example.org", []string{"alias erin@example.org", "user erin@example.org"}},
+		{"chain", "a@example.org", []string{"alias a@example.org", "alias b@example.org", "alias c@example.org", "alias dan@example.org", "user dan@example.org"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig("/srv/mail")
+			tab, err := compile(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := &fakeAliasLookup{users: users, aliases: aliases}
+			if _, err := tab.lookup(context.Background(), addr(tt.rcpt), protocol.LMTP, f); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(f.asked, tt.asked) {
+				t.Errorf("asked %q, want %q", f.asked, tt.asked)
+			}
+		})
+	}
+}
+
+// nobodyLookup knows no user; with aliases, no alias either.
+type nobodyLookup struct{}
+
+func (nobodyLookup) LookupUser(context.Context, directory.Key) (directory.Record, error) {
+	return directory.Record{}, directory.ErrNotFound
+}
+
+type nobodyAliasLookup struct{ nobodyLookup }
+
+func (nobodyAliasLookup) LookupAlias(context.Context, directory.Key) ([]string, error) {
+	return nil, directory.ErrNotFound
+}
+
+// TestLookupNoAliasAllocations: a directory that can hold aliases costs
+// a recipient that is none no allocation beyond those of a directory
+// without aliases (this is every RCPT of a domain without a directory,
+// as the daemon asks its [[domain]] directories through one AliasLookup).
+func TestLookupNoAliasAllocations(t *testing.T) {
+	cfg := testConfig("/srv/mail")
+	tab, err := compile(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := addr("someone+tag@example.net") // an any-user domain
+	allocs := func(l Lookup) float64 {
+		return testing.AllocsPerRun(100, func() {
+			if _, err := tab.lookup(context.Background(), a, protocol.LMTP, l); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	plain, withAliases := allocs(nobodyLookup{}), allocs(nobodyAliasLookup{})
+	if withAliases > plain {
+		t.Errorf("%v allocations per lookup with an AliasLookup that knows no alias, %v without aliases", withAliases, plain)
+	}
+}

@@ -216,6 +216,16 @@ type delivery struct {
 	// aborted: no recipient is delivered.
 	failed   bool
 	onSettle func(i int, err error)
+	// The usual message has one destination: its job, the job lists and
+	// its group live here rather than in allocations of their own.
+	one struct {
+		job    job
+		jobs   [1]*job
+		groups [1]group
+		gjobs  [1]*job
+		ds     [1]*Destination
+		res    [1]Result
+	}
 }
 
 // job is one destination, shared by every recipient that resolves to it.
@@ -293,13 +303,14 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		// what the client sent.
 		hbytes = bytes.TrimSuffix(hbytes, []byte("\r\n"))
 	}
+	from := t.from.String()
 	d.m = Message{
-		ID: msg.ID, From: t.from.String(), Conn: t.conn, Recipients: msg.Recipients,
+		ID: msg.ID, From: from, Conn: t.conn, Recipients: msg.Recipients,
 		from: t.from, params: t.params, proto: msg,
 		body: d.sp,
 		hdr:  hdr,
 		base: spool.AppendLF(make([]byte, 0, len(hbytes)), hbytes),
-		rp:   []byte("Return-Path: <" + headerValue(t.from.String()) + ">\n"),
+		rp:   []byte("Return-Path: <" + headerValue(from) + ">\n"),
 		mode: cfg.DeliveredTo,
 	}
 
@@ -321,13 +332,19 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		rcpts = d.applySteps(ctx, steps)
 	}
 	byKey := make(map[destKey]*job)
+	d.jobs = d.one.jobs[:0]
 	for i := 0; i < n && i < len(rcpts); i++ {
 		for r := range rcpts[i] {
 			dst := &rcpts[i][r]
 			k := destKey{dst.Target, dst.Target.Key(dst)}
 			j := byKey[k]
 			if j == nil {
-				j = &job{dest: *dst}
+				if len(d.jobs) == 0 {
+					j = &d.one.job
+					*j = job{dest: *dst}
+				} else {
+					j = &job{dest: *dst}
+				}
 				j.dest.Rcpts = nil
 				byKey[k] = j
 				d.jobs = append(d.jobs, j)
@@ -361,6 +378,7 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		byGroup = make(map[destKey]int)
 	}
 	live := 0
+	d.groups = d.one.groups[:0]
 	for _, j := range d.jobs {
 		if j.done {
 			continue
@@ -388,7 +406,10 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 		d.groups[gi].n++
 		live++
 	}
-	jobs, ds, res := make([]*job, live), make([]*Destination, live), make([]Result, live)
+	jobs, ds, res := d.one.gjobs[:], d.one.ds[:], d.one.res[:]
+	if live != 1 {
+		jobs, ds, res = make([]*job, live), make([]*Destination, live), make([]Result, live)
+	}
 	off := 0
 	for i := range d.groups {
 		g := &d.groups[i]
@@ -701,7 +722,7 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 		elapsed = max(elapsed, j.res.Elapsed)
 	}
 	ev = ev.Str("msgid", d.msg.ID).
-		Str("from", d.t.from.String()).
+		Str("from", d.m.From).
 		Str("to", d.msg.Recipients[i].Address.String()).
 		Int64("size", int64(len(d.m.rp)+len(d.m.base))+d.sp.Size()).
 		Dur("duration_ms", time.Since(d.start)).
