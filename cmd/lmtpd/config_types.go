@@ -237,6 +237,8 @@ type maildirConfig struct {
 	Group    string   `toml:"group"`
 	FileMode fileMode `toml:"file_mode"`
 	DirMode  fileMode `toml:"dir_mode"`
+	// Flush: "syncfs" (default) or "fsync" (delivery.MaildirConfig.Flush).
+	Flush string `toml:"flush"`
 }
 
 // spoolConfig is [delivery.spool] (delivery.SpoolConfig).
