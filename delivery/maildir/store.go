@@ -291,7 +291,7 @@ func (st *Staged) sub() string {
 }
 
 // Deliver stages and commits c into mb: on success the message is durably
-// in new/.
+// in new/ (cur/ with flags).
 func (s *Store) Deliver(ctx context.Context, mb Mailbox, c Content) (*Staged, error) {
 	st, err := s.Stage(ctx, mb, c)
 	if err != nil {
@@ -345,8 +345,9 @@ func (s *Store) locate(mb Mailbox) (loc, error) {
 	return l, nil
 }
 
-// Stage writes c into mb's tmp/ with O_EXCL, fsyncs it and closes it,
-// creating the maildir (and folder) if needed. On error nothing is left
+// Stage writes c into mb's tmp/ with O_EXCL, creating the maildir (and
+// folder) if needed. The file is not flushed yet and stays open: Commit's
+// data barrier, shared with concurrent deliveries, makes it durable. On error nothing is left
 // behind and the error is a *protocol.Error (see Classify); a problem an
 // administrator must fix is logged on zerolog.Ctx(ctx).
 func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, error) {
