@@ -32,7 +32,9 @@
 //     concurrent commits into it.
 //
 // A failed delivery removes its tmp/ file and leaves nothing in new/. A
-// file is held open from Stage to its data barrier. Staging and
+// file is held open from Stage to its data barrier (with syncfs, to the
+// end of Commit: its descriptor is the one the rename barrier syncs, so
+// no directory is opened for it). Staging and
 // committing are separate steps, so a caller can stage a message for
 // every recipient and commit only when all succeeded. Further recipients
 // of identical bytes get hard links of the first file, as Dovecot does;

@@ -89,19 +89,6 @@ func syncfsFile(f File) error {
 	return nil
 }
 
-// syncfsDir runs syncfs(2) on the file system holding dir.
-func syncfsDir(fsys FS, dir string) error {
-	f, err := fsys.OpenFile(dir, os.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	err = syncfsFile(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // checkFile reports a write-back error of f since it was opened:
 // syncfs(2) reports errors of the whole file system only since the
 // descriptor it was given was opened, which may be later than f's. With

@@ -545,10 +545,10 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	// The renames, then one barrier per new/ (FlushFsync) or per file
 	// system (FlushSyncfs) they went to.
 	type barrier struct {
-		l      loc
-		dir    string // a new/ (or cur/) written to
-		syncfs bool
-		idx    []int
+		l    loc
+		dir  string      // a new/ (or cur/) written to
+		data *stagedFile // with syncfs: a file on the file system, still open
+		idx  []int
 	}
 	barriers := make(map[string]*barrier)
 	for i, st := range files {
@@ -565,11 +565,12 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		}
 		st.state = committed
 		k := l.key(sub)
+		var data *stagedFile
 		if st.data.syncfs {
-			k = st.data.key
+			k, data = st.data.key, st.data
 		}
 		if barriers[k] == nil {
-			barriers[k] = &barrier{l: l, dir: sub, syncfs: st.data.syncfs}
+			barriers[k] = &barrier{l: l, dir: sub, data: data}
 		}
 		barriers[k].idx = append(barriers[k].idx, i)
 	}
@@ -577,8 +578,9 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	for k, b := range barriers {
 		wg.Go(func() {
 			var err error
-			if b.syncfs {
-				err = s.syncer.Sync(k, func() error { return syncfsDir(b.l.fs, b.dir) })
+			if b.data != nil {
+				// The file's own descriptor: no directory to open.
+				err = s.syncer.Sync(k, func() error { return syncfsFile(b.data.f) })
 			} else {
 				err = s.syncDir(b.l, b.dir)
 			}
@@ -641,14 +643,18 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 			}
 		}
 		for i, d := range r.files {
-			// Durable: the descriptor is no longer needed (a link of
-			// the file is the same inode). close(2) reports some file
-			// systems' errors (NFS, quotas), before the rename.
 			err := r.errs[i]
-			if cerr := d.f.Close(); err == nil {
-				err = cerr
+			if !d.syncfs {
+				// Durable: the descriptor is no longer needed (a link
+				// is the same inode). close(2) reports some file
+				// systems' errors (NFS, quotas), before the rename.
+				// With syncfs (local file systems whose close does not
+				// flush), it stays open for the rename's barrier.
+				if cerr := d.f.Close(); err == nil {
+					err = cerr
+				}
+				d.f = nil
 			}
-			d.f = nil
 			d.err, d.done = err, err == nil
 		}
 	}
