@@ -112,6 +112,8 @@ free_port() {
 
 # --- servers (as in scripts/bench-e2e.sh) -----------------------------------
 start_lmtpd() {
+	local flushline=
+	[ -z "${flush:-}" ] || flushline="flush = \"$flush\""
 	cat >"$1/lmtpd.toml" <<-EOF
 		[log]
 		format = "json"
@@ -129,7 +131,7 @@ start_lmtpd() {
 		[delivery.maildir]
 		root = "$1/mail"
 		template = "{domain}/{user}"
-		${flush:+flush = "$flush"}
+		$flushline
 		[[domain]]
 		name = "example.test"
 		any_user = true
