@@ -211,8 +211,8 @@ type MaildirConfig struct {
 	// read, write and search (directories).
 	FileMode, DirMode fs.FileMode
 	// Flush is the barrier that makes a message durable before it is
-	// renamed into new/, shared by concurrent deliveries: "syncfs" (""
-	// means it) or "fsync" (see maildir.FlushMode for the trade-off).
+	// renamed into new/, shared by concurrent deliveries: "fsync" (""
+	// means it) or "syncfs" (see maildir.FlushMode for the trade-off).
 	Flush string
 }
 

@@ -3,12 +3,12 @@
 # syncfs(2), sync(2), sync_file_range(2) and msync(2) calls a server makes
 # per message under load, and how many ext4 journal commits that costs.
 #
-#   scripts/flushcount.sh lmtpd lmtpd-fsync gosmtpd gosmtpd-copy dovecot   # servers it starts
+#   scripts/flushcount.sh lmtpd lmtpd-syncfs gosmtpd gosmtpd-copy dovecot   # servers it starts
 #   scripts/flushcount.sh -pid 1234 -addr 127.0.0.1:24 -fs /var/mail  # one running
 #
 # Every server named is started fresh on a fresh maildir tree (as bench-e2e.sh
-# does: lmtpd with delivered_to = "single" and its default flush = "syncfs",
-# lmtpd-fsync the same with flush = "fsync", bench/gosmtpd with hard links or
+# does: lmtpd with delivered_to = "single" and its default flush = "fsync",
+# lmtpd-syncfs the same with flush = "syncfs", bench/gosmtpd with hard links or
 # -copy, Dovecot with bench/dovecot.conf) and measured in two passes of
 # N messages from bench/loadgen after WARMUP messages (so that the mailboxes
 # exist: the counts are of the steady state):
@@ -62,7 +62,7 @@ if { [ -n "$pid_arg" ] && [ -z "$addr_arg" ]; } || { [ -z "$pid_arg" ] && [ -n "
 	say "-pid and -addr go together"; exit 2
 fi
 if [ -z "$pid_arg" ] && [ ${#servers[@]} -eq 0 ]; then
-	say "name servers (lmtpd lmtpd-fsync gosmtpd gosmtpd-copy dovecot) or give -pid and -addr"; exit 2
+	say "name servers (lmtpd lmtpd-syncfs gosmtpd gosmtpd-copy dovecot) or give -pid and -addr"; exit 2
 fi
 command -v strace >/dev/null 2>&1 || { say "strace not found (apt-get install strace)"; exit 1; }
 
@@ -140,8 +140,8 @@ start_lmtpd() {
 	"$work/bin/lmtpd" -config "$1/lmtpd.toml" 2>"$1/log" &
 	server_pid=$!
 }
-start_lmtpd-fsync() {
-	flush=fsync start_lmtpd "$@"
+start_lmtpd-syncfs() {
+	flush=syncfs start_lmtpd "$@"
 }
 start_gosmtpd() {
 	mkdir -p "$1/mail"
@@ -225,7 +225,7 @@ if [ -n "$pid_arg" ]; then
 fi
 
 for srv in "${servers[@]}"; do
-	declare -F "start_$srv" >/dev/null || { say "unknown server $srv (lmtpd lmtpd-fsync gosmtpd gosmtpd-copy dovecot)"; exit 2; }
+	declare -F "start_$srv" >/dev/null || { say "unknown server $srv (lmtpd lmtpd-syncfs gosmtpd gosmtpd-copy dovecot)"; exit 2; }
 	dir="$work/$srv"
 	mkdir -p "$dir"
 	chmod 755 "$dir"

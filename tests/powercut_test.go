@@ -72,7 +72,7 @@ import (
 // waiting makes the files durable, then they are renamed into new/ and a
 // second shared barrier makes the renames durable before the 250s. The
 // test runs with both barriers lmtpd has ([delivery.maildir] flush:
-// "syncfs", the default, and "fsync"), from 200 connections at once, so
+// "fsync", the default, and "syncfs"), from 200 connections at once, so
 // that barriers cover many deliveries, and the cut falls between a
 // group's writes and its data barrier, between that barrier and the
 // renames, and between the renames and their barrier.
@@ -434,7 +434,7 @@ func TestPowerCut(t *testing.T) {
 		if kill {
 			kind = "kill"
 		}
-		for _, flush := range []string{"syncfs", "fsync"} {
+		for _, flush := range []string{"fsync", "syncfs"} {
 			for i := range rounds {
 				t.Run(fmt.Sprintf("%s/%s/round%d", kind, flush, i+1), func(t *testing.T) {
 					powercutRound(t, pcOptions{messages: messages, conns: conns, flush: flush, kill: kill})

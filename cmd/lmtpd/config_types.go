@@ -237,7 +237,7 @@ type maildirConfig struct {
 	Group    string   `toml:"group"`
 	FileMode fileMode `toml:"file_mode"`
 	DirMode  fileMode `toml:"dir_mode"`
-	// Flush: "syncfs" (default) or "fsync" (delivery.MaildirConfig.Flush).
+	// Flush: "fsync" (default) or "syncfs" (delivery.MaildirConfig.Flush).
 	Flush string `toml:"flush"`
 }
 

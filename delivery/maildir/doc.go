@@ -16,20 +16,22 @@
 // arrive while it runs share the next one, and a lone delivery runs its
 // own at once. How a barrier flushes is Options.Flush (FlushMode):
 //
-//   - FlushSyncfs, the default: one syncfs(2) of the file system for all
-//     the deliveries waiting, data and renames alike, so the barrier that
-//     follows one group's renames is also the next group's data barrier.
-//     Each file's own write-back errors are checked after it
+//   - FlushFsync, the default: the files staged meanwhile are fsynced in
+//     parallel as one batch (the kernel folds overlapping fsyncs into one
+//     journal commit), then each new/ is fsynced after the renames, once
+//     for all concurrent commits into it.
+//   - FlushSyncfs: one syncfs(2) of the file system for all the
+//     deliveries waiting, data and renames alike, so the barrier that
+//     follows one group's renames is also the next group's data barrier,
+//     and renames into many new/ directories cost one barrier. Each
+//     file's own write-back errors are checked after it
 //     (sync_file_range(2), which does no I/O then), since syncfs reports
 //     only errors after its own descriptor was opened. Used on ext4, XFS,
 //     Btrfs and tmpfs with Linux 5.8 or later (before that, syncfs did not
-//     report errors), FlushFsync elsewhere. syncfs also flushes other
-//     programs' data on the same file system: the reason to choose
-//     FlushFsync on a file system shared with heavy writers.
-//   - FlushFsync: the files staged meanwhile are fsynced in parallel as
-//     one batch (the kernel folds overlapping fsyncs into one journal
-//     commit), then each new/ is fsynced after the renames, once for all
-//     concurrent commits into it.
+//     report errors), FlushFsync elsewhere. Fewer journal commits per
+//     message with several recipients; but a syncfs takes longer than an
+//     fsync, so fewer single-recipient messages per second, and it also
+//     flushes other programs' data on the same file system.
 //
 // A failed delivery removes its tmp/ file and leaves nothing in new/. A
 // file is held open from Stage to its data barrier (with syncfs, to the

@@ -11,22 +11,27 @@ import (
 type FlushMode int
 
 const (
-	// FlushSyncfs, the default, makes each barrier one syncfs(2) of the
-	// file system, shared by every delivery waiting on it, where syncfs
-	// reports write errors (Linux 5.8 and later) and the file system is
-	// one whose syncfs is known to commit everything (ext4, XFS, Btrfs,
-	// tmpfs); elsewhere it falls back to FlushFsync. The same barrier
-	// also makes the renames into new/ durable, so one syncfs serves the
-	// files of the deliveries that arrived while the last one ran and
-	// the renames of those it covered. syncfs flushes everything dirty
-	// on the file system, other programs' data too: on a file system
-	// shared with heavy writers, FlushFsync waits only for the mail.
-	FlushSyncfs FlushMode = iota
-	// FlushFsync makes each barrier an fsync(2) of every file staged
-	// since the last one, issued in parallel and then waited for (the
-	// kernel folds them into as few journal commits as it can), and
-	// fsyncs each new/ after the renames (shared by concurrent commits).
-	FlushFsync
+	// FlushFsync, the default, makes each barrier an fsync(2) of every
+	// file staged since the last one, issued in parallel and then waited
+	// for (the kernel folds fsyncs that overlap into one journal commit),
+	// and fsyncs each new/ after the renames, once for all concurrent
+	// commits into it.
+	FlushFsync FlushMode = iota
+	// FlushSyncfs makes each barrier one syncfs(2) of the file system,
+	// shared by every delivery waiting on it, where syncfs reports write
+	// errors (Linux 5.8 and later) and the file system is one whose
+	// syncfs is known to commit everything (ext4, XFS, Btrfs, tmpfs);
+	// elsewhere it falls back to FlushFsync. The same barrier also makes
+	// the renames durable, so one syncfs serves the files of the
+	// deliveries that arrived while the last one ran and the renames of
+	// those it covered, however many new/ directories they went to. It
+	// costs fewer journal commits per message when messages have several
+	// recipients, but each syncfs takes longer than an fsync (on ext4 it
+	// commits twice under load and hands write-back to a kernel thread),
+	// so a single-recipient load gets fewer messages through (measured in
+	// bench/README.md), and it flushes everything dirty on the file
+	// system, other programs' data too.
+	FlushSyncfs
 )
 
 // String returns the mode's name in the configuration.
@@ -40,16 +45,16 @@ func (m FlushMode) String() string {
 	return fmt.Sprintf("FlushMode(%d)", int(m))
 }
 
-// ParseFlushMode returns the mode named s ("syncfs" or "fsync"; "" is
-// the default, syncfs).
+// ParseFlushMode returns the mode named s ("fsync" or "syncfs"; "" is
+// the default, fsync).
 func ParseFlushMode(s string) (FlushMode, error) {
 	switch s {
-	case "", "syncfs":
-		return FlushSyncfs, nil
-	case "fsync":
+	case "", "fsync":
 		return FlushFsync, nil
+	case "syncfs":
+		return FlushSyncfs, nil
 	}
-	return 0, fmt.Errorf("maildir: flush mode %q: want syncfs or fsync", s)
+	return 0, fmt.Errorf("maildir: flush mode %q: want fsync or syncfs", s)
 }
 
 // stagedFile is the data of a staged message: the file written into tmp/,

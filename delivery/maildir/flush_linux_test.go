@@ -100,7 +100,7 @@ func needSyncfs(t *testing.T, dir string) {
 }
 
 // TestSyncfsBarrierOrder delivers from many goroutines at once with the
-// default FlushSyncfs and checks the rules of the write path for every
+// FlushSyncfs and checks the rules of the write path for every
 // message: a syncfs that started after the file's last write ended before
 // its rename (nothing incomplete in new/), and a syncfs that started after
 // the rename ended before Deliver returned (the 250). It also checks that
@@ -112,7 +112,7 @@ func TestSyncfsBarrierOrder(t *testing.T) {
 	t.Cleanup(func() { r.Close() })
 	e := &eventFS{FS: r}
 	calls := watchSyncfs(t, e, nil)
-	s := newStore(t, Options{FS: e})
+	s := newStore(t, Options{FS: e, Flush: FlushSyncfs})
 	ctx := context.Background()
 	// Create the maildirs first: their creation fsyncs are not the point.
 	const boxes, senders, each = 4, 16, 8
@@ -216,7 +216,7 @@ func TestSyncfsFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			needSyncfs(t, root)
-			s := newStore(t, Options{Root: root})
+			s := newStore(t, Options{Root: root, Flush: FlushSyncfs})
 			ctx := context.Background()
 			if _, err := s.Deliver(ctx, Mailbox{Path: "d/u"}, testContent); err != nil {
 				t.Fatal(err)

@@ -90,7 +90,7 @@ func TestParseFlushMode(t *testing.T) {
 		want FlushMode
 		err  bool
 	}{
-		{"", FlushSyncfs, false},
+		{"", FlushFsync, false},
 		{"syncfs", FlushSyncfs, false},
 		{"fsync", FlushFsync, false},
 		{"fdatasync", 0, true},

@@ -88,8 +88,8 @@ type Options struct {
 	// NewHomeFS. Tests wrap it to act between two steps of a delivery.
 	HomeFS func(home string) FS
 	// Flush is the barrier that makes staged files durable before their
-	// rename (lmtpd's [delivery.maildir] flush): FlushSyncfs (the zero
-	// value) or FlushFsync. See FlushMode for the trade-off.
+	// rename (lmtpd's [delivery.maildir] flush): FlushFsync (the zero
+	// value) or FlushSyncfs. See FlushMode for the trade-off.
 	Flush FlushMode
 }
 
