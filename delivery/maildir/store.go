@@ -347,9 +347,10 @@ func (s *Store) locate(mb Mailbox) (loc, error) {
 
 // Stage writes c into mb's tmp/ with O_EXCL, creating the maildir (and
 // folder) if needed. The file is not flushed yet and stays open: Commit's
-// data barrier, shared with concurrent deliveries, makes it durable. On error nothing is left
-// behind and the error is a *protocol.Error (see Classify); a problem an
-// administrator must fix is logged on zerolog.Ctx(ctx).
+// data barrier, shared with concurrent deliveries, makes it durable. On
+// error nothing is left behind and the error is a *protocol.Error (see
+// Classify); a problem an administrator must fix is logged on
+// zerolog.Ctx(ctx).
 func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, s.fail(ctx, "stage", mb.Path, err)
