@@ -247,6 +247,47 @@ func TestSyncfsFails(t *testing.T) {
 	}
 }
 
+// TestSyncfsLinkCommittedLater: with FlushSyncfs, a link committed after
+// its file costs only the rename's barrier (its data is durable already),
+// through the file's descriptor, still open for it.
+func TestSyncfsLinkCommittedLater(t *testing.T) {
+	root := t.TempDir()
+	needSyncfs(t, root)
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	s := newStore(t, Options{FS: &eventFS{FS: r}, Flush: FlushSyncfs})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := watchSyncfs(t, nil, nil)
+	if err := s.Commit(ctx, a)[0]; err != nil {
+		t.Fatal(err)
+	}
+	if *calls != 2 {
+		t.Errorf("file's Commit: %d syncfs calls, want 2 (data, rename)", *calls)
+	}
+	if err := s.Commit(ctx, b)[0]; err != nil {
+		t.Fatal(err)
+	}
+	if *calls != 3 {
+		t.Errorf("link's Commit: %d syncfs calls in all, want 3 (only its rename's)", *calls)
+	}
+	for _, d := range []string{"d/a/new", "d/b/new"} {
+		if l := listDir(t, root, d); len(l) != 1 {
+			t.Errorf("%s: %v", d, l)
+		}
+	}
+	if b.data != nil || a.data != nil {
+		t.Error("the file is still held after both Commits")
+	}
+}
+
 func TestKernelAtLeast(t *testing.T) {
 	for _, tt := range []struct {
 		rel  string

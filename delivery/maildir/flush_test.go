@@ -6,8 +6,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/protocol"
 )
 
 // TestFlusherCoverage checks the batched barrier under contention: every
@@ -150,6 +153,74 @@ func TestLinkSharesBarrier(t *testing.T) {
 	for _, mb := range []string{"d/a/new", "d/b/new"} {
 		if l := listDir(t, root, mb); len(l) != 1 {
 			t.Errorf("%s: %v", mb, l)
+		}
+	}
+}
+
+// TestLinkDataBarrierFails: when the data barrier fails for a file, its
+// hard links fail with it and nothing is left in new/ or tmp/.
+func TestLinkDataBarrierFails(t *testing.T) {
+	root := t.TempDir()
+	f := newFaultFS(t, root)
+	s := newStore(t, Options{FS: f})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.fail["sync"] = syscall.EIO
+	f.mu.Unlock()
+	for i, err := range s.Commit(ctx, a, b) {
+		checkReply(t, err, 451, protocol.EnhancedCode{4, 3, 0}, syscall.EIO)
+		if err == nil {
+			t.Errorf("file %d committed after a failed barrier", i)
+		}
+	}
+	for _, d := range []string{"d/a/new", "d/b/new", "d/a/tmp", "d/b/tmp"} {
+		if l := listDir(t, root, d); len(l) != 0 {
+			t.Errorf("%s: %v", d, l)
+		}
+	}
+}
+
+// TestLinkCommittedLater: a link committed by a later Commit than its
+// file's is not flushed again (the first Commit's barrier covered the
+// inode) and lands in new/. (FlushSyncfs: TestSyncfsLinkCommittedLater.)
+func TestLinkCommittedLater(t *testing.T) {
+	root := t.TempDir()
+	f := newFaultFS(t, root)
+	s := newStore(t, Options{FS: f})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, a)[0]; err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.calls = nil
+	f.mu.Unlock()
+	if err := s.Commit(ctx, b)[0]; err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "sync ") {
+			t.Errorf("the link's Commit flushed the file again: %s", c)
+		}
+	}
+	for _, d := range []string{"d/a/new", "d/b/new"} {
+		if l := listDir(t, root, d); len(l) != 1 {
+			t.Errorf("%s: %v", d, l)
 		}
 	}
 }
