@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/delivery/pipe"
 	"github.com/lmtpd/lmtpd/delivery/spool"
 )
@@ -209,6 +210,10 @@ type MaildirConfig struct {
 	// 0600 and 0700. The owner must keep read and write (files) and
 	// read, write and search (directories).
 	FileMode, DirMode fs.FileMode
+	// Flush is the barrier that makes a message durable before it is
+	// renamed into new/, shared by concurrent deliveries: "fsync" (""
+	// means it) or "syncfs" (see maildir.FlushMode for the trade-off).
+	Flush string
 }
 
 // SpoolConfig configures the message spool.
@@ -378,11 +383,14 @@ type storeKey struct {
 	maxBytes          int64
 	uid, gid          int // resolved Owner and Group, -1 for none
 	fileMode, dirMode fs.FileMode
+	flush             maildir.FlushMode
 }
 
 // storeKey returns the store settings of c, with the owner and group
 // resolved by compile.
 func (c *Config) storeKey(uid, gid int) storeKey {
-	return storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, maxBytes: c.Maildir.MaxMessageBytes,
+	k := storeKey{root: c.Maildir.Root, hostname: c.Maildir.Hostname, maxBytes: c.Maildir.MaxMessageBytes,
 		uid: uid, gid: gid, fileMode: c.Maildir.FileMode, dirMode: c.Maildir.DirMode}
+	k.flush, _ = maildir.ParseFlushMode(c.Maildir.Flush) // checked by compileOwner
+	return k
 }

@@ -229,6 +229,7 @@ func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 		MaxMessageBytes: k.maxBytes,
 		FileMode:        k.fileMode,
 		DirMode:         k.dirMode,
+		Flush:           k.flush,
 		// Folder creation is decided per delivery (Mailbox.CreateFolder),
 		// from the user's setting.
 	})

@@ -3,17 +3,20 @@
 # syncfs(2), sync(2), sync_file_range(2) and msync(2) calls a server makes
 # per message under load, and how many ext4 journal commits that costs.
 #
-#   scripts/flushcount.sh lmtpd gosmtpd gosmtpd-copy dovecot   # servers it starts
+#   scripts/flushcount.sh lmtpd lmtpd-syncfs gosmtpd gosmtpd-copy dovecot   # servers it starts
 #   scripts/flushcount.sh -pid 1234 -addr 127.0.0.1:24 -fs /var/mail  # one running
 #
 # Every server named is started fresh on a fresh maildir tree (as bench-e2e.sh
-# does: lmtpd with delivered_to = "single", bench/gosmtpd with hard links or
+# does: lmtpd with delivered_to = "single" and its default flush = "fsync",
+# lmtpd-syncfs the same with flush = "syncfs", bench/gosmtpd with hard links or
 # -copy, Dovecot with bench/dovecot.conf) and measured in two passes of
 # N messages from bench/loadgen after WARMUP messages (so that the mailboxes
 # exist: the counts are of the steady state):
 #   1. untraced: the ext4 journal's commits over the pass, from
 #      /proc/fs/jbd2/<device>/info (the flushes the disk sees: concurrent
-#      fsyncs share a commit);
+#      fsyncs share a commit), and the messages per second of that pass
+#      (loadgen's figure: one short run on whatever else the machine does,
+#      a sanity check, not a benchmark);
 #   2. under `strace -f -c` on the server's process tree (children it starts
 #      later, such as Dovecot's lmtp workers, included): the flush system
 #      calls the server asks for. strace slows the server, which changes how
@@ -59,7 +62,7 @@ if { [ -n "$pid_arg" ] && [ -z "$addr_arg" ]; } || { [ -z "$pid_arg" ] && [ -n "
 	say "-pid and -addr go together"; exit 2
 fi
 if [ -z "$pid_arg" ] && [ ${#servers[@]} -eq 0 ]; then
-	say "name servers (lmtpd gosmtpd gosmtpd-copy dovecot) or give -pid and -addr"; exit 2
+	say "name servers (lmtpd lmtpd-syncfs gosmtpd gosmtpd-copy dovecot) or give -pid and -addr"; exit 2
 fi
 command -v strace >/dev/null 2>&1 || { say "strace not found (apt-get install strace)"; exit 1; }
 
@@ -109,6 +112,8 @@ free_port() {
 
 # --- servers (as in scripts/bench-e2e.sh) -----------------------------------
 start_lmtpd() {
+	local flushline=
+	[ -z "${flush:-}" ] || flushline="flush = \"$flush\""
 	cat >"$1/lmtpd.toml" <<-EOF
 		[log]
 		format = "json"
@@ -126,6 +131,7 @@ start_lmtpd() {
 		[delivery.maildir]
 		root = "$1/mail"
 		template = "{domain}/{user}"
+		$flushline
 		[[domain]]
 		name = "example.test"
 		any_user = true
@@ -133,6 +139,9 @@ start_lmtpd() {
 	mkdir -p "$1/mail"
 	"$work/bin/lmtpd" -config "$1/lmtpd.toml" 2>"$1/log" &
 	server_pid=$!
+}
+start_lmtpd-syncfs() {
+	flush=syncfs start_lmtpd "$@"
 }
 start_gosmtpd() {
 	mkdir -p "$1/mail"
@@ -160,32 +169,32 @@ start_dovecot() {
 	server_pid=$!
 }
 
-# loadgen ADDR COUNT [PID] runs COUNT messages and prints the number that
-# every recipient accepted.
+# loadgen ADDR COUNT runs COUNT messages and prints the number that every
+# recipient accepted and the messages per second.
 load() {
 	local out
 	out=$("$work/bin/loadgen" -addr "$1" -wait 20s -n "$2" -c "$c" -rcpts "$rcpts" -size "$size" -o /dev/stdout 2>"$work/loadgen.err") || {
 		say "loadgen failed:"; cat "$work/loadgen.err" >&2; return 1
 	}
-	echo "$out" | grep -o '"messages":[0-9]*' | cut -d: -f2
+	echo "$(echo "$out" | grep -o '"messages":[0-9]*' | cut -d: -f2) $(echo "$out" | grep -o '"msgs_per_s":[0-9.]*' | cut -d: -f2)"
 }
 
 # measure NAME ADDR PID DIR: the two passes, one line of the table.
 measure() {
-	local name=$1 addr=$2 pid=$3 dir=$4 j0 j1 m1 m2 trace pids=() p
+	local name=$1 addr=$2 pid=$3 dir=$4 j0 j1 m1 m2 rate trace pids=() p
 	[ "$warmup" -gt 0 ] && load "$addr" "$warmup" >/dev/null
 	j0=$(jbd2_commits "$dir")
-	m1=$(load "$addr" "$n")
+	read -r m1 rate < <(load "$addr" "$n")
 	j1=$(jbd2_commits "$dir")
 	trace="$work/$name.strace"
 	for p in $(tree "$pid"); do pids+=(-p "$p"); done
 	strace -f -c -qq -o "$trace" -e trace=fsync,fdatasync,syncfs,sync,sync_file_range,msync "${pids[@]}" &
 	local spid=$!
 	sleep 1 # strace attaches
-	m2=$(load "$addr" "$n")
+	read -r m2 _ < <(load "$addr" "$n")
 	kill -INT "$spid"
 	wait "$spid" 2>/dev/null || true
-	awk -v name="$name" -v m1="$m1" -v m2="$m2" -v r="$rcpts" -v j0="$j0" -v j1="$j1" '
+	awk -v name="$name" -v m1="$m1" -v m2="$m2" -v r="$rcpts" -v j0="$j0" -v j1="$j1" -v rate="$rate" '
 		$NF ~ /^(fsync|fdatasync|syncfs|sync|sync_file_range|msync)$/ {
 			# columns: % time, seconds, usecs/call, calls, [errors,] syscall
 			calls[$NF] = $4
@@ -194,8 +203,8 @@ measure() {
 			f = calls["fsync"] + 0; d = calls["fdatasync"] + 0; s = calls["syncfs"] + calls["sync"] + 0
 			o = calls["sync_file_range"] + calls["msync"] + 0
 			j = (j0 != "" && j1 != "") ? sprintf("%.3f", (j1 - j0) / m1) : "–"
-			printf "| %s | %d × %d rcpt | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n",
-				name, m2, r, f / m2, d / m2, s / m2, o / m2, (f + d + s + o) / m2, j
+			printf "| %s | %d × %d rcpt | %.3f | %.3f | %.3f | %.3f | %.3f | %s | %.0f |\n",
+				name, m2, r, f / m2, d / m2, s / m2, o / m2, (f + d + s + o) / m2, j, rate
 		}' "$trace"
 }
 
@@ -205,10 +214,10 @@ if [ -z "$fs" ]; then
 	[ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null 2>&1 && fs=loop
 fi
 
-echo "Flush calls per delivered message, $n messages of $size bytes to $rcpts recipient(s) at concurrency $c after $warmup to warm up; journal commits per message from an untraced pass of the same load."
+echo "Flush calls per delivered message, $n messages of $size bytes to $rcpts recipient(s) at concurrency $c after $warmup to warm up; journal commits per message and msgs/s from an untraced pass of the same load."
 echo
-echo "| server | messages | fsync | fdatasync | syncfs/sync | sync_file_range/msync | all flush calls | ext4 journal commits |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| server | messages | fsync | fdatasync | syncfs/sync | sync_file_range/msync | all flush calls | ext4 journal commits | msgs/s (untraced) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 
 if [ -n "$pid_arg" ]; then
 	measure "pid $pid_arg" "$addr_arg" "$pid_arg" "$fs_arg"
@@ -216,7 +225,7 @@ if [ -n "$pid_arg" ]; then
 fi
 
 for srv in "${servers[@]}"; do
-	declare -F "start_$srv" >/dev/null || { say "unknown server $srv (lmtpd gosmtpd gosmtpd-copy dovecot)"; exit 2; }
+	declare -F "start_$srv" >/dev/null || { say "unknown server $srv (lmtpd lmtpd-syncfs gosmtpd gosmtpd-copy dovecot)"; exit 2; }
 	dir="$work/$srv"
 	mkdir -p "$dir"
 	chmod 755 "$dir"

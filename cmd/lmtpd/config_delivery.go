@@ -54,6 +54,7 @@ func (c *config) deliveryConfig() delivery.Config {
 			Group:           dc.Maildir.Group,
 			FileMode:        fs.FileMode(dc.Maildir.FileMode),
 			DirMode:         fs.FileMode(dc.Maildir.DirMode),
+			Flush:           dc.Maildir.Flush,
 		},
 		Spool:   delivery.SpoolConfig{Threshold: int64(dc.Spool.Threshold), Dir: dc.Spool.Dir},
 		Dedup:   delivery.DedupConfig{Enabled: dc.Dedup.Enabled, Path: dc.Dedup.Path, Window: time.Duration(dc.Dedup.Window)},

@@ -5,16 +5,45 @@
 //
 // # Write path
 //
-// A delivery creates a uniquely named file in tmp/ with O_EXCL, writes it,
-// fsyncs it, renames it into new/ and fsyncs new/; only then does it report
-// success. Concurrent deliveries into the same new/ share one directory
-// fsync (group commit): a caller is told of success only after an fsync
-// that started after its rename has returned. A failed delivery removes its
-// tmp/ file and leaves nothing in new/. Staging (write and fsync into tmp/)
-// and committing (rename and directory fsync) are separate steps, so a
-// caller can stage a message for every recipient and commit only when all
-// succeeded. Further recipients of identical bytes get hard links of the
-// first file, as Dovecot does.
+// A delivery creates a uniquely named file in tmp/ with O_EXCL and writes
+// it (Stage); Commit then makes it durable, renames it into new/ and makes
+// the rename durable; only then does it report success. So a success
+// (lmtpd's 250) means the file's data and its entry in new/ are on the
+// disk, and nothing incomplete is ever visible in new/: the data barrier
+// precedes every rename. Both barriers are shared by concurrent
+// deliveries (group commit), with no timer: a barrier covers every
+// delivery that asked for one before it started, the deliveries that
+// arrive while it runs share the next one, and a lone delivery runs its
+// own at once. How a barrier flushes is Options.Flush (FlushMode):
+//
+//   - FlushFsync, the default: the files staged meanwhile are fsynced in
+//     parallel as one batch (the kernel folds overlapping fsyncs into one
+//     journal commit), then each new/ is fsynced after the renames, once
+//     for all concurrent commits into it.
+//   - FlushSyncfs: one syncfs(2) of the file system for all the
+//     deliveries waiting, data and renames alike, so the barrier that
+//     follows one group's renames is also the next group's data barrier,
+//     and renames into many new/ directories cost one barrier. Each
+//     file's own write-back errors are checked after it
+//     (sync_file_range(2), which does no I/O then), since syncfs reports
+//     only errors after its own descriptor was opened. Used on ext4, XFS,
+//     Btrfs and tmpfs with Linux 5.8 or later (before that, syncfs did not
+//     report errors), FlushFsync elsewhere. Fewer journal commits per
+//     message with several recipients; but a syncfs takes longer than an
+//     fsync, so fewer single-recipient messages per second, and it also
+//     flushes other programs' data on the same file system.
+//
+// A failed delivery removes its tmp/ file and leaves nothing in new/. A
+// file is held open from Stage to its data barrier (with syncfs, to the
+// end of Commit: its descriptor is the one the rename barrier syncs, so
+// no directory is opened for it). Staging and
+// committing are separate steps, so a caller can stage a message for
+// every recipient and commit only when all succeeded. Further recipients
+// of identical bytes get hard links of the first file, as Dovecot does;
+// a link is the same file, so the first file's barrier covers it. The
+// directories of a maildir are created once per process (and their
+// parents fsynced); later deliveries find them in a cache and make no
+// stat or mkdir.
 //
 // File names follow the maildir specification
 // (https://cr.yp.to/proto/maildir.html):

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +87,10 @@ type Options struct {
 	// HomeFS returns the FS of a Mailbox with Home set; nil means
 	// NewHomeFS. Tests wrap it to act between two steps of a delivery.
 	HomeFS func(home string) FS
+	// Flush is the barrier that makes staged files durable before their
+	// rename (lmtpd's [delivery.maildir] flush): FlushFsync (the zero
+	// value) or FlushSyncfs. See FlushMode for the trade-off.
+	Flush FlushMode
 }
 
 // Store delivers into the maildirs under one root. It is safe for
@@ -105,8 +110,11 @@ type Store struct {
 	chmod     bool // modes configured: fchmod what is created
 	homeFS    func(home string) FS
 
-	syncer GroupSync
-	known  sync.Map // directory -> struct{}: created, checked and cleaned by this process
+	syncer    GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
+	flushes   flusher   // batched file fsyncs (FlushFsync)
+	flushMode FlushMode
+	fsKinds   sync.Map // device -> bool: its file system allows syncfs barriers
+	known     sync.Map // directory -> struct{}: created, checked and cleaned by this process
 }
 
 // New returns a Store. It touches no file: a missing root shows at the
@@ -123,6 +131,10 @@ func New(opts Options) (*Store, error) {
 		fileMode:  FileMode,
 		dirMode:   DirMode,
 		homeFS:    opts.HomeFS,
+		flushMode: opts.Flush,
+	}
+	if opts.Flush != FlushSyncfs && opts.Flush != FlushFsync {
+		return nil, fmt.Errorf("maildir: unknown flush mode %v", opts.Flush)
 	}
 	if opts.FileMode&^0o777 != 0 || opts.DirMode&^0o777 != 0 {
 		return nil, fmt.Errorf("maildir: modes %#o and %#o: only permission bits (0777) are allowed", opts.FileMode, opts.DirMode)
@@ -217,18 +229,22 @@ func (c Content) Size() int64 {
 	return n
 }
 
-// Staged is a message written and fsynced into a maildir's tmp/, invisible
-// to readers until Commit. Exactly one of Store.Commit or Abort must follow;
-// until then the file stays in tmp/ (a crash leaves it for the 36-hour
-// cleanup). A Staged is used by one goroutine at a time.
+// Staged is a message written into a maildir's tmp/, invisible to readers
+// until Commit, which first makes it durable (the flush barrier it shares
+// with concurrent deliveries), then renames it. Exactly one of
+// Store.Commit or Abort must follow: the file is held open until then.
+// Until then the file stays in tmp/ (a crash leaves it, possibly
+// incomplete, for the 36-hour cleanup). A Staged, and those linked to it
+// (Store.Link), are used by one goroutine at a time.
 type Staged struct {
 	s     *Store
 	l     loc    // where: the root or a home, and the owner
 	dir   string // maildir (with folder) the file is in
 	name  string // base name in tmp/
 	size  int64
-	info  string // flag letters; "" for none (new/)
-	state int    // staged, committed, aborted
+	info  string      // flag letters; "" for none (new/)
+	state int         // staged, committed, aborted
+	data  *stagedFile // the file's data, shared with its links; nil once released
 }
 
 const (
@@ -275,7 +291,7 @@ func (st *Staged) sub() string {
 }
 
 // Deliver stages and commits c into mb: on success the message is durably
-// in new/.
+// in new/ (cur/ with flags).
 func (s *Store) Deliver(ctx context.Context, mb Mailbox, c Content) (*Staged, error) {
 	st, err := s.Stage(ctx, mb, c)
 	if err != nil {
@@ -329,10 +345,12 @@ func (s *Store) locate(mb Mailbox) (loc, error) {
 	return l, nil
 }
 
-// Stage writes c into mb's tmp/ with O_EXCL, fsyncs it and closes it,
-// creating the maildir (and folder) if needed. On error nothing is left
-// behind and the error is a *protocol.Error (see Classify); a problem an
-// administrator must fix is logged on zerolog.Ctx(ctx).
+// Stage writes c into mb's tmp/ with O_EXCL, creating the maildir (and
+// folder) if needed. The file is not flushed yet and stays open: Commit's
+// data barrier, shared with concurrent deliveries, makes it durable. On
+// error nothing is left behind and the error is a *protocol.Error (see
+// Classify); a problem an administrator must fix is logged on
+// zerolog.Ctx(ctx).
 func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, s.fail(ctx, "stage", mb.Path, err)
@@ -377,7 +395,8 @@ func (l loc) show(dir string) string {
 }
 
 // Link stages a hard link to src (a staged, uncommitted file) in mb, so that
-// further recipients of identical bytes cost no copy and no file fsync. If
+// further recipients of identical bytes cost no copy and no flush of their
+// own (the link is the same file: src's barrier covers it). If
 // the link cannot be made (another file system, the link limit, a file
 // system without hard links), or src is in another home or has another
 // owner (a link shares its owner), it stages a copy of c instead, which
@@ -405,7 +424,8 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 		zerolog.Ctx(ctx).Debug().Err(err).Str("maildir", l.show(dir)).Msg("hard link failed; writing a copy")
 		return s.Stage(ctx, mb, c)
 	}
-	st := &Staged{s: s, l: l, dir: dir, name: name, size: src.size}
+	st := &Staged{s: s, l: l, dir: dir, name: name, size: src.size, data: src.data}
+	st.data.refs++
 	if st.info, err = s.info(ctx, l, dir, mb.Flags); err != nil {
 		st.Abort()
 		return nil, s.fail(ctx, "keywords", l.show(dir), err)
@@ -413,8 +433,10 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 	return st, nil
 }
 
-// write creates the file in dir/tmp, gives it its owner and mode, writes c
-// and fsyncs it; on error it removes the file.
+// write creates the file in dir/tmp, gives it its owner and mode and
+// writes c, without flushing it: Commit's barrier does that, for many
+// deliveries at once. The file stays open for the barrier. On error it
+// removes the file.
 func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error) {
 	for attempt := 0; ; attempt++ {
 		name := s.names.Next(s.now())
@@ -430,17 +452,14 @@ func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error)
 		if err == nil {
 			err = writeContent(f, c, size)
 		}
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
 		if err != nil {
+			f.Close()
 			l.fs.Remove(tmp)
 			return nil, err
 		}
-		return &Staged{s: s, l: l, dir: dir, name: name, size: size}, nil
+		d := &stagedFile{f: f, refs: 1}
+		d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f)
+		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
 	}
 }
 
@@ -512,20 +531,27 @@ func writeContent(f File, c Content, size int64) error {
 	return err
 }
 
-// Commit renames every staged file into new/ and fsyncs each new/ once
-// (shared with concurrent commits into the same directory). It returns one
-// error per file, nil for those now durably in new/. A file whose rename or
-// directory fsync failed is removed again, so it is neither in tmp/ nor, as
-// far as the file system lets us, in new/. Committed or aborted files are
+// Commit makes every staged file durable, renames it into new/ (cur/ when
+// it has flags) and makes the renames durable, in two flush barriers that
+// it shares with concurrent commits (see FlushMode): the first covers the
+// files' data, so nothing incomplete ever shows in new/; the second, which
+// starts after the renames, covers the directory entries. It returns one
+// error per file, nil for those now durably in new/. A file whose barrier
+// or rename failed is removed again, so it is neither in tmp/ nor, as far
+// as the file system lets us, in new/. Committed or aborted files are
 // skipped with a nil error. Every file must come from this Store.
 func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	errs := make([]error, len(files))
-	type newDir struct {
-		l   loc
-		dir string
-		idx []int
+	s.flushData(ctx, files, errs)
+	// The renames, then one barrier per new/ (FlushFsync) or per file
+	// system (FlushSyncfs) they went to.
+	type barrier struct {
+		l    loc
+		dir  string      // a new/ (or cur/) written to
+		data *stagedFile // with syncfs: a file on the file system, still open
+		idx  []int
 	}
-	byDir := make(map[string]*newDir)
+	barriers := make(map[string]*barrier)
 	for i, st := range files {
 		if st.state != staged {
 			continue
@@ -534,36 +560,134 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		sub := st.dir + "/" + st.sub() // cur/ with flags, else new/
 		if err := l.fs.Rename(st.dir+"/tmp/"+st.name, sub+"/"+st.finalName()); err != nil {
 			l.fs.Remove(st.dir + "/tmp/" + st.name)
-			st.state = aborted
+			st.end(aborted)
 			errs[i] = s.fail(ctx, "rename into "+st.sub(), l.show(st.dir), err)
 			continue
 		}
 		st.state = committed
 		k := l.key(sub)
-		if byDir[k] == nil {
-			byDir[k] = &newDir{l: l, dir: sub}
+		var data *stagedFile
+		if st.data.syncfs {
+			k, data = st.data.key, st.data
 		}
-		byDir[k].idx = append(byDir[k].idx, i)
+		if barriers[k] == nil {
+			barriers[k] = &barrier{l: l, dir: sub, data: data}
+		}
+		barriers[k].idx = append(barriers[k].idx, i)
 	}
 	var wg sync.WaitGroup
-	for _, nd := range byDir {
+	for k, b := range barriers {
 		wg.Go(func() {
-			err := s.syncDir(nd.l, nd.dir)
+			var err error
+			if b.data != nil {
+				// The file's own descriptor: no directory to open.
+				err = s.syncer.Sync(k, func() error { return syncfsFile(b.data.f) })
+			} else {
+				err = s.syncDir(b.l, b.dir)
+			}
 			if err == nil {
 				return
 			}
-			perr := s.fail(ctx, "fsync "+path.Base(nd.dir), nd.l.show(path.Dir(nd.dir)), err)
-			for _, i := range nd.idx {
+			perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
+			for _, i := range b.idx {
 				errs[i] = perr
 				// Not known to be durable: take it back rather than
 				// report a failure for a message that may show up.
-				nd.l.fs.Remove(files[i].Path())
+				b.l.fs.Remove(files[i].Path())
 				files[i].state = aborted
 			}
 		})
 	}
 	wg.Wait()
+	for _, st := range files {
+		if st.state != staged {
+			st.end(st.state)
+		}
+	}
 	return errs
+}
+
+// flushData runs the first barrier of Commit: the data of every staged
+// file made durable, with one syncfs(2) per file system or one batch of
+// parallel fsyncs, shared with concurrent commits. A file whose data could
+// not be made durable (now or in an earlier Commit of one of its links) is
+// removed and gets the error in errs.
+func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
+	var reqs map[string]*flushReq
+	for i, st := range files {
+		d := st.data
+		if st.state != staged || d.done || d.err != nil || slices.ContainsFunc(files[:i], func(o *Staged) bool { return o.data == d }) {
+			continue // durable, failed, or a link of a file already in
+		}
+		if reqs == nil {
+			reqs = make(map[string]*flushReq)
+		}
+		r := reqs[d.key]
+		if r == nil {
+			r = &flushReq{}
+			reqs[d.key] = r
+		}
+		r.files = append(r.files, d)
+	}
+	run := func(key string, r *flushReq) {
+		if !r.files[0].syncfs {
+			s.flushes.flush(key, r, fsyncBatch)
+		} else {
+			// Any descriptor on the file system will do: every
+			// caller's syncfs is equivalent (GroupSync runs one).
+			err := s.syncer.Sync(key, func() error { return syncfsFile(r.files[0].f) })
+			r.errs = make([]error, len(r.files))
+			for i, d := range r.files {
+				if r.errs[i] = err; err == nil {
+					r.errs[i] = checkFile(d.f)
+				}
+			}
+		}
+		for i, d := range r.files {
+			err := r.errs[i]
+			if !d.syncfs {
+				// Durable: the descriptor is no longer needed (a link
+				// is the same inode). close(2) reports some file
+				// systems' errors (NFS, quotas), before the rename.
+				// With syncfs (local file systems whose close does not
+				// flush), it stays open for the rename's barrier.
+				if cerr := d.f.Close(); err == nil {
+					err = cerr
+				}
+				d.f = nil
+			}
+			d.err, d.done = err, err == nil
+		}
+	}
+	if len(reqs) == 1 {
+		for k, r := range reqs {
+			run(k, r)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for k, r := range reqs {
+			wg.Go(func() { run(k, r) })
+		}
+		wg.Wait()
+	}
+	for i, st := range files {
+		if st.state != staged || st.data.err == nil {
+			continue
+		}
+		err := st.data.err
+		st.l.fs.Remove(st.dir + "/tmp/" + st.name)
+		st.end(aborted)
+		errs[i] = s.fail(ctx, "fsync", st.l.show(st.dir), err)
+	}
+}
+
+// end moves st out of the staged state and drops its hold on the file.
+func (st *Staged) end(state int) {
+	st.state = state
+	if st.data != nil {
+		st.data.release()
+		st.data = nil
+	}
 }
 
 // Abort removes a staged file. It does nothing after Commit or a previous
@@ -572,7 +696,7 @@ func (st *Staged) Abort() error {
 	if st.state != staged {
 		return nil
 	}
-	st.state = aborted
+	st.end(aborted)
 	return st.l.fs.Remove(st.dir + "/tmp/" + st.name)
 }
 

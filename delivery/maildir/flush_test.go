@@ -1,0 +1,226 @@
+package maildir
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lmtpd/lmtpd/protocol"
+)
+
+// TestFlusherCoverage checks the batched barrier under contention: every
+// caller returns only after a barrier that started after it asked and
+// that included its files, and callers share barriers.
+func TestFlusherCoverage(t *testing.T) {
+	var fl flusher
+	var clock atomic.Int64 // logical time
+	type run struct{ start, end int64 }
+	var mu sync.Mutex
+	ran := map[*stagedFile]run{} // the barrier that flushed each file
+	batches := 0
+	do := func(batch []*flushReq) {
+		r := run{start: clock.Add(1)}
+		time.Sleep(200 * time.Microsecond)
+		r.end = clock.Add(1)
+		mu.Lock()
+		batches++
+		for _, q := range batch {
+			for i, d := range q.files {
+				if _, dup := ran[d]; dup {
+					t.Errorf("file flushed twice")
+				}
+				ran[d] = r
+				q.errs[i] = nil
+			}
+		}
+		mu.Unlock()
+	}
+	const callers, rounds = 32, 10
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range rounds {
+				req := &flushReq{files: []*stagedFile{{}, {}}}
+				asked := clock.Add(1)
+				fl.flush("k", req, do)
+				answered := clock.Add(1)
+				mu.Lock()
+				for _, d := range req.files {
+					r, ok := ran[d]
+					if !ok || r.start < asked || r.end > answered {
+						t.Errorf("caller asked at %d, answered at %d; its file's barrier %v (ran %v)", asked, answered, r, ok)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(ran) != callers*rounds*2 {
+		t.Errorf("%d files flushed, want %d", len(ran), callers*rounds*2)
+	}
+	if batches >= callers*rounds {
+		t.Errorf("%d barriers for %d calls: no batching", batches, callers*rounds)
+	}
+	t.Logf("%d barriers for %d calls", batches, callers*rounds)
+	if len(fl.groups) != 0 {
+		t.Errorf("idle flusher keeps %d groups", len(fl.groups))
+	}
+}
+
+// TestFlusherAlone: a lone caller runs its barrier at once, for its own
+// files only (no timer, no waiting for company).
+func TestFlusherAlone(t *testing.T) {
+	var fl flusher
+	for i := range 3 {
+		req := &flushReq{files: []*stagedFile{{}}}
+		n := 0
+		fl.flush("k", req, func(batch []*flushReq) { n += len(batch) })
+		if n != 1 || !req.done {
+			t.Errorf("call %d: barrier over %d requests, done %v", i, n, req.done)
+		}
+	}
+}
+
+func TestParseFlushMode(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want FlushMode
+		err  bool
+	}{
+		{"", FlushFsync, false},
+		{"syncfs", FlushSyncfs, false},
+		{"fsync", FlushFsync, false},
+		{"fdatasync", 0, true},
+		{"SYNCFS", 0, true},
+	} {
+		got, err := ParseFlushMode(tt.in)
+		if (err != nil) != tt.err || got != tt.want {
+			t.Errorf("ParseFlushMode(%q) = %v, %v", tt.in, got, err)
+		}
+		if err == nil && tt.in != "" && got.String() != tt.in {
+			t.Errorf("%v.String() = %q", got, got.String())
+		}
+	}
+	if _, err := New(Options{Root: t.TempDir(), Flush: FlushMode(7)}); err == nil {
+		t.Error("New accepted an unknown flush mode")
+	}
+}
+
+// TestLinkSharesBarrier: with FlushFsync, a file and its hard links are
+// one fsync, before any rename; the renames are followed by one fsync of
+// each new/.
+func TestLinkSharesBarrier(t *testing.T) {
+	root := t.TempDir()
+	f := newFaultFS(t, root)
+	s := newStore(t, Options{FS: f, Flush: FlushFsync})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.calls = nil
+	f.mu.Unlock()
+	for i, err := range s.Commit(ctx, a, b) {
+		if err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+	}
+	var seq []string
+	for _, c := range f.calls {
+		op, name, _ := strings.Cut(c, " ")
+		if op == "close" {
+			continue
+		}
+		seq = append(seq, op+" "+regexp.MustCompile(`/(tmp|new)/.*`).ReplaceAllString(name, "/$1/F"))
+	}
+	// The two directory fsyncs run in parallel: either order.
+	got := strings.Join(seq, "\n")
+	want1 := "sync d/a/tmp/F\nrename d/a/new/F\nrename d/b/new/F\n"
+	if !strings.HasPrefix(got, want1) || strings.Count(got, "sync ") != 3 || !strings.Contains(got, "dirsync d/a/new") || !strings.Contains(got, "dirsync d/b/new") {
+		t.Errorf("operations:\n%s\nwant one fsync of the file, the renames, then one fsync of each new/", got)
+	}
+	for _, mb := range []string{"d/a/new", "d/b/new"} {
+		if l := listDir(t, root, mb); len(l) != 1 {
+			t.Errorf("%s: %v", mb, l)
+		}
+	}
+}
+
+// TestLinkDataBarrierFails: when the data barrier fails for a file, its
+// hard links fail with it and nothing is left in new/ or tmp/.
+func TestLinkDataBarrierFails(t *testing.T) {
+	root := t.TempDir()
+	f := newFaultFS(t, root)
+	s := newStore(t, Options{FS: f})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.fail["sync"] = syscall.EIO
+	f.mu.Unlock()
+	for i, err := range s.Commit(ctx, a, b) {
+		checkReply(t, err, 451, protocol.EnhancedCode{4, 3, 0}, syscall.EIO)
+		if err == nil {
+			t.Errorf("file %d committed after a failed barrier", i)
+		}
+	}
+	for _, d := range []string{"d/a/new", "d/b/new", "d/a/tmp", "d/b/tmp"} {
+		if l := listDir(t, root, d); len(l) != 0 {
+			t.Errorf("%s: %v", d, l)
+		}
+	}
+}
+
+// TestLinkCommittedLater: a link committed by a later Commit than its
+// file's is not flushed again (the first Commit's barrier covered the
+// inode) and lands in new/. (FlushSyncfs: TestSyncfsLinkCommittedLater.)
+func TestLinkCommittedLater(t *testing.T) {
+	root := t.TempDir()
+	f := newFaultFS(t, root)
+	s := newStore(t, Options{FS: f})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, a)[0]; err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.calls = nil
+	f.mu.Unlock()
+	if err := s.Commit(ctx, b)[0]; err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, "sync ") {
+			t.Errorf("the link's Commit flushed the file again: %s", c)
+		}
+	}
+	for _, d := range []string{"d/a/new", "d/b/new"} {
+		if l := listDir(t, root, d); len(l) != 1 {
+			t.Errorf("%s: %v", d, l)
+		}
+	}
+}
