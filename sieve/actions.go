@@ -223,17 +223,20 @@ func (r *run) setVar(f *frame, n *node, name, val string) error {
 	if len(val) > r.opts.MaxVariableSize {
 		return r.fail(f, n.pos, ErrInvalidArgument, "value of variable %s longer than %d bytes", name, r.opts.MaxVariableSize)
 	}
-	m := f.vars
+	mp := &f.vars
 	if f.globals[name] {
-		m = r.globals
+		mp = &r.globals
 	}
-	if _, ok := m[name]; !ok {
+	if _, ok := (*mp)[name]; !ok {
 		r.nvars++
 		if r.nvars > r.opts.MaxVariables {
 			return r.fail(f, n.pos, ErrInvalidArgument, "more than %d variables", r.opts.MaxVariables)
 		}
 	}
-	m[name] = val
+	if *mp == nil {
+		*mp = map[string]string{}
+	}
+	(*mp)[name] = val
 	return nil
 }
 
@@ -393,7 +396,7 @@ func (r *run) include(f *frame, n *node) (control, error) {
 	}
 	r.once[key] = true
 	r.stack = append(r.stack, key)
-	c, err := r.block(&frame{script: s, vars: map[string]string{}, globals: map[string]bool{}}, s.cmds)
+	c, err := r.block(&frame{script: s}, s.cmds)
 	r.stack = r.stack[:len(r.stack)-1]
 	if err != nil || c == ctlStop {
 		return ctlStop, err
@@ -534,7 +537,7 @@ func (r *run) editable(f *frame, n *node) error {
 		return r.fail(f, n.pos, ErrTooManyActions, "more than %d header edits", r.opts.MaxHeaderEdits)
 	}
 	if r.hdr == nil {
-		r.hdr = append([]HeaderField{}, r.msg.Header()...)
+		r.setHeader(append([]HeaderField{}, r.msg.Header()...))
 	}
 	return nil
 }
@@ -560,9 +563,9 @@ func (r *run) addheader(f *frame, n *node) error {
 	val = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ", "\x00", "").Replace(val)
 	fld := HeaderField{Name: name, Value: " " + val}
 	if n.has("last") {
-		r.hdr = append(r.hdr, fld)
+		r.setHeader(append(r.hdr, fld))
 	} else {
-		r.hdr = append([]HeaderField{fld}, r.hdr...)
+		r.setHeader(append([]HeaderField{fld}, r.hdr...))
 	}
 	r.res.HeaderEdits = append(r.res.HeaderEdits, HeaderEdit{Add: true, Last: n.has("last"), Name: name, Value: val})
 	return nil
@@ -625,7 +628,7 @@ func (r *run) deleteheader(f *frame, n *node) error {
 	if out == nil {
 		out = []HeaderField{}
 	}
-	r.hdr = out
+	r.setHeader(out)
 	r.res.HeaderEdits = append(r.res.HeaderEdits, HeaderEdit{Name: name, Delete: del})
 	return nil
 }

@@ -26,6 +26,7 @@ type node struct {
 	ap      string // address part: all, localpart, domain, user, detail
 	keyRE   []*regexp.Regexp
 	disable bool // an ihave test naming an unknown extension: false, block unchecked
+	mimeOpt bool // :type, :subtype, :contenttype or :param (RFC 5703 section 4.2)
 }
 
 func (n *node) has(tag string) bool { _, ok := n.tags[tag]; return ok }
@@ -396,7 +397,26 @@ func (c *checker) checkArgs(n *node, def *cmdDef, args []argument) bool {
 			}
 		}
 	}
+	for i := range args {
+		if a := &args[i]; a.kind == argStrings {
+			constVals(n, a)
+		}
+	}
+	n.mimeOpt = n.has("type") || n.has("subtype") || n.has("contenttype") || n.has("param")
 	return true
+}
+
+// constVals sets a.vals when no string of a refers to a variable, so that
+// the interpreter does not copy the list at every run.
+func constVals(n *node, a *argument) {
+	vals := make([]string, len(a.strs))
+	for i, s := range a.strs {
+		if !n.constant(s.val) {
+			return
+		}
+		vals[i] = s.val
+	}
+	a.vals = vals
 }
 
 func (c *checker) typeOK(a *argument, t argType) bool {

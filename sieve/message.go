@@ -196,17 +196,57 @@ var foldReplacer = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "
 
 // decodeHeader unfolds a raw value and decodes RFC 2047 encoded words
 // (RFC 5228 section 2.7.2); a value that does not decode stays raw.
+//
+// A value that needs work (folded, or with encoded words) is decoded once
+// per run: the same Subject is often tested by several rules.
 func (r *run) decodeHeader(v string) string {
-	v = unfold(v)
-	if !strings.Contains(v, "=?") {
-		return v
+	if out, ok := r.decoded[v]; ok {
+		return out
+	}
+	u := unfold(v)
+	if !strings.Contains(u, "=?") {
+		if strings.ContainsAny(v, "\r\n") { // unfolding made a copy
+			r.memoDecoded(v, u)
+		}
+		return u
 	}
 	d := mime.WordDecoder{CharsetReader: r.charsetReader}
-	out, err := d.DecodeHeader(v)
+	out, err := d.DecodeHeader(u)
 	if err != nil {
-		return v
+		out = u
 	}
+	r.memoDecoded(v, out)
 	return out
+}
+
+// maxMemo bounds each of a run's memo maps (decodeHeader's, addressList's):
+// past it, values are worked out again.
+const maxMemo = 256
+
+func (r *run) memoDecoded(raw, out string) {
+	if r.decoded == nil {
+		r.decoded = make(map[string]string)
+	}
+	if len(r.decoded) < maxMemo {
+		r.decoded[raw] = out
+	}
+}
+
+// addressList returns parseAddressList(unfold(raw)), parsed once per run
+// for each raw value (address tests of several rules read the same From).
+// The slice is shared: callers only read it.
+func (r *run) addressList(raw string) []address {
+	if l, ok := r.addrs[raw]; ok {
+		return l
+	}
+	l := parseAddressList(unfold(raw))
+	if r.addrs == nil {
+		r.addrs = make(map[string][]address)
+	}
+	if len(r.addrs) < maxMemo {
+		r.addrs[raw] = l
+	}
+	return l
 }
 
 func (r *run) charsetReader(cs string, in io.Reader) (io.Reader, error) {
@@ -230,24 +270,28 @@ type address struct {
 // it then only matches with :all).
 func parseAddressList(v string) []address {
 	var out []address
-	var cur strings.Builder
+	// cur collects the element outside angle brackets, angle the text
+	// inside them; both without comments. One buffer each, reused.
+	var cbuf, abuf [64]byte
+	cur, angle := cbuf[:0], abuf[:0]
 	depth, inQuote, inAngle := 0, false, false
-	angle := ""
 	hadAngle := false
 	flush := func() {
-		el := strings.TrimSpace(cur.String())
+		var el string
 		if hadAngle {
-			el = strings.TrimSpace(angle)
+			el = string(bytes.TrimSpace(angle))
 			// A route ("@a,@b:user@host") is dropped (RFC 5322 section 4.4).
 			if strings.HasPrefix(el, "@") {
 				if i := strings.IndexByte(el, ':'); i >= 0 {
 					el = el[i+1:]
 				}
 			}
+		} else {
+			el = string(bytes.TrimSpace(cur))
 		}
-		cur.Reset()
+		cur = cur[:0]
 		empty := hadAngle && el == ""
-		angle, hadAngle = "", false
+		angle, hadAngle = angle[:0], false
 		if empty {
 			// "<>", the null address: only :all sees it, as "<>".
 			out = append(out, address{raw: "<>"})
@@ -264,9 +308,9 @@ func parseAddressList(v string) []address {
 		case inQuote:
 			if ch == '\\' && i+1 < len(v) {
 				if inAngle {
-					angle += v[i : i+2]
+					angle = append(angle, v[i:i+2]...)
 				} else {
-					cur.WriteString(v[i : i+2])
+					cur = append(cur, v[i:i+2]...)
 				}
 				i++
 				continue
@@ -275,9 +319,9 @@ func parseAddressList(v string) []address {
 				inQuote = false
 			}
 			if inAngle {
-				angle += string(ch)
+				angle = append(angle, ch)
 			} else {
-				cur.WriteByte(ch)
+				cur = append(cur, ch)
 			}
 		case depth > 0:
 			if ch == '\\' {
@@ -292,28 +336,28 @@ func parseAddressList(v string) []address {
 		case ch == '"':
 			inQuote = true
 			if inAngle {
-				angle += string(ch)
+				angle = append(angle, ch)
 			} else {
-				cur.WriteByte(ch)
+				cur = append(cur, ch)
 			}
 		case inAngle:
 			if ch == '>' {
 				inAngle = false
 			} else {
-				angle += string(ch)
+				angle = append(angle, ch)
 			}
 		case ch == '<':
 			inAngle, hadAngle = true, true
-			angle = ""
+			angle = angle[:0]
 		case ch == ',':
 			flush()
 		case ch == ':' && !hadAngle:
 			// A group's display name ends here (RFC 5322 section 3.4).
-			cur.Reset()
+			cur = cur[:0]
 		case ch == ';':
 			flush()
 		default:
-			cur.WriteByte(ch)
+			cur = append(cur, ch)
 		}
 	}
 	flush()
@@ -337,7 +381,11 @@ func splitAddr(s string) address {
 		return a
 	}
 	a.local, a.domain, a.valid = local, domain, true
-	a.raw = local + "@" + domain
+	if len(local)+1+len(domain) != len(s) {
+		// Trimmed or unquoted: local and domain are no longer s's
+		// halves (when they are, s is already their join).
+		a.raw = local + "@" + domain
+	}
 	if strings.ContainsAny(local, " \"\\") {
 		a.raw = s
 	}
