@@ -679,22 +679,25 @@ func (r *run) vacation(f *frame, n *node) error {
 	period = min(max(period, r.opts.VacationMinPeriod), r.opts.VacationMaxPeriod)
 	env := r.env.Envelope
 	user := env.To
-	mine := []string{env.To, env.OrigTo}
-	for _, a := range append(addrs, r.env.UserAddresses...) {
-		// ":addresses" may carry display names ("Me <me@example.org>").
-		if m, err := parseMailbox(a); err == nil {
-			a = m
+	mine := make([]string, 0, 2+len(addrs)+len(r.env.UserAddresses))
+	mine = append(mine, env.To, env.OrigTo)
+	for _, list := range [2][]string{addrs, r.env.UserAddresses} {
+		for _, a := range list {
+			// ":addresses" may carry display names ("Me <me@example.org>").
+			if m, err := parseMailbox(a); err == nil {
+				a = m
+			}
+			mine = append(mine, a)
 		}
-		mine = append(mine, a)
 	}
 	if ok, _ := VacationAllowed(r.currentHeader(), env.From, mine); !ok {
 		return nil
 	}
 	if !hasHandle {
-		// RFC 5230 section 4.2: without :handle, replies that differ in
-		// their text are tracked apart.
-		h := sha256.Sum256([]byte(reason + "\x00" + subject + "\x00" + from + "\x00" + strconv.FormatBool(n.has("mime"))))
-		handle = hex.EncodeToString(h[:8])
+		handle = n.vacHandle
+		if handle == "" {
+			handle = vacationHandle(reason, subject, from, n.has("mime"))
+		}
 	}
 	key := "vacation\x00" + handle + "\x00" + strings.ToLower(env.From)
 	if r.env.Tracker != nil {
@@ -730,6 +733,13 @@ func (r *run) vacation(f *frame, n *node) error {
 		To: env.From, From: from, Subject: subject, Reason: reason, Mime: n.has("mime"),
 		Handle: handle, Period: period, InReplyTo: msgID, References: refs, TrackKey: key,
 	}})
+}
+
+// vacationHandle is the handle of a vacation without :handle: RFC 5230
+// section 4.2, replies that differ in their text are tracked apart.
+func vacationHandle(reason, subject, from string, mime bool) string {
+	h := sha256.Sum256([]byte(reason + "\x00" + subject + "\x00" + from + "\x00" + strconv.FormatBool(mime)))
+	return hex.EncodeToString(h[:8])
 }
 
 // sameAddress compares addr-specs: the local part exactly (RFC 5321

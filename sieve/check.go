@@ -27,6 +27,8 @@ type node struct {
 	keyRE   []*regexp.Regexp
 	disable bool // an ihave test naming an unknown extension: false, block unchecked
 	mimeOpt bool // :type, :subtype, :contenttype or :param (RFC 5703 section 4.2)
+
+	vacHandle string // vacation without :handle and without variables: its implicit handle
 }
 
 func (n *node) has(tag string) bool { _, ok := n.tags[tag]; return ok }
@@ -615,6 +617,16 @@ func checkVacation(c *checker, n *node) {
 	// one that is no address only never matches.
 	// :days and :seconds out of range are clamped at run time (RFC 5230
 	// section 4.1), as Pigeonhole does after a warning.
+	if !n.has("handle") {
+		// The implicit handle of texts without variables is the same at
+		// every run: worked out once, here.
+		reason := n.args[0].strs[0]
+		subject, _ := n.tagStr("subject")
+		from, _ := n.tagStr("from")
+		if n.constant(reason.val) && n.constant(subject.val) && n.constant(from.val) {
+			n.vacHandle = vacationHandle(reason.val, subject.val, from.val, n.has("mime"))
+		}
+	}
 }
 
 func checkInclude(c *checker, n *node) {

@@ -30,9 +30,18 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 	}
 	named := false
 	for _, h := range hdr {
-		name := strings.ToLower(h.Name)
-		v := unfold(h.Value)
-		switch name {
+		var buf [32]byte
+		name, ok := lowerName(buf[:0], h.Name)
+		if !ok {
+			continue // longer than any name looked at here
+		}
+		var v string
+		switch string(name) {
+		case "auto-submitted", "precedence", "x-auto-response-suppress",
+			"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc":
+			v = unfold(h.Value)
+		}
+		switch string(name) {
 		case "auto-submitted":
 			// RFC 3834 section 5: anything but "no" is automatic.
 			if !strings.EqualFold(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]), "no") {
@@ -65,4 +74,18 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		return false, "the message does not name the user in To, Cc or Bcc"
 	}
 	return true, ""
+}
+
+// lowerName appends the ASCII lower case of a header field name to buf
+// (field names are ASCII, RFC 5322 section 2.2) if it fits buf's capacity;
+// ok is false when it does not. Switching on string(name) then allocates
+// nothing.
+func lowerName(buf []byte, name string) (out []byte, ok bool) {
+	if len(name) > cap(buf)-len(buf) {
+		return buf, false
+	}
+	for i := 0; i < len(name); i++ {
+		buf = append(buf, foldByte(name[i]))
+	}
+	return buf, true
 }
