@@ -82,6 +82,7 @@ type sieveStep struct {
 	cache   *scriptCache
 	now     func() time.Time
 	observe func(action string) // counts actions and errors, for metrics
+	marks   markCache           // vacation and duplicate marks read, for every tracker of filter
 }
 
 func (s *sieveStep) Name() string { return "sieve" }
@@ -171,6 +172,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	msg := s.message(m)
 	addr := d.User + "@" + d.Domain
 	tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
+	tr.marks = &s.marks
 	env := &sieve.Env{
 		Envelope: sieve.Envelope{From: m.From, To: m.Recipients[rcpt].Address.String(), OrigTo: m.Recipients[rcpt].Params.OriginalRecipient},
 		Now:      s.now(),
