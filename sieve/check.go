@@ -26,7 +26,14 @@ type node struct {
 	ap      string // address part: all, localpart, domain, user, detail
 	keyRE   []*regexp.Regexp
 	disable bool // an ihave test naming an unknown extension: false, block unchecked
-	mimeOpt bool // :type, :subtype, :contenttype or :param (RFC 5703 section 4.2)
+	// Tags the interpreter looks at in every header, address and date
+	// test, read once from tags.
+	mimeOpt  bool  // :type, :subtype, :contenttype or :param (RFC 5703 section 4.2)
+	mime     bool  // :mime (RFC 5703 section 4.1)
+	anychild bool  // :anychild
+	last     bool  // :last (RFC 5260 section 6)
+	hasIndex bool  // :index given
+	index    int64 // its value
 
 	vacHandle string // vacation without :handle and without variables: its implicit handle
 }
@@ -405,6 +412,8 @@ func (c *checker) checkArgs(n *node, def *cmdDef, args []argument) bool {
 		}
 	}
 	n.mimeOpt = n.has("type") || n.has("subtype") || n.has("contenttype") || n.has("param")
+	n.mime, n.anychild, n.last = n.has("mime"), n.has("anychild"), n.has("last")
+	n.index, n.hasIndex = n.tagNum("index")
 	return true
 }
 
@@ -804,6 +813,13 @@ func decodeEncodedCharacter(s string) (string, string) {
 		b.Write(out)
 		s = rest[j+1:]
 	}
+}
+
+// isAddressHeader is addressHeaders[lower(name)], without allocating.
+func isAddressHeader(name string) bool {
+	var buf [32]byte
+	l, ok := lowerName(buf[:0], name)
+	return ok && addressHeaders[string(l)]
 }
 
 // addressHeaders are the fields the address test accepts: RFC 5228

@@ -493,14 +493,14 @@ func (r *run) setHeader(h []HeaderField) {
 // indexed applies :index/:last (RFC 5260 section 6) to the occurrences of
 // one field name.
 func indexed(n *node, vals []string) []string {
-	idx, ok := n.tagNum("index")
-	if !ok {
+	if !n.hasIndex {
 		return vals
 	}
+	idx := n.index
 	if idx > int64(len(vals)) {
 		return nil
 	}
-	if n.has("last") {
+	if n.last {
 		return []string{vals[int64(len(vals))-idx]}
 	}
 	return []string{vals[idx-1]}
@@ -535,7 +535,7 @@ func (r *run) addressTest(f *frame, n *node) (bool, error) {
 	}
 	var vals []string
 	for _, name := range names {
-		if !addressHeaders[lower(name)] {
+		if !isAddressHeader(name) {
 			continue
 		}
 		raw, err := r.headerFields(f, n, name)

@@ -411,6 +411,9 @@ var errBadAddress = errors.New("invalid address")
 // parseMailbox accepts one address ("user@example.org", optionally in
 // angle brackets or with a display name) and returns its addr-spec.
 func parseMailbox(s string) (string, error) {
+	if plainAddrSpec(s) {
+		return s, nil // what the general path below gives, without its copies
+	}
 	l := parseAddressList(s)
 	if len(l) != 1 || !l[0].valid || strings.ContainsAny(s, ",;") {
 		return "", errBadAddress
@@ -421,6 +424,29 @@ func parseMailbox(s string) (string, error) {
 		}
 	}
 	return l[0].raw, nil
+}
+
+// plainAddrSpec reports whether s is a bare "local@domain" of printable
+// ASCII without any character that parseAddressList or splitAddr treats
+// specially (white space, quotes, comments, angle brackets, groups,
+// separators, escapes, domain literals), with something on both sides of
+// its last "@". parseMailbox returns such an s unchanged.
+func plainAddrSpec(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+		switch c {
+		case '"', '(', ')', '<', '>', '[', ']', ',', ';', ':', '\\':
+			return false
+		}
+	}
+	return true
 }
 
 // NewMessage builds a Message from what a caller already holds: the parsed
