@@ -358,7 +358,7 @@ func (s *sieveStep) userScript(d Destination) (path, rel, root string, err error
 
 // message returns m as the sieve package reads it.
 func (s *sieveStep) message(m *Message) sieve.Message {
-	var hdr []sieve.HeaderField
+	hdr := make([]sieve.HeaderField, 0, m.hdr.Len())
 	for f := m.hdr.Fields(); f.Next(); {
 		hdr = append(hdr, sieve.HeaderField{Name: f.Key(), Value: f.Value()})
 	}

@@ -202,8 +202,8 @@ type globTok struct {
 	c    byte
 }
 
-func globTokens(pat string) []globTok {
-	toks := make([]globTok, 0, len(pat))
+// globTokens appends the tokens of pat to toks.
+func globTokens(toks []globTok, pat string) []globTok {
 	for i := 0; i < len(pat); i++ {
 		switch pat[i] {
 		case '*':
@@ -239,8 +239,17 @@ func foldByte(c byte) byte {
 // for the match variables of RFC 5229 section 3.2 (${0} is the whole
 // value). work counts the rounds, for the step budget.
 func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
-	p := globTokens(pat)
-	starts := make([]int, len(p)+1)
+	// Patterns are short: their tokens and the wildcards' starts fit on
+	// the stack.
+	var tokBuf [64]globTok
+	var startBuf [65]int
+	p := globTokens(tokBuf[:0], pat)
+	starts := startBuf[:0]
+	if len(p)+1 > len(startBuf) {
+		starts = make([]int, len(p)+1)
+	} else {
+		starts = startBuf[:len(p)+1]
+	}
 	i, j := 0, 0
 	starJ, starI := -1, 0
 	work := 0

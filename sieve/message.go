@@ -271,15 +271,15 @@ type address struct {
 func parseAddressList(v string) []address {
 	var out []address
 	// cur collects the element outside angle brackets, angle the text
-	// inside them; both without comments. One buffer each, reused.
+	// inside them; both without comments.
 	var cbuf, abuf [64]byte
-	cur, angle := cbuf[:0], abuf[:0]
+	cur, angle := textBuf{b: cbuf[:0]}, textBuf{b: abuf[:0]}
 	depth, inQuote, inAngle := 0, false, false
 	hadAngle := false
 	flush := func() {
 		var el string
 		if hadAngle {
-			el = string(bytes.TrimSpace(angle))
+			el = angle.text(v)
 			// A route ("@a,@b:user@host") is dropped (RFC 5322 section 4.4).
 			if strings.HasPrefix(el, "@") {
 				if i := strings.IndexByte(el, ':'); i >= 0 {
@@ -287,11 +287,12 @@ func parseAddressList(v string) []address {
 				}
 			}
 		} else {
-			el = string(bytes.TrimSpace(cur))
+			el = cur.text(v)
 		}
-		cur = cur[:0]
+		cur = cur.reset()
 		empty := hadAngle && el == ""
-		angle, hadAngle = angle[:0], false
+		hadAngle = false
+		angle = angle.reset()
 		if empty {
 			// "<>", the null address: only :all sees it, as "<>".
 			out = append(out, address{raw: "<>"})
@@ -308,9 +309,9 @@ func parseAddressList(v string) []address {
 		case inQuote:
 			if ch == '\\' && i+1 < len(v) {
 				if inAngle {
-					angle = append(angle, v[i:i+2]...)
+					angle = angle.add(v, i, i+2)
 				} else {
-					cur = append(cur, v[i:i+2]...)
+					cur = cur.add(v, i, i+2)
 				}
 				i++
 				continue
@@ -319,9 +320,9 @@ func parseAddressList(v string) []address {
 				inQuote = false
 			}
 			if inAngle {
-				angle = append(angle, ch)
+				angle = angle.add(v, i, i+1)
 			} else {
-				cur = append(cur, ch)
+				cur = cur.add(v, i, i+1)
 			}
 		case depth > 0:
 			if ch == '\\' {
@@ -336,32 +337,70 @@ func parseAddressList(v string) []address {
 		case ch == '"':
 			inQuote = true
 			if inAngle {
-				angle = append(angle, ch)
+				angle = angle.add(v, i, i+1)
 			} else {
-				cur = append(cur, ch)
+				cur = cur.add(v, i, i+1)
 			}
 		case inAngle:
 			if ch == '>' {
 				inAngle = false
 			} else {
-				angle = append(angle, ch)
+				angle = angle.add(v, i, i+1)
 			}
 		case ch == '<':
 			inAngle, hadAngle = true, true
-			angle = angle[:0]
+			angle = angle.reset()
 		case ch == ',':
 			flush()
 		case ch == ':' && !hadAngle:
 			// A group's display name ends here (RFC 5322 section 3.4).
-			cur = cur[:0]
+			cur = cur.reset()
 		case ch == ';':
 			flush()
 		default:
-			cur = append(cur, ch)
+			cur = cur.add(v, i, i+1)
 		}
 	}
 	flush()
 	return out
+}
+
+// textBuf collects pieces of a string v. While they are one run of v
+// (no comment or group name cut out), text returns a substring of v, not
+// a copy: most addresses are written without comments.
+type textBuf struct {
+	b          []byte
+	start, end int  // the run of v that b holds, while contig
+	contig     bool // b == v[start:end]
+}
+
+func (t textBuf) add(v string, i, j int) textBuf {
+	switch {
+	case len(t.b) == 0:
+		t.start, t.end, t.contig = i, j, true
+	case t.contig && t.end == i:
+		t.end = j
+	default:
+		t.contig = false
+	}
+	t.b = append(t.b, v[i:j]...)
+	return t
+}
+
+func (t textBuf) reset() textBuf {
+	t.b = t.b[:0]
+	return t
+}
+
+// text returns the collected text without the white space around it.
+func (t textBuf) text(v string) string {
+	if len(t.b) == 0 {
+		return ""
+	}
+	if t.contig {
+		return strings.TrimSpace(v[t.start:t.end])
+	}
+	return string(bytes.TrimSpace(t.b))
 }
 
 // splitAddr splits an addr-spec at its last "@".
