@@ -467,6 +467,7 @@ func (r *run) fields(name string) []string {
 			out = append(out, h.Value)
 		}
 	}
+	out = out[:len(out):len(out)] // an append by a caller copies
 	if len(r.fieldCache) < maxFieldCache {
 		r.fieldCache = append(r.fieldCache, fieldEntry{name: name, vals: out})
 	}
