@@ -85,7 +85,7 @@ type sieveStep struct {
 	observe func(action string) // counts actions and errors, for metrics
 	marks   markCache           // vacation and duplicate marks read, for every tracker of filter
 	pathsMu sync.Mutex
-	paths   map[userScriptKey]userScriptPath // userScript\'s answers
+	paths   map[userScriptKey]userScriptPath // userScript's answers (tmpl and root never change)
 }
 
 func (s *sieveStep) Name() string { return "sieve" }
