@@ -35,13 +35,13 @@ type run struct {
 	opts       Options
 	now        time.Time
 	res        Result
-	hdr        []HeaderField        // the header after edits; nil until the first edit
-	fieldCache []fieldEntry         // fields' answers for hdr (or the message's header)
-	decoded    map[string]string    // decodeHeader's results by raw value, when it had work to do
-	addrs      map[string][]address // parseAddressList(unfold(raw)) by raw value
-	fieldBuf   [16]fieldEntry       // fieldCache's first array, allocated with the run
-	stackBuf   [4]string            // stack's
-	globals    map[string]string    // made at the first write
+	hdr        []HeaderField     // the header after edits; nil until the first edit
+	fieldCache []fieldEntry      // fields' answers for hdr (or the message's header)
+	decoded    []memo[string]    // decodeHeader's results by raw value, when it had work to do
+	addrs      []memo[[]address] // parseAddressList(unfold(raw)) by raw value
+	fieldBuf   [16]fieldEntry    // fieldCache's first array, allocated with the run
+	stackBuf   [4]string         // stack's
+	globals    map[string]string // made at the first write
 	nvars      int
 	match      []string // ${0}..${n} of the last successful :matches/:regex
 	flags      []string // the internal variable of imap4flags
@@ -456,6 +456,14 @@ func (r *run) currentHeader() []HeaderField {
 // maxFieldCache names, until an editheader action changes the header
 // (setHeader).
 func (r *run) fields(name string) []string {
+	// Names the same as the one asked for first: a script's constant
+	// string is the same string at every test, and any entry whose name
+	// folds to name holds the same fields.
+	for i := range r.fieldCache {
+		if e := &r.fieldCache[i]; e.name == name {
+			return e.vals
+		}
+	}
 	for i := range r.fieldCache {
 		if e := &r.fieldCache[i]; strings.EqualFold(e.name, name) {
 			return e.vals

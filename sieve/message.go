@@ -200,13 +200,13 @@ var foldReplacer = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "
 // A value that needs work (folded, or with encoded words) is decoded once
 // per run: the same Subject is often tested by several rules.
 func (r *run) decodeHeader(v string) string {
-	if out, ok := r.decoded[v]; ok {
+	if out, ok := recall(r.decoded, v); ok {
 		return out
 	}
 	u := unfold(v)
 	if !strings.Contains(u, "=?") {
 		if strings.ContainsAny(v, "\r\n") { // unfolding made a copy
-			r.memoDecoded(v, u)
+			r.decoded = remember(r.decoded, v, u)
 		}
 		return u
 	}
@@ -215,37 +215,50 @@ func (r *run) decodeHeader(v string) string {
 	if err != nil {
 		out = u
 	}
-	r.memoDecoded(v, out)
+	r.decoded = remember(r.decoded, v, out)
 	return out
 }
 
-// maxMemo bounds each of a run's memo maps (decodeHeader's, addressList's):
-// past it, values are worked out again.
-const maxMemo = 256
+// memo is one remembered result for a raw header value.
+type memo[T any] struct {
+	raw string
+	val T
+}
 
-func (r *run) memoDecoded(raw, out string) {
-	if r.decoded == nil {
-		r.decoded = make(map[string]string)
+// maxMemo bounds each of a run's memo lists (decodeHeader's,
+// addressList's): past it, values are worked out again.
+const maxMemo = 64
+
+// recall finds raw in l. The values come from the message's fields, so
+// a value asked for again is mostly the very same string, which == tells
+// at once.
+func recall[T any](l []memo[T], raw string) (T, bool) {
+	for i := range l {
+		if l[i].raw == raw {
+			return l[i].val, true
+		}
 	}
-	if len(r.decoded) < maxMemo {
-		r.decoded[raw] = out
+	var zero T
+	return zero, false
+}
+
+func remember[T any](l []memo[T], raw string, val T) []memo[T] {
+	if len(l) >= maxMemo {
+		return l
 	}
+	return append(l, memo[T]{raw, val})
 }
 
 // addressList returns parseAddressList(unfold(raw)), parsed once per run
 // for each raw value (address tests of several rules read the same From).
 // The slice is shared: callers only read it.
 func (r *run) addressList(raw string) []address {
-	if l, ok := r.addrs[raw]; ok {
+	if l, ok := recall(r.addrs, raw); ok {
 		return l
 	}
 	l := parseAddressList(unfold(raw))
-	if r.addrs == nil {
-		r.addrs = make(map[string][]address)
-	}
-	if len(r.addrs) < maxMemo {
-		r.addrs[raw] = l
-	}
+	l = l[:len(l):len(l)] // an append by a caller copies
+	r.addrs = remember(r.addrs, raw, l)
 	return l
 }
 
