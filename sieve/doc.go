@@ -129,4 +129,7 @@
 //     size, as Pigeonhole truncates; set reports it as an error (above).
 //   - Flags keep the case first written (Pigeonhole lowercases system flags
 //     in its listing; IMAP treats them case-insensitively either way).
+//   - An address with UTF-8 in it (RFC 6532) is an address for the address
+//     test, with or without angle brackets; Pigeonhole (0.5.19) takes it
+//     for an invalid one, seen only whole by :all.
 package sieve
