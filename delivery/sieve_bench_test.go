@@ -41,15 +41,19 @@ func typicalScript() string {
 // already, so the script ends in an implicit keep after reading the
 // vacation state). cpu-ns/op is the process's user and system CPU per
 // message (getrusage), the number the 10 % target is about;
-// step-cpu-ns/op is the CPU of the Sieve step alone (the thread's, around
-// the step's Apply).
+// step-cpu-ns/op is the CPU of the Sieve step alone (the thread's CPU
+// clock around the step's Apply, Linux only): it leaves out the fsyncs
+// and the other threads, and so varies far less with the load of the
+// machine than the process's figures.
 //
 // The none and 30-rules runs follow each other, so load on a shared
 // machine can differ between them; "interleaved" alternates one delivery
 // without and one with Sieve in the same loop (which goes first changing
 // every iteration) and reports each one's CPU and sieve-cpu-%, the CPU a
 // message costs more with Sieve, in percent: the figure to compare with
-// the target.
+// the target, on a machine quiet enough (on a busy virtual machine the
+// CPU of a delivery, mostly in fsync, can double from one moment to the
+// next, and the percentage with it).
 func BenchmarkSieveDelivery(b *testing.B) {
 	for _, withSieve := range []bool{false, true} {
 		name := "none"
