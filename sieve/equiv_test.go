@@ -351,3 +351,21 @@ func TestAddressNonASCII(t *testing.T) {
 		}
 	}
 }
+
+func TestByteHelpersUnchanged(t *testing.T) {
+	forEquivInputs(func(a, b string) {
+		for _, s := range []string{a, "<" + a + ">", "<<" + b + ">>", a + "<>" + b} {
+			if got, want := trimAngles(s), strings.Trim(s, "<>"); got != want {
+				t.Fatalf("trimAngles(%q) = %q, want %q", s, got, want)
+			}
+			for _, c := range []struct {
+				set   *byteSet
+				chars string
+			}{{&localSpecials, " \t\"<>()[]"}, {&domainSpecials, " \t\"<>()@,;"}, {&rawSpecials, " \"\\"}} {
+				if got, want := hasAny(s, c.set), strings.ContainsAny(s, c.chars); got != want {
+					t.Fatalf("hasAny(%q, %q) = %v, want %v", s, c.chars, got, want)
+				}
+			}
+		}
+	})
+}

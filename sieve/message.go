@@ -426,10 +426,10 @@ func splitAddr(s string) address {
 	local, domain := strings.TrimSpace(s[:at]), strings.TrimSpace(s[at+1:])
 	if strings.HasPrefix(local, "\"") && strings.HasSuffix(local, "\"") && len(local) >= 2 {
 		local = unquote(local[1 : len(local)-1])
-	} else if strings.ContainsAny(local, " \t\"<>()[]") {
+	} else if hasAny(local, &localSpecials) {
 		return a
 	}
-	if domain == "" || strings.ContainsAny(domain, " \t\"<>()@,;") {
+	if domain == "" || hasAny(domain, &domainSpecials) {
 		return a
 	}
 	a.local, a.domain, a.valid = local, domain, true
@@ -438,10 +438,38 @@ func splitAddr(s string) address {
 		// halves (when they are, s is already their join).
 		a.raw = local + "@" + domain
 	}
-	if strings.ContainsAny(local, " \"\\") {
+	if hasAny(local, &rawSpecials) {
 		a.raw = s
 	}
 	return a
+}
+
+// byteSet is a set of ASCII bytes, for hasAny.
+type byteSet [256]bool
+
+func newByteSet(chars string) (s byteSet) {
+	for i := 0; i < len(chars); i++ {
+		s[chars[i]] = true
+	}
+	return s
+}
+
+// The characters splitAddr looks for, as sets made once (strings.ContainsAny
+// makes its set at every call).
+var (
+	localSpecials  = newByteSet(" \t\"<>()[]")
+	domainSpecials = newByteSet(" \t\"<>()@,;")
+	rawSpecials    = newByteSet(" \"\\")
+)
+
+// hasAny is strings.ContainsAny(s, chars) for the ASCII chars of set.
+func hasAny(s string, set *byteSet) bool {
+	for i := 0; i < len(s); i++ {
+		if set[s[i]] {
+			return true
+		}
+	}
+	return false
 }
 
 func unquote(s string) string {

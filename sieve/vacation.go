@@ -24,7 +24,7 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		return false, "sender " + sender + " is a list or system address"
 	}
 	for _, m := range mine {
-		if m != "" && strings.EqualFold(strings.Trim(m, "<>"), sender) {
+		if m != "" && strings.EqualFold(trimAngles(m), sender) {
 			return false, "sender is the user"
 		}
 	}
@@ -63,7 +63,7 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		case "to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc":
 			for _, a := range parseAddressList(v) {
 				for _, m := range mine {
-					if m != "" && strings.EqualFold(a.raw, strings.Trim(m, "<>")) {
+					if m != "" && strings.EqualFold(a.raw, trimAngles(m)) {
 						named = true
 					}
 				}
@@ -74,6 +74,18 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		return false, "the message does not name the user in To, Cc or Bcc"
 	}
 	return true, ""
+}
+
+// trimAngles is strings.Trim(s, "<>").
+func trimAngles(s string) string {
+	i, j := 0, len(s)
+	for i < j && (s[i] == '<' || s[i] == '>') {
+		i++
+	}
+	for j > i && (s[j-1] == '<' || s[j-1] == '>') {
+		j--
+	}
+	return s[i:j]
 }
 
 // lowerName appends the ASCII lower case of a header field name to buf
