@@ -110,6 +110,9 @@ type sieveStep struct {
 
 	optsOnce sync.Once
 	opts     *sieve.Options // see options
+	marks    markCache      // vacation and duplicate marks read, for every tracker of filter
+	pathsMu  sync.Mutex
+	paths    map[userScriptKey]userScriptPath // userScript's answers (tmpl and root never change)
 }
 
 func (s *sieveStep) Name() string { return "sieve" }
@@ -233,6 +236,7 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 	msg := s.message(m)
 	addr := d.User + "@" + d.Domain
 	tr := newStateTracker(s.cfg.StateDir, d.Domain, d.User, s.now)
+	tr.marks = &s.marks
 	env := &sieve.Env{
 		Envelope: sieve.Envelope{From: m.From, To: m.Recipients[rcpt].Address.String(), OrigTo: m.Recipients[rcpt].Params.OriginalRecipient},
 		Now:      s.now(),
@@ -404,7 +408,38 @@ func (s *sieveStep) chain(ctx context.Context, d Destination) ([]scriptRun, stri
 // userScript returns the path of d's script, the same path relative to
 // its root, and the root: the directory's sieve field (relative to the
 // home) or the configured template.
+//
+// The answer depends only on d's mailbox, home, sieve field and address,
+// and is remembered by them: working it out again (expanding the template,
+// cleaning the paths) cost more than the rest of finding the script.
 func (s *sieveStep) userScript(d Destination) (path, rel, root string, err error) {
+	k := userScriptKey{d.Mailbox, d.Home, d.Sieve, d.User, d.Domain}
+	s.pathsMu.Lock()
+	p, ok := s.paths[k]
+	s.pathsMu.Unlock()
+	if !ok {
+		p.path, p.rel, p.root, p.err = s.expandUserScript(d)
+		s.pathsMu.Lock()
+		if s.paths == nil || len(s.paths) >= maxCachedScripts {
+			s.paths = make(map[userScriptKey]userScriptPath)
+		}
+		s.paths[k] = p
+		s.pathsMu.Unlock()
+	}
+	return p.path, p.rel, p.root, p.err
+}
+
+// userScriptKey is what userScript's answer depends on.
+type userScriptKey struct{ mailbox, home, sieve, user, domain string }
+
+// userScriptPath is one answer of userScript.
+type userScriptPath struct {
+	path, rel, root string
+	err             error
+}
+
+// expandUserScript works out userScript's answer.
+func (s *sieveStep) expandUserScript(d Destination) (path, rel, root string, err error) {
 	mbox := maildirDir(s.root, d.Mailbox)
 	home := d.Home
 	if home == "" {
@@ -430,7 +465,7 @@ func (s *sieveStep) userScript(d Destination) (path, rel, root string, err error
 
 // message returns m as the sieve package reads it.
 func (s *sieveStep) message(m *Message) sieve.Message {
-	var hdr []sieve.HeaderField
+	hdr := make([]sieve.HeaderField, 0, m.hdr.Len())
 	for f := m.hdr.Fields(); f.Next(); {
 		hdr = append(hdr, sieve.HeaderField{Name: f.Key(), Value: f.Value()})
 	}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lmtpd/lmtpd/delivery/maildir"
@@ -25,9 +27,10 @@ import (
 // renamed, so a crash leaves the old time or the new one. All access goes
 // through an os.Root on StateDir.
 type stateTracker struct {
-	dir  string // StateDir
-	user string // domain/user, relative to dir
-	now  func() time.Time
+	dir   string // StateDir
+	user  string // domain/user, relative to dir
+	now   func() time.Time
+	marks *markCache // Seen's, shared by the trackers of one sieveStep; nil reads every time
 }
 
 var _ sieve.Tracker = (*stateTracker)(nil)
@@ -63,8 +66,29 @@ func (t *stateTracker) marked(root *os.Root, key string) (time.Time, error) {
 // file by its plain path, which is confined lexically (escaped elements
 // and a hex name under StateDir, a directory only lmtpd writes); Mark,
 // which writes, goes through an os.Root.
+//
+// With a markCache, a file read before and unchanged since costs one stat,
+// not an open and a read: the mark of a sender answered already is
+// looked up at every message that sender sends.
 func (t *stateTracker) Seen(_ context.Context, key string, period time.Duration) (bool, error) {
-	b, err := os.ReadFile(filepath.Join(t.dir, filepath.FromSlash(t.file(key))))
+	path := filepath.Join(t.dir, filepath.FromSlash(t.file(key)))
+	var fi fs.FileInfo
+	if t.marks != nil {
+		var err error
+		fi, err = os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !fi.Mode().IsRegular() {
+			fi = nil // read below, for its error
+		} else if at, ok, hit := t.marks.get(path, fi); hit {
+			return ok && t.now().Sub(at) < period, nil
+		}
+	}
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -72,6 +96,9 @@ func (t *stateTracker) Seen(_ context.Context, key string, period time.Duration)
 		return false, err
 	}
 	at, ok := parseMark(b)
+	if fi != nil {
+		t.marks.put(path, fi, at, ok)
+	}
 	if !ok {
 		return false, nil // damaged: as if never marked
 	}
@@ -134,4 +161,66 @@ func (t *stateTracker) Mark(key string, period time.Duration, restart bool) erro
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// markCache holds the marks stateTracker.Seen read, by file path, each
+// valid while the file keeps its inode, device, size, modification and
+// change times. Mark replaces a file by renaming a new one over it (a new
+// inode), and any other change to it (a write, a chmod) moves its change
+// time, so what Seen answers from the cache is what reading the file
+// would give (short of an edit in place within the file system's clock
+// tick of the read, which lmtpd never makes). The zero value is ready;
+// it is safe for concurrent use.
+type markCache struct {
+	mu sync.Mutex
+	m  map[string]markEntry
+}
+
+type markEntry struct {
+	id fileStamp
+	at time.Time
+	ok bool // the file held a time (false: damaged)
+}
+
+// fileStamp identifies one version of a file.
+type fileStamp struct {
+	ino, dev     uint64
+	size         int64
+	mtime, ctime int64 // nanoseconds
+}
+
+func stampOf(fi fs.FileInfo) fileStamp {
+	s := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.ino, s.dev = uint64(st.Ino), uint64(st.Dev)
+		s.ctime = time.Unix(st.Ctim.Unix()).UnixNano()
+	}
+	return s
+}
+
+// maxCachedMarks bounds a markCache; past it, it is emptied.
+const maxCachedMarks = 10000
+
+// get returns the mark cached for path, with hit false unless fi is the
+// version of the file it was read from. (put stores what was read after
+// fi was taken: a file replaced in between leaves an entry only for the
+// version that is gone, which no later stat matches.)
+func (c *markCache) get(path string, fi fs.FileInfo) (at time.Time, ok, hit bool) {
+	c.mu.Lock()
+	e, found := c.m[path]
+	c.mu.Unlock()
+	if !found || e.id != stampOf(fi) {
+		return time.Time{}, false, false
+	}
+	return e.at, e.ok, true
+}
+
+func (c *markCache) put(path string, fi fs.FileInfo, at time.Time, ok bool) {
+	e := markEntry{id: stampOf(fi), at: at, ok: ok}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedMarks {
+		c.m = make(map[string]markEntry)
+	}
+	c.m[path] = e
+	c.mu.Unlock()
 }

@@ -223,17 +223,20 @@ func (r *run) setVar(f *frame, n *node, name, val string) error {
 	if len(val) > r.opts.MaxVariableSize {
 		return r.fail(f, n.pos, ErrInvalidArgument, "value of variable %s longer than %d bytes", name, r.opts.MaxVariableSize)
 	}
-	m := f.vars
+	mp := &f.vars
 	if f.globals[name] {
-		m = r.globals
+		mp = &r.globals
 	}
-	if _, ok := m[name]; !ok {
+	if _, ok := (*mp)[name]; !ok {
 		r.nvars++
 		if r.nvars > r.opts.MaxVariables {
 			return r.fail(f, n.pos, ErrInvalidArgument, "more than %d variables", r.opts.MaxVariables)
 		}
 	}
-	m[name] = val
+	if *mp == nil {
+		*mp = map[string]string{}
+	}
+	(*mp)[name] = val
 	return nil
 }
 
@@ -393,7 +396,7 @@ func (r *run) include(f *frame, n *node) (control, error) {
 	}
 	r.once[key] = true
 	r.stack = append(r.stack, key)
-	c, err := r.block(&frame{script: s, vars: map[string]string{}, globals: map[string]bool{}}, s.cmds)
+	c, err := r.block(&frame{script: s}, s.cmds)
 	r.stack = r.stack[:len(r.stack)-1]
 	if err != nil || c == ctlStop {
 		return ctlStop, err
@@ -591,7 +594,7 @@ func (r *run) editable(f *frame, n *node) error {
 		return r.fail(f, n.pos, ErrTooManyActions, "more than %d header edits", r.opts.MaxHeaderEdits)
 	}
 	if r.hdr == nil {
-		r.hdr = append([]HeaderField{}, r.msg.Header()...)
+		r.setHeader(append([]HeaderField{}, r.msg.Header()...))
 	}
 	return nil
 }
@@ -617,9 +620,9 @@ func (r *run) addheader(f *frame, n *node) error {
 	val = strings.NewReplacer("\r\n", " ", "\r", " ", "\n", " ", "\x00", "").Replace(val)
 	fld := HeaderField{Name: name, Value: " " + val}
 	if n.has("last") {
-		r.hdr = append(r.hdr, fld)
+		r.setHeader(append(r.hdr, fld))
 	} else {
-		r.hdr = append([]HeaderField{fld}, r.hdr...)
+		r.setHeader(append([]HeaderField{fld}, r.hdr...))
 	}
 	r.res.HeaderEdits = append(r.res.HeaderEdits, HeaderEdit{Add: true, Last: n.has("last"), Name: name, Value: val})
 	return nil
@@ -682,7 +685,7 @@ func (r *run) deleteheader(f *frame, n *node) error {
 	if out == nil {
 		out = []HeaderField{}
 	}
-	r.hdr = out
+	r.setHeader(out)
 	r.res.HeaderEdits = append(r.res.HeaderEdits, HeaderEdit{Name: name, Delete: del})
 	return nil
 }
@@ -733,22 +736,25 @@ func (r *run) vacation(f *frame, n *node) error {
 	period = min(max(period, r.opts.VacationMinPeriod), r.opts.VacationMaxPeriod)
 	env := r.env.Envelope
 	user := env.To
-	mine := []string{env.To, env.OrigTo}
-	for _, a := range append(addrs, r.env.UserAddresses...) {
-		// ":addresses" may carry display names ("Me <me@example.org>").
-		if m, err := parseMailbox(a); err == nil {
-			a = m
+	mine := make([]string, 0, 2+len(addrs)+len(r.env.UserAddresses))
+	mine = append(mine, env.To, env.OrigTo)
+	for _, list := range [2][]string{addrs, r.env.UserAddresses} {
+		for _, a := range list {
+			// ":addresses" may carry display names ("Me <me@example.org>").
+			if m, err := parseMailbox(a); err == nil {
+				a = m
+			}
+			mine = append(mine, a)
 		}
-		mine = append(mine, a)
 	}
 	if ok, _ := VacationAllowed(r.currentHeader(), env.From, mine); !ok {
 		return nil
 	}
 	if !hasHandle {
-		// RFC 5230 section 4.2: without :handle, replies that differ in
-		// their text are tracked apart.
-		h := sha256.Sum256([]byte(reason + "\x00" + subject + "\x00" + from + "\x00" + strconv.FormatBool(n.has("mime"))))
-		handle = hex.EncodeToString(h[:8])
+		handle = n.vacHandle
+		if handle == "" {
+			handle = vacationHandle(reason, subject, from, n.has("mime"))
+		}
 	}
 	key := "vacation\x00" + handle + "\x00" + strings.ToLower(env.From)
 	if r.env.Tracker != nil {
@@ -784,6 +790,13 @@ func (r *run) vacation(f *frame, n *node) error {
 		To: env.From, From: from, Subject: subject, Reason: reason, Mime: n.has("mime"),
 		Handle: handle, Period: period, InReplyTo: msgID, References: refs, TrackKey: key,
 	}})
+}
+
+// vacationHandle is the handle of a vacation without :handle: RFC 5230
+// section 4.2, replies that differ in their text are tracked apart.
+func vacationHandle(reason, subject, from string, mime bool) string {
+	h := sha256.Sum256([]byte(reason + "\x00" + subject + "\x00" + from + "\x00" + strconv.FormatBool(mime)))
+	return hex.EncodeToString(h[:8])
 }
 
 // sameAddress compares addr-specs: the local part exactly (RFC 5321

@@ -2,6 +2,8 @@ package sieve
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,6 +88,60 @@ func BenchmarkExecute(b *testing.B) {
 			b.Fatal(err)
 		}
 		if len(res.Actions) != 2 {
+			b.Fatalf("actions %v", res.Lines())
+		}
+	}
+}
+
+// listsScript is the script of delivery's BenchmarkSieveDelivery: twenty
+// list rules in a row, spam, flagged senders, a vacation.
+func listsScript() string {
+	var b strings.Builder
+	b.WriteString(`require ["fileinto", "mailbox", "imap4flags", "vacation", "variables", "envelope", "subaddress", "regex"];` + "\n")
+	b.WriteString(`if header :contains "X-Spam-Flag" "YES" { fileinto :create "Junk"; stop; }` + "\n")
+	b.WriteString(`if header :regex "X-Spam-Score" "^[1-9][0-9]" { fileinto :create "Junk"; stop; }` + "\n")
+	for i := range 20 {
+		fmt.Fprintf(&b, "if header :contains \"List-Id\" \"list%d.lists.example.org\" { fileinto :create \"Lists.list%d\"; stop; }\n", i, i)
+	}
+	for i := range 5 {
+		fmt.Fprintf(&b, "if address :is \"from\" \"boss%d@example.org\" { addflag \"\\\\Flagged\"; }\n", i)
+	}
+	b.WriteString(`if envelope :detail "to" "shop" { fileinto :create "Shopping"; stop; }` + "\n")
+	b.WriteString(`if header :matches "Subject" "*[urgent]*" { addflag "$Urgent"; }` + "\n")
+	b.WriteString(`vacation :days 7 :addresses ["bob@example.org"] :subject "Away" "I am away.";` + "\n")
+	return b.String()
+}
+
+// seenTracker answers every key as seen, as delivery's state directory
+// does for a sender answered already.
+type seenTracker struct{}
+
+func (seenTracker) Seen(context.Context, string, time.Duration) (bool, error) { return true, nil }
+
+// BenchmarkExecuteLists measures the interpreter's part of delivery's
+// BenchmarkSieveDelivery: the lists script against a personal message
+// whose sender was answered already (an implicit keep).
+func BenchmarkExecuteLists(b *testing.B) {
+	s, err := Compile("bench", []byte(listsScript()), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := ParseMessage([]byte("Received: from mx.example.org by mail.example.org; Tue, 1 Apr 2025 10:00:00 +0200\r\n" +
+		"From: someone@remote.test\r\nTo: bob@example.org\r\nSubject: hello\r\nMessage-ID: <x@remote.test>\r\n\r\nbody\r\n"))
+	env := &Env{
+		Envelope:      Envelope{From: "someone@remote.test", To: "bob@example.org"},
+		Now:           time.Date(2025, 4, 1, 12, 0, 0, 0, time.UTC),
+		Environment:   map[string]string{"domain": "example.org", "host": "mail.example.org", "phase": "during"},
+		Tracker:       seenTracker{},
+		UserAddresses: []string{"bob@example.org", "bob@example.org"},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := s.Execute(context.Background(), msg, env, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(res.Actions) != 0 || !res.ImplicitKeep {
 			b.Fatalf("actions %v", res.Lines())
 		}
 	}

@@ -26,6 +26,16 @@ type node struct {
 	ap      string // address part: all, localpart, domain, user, detail
 	keyRE   []*regexp.Regexp
 	disable bool // an ihave test naming an unknown extension: false, block unchecked
+	// Tags the interpreter looks at in every header, address and date
+	// test, read once from tags.
+	mimeOpt  bool  // :type, :subtype, :contenttype or :param (RFC 5703 section 4.2)
+	mime     bool  // :mime (RFC 5703 section 4.1)
+	anychild bool  // :anychild
+	last     bool  // :last (RFC 5260 section 6)
+	hasIndex bool  // :index given
+	index    int64 // its value
+
+	vacHandle string // vacation without :handle and without variables: its implicit handle
 }
 
 func (n *node) has(tag string) bool { _, ok := n.tags[tag]; return ok }
@@ -396,7 +406,28 @@ func (c *checker) checkArgs(n *node, def *cmdDef, args []argument) bool {
 			}
 		}
 	}
+	for i := range args {
+		if a := &args[i]; a.kind == argStrings {
+			constVals(n, a)
+		}
+	}
+	n.mimeOpt = n.has("type") || n.has("subtype") || n.has("contenttype") || n.has("param")
+	n.mime, n.anychild, n.last = n.has("mime"), n.has("anychild"), n.has("last")
+	n.index, n.hasIndex = n.tagNum("index")
 	return true
+}
+
+// constVals sets a.vals when no string of a refers to a variable, so that
+// the interpreter does not copy the list at every run.
+func constVals(n *node, a *argument) {
+	vals := make([]string, len(a.strs))
+	for i, s := range a.strs {
+		if !n.constant(s.val) {
+			return
+		}
+		vals[i] = s.val
+	}
+	a.vals = vals
 }
 
 func (c *checker) typeOK(a *argument, t argType) bool {
@@ -595,6 +626,16 @@ func checkVacation(c *checker, n *node) {
 	// one that is no address only never matches.
 	// :days and :seconds out of range are clamped at run time (RFC 5230
 	// section 4.1), as Pigeonhole does after a warning.
+	if !n.has("handle") {
+		// The implicit handle of texts without variables is the same at
+		// every run: worked out once, here.
+		reason := n.args[0].strs[0]
+		subject, _ := n.tagStr("subject")
+		from, _ := n.tagStr("from")
+		if n.constant(reason.val) && n.constant(subject.val) && n.constant(from.val) {
+			n.vacHandle = vacationHandle(reason.val, subject.val, from.val, n.has("mime"))
+		}
+	}
 }
 
 func checkInclude(c *checker, n *node) {
@@ -772,6 +813,13 @@ func decodeEncodedCharacter(s string) (string, string) {
 		b.Write(out)
 		s = rest[j+1:]
 	}
+}
+
+// isAddressHeader is addressHeaders[lower(name)], without allocating.
+func isAddressHeader(name string) bool {
+	var buf [32]byte
+	l, ok := lowerName(buf[:0], name)
+	return ok && addressHeaders[string(l)]
 }
 
 // addressHeaders are the fields the address test accepts: RFC 5228

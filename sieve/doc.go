@@ -136,4 +136,7 @@
 //     all alike. The scale is Pigeonhole's (RFC 5235 leaves it open):
 //     1 + floor(9 * status/max), or 4 for virustest, and floor(100 *
 //     status/max) for :percent.
+//   - An address with UTF-8 in it (RFC 6532) is an address for the address
+//     test, with or without angle brackets; Pigeonhole (0.5.19) takes it
+//     for an invalid one, seen only whole by :all.
 package sieve

@@ -20,7 +20,7 @@ const (
 
 // frame is one script being run: the main one or an included one. Local
 // variables belong to the frame (RFC 6609 section 3.3); names declared
-// global live in run.globals.
+// global live in run.globals. The maps are made at their first write.
 type frame struct {
 	script  *Script
 	vars    map[string]string
@@ -35,8 +35,13 @@ type run struct {
 	opts       Options
 	now        time.Time
 	res        Result
-	hdr        []HeaderField // the header after edits; nil until the first edit
-	globals    map[string]string
+	hdr        []HeaderField     // the header after edits; nil until the first edit
+	fieldCache []fieldEntry      // fields' answers for hdr (or the message's header)
+	decoded    []memo[string]    // decodeHeader's results by raw value, when it had work to do
+	addrs      []memo[[]address] // parseAddressList(unfold(raw)) by raw value
+	fieldBuf   [16]fieldEntry    // fieldCache's first array, allocated with the run
+	stackBuf   [4]string         // stack's
+	globals    map[string]string // made at the first write
 	nvars      int
 	match      []string // ${0}..${n} of the last successful :matches/:regex
 	flags      []string // the internal variable of imap4flags
@@ -63,14 +68,15 @@ func (s *Script) Execute(ctx context.Context, msg Message, env *Env, opts *Optio
 	if env == nil {
 		env = &Env{}
 	}
-	r := &run{ctx: ctx, msg: msg, env: env, opts: opts.withDefaults(), globals: map[string]string{}}
+	r := &run{ctx: ctx, msg: msg, env: env, opts: opts.withDefaults()}
 	r.now = env.Now
 	if r.now.IsZero() {
 		r.now = time.Now()
 	}
 	r.res.ImplicitKeep = true
-	f := &frame{script: s, vars: map[string]string{}, globals: map[string]bool{}}
-	r.stack = []string{"main"}
+	r.fieldCache = r.fieldBuf[:0]
+	f := &frame{script: s}
+	r.stack = append(r.stackBuf[:0], "main")
 	_, err := r.block(f, s.cmds)
 	if err != nil {
 		return Result{ImplicitKeep: true}, err
@@ -127,9 +133,15 @@ func (r *run) str(f *frame, n *node, s sstring) (string, error) {
 	return out, nil
 }
 
+// strs expands the strings of a string-list argument. The slice it
+// returns may be the argument's own (a list without variables): callers
+// only read it, and copy it before they hand it out.
 func (r *run) strs(f *frame, n *node, a *argument) ([]string, error) {
 	if a == nil {
 		return nil, nil
+	}
+	if a.vals != nil {
+		return a.vals, nil
 	}
 	out := make([]string, len(a.strs))
 	for i, s := range a.strs {
@@ -224,6 +236,9 @@ func (r *run) command(f *frame, n *node) (control, error) {
 	case "set":
 		return ctlNext, r.set(f, n)
 	case "global":
+		if f.globals == nil {
+			f.globals = map[string]bool{}
+		}
 		for _, s := range n.args[0].strs {
 			f.globals[lower(s.val)] = true
 		}
@@ -433,28 +448,68 @@ func (r *run) currentHeader() []HeaderField {
 	return r.msg.Header()
 }
 
-// fields returns the raw values of the fields named name, in order.
+// fields returns the raw values of the fields named name, in order. The
+// slice is shared with later calls: callers only read it.
+//
+// A script asks for the same few fields again and again (twenty List-Id
+// tests in a row are common), so the answers are kept for the run, up to
+// maxFieldCache names, until an editheader action changes the header
+// (setHeader).
 func (r *run) fields(name string) []string {
+	// Names the same as the one asked for first: a script's constant
+	// string is the same string at every test, and any entry whose name
+	// folds to name holds the same fields.
+	for i := range r.fieldCache {
+		if e := &r.fieldCache[i]; e.name == name {
+			return e.vals
+		}
+	}
+	for i := range r.fieldCache {
+		if e := &r.fieldCache[i]; strings.EqualFold(e.name, name) {
+			return e.vals
+		}
+	}
 	var out []string
 	for _, h := range r.currentHeader() {
 		if strings.EqualFold(h.Name, name) {
 			out = append(out, h.Value)
 		}
 	}
+	out = out[:len(out):len(out)] // an append by a caller copies
+	if len(r.fieldCache) < maxFieldCache {
+		r.fieldCache = append(r.fieldCache, fieldEntry{name: name, vals: out})
+	}
 	return out
+}
+
+// maxFieldCache bounds run.fieldCache: past it, fields scans the header.
+const maxFieldCache = 32
+
+// fieldEntry is one answer of fields: the values of the fields named
+// name (any case, as strings.EqualFold compares it).
+type fieldEntry struct {
+	name string
+	vals []string
+}
+
+// setHeader replaces the header the script sees (editheader) and forgets
+// what was read of the old one.
+func (r *run) setHeader(h []HeaderField) {
+	r.hdr = h
+	r.fieldCache = r.fieldBuf[:0]
 }
 
 // indexed applies :index/:last (RFC 5260 section 6) to the occurrences of
 // one field name.
 func indexed(n *node, vals []string) []string {
-	idx, ok := n.tagNum("index")
-	if !ok {
+	if !n.hasIndex {
 		return vals
 	}
+	idx := n.index
 	if idx > int64(len(vals)) {
 		return nil
 	}
-	if n.has("last") {
+	if n.last {
 		return []string{vals[int64(len(vals))-idx]}
 	}
 	return []string{vals[idx-1]}
@@ -472,7 +527,11 @@ func (r *run) headerTest(f *frame, n *node) (bool, error) {
 			return false, err
 		}
 		for _, v := range indexed(n, raw) {
-			vals = append(vals, mimeOption(n, r.decodeHeader(v))...)
+			if n.mimeOpt {
+				vals = append(vals, mimeOption(n, r.decodeHeader(v))...)
+			} else {
+				vals = append(vals, r.decodeHeader(v))
+			}
 		}
 	}
 	return r.matchKeys(f, n, vals, n.args[1])
@@ -485,7 +544,7 @@ func (r *run) addressTest(f *frame, n *node) (bool, error) {
 	}
 	var vals []string
 	for _, name := range names {
-		if !addressHeaders[lower(name)] {
+		if !isAddressHeader(name) {
 			continue
 		}
 		raw, err := r.headerFields(f, n, name)
@@ -495,7 +554,7 @@ func (r *run) addressTest(f *frame, n *node) (bool, error) {
 		for _, v := range indexed(n, raw) {
 			// Parsed raw: an encoded word may hide a comma in a display
 			// name, and RFC 2047 section 5 never encodes the addr-spec.
-			for _, a := range parseAddressList(unfold(v)) {
+			for _, a := range r.addressList(v) {
 				if p, ok := r.addressPart(n.ap, a); ok {
 					vals = append(vals, p)
 				}

@@ -83,7 +83,7 @@ func (c comparator) compare(a, b string) int {
 		}
 		return strings.Compare(ka, kb)
 	}
-	return strings.Compare(foldASCII(a), foldASCII(b))
+	return compareFold(a, b)
 }
 
 func (c comparator) equal(a, b string) bool {
@@ -93,14 +93,90 @@ func (c comparator) equal(a, b string) bool {
 	case cmpNumeric:
 		return c.compare(a, b) == 0
 	}
-	return len(a) == len(b) && foldASCII(a) == foldASCII(b)
+	return equalFold(a, b)
 }
 
 func (c comparator) contains(hay, needle string) bool {
 	if c == cmpOctet {
 		return strings.Contains(hay, needle)
 	}
-	return strings.Contains(foldASCII(hay), foldASCII(needle))
+	return containsFoldASCII(hay, needle)
+}
+
+// The casemap comparisons below give the results of comparing the
+// foldASCII forms (i;ascii-casemap, RFC 4790 section 9.2: only A-Z fold)
+// without building them: a script's keys are compared with every value
+// of every test, and each folded copy was an allocation.
+
+// equalFold reports whether a and b are equal once ASCII letters are
+// folded. Unlike strings.EqualFold it folds nothing outside A-Z.
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if x, y := a[i], b[i]; x != y && foldByte(x) != foldByte(y) {
+			return false
+		}
+	}
+	return true
+}
+
+// compareFold is strings.Compare(foldASCII(a), foldASCII(b)).
+func compareFold(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		x, y := foldByte(a[i]), foldByte(b[i])
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
+}
+
+// containsFoldMax bounds the work of containsFoldASCII's search in place
+// (len(hay)·len(needle) byte comparisons at worst); past it, a body part
+// for example, both are folded and strings.Contains, linear whatever the
+// needle, searches.
+const containsFoldMax = 1 << 14
+
+// containsFoldASCII is strings.Contains(foldASCII(hay), foldASCII(needle)).
+func containsFoldASCII(hay, needle string) bool {
+	if !hasUpper(hay) && !hasUpper(needle) {
+		return strings.Contains(hay, needle)
+	}
+	if len(hay)*len(needle) > containsFoldMax {
+		return strings.Contains(foldASCII(hay), foldASCII(needle))
+	}
+	if len(needle) == 0 {
+		return true
+	}
+	c0 := foldByte(needle[0])
+	for i := 0; i+len(needle) <= len(hay); i++ {
+		if foldByte(hay[i]) == c0 && equalFold(hay[i+1:i+len(needle)], needle[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasUpper reports whether s has an ASCII capital letter.
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 func relHolds(rel string, cmp int) bool {
@@ -126,8 +202,8 @@ type globTok struct {
 	c    byte
 }
 
-func globTokens(pat string) []globTok {
-	toks := make([]globTok, 0, len(pat))
+// globTokens appends the tokens of pat to toks.
+func globTokens(toks []globTok, pat string) []globTok {
 	for i := 0; i < len(pat); i++ {
 		switch pat[i] {
 		case '*':
@@ -163,8 +239,17 @@ func foldByte(c byte) byte {
 // for the match variables of RFC 5229 section 3.2 (${0} is the whole
 // value). work counts the rounds, for the step budget.
 func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
-	p := globTokens(pat)
-	starts := make([]int, len(p)+1)
+	// Patterns are short: their tokens and the wildcards' starts fit on
+	// the stack.
+	var tokBuf [64]globTok
+	var startBuf [65]int
+	p := globTokens(tokBuf[:0], pat)
+	starts := startBuf[:0]
+	if len(p)+1 > len(startBuf) {
+		starts = make([]int, len(p)+1)
+	} else {
+		starts = startBuf[:len(p)+1]
+	}
 	i, j := 0, 0
 	starJ, starI := -1, 0
 	work := 0

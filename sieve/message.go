@@ -196,17 +196,70 @@ var foldReplacer = strings.NewReplacer("\r\n\t", " ", "\n\t", " ", "\r\n", "", "
 
 // decodeHeader unfolds a raw value and decodes RFC 2047 encoded words
 // (RFC 5228 section 2.7.2); a value that does not decode stays raw.
+//
+// A value that needs work (folded, or with encoded words) is decoded once
+// per run: the same Subject is often tested by several rules.
 func (r *run) decodeHeader(v string) string {
-	v = unfold(v)
-	if !strings.Contains(v, "=?") {
-		return v
+	if out, ok := recall(r.decoded, v); ok {
+		return out
+	}
+	u := unfold(v)
+	if !strings.Contains(u, "=?") {
+		if strings.ContainsAny(v, "\r\n") { // unfolding made a copy
+			r.decoded = remember(r.decoded, v, u)
+		}
+		return u
 	}
 	d := mime.WordDecoder{CharsetReader: r.charsetReader}
-	out, err := d.DecodeHeader(v)
+	out, err := d.DecodeHeader(u)
 	if err != nil {
-		return v
+		out = u
 	}
+	r.decoded = remember(r.decoded, v, out)
 	return out
+}
+
+// memo is one remembered result for a raw header value.
+type memo[T any] struct {
+	raw string
+	val T
+}
+
+// maxMemo bounds each of a run's memo lists (decodeHeader's,
+// addressList's): past it, values are worked out again.
+const maxMemo = 64
+
+// recall finds raw in l. The values come from the message's fields, so
+// a value asked for again is mostly the very same string, which == tells
+// at once.
+func recall[T any](l []memo[T], raw string) (T, bool) {
+	for i := range l {
+		if l[i].raw == raw {
+			return l[i].val, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+func remember[T any](l []memo[T], raw string, val T) []memo[T] {
+	if len(l) >= maxMemo {
+		return l
+	}
+	return append(l, memo[T]{raw, val})
+}
+
+// addressList returns parseAddressList(unfold(raw)), parsed once per run
+// for each raw value (address tests of several rules read the same From).
+// The slice is shared: callers only read it.
+func (r *run) addressList(raw string) []address {
+	if l, ok := recall(r.addrs, raw); ok {
+		return l
+	}
+	l := parseAddressList(unfold(raw))
+	l = l[:len(l):len(l)] // an append by a caller copies
+	r.addrs = remember(r.addrs, raw, l)
+	return l
 }
 
 func (r *run) charsetReader(cs string, in io.Reader) (io.Reader, error) {
@@ -230,24 +283,29 @@ type address struct {
 // it then only matches with :all).
 func parseAddressList(v string) []address {
 	var out []address
-	var cur strings.Builder
+	// cur collects the element outside angle brackets, angle the text
+	// inside them; both without comments.
+	var cbuf, abuf [64]byte
+	cur, angle := textBuf{b: cbuf[:0]}, textBuf{b: abuf[:0]}
 	depth, inQuote, inAngle := 0, false, false
-	angle := ""
 	hadAngle := false
 	flush := func() {
-		el := strings.TrimSpace(cur.String())
+		var el string
 		if hadAngle {
-			el = strings.TrimSpace(angle)
+			el = angle.text(v)
 			// A route ("@a,@b:user@host") is dropped (RFC 5322 section 4.4).
 			if strings.HasPrefix(el, "@") {
 				if i := strings.IndexByte(el, ':'); i >= 0 {
 					el = el[i+1:]
 				}
 			}
+		} else {
+			el = cur.text(v)
 		}
-		cur.Reset()
+		cur = cur.reset()
 		empty := hadAngle && el == ""
-		angle, hadAngle = "", false
+		hadAngle = false
+		angle = angle.reset()
 		if empty {
 			// "<>", the null address: only :all sees it, as "<>".
 			out = append(out, address{raw: "<>"})
@@ -264,9 +322,9 @@ func parseAddressList(v string) []address {
 		case inQuote:
 			if ch == '\\' && i+1 < len(v) {
 				if inAngle {
-					angle += v[i : i+2]
+					angle = angle.add(v, i, i+2)
 				} else {
-					cur.WriteString(v[i : i+2])
+					cur = cur.add(v, i, i+2)
 				}
 				i++
 				continue
@@ -275,9 +333,9 @@ func parseAddressList(v string) []address {
 				inQuote = false
 			}
 			if inAngle {
-				angle += string(ch)
+				angle = angle.add(v, i, i+1)
 			} else {
-				cur.WriteByte(ch)
+				cur = cur.add(v, i, i+1)
 			}
 		case depth > 0:
 			if ch == '\\' {
@@ -292,32 +350,70 @@ func parseAddressList(v string) []address {
 		case ch == '"':
 			inQuote = true
 			if inAngle {
-				angle += string(ch)
+				angle = angle.add(v, i, i+1)
 			} else {
-				cur.WriteByte(ch)
+				cur = cur.add(v, i, i+1)
 			}
 		case inAngle:
 			if ch == '>' {
 				inAngle = false
 			} else {
-				angle += string(ch)
+				angle = angle.add(v, i, i+1)
 			}
 		case ch == '<':
 			inAngle, hadAngle = true, true
-			angle = ""
+			angle = angle.reset()
 		case ch == ',':
 			flush()
 		case ch == ':' && !hadAngle:
 			// A group's display name ends here (RFC 5322 section 3.4).
-			cur.Reset()
+			cur = cur.reset()
 		case ch == ';':
 			flush()
 		default:
-			cur.WriteByte(ch)
+			cur = cur.add(v, i, i+1)
 		}
 	}
 	flush()
 	return out
+}
+
+// textBuf collects pieces of a string v. While they are one run of v
+// (no comment or group name cut out), text returns a substring of v, not
+// a copy: most addresses are written without comments.
+type textBuf struct {
+	b          []byte
+	start, end int  // the run of v that b holds, while contig
+	contig     bool // b == v[start:end]
+}
+
+func (t textBuf) add(v string, i, j int) textBuf {
+	switch {
+	case len(t.b) == 0:
+		t.start, t.end, t.contig = i, j, true
+	case t.contig && t.end == i:
+		t.end = j
+	default:
+		t.contig = false
+	}
+	t.b = append(t.b, v[i:j]...)
+	return t
+}
+
+func (t textBuf) reset() textBuf {
+	t.b = t.b[:0]
+	return t
+}
+
+// text returns the collected text without the white space around it.
+func (t textBuf) text(v string) string {
+	if len(t.b) == 0 {
+		return ""
+	}
+	if t.contig {
+		return strings.TrimSpace(v[t.start:t.end])
+	}
+	return string(bytes.TrimSpace(t.b))
 }
 
 // splitAddr splits an addr-spec at its last "@".
@@ -330,18 +426,50 @@ func splitAddr(s string) address {
 	local, domain := strings.TrimSpace(s[:at]), strings.TrimSpace(s[at+1:])
 	if strings.HasPrefix(local, "\"") && strings.HasSuffix(local, "\"") && len(local) >= 2 {
 		local = unquote(local[1 : len(local)-1])
-	} else if strings.ContainsAny(local, " \t\"<>()[]") {
+	} else if hasAny(local, &localSpecials) {
 		return a
 	}
-	if domain == "" || strings.ContainsAny(domain, " \t\"<>()@,;") {
+	if domain == "" || hasAny(domain, &domainSpecials) {
 		return a
 	}
 	a.local, a.domain, a.valid = local, domain, true
-	a.raw = local + "@" + domain
-	if strings.ContainsAny(local, " \"\\") {
+	if len(local)+1+len(domain) != len(s) {
+		// Trimmed or unquoted: local and domain are no longer s's
+		// halves (when they are, s is already their join).
+		a.raw = local + "@" + domain
+	}
+	if hasAny(local, &rawSpecials) {
 		a.raw = s
 	}
 	return a
+}
+
+// byteSet is a set of ASCII bytes, for hasAny.
+type byteSet [256]bool
+
+func newByteSet(chars string) (s byteSet) {
+	for i := 0; i < len(chars); i++ {
+		s[chars[i]] = true
+	}
+	return s
+}
+
+// The characters splitAddr looks for, as sets made once (strings.ContainsAny
+// makes its set at every call).
+var (
+	localSpecials  = newByteSet(" \t\"<>()[]")
+	domainSpecials = newByteSet(" \t\"<>()@,;")
+	rawSpecials    = newByteSet(" \"\\")
+)
+
+// hasAny is strings.ContainsAny(s, chars) for the ASCII chars of set.
+func hasAny(s string, set *byteSet) bool {
+	for i := 0; i < len(s); i++ {
+		if set[s[i]] {
+			return true
+		}
+	}
+	return false
 }
 
 func unquote(s string) string {
@@ -363,6 +491,9 @@ var errBadAddress = errors.New("invalid address")
 // parseMailbox accepts one address ("user@example.org", optionally in
 // angle brackets or with a display name) and returns its addr-spec.
 func parseMailbox(s string) (string, error) {
+	if plainAddrSpec(s) {
+		return s, nil // what the general path below gives, without its copies
+	}
 	l := parseAddressList(s)
 	if len(l) != 1 || !l[0].valid || strings.ContainsAny(s, ",;") {
 		return "", errBadAddress
@@ -373,6 +504,29 @@ func parseMailbox(s string) (string, error) {
 		}
 	}
 	return l[0].raw, nil
+}
+
+// plainAddrSpec reports whether s is a bare "local@domain" of printable
+// ASCII without any character that parseAddressList or splitAddr treats
+// specially (white space, quotes, comments, angle brackets, groups,
+// separators, escapes, domain literals), with something on both sides of
+// its last "@". parseMailbox returns such an s unchanged.
+func plainAddrSpec(s string) bool {
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+		switch c {
+		case '"', '(', ')', '<', '>', '[', ']', ',', ';', ':', '\\':
+			return false
+		}
+	}
+	return true
 }
 
 // NewMessage builds a Message from what a caller already holds: the parsed

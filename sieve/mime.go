@@ -25,7 +25,7 @@ func (r *run) curPart(f *frame, n *node) (*mimePart, error) {
 // (as edited), or with :mime from the current MIME part, and with
 // :anychild from it and every part below it (RFC 5703 section 4.1).
 func (r *run) headerFields(f *frame, n *node, name string) ([]string, error) {
-	if !n.has("mime") {
+	if !n.mime {
 		return r.fields(name), nil
 	}
 	cur, err := r.curPart(f, n)
@@ -40,7 +40,7 @@ func (r *run) headerFields(f *frame, n *node, name string) ([]string, error) {
 			}
 		}
 	}
-	if n.has("anychild") {
+	if n.anychild {
 		cur.walk(collect)
 	} else {
 		collect(cur)

@@ -3,6 +3,7 @@ package sieve
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -107,6 +108,7 @@ func (r *run) notify(f *frame, n *node) error {
 	if nt.Options, err = r.strs(f, n, n.tags["options"]); err != nil {
 		return err
 	}
+	nt.Options = slices.Clone(nt.Options) // the Result's own, not the script's
 	msg, ok, err := r.tagString(f, n, "message")
 	if err != nil {
 		return err

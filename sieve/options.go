@@ -141,6 +141,10 @@ func pickDur(v, def time.Duration) time.Duration {
 	return v
 }
 
+// defaultProtectedHeaders is ProtectedHeaders' default, shared and only
+// read (run.protected).
+var defaultProtectedHeaders = []string{"Received", "Auto-Submitted"}
+
 // withDefaults returns a copy of o with every zero field set.
 func (o *Options) withDefaults() Options {
 	var r Options
@@ -160,7 +164,7 @@ func (o *Options) withDefaults() Options {
 		r.SubaddressDelimiters = "+"
 	}
 	if r.ProtectedHeaders == nil {
-		r.ProtectedHeaders = []string{"Received", "Auto-Submitted"}
+		r.ProtectedHeaders = defaultProtectedHeaders
 	}
 	r.VacationMinPeriod = pickDur(r.VacationMinPeriod, 24*time.Hour)
 	r.VacationMaxPeriod = pickDur(r.VacationMaxPeriod, 60*24*time.Hour)

@@ -24,6 +24,10 @@ type argument struct {
 	num    int64     // argNumber
 	strs   []sstring // argStrings
 	isList bool      // written in brackets
+	// vals holds the strings of an argStrings argument that refers to no
+	// variable (set by the checker, with len == cap): run.strs hands it
+	// out as it is, read-only, instead of expanding each string again.
+	vals []string
 }
 
 type testNode struct {

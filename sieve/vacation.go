@@ -24,15 +24,24 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		return false, "sender " + sender + " is a list or system address"
 	}
 	for _, m := range mine {
-		if m != "" && strings.EqualFold(strings.Trim(m, "<>"), sender) {
+		if m != "" && strings.EqualFold(trimAngles(m), sender) {
 			return false, "sender is the user"
 		}
 	}
 	named := false
 	for _, h := range hdr {
-		name := strings.ToLower(h.Name)
-		v := unfold(h.Value)
-		switch name {
+		var buf [32]byte
+		name, ok := lowerName(buf[:0], h.Name)
+		if !ok {
+			continue // longer than any name looked at here
+		}
+		var v string
+		switch string(name) {
+		case "auto-submitted", "precedence", "x-auto-response-suppress",
+			"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc":
+			v = unfold(h.Value)
+		}
+		switch string(name) {
 		case "auto-submitted":
 			// RFC 3834 section 5: anything but "no" is automatic.
 			if !strings.EqualFold(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]), "no") {
@@ -54,7 +63,7 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		case "to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc":
 			for _, a := range parseAddressList(v) {
 				for _, m := range mine {
-					if m != "" && strings.EqualFold(a.raw, strings.Trim(m, "<>")) {
+					if m != "" && strings.EqualFold(a.raw, trimAngles(m)) {
 						named = true
 					}
 				}
@@ -65,4 +74,30 @@ func VacationAllowed(hdr []HeaderField, sender string, mine []string) (bool, str
 		return false, "the message does not name the user in To, Cc or Bcc"
 	}
 	return true, ""
+}
+
+// trimAngles is strings.Trim(s, "<>").
+func trimAngles(s string) string {
+	i, j := 0, len(s)
+	for i < j && (s[i] == '<' || s[i] == '>') {
+		i++
+	}
+	for j > i && (s[j-1] == '<' || s[j-1] == '>') {
+		j--
+	}
+	return s[i:j]
+}
+
+// lowerName appends the ASCII lower case of a header field name to buf
+// (field names are ASCII, RFC 5322 section 2.2) if it fits buf's capacity;
+// ok is false when it does not. Switching on string(name) then allocates
+// nothing.
+func lowerName(buf []byte, name string) (out []byte, ok bool) {
+	if len(name) > cap(buf)-len(buf) {
+		return buf, false
+	}
+	for i := 0; i < len(name); i++ {
+		buf = append(buf, foldByte(name[i]))
+	}
+	return buf, true
 }
