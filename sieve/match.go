@@ -244,7 +244,7 @@ func glob(val, pat string, fold bool, wantCaps bool) (bool, []string, int) {
 	var tokBuf [64]globTok
 	var startBuf [65]int
 	p := globTokens(tokBuf[:0], pat)
-	starts := startBuf[:0]
+	var starts []int
 	if len(p)+1 > len(startBuf) {
 		starts = make([]int, len(p)+1)
 	} else {
