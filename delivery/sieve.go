@@ -73,7 +73,10 @@ import (
 //     copies durable, so the sends happen then, before its reply is
 //     written.
 //   - SMTP has one reply for the message: the hooks see nil only when
-//     every recipient was committed and the reply is going to be 250. A
+//     every recipient was committed and no earlier recipient's hook
+//     failed (a later one's failure still defers the message after the
+//     earlier hooks sent: the resend skips their redirects through
+//     redirectMemory, and their vacation replies through :days). A
 //     commit that fails part way (some recipients stored, then a
 //     failure: 4xx, and the client resends the whole message) sends
 //     nothing and records no duplicate mark; the resend that succeeds

@@ -25,7 +25,8 @@ import (
 // and in it one file per key, named by the key's SHA-256, holding the Unix
 // time it was marked. Files are written to a temporary name, fsynced and
 // renamed, so a crash leaves the old time or the new one. All access goes
-// through an os.Root on StateDir.
+// through an os.Root on StateDir. Marks older than stateMaxAge, which
+// answer nothing, are removed by Mark once a day per user (prune).
 type stateTracker struct {
 	dir   string // StateDir
 	user  string // domain/user, relative to dir
@@ -46,7 +47,13 @@ func (t *stateTracker) file(key string) string {
 
 // marked returns when key was marked, or the zero time.
 func (t *stateTracker) marked(root *os.Root, key string) (time.Time, error) {
-	f, err := root.Open(t.file(key))
+	return t.markedFile(root, t.file(key))
+}
+
+// markedFile returns the time in the state file name (relative to root),
+// or the zero time if it is missing or damaged.
+func (t *stateTracker) markedFile(root *os.Root, name string) (time.Time, error) {
+	f, err := root.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return time.Time{}, nil
 	}
@@ -155,12 +162,89 @@ func (t *stateTracker) Mark(key string, period time.Duration, restart bool) erro
 		root.Remove(tmp)
 		return err
 	}
+	t.prune(root, now)
 	d, err := root.Open(t.user)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// stateMaxAge is the age past which a mark answers no Seen, whatever the
+// key: vacation's :days are capped at 60 days (sieve.Options'
+// VacationMaxPeriod default, which lmtpd keeps), duplicate marks at 48
+// hours (DuplicateMaxPeriod), redirects at redirectMemory. Mark removes
+// older marks (prune), so that a user's directory, which gains a file
+// per redirected message and per message a duplicate test saw, does not
+// grow without bound.
+const stateMaxAge = 61 * 24 * time.Hour
+
+// pruneEvery is how often Mark scans a user's directory for old marks;
+// pruneMarker, a file in it, holds the time of the last scan.
+const (
+	pruneEvery  = 24 * time.Hour
+	pruneMarker = ".pruned"
+)
+
+// prune removes t's marks older than stateMaxAge, and temporary files
+// older than a day (a crash between create and rename), at most once per
+// pruneEvery. Removing a mark that old changes no answer of Seen or Mark.
+// A mark renamed over the file between its check and its removal (a
+// concurrent Mark of the same key) is lost: the next vacation reply or
+// duplicate test of that key answers as if never marked. Errors are
+// ignored: pruning is housekeeping.
+func (t *stateTracker) prune(root *os.Root, now time.Time) {
+	marker := t.user + "/" + pruneMarker
+	if at, err := t.markedFile(root, marker); err == nil && !at.IsZero() && now.Sub(at) < pruneEvery && !now.Before(at) {
+		return
+	}
+	d, err := root.Open(t.user)
+	if err != nil {
+		return
+	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() || name == pruneMarker {
+			continue
+		}
+		p := t.user + "/" + name
+		before, err := root.Lstat(p)
+		if err != nil {
+			continue
+		}
+		var stale bool
+		switch {
+		case strings.Contains(name, ".tmp"):
+			stale = now.Sub(before.ModTime()) > 24*time.Hour
+		default:
+			at, err := t.markedFile(root, p)
+			if err != nil {
+				continue
+			}
+			if at.IsZero() { // damaged: by its age
+				at = before.ModTime()
+			}
+			stale = now.Sub(at) > stateMaxAge
+		}
+		if !stale {
+			continue
+		}
+		if after, err := root.Lstat(p); err == nil && os.SameFile(before, after) {
+			root.Remove(p)
+		}
+	}
+	f, err := root.OpenFile(marker, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return
+	}
+	f.WriteString(strconv.FormatInt(now.Unix(), 10) + "\n")
+	f.Close()
 }
 
 // markCache holds the marks stateTracker.Seen read, by file path, each

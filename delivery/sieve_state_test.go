@@ -90,3 +90,68 @@ func TestStateTrackerSeenCache(t *testing.T) {
 	}
 	check("removed", 100*365*24*time.Hour, false)
 }
+
+// TestStateTrackerPrunes: a user's state directory does not grow without
+// bound. Every redirected message leaves a mark (redirectMemory), every
+// message a duplicate test saw one, each in a file of its own; a mark
+// older than stateMaxAge answers no Seen, and Mark removes such files (and
+// temporary files a crash left) once a day. Younger marks stay.
+func TestStateTrackerPrunes(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Unix(1_700_000_000, 0)
+	clock := start
+	tr := newStateTracker(dir, "example.org", "bob", func() time.Time { return clock })
+	ctx := context.Background()
+	for i := range 5 {
+		if err := tr.Mark("old"+strconv.Itoa(i), time.Hour, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	userDir := filepath.Join(dir, filepath.FromSlash(tr.user))
+	crashed := filepath.Join(userDir, "leftover.tmp123")
+	if err := os.WriteFile(crashed, []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := start.Add(-48 * time.Hour)
+	if err := os.Chtimes(crashed, old, old); err != nil {
+		t.Fatal(err)
+	}
+	clock = start.Add(stateMaxAge - 10*24*time.Hour)
+	if err := tr.Mark("young", 60*24*time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	clock = start.Add(stateMaxAge + 24*time.Hour)
+	if err := tr.Mark("new", time.Hour, true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(tr.file("old"+strconv.Itoa(i))))); !os.IsNotExist(err) {
+			t.Errorf("mark old%d, older than %v, still there (%v)", i, stateMaxAge, err)
+		}
+	}
+	if _, err := os.Stat(crashed); !os.IsNotExist(err) {
+		t.Errorf("a temporary file a crash left is still there (%v)", err)
+	}
+	for _, k := range []string{"young", "new"} {
+		if seen, err := tr.Seen(ctx, k, 60*24*time.Hour); err != nil || !seen {
+			t.Errorf("mark %s: Seen %v, %v; want it kept", k, seen, err)
+		}
+	}
+	// The next day's Mark does not scan again.
+	for i := range 3 {
+		if err := tr.Mark("more"+strconv.Itoa(i), time.Hour, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir(userDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 2+3+1 { // young, new, more0-2, the prune marker
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("state directory holds %v", names)
+	}
+}

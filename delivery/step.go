@@ -57,11 +57,15 @@ type StepResult struct {
 	// the retry (a duplicate, never a loss).
 	//
 	// In SMTP, where one reply covers every recipient, Done is called with
-	// nil only when every recipient is delivered and the reply is going
-	// to be 250; when the commit failed part way (some recipients stored,
-	// the reply a 4xx and the whole message resent), or an earlier
-	// recipient's Done failed, it is called with that failure, so nothing
-	// is sent for an attempt the client will repeat.
+	// nil only when every recipient is delivered and no earlier
+	// recipient's Done (in RCPT order) failed; when the commit failed part
+	// way (some recipients stored, the reply a 4xx and the whole message
+	// resent), or an earlier recipient's Done failed, it is called with
+	// that failure, so nothing is sent for an attempt the client will
+	// repeat. A later recipient's Done that fails still turns the reply
+	// into that failure after the earlier ones ran with nil: what those
+	// sent is sent again by the resend unless the hook remembers it (Sieve
+	// remembers redirects of a message with a Message-ID, redirectMemory).
 	Done func(ctx context.Context, err error) error
 }
 
