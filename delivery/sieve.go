@@ -342,10 +342,22 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			v := a.Vacation
 			sends = append(sends, func(ctx context.Context) error {
 				log := zerolog.Ctx(ctx)
+				// The reply is remembered before it is sent: one that
+				// cannot be remembered (a state_dir the process cannot
+				// write, e.g. lmtpd deliver run as the user) is not sent,
+				// or the sender would get a reply to every message. A
+				// reply whose sending fails is forgotten again, so the
+				// next message may try once more.
+				if err := tr.Mark(v.TrackKey, v.Period, true); err != nil {
+					log.Warn().Err(err).Str("to", d.Address).Str("reply_to", v.To).
+						Msg("sieve: vacation reply not sent: it cannot be remembered in state_dir (unremembered, it would go to every message)")
+					return nil
+				}
 				if err := s.vacation(ctx, v); err != nil {
 					log.Warn().Err(err).Str("to", d.Address).Str("reply_to", v.To).Msg("sieve: vacation reply not sent")
-				} else if err := tr.Mark(v.TrackKey, v.Period, true); err != nil {
-					log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot remember the vacation reply in state_dir")
+					if err := tr.Unmark(v.TrackKey); err != nil {
+						log.Warn().Err(err).Str("to", d.Address).Msg("sieve: cannot forget the unsent vacation reply in state_dir; the sender gets none until its period ends")
+					}
 				}
 				return nil // a reply not sent loses no mail
 			})

@@ -171,6 +171,20 @@ func (t *stateTracker) Mark(key string, period time.Duration, restart bool) erro
 	return d.Sync()
 }
 
+// Unmark removes the mark of key, if any: for a vacation reply marked
+// before it was sent whose sending then failed.
+func (t *stateTracker) Unmark(key string) error {
+	root, err := os.OpenRoot(t.dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.Remove(t.file(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
 // stateMaxAge is the age past which a mark answers no Seen, whatever the
 // key: vacation's :days are capped at 60 days (sieve.Options'
 // VacationMaxPeriod default, which lmtpd keeps), duplicate marks at 48

@@ -199,6 +199,59 @@ func TestSieveActions(t *testing.T) {
 	})
 }
 
+// TestSieveVacationRemembered: a vacation reply is sent only when it can
+// be remembered (an unwritable state_dir would otherwise answer every
+// message), and a reply whose sendmail failed is tried again by the next
+// message.
+func TestSieveVacationRemembered(t *testing.T) {
+	s := newSieveSetup(t, "u")
+	s.script(t, "u", `require "vacation"; vacation :days 1 :addresses "u@example.test" "away";`)
+	msg := "From: sender@remote.test\r\nTo: u@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
+	send := func(t *testing.T, r *Router) {
+		t.Helper()
+		if got := s.lmtp(t, r, "sender@remote.test", []string{"u@example.test"}, msg)[0]; !strings.HasPrefix(got, "250 ") {
+			t.Fatal(got)
+		}
+	}
+
+	t.Run("state_dir unwritable", func(t *testing.T) {
+		saved := s.cfg.Sieve.StateDir
+		defer func() { s.cfg.Sieve.StateDir = saved }()
+		// Nothing can be created under /proc, not even by root, and a
+		// missing mark there reads as "not replied yet": the case of a
+		// state_dir the process cannot write.
+		if _, err := os.Stat("/proc/self"); err != nil {
+			t.Skip("no /proc")
+		}
+		s.cfg.Sieve.StateDir = "/proc/lmtpd-test-no-such-dir/sieve"
+		r := s.router(t)
+		before := len(s.sent(t))
+		send(t, r)
+		send(t, r)
+		if n := len(s.sent(t)) - before; n != 0 {
+			t.Errorf("%d vacation replies sent that could not be remembered, want 0", n)
+		}
+		if !strings.Contains(s.log.String(), "vacation reply not sent: it cannot be remembered") {
+			t.Errorf("no log line says why:\n%s", s.log.String())
+		}
+	})
+
+	t.Run("sendmail fails, then works", func(t *testing.T) {
+		saved := s.cfg.Sieve.Sendmail
+		s.cfg.Sieve.Sendmail = []string{"/bin/false"}
+		failing := s.router(t)
+		s.cfg.Sieve.Sendmail = saved
+		working := s.router(t)
+		before := len(s.sent(t))
+		send(t, failing)
+		send(t, working)
+		send(t, working)
+		if n := len(s.sent(t)) - before; n != 1 {
+			t.Errorf("%d vacation replies after a failed one, want 1 (the failed one forgotten, the sent one remembered)", n)
+		}
+	})
+}
+
 // TestSieveConfinement: no script path leaves its root: a directory's
 // sieve field outside the home, a symbolic link out of the home, an
 // include name, all keep the message in INBOX.
