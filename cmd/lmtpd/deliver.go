@@ -151,19 +151,38 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		check:  ownHomeOnly(router, deliverUID()),
 	}
 	results, st := ld.run(context.Background(), stdin)
+	var lines []string
 	if st >= 0 {
 		for _, r := range results {
 			if r != nil {
-				fmt.Fprintf(stderr, "%s\n", r)
+				lines = append(lines, r.Error())
 			}
 		}
-		return st
+	} else {
+		st, lines = deliverOutcome(fs.Args(), results)
 	}
-	status, lines := deliverOutcome(fs.Args(), results)
 	for _, l := range lines {
 		fmt.Fprintln(stderr, l)
 	}
-	return status
+	logDeliverExit(log, fs.Args(), st, lines)
+	return st
+}
+
+// logDeliverExit logs what deliver told the MTA: the exit status and
+// the status lines. The router logs each message it delivered, deferred
+// or bounced; this line also covers the recipients refused before that
+// (an unknown user, a home not deliver's own). Info for a success or a
+// permanent failure (as the router's "bounced"), warn for a temporary one.
+func logDeliverExit(log zerolog.Logger, rcpts []string, st int, lines []string) {
+	ev := log.Info()
+	if st == exTempFail {
+		ev = log.Warn()
+	}
+	ev = ev.Str("proto", "local").Strs("to", rcpts).Int("exit", st)
+	if len(lines) > 0 {
+		ev = ev.Strs("status", lines)
+	}
+	ev.Msg("deliver done")
 }
 
 // deliverLogger returns lmtpd deliver's logger, to where cfg.Log.Output
