@@ -166,3 +166,24 @@ func deliverSpoolHome() string {
 	}
 	return os.TempDir()
 }
+
+// deliverOnlyHint returns, for a file that loadConfig refused, a line
+// saying that it is fit for lmtpd deliver when that is why (no
+// [[listener]], and it loads as deliver loads it), else "". check-config
+// and lookup print it after the errors.
+func deliverOnlyHint(file string, err error) string {
+	if file == "" || !strings.Contains(err.Error(), "at least one [[listener]] is required") {
+		return ""
+	}
+	if _, derr := loadDeliverConfig(file, deliverCheckRecipients); derr != nil {
+		return ""
+	}
+	return "lmtpd: " + file + " has no [[listener]], which serve needs; lmtpd deliver needs none and can use the file: give -deliver to check it as deliver loads it"
+}
+
+// deliverCheckRecipients stand for the recipients when a deliver
+// configuration is checked without a delivery (check-config -deliver):
+// local(8) gives deliver an address in a domain of mydestination, which
+// always has localhost, so a file deliver can use for the machine's
+// accounts serves it (from its passwd directory).
+var deliverCheckRecipients = []string{"postmaster@localhost"}
