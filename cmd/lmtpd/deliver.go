@@ -22,7 +22,7 @@ import (
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
-const deliverUsage = `lmtpd deliver [-config FILE] [-f SENDER] [-loop-check] [--] RECIPIENT...
+const deliverUsage = `lmtpd deliver [-config FILE] [-f SENDER] [-loop-check] [-log stderr|syslog] [--] RECIPIENT...
 
 Delivers one message, read from standard input, to each RECIPIENT with the
 routing and backends of the configuration, as a local delivery agent (for
@@ -47,9 +47,25 @@ is lmtpd's alone) and hold no secrets.
 A leading mbox "From sender date" line is dropped (its sender is used when
 -f is absent). No Delivered-To field is added for a recipient that the
 topmost Delivered-To field already names (local(8) adds it before running
-the command). Each failed recipient is reported on standard error as
-"X.Y.Z text", which Postfix uses as the delivery status. The exit status
-follows sysexits(3): 0 delivered to every recipient; 75 (EX_TEMPFAIL) if
+the command).
+
+Standard error carries the delivery status and nothing else, since
+Postfix's local(8) and pipe(8) report what the command prints as the
+reason of a deferral or bounce: nothing when every recipient got the
+message, else one line "X.Y.Z reason" (with several recipients, one
+"X.Y.Z <recipient>: reason" each, the deciding one first), such as
+"5.1.1 No such user here" or "4.3.5 cannot store into ~/Maildir/tmp:
+permission denied". Postfix takes that leading code as the delivery
+status (its class deciding defer or bounce). The log, JSON lines as the
+daemon's, goes to syslog (facility [log] facility, default mail) when
+standard error is not a terminal, to standard error after the status
+lines when it is; [log] output in the file, or -log, chooses instead.
+With no syslog daemon to take it, the log is lost (check-config -deliver
+warns). Check a configuration as deliver loads it with "lmtpd
+check-config -deliver", and what it does for an address with "lmtpd
+lookup -deliver".
+
+The exit status follows sysexits(3): 0 delivered to every recipient; 75 (EX_TEMPFAIL) if
 any recipient failed temporarily (a directory down, a maildir or home
 that is read-only or not writable, a link in the home), or if the system
 is not ready for the configuration (a maildir root that is read-only,
