@@ -82,7 +82,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
 	from := fs.String("f", "", "envelope `sender` (default: from the mbox From line, else the null sender <>)")
 	loopCheck := fs.Bool("loop-check", false, "refuse a recipient already named in a Delivered-To field (off: the MTA calling deliver has checked, and has added its own Delivered-To)")
-	logTo := fs.String("log", "", "where the log goes, `stderr` (after the status lines) or syslog (default: [log] output if the file sets it, else syslog when standard error is not a terminal, stderr when it is)")
+	logTo := fs.String("log", "", "send the log to `output`, syslog or stderr (default: [log] output if the file sets it, else syslog when standard error is not a terminal, stderr when it is; on stderr it follows the status lines)")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
