@@ -376,7 +376,8 @@ func statusLine(rcpt string, err error, home string) string {
 	if e == nil {
 		e = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "temporary failure")
 	}
-	text := failureText(e, home)
+	// One line, whatever a path or a reply holds.
+	text := strings.NewReplacer("\r", " ", "\n", " ").Replace(failureText(e, home))
 	if rcpt != "" {
 		return fmt.Sprintf("%s <%s>: %s", e.Enhanced(), rcpt, text)
 	}
