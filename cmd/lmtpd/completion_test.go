@@ -63,8 +63,8 @@ func TestBashCompletion(t *testing.T) {
 		want  []string
 	}{
 		{[]string{"lmtpd", "check"}, []string{"check-config"}},
-		{[]string{"lmtpd", "check-config", "-"}, []string{"-config", "-offline", "-q", "-secrets"}},
-		{[]string{"lmtpd", "deliver", "-"}, []string{"-config", "-f", "-loop-check"}},
+		{[]string{"lmtpd", "check-config", "-"}, []string{"-config", "-deliver", "-offline", "-q", "-secrets"}},
+		{[]string{"lmtpd", "deliver", "-"}, []string{"-config", "-f", "-log", "-loop-check"}},
 		{[]string{"lmtpd", "completion", ""}, []string{"bash", "zsh"}},
 		{[]string{"lmtpd", "help", "hash"}, []string{"hash-password"}},
 		{[]string{"lmtpd", "deliver", "-f", ""}, nil},

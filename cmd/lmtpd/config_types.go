@@ -51,6 +51,9 @@ type config struct {
 	// deliverOnly: loaded for lmtpd deliver, which needs no listener
 	// (deliver_config.go).
 	deliverOnly bool
+	// deliverLogAuto: lmtpd deliver chose Log.Output itself, the file
+	// and the command line saying nothing (deliverLog).
+	deliverLogAuto bool
 }
 
 // logConfig is [log].

@@ -7,15 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
 
 	"github.com/lmtpd/lmtpd/delivery"
+	"github.com/lmtpd/lmtpd/delivery/maildir"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
-const deliverUsage = `lmtpd deliver [-config FILE] [-f SENDER] [-loop-check] [--] RECIPIENT...
+const deliverUsage = `lmtpd deliver [-config FILE] [-f SENDER] [-loop-check] [-log stderr|syslog] [--] RECIPIENT...
 
 Delivers one message, read from standard input, to each RECIPIENT with the
 routing and backends of the configuration, as a local delivery agent (for
@@ -40,9 +47,25 @@ is lmtpd's alone) and hold no secrets.
 A leading mbox "From sender date" line is dropped (its sender is used when
 -f is absent). No Delivered-To field is added for a recipient that the
 topmost Delivered-To field already names (local(8) adds it before running
-the command). Each failed recipient is reported on standard error as
-"X.Y.Z text", which Postfix uses as the delivery status. The exit status
-follows sysexits(3): 0 delivered to every recipient; 75 (EX_TEMPFAIL) if
+the command).
+
+Standard error carries the delivery status and nothing else, since
+Postfix's local(8) and pipe(8) report what the command prints as the
+reason of a deferral or bounce: nothing when every recipient got the
+message, else one line "X.Y.Z reason" (with several recipients, one
+"X.Y.Z <recipient>: reason" each, the deciding one first), such as
+"5.1.1 No such user here" or "4.3.5 cannot store into ~/Maildir/tmp:
+permission denied". Postfix takes that leading code as the delivery
+status (its class deciding defer or bounce). The log, JSON lines as the
+daemon's, goes to syslog (facility [log] facility, default mail) when
+standard error is not a terminal, to standard error after the status
+lines when it is; [log] output in the file, or -log, chooses instead.
+With no syslog daemon to take it, the log is lost (check-config -deliver
+warns). Check a configuration as deliver loads it with "lmtpd
+check-config -deliver", and what it does for an address with "lmtpd
+lookup -deliver".
+
+The exit status follows sysexits(3): 0 delivered to every recipient; 75 (EX_TEMPFAIL) if
 any recipient failed temporarily (a directory down, a maildir or home
 that is read-only or not writable, a link in the home), or if the system
 is not ready for the configuration (a maildir root that is read-only,
@@ -59,6 +82,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
 	from := fs.String("f", "", "envelope `sender` (default: from the mbox From line, else the null sender <>)")
 	loopCheck := fs.Bool("loop-check", false, "refuse a recipient already named in a Delivered-To field (off: the MTA calling deliver has checked, and has added its own Delivered-To)")
+	logTo := fs.String("log", "", "send the log to `output`, syslog or stderr (default: [log] output if the file sets it, else syslog when standard error is not a terminal, stderr when it is; on stderr it follows the status lines)")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -67,32 +91,43 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		fs.Usage()
 		return exUsage
 	}
+	if *logTo != "" && !slices.Contains(logOutputs, *logTo) {
+		fmt.Fprintf(stderr, "lmtpd deliver: -log %q: want stderr or syslog\n", *logTo)
+		return exUsage
+	}
+	term := isTerminal(stderr)
 	// A configuration that is wrong as written is EX_CONFIG, which the MTA
 	// bounces (5.3.5). Anything else that stops delivery here is a state
 	// of the system (a read-only or missing maildir root, a file that
 	// cannot be read) that the daemon would answer 451 4.3.5 for: it is
-	// EX_TEMPFAIL, and the MTA retries.
-	tempFail := func(err error) int {
-		e := protocol.ErrMisconfigured.Wrap(err)
-		for _, r := range fs.Args() {
-			fmt.Fprintln(stderr, statusLine(r, e))
-		}
-		printConfigError(stderr, err)
-		return exTempFail
-	}
-	cfg, err := loadDeliverConfig(*file, fs.Args())
+	// EX_TEMPFAIL, and the MTA retries. Before the configuration is
+	// loaded there is no log: the errors follow the status line.
+	cfg, err := loadDeliverConfigLog(*file, fs.Args(), deliverLog{Flag: *logTo, Terminal: term})
 	if err != nil {
 		if systemCondition(err) {
-			return tempFail(err)
+			lines := configErrorLines(err)
+			fmt.Fprintln(stderr, systemFailureLine(lines[0]))
+			for _, l := range lines[1:] {
+				fmt.Fprintln(stderr, "lmtpd: "+l)
+			}
+			return exTempFail
 		}
 		printConfigError(stderr, err)
 		return exConfig
 	}
 	cfg.dcfg.LoopCheck = *loopCheck
-	var logBuf bytes.Buffer
-	// Log lines are held back until the status lines are out: Postfix
-	// reads the delivery status from the start of the output.
-	log, _ := newLogger(cfg.Log.Format, cfg.logLevel, &logBuf, isTerminal(stderr))
+	log, flush := deliverLogger(cfg, stderr, term)
+	defer flush()
+	// From here on a system condition is one status line; the errors are
+	// in the log.
+	tempFail := func(err error) int {
+		lines := configErrorLines(err)
+		fmt.Fprintln(stderr, systemFailureLine(lines[0]))
+		for _, l := range lines {
+			log.Error().Str("error", l).Msg("cannot deliver: the system is not ready for the configuration")
+		}
+		return exTempFail
+	}
 	if err := prepareDelivery(&cfg.dcfg); err != nil {
 		return tempFail(err)
 	}
@@ -132,21 +167,83 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		check:  ownHomeOnly(router, deliverUID()),
 	}
 	results, st := ld.run(context.Background(), stdin)
+	var lines []string
 	if st >= 0 {
 		for _, r := range results {
 			if r != nil {
-				fmt.Fprintf(stderr, "%s\n", r)
+				lines = append(lines, r.Error())
 			}
 		}
-		stderr.Write(logBuf.Bytes())
-		return st
+	} else {
+		st, lines = deliverOutcome(fs.Args(), results)
 	}
-	status, lines := deliverOutcome(fs.Args(), results)
 	for _, l := range lines {
 		fmt.Fprintln(stderr, l)
 	}
-	stderr.Write(logBuf.Bytes())
-	return status
+	logDeliverExit(log, fs.Args(), st, lines)
+	return st
+}
+
+// logDeliverExit logs what deliver told the MTA: the exit status and
+// the status lines. The router logs each message it delivered, deferred
+// or bounced; this line also covers the recipients refused before that
+// (an unknown user, a home not deliver's own). Info for a success or a
+// permanent failure (as the router's "bounced"), warn for a temporary one.
+func logDeliverExit(log zerolog.Logger, rcpts []string, st int, lines []string) {
+	ev := log.Info()
+	if st == exTempFail {
+		ev = log.Warn()
+	}
+	ev = ev.Str("proto", "local").Strs("to", rcpts).Int("exit", st)
+	if len(lines) > 0 {
+		ev = ev.Strs("status", lines)
+	}
+	ev.Msg("deliver done")
+}
+
+// deliverLogger returns lmtpd deliver's logger, to where cfg.Log.Output
+// says (deliverLog chose it), and the function that finishes the log
+// when deliver is done: the lines for standard error are held back until
+// then, since the MTA reads the delivery status from the start of the
+// output. When the syslog daemon cannot be reached, the log is lost: the
+// status line still says why a delivery failed, and "lmtpd check-config
+// -deliver" warns about it.
+func deliverLogger(cfg *config, stderr *os.File, term bool) (zerolog.Logger, func()) {
+	if cfg.Log.Output == "syslog" {
+		log, out, err := openLog(cfg.Log, cfg.logLevel, stderr)
+		if err != nil {
+			if term {
+				fmt.Fprintf(stderr, "lmtpd deliver: no log: %v\n", cfg.syslogError(err))
+			}
+			return zerolog.Nop(), func() {}
+		}
+		return log, func() { out.close() }
+	}
+	var buf bytes.Buffer
+	log, _ := newLogger(cfg.Log.Format, cfg.logLevel, &buf, term)
+	return log, func() { stderr.Write(buf.Bytes()) }
+}
+
+// configErrorLines returns the lines of a configuration or system error,
+// one per problem: "file:line: key: text".
+func configErrorLines(err error) []string {
+	var ce configErrors
+	if errors.As(err, &ce) && len(ce) > 0 {
+		lines := make([]string, len(ce))
+		for i, e := range ce {
+			lines[i] = e.Error()
+		}
+		return lines
+	}
+	return []string{err.Error()}
+}
+
+// systemFailureLine is the status line of a delivery that cannot start
+// because the system is not ready for the configuration (a maildir root
+// that cannot be created, a file that cannot be read): 4.3.5, as the
+// daemon answers, with the first problem.
+func systemFailureLine(problem string) string {
+	return protocol.ECTempMisconfigured.String() + " cannot deliver: " + problem
 }
 
 // localDelivery runs one message from standard input through the
@@ -245,29 +342,112 @@ func skipMboxFrom(br *bufio.Reader) (string, error) {
 // with several recipients, any temporary failure makes the whole delivery
 // temporary, 75, and Postfix retries them all; otherwise the first
 // permanent failure decides), and its exit status is protocol.ExitStatus.
-// Its line comes first, since Postfix reads the status from the start of
-// the output.
+// Its line comes first: Postfix's local(8) and pipe(8) take a leading
+// "X.Y.Z text" of the command's output as the delivery status (its class
+// deciding between defer and bounce, the code becoming the dsn= of the
+// log line and of the notification, the text its reason), and only
+// without one fall back to the exit status. A success prints nothing.
 func deliverOutcome(rcpts []string, results []error) (int, []string) {
 	decisive := protocol.DecidingStatus(results)
 	if decisive < 0 {
 		return exOK, nil
 	}
-	lines := []string{statusLine(rcpts[decisive], results[decisive])}
+	home := deliverHome()
+	line := func(i int) string {
+		if len(rcpts) == 1 {
+			return statusLine("", results[i], home)
+		}
+		return statusLine(rcpts[i], results[i], home)
+	}
+	lines := []string{line(decisive)}
 	for i, err := range results {
 		if err != nil && i != decisive {
-			lines = append(lines, statusLine(rcpts[i], err))
+			lines = append(lines, line(i))
 		}
 	}
 	return protocol.ExitStatus(results[decisive]), lines
 }
 
-// statusLine formats a recipient's failure as "X.Y.Z <rcpt>: text".
-func statusLine(rcpt string, err error) string {
+// statusLine formats a failure as "X.Y.Z text", or "X.Y.Z <rcpt>: text"
+// when rcpt is not "" (deliver was given several recipients): one line, a
+// short reason for a person (failureText), no log fields.
+func statusLine(rcpt string, err error, home string) string {
 	e := protocol.AsError(err)
 	if e == nil {
-		return fmt.Sprintf("4.3.0 <%s>: temporary failure", rcpt)
+		e = protocol.NewError(protocol.CodeLocalError, protocol.EnhancedCode{4, 3, 0}, "temporary failure")
 	}
-	return fmt.Sprintf("%s <%s>: %s", e.Enhanced(), rcpt, e.Message)
+	// One line, whatever a path or a reply holds.
+	text := strings.NewReplacer("\r", " ", "\n", " ").Replace(failureText(e, home))
+	if rcpt != "" {
+		return fmt.Sprintf("%s <%s>: %s", e.Enhanced(), rcpt, text)
+	}
+	return fmt.Sprintf("%s %s", e.Enhanced(), text)
+}
+
+// failureText is the reason of a failed delivery for its status line. A
+// permanent failure is its reply text ("No such user here"). A temporary
+// one caused by the file system says what could not be done where, with
+// the system's reason, the home shown as "~": "cannot store into
+// ~/Maildir/tmp: permission denied", "cannot create ~/Maildir: read-only
+// file system", "~/Maildir/tmp: a symbolic link in the home is not
+// followed"; that is what the user or the administrator has to fix, and
+// the user reads it in the MTA's notice. Other causes (a directory's
+// error, which may name hosts or accounts) stay in the log, and the
+// reply text stands.
+func failureText(e *protocol.Error, home string) string {
+	if !e.Temporary() || e.Err == nil {
+		return e.Message
+	}
+	tilde := func(p string) string {
+		if home != "" && strings.HasPrefix(p, home+"/") {
+			return "~/" + p[len(home)+1:]
+		}
+		return p
+	}
+	var le *maildir.LinkError
+	if errors.As(e.Err, &le) {
+		return tilde(filepath.Join(le.Home, le.Path)) + ": a symbolic link in the home is not followed"
+	}
+	var pe *fs.PathError
+	if errors.As(e.Err, &pe) {
+		return pathFailure(pe.Op, pe.Path, pe.Err, tilde)
+	}
+	var lke *os.LinkError
+	if errors.As(e.Err, &lke) {
+		return pathFailure(lke.Op, lke.New, lke.Err, tilde)
+	}
+	return e.Message
+}
+
+// pathFailure says that op on path failed with err: storing into a
+// maildir's tmp, new or cur directory when path is a file there, else
+// creating (mkdir) or opening (open, openat) path, else op itself.
+func pathFailure(op, path string, err error, tilde func(string) string) string {
+	reason := err.Error()
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		reason = errno.Error()
+	}
+	dir := filepath.Dir(path)
+	switch base := filepath.Base(dir); {
+	case (base == "tmp" || base == "new" || base == "cur") && op != "mkdir" && op != "mkdirat":
+		return "cannot store into " + tilde(dir) + ": " + reason
+	case op == "mkdir" || op == "mkdirat":
+		return "cannot create " + tilde(path) + ": " + reason
+	case op == "open" || op == "openat":
+		return "cannot open " + tilde(path) + ": " + reason
+	}
+	return "cannot " + op + " " + tilde(path) + ": " + reason
+}
+
+// deliverHome is the home shown as "~" in status lines: $HOME, which
+// Postfix's local(8) sets to the recipient's for a mailbox_command.
+func deliverHome() string {
+	h := filepath.Clean(os.Getenv("HOME"))
+	if !filepath.IsAbs(h) || h == "/" {
+		return ""
+	}
+	return h
 }
 
 // deliverUID is the uid deliver runs as; tests replace it.

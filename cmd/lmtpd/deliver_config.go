@@ -28,8 +28,68 @@ import (
 // holds the temporary file of a message too big for memory (on the same
 // file system as ~/Maildir); a home that is not a writable directory is
 // replaced by the temporary directory.
+//
+// Where the log goes is chosen by deliverLog (see there).
 func loadDeliverConfig(file string, rcpts []string) (*config, error) {
-	return loadConfigWith(file, func(c *config) { c.adjustForDeliver(rcpts) })
+	return loadDeliverConfigLog(file, rcpts, deliverLog{})
+}
+
+// loadDeliverConfigLog is loadDeliverConfig with the log's destination
+// chosen by dl.
+func loadDeliverConfigLog(file string, rcpts []string, dl deliverLog) (*config, error) {
+	return loadConfigWith(file, func(c *config) {
+		c.adjustLogForDeliver(dl)
+		c.adjustForDeliver(rcpts)
+	})
+}
+
+// deliverLog chooses where lmtpd deliver logs. Its standard output and
+// error are the MTA's: Postfix's local(8) and pipe(8) put what the
+// command prints into the delivery status (the defer or bounce reason
+// that the sender and the administrator read), so deliver prints there
+// only the one status line, and the structured log goes elsewhere, as
+// dovecot-lda, procmail and maildrop do theirs. The destination is, in
+// this order: the -log flag (Flag); [log] output, when the file sets it;
+// else syslog (facility [log] facility, default mail, like Postfix's own
+// lines) when standard error is not a terminal, and standard error (after
+// the status lines) when it is (Terminal).
+type deliverLog struct {
+	Flag     string // -log: "stderr", "syslog", or "" when not given
+	Terminal bool   // standard error is a terminal
+}
+
+// adjustLogForDeliver sets c.Log.Output as dl chooses, and notes in
+// c.deliverLogAuto whether the choice is deliver's default rather than
+// the file's or the flag's.
+func (c *config) adjustLogForDeliver(dl deliverLog) {
+	switch {
+	case dl.Flag != "":
+		c.Log.Output = dl.Flag
+	case c.setsKey("log.output"):
+		return
+	default:
+		c.deliverLogAuto = true
+		c.Log.Output = "syslog"
+		if dl.Terminal {
+			c.Log.Output = "stderr"
+		}
+	}
+	if c.Log.Output != "syslog" {
+		// syslog_socket is for the syslog output deliver does not use
+		// this time: no reason to refuse the file.
+		c.Log.SyslogSocket = ""
+	}
+}
+
+// setsKey reports whether the configuration file itself has the key path
+// (as "[log]" then "output = ...", or a dotted key).
+func (c *config) setsKey(path string) bool {
+	l := c.locs[c.file]
+	if l == nil {
+		return false
+	}
+	_, ok := l.lines[path]
+	return ok
 }
 
 // adjustForDeliver is loadDeliverConfig's change to the decoded file.
@@ -106,3 +166,24 @@ func deliverSpoolHome() string {
 	}
 	return os.TempDir()
 }
+
+// deliverOnlyHint returns, for a file that loadConfig refused, a line
+// saying that it is fit for lmtpd deliver when that is why (no
+// [[listener]], and it loads as deliver loads it), else "". check-config
+// and lookup print it after the errors.
+func deliverOnlyHint(file string, err error) string {
+	if file == "" || !strings.Contains(err.Error(), "at least one [[listener]] is required") {
+		return ""
+	}
+	if _, derr := loadDeliverConfig(file, deliverCheckRecipients); derr != nil {
+		return ""
+	}
+	return "lmtpd: " + file + " has no [[listener]], which serve needs; lmtpd deliver needs none and can use the file: give -deliver to check it as deliver loads it"
+}
+
+// deliverCheckRecipients stand for the recipients when a deliver
+// configuration is checked without a delivery (check-config -deliver):
+// local(8) gives deliver an address in a domain of mydestination, which
+// always has localhost, so a file deliver can use for the machine's
+// accounts serves it (from its passwd directory).
+var deliverCheckRecipients = []string{"postmaster@localhost"}

@@ -18,14 +18,18 @@ import (
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
-const lookupUsage = `lmtpd lookup [-config FILE] [-json] ADDRESS...
+const lookupUsage = `lmtpd lookup [-config FILE] [-deliver] [-json] ADDRESS...
 
 Prints, for each ADDRESS, what lmtpd would do with mail for it, without
 delivering anything (as postmap -q and doveadm user do): the status
 (deliver, unknown, tempfail), the directory that answered, and the final
 recipients after aliases with their mailbox (absolute path), folder,
 quota_bytes, quota_messages, sieve and forward, as far as they are known.
-With -json, one JSON object per address on its own line.
+With -json, one JSON object per address on its own line. With -deliver,
+the file is read as lmtpd deliver reads it (for Postfix's mailbox_command:
+no [[listener]] needed, an address in a domain no [[domain]] serves is an
+account of the first passwd directory, its mailbox in its home), so the
+answer is deliver's for the same recipients.
 
 The exit status follows sysexits(3), as lmtpd deliver's: 0 when every
 address resolves, 75 (EX_TEMPFAIL) when a lookup failed for now (a
@@ -115,6 +119,7 @@ func cmdLookup(args []string, stdout io.Writer, stderr *os.File) int {
 	fs := newFlagSet("lookup", lookupUsage, stderr)
 	file := fs.String("config", "", "configuration `file` (default: the embedded one)")
 	asJSON := fs.Bool("json", false, "print one JSON object per address")
+	deliver := fs.Bool("deliver", false, "read the file as lmtpd deliver does, for the same recipients")
 	if st := parseFlags(fs, args); st >= 0 {
 		return st
 	}
@@ -123,11 +128,22 @@ func cmdLookup(args []string, stdout io.Writer, stderr *os.File) int {
 		fs.Usage()
 		return exUsage
 	}
-	cfg, err := loadConfig(*file)
+	var cfg *config
+	var err error
+	if *deliver {
+		cfg, err = loadDeliverConfig(*file, fs.Args())
+	} else {
+		cfg, err = loadConfig(*file)
+	}
 	if err != nil {
 		printConfigError(stderr, err)
 		if systemCondition(err) {
 			return exTempFail
+		}
+		if !*deliver {
+			if h := deliverOnlyHint(*file, err); h != "" {
+				fmt.Fprintln(stderr, h)
+			}
 		}
 		return exConfig
 	}

@@ -15,7 +15,7 @@ _lmtpd() {
 	deliver:-config)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return ;;
-	deliver:-f)
+	deliver:-f|deliver:-log)
 		COMPREPLY=()
 		return ;;
 	lookup:-config)
@@ -36,9 +36,9 @@ _lmtpd() {
 	esac
 	case $cmd in
 	serve) words="-config" ;;
-	check-config) words="-config -offline -q -secrets" ;;
-	deliver) words="-config -f -loop-check" ;;
-	lookup) words="-config -json" ;;
+	check-config) words="-config -deliver -offline -q -secrets" ;;
+	deliver) words="-config -f -log -loop-check" ;;
+	lookup) words="-config -deliver -json" ;;
 	hash-password) words="-scheme -user" ;;
 	quota) words="-config -json -recalc" ;;
 	sievec) words="" ;;
