@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,9 +34,6 @@ func deliverPipeRun(t *testing.T, msg string, args ...string) (int, string) {
 	w.Close()
 	return st, string(<-got)
 }
-
-// syslogPRI matches the priority of a datagram of the fake syslog daemon.
-var syslogPRI = regexp.MustCompile(`^<(\d+)>`)
 
 // TestDeliverStatusOutput: what lmtpd deliver prints, with standard error
 // a pipe as under an MTA, is the delivery status and nothing else: no
