@@ -517,7 +517,36 @@ func (s *Store) mkdir(l loc, name string) error {
 	return err
 }
 
+// vectorWriter is a File that writes several buffers with one system
+// call (writev(2)): fdFile.
+type vectorWriter interface {
+	writev(bufs [][]byte) (int64, error)
+}
+
+// memBody is a Body whose content is in memory: spool.Spool under its
+// threshold. The slice is only read.
+type memBody interface {
+	Bytes() ([]byte, bool)
+}
+
+// writeContent writes the header and the body: in one writev(2) when the
+// body is in memory and the file can, else one after the other.
 func writeContent(f File, c Content, size int64) error {
+	if vw, ok := f.(vectorWriter); ok {
+		var body []byte
+		mem := c.Body == nil
+		if mb, ok := c.Body.(memBody); ok {
+			body, mem = mb.Bytes()
+		}
+		if mem {
+			bufs := [2][]byte{c.Header, body}
+			written, err := vw.writev(bufs[:])
+			if err == nil && written != size {
+				err = fmt.Errorf("maildir: wrote %d bytes, want %d", written, size)
+			}
+			return err
+		}
+	}
 	n, err := f.Write(c.Header)
 	written := int64(n)
 	if err == nil && c.Body != nil {
