@@ -16,12 +16,15 @@ import (
 // directory, wherever the link points, inside the directory or out of it.
 // Every operation opens the directory afresh (its own path is the
 // administrator's, from the account database, and resolved as the system
-// does), then reaches the parent of the name it works on with openat2(2)
-// and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or, on kernels without
-// openat2 (before Linux 5.6), one openat(2) with O_NOFOLLOW|O_DIRECTORY
-// per path element; the last element is then created, opened, renamed,
-// linked or removed relative to that descriptor without following a link
-// either (O_NOFOLLOW, O_EXCL, AT_SYMLINK_NOFOLLOW semantics). A link met
+// does), then resolves below it with openat2(2) and
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS: a file is opened or created with
+// the whole path in one call (O_NOFOLLOW too); for a rename, link, mkdir
+// or removal the parent directory (both parents, under one open of the
+// home, for a rename) is opened so, and the last element is worked on
+// relative to it without following a link either (AT_SYMLINK_NOFOLLOW
+// semantics). On kernels without openat2 (before Linux 5.6) each parent
+// is reached by one openat(2) with O_NOFOLLOW|O_DIRECTORY per path
+// element, and the last element opened relative to it with O_NOFOLLOW. A link met
 // anywhere is a *LinkError (ELOOP). Names are slash-separated, relative
 // and clean (fs.ValidPath). A HomeFS holds no descriptor between
 // operations and is safe for concurrent use.
