@@ -32,6 +32,8 @@
 //     message with several recipients; but a syncfs takes longer than an
 //     fsync, so fewer single-recipient messages per second, and it also
 //     flushes other programs' data on the same file system.
+//   - FlushOrdered, opt-in, on ext4 alone (below): one journal commit for
+//     a group's data and names instead of two.
 //
 // A failed delivery removes its tmp/ file and leaves nothing in new/. A
 // file is held open from Stage to its data barrier (with syncfs, to the
@@ -51,6 +53,57 @@
 // host name written as \057 and \072 (Courier's convention). tmp/ files
 // older than 36 hours are removed the first time the process uses a
 // maildir, as the specification asks.
+//
+// # Ordered flush
+//
+// FlushOrdered replaces the data barrier by sync_file_range(2) with
+// SYNC_FILE_RANGE_WAIT_BEFORE|WRITE|WAIT_AFTER of each staged file, then
+// renames, then fsyncs new/ (shared by concurrent commits, as with
+// FlushFsync). Nothing is committed before the rename, and the 250 still
+// waits for the directory's fsync. Why that is durable on ext4 with an
+// internal journal in data=ordered mode:
+//
+//   - When sync_file_range returns, the file's data has been written to
+//     the device (perhaps only to its volatile cache), and the metadata
+//     that makes it reachable, the block allocation of delayed
+//     allocation, the i_disksize update and the conversion of unwritten
+//     extents (done before the pages leave write-back), has joined a
+//     jbd2 transaction: the running one, T_a, or an earlier one.
+//   - The rename, after that, joins the running transaction T_r, which is
+//     T_a or a later one, and marks new/ as changed in T_r.
+//   - fsync of new/ makes jbd2 commit T_r (or finds it committed) and wait
+//     for it. jbd2 commits transactions strictly in order, so T_a (the
+//     allocation) is committed no later than T_r (the name): after a
+//     crash the name never points to an unallocated or size-0 inode.
+//   - The commit record of T_r is written with a cache flush before it
+//     (REQ_PREFLUSH, the "barrier" mount option), which makes every write
+//     completed before it stable, the file's data included, since that
+//     completed before the rename that T_r contains; when T_r was
+//     committed already, ext4's fsync issues the cache flush itself. So
+//     once the fsync returns, the data, the allocation and the name are
+//     on stable storage together.
+//
+// Nowhere else: with fast_commit, an fsync may write a fast-commit block
+// for the directory without committing T_a; with data=journal the data
+// goes through the journal and write-back does not allocate the way
+// above; without a journal (or with data=writeback, or nobarrier, or
+// journal_async_commit, whose commit record is not ordered after the
+// blocks it covers, or an external journal, where the data device's flush
+// is separate) nothing orders the name after the data; XFS, Btrfs and
+// other file systems log differently, and none of them promises it. So
+// lmtpd checks, once per file system and process, the type in
+// /proc/self/mountinfo, the options in force in /proc/fs/ext4/<dev>/options
+// (data=ordered, barrier, no journal_async_commit), the superblock read
+// from the device (an internal journal, no fast_commit) and the kernel
+// (5.8 or later, for sync_file_range's error reporting), and uses
+// FlushFsync for any other, with a warning. A file system remounted with
+// other options meanwhile is not seen until lmtpd restarts.
+//
+// It is not the default because lmtpd's rule for a 250 is "the file
+// fsynced, then the directory": here the file is never fsynced on its
+// own, and its durability rests on the journal's ordering, which the
+// power-cut test (tests/powercut_test.go) checks but no standard
+// promises.
 //
 // # Path safety
 //

@@ -89,7 +89,8 @@ type Options struct {
 	HomeFS func(home string) FS
 	// Flush is the barrier that makes staged files durable before their
 	// rename (lmtpd's [delivery.maildir] flush): FlushFsync (the zero
-	// value) or FlushSyncfs. See FlushMode for the trade-off.
+	// value), FlushSyncfs or FlushOrdered. See FlushMode for the
+	// trade-offs.
 	Flush FlushMode
 }
 
@@ -114,6 +115,7 @@ type Store struct {
 	flushes   flusher   // batched file fsyncs (FlushFsync)
 	flushMode FlushMode
 	fsKinds   sync.Map // device -> bool: its file system allows syncfs barriers
+	fsOrdered sync.Map // device -> orderedAnswer: its file system allows FlushOrdered
 	known     sync.Map // directory -> struct{}: created, checked and cleaned by this process
 }
 
@@ -133,7 +135,7 @@ func New(opts Options) (*Store, error) {
 		homeFS:    opts.HomeFS,
 		flushMode: opts.Flush,
 	}
-	if opts.Flush != FlushSyncfs && opts.Flush != FlushFsync {
+	if opts.Flush != FlushSyncfs && opts.Flush != FlushFsync && opts.Flush != FlushOrdered {
 		return nil, fmt.Errorf("maildir: unknown flush mode %v", opts.Flush)
 	}
 	if opts.FileMode&^0o777 != 0 || opts.DirMode&^0o777 != 0 {
@@ -367,12 +369,12 @@ func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, erro
 	if err != nil {
 		return nil, s.fail(ctx, "create maildir", l.show(mb.Path), err)
 	}
-	st, err := s.write(l, dir, c, size)
+	st, err := s.write(ctx, l, dir, c, size)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The maildir vanished since this process created or checked it.
 		s.forget(l, dir)
 		if dir, err = s.prepare(ctx, l, mb); err == nil {
-			st, err = s.write(l, dir, c, size)
+			st, err = s.write(ctx, l, dir, c, size)
 		}
 	}
 	if err != nil {
@@ -437,7 +439,7 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 // writes c, without flushing it: Commit's barrier does that, for many
 // deliveries at once. The file stays open for the barrier. On error it
 // removes the file.
-func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error) {
+func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size int64) (*Staged, error) {
 	for attempt := 0; ; attempt++ {
 		name := s.names.Next(s.now())
 		tmp := dir + "/tmp/" + name
@@ -458,7 +460,18 @@ func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error)
 			return nil, err
 		}
 		d := &stagedFile{f: f, refs: 1}
-		d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f)
+		if s.flushMode == FlushOrdered {
+			var ok, first bool
+			var why string
+			if d.key, ok, why, first = orderedKey(&s.fsOrdered, f); ok {
+				d.kind = barrierOrdered
+			} else if first {
+				zerolog.Ctx(ctx).Warn().Str("maildir", l.show(dir)).Str("reason", why).
+					Msg(`flush = "ordered" is not safe on this file system: its deliveries use flush = "fsync"`)
+			}
+		} else if d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f); d.syncfs {
+			d.kind = barrierSyncfs
+		}
 		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
 	}
 }
@@ -659,9 +672,17 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 		r.files = append(r.files, d)
 	}
 	run := func(key string, r *flushReq) {
-		if !r.files[0].syncfs {
+		switch r.files[0].kind {
+		case barrierOrdered:
+			// Each file's own write-back, no commit: nothing to share
+			// (the rename barrier's directory fsync commits).
+			r.errs = make([]error, len(r.files))
+			for i, d := range r.files {
+				r.errs[i] = orderedFile(d.f)
+			}
+		case barrierFsync:
 			s.flushes.flush(key, r, fsyncBatch)
-		} else {
+		default:
 			// Any descriptor on the file system will do: every
 			// caller's syncfs is equivalent (GroupSync runs one).
 			err := s.syncer.Sync(key, func() error { return syncfsFile(r.files[0].f) })
@@ -675,8 +696,10 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 		for i, d := range r.files {
 			err := r.errs[i]
 			if !d.syncfs {
-				// Durable: the descriptor is no longer needed (a link
-				// is the same inode). close(2) reports some file
+				// Durable (with FlushOrdered: written, its allocation
+				// in the running journal transaction, which the rename
+				// barrier commits): the descriptor is no longer needed
+				// (a link is the same inode). close(2) reports some file
 				// systems' errors (NFS, quotas), before the rename.
 				// With syncfs (local file systems whose close does not
 				// flush), it stays open for the rename's barrier.
