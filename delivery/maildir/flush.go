@@ -181,6 +181,11 @@ func (fl *flusher) flush(key string, req *flushReq, run func(batch []*flushReq))
 // the kernel (ext4's jbd2) folds fsyncs that overlap into one journal
 // commit, so issuing them together costs about one commit.
 func fsyncBatch(batch []*flushReq) {
+	if len(batch) == 1 && len(batch[0].files) == 1 {
+		// A lone file (no concurrent delivery): no goroutine needed.
+		batch[0].errs[0] = batch[0].files[0].f.Sync()
+		return
+	}
 	var wg sync.WaitGroup
 	for _, r := range batch {
 		for i, d := range r.files {

@@ -588,12 +588,17 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	// The renames, then one barrier per new/ (FlushFsync) or per file
 	// system (FlushSyncfs) they went to.
 	type barrier struct {
+		key  string
 		l    loc
 		dir  string      // a new/ (or cur/) written to
 		data *stagedFile // with syncfs: a file on the file system, still open
 		idx  []int
 	}
-	barriers := make(map[string]*barrier)
+	// A message has a few barriers (one per maildir at most): a list
+	// searched in order costs less than a map, and one on the stack
+	// serves the common case.
+	var one [1]barrier
+	barriers := one[:0]
 	for i, st := range files {
 		if st.state != staged {
 			continue
@@ -612,35 +617,42 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		if st.data.syncfs {
 			k, data = st.data.key, st.data
 		}
-		if barriers[k] == nil {
-			barriers[k] = &barrier{l: l, dir: sub, data: data}
+		j := slices.IndexFunc(barriers, func(b barrier) bool { return b.key == k })
+		if j < 0 {
+			j = len(barriers)
+			barriers = append(barriers, barrier{key: k, l: l, dir: sub, data: data})
 		}
-		barriers[k].idx = append(barriers[k].idx, i)
+		barriers[j].idx = append(barriers[j].idx, i)
 	}
-	var wg sync.WaitGroup
-	for k, b := range barriers {
-		wg.Go(func() {
-			var err error
-			if b.data != nil {
-				// The file's own descriptor: no directory to open.
-				err = s.syncer.Sync(k, func() error { return syncfsFile(b.data.f) })
-			} else {
-				err = s.syncDir(b.l, b.dir)
-			}
-			if err == nil {
-				return
-			}
-			perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
-			for _, i := range b.idx {
-				errs[i] = perr
-				// Not known to be durable: take it back rather than
-				// report a failure for a message that may show up.
-				b.l.fs.Remove(files[i].Path())
-				files[i].state = aborted
-			}
-		})
+	run := func(b *barrier) {
+		var err error
+		if b.data != nil {
+			// The file's own descriptor: no directory to open.
+			err = s.syncer.Sync(b.key, func() error { return syncfsFile(b.data.f) })
+		} else {
+			err = s.syncDir(b.l, b.dir)
+		}
+		if err == nil {
+			return
+		}
+		perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
+		for _, i := range b.idx {
+			errs[i] = perr
+			// Not known to be durable: take it back rather than
+			// report a failure for a message that may show up.
+			b.l.fs.Remove(files[i].Path())
+			files[i].state = aborted
+		}
 	}
-	wg.Wait()
+	if len(barriers) == 1 {
+		run(&barriers[0])
+	} else {
+		var wg sync.WaitGroup
+		for j := range barriers {
+			wg.Go(func() { run(&barriers[j]) })
+		}
+		wg.Wait()
+	}
 	for _, st := range files {
 		if st.state != staged {
 			st.end(st.state)
@@ -655,21 +667,25 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 // not be made durable (now or in an earlier Commit of one of its links) is
 // removed and gets the error in errs.
 func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
-	var reqs map[string]*flushReq
+	// One request per barrier group (file system or kind): nearly always
+	// one, so a list, on the stack for that case.
+	type keyed struct {
+		key string
+		r   flushReq
+	}
+	var one [1]keyed
+	reqs := one[:0]
 	for i, st := range files {
 		d := st.data
 		if st.state != staged || d.done || d.err != nil || slices.ContainsFunc(files[:i], func(o *Staged) bool { return o.data == d }) {
 			continue // durable, failed, or a link of a file already in
 		}
-		if reqs == nil {
-			reqs = make(map[string]*flushReq)
+		j := slices.IndexFunc(reqs, func(k keyed) bool { return k.key == d.key })
+		if j < 0 {
+			j = len(reqs)
+			reqs = append(reqs, keyed{key: d.key})
 		}
-		r := reqs[d.key]
-		if r == nil {
-			r = &flushReq{}
-			reqs[d.key] = r
-		}
-		r.files = append(r.files, d)
+		reqs[j].r.files = append(reqs[j].r.files, d)
 	}
 	run := func(key string, r *flushReq) {
 		switch r.files[0].kind {
@@ -712,13 +728,11 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 		}
 	}
 	if len(reqs) == 1 {
-		for k, r := range reqs {
-			run(k, r)
-		}
+		run(reqs[0].key, &reqs[0].r)
 	} else {
 		var wg sync.WaitGroup
-		for k, r := range reqs {
-			wg.Go(func() { run(k, r) })
+		for j := range reqs {
+			wg.Go(func() { run(reqs[j].key, &reqs[j].r) })
 		}
 		wg.Wait()
 	}
