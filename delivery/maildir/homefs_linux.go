@@ -165,13 +165,13 @@ func (h *HomeFS) parentAt(base int, name string) (int, string, error) {
 }
 
 // OpenFile implements FS; the last element is opened with O_NOFOLLOW too.
-// A read-only open is of a directory (to fsync it: a Store reads no file),
-// and gets O_DIRECTORY, so that a FIFO the user put in its place cannot
-// block the open. With openat2(2) the whole path is one call below the
-// home.
+// A read-only open (a directory to fsync, or a maildir's dovecot-keywords)
+// gets O_NONBLOCK, so that a FIFO the user put in its place cannot block
+// the open (nor a read: it finds no data, or fails). With openat2(2) the
+// whole path is one call below the home.
 func (h *HomeFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	if flag&unix.O_ACCMODE == unix.O_RDONLY {
-		flag |= unix.O_DIRECTORY
+		flag |= unix.O_NONBLOCK
 	}
 	if !fs.ValidPath(name) {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
