@@ -43,7 +43,9 @@ func useOpenat2() bool { return !noOpenat2.Load() && openat2Works() }
 // make the kernel answer EAGAIN (with RESOLVE_BENEATH it cannot tell that
 // ".." stayed inside): tried three times.
 func openBeneath(dirfd int, name string, flag int, perm uint32, resolve uint64) (int, error) {
-	how := unix.OpenHow{Flags: uint64(flag | unix.O_CLOEXEC), Resolve: resolve}
+	// O_LARGEFILE, which os.OpenFile adds itself, is 0 on 64-bit
+	// systems; a 32-bit one needs it for files over 2 GiB.
+	how := unix.OpenHow{Flags: uint64(flag | unix.O_CLOEXEC | unix.O_LARGEFILE), Resolve: resolve}
 	if flag&(unix.O_CREAT|unix.O_TMPFILE) != 0 {
 		how.Mode = uint64(perm)
 	}
