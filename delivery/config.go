@@ -212,7 +212,8 @@ type MaildirConfig struct {
 	FileMode, DirMode fs.FileMode
 	// Flush is the barrier that makes a message durable before it is
 	// renamed into new/, shared by concurrent deliveries: "fsync" (""
-	// means it) or "syncfs" (see maildir.FlushMode for the trade-off).
+	// means it), "syncfs" or "ordered" (see maildir.FlushMode for the
+	// trade-offs).
 	Flush string
 }
 

@@ -71,11 +71,15 @@ import (
 // without a flush of its own, one barrier shared by every delivery
 // waiting makes the files durable, then they are renamed into new/ and a
 // second shared barrier makes the renames durable before the 250s. The
-// test runs with both barriers lmtpd has ([delivery.maildir] flush:
-// "fsync", the default, and "syncfs"), from 200 connections at once, so
-// that barriers cover many deliveries, and the cut falls between a
-// group's writes and its data barrier, between that barrier and the
-// renames, and between the renames and their barrier.
+// test runs with every barrier lmtpd has ([delivery.maildir] flush:
+// "fsync", the default, "syncfs", and "ordered", where the data step is a
+// write-back without a journal commit and the one commit of new/'s fsync
+// makes data and names durable together; the test's ext4 is one
+// "ordered" accepts, and a round fails if lmtpd fell back to "fsync"),
+// from 200 connections at once, so that barriers cover many deliveries,
+// and the cut falls between a group's writes and its data barrier,
+// between that barrier and the renames, and between the renames and
+// their barrier.
 //
 // The SIGKILL variant ("kill") kills lmtpd at a random moment without
 // cutting the disk (the page cache survives, as after a crash of lmtpd
@@ -434,7 +438,7 @@ func TestPowerCut(t *testing.T) {
 		if kill {
 			kind = "kill"
 		}
-		for _, flush := range []string{"fsync", "syncfs"} {
+		for _, flush := range []string{"fsync", "syncfs", "ordered"} {
 			for i := range rounds {
 				t.Run(fmt.Sprintf("%s/%s/round%d", kind, flush, i+1), func(t *testing.T) {
 					powercutRound(t, pcOptions{messages: messages, conns: conns, flush: flush, kill: kill})
@@ -580,6 +584,9 @@ func powercutRound(t *testing.T, o pcOptions) {
 		if strings.Contains(l, `"level":"error"`) || strings.Contains(l, `"level":"warn"`) {
 			logErrs++
 		}
+	}
+	if o.flush == "ordered" && strings.Contains(p.log(), "not safe on this file system") {
+		t.Errorf(`flush = "ordered" fell back to "fsync" on the test's ext4; lmtpd's log:%s`, p.log())
 	}
 	d.teardown()
 	report := d.fsck()

@@ -243,7 +243,8 @@ type maildirConfig struct {
 	Group    string   `toml:"group"`
 	FileMode fileMode `toml:"file_mode"`
 	DirMode  fileMode `toml:"dir_mode"`
-	// Flush: "fsync" (default) or "syncfs" (delivery.MaildirConfig.Flush).
+	// Flush: "fsync" (default), "syncfs" or "ordered"
+	// (delivery.MaildirConfig.Flush).
 	Flush string `toml:"flush"`
 }
 

@@ -32,6 +32,8 @@
 //     message with several recipients; but a syncfs takes longer than an
 //     fsync, so fewer single-recipient messages per second, and it also
 //     flushes other programs' data on the same file system.
+//   - FlushOrdered, opt-in, on ext4 alone (below): one journal commit for
+//     a group's data and names instead of two.
 //
 // A failed delivery removes its tmp/ file and leaves nothing in new/. A
 // file is held open from Stage to its data barrier (with syncfs, to the
@@ -52,6 +54,57 @@
 // older than 36 hours are removed the first time the process uses a
 // maildir, as the specification asks.
 //
+// # Ordered flush
+//
+// FlushOrdered replaces the data barrier by sync_file_range(2) with
+// SYNC_FILE_RANGE_WAIT_BEFORE|WRITE|WAIT_AFTER of each staged file, then
+// renames, then fsyncs new/ (shared by concurrent commits, as with
+// FlushFsync). Nothing is committed before the rename, and the 250 still
+// waits for the directory's fsync. Why that is durable on ext4 with an
+// internal journal in data=ordered mode:
+//
+//   - When sync_file_range returns, the file's data has been written to
+//     the device (perhaps only to its volatile cache), and the metadata
+//     that makes it reachable, the block allocation of delayed
+//     allocation, the i_disksize update and the conversion of unwritten
+//     extents (done before the pages leave write-back), has joined a
+//     jbd2 transaction: the running one, T_a, or an earlier one.
+//   - The rename, after that, joins the running transaction T_r, which is
+//     T_a or a later one, and marks new/ as changed in T_r.
+//   - fsync of new/ makes jbd2 commit T_r (or finds it committed) and wait
+//     for it. jbd2 commits transactions strictly in order, so T_a (the
+//     allocation) is committed no later than T_r (the name): after a
+//     crash the name never points to an unallocated or size-0 inode.
+//   - The commit record of T_r is written with a cache flush before it
+//     (REQ_PREFLUSH, the "barrier" mount option), which makes every write
+//     completed before it stable, the file's data included, since that
+//     completed before the rename that T_r contains; when T_r was
+//     committed already, ext4's fsync issues the cache flush itself. So
+//     once the fsync returns, the data, the allocation and the name are
+//     on stable storage together.
+//
+// Nowhere else: with fast_commit, an fsync may write a fast-commit block
+// for the directory without committing T_a; with data=journal the data
+// goes through the journal and write-back does not allocate the way
+// above; without a journal (or with data=writeback, or nobarrier, or
+// journal_async_commit, whose commit record is not ordered after the
+// blocks it covers, or an external journal, where the data device's flush
+// is separate) nothing orders the name after the data; XFS, Btrfs and
+// other file systems log differently, and none of them promises it. So
+// lmtpd checks, once per file system and process, the type in
+// /proc/self/mountinfo, the options in force in /proc/fs/ext4/<dev>/options
+// (data=ordered, barrier, no journal_async_commit), the superblock read
+// from the device (an internal journal, no fast_commit) and the kernel
+// (5.8 or later, for sync_file_range's error reporting), and uses
+// FlushFsync for any other, with a warning. A file system remounted with
+// other options meanwhile is not seen until lmtpd restarts.
+//
+// It is not the default because lmtpd's rule for a 250 is "the file
+// fsynced, then the directory": here the file is never fsynced on its
+// own, and its durability rests on the journal's ordering, which the
+// power-cut test (tests/powercut_test.go) checks but no standard
+// promises.
+//
 // # Path safety
 //
 // Paths come from a Template such as "{domain}/{user}". Every placeholder
@@ -59,8 +112,28 @@
 // are percent-encoded, a leading "." is encoded, so no value can add a
 // separator, name "." or "..", or smuggle control characters. The expanded
 // path is then checked with filepath.IsLocal, and all file system access
-// goes through an os.Root, which refuses any path (symbolic links
-// included) that leads outside the root.
+// is resolved below a descriptor of the root that refuses any path
+// (symbolic links included) that leads outside it: openat2(2) with
+// RESOLVE_BENEATH (Linux 5.6 and later), one call per path, or elsewhere
+// an os.Root, which has the same rules but opens one directory per path
+// element. A relative symbolic link that stays inside the root is
+// followed either way; an absolute one is refused.
+//
+// # System calls
+//
+// A delivery of one message to one maildir that exists (its directories
+// are known once created or found) costs, with openat2: the file created
+// with one openat2 (O_CREAT|O_EXCL), the header and an in-memory body
+// written with one writev(2), the data barrier's fsync, two openat2 for
+// the rename's parents and the renameat(2), and, for the leader of the
+// rename barrier, one openat2 and an fsync of new/; four close(2) in all.
+// Descriptors are used directly, not through *os.File, which would probe
+// each one with fcntl(2) and epoll_ctl(2). A further recipient's hard link
+// costs two openat2 and a linkat(2). No descriptor is kept between
+// deliveries, only the knowledge that a maildir's directories exist:
+// every path is resolved anew, so a maildir that was renamed or removed
+// meanwhile is never written through a stale descriptor (the write finds
+// it missing, and the directories are made again).
 //
 // # Owners and modes
 //
@@ -109,8 +182,9 @@
 // controls.
 //
 // What makes (a) safe is that no link is followed at all, not only links
-// that leave the home. An os.Root (used for the maildir root) refuses to
-// leave its directory but follows links that stay inside it: a link from
+// that leave the home. RESOLVE_BENEATH and os.Root (used for the maildir
+// root) refuse to leave their directory but follow links that stay inside
+// it: a link from
 // ~/Maildir/tmp to ~/.ssh would be followed, and root-created files would
 // land there. HomeFS instead opens the home (its path is the
 // administrator's, from the account database) and reaches every directory
@@ -135,8 +209,8 @@
 // user. So every file lmtpd writes under a home is one the user could have
 // created, containing the user's own mail.
 //
-// The maildir root of virtual users keeps its os.Root: lmtpd owns that
-// tree, and no user can plant links in it.
+// The maildir root of virtual users keeps RESOLVE_BENEATH (or its
+// os.Root): lmtpd owns that tree, and no user can plant links in it.
 //
 // # Errors
 //

@@ -1,6 +1,8 @@
 package maildir
 
 import (
+	"encoding/binary"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -111,4 +113,186 @@ func nameOf(f File) string {
 		return n.Name()
 	}
 	return ""
+}
+
+// sfrCall is sync_file_range(2); tests replace it to watch the ordered
+// data step.
+var sfrCall = unix.SyncFileRange
+
+// orderedFile runs the data step of FlushOrdered on f: its dirty pages
+// written and waited for (SYNC_FILE_RANGE_WAIT_BEFORE|WRITE|WAIT_AFTER),
+// which on ext4 also completes the block allocation (and the conversion
+// of unwritten extents) into the running journal transaction, and reports
+// the file's write-back errors. It commits nothing.
+func orderedFile(f File) error {
+	fd, ok := f.(fder)
+	if !ok {
+		return f.Sync()
+	}
+	const wait = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
+	if _, err := retryEINTR(func() (int, error) { return 0, sfrCall(int(fd.Fd()), 0, 0, wait) }); err != nil {
+		return &os.PathError{Op: "sync_file_range", Path: nameOf(f), Err: err}
+	}
+	return nil
+}
+
+// orderedCheck reports whether FlushOrdered is safe on the file system of
+// device dev, and if not, why. Tests replace it.
+var orderedCheck = checkOrdered
+
+// checkOrdered: ext4 (from /proc/self/mountinfo), mounted with
+// data=ordered and barriers and without journal_async_commit (from
+// /proc/fs/ext4/<dev>/options, which lists every option in force, the
+// defaults included), whose superblock (read from the device) has an
+// internal journal and no fast_commit, on Linux 5.8 or later.
+func checkOrdered(dev uint64) (bool, string) {
+	if !syncfsReportsErrors() {
+		return false, "the kernel is older than 5.8"
+	}
+	maj, mnr := unix.Major(dev), unix.Minor(dev)
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err.Error()
+	}
+	if t := mountFSType(string(mi), maj, mnr); t != "ext4" {
+		return false, fmt.Sprintf("the file system is %q, not ext4", t)
+	}
+	ue, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", maj, mnr))
+	if err != nil {
+		return false, err.Error()
+	}
+	name := ueventDevName(string(ue))
+	if name == "" || strings.Contains(name, "..") {
+		return false, fmt.Sprintf("no device name for %d:%d", maj, mnr)
+	}
+	opts, err := os.ReadFile("/proc/fs/ext4/" + name + "/options")
+	if err != nil {
+		return false, err.Error()
+	}
+	if why := ext4OptionsProblem(string(opts)); why != "" {
+		return false, why
+	}
+	dv, err := os.Open("/dev/" + name)
+	if err != nil {
+		return false, "cannot read the superblock: " + err.Error()
+	}
+	defer dv.Close()
+	sb := make([]byte, 1024)
+	if _, err := dv.ReadAt(sb, 1024); err != nil {
+		return false, "cannot read the superblock: " + err.Error()
+	}
+	return ext4SuperProblem(sb) == "", ext4SuperProblem(sb)
+}
+
+// mountFSType returns the file system type of a mount of device maj:mnr
+// in mountinfo (proc(5): field 3 is major:minor, the type follows "-").
+func mountFSType(mountinfo string, maj, mnr uint32) string {
+	want := fmt.Sprintf("%d:%d", maj, mnr)
+	for line := range strings.Lines(mountinfo) {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[2] != want {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				return f[i+1]
+			}
+		}
+	}
+	return ""
+}
+
+// ueventDevName returns DEVNAME from a block device's uevent file.
+func ueventDevName(uevent string) string {
+	for line := range strings.Lines(uevent) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "DEVNAME="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// ext4OptionsProblem checks the options in force (/proc/fs/ext4/<dev>/options,
+// one a line): the journal must order data before metadata commits
+// (data=ordered), commit records must follow a cache flush (barrier), and
+// the commit record must not be written ahead of the blocks it commits
+// (journal_async_commit).
+func ext4OptionsProblem(opts string) string {
+	has := map[string]bool{}
+	for _, o := range strings.Fields(opts) {
+		has[o] = true
+	}
+	switch {
+	case !has["data=ordered"]:
+		return "not mounted with data=ordered (a journal in ordered mode)"
+	case has["nobarrier"] || has["barrier=0"] || !has["barrier"]:
+		return "mounted without barriers"
+	case has["journal_async_commit"]:
+		return "mounted with journal_async_commit"
+	}
+	return ""
+}
+
+// The ext4 superblock fields checkOrdered needs (offsets in the 1024-byte
+// superblock; Documentation/filesystems/ext4/super.rst).
+const (
+	ext4Magic            = 0xEF53
+	ext4CompatHasJournal = 0x4
+	ext4CompatFastCommit = 0x400
+	ext4OffMagic         = 0x38
+	ext4OffFeatureCompat = 0x5C
+	ext4OffJournalInum   = 0xE0
+	ext4OffJournalDevNum = 0xE4
+)
+
+// ext4SuperProblem checks a superblock: ext4, with an internal journal
+// (an external one is flushed separately from the data device), without
+// fast_commit (whose fsync may log the directory without the transaction
+// holding the file's allocation).
+func ext4SuperProblem(sb []byte) string {
+	if len(sb) < 1024 || binary.LittleEndian.Uint16(sb[ext4OffMagic:]) != ext4Magic {
+		return "no ext4 superblock on the device"
+	}
+	compat := binary.LittleEndian.Uint32(sb[ext4OffFeatureCompat:])
+	switch {
+	case compat&ext4CompatHasJournal == 0:
+		return "the file system has no journal"
+	case compat&ext4CompatFastCommit != 0:
+		return "the file system has fast_commit"
+	case binary.LittleEndian.Uint32(sb[ext4OffJournalInum:]) == 0 || binary.LittleEndian.Uint32(sb[ext4OffJournalDevNum:]) != 0:
+		return "the journal is on another device"
+	}
+	return ""
+}
+
+// orderedKey returns the barrier group of f, just created, under
+// FlushOrdered: "o" (each file's own sync_file_range) where the file
+// system allows it, else "f" (FlushFsync) and the reason, once per device
+// (first is true the first time a device is found wanting). kinds caches
+// the answer per device.
+func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first bool) {
+	fd, isFd := f.(fder)
+	if !isFd {
+		return "f", false, "the file system gives no descriptors", false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(fd.Fd()), &st); err != nil {
+		return "f", false, err.Error(), false
+	}
+	v, known := kinds.Load(st.Dev)
+	if !known {
+		ok, why := orderedCheck(st.Dev)
+		v, known = kinds.LoadOrStore(st.Dev, orderedAnswer{ok: ok, why: why})
+		first = !known && !ok
+	}
+	a := v.(orderedAnswer)
+	if !a.ok {
+		return "f", false, a.why, first
+	}
+	return "o", true, "", false
+}
+
+type orderedAnswer struct {
+	ok  bool
+	why string
 }

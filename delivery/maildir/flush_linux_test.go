@@ -32,13 +32,13 @@ func (e *eventFS) add(ev string) int {
 }
 
 type eventFile struct {
-	*os.File
+	realFile
 	e    *eventFS
 	name string
 }
 
 func (f *eventFile) Write(p []byte) (int, error) {
-	n, err := f.File.Write(p)
+	n, err := f.realFile.Write(p)
 	f.e.add("write " + path.Base(f.name))
 	return n, err
 }
@@ -48,7 +48,7 @@ func (e *eventFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error
 	if err != nil || flag == os.O_RDONLY {
 		return f, err
 	}
-	return &eventFile{File: f.(*os.File), e: e, name: name}, nil
+	return &eventFile{realFile: f.(realFile), e: e, name: name}, nil
 }
 
 func (e *eventFS) Rename(o, n string) error {

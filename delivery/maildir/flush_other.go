@@ -9,3 +9,9 @@ func flushKey(FlushMode, *sync.Map, File) (string, bool) { return "f", false }
 
 func syncfsFile(f File) error { return f.Sync() }
 func checkFile(File) error    { return nil }
+
+// Without sync_file_range(2), FlushOrdered is FlushFsync.
+func orderedKey(*sync.Map, File) (string, bool, string, bool) {
+	return "f", false, "sync_file_range(2) is Linux only", false
+}
+func orderedFile(f File) error { return f.Sync() }

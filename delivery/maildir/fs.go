@@ -30,8 +30,11 @@ type FS interface {
 	ReadDir(name string) ([]fs.DirEntry, error)
 }
 
-// File is an open file of an FS. A File returned by the default FS is an
-// *os.File, which lets copies from a spool file use copy_file_range(2).
+// File is an open file of an FS. A File returned by the default FS (and
+// by HomeFS) on Linux is a thin descriptor type that calls the system
+// directly, writes a header and an in-memory body in one writev(2), and
+// hands copies from a spool file to an *os.File, so that they use
+// copy_file_range(2); elsewhere it is an *os.File.
 type File interface {
 	io.Writer
 	// Sync commits the file's content (or a directory's entries) to
@@ -40,14 +43,28 @@ type File interface {
 	Close() error
 }
 
-// RootFS is the default FS: an os.Root opened on first use, so that a root
-// directory that does not exist yet (an unmounted volume, a missing
-// directory) makes deliveries fail temporarily instead of the process
-// failing to start, and starts working once it appears.
+// RootFS is the default FS: the root directory opened on first use, so
+// that a root directory that does not exist yet (an unmounted volume, a
+// missing directory) makes deliveries fail temporarily instead of the
+// process failing to start, and starts working once it appears.
+//
+// On Linux 5.6 and later every path is resolved below the root's
+// descriptor by one openat2(2) with RESOLVE_BENEATH (a symbolic link is
+// followed only while it stays below the root, an absolute one is
+// refused), so that creating a file in a maildir's tmp/ is one system
+// call and a rename two (its parents) plus the renameat(2). Elsewhere, and
+// where openat2 is filtered out, it uses an os.Root, whose rules are the
+// same but which opens one directory per path element. Close must not
+// run concurrently with other operations' use of the root; it waits for
+// those in progress.
 type RootFS struct {
 	dir  string
 	mu   sync.Mutex
 	root *os.Root
+
+	use    sync.RWMutex // held for reading while at is in use; Close takes it
+	at     int          // the root's descriptor for openat2 (Linux), if atOpen
+	atOpen bool
 }
 
 // NewRootFS returns an FS confined to dir. Nothing is opened until the
@@ -73,13 +90,17 @@ func (r *RootFS) get() (*os.Root, error) {
 
 // Close closes the root directory; a later operation opens it again.
 func (r *RootFS) Close() error {
+	r.use.Lock()
+	defer r.use.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.root == nil {
-		return nil
+	err := r.closeAt()
+	if r.root != nil {
+		if cerr := r.root.Close(); err == nil {
+			err = cerr
+		}
+		r.root = nil
 	}
-	err := r.root.Close()
-	r.root = nil
 	return err
 }
 
@@ -96,6 +117,9 @@ func (e *RootError) Unwrap() error { return e.Err }
 
 // OpenFile implements FS.
 func (r *RootFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	if f, ok, err := r.openFileFast(name, flag, perm); ok {
+		return f, err
+	}
 	root, err := r.get()
 	if err != nil {
 		return nil, err
@@ -109,6 +133,9 @@ func (r *RootFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error)
 
 // Mkdir implements FS.
 func (r *RootFS) Mkdir(name string, perm fs.FileMode) error {
+	if ok, err := r.mkdirFast(name, perm); ok {
+		return err
+	}
 	root, err := r.get()
 	if err != nil {
 		return err
@@ -118,6 +145,9 @@ func (r *RootFS) Mkdir(name string, perm fs.FileMode) error {
 
 // Rename implements FS.
 func (r *RootFS) Rename(oldname, newname string) error {
+	if ok, err := r.renameFast(oldname, newname); ok {
+		return err
+	}
 	root, err := r.get()
 	if err != nil {
 		return err
@@ -127,6 +157,9 @@ func (r *RootFS) Rename(oldname, newname string) error {
 
 // Link implements FS.
 func (r *RootFS) Link(oldname, newname string) error {
+	if ok, err := r.linkFast(oldname, newname); ok {
+		return err
+	}
 	root, err := r.get()
 	if err != nil {
 		return err
@@ -136,6 +169,9 @@ func (r *RootFS) Link(oldname, newname string) error {
 
 // Remove implements FS.
 func (r *RootFS) Remove(name string) error {
+	if ok, err := r.removeFast(name); ok {
+		return err
+	}
 	root, err := r.get()
 	if err != nil {
 		return err
@@ -145,6 +181,9 @@ func (r *RootFS) Remove(name string) error {
 
 // Stat implements FS.
 func (r *RootFS) Stat(name string) (fs.FileInfo, error) {
+	if fi, ok, err := r.statFast(name); ok {
+		return fi, err
+	}
 	root, err := r.get()
 	if err != nil {
 		return nil, err
@@ -154,6 +193,9 @@ func (r *RootFS) Stat(name string) (fs.FileInfo, error) {
 
 // ReadDir implements FS.
 func (r *RootFS) ReadDir(name string) ([]fs.DirEntry, error) {
+	if ents, ok, err := r.readDirFast(name); ok {
+		return ents, err
+	}
 	root, err := r.get()
 	if err != nil {
 		return nil, err

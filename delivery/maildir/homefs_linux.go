@@ -16,12 +16,15 @@ import (
 // directory, wherever the link points, inside the directory or out of it.
 // Every operation opens the directory afresh (its own path is the
 // administrator's, from the account database, and resolved as the system
-// does), then reaches the parent of the name it works on with openat2(2)
-// and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or, on kernels without
-// openat2 (before Linux 5.6), one openat(2) with O_NOFOLLOW|O_DIRECTORY
-// per path element; the last element is then created, opened, renamed,
-// linked or removed relative to that descriptor without following a link
-// either (O_NOFOLLOW, O_EXCL, AT_SYMLINK_NOFOLLOW semantics). A link met
+// does), then resolves below it with openat2(2) and
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS: a file is opened or created with
+// the whole path in one call (O_NOFOLLOW too); for a rename, link, mkdir
+// or removal the parent directory (both parents, under one open of the
+// home, for a rename) is opened so, and the last element is worked on
+// relative to it without following a link either (AT_SYMLINK_NOFOLLOW
+// semantics). On kernels without openat2 (before Linux 5.6) each parent
+// is reached by one openat(2) with O_NOFOLLOW|O_DIRECTORY per path
+// element, and the last element opened relative to it with O_NOFOLLOW. A link met
 // anywhere is a *LinkError (ELOOP). Names are slash-separated, relative
 // and clean (fs.ValidPath). A HomeFS holds no descriptor between
 // operations and is safe for concurrent use.
@@ -57,33 +60,39 @@ func retryEINTR[T any](f func() (T, error)) (T, error) {
 	}
 }
 
-// openDir opens the directory rel (a clean relative path, "." for the
-// home itself) without following any link below the home.
-func (h *HomeFS) openDir(rel string) (int, error) {
-	if !fs.ValidPath(rel) {
-		return -1, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrInvalid}
-	}
+// openHome opens the home itself, as the system resolves its path.
+func (h *HomeFS) openHome() (int, error) {
 	base, err := retryEINTR(func() (int, error) {
 		return unix.Open(h.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	})
 	if err != nil {
 		return -1, &HomeError{Dir: h.dir, Err: &fs.PathError{Op: "open", Path: h.dir, Err: err}}
 	}
-	if rel == "." {
-		return base, nil
+	return base, nil
+}
+
+// openDir opens the directory rel (a clean relative path, "." for the
+// home itself) without following any link below the home.
+func (h *HomeFS) openDir(rel string) (int, error) {
+	if !fs.ValidPath(rel) {
+		return -1, &fs.PathError{Op: "open", Path: rel, Err: fs.ErrInvalid}
 	}
+	base, err := h.openHome()
+	if err != nil || rel == "." {
+		return base, err
+	}
+	fd, err := h.openDirAt(base, rel)
+	unix.Close(base)
+	return fd, err
+}
+
+// openDirAt opens the directory rel (not ".") below base, the home's
+// descriptor, which stays open.
+func (h *HomeFS) openDirAt(base int, rel string) (int, error) {
 	if !noOpenat2.Load() {
-		how := unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW, Resolve: resolveFlags}
-		var fd int
-		for range 3 {
-			// EAGAIN: a rename raced with the resolution; try again.
-			if fd, err = retryEINTR(func() (int, error) { return unix.Openat2(base, rel, &how) }); err != unix.EAGAIN {
-				break
-			}
-		}
+		fd, err := openBeneath(base, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0, resolveFlags)
 		switch err {
 		case nil:
-			unix.Close(base)
 			return fd, nil
 		case unix.ENOSYS:
 			noOpenat2.Store(true)
@@ -91,14 +100,13 @@ func (h *HomeFS) openDir(rel string) (int, error) {
 			// A link as the last element gives ENOTDIR (O_DIRECTORY
 			// with O_NOFOLLOW): the walk tells which it was.
 		default:
-			unix.Close(base)
 			return -1, h.pathError("openat2", rel, err)
 		}
 	}
 	return h.walk(base, rel)
 }
 
-// walk opens rel below the directory base (which it closes) one element
+// walk opens rel below the directory base (which stays open) one element
 // at a time, each with O_NOFOLLOW|O_DIRECTORY.
 func (h *HomeFS) walk(base int, rel string) (int, error) {
 	fd := base
@@ -107,7 +115,9 @@ func (h *HomeFS) walk(base int, rel string) (int, error) {
 			return unix.Openat(fd, e, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		})
 		err = linkErrno(fd, e, err)
-		unix.Close(fd)
+		if fd != base {
+			unix.Close(fd)
+		}
 		if err != nil {
 			return -1, h.pathError("openat", rel, err)
 		}
@@ -139,33 +149,68 @@ func (h *HomeFS) parent(name string) (int, string, error) {
 	return fd, path.Base(name), err
 }
 
+// parentAt is parent below base, the home's descriptor, which stays open
+// and is returned for a name directly in the home (close the result with
+// closeParent).
+func (h *HomeFS) parentAt(base int, name string) (int, string, error) {
+	if !fs.ValidPath(name) || name == "." {
+		return -1, "", &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	dir := path.Dir(name)
+	if dir == "." {
+		return base, name, nil
+	}
+	fd, err := h.openDirAt(base, dir)
+	return fd, path.Base(name), err
+}
+
 // OpenFile implements FS; the last element is opened with O_NOFOLLOW too.
-// A read-only open is of a directory (to fsync it: a Store reads no file),
-// and gets O_DIRECTORY, so that a FIFO the user put in its place cannot
-// block the open.
+// A read-only open (a directory to fsync, or a maildir's dovecot-keywords)
+// gets O_NONBLOCK, so that a FIFO the user put in its place cannot block
+// the open (nor a read: it finds no data, or fails). With openat2(2) the
+// whole path is one call below the home.
 func (h *HomeFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
 	if flag&unix.O_ACCMODE == unix.O_RDONLY {
-		flag |= unix.O_DIRECTORY
+		flag |= unix.O_NONBLOCK
 	}
-	if name == "." {
-		fd, err := h.openDir(".")
-		if err != nil {
-			return nil, err
-		}
-		return os.NewFile(uintptr(fd), h.dir), nil
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
 	}
-	pfd, elem, err := h.parent(name)
+	base, err := h.openHome()
 	if err != nil {
 		return nil, err
 	}
-	defer unix.Close(pfd)
+	if name == "." {
+		return newFdFile(base, h.dir), nil
+	}
+	defer unix.Close(base)
+	if !noOpenat2.Load() {
+		fd, err := openBeneath(base, name, flag|unix.O_NOFOLLOW, uint32(perm.Perm()), resolveFlags)
+		switch err {
+		case nil:
+			return newFdFile(fd, h.dir+"/"+name), nil
+		case unix.ENOSYS:
+			noOpenat2.Store(true)
+		case unix.ENOTDIR:
+			// A link as the last element of a directory's path gives
+			// ENOTDIR (O_DIRECTORY with O_NOFOLLOW): the way below
+			// tells which it was.
+		default:
+			return nil, h.pathError("openat2", name, err)
+		}
+	}
+	pfd, elem, err := h.parentAt(base, name)
+	if err != nil {
+		return nil, err
+	}
+	defer closeParent(base, pfd)
 	fd, err := retryEINTR(func() (int, error) {
 		return unix.Openat(pfd, elem, flag|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
 	})
 	if err = linkErrno(pfd, elem, err); err != nil {
 		return nil, h.pathError("openat", name, err)
 	}
-	return os.NewFile(uintptr(fd), h.dir+"/"+name), nil
+	return newFdFile(fd, h.dir+"/"+name), nil
 }
 
 // Mkdir implements FS.
@@ -181,44 +226,48 @@ func (h *HomeFS) Mkdir(name string, perm fs.FileMode) error {
 	return nil
 }
 
-// twoParents opens the parents of two names.
-func (h *HomeFS) twoParents(oldname, newname string) (ofd int, oelem string, nfd int, nelem string, err error) {
-	if ofd, oelem, err = h.parent(oldname); err != nil {
-		return
+// twoParents opens the parents of two names below one open of the home
+// (once if they share it) and calls do with them.
+func (h *HomeFS) twoParents(oldname, newname string, do func(ofd int, oelem string, nfd int, nelem string) error) error {
+	base, err := h.openHome()
+	if err != nil {
+		return err
 	}
-	if nfd, nelem, err = h.parent(newname); err != nil {
-		unix.Close(ofd)
+	defer unix.Close(base)
+	ofd, oelem, err := h.parentAt(base, oldname)
+	if err != nil {
+		return err
 	}
-	return
+	defer closeParent(base, ofd)
+	nfd, nelem := ofd, path.Base(newname)
+	if path.Dir(oldname) != path.Dir(newname) {
+		if nfd, nelem, err = h.parentAt(base, newname); err != nil {
+			return err
+		}
+		defer closeParent(base, nfd)
+	}
+	return do(ofd, oelem, nfd, nelem)
 }
 
 // Rename implements FS with renameat(2) between the two parents.
 func (h *HomeFS) Rename(oldname, newname string) error {
-	ofd, oelem, nfd, nelem, err := h.twoParents(oldname, newname)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(ofd)
-	defer unix.Close(nfd)
-	if _, err := retryEINTR(func() (int, error) { return 0, unix.Renameat(ofd, oelem, nfd, nelem) }); err != nil {
-		return &os.LinkError{Op: "renameat", Old: h.dir + "/" + oldname, New: h.dir + "/" + newname, Err: err}
-	}
-	return nil
+	return h.twoParents(oldname, newname, func(ofd int, oelem string, nfd int, nelem string) error {
+		if _, err := retryEINTR(func() (int, error) { return 0, unix.Renameat(ofd, oelem, nfd, nelem) }); err != nil {
+			return &os.LinkError{Op: "renameat", Old: h.dir + "/" + oldname, New: h.dir + "/" + newname, Err: err}
+		}
+		return nil
+	})
 }
 
 // Link implements FS with linkat(2), which does not follow a link at
 // oldname.
 func (h *HomeFS) Link(oldname, newname string) error {
-	ofd, oelem, nfd, nelem, err := h.twoParents(oldname, newname)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(ofd)
-	defer unix.Close(nfd)
-	if _, err := retryEINTR(func() (int, error) { return 0, unix.Linkat(ofd, oelem, nfd, nelem, 0) }); err != nil {
-		return &os.LinkError{Op: "linkat", Old: h.dir + "/" + oldname, New: h.dir + "/" + newname, Err: err}
-	}
-	return nil
+	return h.twoParents(oldname, newname, func(ofd int, oelem string, nfd int, nelem string) error {
+		if _, err := retryEINTR(func() (int, error) { return 0, unix.Linkat(ofd, oelem, nfd, nelem, 0) }); err != nil {
+			return &os.LinkError{Op: "linkat", Old: h.dir + "/" + oldname, New: h.dir + "/" + newname, Err: err}
+		}
+		return nil
+	})
 }
 
 // Remove implements FS: unlinkat(2), for a directory with AT_REMOVEDIR.

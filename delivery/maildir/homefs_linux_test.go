@@ -385,3 +385,59 @@ func TestHomeMissing(t *testing.T) {
 		t.Errorf("the home was created: %v", err)
 	}
 }
+
+// TestHomeKeywords: a delivery with keywords into a home reads and
+// rewrites the maildir's dovecot-keywords there (a regular file, read
+// through HomeFS like everything else).
+func TestHomeKeywords(t *testing.T) {
+	needRoot(t)
+	bothWays(t, func(t *testing.T) {
+		home, _ := homeSetup(t)
+		md := filepath.Join(home, "Maildir")
+		os.MkdirAll(md, 0o700)
+		os.WriteFile(filepath.Join(md, KeywordsFile), []byte("0 $Junk\n"), 0o600)
+		s := newStore(t, Options{Root: t.TempDir()})
+		mb := aliceBox()
+		mb.Home = home
+		mb.Flags = []string{"$Junk", "Work"}
+		st, err := s.Deliver(context.Background(), mb, testContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(st.Path(), ":2,ab") {
+			t.Errorf("path %s, want the letters a and b", st.Path())
+		}
+		if kw, _ := os.ReadFile(filepath.Join(md, KeywordsFile)); string(kw) != "0 $Junk\n1 Work\n" {
+			t.Errorf("dovecot-keywords %q", kw)
+		}
+	})
+}
+
+// TestHomeKeywordsFIFO: a FIFO in place of dovecot-keywords does not
+// block the delivery (the open is non-blocking, a read finds no data).
+func TestHomeKeywordsFIFO(t *testing.T) {
+	needRoot(t)
+	home, _ := homeSetup(t)
+	md := filepath.Join(home, "Maildir")
+	os.MkdirAll(md, 0o700)
+	if err := syscall.Mkfifo(filepath.Join(md, KeywordsFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, Options{Root: t.TempDir()})
+	mb := aliceBox()
+	mb.Home = home
+	mb.Flags = []string{"Work"}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Deliver(context.Background(), mb, testContent)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		// Delivered (the FIFO read as empty and replaced) or refused
+		// temporarily: either way, not blocked.
+		t.Logf("delivery with a FIFO as dovecot-keywords: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the delivery blocked on a FIFO in place of dovecot-keywords")
+	}
+}

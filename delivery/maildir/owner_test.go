@@ -153,7 +153,17 @@ func TestLinkOwners(t *testing.T) {
 // does for a process without CAP_CHOWN.
 type chownFailFS struct{ FS }
 
-type chownFailFile struct{ *os.File }
+// realFile is what RootFS's files offer besides File: a descriptor, a
+// name, owner and mode.
+type realFile interface {
+	File
+	Fd() uintptr
+	Name() string
+	Chown(uid, gid int) error
+	Chmod(mode fs.FileMode) error
+}
+
+type chownFailFile struct{ realFile }
 
 func (f chownFailFile) Chown(uid, gid int) error {
 	return &fs.PathError{Op: "chown", Path: f.Name(), Err: syscall.EPERM}
@@ -164,7 +174,7 @@ func (f *chownFailFS) OpenFile(name string, flag int, perm fs.FileMode) (File, e
 	if err != nil {
 		return nil, err
 	}
-	return chownFailFile{file.(*os.File)}, nil
+	return chownFailFile{file.(realFile)}, nil
 }
 
 // TestOwnerFailure: an owner that cannot be set is a temporary failure

@@ -89,7 +89,8 @@ type Options struct {
 	HomeFS func(home string) FS
 	// Flush is the barrier that makes staged files durable before their
 	// rename (lmtpd's [delivery.maildir] flush): FlushFsync (the zero
-	// value) or FlushSyncfs. See FlushMode for the trade-off.
+	// value), FlushSyncfs or FlushOrdered. See FlushMode for the
+	// trade-offs.
 	Flush FlushMode
 }
 
@@ -114,6 +115,7 @@ type Store struct {
 	flushes   flusher   // batched file fsyncs (FlushFsync)
 	flushMode FlushMode
 	fsKinds   sync.Map // device -> bool: its file system allows syncfs barriers
+	fsOrdered sync.Map // device -> orderedAnswer: its file system allows FlushOrdered
 	known     sync.Map // directory -> struct{}: created, checked and cleaned by this process
 }
 
@@ -133,7 +135,7 @@ func New(opts Options) (*Store, error) {
 		homeFS:    opts.HomeFS,
 		flushMode: opts.Flush,
 	}
-	if opts.Flush != FlushSyncfs && opts.Flush != FlushFsync {
+	if opts.Flush != FlushSyncfs && opts.Flush != FlushFsync && opts.Flush != FlushOrdered {
 		return nil, fmt.Errorf("maildir: unknown flush mode %v", opts.Flush)
 	}
 	if opts.FileMode&^0o777 != 0 || opts.DirMode&^0o777 != 0 {
@@ -367,12 +369,12 @@ func (s *Store) Stage(ctx context.Context, mb Mailbox, c Content) (*Staged, erro
 	if err != nil {
 		return nil, s.fail(ctx, "create maildir", l.show(mb.Path), err)
 	}
-	st, err := s.write(l, dir, c, size)
+	st, err := s.write(ctx, l, dir, c, size)
 	if errors.Is(err, fs.ErrNotExist) {
 		// The maildir vanished since this process created or checked it.
 		s.forget(l, dir)
 		if dir, err = s.prepare(ctx, l, mb); err == nil {
-			st, err = s.write(l, dir, c, size)
+			st, err = s.write(ctx, l, dir, c, size)
 		}
 	}
 	if err != nil {
@@ -437,7 +439,7 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 // writes c, without flushing it: Commit's barrier does that, for many
 // deliveries at once. The file stays open for the barrier. On error it
 // removes the file.
-func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error) {
+func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size int64) (*Staged, error) {
 	for attempt := 0; ; attempt++ {
 		name := s.names.Next(s.now())
 		tmp := dir + "/tmp/" + name
@@ -458,7 +460,18 @@ func (s *Store) write(l loc, dir string, c Content, size int64) (*Staged, error)
 			return nil, err
 		}
 		d := &stagedFile{f: f, refs: 1}
-		d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f)
+		if s.flushMode == FlushOrdered {
+			var ok, first bool
+			var why string
+			if d.key, ok, why, first = orderedKey(&s.fsOrdered, f); ok {
+				d.kind = barrierOrdered
+			} else if first {
+				zerolog.Ctx(ctx).Warn().Str("maildir", l.show(dir)).Str("reason", why).
+					Msg(`flush = "ordered" is not safe on this file system: its deliveries use flush = "fsync"`)
+			}
+		} else if d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f); d.syncfs {
+			d.kind = barrierSyncfs
+		}
 		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
 	}
 }
@@ -517,7 +530,36 @@ func (s *Store) mkdir(l loc, name string) error {
 	return err
 }
 
+// vectorWriter is a File that writes several buffers with one system
+// call (writev(2)): fdFile.
+type vectorWriter interface {
+	writev(bufs [][]byte) (int64, error)
+}
+
+// memBody is a Body whose content is in memory: spool.Spool under its
+// threshold. The slice is only read.
+type memBody interface {
+	Bytes() ([]byte, bool)
+}
+
+// writeContent writes the header and the body: in one writev(2) when the
+// body is in memory and the file can, else one after the other.
 func writeContent(f File, c Content, size int64) error {
+	if vw, ok := f.(vectorWriter); ok {
+		var body []byte
+		mem := c.Body == nil
+		if mb, ok := c.Body.(memBody); ok {
+			body, mem = mb.Bytes()
+		}
+		if mem {
+			bufs := [2][]byte{c.Header, body}
+			written, err := vw.writev(bufs[:])
+			if err == nil && written != size {
+				err = fmt.Errorf("maildir: wrote %d bytes, want %d", written, size)
+			}
+			return err
+		}
+	}
 	n, err := f.Write(c.Header)
 	written := int64(n)
 	if err == nil && c.Body != nil {
@@ -546,12 +588,17 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	// The renames, then one barrier per new/ (FlushFsync) or per file
 	// system (FlushSyncfs) they went to.
 	type barrier struct {
+		key  string
 		l    loc
 		dir  string      // a new/ (or cur/) written to
 		data *stagedFile // with syncfs: a file on the file system, still open
 		idx  []int
 	}
-	barriers := make(map[string]*barrier)
+	// A message has a few barriers (one per maildir at most): a list
+	// searched in order costs less than a map, and one on the stack
+	// serves the common case.
+	var one [1]barrier
+	barriers := one[:0]
 	for i, st := range files {
 		if st.state != staged {
 			continue
@@ -570,35 +617,42 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		if st.data.syncfs {
 			k, data = st.data.key, st.data
 		}
-		if barriers[k] == nil {
-			barriers[k] = &barrier{l: l, dir: sub, data: data}
+		j := slices.IndexFunc(barriers, func(b barrier) bool { return b.key == k })
+		if j < 0 {
+			j = len(barriers)
+			barriers = append(barriers, barrier{key: k, l: l, dir: sub, data: data})
 		}
-		barriers[k].idx = append(barriers[k].idx, i)
+		barriers[j].idx = append(barriers[j].idx, i)
 	}
-	var wg sync.WaitGroup
-	for k, b := range barriers {
-		wg.Go(func() {
-			var err error
-			if b.data != nil {
-				// The file's own descriptor: no directory to open.
-				err = s.syncer.Sync(k, func() error { return syncfsFile(b.data.f) })
-			} else {
-				err = s.syncDir(b.l, b.dir)
-			}
-			if err == nil {
-				return
-			}
-			perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
-			for _, i := range b.idx {
-				errs[i] = perr
-				// Not known to be durable: take it back rather than
-				// report a failure for a message that may show up.
-				b.l.fs.Remove(files[i].Path())
-				files[i].state = aborted
-			}
-		})
+	run := func(b *barrier) {
+		var err error
+		if b.data != nil {
+			// The file's own descriptor: no directory to open.
+			err = s.syncer.Sync(b.key, func() error { return syncfsFile(b.data.f) })
+		} else {
+			err = s.syncDir(b.l, b.dir)
+		}
+		if err == nil {
+			return
+		}
+		perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
+		for _, i := range b.idx {
+			errs[i] = perr
+			// Not known to be durable: take it back rather than
+			// report a failure for a message that may show up.
+			b.l.fs.Remove(files[i].Path())
+			files[i].state = aborted
+		}
 	}
-	wg.Wait()
+	if len(barriers) == 1 {
+		run(&barriers[0])
+	} else {
+		var wg sync.WaitGroup
+		for j := range barriers {
+			wg.Go(func() { run(&barriers[j]) })
+		}
+		wg.Wait()
+	}
 	for _, st := range files {
 		if st.state != staged {
 			st.end(st.state)
@@ -613,26 +667,38 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 // not be made durable (now or in an earlier Commit of one of its links) is
 // removed and gets the error in errs.
 func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
-	var reqs map[string]*flushReq
+	// One request per barrier group (file system or kind): nearly always
+	// one, so a list, on the stack for that case.
+	type keyed struct {
+		key string
+		r   flushReq
+	}
+	var one [1]keyed
+	reqs := one[:0]
 	for i, st := range files {
 		d := st.data
 		if st.state != staged || d.done || d.err != nil || slices.ContainsFunc(files[:i], func(o *Staged) bool { return o.data == d }) {
 			continue // durable, failed, or a link of a file already in
 		}
-		if reqs == nil {
-			reqs = make(map[string]*flushReq)
+		j := slices.IndexFunc(reqs, func(k keyed) bool { return k.key == d.key })
+		if j < 0 {
+			j = len(reqs)
+			reqs = append(reqs, keyed{key: d.key})
 		}
-		r := reqs[d.key]
-		if r == nil {
-			r = &flushReq{}
-			reqs[d.key] = r
-		}
-		r.files = append(r.files, d)
+		reqs[j].r.files = append(reqs[j].r.files, d)
 	}
 	run := func(key string, r *flushReq) {
-		if !r.files[0].syncfs {
+		switch r.files[0].kind {
+		case barrierOrdered:
+			// Each file's own write-back, no commit: nothing to share
+			// (the rename barrier's directory fsync commits).
+			r.errs = make([]error, len(r.files))
+			for i, d := range r.files {
+				r.errs[i] = orderedFile(d.f)
+			}
+		case barrierFsync:
 			s.flushes.flush(key, r, fsyncBatch)
-		} else {
+		default:
 			// Any descriptor on the file system will do: every
 			// caller's syncfs is equivalent (GroupSync runs one).
 			err := s.syncer.Sync(key, func() error { return syncfsFile(r.files[0].f) })
@@ -646,8 +712,10 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 		for i, d := range r.files {
 			err := r.errs[i]
 			if !d.syncfs {
-				// Durable: the descriptor is no longer needed (a link
-				// is the same inode). close(2) reports some file
+				// Durable (with FlushOrdered: written, its allocation
+				// in the running journal transaction, which the rename
+				// barrier commits): the descriptor is no longer needed
+				// (a link is the same inode). close(2) reports some file
 				// systems' errors (NFS, quotas), before the rename.
 				// With syncfs (local file systems whose close does not
 				// flush), it stays open for the rename's barrier.
@@ -660,13 +728,11 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 		}
 	}
 	if len(reqs) == 1 {
-		for k, r := range reqs {
-			run(k, r)
-		}
+		run(reqs[0].key, &reqs[0].r)
 	} else {
 		var wg sync.WaitGroup
-		for k, r := range reqs {
-			wg.Go(func() { run(k, r) })
+		for j := range reqs {
+			wg.Go(func() { run(reqs[j].key, &reqs[j].r) })
 		}
 		wg.Wait()
 	}

@@ -116,6 +116,18 @@ func (s *Spool) spill() error {
 	return nil
 }
 
+// Bytes returns the content and true while it is held in memory, nil and
+// false once it is in a file (or after Close). The slice is the spool's
+// own: the caller must not modify it, and it is valid until the next
+// Write or Close. It lets a writer send a header and the body in one
+// system call (a maildir delivery's writev(2)).
+func (s *Spool) Bytes() ([]byte, bool) {
+	if s.closed || s.f != nil {
+		return nil, false
+	}
+	return s.mem, true
+}
+
 // ReadFrom appends everything r yields until io.EOF. It returns r's error
 // unchanged (the protocol's *Error values pass through), or the spool's
 // own write error.

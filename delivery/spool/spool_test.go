@@ -202,3 +202,27 @@ func TestCreateUnlinked(t *testing.T) {
 		t.Error("createUnlinked in a missing dir succeeded")
 	}
 }
+
+// TestSpoolBytes: the content is exposed while in memory, not once it
+// moved to a file, nor after Close.
+func TestSpoolBytes(t *testing.T) {
+	s := New(Options{Threshold: 8, Dir: t.TempDir()})
+	defer s.Close()
+	if b, ok := s.Bytes(); !ok || len(b) != 0 {
+		t.Errorf("empty spool: %q, %v", b, ok)
+	}
+	s.Write([]byte("12345"))
+	if b, ok := s.Bytes(); !ok || string(b) != "12345" {
+		t.Errorf("in memory: %q, %v", b, ok)
+	}
+	s.Write([]byte("6789"))
+	if b, ok := s.Bytes(); ok || b != nil {
+		t.Errorf("in a file: %q, %v", b, ok)
+	}
+	m := New(Options{})
+	m.Write([]byte("x"))
+	m.Close()
+	if b, ok := m.Bytes(); ok || b != nil {
+		t.Errorf("closed: %q, %v", b, ok)
+	}
+}

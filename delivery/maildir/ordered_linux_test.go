@@ -1,0 +1,389 @@
+package maildir
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// TestOrderedChecks: the parts of the check that decides where
+// FlushOrdered is safe, on the texts the kernel gives.
+func TestOrderedChecks(t *testing.T) {
+	const mi = `22 1 253:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+45 27 7:0 / /mnt/a rw,relatime - ext4 /dev/loop0 rw
+46 27 7:1 / /mnt/b rw - xfs /dev/loop1 rw,attr2
+47 27 0:45 / /tmp rw,nosuid shared:20 - tmpfs tmpfs rw,size=100k
+`
+	for _, tt := range []struct {
+		maj, mnr uint32
+		want     string
+	}{{253, 1, "ext4"}, {7, 0, "ext4"}, {7, 1, "xfs"}, {0, 45, "tmpfs"}, {7, 2, ""}} {
+		if got := mountFSType(mi, tt.maj, tt.mnr); got != tt.want {
+			t.Errorf("mountFSType(%d:%d) = %q, want %q", tt.maj, tt.mnr, got, tt.want)
+		}
+	}
+	if got := ueventDevName("MAJOR=7\nMINOR=0\nDEVNAME=loop0\nDEVTYPE=disk\n"); got != "loop0" {
+		t.Errorf("ueventDevName = %q", got)
+	}
+	if got := ueventDevName("MAJOR=7\n"); got != "" {
+		t.Errorf("ueventDevName without DEVNAME = %q", got)
+	}
+	// /proc/fs/ext4/<dev>/options as Linux 6.x writes it for mkfs.ext4's
+	// defaults.
+	const dflt = "rw\nbsddf\nnogrpid\nblock_validity\ndioread_nolock\nnodiscard\ndelalloc\nnowarn_on_error\njournal_checksum\nbarrier\nauto_da_alloc\nuser_xattr\nacl\nnoquota\nresuid=0\nresgid=0\nerrors=continue\ncommit=5\nmin_batch_time=0\nmax_batch_time=15000\nstripe=0\ndata=ordered\ninode_readahead_blks=32\ninit_itable=10\nmax_dir_size_kb=0\n"
+	for _, tt := range []struct {
+		name, opts string
+		ok         bool
+	}{
+		{"defaults", dflt, true},
+		{"data=journal", strings.Replace(dflt, "data=ordered", "data=journal", 1), false},
+		{"data=writeback", strings.Replace(dflt, "data=ordered", "data=writeback", 1), false},
+		{"no journal (no data=)", strings.Replace(dflt, "data=ordered\n", "", 1), false},
+		{"nobarrier", strings.Replace(dflt, "\nbarrier\n", "\nnobarrier\n", 1), false},
+		{"journal_async_commit", dflt + "journal_async_commit\n", false},
+	} {
+		if why := ext4OptionsProblem(tt.opts); (why == "") != tt.ok {
+			t.Errorf("options %s: %q, want ok=%v", tt.name, why, tt.ok)
+		}
+	}
+	sb := func(compat, inum, dev uint32) []byte {
+		b := make([]byte, 1024)
+		binary.LittleEndian.PutUint16(b[ext4OffMagic:], ext4Magic)
+		binary.LittleEndian.PutUint32(b[ext4OffFeatureCompat:], compat)
+		binary.LittleEndian.PutUint32(b[ext4OffJournalInum:], inum)
+		binary.LittleEndian.PutUint32(b[ext4OffJournalDevNum:], dev)
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		sb   []byte
+		ok   bool
+	}{
+		{"internal journal", sb(0x3c, 8, 0), true},
+		{"fast_commit", sb(0x3c|ext4CompatFastCommit, 8, 0), false},
+		{"no journal", sb(0x38, 0, 0), false},
+		{"external journal", sb(0x3c, 0, 0x0801), false},
+		{"not ext4", make([]byte, 1024), false},
+		{"short", []byte{1, 2}, false},
+	} {
+		if why := ext4SuperProblem(tt.sb); (why == "") != tt.ok {
+			t.Errorf("superblock %s: %q, want ok=%v", tt.name, why, tt.ok)
+		}
+	}
+}
+
+// orderedFS logs what the ordered write path does to files: writes and
+// fsyncs of message files, fsyncs of directories, renames.
+type orderedFS struct {
+	FS
+	mu  sync.Mutex
+	log []string
+	fds map[uintptr]string // open message files by descriptor
+}
+
+func (o *orderedFS) add(ev string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.log = append(o.log, ev)
+	return len(o.log) - 1
+}
+
+type loggedFile struct {
+	realFile
+	o    *orderedFS
+	name string
+	dir  bool
+}
+
+func (f *loggedFile) Write(p []byte) (int, error) {
+	n, err := f.realFile.Write(p)
+	f.o.add("write " + f.name)
+	return n, err
+}
+
+func (f *loggedFile) Sync() error {
+	if f.dir {
+		f.o.add("dirsync-start " + f.name)
+		err := f.realFile.Sync()
+		f.o.add("dirsync-end " + f.name)
+		return err
+	}
+	f.o.add("fsync " + f.name)
+	return f.realFile.Sync()
+}
+
+func (o *orderedFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := o.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	if flag == os.O_RDONLY {
+		return &loggedFile{realFile: f.(realFile), o: o, name: name, dir: true}, nil
+	}
+	rf := f.(realFile)
+	o.mu.Lock()
+	o.fds[rf.Fd()] = path.Base(name)
+	o.mu.Unlock()
+	return &loggedFile{realFile: rf, o: o, name: path.Base(name)}, nil
+}
+
+func (o *orderedFS) Rename(old, new string) error {
+	err := o.FS.Rename(old, new)
+	o.add("rename " + path.Base(old))
+	return err
+}
+
+// watchOrdered makes every file system pass the check and logs each
+// sync_file_range in o.
+func watchOrdered(t *testing.T, o *orderedFS) {
+	oldCheck, oldSfr := orderedCheck, sfrCall
+	orderedCheck = func(uint64) (bool, string) { return true, "" }
+	sfrCall = func(fd int, off, n int64, flags int) error {
+		o.mu.Lock()
+		name := o.fds[uintptr(fd)]
+		o.mu.Unlock()
+		if flags != unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER || off != 0 || n != 0 {
+			t.Errorf("sync_file_range(%d, %d, %#x): want the whole file, written and waited for", off, n, flags)
+		}
+		err := oldSfr(fd, off, n, flags)
+		o.add("sfr " + name)
+		return err
+	}
+	t.Cleanup(func() { orderedCheck, sfrCall = oldCheck, oldSfr })
+}
+
+// TestOrderedBarrierOrder delivers from many goroutines at once with
+// FlushOrdered and checks, for every message: its file was written back
+// (sync_file_range) after its last write and before its rename, never
+// fsynced itself, and an fsync of its new/ that started after the rename
+// ended before Deliver returned. Links of a file for further recipients
+// are renamed after the file's write-back too.
+func TestOrderedBarrierOrder(t *testing.T) {
+	root := t.TempDir()
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	o := &orderedFS{FS: r, fds: map[uintptr]string{}}
+	watchOrdered(t, o)
+	s := newStore(t, Options{FS: o, Flush: FlushOrdered})
+	ctx := context.Background()
+	const boxes, senders, each = 4, 8, 8
+	for b := range boxes {
+		if _, err := s.Deliver(ctx, Mailbox{Path: fmt.Sprintf("d/u%d", b)}, testContent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.mu.Lock()
+	o.log = nil
+	o.mu.Unlock()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	returned := map[string]int{} // tmp name -> log index of the return
+	dirOf := map[string]string{}
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				var sts []*Staged
+				first, err := s.Stage(ctx, Mailbox{Path: fmt.Sprintf("d/u%d", (g+i)%boxes)}, testContent)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sts = append(sts, first)
+				if i%2 == 1 { // a second recipient: a hard link
+					st, err := s.Link(ctx, Mailbox{Path: fmt.Sprintf("d/u%d", (g+i+1)%boxes)}, first, testContent)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					sts = append(sts, st)
+				}
+				for _, err := range s.Commit(ctx, sts...) {
+					if err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				for k, st := range sts {
+					name, _, _ := strings.Cut(path.Base(st.Path()), ",")
+					idx := o.add("return " + name)
+					mu.Lock()
+					returned[name] = idx
+					dirOf[name] = st.Dir() + "/new"
+					if k > 0 {
+						n0, _, _ := strings.Cut(path.Base(sts[0].Path()), ",")
+						dirOf[name+" data"] = n0
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	o.mu.Lock()
+	log := o.log
+	o.mu.Unlock()
+	at := func(ev string) int {
+		for i, e := range log {
+			if e == ev {
+				return i
+			}
+		}
+		return -1
+	}
+	for name, ret := range returned {
+		data := name
+		if d, ok := dirOf[name+" data"]; ok {
+			data = d // a link: the first file's write-back covers it
+		}
+		sfr, ren := at("sfr "+data), at("rename "+name)
+		lastWrite := -1
+		for i, e := range log {
+			if e == "write "+data {
+				lastWrite = i
+			}
+			if e == "fsync "+data {
+				t.Errorf("%s: the message file was fsynced (ordered mode needs no file fsync)", data)
+			}
+		}
+		if sfr < 0 || ren < 0 || !(lastWrite < sfr && sfr < ren) {
+			t.Errorf("%s: last write at %d, sync_file_range at %d, rename at %d: want them in that order", name, lastWrite, sfr, ren)
+		}
+		covered := false
+		for i := ren + 1; i < ret && !covered; i++ {
+			if log[i] == "dirsync-start "+dirOf[name] {
+				for j := i + 1; j < ret; j++ {
+					if log[j] == "dirsync-end "+dirOf[name] {
+						covered = true
+						break
+					}
+				}
+			}
+		}
+		if !covered {
+			t.Errorf("%s: no fsync of %s started after the rename (%d) and ended before the return (%d)", name, dirOf[name], ren, ret)
+		}
+	}
+	if len(returned) != senders*each*3/2 {
+		t.Errorf("%d deliveries checked, want %d", len(returned), senders*each*3/2)
+	}
+}
+
+// TestOrderedFallback: where the check fails, FlushOrdered is FlushFsync
+// (the file fsynced before its rename), with one warning per file system
+// that says why.
+func TestOrderedFallback(t *testing.T) {
+	root := t.TempDir()
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	o := &orderedFS{FS: r, fds: map[uintptr]string{}}
+	watchOrdered(t, o)
+	orderedCheck = func(uint64) (bool, string) { return false, "the file system is \"xfs\", not ext4" }
+	s := newStore(t, Options{FS: o, Flush: FlushOrdered})
+	var logs bytes.Buffer
+	ctx := zerolog.New(&logs).WithContext(context.Background())
+	for range 3 {
+		st, err := s.Deliver(ctx, Mailbox{Path: "u"}, testContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name, _, _ := strings.Cut(path.Base(st.Path()), ",")
+		fsync, ren := -1, -1
+		for i, e := range o.log {
+			switch e {
+			case "fsync " + name:
+				fsync = i
+			case "rename " + name:
+				ren = i
+			case "sfr " + name:
+				t.Errorf("%s: sync_file_range in the fallback", name)
+			}
+		}
+		if fsync < 0 || fsync > ren {
+			t.Errorf("%s: fsync at %d, rename at %d", name, fsync, ren)
+		}
+	}
+	if n := strings.Count(logs.String(), `not safe on this file system`); n != 1 || !strings.Contains(logs.String(), "xfs") {
+		t.Errorf("want one warning with the reason, got %d:\n%s", n, logs.String())
+	}
+}
+
+// TestOrderedCheckExt4 runs the real check on ext4 file systems made on
+// a loop device: mkfs.ext4's defaults pass; fast_commit, no journal and
+// data=journal do not. Needs root, losetup, mkfs.ext4 and mount.
+func TestOrderedCheckExt4(t *testing.T) {
+	needRoot(t)
+	for _, tool := range []string{"losetup", "mkfs.ext4", "mount", "umount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is missing", tool)
+			}
+			t.Skipf("SKIPPED: %s is missing", tool)
+		}
+	}
+	if !syncfsReportsErrors() {
+		t.Skip("SKIPPED: the kernel is older than 5.8: the check refuses every file system")
+	}
+	sh := func(t *testing.T, name string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	for _, tt := range []struct {
+		name   string
+		mkfs   []string
+		mount  []string
+		ok     bool
+		reason string
+	}{
+		{"defaults", nil, nil, true, ""},
+		{"fast_commit", []string{"-O", "fast_commit"}, nil, false, "fast_commit"},
+		{"no journal", []string{"-O", "^has_journal"}, nil, false, "data=ordered"},
+		{"data=journal", nil, []string{"-o", "data=journal"}, false, "data=ordered"},
+		{"nobarrier", nil, []string{"-o", "nobarrier"}, false, "barriers"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			img, mnt := filepath.Join(dir, "img"), filepath.Join(dir, "mnt")
+			os.Mkdir(mnt, 0o700)
+			if err := os.WriteFile(img, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Truncate(img, 32<<20)
+			sh(t, "mkfs.ext4", append(append([]string{"-q", "-F"}, tt.mkfs...), img)...)
+			loop := sh(t, "losetup", "-f", "--show", img)
+			t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+			sh(t, "mount", append(append([]string{"-t", "ext4"}, tt.mount...), loop, mnt)...)
+			t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+			var st unix.Stat_t
+			if err := unix.Stat(mnt, &st); err != nil {
+				t.Fatal(err)
+			}
+			ok, why := checkOrdered(st.Dev)
+			if ok != tt.ok || !strings.Contains(why, tt.reason) {
+				t.Errorf("checkOrdered: %v, %q; want %v, %q", ok, why, tt.ok, tt.reason)
+			}
+		})
+	}
+	// A tmpfs is refused by its type.
+	var st unix.Stat_t
+	if unix.Stat("/dev/shm", &st) == nil {
+		if ok, why := checkOrdered(st.Dev); ok {
+			t.Errorf("/dev/shm passes the check (%q)", why)
+		}
+	}
+}
