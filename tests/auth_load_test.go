@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +32,20 @@ func TestAuthLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
+	// The listening socket is made here and passed to lmtpd the way
+	// systemd does: a port picked free and bound by lmtpd later could be
+	// taken in between by another test's connection.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lnFile, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // lnFile keeps the socket listening
+	defer lnFile.Close()
 	cfg := fmt.Sprintf(`[log]
 format = "json"
 
@@ -43,7 +57,7 @@ auth_queue_timeout = "1m"
 [[listener]]
 name = "submission"
 protocol = "smtp"
-address = %q
+address = "unix:%s/submission.sock"
 auth = "optional"
 insecure_auth = true
 auth_failure_delay = "0s"
@@ -59,9 +73,16 @@ root = "%s/mail"
 [[domain]]
 name = "example.test"
 any_user = true
-`, slots, addr, budget, hash, dir)
-	p := start(t, dir, nil, "-config", writeFile(t, dir, "lmtpd.toml", cfg))
-	p.waitLog(0, "listening")
+`, slots, dir, budget, hash, dir)
+	cfgFile := writeFile(t, dir, "lmtpd.toml", cfg)
+	// LISTEN_PID must be lmtpd's pid: a shell sets it to its own and
+	// execs lmtpd, which keeps it.
+	p := start(t, dir, func(cmd *exec.Cmd) {
+		cmd.Path = "/bin/sh"
+		cmd.Args = []string{"/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=submission exec "$0" "$@"`, lmtpdBin, "-config", cfgFile}
+		cmd.ExtraFiles = []*os.File{lnFile}
+	})
+	p.waitLog(0, "listening", `"systemd":true`)
 	p.waitLog(0, `"max_auth_verifications":2`, fmt.Sprintf(`"auth_verify_memory_mib":%d`, 2*slots*m>>10))
 	pid := p.cmd.Process.Pid
 	before := procStatusKiB(t, pid, "VmRSS")

@@ -279,6 +279,14 @@ func authLine(reply string) string {
 	return ""
 }
 
+// wireTimeout bounds each read and write of the wire tests' clients. It
+// only guards against a hung server, so it is generous: a passing test
+// never waits for it, and one AUTH against a real-cost hash (bcrypt cost
+// 11, SHA512-CRYPT rounds=100000) takes seconds under -race on a loaded
+// 2-core CI machine; 5 s made TestAuthFromDirectory fail with "read pipe:
+// i/o timeout" whenever the load average was high.
+const wireTimeout = 2 * time.Minute
+
 // conversation is a line client for the wire tests of this package.
 type conversation struct {
 	t  *testing.T
@@ -292,7 +300,7 @@ func newConversation(t *testing.T, c net.Conn) *conversation {
 
 func (c *conversation) send(line string) {
 	c.t.Helper()
-	c.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.c.SetWriteDeadline(time.Now().Add(wireTimeout))
 	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
 		c.t.Fatalf("send %q: %v", line, err)
 	}
@@ -303,7 +311,7 @@ func (c *conversation) expect(prefix string) string {
 	c.t.Helper()
 	var lines []string
 	for {
-		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		c.c.SetReadDeadline(time.Now().Add(wireTimeout))
 		l, err := c.br.ReadString('\n')
 		if err != nil {
 			c.t.Fatalf("reading reply after %q: %v", lines, err)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // writeCert writes a self-signed certificate for name, valid until
@@ -73,13 +75,18 @@ func TestCertStore(t *testing.T) {
 	// A renewal on disk is picked up by watch; a broken one is not.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := zerolog.Nop()
+	var logs wiretest.LogBuffer
+	log := zerolog.New(&logs)
 	go s.watch(ctx, 10*time.Millisecond, &log)
+	// The renewal may have the first one's size: let the clock move past
+	// the file system's timestamp granularity so that its mtime differs.
 	time.Sleep(20 * time.Millisecond)
 	writeCert(t, dir, "two.example.test", time.Now().Add(2*time.Hour))
 	waitFor(t, func() bool { return servedName(t, s) == "two.example.test" })
 	os.WriteFile(cf, []byte("garbage"), 0o644)
-	time.Sleep(100 * time.Millisecond)
+	// Once watch has tried the broken files (not after a guessed sleep,
+	// which a busy machine can outlast before watch looks).
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "cannot be loaded") })
 	if got := servedName(t, s); got != "two.example.test" {
 		t.Errorf("a broken renewal replaced the certificate: %s", got)
 	}
