@@ -432,6 +432,7 @@ func TestBadConfigs(t *testing.T) {
 		}},
 		{"no_listener.toml", "check-config", []string{
 			"@FILE@: listener: at least one [[listener]] is required",
+			"@FILE@ has no [[listener]], which serve needs; lmtpd deliver needs none and can use the file: give -deliver to check it as deliver loads it",
 		}},
 		{"pipe_missing.toml", "check-config", []string{
 			"@FILE@:13: domain[0].user[0].route.pipe: pipe: program: stat /nonexistent/deliver-mail: no such file or directory",
