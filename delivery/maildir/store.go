@@ -635,13 +635,16 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		if err == nil {
 			return
 		}
-		perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
+		// With syncfs the barrier is per file system: its files may be
+		// in the root and in several homes, each reached through its own
+		// loc (b.l is only the first file's).
 		for _, i := range b.idx {
-			errs[i] = perr
+			st := files[i]
+			errs[i] = s.fail(ctx, "fsync "+st.sub(), st.l.show(st.dir), err)
 			// Not known to be durable: take it back rather than
 			// report a failure for a message that may show up.
-			b.l.fs.Remove(files[i].Path())
-			files[i].state = aborted
+			st.l.fs.Remove(st.Path())
+			st.state = aborted
 		}
 	}
 	if len(barriers) == 1 {
