@@ -27,8 +27,9 @@
 //     file's own write-back errors are checked after it
 //     (sync_file_range(2), which does no I/O then), since syncfs reports
 //     only errors after its own descriptor was opened. Used on ext4, XFS,
-//     Btrfs and tmpfs with Linux 5.8 or later (before that, syncfs did not
-//     report errors), FlushFsync elsewhere. Fewer journal commits per
+//     Btrfs and tmpfs with Linux 5.17 or later (before that, syncfs did not
+//     report all errors: 5.8 added write-back errors, 5.17 the file
+//     system's own, journal commits' included), FlushFsync elsewhere. Fewer journal commits per
 //     message with several recipients; but a syncfs takes longer than an
 //     fsync, so fewer single-recipient messages per second, and it also
 //     flushes other programs' data on the same file system.

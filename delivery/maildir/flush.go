@@ -19,7 +19,8 @@ const (
 	FlushFsync FlushMode = iota
 	// FlushSyncfs makes each barrier one syncfs(2) of the file system,
 	// shared by every delivery waiting on it, where syncfs reports write
-	// errors (Linux 5.8 and later) and the file system is one whose
+	// errors (Linux 5.17 and later: before, a failed journal commit
+	// could go unreported) and the file system is one whose
 	// syncfs is known to commit everything (ext4, XFS, Btrfs, tmpfs);
 	// elsewhere it falls back to FlushFsync. The same barrier also makes
 	// the renames durable, so one syncfs serves the files of the

@@ -29,15 +29,35 @@ var syncfsMagics = map[int64]bool{
 	unix.TMPFS_MAGIC:       true,
 }
 
-// syncfsReportsErrors: syncfs(2) returns write-back errors only since
-// Linux 5.8; before, it returned 0 whatever happened.
-var syncfsReportsErrors = sync.OnceValue(func() bool {
+// Kernel versions the flush modes need.
+const (
+	// syncfs(2) reports the errors a barrier must see only since Linux
+	// 5.17: 5.8 added the file system's write-back errors (errseq), but
+	// until 5.17 __sync_filesystem ignored the return value of the file
+	// system's ->sync_fs, which is where a failed journal commit (ext4,
+	// XFS) comes from; a syncfs could then return 0 with nothing
+	// committed.
+	syncfsMajor, syncfsMinor = 5, 17
+	// FlushOrdered does not use syncfs: its commit is the fsync of new/,
+	// whose journal commit errors fsync has always returned; 5.8 is for
+	// its data step, sync_file_range(2) and the file's write-back errors.
+	orderedMajor, orderedMinor = 5, 8
+)
+
+// kernelRelease is the running kernel's release string, "" if unknown.
+var kernelRelease = sync.OnceValue(func() string {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
-		return false
+		return ""
 	}
-	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 8)
+	return unix.ByteSliceToString(u.Release[:])
 })
+
+// syncfsReportsErrors: the kernel's syncfs(2) reports write-back and
+// journal commit errors (see syncfsMajor).
+func syncfsReportsErrors() bool {
+	return kernelAtLeast(kernelRelease(), syncfsMajor, syncfsMinor)
+}
 
 // kernelAtLeast reports whether the release string ("6.1.0-18-amd64")
 // is major.minor or later.
@@ -144,9 +164,10 @@ var orderedCheck = checkOrdered
 // data=ordered and barriers and without journal_async_commit (from
 // /proc/fs/ext4/<dev>/options, which lists every option in force, the
 // defaults included), whose superblock (read from the device) has an
-// internal journal and no fast_commit, on Linux 5.8 or later.
+// internal journal and no fast_commit, on Linux 5.8 or later (see
+// orderedMajor).
 func checkOrdered(dev uint64) (bool, string) {
-	if !syncfsReportsErrors() {
+	if !kernelAtLeast(kernelRelease(), orderedMajor, orderedMinor) {
 		return false, "the kernel is older than 5.8"
 	}
 	maj, mnr := unix.Major(dev), unix.Minor(dev)
