@@ -306,3 +306,45 @@ func TestKernelAtLeast(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncfsRenameBarrierFailsAcrossHomes: files in the root and in a home
+// on one file system share the rename's syncfs barrier; when it fails,
+// each is taken back out of its own new/ (not looked up relative to the
+// first file's root), and each error names its own maildir.
+func TestSyncfsRenameBarrierFailsAcrossHomes(t *testing.T) {
+	root := t.TempDir()
+	needSyncfs(t, root)
+	home := t.TempDir()
+	s := newStore(t, Options{Root: root, Flush: FlushSyncfs})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Stage(ctx, Mailbox{Home: home, Path: "Maildir"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.data.key != b.data.key {
+		t.Skipf("SKIPPED: %s and %s are not on one file system", root, home)
+	}
+	n := 0
+	watchSyncfs(t, nil, func() error {
+		if n++; n == 2 {
+			return syscall.EIO
+		}
+		return nil
+	})
+	errs := s.Commit(ctx, a, b)
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("file %d: nil error after a failed rename barrier", i)
+		}
+	}
+	if l := listDir(t, root, "d/a/new"); len(l) != 0 {
+		t.Errorf("root's d/a/new has %v", l)
+	}
+	if l := listDir(t, home, "Maildir/new"); len(l) != 0 {
+		t.Errorf("home's Maildir/new has %v", l)
+	}
+}
