@@ -3,6 +3,7 @@ package maildir
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // FlushMode chooses the barrier that makes the files staged by concurrent
@@ -12,7 +13,8 @@ type FlushMode int
 
 const (
 	// FlushFsync, the default, makes each barrier an fsync(2) of every
-	// file staged since the last one, issued in parallel and then waited
+	// file staged since the last one, issued in parallel (at most
+	// maxParallelFsyncs at once) and then waited
 	// for (the kernel folds fsyncs that overlap into one journal commit),
 	// and fsyncs each new/ after the renames, once for all concurrent
 	// commits into it.
@@ -178,20 +180,54 @@ func (fl *flusher) flush(key string, req *flushReq, run func(batch []*flushReq))
 	fl.mu.Unlock()
 }
 
-// fsyncBatch fsyncs every file of the batch in parallel and waits for all:
-// the kernel (ext4's jbd2) folds fsyncs that overlap into one journal
-// commit, so issuing them together costs about one commit.
+// maxParallelFsyncs bounds the fsyncs fsyncBatch has in flight at once.
+// Each blocked fsync holds an OS thread, and one batch can hold every
+// file of many transactions (up to max_recipients each): one goroutine
+// per file ran into Go's limit of 10,000 threads, which kills the
+// process. 64 is enough for the folding that makes batches pay (fsyncs
+// that overlap a running journal commit all wait for the next one,
+// whatever their number) and for a device queue (NVMe, RAID) to be kept
+// busy with the files' data write-back, and small next to the thread
+// limit; only one batch per key runs at a time (flusher), so it bounds
+// the whole process's batched fsyncs.
+const maxParallelFsyncs = 64
+
+// fsyncBatch fsyncs every file of the batch in parallel, at most
+// maxParallelFsyncs at once, and waits for all: the kernel (ext4's jbd2)
+// folds fsyncs that overlap into one journal commit, so issuing them
+// together costs about one commit.
 func fsyncBatch(batch []*flushReq) {
-	if len(batch) == 1 && len(batch[0].files) == 1 {
+	type job struct {
+		r *flushReq
+		i int
+	}
+	var jobs []job
+	for _, r := range batch {
+		for i := range r.files {
+			jobs = append(jobs, job{r, i})
+		}
+	}
+	if len(jobs) == 1 {
 		// A lone file (no concurrent delivery): no goroutine needed.
-		batch[0].errs[0] = batch[0].files[0].f.Sync()
+		j := jobs[0]
+		j.r.errs[j.i] = j.r.files[j.i].f.Sync()
 		return
 	}
+	// A fixed set of workers taking the next file: no more threads
+	// blocked in fsync than workers.
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for _, r := range batch {
-		for i, d := range r.files {
-			wg.Go(func() { r.errs[i] = d.f.Sync() })
-		}
+	for range min(len(jobs), maxParallelFsyncs) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(jobs) {
+					return
+				}
+				j := jobs[k]
+				j.r.errs[j.i] = j.r.files[j.i].f.Sync()
+			}
+		})
 	}
 	wg.Wait()
 }
