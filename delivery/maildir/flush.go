@@ -95,7 +95,7 @@ const (
 // links made of it (they are the same inode).
 type stagedFile struct {
 	f      File
-	key    string      // the barrier group: the file system; see Store.flushKey
+	key    string      // the barrier group: the file system; see flushKey
 	kind   barrierKind // how the group's barrier is made
 	syncfs bool        // kind == barrierSyncfs
 	refs   int         // Staged values using it

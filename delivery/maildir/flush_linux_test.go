@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lmtpd/lmtpd/protocol"
+	"golang.org/x/sys/unix"
 )
 
 // eventFS is a real FS whose files keep their descriptors (so the Store
@@ -92,8 +93,7 @@ func needSyncfs(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var kinds sync.Map
-	if _, ok := flushKey(FlushSyncfs, &kinds, f); !ok {
+	if _, ok := flushKey(FlushSyncfs, f); !ok {
 		t.Skipf("SKIPPED: %s is not on a file system with syncfs barriers (ext4, XFS, Btrfs, tmpfs) or the kernel is older than 5.17", dir)
 	}
 	os.Remove(dir + "/probe")
@@ -346,5 +346,67 @@ func TestSyncfsRenameBarrierFailsAcrossHomes(t *testing.T) {
 	}
 	if l := listDir(t, home, "Maildir/new"); len(l) != 0 {
 		t.Errorf("home's Maildir/new has %v", l)
+	}
+}
+
+// TestFlushAnswerAfterRemount: a file system's answers (syncfs barriers
+// allowed, FlushOrdered allowed) are not inherited by another mounted in
+// its place: anonymous device numbers (tmpfs, Btrfs subvolumes, NFS,
+// FUSE, overlayfs) are reused after an unmount, so the device alone does
+// not name a file system. Mounts tmpfs, then ramfs at the same place.
+func TestFlushAnswerAfterRemount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: mounting tmpfs and ramfs needs root")
+	}
+	dir := t.TempDir()
+	mount := func(typ string) (*os.File, uint64) {
+		t.Helper()
+		if err := unix.Mount("none", dir, typ, 0, ""); err != nil {
+			t.Fatalf("mount %s: %v", typ, err)
+		}
+		f, err := os.Create(dir + "/probe")
+		if err != nil {
+			unix.Unmount(dir, 0)
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return f, st.Dev
+	}
+	umount := func(f *os.File) {
+		f.Close()
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Fatalf("umount: %v", err)
+		}
+	}
+	oldCheck := orderedCheck
+	checks := 0
+	orderedCheck = func(uint64) (bool, string) { checks++; return true, "" }
+	t.Cleanup(func() { orderedCheck = oldCheck })
+	var ordered sync.Map
+
+	f, dev1 := mount("tmpfs")
+	_, syncfs := flushKey(FlushSyncfs, f)
+	if _, ok, _, _ := orderedKey(&ordered, f); !ok {
+		t.Error("tmpfs: FlushOrdered refused though the check allowed it")
+	}
+	umount(f)
+	if !syncfs {
+		t.Skip("SKIPPED: no syncfs barriers on tmpfs (the kernel is older than 5.17)")
+	}
+
+	f, dev2 := mount("ramfs")
+	defer umount(f)
+	if dev1 != dev2 {
+		t.Logf("the device number was not reused (%d, then %d): the test shows less", dev1, dev2)
+	}
+	if _, syncfs := flushKey(FlushSyncfs, f); syncfs {
+		t.Error("ramfs: syncfs barriers allowed, the answer of the tmpfs mounted there before")
+	}
+	orderedKey(&ordered, f)
+	if checks != 2 {
+		t.Errorf("FlushOrdered checked %d times, want 2 (once per file system)", checks)
 	}
 }

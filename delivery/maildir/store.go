@@ -114,8 +114,7 @@ type Store struct {
 	syncer    GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
 	flushes   flusher   // batched file fsyncs (FlushFsync)
 	flushMode FlushMode
-	fsKinds   sync.Map // device -> bool: its file system allows syncfs barriers
-	fsOrdered sync.Map // device -> orderedAnswer: its file system allows FlushOrdered
+	fsOrdered sync.Map // fsID -> orderedAnswer: its file system allows FlushOrdered
 	known     sync.Map // directory -> struct{}: created, checked and cleaned by this process
 }
 
@@ -469,7 +468,7 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 				zerolog.Ctx(ctx).Warn().Str("maildir", l.show(dir)).Str("reason", why).
 					Msg(`flush = "ordered" is not safe on this file system: its deliveries use flush = "fsync"`)
 			}
-		} else if d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f); d.syncfs {
+		} else if d.key, d.syncfs = flushKey(s.flushMode, f); d.syncfs {
 			d.kind = barrierSyncfs
 		}
 		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
