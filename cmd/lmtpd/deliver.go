@@ -35,7 +35,8 @@ command as the recipient, for a domain it found in mydestination: a
 RECIPIENT whose domain no [[domain]] serves is therefore an account of
 this machine when the configuration has a [[directory]] with driver
 "passwd" (the first, if several; without one, such a domain is not
-served). The account's mail goes to its home, {home}/Maildir unless the
+served: 5.1.2, exit 68, and a file with neither a [[domain]] nor such a
+directory serves nothing and does not validate: exit 78). The account's mail goes to its home, {home}/Maildir unless the
 directory's mailbox says otherwise, created without following links and
 owned by the account. Run by anyone but root, deliver writes into no home
 but its own account's (another one's is 4.3.5, temporary). A
