@@ -39,7 +39,9 @@
 // A failed delivery removes its tmp/ file and leaves nothing in new/. A
 // file is held open from Stage to its data barrier (with syncfs, to the
 // end of Commit: its descriptor is the one the rename barrier syncs, so
-// no directory is opened for it). Staging and
+// no directory is opened for it); past 1024 files held open by the Store
+// (maxOpenStaged: one transaction may stage one per recipient), a file is
+// fsynced and closed as it is staged instead. Staging and
 // committing are separate steps, so a caller can stage a message for
 // every recipient and commit only when all succeeded. Further recipients
 // of identical bytes get hard links of the first file, as Dovecot does;

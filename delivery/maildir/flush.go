@@ -95,22 +95,40 @@ const (
 // links made of it (they are the same inode).
 type stagedFile struct {
 	f      File
-	key    string      // the barrier group: the file system; see flushKey
-	kind   barrierKind // how the group's barrier is made
-	syncfs bool        // kind == barrierSyncfs
-	refs   int         // Staged values using it
-	done   bool        // the data is durable
-	err    error       // the barrier failed for it (then it is not done)
+	key    string        // the barrier group: the file system; see flushKey
+	kind   barrierKind   // how the group's barrier is made
+	syncfs bool          // kind == barrierSyncfs
+	refs   int           // Staged values using it
+	done   bool          // the data is durable
+	err    error         // the barrier failed for it (then it is not done)
+	open   *atomic.Int64 // the Store's count of open staged files
 }
 
 // release drops one reference and closes the file with the last one.
 func (d *stagedFile) release() {
 	d.refs--
 	if d.refs == 0 && d.f != nil {
-		d.f.Close()
-		d.f = nil
+		d.close()
 	}
 }
+
+// close closes the file, which is open.
+func (d *stagedFile) close() error {
+	err := d.f.Close()
+	d.f = nil
+	d.open.Add(-1)
+	return err
+}
+
+// maxOpenStaged bounds the staged files a Store holds open for their
+// barrier (see Store.write): one transaction holds one per copy (up to
+// max_recipients), and many run at once, while the process has a limit
+// of descriptors (RLIMIT_NOFILE; EMFILE fails deliveries). Past it a
+// file is fsynced and closed when staged, on its own: slower, but
+// bounded. 1024 is far above what concurrent deliveries of a few copies
+// each hold, and far below the usual limits (Go raises the soft limit to
+// the hard one, often 2^19 or more). Tests lower it.
+var maxOpenStaged int64 = 1024
 
 // flusher batches fsyncs of files (group commit for FlushFsync): callers
 // add their files to the next barrier; the caller that finds no barrier

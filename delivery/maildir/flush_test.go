@@ -298,3 +298,47 @@ func TestFsyncBatchBounded(t *testing.T) {
 		t.Errorf("new/ has %d files, want %d", len(l), n)
 	}
 }
+
+// TestOpenStagedBounded: a Store holds at most maxOpenStaged staged files
+// open for their barrier; past it a file is fsynced and closed when
+// staged, and Commit still delivers every file, closing the rest.
+func TestOpenStagedBounded(t *testing.T) {
+	old := maxOpenStaged
+	maxOpenStaged = 4
+	t.Cleanup(func() { maxOpenStaged = old })
+	root := t.TempDir()
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	sfs := &slowSyncFS{FS: r}
+	s := newStore(t, Options{FS: sfs})
+	ctx := context.Background()
+	const n = 10
+	files := make([]*Staged, n)
+	for i := range files {
+		st, err := s.Stage(ctx, Mailbox{Path: "d/u"}, testContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = st
+	}
+	if got := s.openStaged.Load(); got != 4 {
+		t.Errorf("%d staged files open, want 4", got)
+	}
+	if sfs.all != n-4 {
+		t.Errorf("%d files fsynced when staged, want %d", sfs.all, n-4)
+	}
+	for i, err := range s.Commit(ctx, files...) {
+		if err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+	}
+	if sfs.all != n {
+		t.Errorf("%d file fsyncs in all, want %d (each once)", sfs.all, n)
+	}
+	if got := s.openStaged.Load(); got != 0 {
+		t.Errorf("%d staged files open after Commit", got)
+	}
+	if l := listDir(t, root, "d/u/new"); len(l) != n {
+		t.Errorf("new/ has %d files, want %d", len(l), n)
+	}
+}

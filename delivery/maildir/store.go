@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,11 +112,12 @@ type Store struct {
 	chmod     bool // modes configured: fchmod what is created
 	homeFS    func(home string) FS
 
-	syncer    GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
-	flushes   flusher   // batched file fsyncs (FlushFsync)
-	flushMode FlushMode
-	fsOrdered sync.Map // fsID -> orderedAnswer: its file system allows FlushOrdered
-	known     sync.Map // directory -> struct{}: created, checked and cleaned by this process
+	syncer     GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
+	flushes    flusher   // batched file fsyncs (FlushFsync)
+	flushMode  FlushMode
+	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered
+	openStaged atomic.Int64 // staged files held open for their barrier (maxOpenStaged)
+	known      sync.Map     // directory -> struct{}: created, checked and cleaned by this process
 }
 
 // New returns a Store. It touches no file: a missing root shows at the
@@ -458,7 +460,22 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 			l.fs.Remove(tmp)
 			return nil, err
 		}
-		d := &stagedFile{f: f, refs: 1}
+		d := &stagedFile{f: f, refs: 1, open: &s.openStaged}
+		if s.openStaged.Add(1) > maxOpenStaged {
+			// Too many files held open for their barrier: make this
+			// one durable now, on its own, and let it go (Commit then
+			// only renames it and fsyncs new/).
+			err := f.Sync()
+			if cerr := d.close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				l.fs.Remove(tmp)
+				return nil, err
+			}
+			d.key, d.done = "f", true
+			return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
+		}
 		if s.flushMode == FlushOrdered {
 			var ok, first bool
 			var why string
@@ -721,10 +738,9 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 				// systems' errors (NFS, quotas), before the rename.
 				// With syncfs (local file systems whose close does not
 				// flush), it stays open for the rename's barrier.
-				if cerr := d.f.Close(); err == nil {
+				if cerr := d.close(); err == nil {
 					err = cerr
 				}
-				d.f = nil
 			}
 			d.err, d.done = err, err == nil
 		}
