@@ -161,15 +161,23 @@ func (s *maildirStaged) hold(i int) *quotaHold {
 }
 
 // Commit renames the staged files into new/ and fsyncs the directories,
-// all in one group commit.
+// all in one group commit. A copy whose Result has failed since Stage is
+// aborted.
 func (s *maildirStaged) Commit(ctx context.Context, res []Result) {
 	var idx []int
 	var sts []*maildir.Staged
 	for i, st := range s.staged {
-		if st != nil && res[i].Err == nil {
+		switch {
+		case st == nil:
+			s.hold(i).release()
+		case res[i].Err == nil:
 			idx = append(idx, i)
 			sts = append(sts, st)
-		} else {
+		default:
+			// Failed since Stage (a later step): take the copy back,
+			// or its file stays open and in tmp/ until the cleanup.
+			st.Abort()
+			s.staged[i] = nil
 			s.hold(i).release()
 		}
 	}

@@ -35,7 +35,8 @@ command as the recipient, for a domain it found in mydestination: a
 RECIPIENT whose domain no [[domain]] serves is therefore an account of
 this machine when the configuration has a [[directory]] with driver
 "passwd" (the first, if several; without one, such a domain is not
-served). The account's mail goes to its home, {home}/Maildir unless the
+served: 5.1.2, exit 68, and a file with neither a [[domain]] nor such a
+directory serves nothing and does not validate: exit 78). The account's mail goes to its home, {home}/Maildir unless the
 directory's mailbox says otherwise, created without following links and
 owned by the account. Run by anyone but root, deliver writes into no home
 but its own account's (another one's is 4.3.5, temporary). A
@@ -164,7 +165,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 		},
 		sender: *from,
 		rcpts:  fs.Args(),
-		check:  ownHomeOnly(router, deliverUID()),
+		check:  ownHomeOnly(router.Resolve, deliverUID()),
 	}
 	results, st := ld.run(context.Background(), stdin)
 	var lines []string
@@ -461,16 +462,25 @@ var deliverUID = os.Getuid
 // fail on its permissions anyway. Such a recipient gets 451 4.3.5 (the
 // MTA defers while the administrator fixes it) before anything is
 // written, with a text that says why. Root (uid 0) may deliver into any
-// home: delivery gives the files to their owner. Resolution errors are
-// left to the transaction, which answers them as RCPT does.
-func ownHomeOnly(r *delivery.Router, uid int) func(context.Context, protocol.Address) error {
+// home: delivery gives the files to their owner. It fails closed: a
+// recipient that cannot be resolved now gets Resolve's answer (451 4.3.0
+// for a failed lookup, exit 75; 5.1.1 for an unknown user, as RCPT
+// would), not a pass, since the transaction's own lookup a moment later
+// could succeed and find another account's home. resolve is
+// Router.Resolve.
+func ownHomeOnly(resolve func(context.Context, protocol.Address) ([]delivery.Destination, error), uid int) func(context.Context, protocol.Address) error {
 	if uid == 0 {
 		return nil
 	}
 	return func(ctx context.Context, a protocol.Address) error {
-		dests, err := r.Resolve(ctx, a)
+		dests, err := resolve(ctx, a)
 		if err != nil {
-			return nil
+			if protocol.AsError(err) == nil {
+				// Not an answer of the router's: the home is not
+				// known now.
+				return fmt.Errorf("%w: %w", delivery.ErrLookupFailed, err)
+			}
+			return err
 		}
 		for _, d := range dests {
 			if d.Home != "" && d.UID >= 0 && d.UID != uid {

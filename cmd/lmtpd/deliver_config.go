@@ -20,7 +20,9 @@ import (
 //     "passwd" (the first, if several): its domain is served from that
 //     directory, so the account's mail goes to its home ("{home}/Maildir"
 //     by default), owned by it. Without such a directory the domain stays
-//     unserved (550 5.1.2, exit 68).
+//     unserved (550 5.1.2, exit 68); and a file with no [[domain]] either
+//     serves nothing: it does not validate ("at least one [[domain]] is
+//     required", exit 78, as check-config -deliver says).
 //
 // A configuration that then has no [delivery.maildir] root and no
 // configured domain that delivers to maildir (one that serves only the

@@ -57,7 +57,8 @@ func deliverRun(t *testing.T, dir, msg string, args ...string) (int, string) {
 // outside the uid range is 67; another account's home, for a deliver not
 // run as root, is 75 with the reason; a home where the maildir cannot be
 // written is 75, never a bounce. Without a passwd directory the domain is
-// not served (68), and serve still wants a listener.
+// not served (68), with no [[domain]] either the file does not validate
+// (78), and serve still wants a listener.
 func TestDeliverMailboxCommand(t *testing.T) {
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home", "alice")
@@ -203,6 +204,19 @@ func TestDeliverMailboxCommand(t *testing.T) {
 		}
 		if _, err := loadConfig(conf); err == nil || !strings.Contains(err.Error(), "at least one [[listener]] is required") {
 			t.Errorf("loadConfig without a listener: %v", err)
+		}
+		// Neither a [[domain]] nor a passwd directory: the file serves
+		// nothing, which does not validate (EX_CONFIG), not a domain
+		// that is not served (68); check-config -deliver agrees.
+		empty := filepath.Join(dir, "empty.toml")
+		if err := os.WriteFile(empty, []byte("[delivery.maildir]\nroot = \"mail\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if st, out := deliverRun(t, dir, "Subject: x\n\nx\n", "-config", empty, "--", "alice@mx.example"); st != exConfig || !strings.Contains(out, "at least one [[domain]] is required") {
+			t.Errorf("no domain, no passwd directory: exit %d, want %d\n%s", st, exConfig, out)
+		}
+		if _, err := loadDeliverConfig(empty, []string{"alice@mx.example"}); err == nil || !strings.Contains(err.Error(), "at least one [[domain]] is required") {
+			t.Errorf("loadDeliverConfig without domains: %v", err)
 		}
 	})
 }

@@ -27,8 +27,9 @@
 //     file's own write-back errors are checked after it
 //     (sync_file_range(2), which does no I/O then), since syncfs reports
 //     only errors after its own descriptor was opened. Used on ext4, XFS,
-//     Btrfs and tmpfs with Linux 5.8 or later (before that, syncfs did not
-//     report errors), FlushFsync elsewhere. Fewer journal commits per
+//     Btrfs and tmpfs with Linux 5.17 or later (before that, syncfs did not
+//     report all errors: 5.8 added write-back errors, 5.17 the file
+//     system's own, journal commits' included), FlushFsync elsewhere. Fewer journal commits per
 //     message with several recipients; but a syncfs takes longer than an
 //     fsync, so fewer single-recipient messages per second, and it also
 //     flushes other programs' data on the same file system.
@@ -38,7 +39,9 @@
 // A failed delivery removes its tmp/ file and leaves nothing in new/. A
 // file is held open from Stage to its data barrier (with syncfs, to the
 // end of Commit: its descriptor is the one the rename barrier syncs, so
-// no directory is opened for it). Staging and
+// no directory is opened for it); past 1024 files held open by the Store
+// (maxOpenStaged: one transaction may stage one per recipient), a file is
+// fsynced and closed as it is staged instead. Staging and
 // committing are separate steps, so a caller can stage a message for
 // every recipient and commit only when all succeeded. Further recipients
 // of identical bytes get hard links of the first file, as Dovecot does;

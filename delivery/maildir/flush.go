@@ -3,6 +3,7 @@ package maildir
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // FlushMode chooses the barrier that makes the files staged by concurrent
@@ -12,14 +13,16 @@ type FlushMode int
 
 const (
 	// FlushFsync, the default, makes each barrier an fsync(2) of every
-	// file staged since the last one, issued in parallel and then waited
+	// file staged since the last one, issued in parallel (at most
+	// maxParallelFsyncs at once) and then waited
 	// for (the kernel folds fsyncs that overlap into one journal commit),
 	// and fsyncs each new/ after the renames, once for all concurrent
 	// commits into it.
 	FlushFsync FlushMode = iota
 	// FlushSyncfs makes each barrier one syncfs(2) of the file system,
 	// shared by every delivery waiting on it, where syncfs reports write
-	// errors (Linux 5.8 and later) and the file system is one whose
+	// errors (Linux 5.17 and later: before, a failed journal commit
+	// could go unreported) and the file system is one whose
 	// syncfs is known to commit everything (ext4, XFS, Btrfs, tmpfs);
 	// elsewhere it falls back to FlushFsync. The same barrier also makes
 	// the renames durable, so one syncfs serves the files of the
@@ -92,22 +95,40 @@ const (
 // links made of it (they are the same inode).
 type stagedFile struct {
 	f      File
-	key    string      // the barrier group: the file system; see Store.flushKey
-	kind   barrierKind // how the group's barrier is made
-	syncfs bool        // kind == barrierSyncfs
-	refs   int         // Staged values using it
-	done   bool        // the data is durable
-	err    error       // the barrier failed for it (then it is not done)
+	key    string        // the barrier group: the file system; see flushKey
+	kind   barrierKind   // how the group's barrier is made
+	syncfs bool          // kind == barrierSyncfs
+	refs   int           // Staged values using it
+	done   bool          // the data is durable
+	err    error         // the barrier failed for it (then it is not done)
+	open   *atomic.Int64 // the Store's count of open staged files
 }
 
 // release drops one reference and closes the file with the last one.
 func (d *stagedFile) release() {
 	d.refs--
 	if d.refs == 0 && d.f != nil {
-		d.f.Close()
-		d.f = nil
+		d.close()
 	}
 }
+
+// close closes the file, which is open.
+func (d *stagedFile) close() error {
+	err := d.f.Close()
+	d.f = nil
+	d.open.Add(-1)
+	return err
+}
+
+// maxOpenStaged bounds the staged files a Store holds open for their
+// barrier (see Store.write): one transaction holds one per copy (up to
+// max_recipients), and many run at once, while the process has a limit
+// of descriptors (RLIMIT_NOFILE; EMFILE fails deliveries). Past it a
+// file is fsynced and closed when staged, on its own: slower, but
+// bounded. 1024 is far above what concurrent deliveries of a few copies
+// each hold, and far below the usual limits (Go raises the soft limit to
+// the hard one, often 2^19 or more). Tests lower it.
+var maxOpenStaged int64 = 1024
 
 // flusher batches fsyncs of files (group commit for FlushFsync): callers
 // add their files to the next barrier; the caller that finds no barrier
@@ -177,20 +198,54 @@ func (fl *flusher) flush(key string, req *flushReq, run func(batch []*flushReq))
 	fl.mu.Unlock()
 }
 
-// fsyncBatch fsyncs every file of the batch in parallel and waits for all:
-// the kernel (ext4's jbd2) folds fsyncs that overlap into one journal
-// commit, so issuing them together costs about one commit.
+// maxParallelFsyncs bounds the fsyncs fsyncBatch has in flight at once.
+// Each blocked fsync holds an OS thread, and one batch can hold every
+// file of many transactions (up to max_recipients each): one goroutine
+// per file ran into Go's limit of 10,000 threads, which kills the
+// process. 64 is enough for the folding that makes batches pay (fsyncs
+// that overlap a running journal commit all wait for the next one,
+// whatever their number) and for a device queue (NVMe, RAID) to be kept
+// busy with the files' data write-back, and small next to the thread
+// limit; only one batch per key runs at a time (flusher), so it bounds
+// the whole process's batched fsyncs.
+const maxParallelFsyncs = 64
+
+// fsyncBatch fsyncs every file of the batch in parallel, at most
+// maxParallelFsyncs at once, and waits for all: the kernel (ext4's jbd2)
+// folds fsyncs that overlap into one journal commit, so issuing them
+// together costs about one commit.
 func fsyncBatch(batch []*flushReq) {
-	if len(batch) == 1 && len(batch[0].files) == 1 {
+	type job struct {
+		r *flushReq
+		i int
+	}
+	var jobs []job
+	for _, r := range batch {
+		for i := range r.files {
+			jobs = append(jobs, job{r, i})
+		}
+	}
+	if len(jobs) == 1 {
 		// A lone file (no concurrent delivery): no goroutine needed.
-		batch[0].errs[0] = batch[0].files[0].f.Sync()
+		j := jobs[0]
+		j.r.errs[j.i] = j.r.files[j.i].f.Sync()
 		return
 	}
+	// A fixed set of workers taking the next file: no more threads
+	// blocked in fsync than workers.
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for _, r := range batch {
-		for i, d := range r.files {
-			wg.Go(func() { r.errs[i] = d.f.Sync() })
-		}
+	for range min(len(jobs), maxParallelFsyncs) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1)) - 1
+				if k >= len(jobs) {
+					return
+				}
+				j := jobs[k]
+				j.r.errs[j.i] = j.r.files[j.i].f.Sync()
+			}
+		})
 	}
 	wg.Wait()
 }

@@ -29,15 +29,35 @@ var syncfsMagics = map[int64]bool{
 	unix.TMPFS_MAGIC:       true,
 }
 
-// syncfsReportsErrors: syncfs(2) returns write-back errors only since
-// Linux 5.8; before, it returned 0 whatever happened.
-var syncfsReportsErrors = sync.OnceValue(func() bool {
+// Kernel versions the flush modes need.
+const (
+	// syncfs(2) reports the errors a barrier must see only since Linux
+	// 5.17: 5.8 added the file system's write-back errors (errseq), but
+	// until 5.17 __sync_filesystem ignored the return value of the file
+	// system's ->sync_fs, which is where a failed journal commit (ext4,
+	// XFS) comes from; a syncfs could then return 0 with nothing
+	// committed.
+	syncfsMajor, syncfsMinor = 5, 17
+	// FlushOrdered does not use syncfs: its commit is the fsync of new/,
+	// whose journal commit errors fsync has always returned; 5.8 is for
+	// its data step, sync_file_range(2) and the file's write-back errors.
+	orderedMajor, orderedMinor = 5, 8
+)
+
+// kernelRelease is the running kernel's release string, "" if unknown.
+var kernelRelease = sync.OnceValue(func() string {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
-		return false
+		return ""
 	}
-	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 5, 8)
+	return unix.ByteSliceToString(u.Release[:])
 })
+
+// syncfsReportsErrors: the kernel's syncfs(2) reports write-back and
+// journal commit errors (see syncfsMajor).
+func syncfsReportsErrors() bool {
+	return kernelAtLeast(kernelRelease(), syncfsMajor, syncfsMinor)
+}
 
 // kernelAtLeast reports whether the release string ("6.1.0-18-amd64")
 // is major.minor or later.
@@ -54,29 +74,50 @@ func kernelAtLeast(release string, major, minor int) bool {
 	return ma > major || ma == major && mi >= minor
 }
 
+// fsID names a mounted file system. The device number alone does not:
+// anonymous ones (tmpfs, Btrfs subvolumes, NFS, FUSE, overlayfs) are
+// reused after an unmount, so a file system mounted later in the place of
+// another (a home remounted, of another type) may have its number. The
+// type and f_fsid (which some file systems derive from their UUID) tell
+// them apart; the check costs one fstatfs(2) per file.
+type fsID struct {
+	dev  uint64
+	typ  int64
+	fsid unix.Fsid
+}
+
+// fileFS returns the file system of the open file fd and its type.
+func fileFS(fd int) (fsID, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fsID{}, err
+	}
+	var sf unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sf); err != nil {
+		return fsID{}, err
+	}
+	return fsID{dev: st.Dev, typ: int64(sf.Type), fsid: sf.Fsid}, nil
+}
+
+// key is the barrier group of the file system's syncfs.
+func (id fsID) key() string {
+	return fmt.Sprintf("syncfs\x00%x:%x:%x:%x", id.dev, uint64(id.typ), uint32(id.fsid.Val[0]), uint32(id.fsid.Val[1]))
+}
+
 // flushKey returns the barrier group of f, just created: with FlushSyncfs
-// on a file system that allows it, the device (files on one file system
-// share a syncfs); otherwise the one group of parallel fsyncs. kinds
-// caches, per device, whether its file system allows syncfs.
-func flushKey(mode FlushMode, kinds *sync.Map, f File) (key string, syncfs bool) {
+// on a file system that allows it (by its type, asked of each file, see
+// fsID), the file system (files on one share a syncfs); otherwise the one
+// group of parallel fsyncs.
+func flushKey(mode FlushMode, f File) (key string, syncfs bool) {
 	fd, ok := f.(fder)
 	if mode != FlushSyncfs || !ok || !syncfsReportsErrors() {
 		return "f", false
 	}
-	var st unix.Stat_t
-	if unix.Fstat(int(fd.Fd()), &st) != nil {
+	id, err := fileFS(int(fd.Fd()))
+	if err != nil || !syncfsMagics[id.typ] {
 		return "f", false
 	}
-	v, known := kinds.Load(st.Dev)
-	if !known {
-		var sf unix.Statfs_t
-		v = unix.Fstatfs(int(fd.Fd()), &sf) == nil && syncfsMagics[int64(sf.Type)]
-		kinds.Store(st.Dev, v)
-	}
-	if !v.(bool) {
-		return "f", false
-	}
-	return "syncfs\x00" + strconv.FormatUint(st.Dev, 16), true
+	return id.key(), true
 }
 
 // syncfsFile runs syncfs(2) on the file system holding f.
@@ -144,9 +185,10 @@ var orderedCheck = checkOrdered
 // data=ordered and barriers and without journal_async_commit (from
 // /proc/fs/ext4/<dev>/options, which lists every option in force, the
 // defaults included), whose superblock (read from the device) has an
-// internal journal and no fast_commit, on Linux 5.8 or later.
+// internal journal and no fast_commit, on Linux 5.8 or later (see
+// orderedMajor).
 func checkOrdered(dev uint64) (bool, string) {
-	if !syncfsReportsErrors() {
+	if !kernelAtLeast(kernelRelease(), orderedMajor, orderedMinor) {
 		return false, "the kernel is older than 5.8"
 	}
 	maj, mnr := unix.Major(dev), unix.Minor(dev)
@@ -267,22 +309,23 @@ func ext4SuperProblem(sb []byte) string {
 
 // orderedKey returns the barrier group of f, just created, under
 // FlushOrdered: "o" (each file's own sync_file_range) where the file
-// system allows it, else "f" (FlushFsync) and the reason, once per device
-// (first is true the first time a device is found wanting). kinds caches
-// the answer per device.
+// system allows it, else "f" (FlushFsync) and the reason, once per file
+// system (first is true the first time one is found wanting). kinds
+// caches the answer per file system (fsID: not the device alone, which a
+// file system mounted later in its place may inherit).
 func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first bool) {
 	fd, isFd := f.(fder)
 	if !isFd {
 		return "f", false, "the file system gives no descriptors", false
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(fd.Fd()), &st); err != nil {
+	id, err := fileFS(int(fd.Fd()))
+	if err != nil {
 		return "f", false, err.Error(), false
 	}
-	v, known := kinds.Load(st.Dev)
+	v, known := kinds.Load(id)
 	if !known {
-		ok, why := orderedCheck(st.Dev)
-		v, known = kinds.LoadOrStore(st.Dev, orderedAnswer{ok: ok, why: why})
+		ok, why := orderedCheck(id.dev)
+		v, known = kinds.LoadOrStore(id, orderedAnswer{ok: ok, why: why})
 		first = !known && !ok
 	}
 	a := v.(orderedAnswer)

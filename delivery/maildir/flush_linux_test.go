@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/lmtpd/lmtpd/protocol"
+	"golang.org/x/sys/unix"
 )
 
 // eventFS is a real FS whose files keep their descriptors (so the Store
@@ -92,9 +93,8 @@ func needSyncfs(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var kinds sync.Map
-	if _, ok := flushKey(FlushSyncfs, &kinds, f); !ok {
-		t.Skipf("SKIPPED: %s is not on a file system with syncfs barriers (ext4, XFS, Btrfs, tmpfs) or the kernel is older than 5.8", dir)
+	if _, ok := flushKey(FlushSyncfs, f); !ok {
+		t.Skipf("SKIPPED: %s is not on a file system with syncfs barriers (ext4, XFS, Btrfs, tmpfs) or the kernel is older than 5.17", dir)
 	}
 	os.Remove(dir + "/probe")
 }
@@ -290,14 +290,123 @@ func TestSyncfsLinkCommittedLater(t *testing.T) {
 
 func TestKernelAtLeast(t *testing.T) {
 	for _, tt := range []struct {
-		rel  string
-		want bool
+		rel             string
+		syncfs, ordered bool
 	}{
-		{"5.8.0", true}, {"5.7.19", false}, {"6.1.0-18-amd64", true}, {"4.19.0", false},
-		{"5.10", true}, {"6.18.44-fc-v669", true}, {"", false}, {"weird", false}, {"5", false},
+		{"5.17.0", true, true}, {"5.16.20", false, true}, {"5.10.0-28-amd64", false, true},
+		{"5.8.0", false, true}, {"5.7.19", false, false}, {"6.1.0-18-amd64", true, true},
+		{"4.19.0", false, false}, {"5.10", false, true}, {"6.18.44-fc-v669", true, true},
+		{"", false, false}, {"weird", false, false}, {"5", false, false},
 	} {
-		if got := kernelAtLeast(tt.rel, 5, 8); got != tt.want {
-			t.Errorf("kernelAtLeast(%q, 5, 8) = %v", tt.rel, got)
+		if got := kernelAtLeast(tt.rel, syncfsMajor, syncfsMinor); got != tt.syncfs {
+			t.Errorf("%q: syncfs trusted = %v, want %v", tt.rel, got, tt.syncfs)
 		}
+		if got := kernelAtLeast(tt.rel, orderedMajor, orderedMinor); got != tt.ordered {
+			t.Errorf("%q: ordered allowed = %v, want %v", tt.rel, got, tt.ordered)
+		}
+	}
+}
+
+// TestSyncfsRenameBarrierFailsAcrossHomes: files in the root and in a home
+// on one file system share the rename's syncfs barrier; when it fails,
+// each is taken back out of its own new/ (not looked up relative to the
+// first file's root), and each error names its own maildir.
+func TestSyncfsRenameBarrierFailsAcrossHomes(t *testing.T) {
+	root := t.TempDir()
+	needSyncfs(t, root)
+	home := t.TempDir()
+	s := newStore(t, Options{Root: root, Flush: FlushSyncfs})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Stage(ctx, Mailbox{Home: home, Path: "Maildir"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.data.key != b.data.key {
+		t.Skipf("SKIPPED: %s and %s are not on one file system", root, home)
+	}
+	n := 0
+	watchSyncfs(t, nil, func() error {
+		if n++; n == 2 {
+			return syscall.EIO
+		}
+		return nil
+	})
+	errs := s.Commit(ctx, a, b)
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("file %d: nil error after a failed rename barrier", i)
+		}
+	}
+	if l := listDir(t, root, "d/a/new"); len(l) != 0 {
+		t.Errorf("root's d/a/new has %v", l)
+	}
+	if l := listDir(t, home, "Maildir/new"); len(l) != 0 {
+		t.Errorf("home's Maildir/new has %v", l)
+	}
+}
+
+// TestFlushAnswerAfterRemount: a file system's answers (syncfs barriers
+// allowed, FlushOrdered allowed) are not inherited by another mounted in
+// its place: anonymous device numbers (tmpfs, Btrfs subvolumes, NFS,
+// FUSE, overlayfs) are reused after an unmount, so the device alone does
+// not name a file system. Mounts tmpfs, then ramfs at the same place.
+func TestFlushAnswerAfterRemount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: mounting tmpfs and ramfs needs root")
+	}
+	dir := t.TempDir()
+	mount := func(typ string) (*os.File, uint64) {
+		t.Helper()
+		if err := unix.Mount("none", dir, typ, 0, ""); err != nil {
+			t.Fatalf("mount %s: %v", typ, err)
+		}
+		f, err := os.Create(dir + "/probe")
+		if err != nil {
+			unix.Unmount(dir, 0)
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return f, st.Dev
+	}
+	umount := func(f *os.File) {
+		f.Close()
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Fatalf("umount: %v", err)
+		}
+	}
+	oldCheck := orderedCheck
+	checks := 0
+	orderedCheck = func(uint64) (bool, string) { checks++; return true, "" }
+	t.Cleanup(func() { orderedCheck = oldCheck })
+	var ordered sync.Map
+
+	f, dev1 := mount("tmpfs")
+	_, syncfs := flushKey(FlushSyncfs, f)
+	if _, ok, _, _ := orderedKey(&ordered, f); !ok {
+		t.Error("tmpfs: FlushOrdered refused though the check allowed it")
+	}
+	umount(f)
+	if !syncfs {
+		t.Skip("SKIPPED: no syncfs barriers on tmpfs (the kernel is older than 5.17)")
+	}
+
+	f, dev2 := mount("ramfs")
+	defer umount(f)
+	if dev1 != dev2 {
+		t.Logf("the device number was not reused (%d, then %d): the test shows less", dev1, dev2)
+	}
+	if _, syncfs := flushKey(FlushSyncfs, f); syncfs {
+		t.Error("ramfs: syncfs barriers allowed, the answer of the tmpfs mounted there before")
+	}
+	orderedKey(&ordered, f)
+	if checks != 2 {
+		t.Errorf("FlushOrdered checked %d times, want 2 (once per file system)", checks)
 	}
 }

@@ -5,7 +5,7 @@ package maildir
 import "sync"
 
 // flushKey: without syncfs(2), every file is fsynced (FlushFsync).
-func flushKey(FlushMode, *sync.Map, File) (string, bool) { return "f", false }
+func flushKey(FlushMode, File) (string, bool) { return "f", false }
 
 func syncfsFile(f File) error { return f.Sync() }
 func checkFile(File) error    { return nil }

@@ -2,6 +2,8 @@ package maildir
 
 import (
 	"context"
+	"io/fs"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -222,5 +224,121 @@ func TestLinkCommittedLater(t *testing.T) {
 		if l := listDir(t, root, d); len(l) != 1 {
 			t.Errorf("%s: %v", d, l)
 		}
+	}
+}
+
+// slowSyncFS wraps a real FS: each file's Sync (not a directory's) takes a
+// while and is counted, with the most that ran at once.
+type slowSyncFS struct {
+	FS
+	mu            sync.Mutex
+	now, max, all int
+}
+
+type slowSyncFile struct {
+	File
+	fs *slowSyncFS
+}
+
+func (s *slowSyncFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := s.FS.OpenFile(name, flag, perm)
+	if err != nil || flag == os.O_RDONLY {
+		return f, err
+	}
+	return &slowSyncFile{File: f, fs: s}, nil
+}
+
+func (f *slowSyncFile) Sync() error {
+	s := f.fs
+	s.mu.Lock()
+	s.now++
+	s.all++
+	s.max = max(s.max, s.now)
+	s.mu.Unlock()
+	time.Sleep(2 * time.Millisecond) // a blocked fsync: the others pile up meanwhile
+	s.mu.Lock()
+	s.now--
+	s.mu.Unlock()
+	return f.File.Sync()
+}
+
+// TestFsyncBatchBounded: one Commit of 300 staged files (one transaction
+// with many recipients) fsyncs them in parallel, but never more than
+// maxParallelFsyncs at once: each blocked fsync holds an OS thread, and
+// a batch of thousands would run into Go's thread limit and crash.
+func TestFsyncBatchBounded(t *testing.T) {
+	root := t.TempDir()
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	sfs := &slowSyncFS{FS: r}
+	s := newStore(t, Options{FS: sfs})
+	ctx := context.Background()
+	const n = 300
+	files := make([]*Staged, n)
+	for i := range files {
+		st, err := s.Stage(ctx, Mailbox{Path: "d/u"}, testContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = st
+	}
+	for i, err := range s.Commit(ctx, files...) {
+		if err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+	}
+	if sfs.all != n {
+		t.Errorf("%d file fsyncs, want %d", sfs.all, n)
+	}
+	if sfs.max > maxParallelFsyncs || sfs.max < 2 {
+		t.Errorf("at most %d fsyncs at once, want 2 to %d", sfs.max, maxParallelFsyncs)
+	}
+	t.Logf("at most %d of %d fsyncs at once", sfs.max, n)
+	if l := listDir(t, root, "d/u/new"); len(l) != n {
+		t.Errorf("new/ has %d files, want %d", len(l), n)
+	}
+}
+
+// TestOpenStagedBounded: a Store holds at most maxOpenStaged staged files
+// open for their barrier; past it a file is fsynced and closed when
+// staged, and Commit still delivers every file, closing the rest.
+func TestOpenStagedBounded(t *testing.T) {
+	old := maxOpenStaged
+	maxOpenStaged = 4
+	t.Cleanup(func() { maxOpenStaged = old })
+	root := t.TempDir()
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	sfs := &slowSyncFS{FS: r}
+	s := newStore(t, Options{FS: sfs})
+	ctx := context.Background()
+	const n = 10
+	files := make([]*Staged, n)
+	for i := range files {
+		st, err := s.Stage(ctx, Mailbox{Path: "d/u"}, testContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[i] = st
+	}
+	if got := s.openStaged.Load(); got != 4 {
+		t.Errorf("%d staged files open, want 4", got)
+	}
+	if sfs.all != n-4 {
+		t.Errorf("%d files fsynced when staged, want %d", sfs.all, n-4)
+	}
+	for i, err := range s.Commit(ctx, files...) {
+		if err != nil {
+			t.Fatalf("file %d: %v", i, err)
+		}
+	}
+	if sfs.all != n {
+		t.Errorf("%d file fsyncs in all, want %d (each once)", sfs.all, n)
+	}
+	if got := s.openStaged.Load(); got != 0 {
+		t.Errorf("%d staged files open after Commit", got)
+	}
+	if l := listDir(t, root, "d/u/new"); len(l) != n {
+		t.Errorf("new/ has %d files, want %d", len(l), n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,12 +112,12 @@ type Store struct {
 	chmod     bool // modes configured: fchmod what is created
 	homeFS    func(home string) FS
 
-	syncer    GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
-	flushes   flusher   // batched file fsyncs (FlushFsync)
-	flushMode FlushMode
-	fsKinds   sync.Map // device -> bool: its file system allows syncfs barriers
-	fsOrdered sync.Map // device -> orderedAnswer: its file system allows FlushOrdered
-	known     sync.Map // directory -> struct{}: created, checked and cleaned by this process
+	syncer     GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
+	flushes    flusher   // batched file fsyncs (FlushFsync)
+	flushMode  FlushMode
+	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered
+	openStaged atomic.Int64 // staged files held open for their barrier (maxOpenStaged)
+	known      sync.Map     // directory -> struct{}: created, checked and cleaned by this process
 }
 
 // New returns a Store. It touches no file: a missing root shows at the
@@ -459,7 +460,22 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 			l.fs.Remove(tmp)
 			return nil, err
 		}
-		d := &stagedFile{f: f, refs: 1}
+		d := &stagedFile{f: f, refs: 1, open: &s.openStaged}
+		if s.openStaged.Add(1) > maxOpenStaged {
+			// Too many files held open for their barrier: make this
+			// one durable now, on its own, and let it go (Commit then
+			// only renames it and fsyncs new/).
+			err := f.Sync()
+			if cerr := d.close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				l.fs.Remove(tmp)
+				return nil, err
+			}
+			d.key, d.done = "f", true
+			return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
+		}
 		if s.flushMode == FlushOrdered {
 			var ok, first bool
 			var why string
@@ -469,7 +485,7 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 				zerolog.Ctx(ctx).Warn().Str("maildir", l.show(dir)).Str("reason", why).
 					Msg(`flush = "ordered" is not safe on this file system: its deliveries use flush = "fsync"`)
 			}
-		} else if d.key, d.syncfs = flushKey(s.flushMode, &s.fsKinds, f); d.syncfs {
+		} else if d.key, d.syncfs = flushKey(s.flushMode, f); d.syncfs {
 			d.kind = barrierSyncfs
 		}
 		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
@@ -635,13 +651,16 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		if err == nil {
 			return
 		}
-		perr := s.fail(ctx, "fsync "+path.Base(b.dir), b.l.show(path.Dir(b.dir)), err)
+		// With syncfs the barrier is per file system: its files may be
+		// in the root and in several homes, each reached through its own
+		// loc (b.l is only the first file's).
 		for _, i := range b.idx {
-			errs[i] = perr
+			st := files[i]
+			errs[i] = s.fail(ctx, "fsync "+st.sub(), st.l.show(st.dir), err)
 			// Not known to be durable: take it back rather than
 			// report a failure for a message that may show up.
-			b.l.fs.Remove(files[i].Path())
-			files[i].state = aborted
+			st.l.fs.Remove(st.Path())
+			st.state = aborted
 		}
 	}
 	if len(barriers) == 1 {
@@ -719,10 +738,9 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 				// systems' errors (NFS, quotas), before the rename.
 				// With syncfs (local file systems whose close does not
 				// flush), it stays open for the rename's barrier.
-				if cerr := d.f.Close(); err == nil {
+				if cerr := d.close(); err == nil {
 					err = cerr
 				}
-				d.f = nil
 			}
 			d.err, d.done = err, err == nil
 		}
