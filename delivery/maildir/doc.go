@@ -10,16 +10,19 @@
 // the rename durable; only then does it report success. So a success
 // (lmtpd's 250) means the file's data and its entry in new/ are on the
 // disk, and nothing incomplete is ever visible in new/: the data barrier
-// precedes every rename. Both barriers are shared by concurrent
-// deliveries (group commit), with no timer: a barrier covers every
-// delivery that asked for one before it started, the deliveries that
-// arrive while it runs share the next one, and a lone delivery runs its
-// own at once. How a barrier flushes is Options.Flush (FlushMode):
+// precedes every rename. The rename barriers (and with syncfs the data
+// barriers too) are shared by concurrent deliveries (group commit), with
+// no timer: a barrier covers every delivery that asked for one before it
+// started, the deliveries that arrive while it runs share the next one,
+// and a lone delivery runs its own at once. How a barrier flushes is Options.Flush (FlushMode):
 //
-//   - FlushFsync, the default: the files staged meanwhile are fsynced in
-//     parallel as one batch (the kernel folds overlapping fsyncs into one
-//     journal commit), then each new/ is fsynced after the renames, once
-//     for all concurrent commits into it.
+//   - FlushFsync, the default: each Commit fsyncs its own files (in
+//     parallel when there are several) without waiting for other
+//     deliveries' barriers: the kernel already folds overlapping fsyncs
+//     into one journal commit, and a user-space batch across deliveries
+//     added a barrier's latency (measured: 0.79× against 0.94× go-smtp's
+//     messages per second at 8 connections). Then each new/ is fsynced
+//     after the renames, once for all concurrent commits into it.
 //   - FlushSyncfs: one syncfs(2) of the file system for all the
 //     deliveries waiting, data and renames alike, so the barrier that
 //     follows one group's renames is also the next group's data barrier,

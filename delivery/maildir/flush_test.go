@@ -7,87 +7,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/lmtpd/lmtpd/protocol"
 )
-
-// TestFlusherCoverage checks the batched barrier under contention: every
-// caller returns only after a barrier that started after it asked and
-// that included its files, and callers share barriers.
-func TestFlusherCoverage(t *testing.T) {
-	var fl flusher
-	var clock atomic.Int64 // logical time
-	type run struct{ start, end int64 }
-	var mu sync.Mutex
-	ran := map[*stagedFile]run{} // the barrier that flushed each file
-	batches := 0
-	do := func(batch []*flushReq) {
-		r := run{start: clock.Add(1)}
-		time.Sleep(200 * time.Microsecond)
-		r.end = clock.Add(1)
-		mu.Lock()
-		batches++
-		for _, q := range batch {
-			for i, d := range q.files {
-				if _, dup := ran[d]; dup {
-					t.Errorf("file flushed twice")
-				}
-				ran[d] = r
-				q.errs[i] = nil
-			}
-		}
-		mu.Unlock()
-	}
-	const callers, rounds = 32, 10
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for range rounds {
-				req := &flushReq{files: []*stagedFile{{}, {}}}
-				asked := clock.Add(1)
-				fl.flush("k", req, do)
-				answered := clock.Add(1)
-				mu.Lock()
-				for _, d := range req.files {
-					r, ok := ran[d]
-					if !ok || r.start < asked || r.end > answered {
-						t.Errorf("caller asked at %d, answered at %d; its file's barrier %v (ran %v)", asked, answered, r, ok)
-					}
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if len(ran) != callers*rounds*2 {
-		t.Errorf("%d files flushed, want %d", len(ran), callers*rounds*2)
-	}
-	if batches >= callers*rounds {
-		t.Errorf("%d barriers for %d calls: no batching", batches, callers*rounds)
-	}
-	t.Logf("%d barriers for %d calls", batches, callers*rounds)
-	if len(fl.groups) != 0 {
-		t.Errorf("idle flusher keeps %d groups", len(fl.groups))
-	}
-}
-
-// TestFlusherAlone: a lone caller runs its barrier at once, for its own
-// files only (no timer, no waiting for company).
-func TestFlusherAlone(t *testing.T) {
-	var fl flusher
-	for i := range 3 {
-		req := &flushReq{files: []*stagedFile{{}}}
-		n := 0
-		fl.flush("k", req, func(batch []*flushReq) { n += len(batch) })
-		if n != 1 || !req.done {
-			t.Errorf("call %d: barrier over %d requests, done %v", i, n, req.done)
-		}
-	}
-}
 
 func TestParseFlushMode(t *testing.T) {
 	for _, tt := range []struct {

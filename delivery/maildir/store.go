@@ -113,7 +113,6 @@ type Store struct {
 	homeFS    func(home string) FS
 
 	syncer     GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
-	flushes    flusher   // batched file fsyncs (FlushFsync)
 	flushMode  FlushMode
 	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered
 	openStaged atomic.Int64 // staged files held open for their barrier (maxOpenStaged)
@@ -716,7 +715,11 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 				r.errs[i] = orderedFile(d.f)
 			}
 		case barrierFsync:
-			s.flushes.flush(key, r, fsyncBatch)
+			// No batching across deliveries: the kernel folds fsyncs that
+			// overlap into one journal commit, and waiting for another
+			// delivery's batch only added its latency (bench/README.md).
+			r.errs = make([]error, len(r.files))
+			fsyncBatch([]*flushReq{r})
 		default:
 			// Any descriptor on the file system will do: every
 			// caller's syncfs is equivalent (GroupSync runs one).
