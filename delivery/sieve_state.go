@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/lmtpd/lmtpd/delivery/maildir"
@@ -287,13 +286,14 @@ type fileStamp struct {
 	mtime, ctime int64 // nanoseconds
 }
 
-func stampOf(fi fs.FileInfo) fileStamp {
+// stampOf returns the version of the file fi describes, and false where
+// the system gives no inode and change time (the cache is then not used:
+// size and modification time alone do not tell an edit in place).
+func stampOf(fi fs.FileInfo) (fileStamp, bool) {
 	s := fileStamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino, s.dev = uint64(st.Ino), uint64(st.Dev)
-		s.ctime = time.Unix(st.Ctim.Unix()).UnixNano()
-	}
-	return s
+	var ok bool
+	s.ino, s.dev, s.ctime, ok = statIdentity(fi)
+	return s, ok
 }
 
 // maxCachedMarks bounds a markCache; past it, it is emptied.
@@ -307,14 +307,21 @@ func (c *markCache) get(path string, fi fs.FileInfo) (at time.Time, ok, hit bool
 	c.mu.Lock()
 	e, found := c.m[path]
 	c.mu.Unlock()
-	if !found || e.id != stampOf(fi) {
+	if !found {
+		return time.Time{}, false, false
+	}
+	if id, ok := stampOf(fi); !ok || e.id != id {
 		return time.Time{}, false, false
 	}
 	return e.at, e.ok, true
 }
 
 func (c *markCache) put(path string, fi fs.FileInfo, at time.Time, ok bool) {
-	e := markEntry{id: stampOf(fi), at: at, ok: ok}
+	id, known := stampOf(fi)
+	if !known {
+		return
+	}
+	e := markEntry{id: id, at: at, ok: ok}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxCachedMarks {
 		c.m = make(map[string]markEntry)

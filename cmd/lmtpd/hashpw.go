@@ -144,20 +144,20 @@ func promptPassword(tty *os.File, prompt io.Writer) (string, error) {
 	return a, nil
 }
 
-// echoOff turns terminal echo off on f (TCGETS/TCSETS, as stty -echo)
+// echoOff turns terminal echo off on f (as stty -echo)
 // and returns the function that restores the previous state.
 func echoOff(f *os.File) (func(), error) {
 	var old syscall.Termios
-	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&old))); errno != 0 {
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ioctlGetTermios, uintptr(unsafe.Pointer(&old))); errno != 0 {
 		return nil, fmt.Errorf("reading the terminal state: %w", errno)
 	}
 	t := old
 	t.Lflag &^= syscall.ECHO
 	t.Lflag |= syscall.ICANON
-	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&t))); errno != 0 {
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ioctlSetTermios, uintptr(unsafe.Pointer(&t))); errno != 0 {
 		return nil, fmt.Errorf("turning echo off: %w", errno)
 	}
 	return func() {
-		syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCSETS, uintptr(unsafe.Pointer(&old)))
+		syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ioctlSetTermios, uintptr(unsafe.Pointer(&old)))
 	}, nil
 }

@@ -84,10 +84,10 @@ func newLogger(format string, level zerolog.Level, w io.Writer, term bool) (zero
 	return zerolog.New(out).With().Timestamp().Logger(), out
 }
 
-// isTerminal reports whether f is a terminal (TCGETS succeeds).
+// isTerminal reports whether f is a terminal (its terminal state can be read).
 func isTerminal(f *os.File) bool {
 	var t syscall.Termios
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), ioctlGetTermios, uintptr(unsafe.Pointer(&t)))
 	return errno == 0
 }
 
