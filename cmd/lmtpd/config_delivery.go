@@ -100,22 +100,6 @@ func (r routeConfig) route() delivery.Route {
 	return out
 }
 
-// usesMaildir reports whether any domain or user of d delivers to a
-// maildir: a domain's users do unless the domain or the user names a pipe.
-func usesMaildir(d *delivery.Config) bool {
-	for _, dm := range d.Domains {
-		if dm.Route.Pipe == nil && dm.Route.LMTP == nil || dm.Route.Maildir != "" {
-			return true
-		}
-		for _, u := range dm.Users {
-			if u.Route.Maildir != "" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // checkDeliveryFile makes the checks that belong to the configuration
 // file, not to the delivery package: values to which the file gives a
 // meaning of its own (a pipe's max_processes and max_wait, where 0 would
@@ -136,7 +120,7 @@ func (c *config) checkDeliveryFile(ec *errorCollector) {
 			}
 		}
 	})
-	if root := c.dcfg.Maildir.Root; root != "" && usesMaildir(&c.dcfg) {
+	if root := c.dcfg.Maildir.Root; root != "" && domainsUseMaildir(c.Domains) {
 		if err := checkWritableDir(root); err != nil {
 			ec.add("delivery.maildir.root", &systemError{err})
 		}

@@ -257,7 +257,7 @@ func (c *config) checkStartup(ec *errorCollector) {
 	if run.self {
 		return // loadConfig checked the directories for this process already
 	}
-	if root := c.dcfg.Maildir.Root; root != "" && usesMaildir(&c.dcfg) {
+	if root := c.dcfg.Maildir.Root; root != "" && domainsUseMaildir(c.Domains) {
 		if err := checkDirFor(root, run); err != nil {
 			ec.add("delivery.maildir.root", &systemError{err})
 		}

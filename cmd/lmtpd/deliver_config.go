@@ -134,8 +134,9 @@ func (c *config) adjustForDeliver(rcpts []string) {
 }
 
 // domainsUseMaildir reports whether any of the domains, or a user of
-// theirs, delivers to a maildir under the root (usesMaildir, on the file's
-// tables).
+// theirs, delivers to a maildir under the root: a domain's users do
+// unless the domain names a pipe or an LMTP route, and a user with a
+// maildir route of their own does.
 func domainsUseMaildir(domains []domainConfig) bool {
 	for _, dm := range domains {
 		if dm.Route.Pipe == nil && dm.Route.LMTP == nil || dm.Route.Maildir != "" {

@@ -147,17 +147,24 @@ func (r *RootFS) mkdirAt(root int, name string, perm fs.FileMode) error {
 
 // twoAt opens the parents of two names, once if they share it.
 func (r *RootFS) twoAt(root int, oldname, newname string, do func(ofd int, oelem string, nfd int, nelem string) error) error {
-	ofd, oelem, err := r.atParent(root, oldname)
+	return parentsAt(root, oldname, newname, r.atParent, do)
+}
+
+// parentsAt opens the parents of two names below base with at (once if
+// they share it), calls do with them and closes them: for the renames
+// and links of RootFS and HomeFS.
+func parentsAt(base int, oldname, newname string, at func(base int, name string) (int, string, error), do func(ofd int, oelem string, nfd int, nelem string) error) error {
+	ofd, oelem, err := at(base, oldname)
 	if err != nil {
 		return err
 	}
-	defer closeParent(root, ofd)
+	defer closeParent(base, ofd)
 	nfd, nelem := ofd, path.Base(newname)
 	if path.Dir(oldname) != path.Dir(newname) {
-		if nfd, nelem, err = r.atParent(root, newname); err != nil {
+		if nfd, nelem, err = at(base, newname); err != nil {
 			return err
 		}
-		defer closeParent(root, nfd)
+		defer closeParent(base, nfd)
 	}
 	return do(ofd, oelem, nfd, nelem)
 }

@@ -234,19 +234,7 @@ func (h *HomeFS) twoParents(oldname, newname string, do func(ofd int, oelem stri
 		return err
 	}
 	defer unix.Close(base)
-	ofd, oelem, err := h.parentAt(base, oldname)
-	if err != nil {
-		return err
-	}
-	defer closeParent(base, ofd)
-	nfd, nelem := ofd, path.Base(newname)
-	if path.Dir(oldname) != path.Dir(newname) {
-		if nfd, nelem, err = h.parentAt(base, newname); err != nil {
-			return err
-		}
-		defer closeParent(base, nfd)
-	}
-	return do(ofd, oelem, nfd, nelem)
+	return parentsAt(base, oldname, newname, h.parentAt, do)
 }
 
 // Rename implements FS with renameat(2) between the two parents.
