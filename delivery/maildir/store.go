@@ -680,8 +680,10 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 }
 
 // flushData runs the first barrier of Commit: the data of every staged
-// file made durable, with one syncfs(2) per file system or one batch of
-// parallel fsyncs, shared with concurrent commits. A file whose data could
+// file made durable: with syncfs one syncfs(2) per file system, shared
+// with concurrent commits; with fsync this Commit's own files fsynced in
+// parallel (the kernel folds overlapping fsyncs of concurrent commits);
+// with ordered each file written back. A file whose data could
 // not be made durable (now or in an earlier Commit of one of its links) is
 // removed and gets the error in errs.
 func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
