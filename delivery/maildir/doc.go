@@ -218,6 +218,33 @@
 // The maildir root of virtual users keeps RESOLVE_BENEATH (or its
 // os.Root): lmtpd owns that tree, and no user can plant links in it.
 //
+// # File system failures
+//
+// A barrier that returns success is not always proof on ext4. Once a
+// journal commit has failed (the disk stopped taking writes) jbd2 aborts
+// the journal, and an fsync(2) or syncfs(2) that starts after that commit
+// finds nothing to commit and returns 0, although the renames the failed
+// commit held are lost; ext4 notices the abort only when something next
+// starts a journal handle, and since Linux 6.15 it then goes read-only
+// with a flag of its own that statfs(2) does not show (measured on 6.18
+// with a loop device whose writes were cut: the fsync of new/ after the
+// failed one returned 0). So after each successful rename barrier, once
+// per barrier group, Commit checks the file system (on Linux): not
+// mounted read-only (fstatfs), and on ext4 two futimens(2) of the new/
+// just synced (the first makes ext4 notice an aborted journal, the second
+// is refused if it did; the renames have just changed new/'s times
+// anyway) and /sys/fs/ext4/<dev>/errors_count no higher than when the
+// Store first saw the file system. About 60 µs on the test machine,
+// against milliseconds for the barrier. If the check fails, the
+// deliveries of that barrier fail with 451 4.3.0 (FSError), logged once
+// per file system, and so does every later one there until the file
+// system passes again (read-write, its error count cleared by e2fsck).
+// In the power-cut test (12 rounds each), 16 of 2816 recipients
+// acknowledged after the cut were lost with FlushFsync and 6 of 2408 with
+// FlushOrdered without the check; with it, none of 2912 and 2847 (nor
+// of 1931 with FlushSyncfs, whose barrier, a syncfs of a descriptor
+// opened before the cut, reports the error itself).
+//
 // # Errors
 //
 // Store methods return *protocol.Error values (see Classify): ENOSPC is 452

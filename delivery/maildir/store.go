@@ -117,6 +117,7 @@ type Store struct {
 	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered
 	openStaged atomic.Int64 // staged files held open for their barrier (maxOpenStaged)
 	known      sync.Map     // directory -> struct{}: created, checked and cleaned by this process
+	health     fsHealth     // the file system checked after each rename barrier
 }
 
 // New returns a Store. It touches no file: a missing root shows at the
@@ -646,6 +647,11 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 			err = s.syncer.Sync(b.key, func() error { return syncfsFile(b.data.f) })
 		} else {
 			err = s.syncDir(b.l, b.dir)
+		}
+		if err == nil {
+			// A barrier's success does not prove the file system kept
+			// the renames (ext4 after a journal abort): see fshealth_linux.go.
+			err = s.health.check(ctx, b.key, b.l, b.dir)
 		}
 		if err == nil {
 			return
