@@ -248,6 +248,8 @@ func TestWireSharedSieve(t *testing.T) {
 			replies: []string{"250 2.0.0", "250 2.0.0"}, runs: 1, replied: 1, inbox: 1, inboxOfV: 1},
 		{name: "alias of her and another, then the user", script: vacation, rcpts: []string{"both@example.test", "u@example.test"},
 			replies: []string{"250 2.0.0", "250 2.0.0"}, runs: 1, replied: 1, inbox: 1, inboxOfV: 1},
+		{name: "two details, one folder", script: vacation, rcpts: []string{"u+a@example.test", "u+b@example.test"},
+			replies: []string{"250 2.0.0", "250 2.0.0"}, runs: 2, replied: 1, inbox: 1},
 		{name: "reject, same RCPT twice", script: reject, rcpts: []string{"u@example.test", "U@example.test"},
 			replies: []string{"550 5.7.1", "550 5.7.1"}, runs: 1},
 		{name: "reject, user then an alias of her and another", script: reject, rcpts: []string{"u@example.test", "both@example.test"},
