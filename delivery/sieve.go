@@ -53,9 +53,10 @@ import (
 //     that Delivered-To (a loop). A redirect that cannot be sent keeps
 //     the message in INBOX and is logged, as Pigeonhole does.
 //   - vacation sends its reply through Sendmail from the null sender;
-//     once sent, the sender is remembered in StateDir for the period. A
-//     reply that cannot be sent is logged; the message is delivered
-//     anyway.
+//     once sent, the sender is remembered in StateDir for the period, and
+//     asked again just before sending, so that a user filtered twice for
+//     one message (bob+a and bob+b) replies once. A reply that cannot be
+//     sent is logged; the message is delivered anyway.
 //   - editheader: each stored or redirected copy carries the edits made
 //     before its action (the implicit keep all of them), RFC 5293
 //     section 5; a copy's header is then its own (Destination.Header).
