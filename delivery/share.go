@@ -89,25 +89,47 @@ func share(rcpts [][]Destination) ([][]Destination, *sharing) {
 	if len(rcpts) < 2 {
 		return rcpts, nil
 	}
-	units := make(map[unitKey]int)
-	var owner []int
-	ids := make([][]int, len(rcpts)) // units of each recipient, in order, without repeats
+	// The unit of each destination, recipient after recipient; units are
+	// numbered from 1 (0 is "none") in the order they are met. Most
+	// messages have a few destinations: those are searched, not hashed.
+	type unit struct {
+		key   unitKey
+		owner int // the recipient it was met at first
+	}
+	total := 0
+	for _, ds := range rcpts {
+		total += len(ds)
+	}
+	units := make([]unit, 0, total)
+	flat := make([]int, 0, total)
+	var byKey map[unitKey]int
 	shared := false
 	for i, ds := range rcpts {
 		for k := range ds {
 			dst := &ds[k]
 			uk := unitKey{destKey{dst.Target, dst.Target.Key(dst)}, dst.Detail}
-			u, ok := units[uk]
-			if !ok {
-				u = len(owner) + 1 // 0 is "no unit"
-				units[uk] = u
-				owner = append(owner, i)
-			} else if owner[u-1] != i {
+			u := 0
+			if byKey != nil {
+				u = byKey[uk]
+			} else if x := slices.IndexFunc(units, func(v unit) bool { return v.key == uk }); x >= 0 {
+				u = x + 1
+			}
+			switch {
+			case u == 0:
+				units = append(units, unit{uk, i})
+				u = len(units)
+				if byKey != nil {
+					byKey[uk] = u
+				} else if len(units) > 8 {
+					byKey = make(map[unitKey]int, 2*len(units))
+					for x, v := range units {
+						byKey[v.key] = x + 1
+					}
+				}
+			case units[u-1].owner != i:
 				shared = true
 			}
-			if !slices.Contains(ids[i], u) {
-				ids[i] = append(ids[i], u)
-			}
+			flat = append(flat, u)
 		}
 	}
 	if !shared {
@@ -118,25 +140,30 @@ func share(rcpts [][]Destination) ([][]Destination, *sharing) {
 		same:     make([]int, n),
 		borrow:   make([][]int, n),
 		after:    make([][]int, n),
-		owner:    append([]int{-1}, owner...),
-		unitJobs: make([][]*job, len(owner)+1),
+		owner:    make([]int, len(units)+1),
+		unitJobs: make([][]*job, len(units)+1),
 		hasOwn:   make([]bool, n),
 		hookErr:  make([]error, n),
 	}
+	sh.owner[0] = -1
+	for x, v := range units {
+		sh.owner[x+1] = v.owner
+	}
 	out := make([][]Destination, n)
-	sets := make(map[string]int) // sorted units of a recipient → the first recipient with them
+	sets := make(map[string]int) // the units of a recipient → the first recipient with them
+	off := 0
 	for i, ds := range rcpts {
+		us := flat[off : off+len(ds)]
+		off += len(ds)
 		sh.same[i] = -1
-		sig := signature(ids[i])
-		if p, ok := sets[sig]; ok && len(ids[i]) > 0 {
+		sig := signature(us)
+		if p, ok := sets[sig]; ok && len(us) > 0 {
 			sh.same[i] = p
 			sh.after[i] = []int{p}
 			continue
 		}
 		sets[sig] = i
-		for k := range ds {
-			uk := unitKey{destKey{ds[k].Target, ds[k].Target.Key(&ds[k])}, ds[k].Detail}
-			u := units[uk]
+		for k, u := range us {
 			if p := sh.owner[u]; p != i {
 				if !slices.Contains(sh.borrow[i], u) {
 					sh.borrow[i] = append(sh.borrow[i], u)
@@ -160,6 +187,7 @@ func share(rcpts [][]Destination) ([][]Destination, *sharing) {
 func signature(units []int) string {
 	s := slices.Clone(units)
 	slices.Sort(s)
+	s = slices.Compact(s)
 	var b []byte
 	for _, u := range s {
 		b = binary.AppendUvarint(b, uint64(u))

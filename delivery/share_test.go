@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -279,6 +281,92 @@ func TestWireSharedSieve(t *testing.T) {
 			}
 			if n := len(files(t, s.root, "example.test/v", "new")); n != tt.inboxOfV {
 				t.Errorf("v's INBOX has %d messages, want %d", n, tt.inboxOfV)
+			}
+		})
+	}
+}
+
+// keyTarget is a Target whose key is the destination's address, for
+// share's table; it is never staged.
+type keyTarget struct{}
+
+func (keyTarget) Kind() string                                                     { return "key" }
+func (keyTarget) Key(d *Destination) string                                        { return strings.ToLower(d.Address) }
+func (keyTarget) Group(*Destination) string                                        { return "" }
+func (keyTarget) Stage(context.Context, *Message, []*Destination, []Result) Staged { return nil }
+
+// TestShare: which recipients share which destinations, from the
+// destinations each resolved to ("addr" or "addr+detail", the detail
+// being part of the destination).
+func TestShare(t *testing.T) {
+	tests := []struct {
+		name  string
+		rcpts [][]string
+		same  []int   // nil: no sharing at all
+		after [][]int // recipients each waits for
+		own   [][]string
+	}{
+		{name: "distinct", rcpts: [][]string{{"a"}, {"b"}, {"c"}}},
+		{name: "one recipient", rcpts: [][]string{{"a", "a"}}},
+		{name: "alias of a user twice", rcpts: [][]string{{"a", "a"}, {"b"}}},
+		{name: "same twice", rcpts: [][]string{{"a"}, {"A"}},
+			same: []int{-1, 0}, after: [][]int{nil, {0}}, own: [][]string{{"a"}, nil}},
+		{name: "third like the first", rcpts: [][]string{{"a"}, {"b"}, {"a"}},
+			same: []int{-1, -1, 0}, after: [][]int{nil, nil, {0}}, own: [][]string{{"a"}, {"b"}, nil}},
+		{name: "same set in another order", rcpts: [][]string{{"a", "b"}, {"b", "a", "b"}},
+			same: []int{-1, 0}, after: [][]int{nil, {0}}, own: [][]string{{"a", "b"}, nil}},
+		{name: "user, then an alias of her and another", rcpts: [][]string{{"a"}, {"a", "b"}},
+			same: []int{-1, -1}, after: [][]int{nil, {0}}, own: [][]string{{"a"}, {"b"}}},
+		{name: "an alias, then its users", rcpts: [][]string{{"a", "b"}, {"b"}, {"a"}},
+			same: []int{-1, -1, -1}, after: [][]int{nil, {0}, {0}}, own: [][]string{{"a", "b"}, nil, nil}},
+		{name: "shares with two", rcpts: [][]string{{"b"}, {"a"}, {"a", "b", "c"}},
+			same: []int{-1, -1, -1}, after: [][]int{nil, nil, {0, 1}}, own: [][]string{{"b"}, {"a"}, {"c"}}},
+		{name: "details differ", rcpts: [][]string{{"a+x"}, {"a+y"}}},
+		{name: "details equal", rcpts: [][]string{{"a+x"}, {"a+x"}},
+			same: []int{-1, 0}, after: [][]int{nil, {0}}, own: [][]string{{"a+x"}, nil}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var in [][]Destination
+			for _, ds := range tt.rcpts {
+				var r []Destination
+				for _, a := range ds {
+					addr, detail, _ := strings.Cut(a, "+")
+					r = append(r, Destination{Target: keyTarget{}, Address: addr, Resolution: Resolution{Detail: detail}})
+				}
+				in = append(in, r)
+			}
+			out, sh := share(in)
+			if tt.same == nil {
+				if sh != nil {
+					t.Fatalf("sharing %+v, want none", sh)
+				}
+				return
+			}
+			if sh == nil {
+				t.Fatal("no sharing found")
+			}
+			if !slices.Equal(sh.same, tt.same) {
+				t.Errorf("same %v, want %v", sh.same, tt.same)
+			}
+			for i := range tt.rcpts {
+				if !slices.Equal(sh.after[i], tt.after[i]) {
+					t.Errorf("recipient %d waits for %v, want %v", i, sh.after[i], tt.after[i])
+				}
+				var own []string
+				for _, d := range out[i] {
+					if d.unit == 0 {
+						t.Errorf("recipient %d: own destination %s without a unit", i, d.Address)
+					}
+					a := d.Address
+					if d.Detail != "" {
+						a += "+" + d.Detail
+					}
+					own = append(own, a)
+				}
+				if !slices.Equal(own, tt.own[i]) {
+					t.Errorf("recipient %d filtered for %v, want %v", i, own, tt.own[i])
+				}
 			}
 		})
 	}
