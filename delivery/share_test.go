@@ -234,6 +234,7 @@ func TestWireSharedSieve(t *testing.T) {
 	const reject = `require "reject"; reject "not now";`
 	tests := []struct {
 		name     string
+		smtp     bool // SMTP rather than LMTP
 		script   string
 		rcpts    []string
 		replies  []string
@@ -252,6 +253,9 @@ func TestWireSharedSieve(t *testing.T) {
 			replies: []string{"250 2.0.0", "250 2.0.0"}, runs: 1, replied: 1, inbox: 1, inboxOfV: 1},
 		{name: "two details, one folder", script: vacation, rcpts: []string{"u+a@example.test", "u+b@example.test"},
 			replies: []string{"250 2.0.0", "250 2.0.0"}, runs: 2, replied: 1, inbox: 1},
+		{name: "SMTP, alias, user, alias of her and another", smtp: true, script: vacation,
+			rcpts:   []string{"team@example.test", "u@example.test", "both@example.test"},
+			replies: []string{"250 2.0.0"}, runs: 1, replied: 1, inbox: 1, inboxOfV: 1},
 		{name: "reject, same RCPT twice", script: reject, rcpts: []string{"u@example.test", "U@example.test"},
 			replies: []string{"550 5.7.1", "550 5.7.1"}, runs: 1},
 		{name: "reject, user then an alias of her and another", script: reject, rcpts: []string{"u@example.test", "both@example.test"},
@@ -264,7 +268,11 @@ func TestWireSharedSieve(t *testing.T) {
 			s.cfg.Maildir.DetailFolders = false // details are for the script alone
 			s.script(t, "u", tt.script)
 			msg := strings.Replace(sieveMsg, "To: alice@example.test", "To: u@example.test", 1)
-			got := s.lmtp(t, s.router(t), "sender@remote.test", tt.rcpts, msg)
+			proto := protocol.LMTP
+			if tt.smtp {
+				proto = protocol.SMTP
+			}
+			got := s.dialogue(t, s.router(t), proto, "sender@remote.test", tt.rcpts, msg)
 			for i, want := range tt.replies {
 				if !strings.HasPrefix(got[i], want) {
 					t.Errorf("reply %d: %q, want %s", i, got[i], want)
@@ -367,6 +375,51 @@ func TestShare(t *testing.T) {
 				if !slices.Equal(own, tt.own[i]) {
 					t.Errorf("recipient %d filtered for %v, want %v", i, own, tt.own[i])
 				}
+			}
+		})
+	}
+}
+
+// TestWireSharedRemote: recipients that reach one address on one proxied
+// server are one RCPT there; each gets the server's answer for it in its
+// own reply (an alias of it and another user the worse of the two).
+func TestWireSharedRemote(t *testing.T) {
+	tests := []struct {
+		name   string
+		refuse map[string]string
+		want   []string // replies of alice, ALICE, team (alice, carol), dave
+	}{
+		{
+			name: "delivered",
+			want: []string{"250 2.0.0 <alice@example.org>", "250 2.0.0 <ALICE@example.org>", "250 2.0.0 <team@example.org>", "250 2.0.0 <dave@example.org>"},
+		},
+		{
+			name:   "refused for a while",
+			refuse: map[string]string{"alice@example.org": "452 4.2.2 <alice@example.org> Mailbox is full"},
+			want: []string{"452 4.2.2 <alice@example.org> Mailbox is full", "452 4.2.2 <ALICE@example.org> Mailbox is full",
+				"452 4.2.2 <team@example.org> Mailbox is full", "250 2.0.0 <dave@example.org>"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := newFakeLMTP(t, "a"), newFakeLMTP(t, "b")
+			for k, v := range tt.refuse {
+				a.refuse[k] = v
+			}
+			w := startWire(t, proxyRouter(t, a.Addr, b.Addr, LMTP{}))
+			_, final := lmtpTx(w, []string{"alice@example.org", "ALICE@example.org", "team@example.org", "dave@example.org"}, "Subject: x\r\n\r\nbody")
+			if len(final) != len(tt.want) {
+				t.Fatalf("final replies %q, want %d", final, len(tt.want))
+			}
+			for i, want := range tt.want {
+				if !strings.HasPrefix(final[i], want) {
+					t.Errorf("reply %d: %q, want %s", i, final[i], want)
+				}
+			}
+			_, ca, _ := a.snapshot()
+			_, cb, _ := b.snapshot()
+			if countPrefix(ca, "RCPT") != 2 || countPrefix(cb, "RCPT") != 1 {
+				t.Errorf("RCPTs: a %q (want alice and dave once), b %q (want carol)", ca, cb)
 			}
 		})
 	}
