@@ -267,22 +267,22 @@ func (j *job) addRcpt(i int) {
 }
 
 // ready reports whether recipient i can be reported: every recipient whose
-// outcome it shares has been. status is then what it shares of theirs:
-// the final status of the recipient it duplicates (ok false: none), or
-// the worst of the failures of their Done hooks.
-func (sh *sharing) ready(d *delivery, i int) (status error, dup, ok bool) {
+// outcome it shares has been. Then shared is what it shares of theirs:
+// with dup, the final status of the recipient it duplicates, to be its
+// own as it is; without, the worst of the failures of their Done hooks.
+func (sh *sharing) ready(d *delivery, i int) (ok, dup bool, shared error) {
 	for _, p := range sh.after[i] {
 		if !d.settled[p] {
-			return nil, false, false
+			return false, false, nil
 		}
 	}
 	if p := sh.same[i]; p >= 0 {
-		return d.results[p], true, true
+		return true, true, d.results[p]
 	}
 	for _, p := range sh.after[i] {
-		status = protocol.WorseStatus(status, sh.hookErr[p])
+		shared = protocol.WorseStatus(shared, sh.hookErr[p])
 	}
-	return status, false, true
+	return true, false, shared
 }
 
 // sharedWith names the recipients whose delivery recipient i shares, for

@@ -601,7 +601,7 @@ func (d *delivery) settle() {
 		if sh := d.share; sh != nil {
 			// Reported after the recipients it shares with: their
 			// status, or their hooks' failures, are part of its own.
-			shared, dup, ok := sh.ready(d, i)
+			ok, dup, shared := sh.ready(d, i)
 			if !ok {
 				continue
 			}
