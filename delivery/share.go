@@ -28,13 +28,17 @@ import (
 // script sees (envelope :detail): bob+a and bob+b are filtered each, as
 // Dovecot runs the script for each address, and their copies share one
 // file when the scripts store into the same folder. With detail folders
-// they are two folders, so two copies, as in Dovecot.
+// they are two folders, so two copies, as in Dovecot; so are bob and
+// bob+x when the folder .x is missing and may not be created, although
+// both copies then land in INBOX (the fallback is decided at staging,
+// after the copies were told apart).
 //
 // A recipient whose destinations are exactly those of an earlier one (the
 // usual duplicate) shares everything: its steps do not run, and its status
-// is the earlier one's final status, reported right after it, Done hooks'
-// failures included. In LMTP it gets the same reply (Dovecot copies the
-// reply); in SMTP the one reply is unchanged. A recipient that has some
+// is the earlier one's final status, Done hooks' failures included,
+// reported once the earlier one's is. In LMTP it gets the same code,
+// enhanced code and text (Dovecot copies the reply), with its own
+// address; in SMTP the one reply is unchanged. A recipient that has some
 // destinations of earlier recipients and some of its own (an alias of
 // bob and carol after bob) runs its steps on its own destinations only
 // and takes the copies the earlier recipients' steps made for the shared
