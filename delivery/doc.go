@@ -104,10 +104,14 @@
 // with Return-Path (any Return-Path in the message removed, RFC 5321
 // section 4.4), Delivered-To when configured, and the header as received
 // (the server's Received field first). Recipients that reach the same
-// destination (duplicate RCPTs, aliases) share one delivery and its
-// status; a recipient with several destinations gets the worst outcome,
-// a temporary failure before a permanent one. Maildir copies with
-// identical bytes are hard links of one file.
+// destination (duplicate RCPTs, aliases of one user, an alias and its
+// user) share one delivery and its status, and the steps (Sieve) run on
+// it once, for the first of them; the destination is matched as resolved
+// at RCPT, detail included, since a script sees it (share.go, which also
+// says how Dovecot and Postfix handle duplicates). A recipient with
+// several destinations gets the worst outcome, a temporary failure before
+// a permanent one. Maildir copies with identical bytes are hard links of
+// one file.
 //
 // Transaction.Data (LMTP) reports each recipient through the StatusSetter
 // as soon as all its destinations are done: maildir ones once the
@@ -142,7 +146,8 @@
 // message that cannot be spooled gets 452 4.3.1 (disk full), 451 4.3.5
 // (spool directory missing or not writable, logged with what to fix) or
 // 451 4.3.0. Each outcome is logged at info level on zerolog.Ctx(ctx), one
-// line per recipient.
+// line per recipient; one whose delivery was made for an earlier
+// recipient of the message says so in "shared_with".
 //
 // # Owners and homes
 //

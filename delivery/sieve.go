@@ -53,9 +53,10 @@ import (
 //     that Delivered-To (a loop). A redirect that cannot be sent keeps
 //     the message in INBOX and is logged, as Pigeonhole does.
 //   - vacation sends its reply through Sendmail from the null sender;
-//     once sent, the sender is remembered in StateDir for the period. A
-//     reply that cannot be sent is logged; the message is delivered
-//     anyway.
+//     once sent, the sender is remembered in StateDir for the period, and
+//     asked again just before sending, so that a user filtered twice for
+//     one message (bob+a and bob+b) replies once. A reply that cannot be
+//     sent is logged; the message is delivered anyway.
 //   - editheader: each stored or redirected copy carries the edits made
 //     before its action (the implicit keep all of them), RFC 5293
 //     section 5; a copy's header is then its own (Destination.Header).
@@ -342,6 +343,16 @@ func (s *sieveStep) filter(ctx context.Context, m *Message, rcpt int, d Destinat
 			v := a.Vacation
 			sends = append(sends, func(ctx context.Context) error {
 				log := zerolog.Ctx(ctx)
+				// The script looked at the mark before any reply of this
+				// message went out: the same user filtered again for
+				// another address of the message (bob+a and bob+b, see
+				// share.go), or another delivery meanwhile, may have
+				// replied since. One reply per period, as the script
+				// would have decided had it run after that one.
+				if seen, err := tr.Seen(ctx, v.TrackKey, v.Period); err == nil && seen {
+					log.Debug().Str("to", d.Address).Str("reply_to", v.To).Msg("sieve: vacation reply sent meanwhile; not sent again")
+					return nil
+				}
 				// The reply is remembered before it is sent: one that
 				// cannot be remembered (a state_dir the process cannot
 				// write, e.g. lmtpd deliver run as the user) is not sent,

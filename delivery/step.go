@@ -74,15 +74,16 @@ type StepResult struct {
 // caller must not change it.
 func (m *Message) Fields() *textproto.Header { return m.hdr }
 
-// applySteps runs the steps for every recipient and replaces t.rcpts'
-// destinations in the delivery with their results. It returns, per
-// recipient, the step's answer (nil unless a step answered) and the log
-// fields the steps added.
-func (d *delivery) applySteps(ctx context.Context, steps []Step) [][]Destination {
+// applySteps runs the steps for every recipient on its destinations in
+// in (those it does not share with an earlier recipient, see share) and
+// returns their results, per recipient. It records in the delivery each
+// recipient's answer from a step (nil unless a step answered), the log
+// fields the steps added and their Done hooks.
+func (d *delivery) applySteps(ctx context.Context, steps []Step, in [][]Destination) [][]Destination {
 	n := len(d.msg.Recipients)
 	rcpts := make([][]Destination, 0, n)
-	for i := 0; i < n && i < len(d.t.rcpts); i++ {
-		ds := d.t.rcpts[i]
+	for i := 0; i < n && i < len(in); i++ {
+		ds := in[i]
 		for _, s := range steps {
 			if d.stepErr[i] != nil || len(ds) == 0 {
 				break // answered, or nothing left to deliver (discard)

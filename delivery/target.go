@@ -129,6 +129,11 @@ type Destination struct {
 	// reach this destination, in RCPT order; the router sets them for
 	// Stage.
 	Rcpts []int
+
+	// unit is the destination as resolved at RCPT that this one comes
+	// from, when recipients share it (see share.go): steps copy it along
+	// with the rest. 0 for none.
+	unit int
 }
 
 // Lookup is a source of users beyond the configuration, such as a

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -212,6 +213,9 @@ type delivery struct {
 	stepErr  []error      // per recipient: a Step's answer, nil if none
 	stepLog  [][]logField // per recipient: what the steps add to the outcome line
 	stepDone [][]func(context.Context, error) error
+	// share is which recipients share destinations with earlier ones
+	// (share.go); nil when none do.
+	share *sharing
 	// failed is set when an all-or-nothing (SMTP) Stage failed and was
 	// aborted: no recipient is delivered.
 	failed   bool
@@ -322,14 +326,17 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 	d.byRcpt = make([][]*job, n)
 	d.settled = make([]bool, n)
 	d.results = make([]error, n)
-	rcpts := t.rcpts
+	// Recipients that reach a destination an earlier one reaches share
+	// its delivery and its steps' run (share.go).
+	rcpts, sh := share(t.rcpts[:min(n, len(t.rcpts))])
+	d.share = sh
 	if steps := t.st.steps; len(steps) > 0 {
 		// Per-recipient steps (Sieve) see every recipient's resolution
 		// before anything is grouped.
 		d.stepErr = make([]error, n)
 		d.stepLog = make([][]logField, n)
 		d.stepDone = make([][]func(context.Context, error) error, n)
-		rcpts = d.applySteps(ctx, steps)
+		rcpts = d.applySteps(ctx, steps, rcpts)
 	}
 	byKey := make(map[destKey]*job)
 	d.jobs = d.one.jobs[:0]
@@ -352,8 +359,16 @@ func (t *transaction) prepare(ctx context.Context, msg *protocol.Message) (*deli
 			if rs := j.dest.Rcpts; len(rs) == 0 || rs[len(rs)-1] != i {
 				j.dest.Rcpts = append(j.dest.Rcpts, i)
 			}
-			d.byRcpt[i] = append(d.byRcpt[i], j)
+			if !slices.Contains(d.byRcpt[i], j) {
+				d.byRcpt[i] = append(d.byRcpt[i], j)
+			}
+			if sh != nil && dst.unit > 0 && !slices.Contains(sh.unitJobs[dst.unit], j) {
+				sh.unitJobs[dst.unit] = append(sh.unitJobs[dst.unit], j)
+			}
 		}
+	}
+	if sh != nil {
+		sh.link(ctx, d)
 	}
 	d.m.nDests = len(d.jobs)
 	if cfg.LoopCheck {
@@ -583,8 +598,25 @@ func (d *delivery) settle() {
 			continue
 		}
 		var res error
+		if sh := d.share; sh != nil {
+			// Reported after the recipients it shares with: their
+			// status, or their hooks' failures, are part of its own.
+			ok, dup, shared := sh.ready(d, i)
+			if !ok {
+				continue
+			}
+			if dup {
+				d.settled[i] = true
+				d.results[i] = shared
+				if d.onSettle != nil {
+					d.onSettle(i, shared)
+				}
+				continue
+			}
+			res = shared
+		}
 		if d.stepErr != nil {
-			res = d.stepErr[i]
+			res = protocol.WorseStatus(res, d.stepErr[i])
 		}
 		done := true
 		for _, j := range js {
@@ -659,6 +691,9 @@ func (d *delivery) done(ctx context.Context, i int, err error) error {
 		if derr := f(ctx, err); derr != nil && first == nil {
 			first = derr
 		}
+	}
+	if d.share != nil {
+		d.share.hookErr[i] = first
 	}
 	return first
 }
@@ -738,6 +773,12 @@ func (d *delivery) log(ctx context.Context, i int, err error) {
 	}
 	if dup {
 		ev = ev.Bool("duplicate", true)
+	}
+	if with := d.share.sharedWith(d, i); with != "" {
+		// Its delivery was made for an earlier recipient, in this
+		// transaction (share.go); "duplicate" is the journal's: made
+		// by an earlier transaction.
+		ev = ev.Str("shared_with", with)
 	}
 	ev.Msg(outcome)
 }
