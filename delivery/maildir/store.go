@@ -622,8 +622,10 @@ func writeContent(f File, c Content, size int64) error {
 // it has flags) and makes the renames durable, in two flush barriers that
 // it shares with concurrent commits (see FlushMode): the first covers the
 // files' data, so nothing incomplete ever shows in new/; the second, which
-// starts after the renames, covers the directory entries. It returns one
-// error per file, nil for those now durably in new/. A file whose barrier
+// starts after the renames, covers the directory entries. With
+// FlushOrdered the first is a write-back without a journal commit and
+// each file is fsynced last, after its new/ (see FlushOrdered). It
+// returns one error per file, nil for those now durably in new/. A file whose barrier
 // or rename failed is removed again, so it is neither in tmp/ nor, as far
 // as the file system lets us, in new/. Committed or aborted files are
 // skipped with a nil error. Every file must come from this Store.
