@@ -625,9 +625,9 @@ func writeContent(f File, c Content, size int64) error {
 // starts after the renames, covers the directory entries. With
 // FlushOrdered the first is a write-back without a journal commit and
 // each file is fsynced last, after its new/ (see FlushOrdered). It
-// returns one error per file, nil for those now durably in new/. A file whose barrier
-// or rename failed is removed again, so it is neither in tmp/ nor, as far
-// as the file system lets us, in new/. Committed or aborted files are
+// returns one error per file, nil for those now durably in new/. A file
+// whose barrier or rename failed is removed again, so it is neither in
+// tmp/ nor, as far as the file system lets us, in new/. Committed or aborted files are
 // skipped with a nil error. Every file must come from this Store.
 func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	errs := make([]error, len(files))
