@@ -210,10 +210,10 @@ type MaildirConfig struct {
 	// 0600 and 0700. The owner must keep read and write (files) and
 	// read, write and search (directories).
 	FileMode, DirMode fs.FileMode
-	// Flush is the barrier that makes a message durable before it is
-	// renamed into new/, shared by concurrent deliveries: "fsync" (""
-	// means it), "syncfs" or "ordered" (see maildir.FlushMode for the
-	// trade-offs).
+	// Flush is how a message and its entry in new/ are made durable,
+	// with barriers shared by concurrent deliveries: "auto" ("" means
+	// it: "ordered" where that is safe, "fsync" elsewhere), "fsync",
+	// "syncfs" or "ordered" (see maildir.FlushMode for the trade-offs).
 	Flush string
 }
 

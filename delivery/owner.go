@@ -41,7 +41,7 @@ func compileOwner(mc MaildirConfig, fail func(k []string, format string, args ..
 	check("FileMode", mc.FileMode, 0o600, "read and write the files")
 	check("DirMode", mc.DirMode, 0o700, "list, create in and enter the directories")
 	if _, err := maildir.ParseFlushMode(mc.Flush); err != nil {
-		fail(key("Maildir", "Flush"), "%q: want \"fsync\", \"syncfs\" or \"ordered\"", mc.Flush)
+		fail(key("Maildir", "Flush"), "%q: want \"auto\", \"fsync\", \"syncfs\" or \"ordered\"", mc.Flush)
 	}
 	return uid, gid
 }

@@ -31,7 +31,7 @@ func TestOwnerConfig(t *testing.T) {
 		{name: "setuid file mode", set: func(m *MaildirConfig) { m.FileMode = 0o4640 }, key: "maildir.file_mode", err: "only permission bits"},
 		{name: "file the owner cannot write", set: func(m *MaildirConfig) { m.FileMode = 0o440 }, key: "maildir.file_mode", err: "read and write"},
 		{name: "directory the owner cannot enter", set: func(m *MaildirConfig) { m.DirMode = 0o650 }, key: "maildir.dir_mode", err: "enter"},
-		{name: "unknown flush mode", set: func(m *MaildirConfig) { m.Flush = "fdatasync" }, key: "maildir.flush", err: `"fdatasync": want "fsync", "syncfs" or "ordered"`},
+		{name: "unknown flush mode", set: func(m *MaildirConfig) { m.Flush = "fdatasync" }, key: "maildir.flush", err: `"fdatasync": want "auto", "fsync", "syncfs" or "ordered"`},
 		{name: "syncfs flush", set: func(m *MaildirConfig) { m.Flush = "syncfs" }},
 		{name: "ids and modes", set: func(m *MaildirConfig) { m.Owner, m.Group, m.FileMode, m.DirMode = "0", "root", 0o640, 0o750 }, noWarnings: true},
 		{name: "group reads files it cannot reach", set: func(m *MaildirConfig) { m.FileMode = 0o640 }, warning: "add 0050 to the directory mode"},

@@ -42,6 +42,10 @@ type Options struct {
 	// and error ("compile_error" once per version of a broken script,
 	// "runtime_error"): for metrics. It must be safe for concurrent use.
 	ObserveSieve func(event string)
+	// QuietFlush logs which barrier flush = "auto" chose for a file
+	// system at debug level instead of info: for a process per message
+	// (lmtpd deliver), where once per file system is once per message.
+	QuietFlush bool
 }
 
 // Outcome is one recipient's delivery to one destination, for
@@ -230,6 +234,7 @@ func (r *Router) storeFor(k storeKey) (*maildir.Store, error) {
 		FileMode:        k.fileMode,
 		DirMode:         k.dirMode,
 		Flush:           k.flush,
+		QuietFlush:      r.opts.QuietFlush,
 		// Folder creation is decided per delivery (Mailbox.CreateFolder),
 		// from the user's setting.
 	})

@@ -72,10 +72,12 @@ import (
 // waiting makes the files durable, then they are renamed into new/ and a
 // second shared barrier makes the renames durable before the 250s. The
 // test runs with every barrier lmtpd has ([delivery.maildir] flush:
-// "fsync", the default, "syncfs", and "ordered", where the data step is a
-// write-back without a journal commit and the one commit of new/'s fsync
-// makes data and names durable together; the test's ext4 is one
-// "ordered" accepts, and a round fails if lmtpd fell back to "fsync"),
+// "auto", the default, "fsync", "syncfs", and "ordered", where the data
+// step is a write-back without a journal commit, the one commit of new/'s
+// fsync makes data and names durable together, and the file's own fsync
+// follows; the test's ext4 is one "ordered" accepts, and a round fails if
+// lmtpd fell back to "fsync" with "ordered", or "auto" did not choose
+// "ordered"),
 // from 200 connections at once, so that barriers cover many deliveries,
 // and the cut falls between a group's writes and its data barrier,
 // between that barrier and the renames, and between the renames and
@@ -438,7 +440,7 @@ func TestPowerCut(t *testing.T) {
 		if kill {
 			kind = "kill"
 		}
-		for _, flush := range []string{"fsync", "syncfs", "ordered"} {
+		for _, flush := range []string{"auto", "fsync", "syncfs", "ordered"} {
 			for i := range rounds {
 				t.Run(fmt.Sprintf("%s/%s/round%d", kind, flush, i+1), func(t *testing.T) {
 					powercutRound(t, pcOptions{messages: messages, conns: conns, flush: flush, kill: kill})
@@ -587,6 +589,9 @@ func powercutRound(t *testing.T, o pcOptions) {
 	}
 	if o.flush == "ordered" && strings.Contains(p.log(), "not safe on this file system") {
 		t.Errorf(`flush = "ordered" fell back to "fsync" on the test's ext4; lmtpd's log:%s`, p.log())
+	}
+	if o.flush == "auto" && !strings.Contains(p.log(), `"flush":"ordered"`) {
+		t.Errorf(`flush = "auto" did not choose "ordered" on the test's ext4; lmtpd's log:%s`, p.log())
 	}
 	d.teardown()
 	report := d.fsck()

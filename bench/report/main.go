@@ -58,6 +58,7 @@ type serverInfo struct {
 
 var servers = map[string]serverInfo{
 	"lmtpd":           {label: "lmtpd → maildir", group: groupMaildir, base: true},
+	"lmtpd-fsync":     {label: "lmtpd → maildir, `flush = \"fsync\"` (two journal commits per message)", group: groupMaildir},
 	"lmtpd-proxy":     {label: "lmtpd proxy → lmtpd → maildir (the front's CPU and RSS)", group: groupMaildir, front: true},
 	"lmtpd-always":    {label: "lmtpd → maildir, `delivered_to = \"always\"` (a copy per recipient)", group: groupMaildir},
 	"gosmtpd":         {label: "go-smtp → maildir (same fsyncs, hard links)", group: groupMaildir},
@@ -81,7 +82,7 @@ func baseOf(g group) string {
 
 // serverOrder lists known servers first, in the catalogue's order of
 // presentation, then others by name.
-var serverOrder = []string{"lmtpd", "lmtpd-proxy", "lmtpd-always", "gosmtpd", "gosmtpd-copy", "dovecot", "lmtpsink", "gosmtpd-discard", "smtp-sink"}
+var serverOrder = []string{"lmtpd", "lmtpd-fsync", "lmtpd-proxy", "lmtpd-always", "gosmtpd", "gosmtpd-copy", "dovecot", "lmtpsink", "gosmtpd-discard", "smtp-sink"}
 
 // scenarioTitles names the scenarios of scripts/bench-e2e.sh.
 var scenarioTitles = map[string]string{

@@ -243,7 +243,7 @@ type maildirConfig struct {
 	Group    string   `toml:"group"`
 	FileMode fileMode `toml:"file_mode"`
 	DirMode  fileMode `toml:"dir_mode"`
-	// Flush: "fsync" (default), "syncfs" or "ordered"
+	// Flush: "auto" (default), "fsync", "syncfs" or "ordered"
 	// (delivery.MaildirConfig.Flush).
 	Flush string `toml:"flush"`
 }

@@ -149,7 +149,7 @@ func cmdDeliver(args []string, stdin io.Reader, stderr *os.File) int {
 			return tempFail(err)
 		}
 	}
-	router, err := delivery.New(plan.WithOptions(delivery.PlanOptions{Lookup: &domainLookup{reg: dirs}}), delivery.Options{})
+	router, err := delivery.New(plan.WithOptions(delivery.PlanOptions{Lookup: &domainLookup{reg: dirs}}), delivery.Options{QuietFlush: true})
 	if err != nil {
 		return tempFail(err)
 	}

@@ -12,14 +12,23 @@ import (
 type FlushMode int
 
 const (
-	// FlushFsync, the default: each Commit fsyncs its own staged files
-	// (in parallel when it has several, at most maxParallelFsyncs at
-	// once) without waiting for other deliveries (the kernel folds
-	// fsyncs that overlap into one journal commit; a user-space batch
-	// across deliveries was measured slower at 8 connections), and
-	// fsyncs each new/ after the renames, once for all concurrent
-	// commits into it.
-	FlushFsync FlushMode = iota
+	// FlushAuto, the default (the zero value), is FlushOrdered on a file
+	// system where its check passes (ext4 with an internal journal in
+	// data=ordered mode, barriers, no fast_commit, Linux 5.8 or later)
+	// and FlushFsync on any other. Either way the file and its new/ are
+	// fsynced, successfully, before Commit reports success; FlushOrdered
+	// does it in an order that costs one journal commit per group of
+	// concurrent deliveries instead of two. Which one a file system gets,
+	// and why, is logged once per file system, at its first delivery.
+	FlushAuto FlushMode = iota
+	// FlushFsync: each Commit fsyncs its own staged files (in parallel
+	// when it has several, at most maxParallelFsyncs at once) without
+	// waiting for other deliveries (the kernel folds fsyncs that overlap
+	// into one journal commit; a user-space batch across deliveries was
+	// measured slower at 8 connections), and fsyncs each new/ after the
+	// renames, once for all concurrent commits into it. Two journal
+	// commits in sequence per message: the file's, then the directory's.
+	FlushFsync
 	// FlushSyncfs makes each barrier one syncfs(2) of the file system,
 	// shared by every delivery waiting on it, where syncfs reports write
 	// errors (Linux 5.17 and later: before, a failed journal commit
@@ -36,28 +45,31 @@ const (
 	// bench/README.md), and it flushes everything dirty on the file
 	// system, other programs' data too.
 	FlushSyncfs
-	// FlushOrdered, opt-in, makes one journal commit carry a message's
-	// data and its name, on ext4 with a journal in data=ordered mode,
-	// with barriers, without fast_commit and without an external
-	// journal, Linux 5.8 or later (checked per file system; FlushFsync
-	// elsewhere, with a warning). The data step is sync_file_range(2)
-	// with WAIT_BEFORE|WRITE|WAIT_AFTER of the staged file: its data is
-	// written and waited for, and its block allocation is in the running
-	// journal transaction, but nothing is committed. Then the rename, and
-	// the fsync of new/, whose journal commit includes the rename and
-	// every transaction before it (the allocation's), and whose cache
-	// flush precedes the commit record, so covers the data written
-	// before. See the package documentation, "Ordered flush", for why
-	// this holds on that file system and nowhere else. One journal
-	// commit per group of messages instead of two; but a 250 then means
-	// the data and the name are durable together, not that the file was
-	// fsynced on its own, which the product rule asks of the default.
+	// FlushOrdered fsyncs the file and its new/ as FlushFsync does, but
+	// in the order that lets one journal commit carry them both, on ext4
+	// with a journal in data=ordered mode, with barriers, without
+	// fast_commit and without an external journal, Linux 5.8 or later
+	// (checked per file system; FlushFsync elsewhere, with a warning).
+	// First sync_file_range(2) with WAIT_BEFORE|WRITE|WAIT_AFTER of the
+	// staged file: its data is written and waited for, and its block
+	// allocation is in the running journal transaction, but nothing is
+	// committed. Then the rename (and links), which also mark the file's
+	// inode in the running transaction (its change time). Then the fsync
+	// of each new/, which on ext4 commits the running transaction, so
+	// the rename and every transaction before it (the allocation's), with
+	// a cache flush before the commit record that covers the data written
+	// before. Last the fsync of the file, whose last change (the rename)
+	// is then committed: ext4 waits for no commit and issues only a cache
+	// flush. See the package documentation, "Ordered flush", for why this
+	// holds on that file system and nowhere else.
 	FlushOrdered
 )
 
 // String returns the mode's name in the configuration.
 func (m FlushMode) String() string {
 	switch m {
+	case FlushAuto:
+		return "auto"
 	case FlushOrdered:
 		return "ordered"
 	case FlushSyncfs:
@@ -68,27 +80,29 @@ func (m FlushMode) String() string {
 	return fmt.Sprintf("FlushMode(%d)", int(m))
 }
 
-// ParseFlushMode returns the mode named s ("fsync", "syncfs" or
-// "ordered"; "" is the default, fsync).
+// ParseFlushMode returns the mode named s ("auto", "fsync", "syncfs" or
+// "ordered"; "" is the default, auto).
 func ParseFlushMode(s string) (FlushMode, error) {
 	switch s {
-	case "", "fsync":
+	case "", "auto":
+		return FlushAuto, nil
+	case "fsync":
 		return FlushFsync, nil
 	case "syncfs":
 		return FlushSyncfs, nil
 	case "ordered":
 		return FlushOrdered, nil
 	}
-	return 0, fmt.Errorf("maildir: flush mode %q: want fsync, syncfs or ordered", s)
+	return 0, fmt.Errorf("maildir: flush mode %q: want auto, fsync, syncfs or ordered", s)
 }
 
 // barrierKind is how a staged file's data barrier is made.
 type barrierKind uint8
 
 const (
-	barrierFsync   barrierKind = iota // fsync(2), batched (FlushFsync)
+	barrierFsync   barrierKind = iota // fsync(2) before the rename (FlushFsync)
 	barrierSyncfs                     // syncfs(2) of its file system (FlushSyncfs)
-	barrierOrdered                    // sync_file_range(2), no commit (FlushOrdered)
+	barrierOrdered                    // sync_file_range(2), no commit; fsync(2) last (FlushOrdered)
 )
 
 // stagedFile is the data of a staged message: the file written into tmp/,

@@ -308,11 +308,12 @@ func ext4SuperProblem(sb []byte) string {
 }
 
 // orderedKey returns the barrier group of f, just created, under
-// FlushOrdered: "o" (each file's own sync_file_range) where the file
-// system allows it, else "f" (FlushFsync) and the reason, once per file
-// system (first is true the first time one is found wanting). kinds
-// caches the answer per file system (fsID: not the device alone, which a
-// file system mounted later in its place may inherit).
+// FlushOrdered or FlushAuto: "o" (each file's own sync_file_range) where
+// the file system allows it, else "f" (FlushFsync) and the reason; first
+// is true the first time a file system is checked, so that the answer is
+// logged once per file system. kinds caches the answer per file system
+// (fsID: not the device alone, which a file system mounted later in its
+// place may inherit).
 func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first bool) {
 	fd, isFd := f.(fder)
 	if !isFd {
@@ -326,13 +327,13 @@ func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first
 	if !known {
 		ok, why := orderedCheck(id.dev)
 		v, known = kinds.LoadOrStore(id, orderedAnswer{ok: ok, why: why})
-		first = !known && !ok
+		first = !known
 	}
 	a := v.(orderedAnswer)
 	if !a.ok {
 		return "f", false, a.why, first
 	}
-	return "o", true, "", false
+	return "o", true, "", first
 }
 
 type orderedAnswer struct {

@@ -20,8 +20,10 @@ func TestParseFlushMode(t *testing.T) {
 		want FlushMode
 		err  bool
 	}{
-		{"", FlushFsync, false},
+		{"", FlushAuto, false},
+		{"auto", FlushAuto, false},
 		{"syncfs", FlushSyncfs, false},
+		{"ordered", FlushOrdered, false},
 		{"fsync", FlushFsync, false},
 		{"fdatasync", 0, true},
 		{"SYNCFS", 0, true},

@@ -10,10 +10,13 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
+	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -88,9 +91,10 @@ func TestOrderedChecks(t *testing.T) {
 // fsyncs of message files, fsyncs of directories, renames.
 type orderedFS struct {
 	FS
-	mu  sync.Mutex
-	log []string
-	fds map[uintptr]string // open message files by descriptor
+	mu      sync.Mutex
+	log     []string
+	fds     map[uintptr]string // open message files by descriptor
+	syncErr error              // returned by fsyncs of message files (after logging them)
 }
 
 func (o *orderedFS) add(ev string) int {
@@ -121,6 +125,12 @@ func (f *loggedFile) Sync() error {
 		return err
 	}
 	f.o.add("fsync " + f.name)
+	f.o.mu.Lock()
+	err := f.o.syncErr
+	f.o.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	return f.realFile.Sync()
 }
 
@@ -165,18 +175,27 @@ func watchOrdered(t *testing.T, o *orderedFS) {
 }
 
 // TestOrderedBarrierOrder delivers from many goroutines at once with
-// FlushOrdered and checks, for every message: its file was written back
-// (sync_file_range) after its last write and before its rename, never
-// fsynced itself, and an fsync of its new/ that started after the rename
-// ended before Deliver returned. Links of a file for further recipients
-// are renamed after the file's write-back too.
+// FlushOrdered and with FlushAuto where the check passes, and checks, for
+// every message: its file was written back (sync_file_range) after its
+// last write and before its rename, an fsync of its new/ started after
+// the rename and ended before Commit returned, and the file itself was
+// fsynced after that directory fsync ended and before Commit returned,
+// never before its rename. Links of a file for further recipients are
+// renamed after the file's write-back too, and their new/ fsynced before
+// the file's fsync.
 func TestOrderedBarrierOrder(t *testing.T) {
+	for _, mode := range []FlushMode{FlushOrdered, FlushAuto} {
+		t.Run(mode.String(), func(t *testing.T) { testOrderedBarrierOrder(t, mode) })
+	}
+}
+
+func testOrderedBarrierOrder(t *testing.T, mode FlushMode) {
 	root := t.TempDir()
 	r := NewRootFS(root)
 	t.Cleanup(func() { r.Close() })
 	o := &orderedFS{FS: r, fds: map[uintptr]string{}}
 	watchOrdered(t, o)
-	s := newStore(t, Options{FS: o, Flush: FlushOrdered})
+	s := newStore(t, Options{FS: o, Flush: mode})
 	ctx := context.Background()
 	const boxes, senders, each = 4, 8, 8
 	for b := range boxes {
@@ -247,32 +266,42 @@ func TestOrderedBarrierOrder(t *testing.T) {
 		if d, ok := dirOf[name+" data"]; ok {
 			data = d // a link: the first file's write-back covers it
 		}
-		sfr, ren := at("sfr "+data), at("rename "+name)
+		sfr, ren, dataRen := at("sfr "+data), at("rename "+name), at("rename "+data)
 		lastWrite := -1
+		var fsyncs []int
 		for i, e := range log {
 			if e == "write "+data {
 				lastWrite = i
 			}
 			if e == "fsync "+data {
-				t.Errorf("%s: the message file was fsynced (ordered mode needs no file fsync)", data)
+				fsyncs = append(fsyncs, i)
 			}
 		}
 		if sfr < 0 || ren < 0 || !(lastWrite < sfr && sfr < ren) {
 			t.Errorf("%s: last write at %d, sync_file_range at %d, rename at %d: want them in that order", name, lastWrite, sfr, ren)
 		}
-		covered := false
-		for i := ren + 1; i < ret && !covered; i++ {
+		// The first fsync of new/ that started after the rename, and
+		// where it ended.
+		dirEnd := -1
+		for i := ren + 1; i < ret && dirEnd < 0; i++ {
 			if log[i] == "dirsync-start "+dirOf[name] {
 				for j := i + 1; j < ret; j++ {
 					if log[j] == "dirsync-end "+dirOf[name] {
-						covered = true
+						dirEnd = j
 						break
 					}
 				}
 			}
 		}
-		if !covered {
+		if dirEnd < 0 {
 			t.Errorf("%s: no fsync of %s started after the rename (%d) and ended before the return (%d)", name, dirOf[name], ren, ret)
+			continue
+		}
+		if !slices.ContainsFunc(fsyncs, func(i int) bool { return dirEnd < i && i < ret }) {
+			t.Errorf("%s: no fsync of the file %s between the end of the fsync of %s (%d) and the return (%d); fsyncs at %v", name, data, dirOf[name], dirEnd, ret, fsyncs)
+		}
+		if slices.ContainsFunc(fsyncs, func(i int) bool { return i < dataRen }) {
+			t.Errorf("%s: the file %s was fsynced before its rename (%d): fsyncs at %v", name, data, dataRen, fsyncs)
 		}
 	}
 	if len(returned) != senders*each*3/2 {
@@ -280,42 +309,77 @@ func TestOrderedBarrierOrder(t *testing.T) {
 	}
 }
 
-// TestOrderedFallback: where the check fails, FlushOrdered is FlushFsync
-// (the file fsynced before its rename), with one warning per file system
-// that says why.
+// TestOrderedFallback: which barrier FlushOrdered and FlushAuto give a
+// file system, and what they log about it, once per file system: where
+// the check fails, both are FlushFsync (the file fsynced before its
+// rename, no sync_file_range), ordered with a warning and auto with an
+// info line, each saying why; where it passes, both are FlushOrdered (the
+// write-back before the rename, the file's fsync after it), auto saying
+// so at info level and ordered saying nothing.
 func TestOrderedFallback(t *testing.T) {
-	root := t.TempDir()
-	r := NewRootFS(root)
-	t.Cleanup(func() { r.Close() })
-	o := &orderedFS{FS: r, fds: map[uintptr]string{}}
-	watchOrdered(t, o)
-	orderedCheck = func(uint64) (bool, string) { return false, "the file system is \"xfs\", not ext4" }
-	s := newStore(t, Options{FS: o, Flush: FlushOrdered})
-	var logs bytes.Buffer
-	ctx := zerolog.New(&logs).WithContext(context.Background())
-	for range 3 {
-		st, err := s.Deliver(ctx, Mailbox{Path: "u"}, testContent)
-		if err != nil {
-			t.Fatal(err)
-		}
-		name, _, _ := strings.Cut(path.Base(st.Path()), ",")
-		fsync, ren := -1, -1
-		for i, e := range o.log {
-			switch e {
-			case "fsync " + name:
-				fsync = i
-			case "rename " + name:
-				ren = i
-			case "sfr " + name:
-				t.Errorf("%s: sync_file_range in the fallback", name)
+	for _, tt := range []struct {
+		mode    FlushMode
+		ok      bool
+		level   string // of the one log line; "" for none
+		message string
+	}{
+		{FlushOrdered, false, "warn", `flush = \"ordered\" is not safe on this file system`},
+		{FlushAuto, false, "info", `this file system's deliveries use flush = \"fsync\"`},
+		{FlushOrdered, true, "", ""},
+		{FlushAuto, true, "info", `this file system's deliveries use flush = \"ordered\"`},
+	} {
+		t.Run(fmt.Sprintf("%v ok=%v", tt.mode, tt.ok), func(t *testing.T) {
+			root := t.TempDir()
+			r := NewRootFS(root)
+			t.Cleanup(func() { r.Close() })
+			o := &orderedFS{FS: r, fds: map[uintptr]string{}}
+			watchOrdered(t, o)
+			if !tt.ok {
+				orderedCheck = func(uint64) (bool, string) { return false, "the file system is \"xfs\", not ext4" }
 			}
-		}
-		if fsync < 0 || fsync > ren {
-			t.Errorf("%s: fsync at %d, rename at %d", name, fsync, ren)
-		}
-	}
-	if n := strings.Count(logs.String(), `not safe on this file system`); n != 1 || !strings.Contains(logs.String(), "xfs") {
-		t.Errorf("want one warning with the reason, got %d:\n%s", n, logs.String())
+			s := newStore(t, Options{FS: o, Flush: tt.mode})
+			var logs bytes.Buffer
+			ctx := zerolog.New(&logs).WithContext(context.Background())
+			for range 3 {
+				st, err := s.Deliver(ctx, Mailbox{Path: "u"}, testContent)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name, _, _ := strings.Cut(path.Base(st.Path()), ",")
+				fsync, ren, sfr := -1, -1, -1
+				for i, e := range o.log {
+					switch e {
+					case "fsync " + name:
+						fsync = i
+					case "rename " + name:
+						ren = i
+					case "sfr " + name:
+						sfr = i
+					}
+				}
+				switch {
+				case fsync < 0 || ren < 0:
+					t.Errorf("%s: fsync at %d, rename at %d: want both", name, fsync, ren)
+				case !tt.ok && (sfr >= 0 || fsync > ren):
+					t.Errorf("%s: sync_file_range at %d, fsync at %d, rename at %d: want the fsync first and no sync_file_range", name, sfr, fsync, ren)
+				case tt.ok && !(sfr >= 0 && sfr < ren && ren < fsync):
+					t.Errorf("%s: sync_file_range at %d, rename at %d, fsync at %d: want them in that order", name, sfr, ren, fsync)
+				}
+			}
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if tt.level == "" {
+				if logs.Len() != 0 {
+					t.Errorf("want no log, got:\n%s", logs.String())
+				}
+				return
+			}
+			if len(lines) != 1 || !strings.Contains(lines[0], `"level":"`+tt.level+`"`) || !strings.Contains(lines[0], tt.message) {
+				t.Errorf("want one %s line saying %s, got:\n%s", tt.level, tt.message, logs.String())
+			}
+			if !tt.ok && !strings.Contains(logs.String(), "xfs") {
+				t.Errorf("the log does not say why:\n%s", logs.String())
+			}
+		})
 	}
 }
 
@@ -385,5 +449,94 @@ func TestOrderedCheckExt4(t *testing.T) {
 		if ok, why := checkOrdered(st.Dev); ok {
 			t.Errorf("/dev/shm passes the check (%q)", why)
 		}
+	}
+}
+
+// TestOrderedFileSync: with FlushOrdered, a file and its hard link for a
+// second recipient are committed together or in two Commits; each Commit
+// fsyncs the file once, after the fsync of the new/ it renamed into, and
+// when that fsync fails, the Commit fails (451 4.3.0) and takes the
+// message back out of new/ (the rename is done by then), leaving nothing
+// in tmp/ either; a link committed later then fails without a second
+// fsync, which might not report the error again.
+func TestOrderedFileSync(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		together bool
+		fail     bool
+	}{
+		{"together", true, false},
+		{"separately", false, false},
+		{"together, the fsync fails", true, true},
+		{"separately, the fsync fails", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			r := NewRootFS(root)
+			t.Cleanup(func() { r.Close() })
+			o := &orderedFS{FS: r, fds: map[uintptr]string{}}
+			watchOrdered(t, o)
+			s := newStore(t, Options{FS: o, Flush: FlushOrdered})
+			ctx := context.Background()
+			a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _, _ := strings.Cut(path.Base(a.Path()), ",")
+			if tt.fail {
+				o.syncErr = syscall.EIO
+			}
+			var errs []error
+			if tt.together {
+				errs = s.Commit(ctx, a, b)
+			} else {
+				errs = append(s.Commit(ctx, a), s.Commit(ctx, b)...)
+			}
+			for i, err := range errs {
+				if tt.fail {
+					if pe := protocol.AsError(err); pe == nil || pe.Code != 451 || pe.Enhanced().String() != "4.3.0" {
+						t.Errorf("Commit %d: %v, want 451 4.3.0", i, err)
+					}
+				} else if err != nil {
+					t.Errorf("Commit %d: %v", i, err)
+				}
+			}
+			for _, box := range []string{"d/a", "d/b"} {
+				want := 1
+				if tt.fail {
+					want = 0
+				}
+				if n := len(listDir(t, root, box+"/new")); n != want {
+					t.Errorf("%s/new holds %d files, want %d", box, n, want)
+				}
+				if n := len(listDir(t, root, box+"/tmp")); n != 0 {
+					t.Errorf("%s/tmp holds %d files, want none", box, n)
+				}
+			}
+			// Each Commit's fsync of the file follows the fsync of the
+			// new/ it renamed into.
+			fsyncs, lastDirEnd := 0, -1
+			for i, e := range o.log {
+				switch {
+				case strings.HasPrefix(e, "dirsync-end ") && strings.HasSuffix(e, "/new"):
+					lastDirEnd = i
+				case e == "fsync "+data:
+					fsyncs++
+					if lastDirEnd < 0 {
+						t.Errorf("the file was fsynced at %d, before any fsync of new/", i)
+					}
+					lastDirEnd = -1
+				}
+			}
+			// A failed fsync is not retried for the link: the error
+			// may not be reported twice.
+			if want := map[bool]int{true: 2, false: 1}[!tt.together && !tt.fail]; fsyncs != want {
+				t.Errorf("%d fsyncs of the file, want %d:\n%s", fsyncs, want, strings.Join(o.log, "\n"))
+			}
+		})
 	}
 }

@@ -88,11 +88,15 @@ type Options struct {
 	// HomeFS returns the FS of a Mailbox with Home set; nil means
 	// NewHomeFS. Tests wrap it to act between two steps of a delivery.
 	HomeFS func(home string) FS
-	// Flush is the barrier that makes staged files durable before their
-	// rename (lmtpd's [delivery.maildir] flush): FlushFsync (the zero
-	// value), FlushSyncfs or FlushOrdered. See FlushMode for the
+	// Flush is how Commit makes staged files and their renames durable
+	// (lmtpd's [delivery.maildir] flush): FlushAuto (the zero value),
+	// FlushFsync, FlushSyncfs or FlushOrdered. See FlushMode for the
 	// trade-offs.
 	Flush FlushMode
+	// QuietFlush logs which barrier FlushAuto chose for a file system
+	// at debug level instead of info: for a process per message (lmtpd
+	// deliver), where once per file system is once per message.
+	QuietFlush bool
 }
 
 // Store delivers into the maildirs under one root. It is safe for
@@ -112,9 +116,10 @@ type Store struct {
 	chmod     bool // modes configured: fchmod what is created
 	homeFS    func(home string) FS
 
-	syncer     GroupSync // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
+	syncer     GroupSync // new/ fsyncs (FlushFsync, FlushOrdered) and syncfs barriers (FlushSyncfs), by key
 	flushMode  FlushMode
-	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered
+	quietFlush bool         // the FlushAuto choice logged at debug level
+	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered (FlushAuto too)
 	openStaged atomic.Int64 // staged files held open for their barrier (maxOpenStaged)
 	known      sync.Map     // directory -> struct{}: created, checked and cleaned by this process
 	health     fsHealth     // the file system checked after each rename barrier
@@ -124,19 +129,20 @@ type Store struct {
 // first delivery, as a temporary failure.
 func New(opts Options) (*Store, error) {
 	s := &Store{
-		fs:        opts.FS,
-		now:       opts.Now,
-		names:     opts.Names,
-		maxBytes:  opts.MaxMessageBytes,
-		mkFolders: opts.CreateFolders,
-		tmpMaxAge: opts.TmpMaxAge,
-		owner:     opts.Owner,
-		fileMode:  FileMode,
-		dirMode:   DirMode,
-		homeFS:    opts.HomeFS,
-		flushMode: opts.Flush,
+		fs:         opts.FS,
+		now:        opts.Now,
+		names:      opts.Names,
+		maxBytes:   opts.MaxMessageBytes,
+		mkFolders:  opts.CreateFolders,
+		tmpMaxAge:  opts.TmpMaxAge,
+		owner:      opts.Owner,
+		fileMode:   FileMode,
+		dirMode:    DirMode,
+		homeFS:     opts.HomeFS,
+		flushMode:  opts.Flush,
+		quietFlush: opts.QuietFlush,
 	}
-	if opts.Flush != FlushSyncfs && opts.Flush != FlushFsync && opts.Flush != FlushOrdered {
+	if opts.Flush != FlushAuto && opts.Flush != FlushSyncfs && opts.Flush != FlushFsync && opts.Flush != FlushOrdered {
 		return nil, fmt.Errorf("maildir: unknown flush mode %v", opts.Flush)
 	}
 	if opts.FileMode&^0o777 != 0 || opts.DirMode&^0o777 != 0 {
@@ -476,19 +482,43 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 			d.key, d.done = "f", true
 			return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
 		}
-		if s.flushMode == FlushOrdered {
+		if s.flushMode == FlushOrdered || s.flushMode == FlushAuto {
 			var ok, first bool
 			var why string
 			if d.key, ok, why, first = orderedKey(&s.fsOrdered, f); ok {
 				d.kind = barrierOrdered
-			} else if first {
-				zerolog.Ctx(ctx).Warn().Str("maildir", l.show(dir)).Str("reason", why).
-					Msg(`flush = "ordered" is not safe on this file system: its deliveries use flush = "fsync"`)
+			}
+			if first {
+				s.logFlush(ctx, l.show(dir), ok, why)
 			}
 		} else if d.key, d.syncfs = flushKey(s.flushMode, f); d.syncfs {
 			d.kind = barrierSyncfs
 		}
 		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
+	}
+}
+
+// logFlush says, once per file system (the first delivery to it), which
+// barrier FlushAuto or FlushOrdered gives its deliveries and why: at info
+// level for auto (debug with QuietFlush), which falls back by design; as
+// a warning when ordered was asked for and is not safe there.
+func (s *Store) logFlush(ctx context.Context, maildir string, ordered bool, why string) {
+	log := zerolog.Ctx(ctx)
+	level := zerolog.InfoLevel
+	if s.quietFlush {
+		level = zerolog.DebugLevel
+	}
+	switch {
+	case s.flushMode == FlushAuto && ordered:
+		log.WithLevel(level).Str("maildir", maildir).Str("flush", "ordered").
+			Str("reason", "ext4 with an internal journal in data=ordered mode, barriers, no fast_commit").
+			Msg(`flush = "auto": this file system's deliveries use flush = "ordered" (file and new/ fsynced, one journal commit)`)
+	case s.flushMode == FlushAuto:
+		log.WithLevel(level).Str("maildir", maildir).Str("flush", "fsync").Str("reason", why).
+			Msg(`flush = "auto": this file system's deliveries use flush = "fsync" (flush = "ordered" is not safe on it)`)
+	case !ordered:
+		log.Warn().Str("maildir", maildir).Str("reason", why).
+			Msg(`flush = "ordered" is not safe on this file system: its deliveries use flush = "fsync"`)
 	}
 }
 
@@ -593,10 +623,12 @@ func writeContent(f File, c Content, size int64) error {
 // it has flags) and makes the renames durable, in two flush barriers that
 // it shares with concurrent commits (see FlushMode): the first covers the
 // files' data, so nothing incomplete ever shows in new/; the second, which
-// starts after the renames, covers the directory entries. It returns one
-// error per file, nil for those now durably in new/. A file whose barrier
-// or rename failed is removed again, so it is neither in tmp/ nor, as far
-// as the file system lets us, in new/. Committed or aborted files are
+// starts after the renames, covers the directory entries. With
+// FlushOrdered the first is a write-back without a journal commit and
+// each file is fsynced last, after its new/ (see FlushOrdered). It
+// returns one error per file, nil for those now durably in new/. A file
+// whose barrier or rename failed is removed again, so it is neither in
+// tmp/ nor, as far as the file system lets us, in new/. Committed or aborted files are
 // skipped with a nil error. Every file must come from this Store.
 func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	errs := make([]error, len(files))
@@ -677,12 +709,58 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		}
 		wg.Wait()
 	}
+	// With FlushOrdered the files themselves last: their renames and
+	// links are committed now, so each fsync finds nothing to commit and
+	// costs at most a cache flush (see FlushOrdered).
+	s.syncOrdered(ctx, files, errs)
 	for _, st := range files {
 		if st.state != staged {
 			st.end(st.state)
 		}
 	}
 	return errs
+}
+
+// syncOrdered ends Commit under FlushOrdered: the file of every message
+// it put into new/ (or cur/) is fsynced, each inode once however many
+// links of it were committed, after the fsync of every new/ it went to.
+// Its renames and links marked it in their journal transactions, which
+// those directory fsyncs committed, so the fsync waits for no commit: it
+// returns the file's write-back errors and issues a cache flush. A file
+// whose fsync fails is taken back out of new/ with each of its links in
+// this Commit, as when a directory's fsync fails, and its links staged
+// for a later Commit fail there.
+func (s *Store) syncOrdered(ctx context.Context, files []*Staged, errs []error) {
+	var r flushReq
+	for i, st := range files {
+		d := st.data
+		if st.state != committed || d == nil || d.kind != barrierOrdered || d.f == nil ||
+			slices.ContainsFunc(files[:i], func(o *Staged) bool { return o.data == d }) {
+			continue
+		}
+		r.files = append(r.files, d)
+	}
+	if len(r.files) == 0 {
+		return
+	}
+	r.errs = make([]error, len(r.files))
+	fsyncBatch([]*flushReq{&r})
+	for k, d := range r.files {
+		if r.errs[k] == nil {
+			continue
+		}
+		// Its write-back failed: a later fsync may not report it again
+		// (the error is reported once per descriptor), so links of it
+		// committed later fail too, before their rename (flushData).
+		d.err, d.done = r.errs[k], false
+		for i, st := range files {
+			if st.data == d && st.state == committed {
+				errs[i] = s.fail(ctx, "fsync", st.l.show(st.dir), r.errs[k])
+				st.l.fs.Remove(st.Path())
+				st.state = aborted
+			}
+		}
+	}
 }
 
 // flushData runs the first barrier of Commit: the data of every staged
@@ -741,14 +819,15 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 		}
 		for i, d := range r.files {
 			err := r.errs[i]
-			if !d.syncfs {
-				// Durable (with FlushOrdered: written, its allocation
-				// in the running journal transaction, which the rename
-				// barrier commits): the descriptor is no longer needed
-				// (a link is the same inode). close(2) reports some file
+			if d.kind == barrierFsync {
+				// Durable: the descriptor is no longer needed (a link
+				// is the same inode). close(2) reports some file
 				// systems' errors (NFS, quotas), before the rename.
 				// With syncfs (local file systems whose close does not
-				// flush), it stays open for the rename's barrier.
+				// flush), it stays open for the rename's barrier; with
+				// ordered (written, its allocation in the running
+				// journal transaction, which the rename barrier
+				// commits) for the file's own fsync that ends Commit.
 				if cerr := d.close(); err == nil {
 					err = cerr
 				}
