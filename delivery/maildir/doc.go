@@ -107,8 +107,11 @@
 //     after the directory's, against one each in the order of FlushFsync
 //     (bench/README.md, "flush = ordered").
 //
-// Nowhere else: with fast_commit, an fsync may write a fast-commit block
-// for the directory without committing T_a; with data=journal the data
+// Nowhere else: with fast_commit (refused where the superblock can be
+// read; an unprivileged lmtpd cannot tell, see ext4ProcProblem: in the
+// power-cut test such a file system lost acknowledged messages with
+// FlushFsync too), an fsync may write a fast-commit block instead of
+// committing T_a; with data=journal the data
 // goes through the journal and write-back does not allocate the way
 // above; without a journal (or with data=writeback, or nobarrier, or
 // journal_async_commit, whose commit record is not ordered after the
@@ -117,8 +120,10 @@
 // other file systems log differently, and none of them promises it. So
 // lmtpd checks, once per file system and process, the type in
 // /proc/self/mountinfo, the options in force in /proc/fs/ext4/<dev>/options
-// (data=ordered, barrier, no journal_async_commit), the superblock read
-// from the device (an internal journal, no fast_commit) and the kernel
+// (data=ordered, barrier, no journal_async_commit), an internal journal
+// (from the superblock read from the device, or, where lmtpd may not read
+// it, as the packaged unit's User=lmtpd may not, from the journal's entry
+// in /proc/fs/jbd2, "<dev>-<inode>") and the kernel
 // (5.8 or later, for sync_file_range's error reporting), and uses
 // FlushFsync for any other: FlushAuto says so at info level, FlushOrdered
 // with a warning. A file system remounted with other options meanwhile is

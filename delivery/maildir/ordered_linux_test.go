@@ -384,8 +384,10 @@ func TestOrderedFallback(t *testing.T) {
 }
 
 // TestOrderedCheckExt4 runs the real check on ext4 file systems made on
-// a loop device: mkfs.ext4's defaults pass; fast_commit, no journal and
-// data=journal do not. Needs root, losetup, mkfs.ext4 and mount.
+// a loop device: mkfs.ext4's defaults pass; fast_commit, no journal, an
+// external journal, data=journal and nobarrier do not; and the same when
+// the device cannot be read (an unprivileged lmtpd), from /proc, except
+// fast_commit, which /proc does not show. Needs root, losetup, mkfs.ext4 and mount.
 func TestOrderedCheckExt4(t *testing.T) {
 	needRoot(t)
 	for _, tool := range []string{"losetup", "mkfs.ext4", "mount", "umount"} {
@@ -413,12 +415,17 @@ func TestOrderedCheckExt4(t *testing.T) {
 		mount  []string
 		ok     bool
 		reason string
+		// procReason is the reason when the superblock is unreadable,
+		// if not reason; "!": it passes then.
+		procReason string
 	}{
-		{"defaults", nil, nil, true, ""},
-		{"fast_commit", []string{"-O", "fast_commit"}, nil, false, "fast_commit"},
-		{"no journal", []string{"-O", "^has_journal"}, nil, false, "data=ordered"},
-		{"data=journal", nil, []string{"-o", "data=journal"}, false, "data=ordered"},
-		{"nobarrier", nil, []string{"-o", "nobarrier"}, false, "barriers"},
+		{"defaults", nil, nil, true, "", ""},
+		// /proc does not show fast_commit: see ext4ProcProblem.
+		{"fast_commit", []string{"-O", "fast_commit"}, nil, false, "fast_commit", "!"},
+		{"external journal", []string{"-b", "4096", "-J", "device=JOURNAL"}, nil, false, "another device", "no internal journal"},
+		{"no journal", []string{"-O", "^has_journal"}, nil, false, "data=ordered", ""},
+		{"data=journal", nil, []string{"-o", "data=journal"}, false, "data=ordered", ""},
+		{"nobarrier", nil, []string{"-o", "nobarrier"}, false, "barriers", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -428,7 +435,20 @@ func TestOrderedCheckExt4(t *testing.T) {
 				t.Fatal(err)
 			}
 			os.Truncate(img, 32<<20)
-			sh(t, "mkfs.ext4", append(append([]string{"-q", "-F"}, tt.mkfs...), img)...)
+			mkfs := slices.Clone(tt.mkfs)
+			if i := slices.Index(mkfs, "device=JOURNAL"); i >= 0 {
+				// An external journal on a loop device of its own.
+				jimg := filepath.Join(dir, "journal")
+				if err := os.WriteFile(jimg, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				os.Truncate(jimg, 8<<20)
+				sh(t, "mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "journal_dev", jimg)
+				jloop := sh(t, "losetup", "-f", "--show", jimg)
+				t.Cleanup(func() { exec.Command("losetup", "-d", jloop).Run() })
+				mkfs[i] = "device=" + jloop
+			}
+			sh(t, "mkfs.ext4", append(append([]string{"-q", "-F"}, mkfs...), img)...)
 			loop := sh(t, "losetup", "-f", "--show", img)
 			t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
 			sh(t, "mount", append(append([]string{"-t", "ext4"}, tt.mount...), loop, mnt)...)
@@ -440,6 +460,23 @@ func TestOrderedCheckExt4(t *testing.T) {
 			ok, why := checkOrdered(st.Dev)
 			if ok != tt.ok || !strings.Contains(why, tt.reason) {
 				t.Errorf("checkOrdered: %v, %q; want %v, %q", ok, why, tt.ok, tt.reason)
+			}
+			// The same file system for a process that cannot read the
+			// device (User=lmtpd): the same answer, from /proc.
+			read := readSuperblock
+			readSuperblock = func(string) ([]byte, error) { return nil, os.ErrPermission }
+			ok, why = checkOrdered(st.Dev)
+			readSuperblock = read
+			want, reason := tt.ok, tt.reason
+			switch tt.procReason {
+			case "":
+			case "!": // passes: /proc cannot tell
+				want, reason = true, ""
+			default:
+				reason = tt.procReason
+			}
+			if ok != want || !strings.Contains(why, reason) {
+				t.Errorf("checkOrdered, superblock unreadable: %v, %q; want %v, %q", ok, why, want, reason)
 			}
 		})
 	}
