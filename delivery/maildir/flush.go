@@ -14,7 +14,7 @@ type FlushMode int
 const (
 	// FlushAuto, the default (the zero value), is FlushOrdered on a file
 	// system where its check passes (ext4 with an internal journal in
-	// data=ordered mode, barriers, Linux 5.8 or later)
+	// data=ordered mode, barriers, no fast_commit, Linux 5.8 or later)
 	// and FlushFsync on any other. Either way the file and its new/ are
 	// fsynced, successfully, before Commit reports success; FlushOrdered
 	// does it in an order that costs one journal commit per group of
@@ -47,8 +47,8 @@ const (
 	FlushSyncfs
 	// FlushOrdered fsyncs the file and its new/ as FlushFsync does, but
 	// in the order that lets one journal commit carry them both, on ext4
-	// with a journal in data=ordered mode, with barriers, without an
-	// external journal, Linux 5.8 or later
+	// with a journal in data=ordered mode, with barriers, without
+	// fast_commit and without an external journal, Linux 5.8 or later
 	// (checked per file system; FlushFsync elsewhere, with a warning).
 	// First sync_file_range(2) with WAIT_BEFORE|WRITE|WAIT_AFTER of the
 	// staged file: its data is written and waited for, and its block
