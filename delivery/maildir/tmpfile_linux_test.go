@@ -55,9 +55,9 @@ func TestAnonSelection(t *testing.T) {
 		named   bool  // force stageNamed
 		maxOpen int64 // lower maxOpenStaged (0: leave it)
 		// what follows
-		unnamed bool  // the files are staged unnamed
-		opens   int   // OpenAnon calls for three deliveries into two maildirs
-		code    int   // the delivery fails with this reply
+		unnamed bool // the files are staged unnamed
+		opens   int  // OpenAnon calls for three deliveries into two maildirs
+		code    int  // the delivery fails with this reply
 		ec      protocol.EnhancedCode
 	}{
 		{name: "supported", unnamed: true, opens: 3},
