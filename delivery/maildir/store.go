@@ -660,7 +660,7 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		}
 		l := st.l
 		sub := st.dir + "/" + st.sub() // cur/ with flags, else new/
-		if err := s.publish(st); err != nil {
+		if err := s.publish(ctx, st); err != nil {
 			st.end(aborted)
 			errs[i] = s.fail(ctx, "rename into "+st.sub(), l.show(st.dir), err)
 			continue

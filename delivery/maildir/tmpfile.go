@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"path"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -140,9 +142,12 @@ func (h heldFile) Name() string {
 // in new/ (cur/ with flags): a rename from tmp/, or for an unnamed file a
 // link of its descriptor. A name taken already (only an unnamed file can
 // tell: rename replaces) is retried with fresh unique names, as the
-// classic way does when it creates the file in tmp/. On failure nothing
-// is left under either name.
-func (s *Store) publish(st *Staged) error {
+// classic way does when it creates the file in tmp/. A maildir removed
+// since this process knew it is made again first: a further recipient's
+// unnamed link touched nothing when staged (a named one found the
+// maildir missing then, and wrote a copy into a new one). On failure
+// nothing is left under either name.
+func (s *Store) publish(ctx context.Context, st *Staged) error {
 	l := st.l
 	sub := st.dir + "/" + st.sub()
 	if st.anon == nil {
@@ -153,10 +158,21 @@ func (s *Store) publish(st *Staged) error {
 		return err
 	}
 	af := l.fs.(anonFS)
+	remade := false
 	for attempt := 0; ; attempt++ {
 		err := af.LinkAnon(st.anon, sub+"/"+st.finalName())
-		if errors.Is(err, fs.ErrExist) && attempt < 3 {
+		switch {
+		case errors.Is(err, fs.ErrExist) && attempt < 3:
 			st.name = s.names.Next(s.now())
+			continue
+		case errors.Is(err, fs.ErrNotExist) && !remade:
+			// A Maildir++ folder's name starts with "." (FolderName);
+			// a maildir's own cannot (Template encodes a leading dot).
+			s.forget(l, st.dir)
+			if err := s.ensure(ctx, l, st.dir, strings.HasPrefix(path.Base(st.dir), ".")); err != nil {
+				return err
+			}
+			remade = true
 			continue
 		}
 		return err

@@ -503,3 +503,58 @@ func TestAnonHomeSwap(t *testing.T) {
 		})
 	}
 }
+
+// TestAnonMaildirVanishes: a further recipient's maildir (or folder)
+// removed between the Link, which touched nothing on disk, and the
+// Commit is made again, and the message linked into it.
+func TestAnonMaildirVanishes(t *testing.T) {
+	if !openat2Works() {
+		t.Skip("SKIPPED: no openat2(2): RootFS never stages unnamed files")
+	}
+	for _, tc := range []struct {
+		name   string
+		mb     Mailbox
+		remove string
+	}{
+		{name: "maildir", mb: Mailbox{Path: "d/b"}, remove: "d/b"},
+		{name: "folder", mb: Mailbox{Path: "d/b", Folder: ".lists", CreateFolder: true}, remove: "d/b/.lists"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			s := newStore(t, Options{Root: root})
+			ctx := context.Background()
+			if _, err := s.Deliver(ctx, tc.mb, testContent); err != nil {
+				t.Fatal(err)
+			}
+			a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.Link(ctx, tc.mb, a, testContent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.anon == nil || b.anon != a.anon {
+				t.Fatal("not a link of the unnamed file")
+			}
+			if err := os.RemoveAll(filepath.Join(root, tc.remove)); err != nil {
+				t.Fatal(err)
+			}
+			for _, err := range s.Commit(ctx, a, b) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, st := range []*Staged{a, b} {
+				if _, err := os.Stat(filepath.Join(root, st.Path())); err != nil {
+					t.Error(err)
+				}
+			}
+			if tc.mb.Folder != "" {
+				if _, err := os.Stat(filepath.Join(root, tc.remove, "maildirfolder")); err != nil {
+					t.Errorf("folder made again without its marker: %v", err)
+				}
+			}
+		})
+	}
+}
