@@ -360,7 +360,8 @@ func (s *Store) locate(mb Mailbox) (loc, error) {
 	return l, nil
 }
 
-// Stage writes c into mb's tmp/ with O_EXCL, creating the maildir (and
+// Stage writes c into mb's tmp/, as an unnamed file where the file system
+// allows, else under a new name with O_EXCL, creating the maildir (and
 // folder) if needed. The file is not flushed yet and stays open: Commit's
 // data barrier, shared with concurrent deliveries, makes it durable. On
 // error nothing is left behind and the error is a *protocol.Error (see
@@ -411,8 +412,9 @@ func (l loc) show(dir string) string {
 
 // Link stages a hard link to src (a staged, uncommitted file) in mb, so that
 // further recipients of identical bytes cost no copy and no flush of their
-// own (the link is the same file: src's barrier covers it). If
-// the link cannot be made (another file system, the link limit, a file
+// own (the link is the same file: src's barrier covers it). For an
+// unnamed src nothing is done on disk: Commit links src's descriptor
+// into mb's new/. If the link cannot be made (another file system, the link limit, a file
 // system without hard links), or src is in another home or has another
 // owner (a link shares its owner), it stages a copy of c instead, which
 // must be the content src was written from.
@@ -629,7 +631,8 @@ func writeContent(f File, c Content, size int64) error {
 }
 
 // Commit makes every staged file durable, renames it into new/ (cur/ when
-// it has flags) and makes the renames durable, in two flush barriers that
+// it has flags; an unnamed file is linked there instead: publish) and
+// makes the renames durable, in two flush barriers that
 // it shares with concurrent commits (see FlushMode): the first covers the
 // files' data, so nothing incomplete ever shows in new/; the second, which
 // starts after the renames, covers the directory entries. It returns one
