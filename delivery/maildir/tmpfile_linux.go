@@ -95,8 +95,20 @@ func (r *RootFS) OpenAnon(dir string, perm fs.FileMode) (File, error) {
 		return nil, err
 	}
 	defer r.use.RUnlock()
-	return r.openFileAt(root, dir, anonFlags, perm)
+	if !fs.ValidPath(dir) {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: fs.ErrInvalid}
+	}
+	fd, err := openBeneath(root, dir, anonFlags, uint32(perm.Perm()), rootResolve)
+	if err != nil {
+		return nil, atError("openat2", anonPath(dir), err)
+	}
+	return newFdFile(fd, anonPath(dir)), nil
 }
+
+// anonPath is how errors name the unnamed file being created in dir:
+// dir/., so that, as for a named file, the directory it was to go into
+// is the path's parent ("cannot store into ~/Maildir/tmp").
+func anonPath(dir string) string { return dir + "/." }
 
 // LinkAnon implements anonFS: newname's parent opened below the root,
 // then flink.
@@ -143,11 +155,11 @@ func (h *HomeFS) OpenAnon(dir string, perm fs.FileMode) (File, error) {
 		fd, err := openBeneath(base, dir, anonFlags, uint32(perm.Perm()), resolveFlags)
 		switch err {
 		case nil:
-			return newFdFile(fd, h.dir+"/"+dir), nil
+			return newFdFile(fd, h.dir+"/"+anonPath(dir)), nil
 		case unix.ENOSYS:
 			noOpenat2.Store(true)
 		default:
-			return nil, h.pathError("openat2", dir, err)
+			return nil, h.pathError("openat2", anonPath(dir), err)
 		}
 	}
 	dfd, err := h.walk(base, dir)
@@ -159,9 +171,9 @@ func (h *HomeFS) OpenAnon(dir string, perm fs.FileMode) (File, error) {
 		return unix.Openat(dfd, ".", anonFlags|unix.O_CLOEXEC, uint32(perm.Perm()))
 	})
 	if err != nil {
-		return nil, h.pathError("openat", dir, err)
+		return nil, h.pathError("openat", anonPath(dir), err)
 	}
-	return newFdFile(fd, h.dir+"/"+dir), nil
+	return newFdFile(fd, h.dir+"/"+anonPath(dir)), nil
 }
 
 // LinkAnon implements anonFS: newname's parent reached without following

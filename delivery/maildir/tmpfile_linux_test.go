@@ -558,3 +558,26 @@ func TestAnonMaildirVanishes(t *testing.T) {
 		})
 	}
 }
+
+// TestAnonErrorNamesTmp: a failure to create the unnamed file names a
+// path whose parent is tmp/, as a named file's does, so that messages
+// built from it ("cannot store into ~/Maildir/tmp") stay right.
+func TestAnonErrorNamesTmp(t *testing.T) {
+	if !openat2Works() {
+		t.Skip("SKIPPED: no openat2(2): RootFS never stages unnamed files")
+	}
+	root := mountTmpfs(t)
+	s := newStore(t, Options{Root: root})
+	ctx := context.Background()
+	if _, err := s.Deliver(ctx, Mailbox{Path: "d/a"}, testContent); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	pe := &fs.PathError{}
+	if !errors.As(err, &pe) || !errors.Is(err, syscall.EROFS) || filepath.Base(filepath.Dir(pe.Path)) != "tmp" {
+		t.Errorf("error %v (path %q), want EROFS on a path in tmp/", err, pe.Path)
+	}
+}
