@@ -253,8 +253,9 @@ type Staged struct {
 	data  *stagedFile // the file's data, shared with its links; nil once released
 	// anon is the unnamed file (O_TMPFILE), shared with its links, which
 	// Commit links into new/; nil for a file named in tmp/. The last
-	// Staged to end closes it (the barriers see it as a heldFile).
+	// Staged to end closes it (the barriers see it as held).
 	anon File
+	held heldFile // anon as the barriers see it, here to save an allocation
 }
 
 const (
@@ -494,9 +495,11 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 			return nil, err
 		}
 		d := &stagedFile{f: f, refs: 1, open: &s.openStaged}
-		var held File // the unnamed file, kept open past the barrier
+		st := &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}
 		if anon {
-			d.f, held = heldFile{f}, f
+			// Kept open past the barrier, until Commit links it.
+			st.anon, st.held = f, heldFile{f}
+			d.f = &st.held
 		}
 		if s.openStaged.Add(1) > maxOpenStaged {
 			// Too many files held open for their barrier: make this
@@ -515,7 +518,7 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 				return nil, err
 			}
 			d.key, d.done = "f", true
-			return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d, anon: held}, nil
+			return st, nil
 		}
 		if s.flushMode == FlushOrdered {
 			var ok, first bool
@@ -529,7 +532,7 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 		} else if d.key, d.syncfs = flushKey(s.flushMode, f); d.syncfs {
 			d.kind = barrierSyncfs
 		}
-		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d, anon: held}, nil
+		return st, nil
 	}
 }
 
