@@ -415,10 +415,13 @@ func (l loc) show(dir string) string {
 // further recipients of identical bytes cost no copy and no flush of their
 // own (the link is the same file: src's barrier covers it). For an
 // unnamed src nothing is done on disk: Commit links src's descriptor
-// into mb's new/. If the link cannot be made (another file system, the link limit, a file
-// system without hard links), or src is in another home or has another
-// owner (a link shares its owner), it stages a copy of c instead, which
-// must be the content src was written from.
+// into mb's new/. If the link cannot be made (another file system, the
+// link limit, a file system without hard links), or src is in another
+// home or has another owner (a link shares its owner), it stages a copy
+// of c instead, which must be the content src was written from. (An
+// unnamed file's link limit is met only at Commit, where that recipient
+// fails temporarily; ext4's limit is 65,000 links, XFS's and tmpfs's
+// far higher.)
 func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*Staged, error) {
 	if src == nil || src.state != staged || src.s != s {
 		return s.Stage(ctx, mb, c)
