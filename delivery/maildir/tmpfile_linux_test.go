@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -579,5 +581,144 @@ func TestAnonErrorNamesTmp(t *testing.T) {
 	pe := &fs.PathError{}
 	if !errors.As(err, &pe) || !errors.Is(err, syscall.EROFS) || filepath.Base(filepath.Dir(pe.Path)) != "tmp" {
 		t.Errorf("error %v (path %q), want EROFS on a path in tmp/", err, pe.Path)
+	}
+}
+
+// TestAnonWithoutCapability: a process without CAP_DAC_READ_SEARCH (any
+// non-root lmtpd), to which linkat(2) refuses AT_EMPTY_PATH before Linux
+// 6.10, still publishes unnamed files, through /proc/self/fd. The test
+// binary runs itself as nobody (uid 65534) for TestAnonChild.
+func TestAnonWithoutCapability(t *testing.T) {
+	needRoot(t)
+	if !openat2Works() {
+		t.Skip("SKIPPED: no openat2(2): RootFS never stages unnamed files")
+	}
+	const nobody = 65534
+	dir, err := os.MkdirTemp("", "lmtpd-anon-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "maildir.test")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(dir, "mail")
+	for _, p := range []string{dir, root} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(bin, "-test.run", "^TestAnonChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "LMTPD_ANON_CHILD="+root)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestAnonChild") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Logf("child:\n%s", out)
+}
+
+// TestAnonChild is TestAnonWithoutCapability's child: deliveries to
+// three maildirs sharing one unnamed file, and the way they were linked.
+func TestAnonChild(t *testing.T) {
+	root := os.Getenv("LMTPD_ANON_CHILD")
+	if root == "" {
+		t.Skip("run by TestAnonWithoutCapability")
+	}
+	s := newStore(t, Options{Root: root})
+	ctx := context.Background()
+	a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.anon == nil {
+		t.Fatal("not staged unnamed")
+	}
+	b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range s.Commit(ctx, a, b) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, st := range []*Staged{a, b} {
+		got, err := os.ReadFile(filepath.Join(root, st.Path()))
+		if err != nil || string(got) != string(testContent.Header)+"hello\nworld\n" {
+			t.Errorf("%s holds %q, %v", st.Path(), got, err)
+		}
+	}
+	way := map[int32]string{flinkEmptyPath: "AT_EMPTY_PATH", flinkProc: "/proc/self/fd"}[flinkState.Load()]
+	t.Logf("linked through %s (kernel %s)", way, kernelRelease())
+	if way == "" {
+		t.Error("no way of linking recorded")
+	}
+}
+
+// TestAnonLinkWays: each way of linking an unnamed file publishes it and
+// its further recipients' links: the descriptor itself (AT_EMPTY_PATH)
+// and /proc/self/fd/N (what a process without CAP_DAC_READ_SEARCH uses
+// before Linux 6.10), and the first link of a process, which finds out.
+func TestAnonLinkWays(t *testing.T) {
+	if !openat2Works() {
+		t.Skip("SKIPPED: no openat2(2): RootFS never stages unnamed files")
+	}
+	old := flinkState.Load()
+	t.Cleanup(func() { flinkState.Store(old) })
+	for _, tc := range []struct {
+		name  string
+		state int32
+	}{
+		{"first link", flinkUnknown},
+		{"AT_EMPTY_PATH", flinkEmptyPath},
+		{"/proc/self/fd", flinkProc},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flinkState.Store(tc.state)
+			root := t.TempDir()
+			s := newStore(t, Options{Root: root})
+			ctx := context.Background()
+			a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.Link(ctx, Mailbox{Path: "d/b"}, a, testContent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.anon == nil || b.anon != a.anon {
+				t.Fatal("not staged unnamed")
+			}
+			for _, err := range s.Commit(ctx, a, b) {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, st := range []*Staged{a, b} {
+				var sb unix.Stat_t
+				if err := unix.Stat(filepath.Join(root, st.Path()), &sb); err != nil || sb.Nlink != 2 || sb.Size != a.Size() {
+					t.Errorf("%s: %d links, %d bytes, %v", st.Path(), sb.Nlink, sb.Size, err)
+				}
+			}
+			if tc.state != flinkUnknown && flinkState.Load() != tc.state {
+				t.Errorf("way changed from %d to %d", tc.state, flinkState.Load())
+			}
+			if flinkState.Load() == flinkUnknown {
+				t.Error("the first link did not record its way")
+			}
+		})
 	}
 }
