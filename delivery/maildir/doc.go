@@ -190,7 +190,9 @@
 // not through *os.File, which would probe each one with fcntl(2) and
 // epoll_ctl(2). A maildir's directories get one stat of tmp/ when first
 // used by the process (its device: unnamed files link only within their
-// file system). No descriptor is kept between
+// file system). Counted with strace -c (BenchmarkDeliver, 1 KiB): 10
+// system calls per delivery to one recipient unnamed against 12 named,
+// and 34 against 64 to five recipients sharing one file. No descriptor is kept between
 // deliveries, only the knowledge that a maildir's directories exist:
 // every path is resolved anew, so a maildir that was renamed or removed
 // meanwhile is never written through a stale descriptor (the write finds
