@@ -121,7 +121,8 @@ type Store struct {
 	quietFlush bool         // the FlushAuto choice logged at debug level
 	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered (FlushAuto too)
 	openStaged atomic.Int64 // staged files held open for their barrier (maxOpenStaged)
-	known      sync.Map     // directory -> struct{}: created, checked and cleaned by this process
+	known      sync.Map     // directory -> dirInfo: created, checked and cleaned by this process
+	noAnon     sync.Map     // device -> true: its file system has no O_TMPFILE (see createAnon)
 	health     fsHealth     // the file system checked after each rename barrier
 }
 
@@ -238,13 +239,16 @@ func (c Content) Size() int64 {
 	return n
 }
 
-// Staged is a message written into a maildir's tmp/, invisible to readers
-// until Commit, which first makes it durable (the flush barrier it shares
-// with concurrent deliveries), then renames it. Exactly one of
+// Staged is a message written into a maildir's tmp/ (where the file
+// system allows, as an unnamed file there: see the package documentation,
+// "Write path"), invisible to readers until Commit, which first makes it
+// durable (the flush barrier it shares with concurrent deliveries), then
+// renames it into new/ (or links the unnamed file there). Exactly one of
 // Store.Commit or Abort must follow: the file is held open until then.
-// Until then the file stays in tmp/ (a crash leaves it, possibly
-// incomplete, for the 36-hour cleanup). A Staged, and those linked to it
-// (Store.Link), are used by one goroutine at a time.
+// Until then a named file stays in tmp/ (a crash leaves it, possibly
+// incomplete, for the 36-hour cleanup; an unnamed one is freed by the
+// file system). A Staged, and those linked to it (Store.Link), are used
+// by one goroutine at a time.
 type Staged struct {
 	s     *Store
 	l     loc    // where: the root or a home, and the owner
@@ -254,6 +258,11 @@ type Staged struct {
 	info  string      // flag letters; "" for none (new/)
 	state int         // staged, committed, aborted
 	data  *stagedFile // the file's data, shared with its links; nil once released
+	// anon is the unnamed file (O_TMPFILE), shared with its links, which
+	// Commit links into new/; nil for a file named in tmp/. The last
+	// Staged to end closes it (the barriers see it as held).
+	anon File
+	held heldFile // anon as the barriers see it, here to save an allocation
 }
 
 const (
@@ -270,11 +279,16 @@ func (st *Staged) Dir() string { return st.dir }
 // Home returns the Mailbox's Home the file went to, "" for the root.
 func (st *Staged) Home() string { return st.l.home }
 
-// Path returns the file's path relative to the root (or Home): in tmp/ until
-// committed, in new/ after.
+// Path returns the file's path relative to the root (or Home): in new/
+// (cur/ with flags) once committed; before, its path in tmp/, or "" for
+// an unnamed file, which has none until Commit links it (nothing in
+// lmtpd reads a staged file by name: callers log Path after Commit).
 func (st *Staged) Path() string {
 	if st.state == committed {
 		return st.dir + "/" + st.sub() + "/" + st.finalName()
+	}
+	if st.anon != nil {
+		return ""
 	}
 	return st.dir + "/tmp/" + st.name
 }
@@ -354,7 +368,8 @@ func (s *Store) locate(mb Mailbox) (loc, error) {
 	return l, nil
 }
 
-// Stage writes c into mb's tmp/ with O_EXCL, creating the maildir (and
+// Stage writes c into mb's tmp/, as an unnamed file where the file system
+// allows, else under a new name with O_EXCL, creating the maildir (and
 // folder) if needed. The file is not flushed yet and stays open: Commit's
 // data barrier, shared with concurrent deliveries, makes it durable. On
 // error nothing is left behind and the error is a *protocol.Error (see
@@ -405,11 +420,15 @@ func (l loc) show(dir string) string {
 
 // Link stages a hard link to src (a staged, uncommitted file) in mb, so that
 // further recipients of identical bytes cost no copy and no flush of their
-// own (the link is the same file: src's barrier covers it). If
-// the link cannot be made (another file system, the link limit, a file
-// system without hard links), or src is in another home or has another
-// owner (a link shares its owner), it stages a copy of c instead, which
-// must be the content src was written from.
+// own (the link is the same file: src's barrier covers it). For an
+// unnamed src nothing is done on disk: Commit links src's descriptor
+// into mb's new/. If the link cannot be made (another file system, the
+// link limit, a file system without hard links), or src is in another
+// home or has another owner (a link shares its owner), it stages a copy
+// of c instead, which must be the content src was written from. (An
+// unnamed file's link limit is met only at Commit, where that recipient
+// fails temporarily; ext4's limit is 65,000 links, XFS's and tmpfs's
+// far higher.)
 func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*Staged, error) {
 	if src == nil || src.state != staged || src.s != s {
 		return s.Stage(ctx, mb, c)
@@ -428,6 +447,19 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 	if err != nil {
 		return nil, s.fail(ctx, "create maildir", l.show(mb.Path), err)
 	}
+	if src.anon != nil {
+		// An unnamed file: nothing to do until Commit links it here,
+		// if here is on its file system.
+		st, ok := s.anonLink(l, dir, src)
+		if !ok {
+			return s.Stage(ctx, mb, c)
+		}
+		if st.info, err = s.info(ctx, l, dir, mb.Flags); err != nil {
+			st.Abort()
+			return nil, s.fail(ctx, "keywords", l.show(dir), err)
+		}
+		return st, nil
+	}
 	name := s.names.Next(s.now())
 	if err := l.fs.Link(src.dir+"/tmp/"+src.name, dir+"/tmp/"+name); err != nil {
 		zerolog.Ctx(ctx).Debug().Err(err).Str("maildir", l.show(dir)).Msg("hard link failed; writing a copy")
@@ -442,15 +474,19 @@ func (s *Store) Link(ctx context.Context, mb Mailbox, src *Staged, c Content) (*
 	return st, nil
 }
 
-// write creates the file in dir/tmp, gives it its owner and mode and
-// writes c, without flushing it: Commit's barrier does that, for many
-// deliveries at once. The file stays open for the barrier. On error it
-// removes the file.
+// write creates the file in dir/tmp (unnamed where createAnon can, else
+// with a unique name and O_EXCL), gives it its owner and mode and writes
+// c, without flushing it: Commit's barrier does that, for many
+// deliveries at once. The file stays open for the barrier (an unnamed
+// one until Commit has linked it). On error it removes the file.
 func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size int64) (*Staged, error) {
 	for attempt := 0; ; attempt++ {
 		name := s.names.Next(s.now())
 		tmp := dir + "/tmp/" + name
-		f, err := l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, l.fileMode)
+		f, anon, err := s.createAnon(ctx, l, dir)
+		if !anon {
+			f, err = l.fs.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, l.fileMode)
+		}
 		if errors.Is(err, fs.ErrExist) && attempt < 3 {
 			continue // a name clash: another process with our pid, or a bad clock
 		}
@@ -463,10 +499,18 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 		}
 		if err != nil {
 			f.Close()
-			l.fs.Remove(tmp)
+			if !anon {
+				l.fs.Remove(tmp)
+			}
 			return nil, err
 		}
 		d := &stagedFile{f: f, refs: 1, open: &s.openStaged}
+		st := &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}
+		if anon {
+			// Kept open past the barrier, until Commit links it.
+			st.anon, st.held = f, heldFile{f}
+			d.f = &st.held
+		}
 		if s.openStaged.Add(1) > maxOpenStaged {
 			// Too many files held open for their barrier: make this
 			// one durable now, on its own, and let it go (Commit then
@@ -476,11 +520,15 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 				err = cerr
 			}
 			if err != nil {
-				l.fs.Remove(tmp)
+				if anon {
+					f.Close()
+				} else {
+					l.fs.Remove(tmp)
+				}
 				return nil, err
 			}
 			d.key, d.done = "f", true
-			return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
+			return st, nil
 		}
 		if s.flushMode == FlushOrdered || s.flushMode == FlushAuto {
 			var ok, first bool
@@ -494,7 +542,7 @@ func (s *Store) write(ctx context.Context, l loc, dir string, c Content, size in
 		} else if d.key, d.syncfs = flushKey(s.flushMode, f); d.syncfs {
 			d.kind = barrierSyncfs
 		}
-		return &Staged{s: s, l: l, dir: dir, name: name, size: size, data: d}, nil
+		return st, nil
 	}
 }
 
@@ -620,7 +668,8 @@ func writeContent(f File, c Content, size int64) error {
 }
 
 // Commit makes every staged file durable, renames it into new/ (cur/ when
-// it has flags) and makes the renames durable, in two flush barriers that
+// it has flags; an unnamed file is linked there instead: publish) and
+// makes the renames durable, in two flush barriers that
 // it shares with concurrent commits (see FlushMode): the first covers the
 // files' data, so nothing incomplete ever shows in new/; the second, which
 // starts after the renames, covers the directory entries. With
@@ -653,8 +702,7 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		}
 		l := st.l
 		sub := st.dir + "/" + st.sub() // cur/ with flags, else new/
-		if err := l.fs.Rename(st.dir+"/tmp/"+st.name, sub+"/"+st.finalName()); err != nil {
-			l.fs.Remove(st.dir + "/tmp/" + st.name)
+		if err := s.publish(ctx, st); err != nil {
 			st.end(aborted)
 			errs[i] = s.fail(ctx, "rename into "+st.sub(), l.show(st.dir), err)
 			continue
@@ -855,22 +903,34 @@ func (s *Store) flushData(ctx context.Context, files []*Staged, errs []error) {
 	}
 }
 
-// end moves st out of the staged state and drops its hold on the file.
+// end moves st out of the staged state and drops its hold on the file;
+// the last Staged of an unnamed file closes it (which frees it, if no
+// Commit linked it anywhere).
 func (st *Staged) end(state int) {
 	st.state = state
-	if st.data != nil {
-		st.data.release()
+	if d := st.data; d != nil {
+		last := d.refs == 1
+		d.release()
 		st.data = nil
+		if last && st.anon != nil {
+			st.anon.Close()
+		}
 	}
+	st.anon = nil
 }
 
-// Abort removes a staged file. It does nothing after Commit or a previous
-// Abort.
+// Abort removes a staged file (an unnamed one has nothing to remove: it
+// is freed when its last Staged ends). It does nothing after Commit or a
+// previous Abort.
 func (st *Staged) Abort() error {
 	if st.state != staged {
 		return nil
 	}
+	anon := st.anon != nil
 	st.end(aborted)
+	if anon {
+		return nil
+	}
 	return st.l.fs.Remove(st.dir + "/tmp/" + st.name)
 }
 
@@ -978,7 +1038,7 @@ func (s *Store) ensure(ctx context.Context, l loc, dir string, folder bool) erro
 		}
 	}
 	s.cleanTmp(ctx, l, dir)
-	s.known.Store(l.key(dir), struct{}{})
+	s.known.Store(l.key(dir), dirInfoOf(l, dir))
 	return nil
 }
 

@@ -253,28 +253,57 @@ func TestFileInPlaceOfMaildir(t *testing.T) {
 	checkReply(t, err, 451, protocol.EnhancedCode{4, 3, 5}, nil)
 }
 
+// namedWays runs f as a Store stages by default (unnamed files where the
+// file system has them: Linux) and with every file staged by name in
+// tmp/ (the classic way, which other systems and file systems take).
+func namedWays(t *testing.T, f func(t *testing.T)) {
+	for _, named := range []bool{false, true} {
+		name := "default"
+		if named {
+			name = "named"
+		}
+		t.Run(name, func(t *testing.T) {
+			old := stageNamed.Load()
+			stageNamed.Store(named)
+			t.Cleanup(func() { stageNamed.Store(old) })
+			f(t)
+		})
+	}
+}
+
+// TestStageAbort: a staged file is in tmp/ under its Path (or, unnamed,
+// nowhere), and Abort leaves nothing in tmp/ or new/, however often
+// called, with a Commit after it doing nothing.
 func TestStageAbort(t *testing.T) {
-	root := t.TempDir()
-	s := newStore(t, Options{Root: root})
-	st, err := s.Stage(context.Background(), Mailbox{Path: "u"}, testContent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l := listDir(t, root, "u/tmp"); len(l) != 1 || "u/tmp/"+l[0] != st.Path() {
-		t.Fatalf("tmp/ has %v, staged %q", l, st.Path())
-	}
-	if err := st.Abort(); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Abort(); err != nil {
-		t.Errorf("second Abort: %v", err)
-	}
-	if errs := s.Commit(context.Background(), st); errs[0] != nil {
-		t.Errorf("Commit after Abort: %v", errs[0])
-	}
-	if l := append(listDir(t, root, "u/tmp"), listDir(t, root, "u/new")...); len(l) != 0 {
-		t.Errorf("left %v", l)
-	}
+	namedWays(t, func(t *testing.T) {
+		root := t.TempDir()
+		s := newStore(t, Options{Root: root})
+		st, err := s.Stage(context.Background(), Mailbox{Path: "u"}, testContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := listDir(t, root, "u/tmp")
+		switch {
+		case st.anon != nil && stageNamed.Load():
+			t.Fatal("staged unnamed although told to stage by name")
+		case st.anon != nil && (len(l) != 0 || st.Path() != ""):
+			t.Fatalf("unnamed file: tmp/ has %v, staged %q", l, st.Path())
+		case st.anon == nil && (len(l) != 1 || "u/tmp/"+l[0] != st.Path()):
+			t.Fatalf("tmp/ has %v, staged %q", l, st.Path())
+		}
+		if err := st.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Abort(); err != nil {
+			t.Errorf("second Abort: %v", err)
+		}
+		if errs := s.Commit(context.Background(), st); errs[0] != nil {
+			t.Errorf("Commit after Abort: %v", errs[0])
+		}
+		if l := append(listDir(t, root, "u/tmp"), listDir(t, root, "u/new")...); len(l) != 0 {
+			t.Errorf("left %v", l)
+		}
+	})
 }
 
 func TestCanceledContext(t *testing.T) {
@@ -459,22 +488,42 @@ func TestMaildirVanishes(t *testing.T) {
 	}
 }
 
+// TestNameClash: a unique name that is taken (another process with our
+// pid, a clock set back) is replaced by the next one, both when the file
+// is created in tmp/ with O_EXCL and when an unnamed file is linked into
+// new/; nothing is overwritten.
 func TestNameClash(t *testing.T) {
-	root := t.TempDir()
-	names := &fixedNames{names: []string{"same", "same", "other"}}
-	s := newStore(t, Options{Root: root, Names: names})
-	ctx := context.Background()
-	a, err := s.Stage(ctx, Mailbox{Path: "u"}, testContent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.Stage(ctx, Mailbox{Path: "u"}, testContent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Path() == b.Path() || !strings.HasSuffix(b.Path(), "/other") {
-		t.Errorf("clash not avoided: %q %q", a.Path(), b.Path())
-	}
+	namedWays(t, func(t *testing.T) {
+		root := t.TempDir()
+		names := &fixedNames{names: []string{"same", "same", "other"}}
+		s := newStore(t, Options{Root: root, Names: names})
+		ctx := context.Background()
+		a, err := s.Stage(ctx, Mailbox{Path: "u"}, Content{Header: []byte("A\n\n")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Stage(ctx, Mailbox{Path: "u"}, Content{Header: []byte("B\n\n")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range s.Commit(ctx, a, b) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a.Path() != "u/new/same,S=3" || b.Path() != "u/new/other,S=3" {
+			t.Errorf("clash not avoided: %q %q", a.Path(), b.Path())
+		}
+		for _, st := range []*Staged{a, b} {
+			got, err := os.ReadFile(filepath.Join(root, st.Path()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[*Staged]string{a: "A\n\n", b: "B\n\n"}[st]; string(got) != want {
+				t.Errorf("%s holds %q, want %q", st.Path(), got, want)
+			}
+		}
+	})
 }
 
 type fixedNames struct {
