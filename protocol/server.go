@@ -122,13 +122,17 @@ type Server struct {
 	// password verifications, SCRAM proofs) in progress at once on the
 	// server; further clients wait up to AuthQueueTimeout, then get 454
 	// 4.7.0. Default runtime.GOMAXPROCS(0), the usable cores. Ignored when
-	// AuthLimiter is set. Memory AUTH can add to the process, whatever
-	// the number of clients: 2 × MaxAuthVerifications × m_max + C × 64
-	// KiB, where m_max is the largest argon2id memory parameter among the
-	// hashes (64 MiB by default, at most 1 GiB: sasl.VerifyPassword's
-	// bound; sasl.Store.MaxVerifyMemory), the factor 2 is the garbage Go's
-	// collector lets accumulate at GOGC=100, and C the
-	// connections open (at most MaxConnections), each with its buffers.
+	// AuthLimiter is set. The process's resident memory, whatever the
+	// number of clients, stays under R + 4 × MaxAuthVerifications × m_max
+	// + C × 64 KiB, where R is the process without AUTH (about 20 MiB for
+	// lmtpd on linux/amd64), m_max is the largest argon2id memory
+	// parameter among the hashes (64 MiB by default, at most 1 GiB:
+	// sasl.VerifyPassword's bound; sasl.Store.MaxVerifyMemory), C the
+	// connections open (at most MaxConnections), each with its buffers,
+	// and the factor 4 is Go's collector at GOGC=100: the heap grows to
+	// twice what a collection found in use, and a collection counts all
+	// it sees allocated while it runs, so it can find a second check per
+	// slot started meanwhile.
 	MaxAuthVerifications int
 
 	// AuthQueueTimeout is how long an AUTH step waits for a verification
