@@ -66,12 +66,15 @@ staticcheck:
 vet:
 	$(GO) vet $(PKGS)
 
-# The daemon builds for FreeBSD too (Linux-only parts, openat2, syncfs,
-# the ordered flush, have fallbacks there): a build breaks this, not a
-# user.
+# The daemon builds for FreeBSD, OpenBSD, NetBSD and macOS too (Linux-only
+# parts, openat2, syncfs, the ordered flush, have fallbacks there; statfs
+# and the monotonic clock are per system): a build breaks this, not a user.
 .PHONY: cross
 cross:
 	GOOS=freebsd $(GO) build -o /dev/null ./cmd/lmtpd
+	GOOS=openbsd $(GO) build -o /dev/null ./cmd/lmtpd
+	GOOS=netbsd $(GO) build -o /dev/null ./cmd/lmtpd
+	GOOS=darwin $(GO) build -o /dev/null ./cmd/lmtpd
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

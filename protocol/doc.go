@@ -185,8 +185,8 @@
 //     4.7.0 (RFC 4954 section 6), which charges no failure.
 //
 // So the memory AUTH can take is bounded whatever the number of clients:
-// 2 × MaxAuthVerifications × m_max + connections × 64 KiB (formula and
-// terms on Server.MaxAuthVerifications).
+// the process stays under R + 4 × MaxAuthVerifications × m_max +
+// connections × 64 KiB (formula and terms on Server.MaxAuthVerifications).
 //
 // Which mechanisms are offered without TLS is the Authenticator's choice
 // (Mechanisms gets the ConnState); a mechanism refused on a plaintext

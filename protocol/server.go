@@ -122,13 +122,17 @@ type Server struct {
 	// password verifications, SCRAM proofs) in progress at once on the
 	// server; further clients wait up to AuthQueueTimeout, then get 454
 	// 4.7.0. Default runtime.GOMAXPROCS(0), the usable cores. Ignored when
-	// AuthLimiter is set. Memory AUTH can add to the process, whatever
-	// the number of clients: 2 × MaxAuthVerifications × m_max + C × 64
-	// KiB, where m_max is the largest argon2id memory parameter among the
-	// hashes (64 MiB by default, at most 1 GiB: sasl.VerifyPassword's
-	// bound; sasl.Store.MaxVerifyMemory), the factor 2 is the garbage Go's
-	// collector lets accumulate at GOGC=100, and C the
-	// connections open (at most MaxConnections), each with its buffers.
+	// AuthLimiter is set. The process's resident memory, whatever the
+	// number of clients, stays under R + 4 × MaxAuthVerifications × m_max
+	// + C × 64 KiB, where R is the process without AUTH (about 20 MiB for
+	// lmtpd on linux/amd64), m_max is the largest argon2id memory
+	// parameter among the hashes (64 MiB by default, at most 1 GiB:
+	// sasl.VerifyPassword's bound; sasl.Store.MaxVerifyMemory), C the
+	// connections open (at most MaxConnections), each with its buffers,
+	// and the factor 4 is Go's collector at GOGC=100: the heap grows to
+	// twice what a collection found in use, and a collection counts all
+	// it sees allocated while it runs, so it can find a second check per
+	// slot started meanwhile.
 	MaxAuthVerifications int
 
 	// AuthQueueTimeout is how long an AUTH step waits for a verification
@@ -273,6 +277,7 @@ type Server struct {
 	perIP      map[netip.Addr]int
 	inShutdown atomic.Bool
 	connWG     sync.WaitGroup
+	serveWG    sync.WaitGroup // one per Serve loop, from trackListener to its return
 	ids        SessionIDs
 	ownMarker  []byte // ownMarker(Software), for ProxyHop
 	initOnce   sync.Once
@@ -445,15 +450,22 @@ func (s *Server) listen() (net.Listener, error) {
 
 // Serve accepts connections on l and serves each in its own goroutine. It
 // returns ErrServerClosed after Shutdown or Close, or the accept error.
-// Serve closes l when it returns.
+// Serve closes l when it returns, whatever it returns. Shutdown and Close
+// wait for every Serve loop to return, so that nothing a loop does (such
+// as refusing, and logging, a connection accepted while the server
+// stops) happens after they return.
 func (s *Server) Serve(l net.Listener) error {
 	if s.Backend == nil {
+		l.Close()
 		return errors.New("protocol: Server.Backend is nil")
 	}
 	s.init()
 	if !s.trackListener(&l, true) {
+		l.Close()
 		return ErrServerClosed
 	}
+	// Untracking is the loop's last act (deferred first), so that when
+	// Close returns the listener is closed too.
 	defer s.trackListener(&l, false)
 	defer l.Close()
 
@@ -526,6 +538,11 @@ func (s *Server) release(c *conn) {
 	s.connWG.Done()
 }
 
+// trackListener adds a Serve loop's listener to those Shutdown and Close
+// close and counts the loop in serveWG, or takes it out when the loop
+// ends. It refuses to add one once the server is stopping, so that
+// serveWG.Add never races with serveWG.Wait: both the check here and the
+// closing of the listeners hold s.mu, and inShutdown is set before.
 func (s *Server) trackListener(l *net.Listener, add bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -534,24 +551,30 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 			return false
 		}
 		s.listeners[l] = struct{}{}
+		s.serveWG.Add(1)
 	} else {
 		delete(s.listeners, l)
+		s.serveWG.Done()
 	}
 	return true
 }
 
-// Shutdown stops the server gracefully: it closes the listeners, lets
-// transactions in flight finish and answers 421 4.3.2 to idle sessions at
-// once and to busy ones at their next command. If ctx ends first, the
-// remaining connections are closed and their delivery contexts cancelled,
-// and Shutdown returns ctx.Err() once their goroutines have returned. A
-// backend that heeds neither its context nor the closed connection holds
-// Shutdown (and Close) for as long as it runs: a caller that must stop by
-// a deadline waits for Shutdown with its own timer.
+// Shutdown stops the server gracefully: it closes the listeners, waits
+// for the Serve loops to return, lets transactions in flight finish and
+// answers 421 4.3.2 to idle sessions at once and to busy ones at their
+// next command. A connection a Serve loop accepts while the server stops
+// is answered 421 4.3.2 and closed before Shutdown returns. If ctx ends
+// first, the remaining connections are closed and their delivery
+// contexts cancelled, and Shutdown returns ctx.Err() once their
+// goroutines have returned. A backend that heeds neither its context nor
+// the closed connection holds Shutdown (and Close) for as long as it
+// runs: a caller that must stop by a deadline waits for Shutdown with its
+// own timer.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.inShutdown.Store(true)
 	s.closeListeners()
+	s.serveWG.Wait()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.shutdownRequested()
@@ -571,11 +594,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close closes the listeners and every connection at once, cancelling
-// deliveries in flight. Use Shutdown for a graceful stop.
+// deliveries in flight, and returns when the Serve loops and the
+// connections' goroutines have. A connection a Serve loop accepts while
+// Close runs is answered 421 4.3.2 and closed before Close returns. Use
+// Shutdown for a graceful stop.
 func (s *Server) Close() error {
 	s.init()
 	s.inShutdown.Store(true)
 	err := s.closeListeners()
+	// The loops first: a connection one of them accepted as the listener
+	// closed is refused (and logged) before Close returns, not after.
+	s.serveWG.Wait()
 	s.closeConns()
 	s.connWG.Wait()
 	return err

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,6 +256,172 @@ func TestShutdownDeadline(t *testing.T) {
 	defer b.mu.Unlock()
 	if len(b.ctxErrs) != 1 {
 		t.Fatalf("delivery context not cancelled: %v", b.ctxErrs)
+	}
+}
+
+// lateListener hands out one connection only after it has been closed,
+// as a kernel does with a connection it accepted just before the
+// listening socket closed: the Serve loop gets it while the server
+// stops. Every further Accept says the listener is closed; lastAccept is
+// set when the first of those returns, the loop's last step before
+// Serve returns.
+type lateListener struct {
+	net.Listener // the real listener pending was accepted on
+	pending      net.Conn
+	delay        time.Duration // between Close and handing out pending
+	closing      chan struct{}
+	closeOnce    sync.Once
+	handed       atomic.Bool
+	lastAccept   atomic.Bool
+}
+
+func (l *lateListener) Accept() (net.Conn, error) {
+	<-l.closing
+	if l.handed.CompareAndSwap(false, true) {
+		time.Sleep(l.delay)
+		return l.pending, nil
+	}
+	l.lastAccept.Store(true)
+	return nil, net.ErrClosed
+}
+
+func (l *lateListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closing) })
+	return nil
+}
+
+// stopLog is a log writer that records what is written after the test
+// sets stopped, the moment Close or Shutdown returned.
+type stopLog struct {
+	mu      sync.Mutex
+	stopped bool
+	before  strings.Builder
+	late    []string
+}
+
+func (w *stopLog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		w.late = append(w.late, string(p))
+	} else {
+		w.before.Write(p)
+	}
+	return len(p), nil
+}
+
+// TestStopWaitsForServe: Close and Shutdown return only after every
+// Serve loop has returned, and a connection a loop accepts while the
+// server stops is answered 421 4.3.2 and closed, its refusal logged
+// before Close or Shutdown returned and nothing logged after. (Close used
+// to return at once, and the refusal was logged later.)
+func TestStopWaitsForServe(t *testing.T) {
+	tests := []struct {
+		name string
+		stop func(s *Server) error
+	}{
+		{"Close", func(s *Server) error { return s.Close() }},
+		{"Shutdown", func(s *Server) error { return s.Shutdown(context.Background()) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &stopLog{}
+			log := zerolog.New(w)
+			s := &Server{Hostname: "mx.test", Backend: newFakeBackend(), Protocol: LMTP, Logger: &log}
+
+			const loops = 2
+			var clients []*client
+			var listeners []*lateListener
+			served := make([]chan error, loops)
+			for i := range loops {
+				real, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { real.Close() })
+				nc, err := net.Dial("tcp", real.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { nc.Close() })
+				pending, err := real.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				clients = append(clients, newClient(t, nc))
+				l := &lateListener{Listener: real, pending: pending, delay: 100 * time.Millisecond, closing: make(chan struct{})}
+				listeners = append(listeners, l)
+				served[i] = make(chan error, 1)
+				go func() { served[i] <- s.Serve(l) }()
+			}
+			waitFor(t, func() bool {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				return len(s.listeners) == loops
+			})
+
+			if err := tc.stop(s); err != nil {
+				t.Errorf("%s: %v", tc.name, err)
+			}
+			w.mu.Lock()
+			w.stopped = true
+			before := w.before.String()
+			w.mu.Unlock()
+			for i, l := range listeners {
+				if !l.lastAccept.Load() {
+					t.Errorf("%s returned before Serve %d's loop ended", tc.name, i)
+				}
+			}
+			for i, ch := range served {
+				if err := <-ch; !errors.Is(err, ErrServerClosed) {
+					t.Errorf("Serve %d returned %v, want ErrServerClosed", i, err)
+				}
+			}
+			if n := strings.Count(before, `"reason":"shutdown"`); n != loops {
+				t.Errorf("%d refusals for shutdown logged before %s returned, want %d:\n%s", n, tc.name, loops, before)
+			}
+			for _, c := range clients {
+				c.expect("421 4.3.2")
+				c.expectClosed()
+			}
+			time.Sleep(200 * time.Millisecond) // past the listeners' delay: a late log would be written by now
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if len(w.late) > 0 {
+				t.Errorf("logged after %s returned:\n%s", tc.name, strings.Join(w.late, ""))
+			}
+		})
+	}
+}
+
+// TestServeClosesListener: Serve closes its listener whatever it
+// returns, also when it refuses to start (no Backend, or a server
+// already closed).
+func TestServeClosesListener(t *testing.T) {
+	closed := &Server{Backend: newFakeBackend()}
+	closed.Close()
+	tests := []struct {
+		name string
+		s    *Server
+		want string
+	}{
+		{"no backend", &Server{}, "Backend is nil"},
+		{"after Close", closed, ErrServerClosed.Error()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			if err := tc.s.Serve(l); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Serve = %v, want %q", err, tc.want)
+			}
+			if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Accept after Serve returned: %v, want net.ErrClosed", err)
+			}
+		})
 	}
 }
 

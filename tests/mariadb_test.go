@@ -15,6 +15,8 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // the test's own connection, as root
+
+	"github.com/lmtpd/lmtpd/internal/readmetest"
 )
 
 // mariaDB is a private MariaDB server: a data directory and a unix
@@ -203,7 +205,7 @@ func TestMariaDBDirectoryDaemon(t *testing.T) {
 	// The README's directory table with the README's MySQL/MariaDB
 	// driver and DSN, pointed at the private server; the cache off and a
 	// short timeout so the outage shows at once.
-	table := readmeBlock(t, "### PostgreSQL, in the style of Postfix Admin", "toml")
+	table := readmetest.Block(t, "### PostgreSQL, in the style of Postfix Admin", "toml")
 	table = strings.Replace(table, `sql_driver = "postgres"`, `sql_driver = "mysql"`, 1)
 	table = strings.Replace(table, `dsn = "host=/run/postgresql dbname=mail user=lmtpd"`, `dsn = "`+my.dsn("mail")+`"`, 1)
 	table = strings.Replace(table, "[[domain]]", `cache_ttl = "0s"

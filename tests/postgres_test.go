@@ -2,34 +2,14 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/lmtpd/lmtpd/internal/pgtest"
+	"github.com/lmtpd/lmtpd/internal/readmetest"
 )
-
-// readmeBlock returns the first fenced block of lang after heading in
-// README.md, so that the test runs what the README tells admins to run.
-func readmeBlock(t *testing.T, heading, lang string) string {
-	t.Helper()
-	b, err := os.ReadFile("../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README.md has no heading %q", heading)
-	}
-	_, rest, ok = strings.Cut(rest, "```"+lang+"\n")
-	if !ok {
-		t.Fatalf("README.md has no %s block after %q", lang, heading)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	return block
-}
 
 // TestPostgresDirectoryDaemon runs the README's PostgreSQL schema (in
 // the style of Postfix Admin) and its [[directory]] table against a
@@ -42,7 +22,7 @@ func TestPostgresDirectoryDaemon(t *testing.T) {
 	pg := pgtest.Start(t)
 	sock := pg.Dir
 	mail := pg.CreateDB("mail")
-	if _, err := mail.Exec(readmeBlock(t, "### PostgreSQL, in the style of Postfix Admin", "sql")); err != nil {
+	if _, err := mail.Exec(readmetest.Block(t, "### PostgreSQL, in the style of Postfix Admin", "sql")); err != nil {
 		t.Fatalf("the README's schema: %v", err)
 	}
 	for _, u := range []struct{ name, scheme, pw string }{
@@ -63,7 +43,7 @@ func TestPostgresDirectoryDaemon(t *testing.T) {
 	smtpAddr := freePort(t)
 	// The README's directory table, pointed at the private server, with
 	// the cache off and a short timeout so the outage shows at once.
-	table := strings.Replace(readmeBlock(t, "### PostgreSQL, in the style of Postfix Admin", "toml"),
+	table := strings.Replace(readmetest.Block(t, "### PostgreSQL, in the style of Postfix Admin", "toml"),
 		"host=/run/postgresql", "host="+sock, 1)
 	table = strings.Replace(table, "[[domain]]", `cache_ttl = "0s"
 negative_cache_ttl = "0s"

@@ -121,14 +121,9 @@ func describeFile(path string, fi os.FileInfo) string {
 	return fmt.Sprintf("%s (mode %04o, owner %s, group %s)", path, uint32(fi.Mode().Perm()), owner, group)
 }
 
-// readOnlyFS reports whether path is on a file system mounted read-only.
-func readOnlyFS(path string) bool {
-	var st syscall.Statfs_t
-	return syscall.Statfs(path, &st) == nil && st.Flags&stRdonly != 0
-}
-
-// stRdonly is ST_RDONLY of statfs(2)'s f_flags.
-const stRdonly = 0x1
+// readOnlyFS, which reports whether a path is on a file system mounted
+// read-only, is in readonlyfs_*.go: statfs(2) names its flags field
+// differently on each system.
 
 // checkDirFor checks that account a can work in dir: every directory
 // from / down to it searchable by a, dir itself writable and not on a

@@ -332,8 +332,8 @@ func (d *daemon) openListener(i int, activated map[string]net.Listener) int {
 			// The verification term of the ceiling in config.example.toml;
 			// users added by SIGHUP with larger hashes raise it.
 			d.log.Info().Int("max_auth_verifications", d.authLimiter.Max()).
-				Int64("auth_verify_memory_mib", 2*int64(d.authLimiter.Max())*d.store.MaxVerifyMemory()>>20).
-				Msg("AUTH: password checks at once bounded; their memory (2 × max_auth_verifications × the largest argon2id m) stays within auth_verify_memory_mib")
+				Int64("auth_verify_memory_mib", 4*int64(d.authLimiter.Max())*d.store.MaxVerifyMemory()>>20).
+				Msg("AUTH: password checks at once bounded; their memory (4 × max_auth_verifications × the largest argon2id m) stays within auth_verify_memory_mib")
 		}
 		srv.AuthLimiter = d.authLimiter
 	}

@@ -7,7 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // listenFDsStart is the first file descriptor systemd passes
@@ -101,11 +102,13 @@ func reloadingMessage() string {
 	return "RELOADING=1\nMONOTONIC_USEC=" + strconv.FormatInt(monotonicMicros(), 10)
 }
 
-// monotonicMicros returns CLOCK_MONOTONIC in microseconds.
+// monotonicMicros returns CLOCK_MONOTONIC in microseconds, or 0 if the
+// clock cannot be read. The clock's number differs between systems
+// (clockMonotonic, in clock_*.go); only Linux's matters to systemd, the
+// others keep the daemon building.
 func monotonicMicros() int64 {
-	var ts syscall.Timespec
-	const clockMonotonic = 1
-	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockMonotonic, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+	var ts unix.Timespec
+	if unix.ClockGettime(clockMonotonic, &ts) != nil {
 		return 0
 	}
 	return ts.Sec*1e6 + ts.Nsec/1e3

@@ -232,7 +232,8 @@ func TestNotInProduct(t *testing.T) {
 	}
 	for _, p := range strings.Fields(string(out)) {
 		switch p {
-		case "github.com/lmtpd/lmtpd/internal/wiretest", "github.com/lmtpd/lmtpd/internal/pgtest", "github.com/lmtpd/lmtpd/internal/dovecottest":
+		case "github.com/lmtpd/lmtpd/internal/wiretest", "github.com/lmtpd/lmtpd/internal/pgtest", "github.com/lmtpd/lmtpd/internal/dovecottest",
+			"github.com/lmtpd/lmtpd/internal/readmetest":
 			t.Errorf("cmd/lmtpd depends on the test-support package %s", p)
 		}
 	}

@@ -3,7 +3,6 @@ package peers
 import (
 	"fmt"
 	"net/textproto"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,28 +10,8 @@ import (
 	"time"
 
 	"github.com/lmtpd/lmtpd/internal/pgtest"
+	"github.com/lmtpd/lmtpd/internal/readmetest"
 )
-
-// readmeBlock returns the first fenced block of lang after heading in the
-// repository's README.md, so that the test runs what the README tells
-// admins to run.
-func readmeBlock(t *testing.T, heading, lang string) string {
-	t.Helper()
-	b, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README.md has no heading %q", heading)
-	}
-	_, rest, ok = strings.Cut(rest, "```"+lang+"\n")
-	if !ok {
-		t.Fatalf("README.md has no %s block after %q", lang, heading)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	return block
-}
 
 // TestPostfixPostgres runs the README's Postfix Admin style schema and
 // [[directory]] table against a private PostgreSQL, lmtpd on them, and a
@@ -49,7 +28,7 @@ func TestPostfixPostgres(t *testing.T) {
 	pg := pgtest.Start(t)
 	sock := pg.Dir
 	mail := pg.CreateDB("mail")
-	if _, err := mail.Exec(readmeBlock(t, heading, "sql")); err != nil {
+	if _, err := mail.Exec(readmetest.Block(t, heading, "sql")); err != nil {
 		t.Fatalf("the README's schema: %v", err)
 	}
 	// The maildir column names a path of its own (not the default
@@ -73,7 +52,7 @@ func TestPostfixPostgres(t *testing.T) {
 
 	// The README's table, pointed at the private server and at the
 	// domain the private Postfix routes to lmtpd.
-	table := readmeBlock(t, heading, "toml")
+	table := readmetest.Block(t, heading, "toml")
 	table = strings.Replace(table, "host=/run/postgresql", "host="+sock, 1)
 	table = strings.ReplaceAll(table, `"example.org"`, `"example.test"`)
 	if !strings.Contains(table, sock) || !strings.Contains(table, `"example.test"`) {

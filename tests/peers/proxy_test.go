@@ -14,6 +14,7 @@ import (
 
 	_ "modernc.org/sqlite" // the SQLite directory the front reads
 
+	"github.com/lmtpd/lmtpd/internal/readmetest"
 	"github.com/lmtpd/lmtpd/protocol"
 )
 
@@ -62,14 +63,14 @@ type proxyFront struct {
 // place of the README's; dave, without a forward field, is added.
 func readmeFront(t *testing.T, dir, aAddr, bAddr string) (conf, users string) {
 	t.Helper()
-	users = readmeBlock(t, scalingOutHeading, "text")
+	users = readmetest.Block(t, scalingOutHeading, "text")
 	for _, r := range [][2]string{{"a.example:24", aAddr}, {"unix:/run/lmtpd/b.sock", bAddr}} {
 		if !strings.Contains(users, "userdb_forward="+r[0]+"\n") {
 			t.Fatalf("the README's users file has no userdb_forward=%s line; the test's edits do not apply:\n%s", r[0], users)
 		}
 		users = strings.Replace(users, "userdb_forward="+r[0]+"\n", "userdb_forward="+r[1]+"\n", 1)
 	}
-	conf = readmeBlock(t, scalingOutHeading, "toml")
+	conf = readmetest.Block(t, scalingOutHeading, "toml")
 	file := filepath.Join(dir, "users")
 	if !strings.Contains(conf, `path = "/etc/lmtpd/users"`) {
 		t.Fatalf("the README's front configuration names no /etc/lmtpd/users; the test's edits do not apply:\n%s", conf)
