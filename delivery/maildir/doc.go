@@ -119,8 +119,9 @@
 //
 // FlushOrdered replaces the data barrier by sync_file_range(2) with
 // SYNC_FILE_RANGE_WAIT_BEFORE|WRITE|WAIT_AFTER of each staged file, then
-// renames (and links), then fsyncs new/ (shared by concurrent commits, as
-// with FlushFsync), and last fsyncs each file, once per inode. Nothing is
+// renames (and links), then fsyncs a new/ (one directory fsync for the
+// file system, shared by concurrent commits into any of its maildirs),
+// and last fsyncs each file, once per inode. Nothing is
 // committed before the rename, and the 250 waits for both fsyncs. Why
 // one journal commit makes that durable on ext4 with an internal journal
 // in data=ordered mode:
@@ -136,9 +137,14 @@
 //     the file's change time and marks its inode dirty in the same
 //     handle, which records T_r as the transaction an fsync of the file
 //     must wait for (i_sync_tid); a link does the same.
-//   - fsync of new/ commits the running transaction (ext4_sync_file
+//   - fsync of a new/ commits the running transaction (ext4_sync_file
 //     forces a commit for anything but a regular file), T_r or a later
-//     one, and waits for it. jbd2 commits transactions strictly in order,
+//     one, and waits for it; so does the fsync of any directory of the
+//     file system, which is why one, started after the renames into
+//     several new/ directories (several recipients, concurrent
+//     deliveries), covers them all: fsyncing each would force a further
+//     commit for each, of whatever the other deliveries had begun
+//     meanwhile. jbd2 commits transactions strictly in order,
 //     so T_a (the allocation) is committed no later than T_r (the name):
 //     after a crash the name never points to an unallocated or size-0
 //     inode.

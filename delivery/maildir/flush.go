@@ -55,13 +55,18 @@ const (
 	// allocation is in the running journal transaction, but nothing is
 	// committed. Then the rename (and links), which also mark the file's
 	// inode in the running transaction (its change time). Then the fsync
-	// of each new/, which on ext4 commits the running transaction, so
-	// the rename and every transaction before it (the allocation's), with
+	// of a new/, which on ext4 commits the running transaction, so every
+	// rename and link on the file system before it and every transaction
+	// before theirs (the allocation's), with
 	// a cache flush before the commit record that covers the data written
 	// before. Last the fsync of the file, whose last change (the rename)
 	// is then committed: ext4 waits for no commit and issues only a cache
-	// flush. See the package documentation, "Ordered flush", for why this
-	// holds on that file system and nowhere else.
+	// flush. Since a directory's fsync commits the whole journal, one
+	// fsync of one new/ serves every new/ of the file system that
+	// concurrent Commits renamed into (five recipients: one directory
+	// fsync, not five, each of which would force a commit of its own).
+	// See the package documentation, "Ordered flush", for why this holds
+	// on that file system and nowhere else.
 	FlushOrdered
 )
 

@@ -101,8 +101,11 @@ func fileFS(fd int) (fsID, error) {
 }
 
 // key is the barrier group of the file system's syncfs.
-func (id fsID) key() string {
-	return fmt.Sprintf("syncfs\x00%x:%x:%x:%x", id.dev, uint64(id.typ), uint32(id.fsid.Val[0]), uint32(id.fsid.Val[1]))
+func (id fsID) key() string { return "syncfs\x00" + id.String() }
+
+// String names the file system in barrier keys.
+func (id fsID) String() string {
+	return fmt.Sprintf("%x:%x:%x:%x", id.dev, uint64(id.typ), uint32(id.fsid.Val[0]), uint32(id.fsid.Val[1]))
 }
 
 // flushKey returns the barrier group of f, just created: with FlushSyncfs
@@ -345,8 +348,9 @@ func ext4SuperProblem(sb []byte) string {
 }
 
 // orderedKey returns the barrier group of f, just created, under
-// FlushOrdered or FlushAuto: "o" (each file's own sync_file_range) where
-// the file system allows it, else "f" (FlushFsync) and the reason; first
+// FlushOrdered or FlushAuto: "o" and the file system (each file's own
+// sync_file_range; the file system's one directory barrier, see Commit)
+// where the file system allows it, else "f" (FlushFsync) and the reason; first
 // is true the first time a file system is checked, so that the answer is
 // logged once per file system. kinds caches the answer per file system
 // (fsID: not the device alone, which a file system mounted later in its
@@ -370,7 +374,7 @@ func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first
 	if !a.ok {
 		return "f", false, a.why, first
 	}
-	return "o", true, "", first
+	return "o\x00" + id.String(), true, "", first
 }
 
 type orderedAnswer struct {

@@ -689,6 +689,7 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		l    loc
 		dir  string      // a new/ (or cur/) written to
 		data *stagedFile // with syncfs: a file on the file system, still open
+		fs   bool        // with ordered: the file system's one directory barrier
 		idx  []int
 	}
 	// A message has a few barriers (one per maildir at most): a list
@@ -710,22 +711,32 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		st.state = committed
 		k := l.key(sub)
 		var data *stagedFile
-		if st.data.syncfs {
+		fs := false
+		switch {
+		case st.data.syncfs:
 			k, data = st.data.key, st.data
+		case st.data.kind == barrierOrdered:
+			// One directory fsync for the file system: see FlushOrdered.
+			k, fs = st.data.key, true
 		}
 		j := slices.IndexFunc(barriers, func(b barrier) bool { return b.key == k })
 		if j < 0 {
 			j = len(barriers)
-			barriers = append(barriers, barrier{key: k, l: l, dir: sub, data: data})
+			barriers = append(barriers, barrier{key: k, l: l, dir: sub, data: data, fs: fs})
 		}
 		barriers[j].idx = append(barriers[j].idx, i)
 	}
 	run := func(b *barrier) {
 		var err error
-		if b.data != nil {
+		switch {
+		case b.data != nil:
 			// The file's own descriptor: no directory to open.
 			err = s.syncer.Sync(b.key, func() error { return syncfsFile(b.data.f) })
-		} else {
+		case b.fs:
+			// Any new/ of the file system will do: on ext4 a
+			// directory's fsync commits the whole journal.
+			err = s.syncer.Sync(b.key, func() error { return fsyncDir(b.l.fs, b.dir) })
+		default:
 			err = s.syncDir(b.l, b.dir)
 		}
 		if err == nil {
