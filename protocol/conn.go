@@ -486,8 +486,7 @@ func (c *conn) dispatch(verb, arg string) bool {
 		return c.cmdHello(verb, arg)
 	case "LHLO":
 		if c.srv.Protocol != LMTP {
-			c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
-			return c.countError()
+			return c.unknownCommand()
 		}
 		return c.cmdHello(verb, arg)
 	case "MAIL":
@@ -529,10 +528,19 @@ func (c *conn) dispatch(verb, arg string) bool {
 	case "XCLIENT":
 		return c.cmdXClient(arg)
 	default:
-		c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
-		return c.countError()
+		return c.unknownCommand()
 	}
 	return true
+}
+
+// unknownCommand answers a verb this dialect does not know: 500 (RFC 5321
+// section 4.2.4) with X.5.2, which RFC 3463 section 3.6 gives to a command
+// that "could not be interpreted, either because the syntax was wrong or
+// the command is unrecognized" (X.5.1 is for a known command out of
+// sequence or not supported).
+func (c *conn) unknownCommand() bool {
+	c.reply(CodeSyntaxError, ECPermSyntax, "Unrecognized command")
+	return c.countError()
 }
 
 func (c *conn) helloVerb() string {
