@@ -15,6 +15,7 @@ func (c *conn) writeReply(code int, ec EnhancedCode, withEC bool, lines ...strin
 	}
 	b := c.replyBuf[:0]
 	for i, l := range lines {
+		start := len(b)
 		b = strconv.AppendInt(b, int64(code), 10)
 		if i == len(lines)-1 {
 			b = append(b, ' ')
@@ -26,6 +27,7 @@ func (c *conn) writeReply(code int, ec EnhancedCode, withEC bool, lines ...strin
 			b = append(b, ' ')
 		}
 		b = appendSafeText(b, l)
+		b = capReplyLine(b, start)
 		b = append(b, '\r', '\n')
 	}
 	c.replyBuf = b[:0]
@@ -51,6 +53,7 @@ func (c *conn) replyRcpt(code int, ec EnhancedCode, rcpt *Address, text1, text2 
 	b = append(b, "> "...)
 	b = appendSafeText(b, text1)
 	b = appendSafeText(b, text2)
+	b = capReplyLine(b, 0)
 	b = append(b, '\r', '\n')
 	c.replyBuf = b[:0]
 	c.bw.Write(b)
@@ -90,6 +93,21 @@ func replyFor(err error, sessionID string) *Error {
 		return e
 	}
 	return NewError(CodeLocalError, ECTempSystem, "Internal error, try again later (session "+sessionID+")")
+}
+
+// maxSentReplyLine is the longest reply line the server writes, CRLF
+// included (RFC 5321 section 4.5.3.1.5).
+const maxSentReplyLine = 512
+
+// capReplyLine cuts the reply line that starts at b[start] (written
+// without its CRLF) to maxSentReplyLine with the CRLF. Lines that echo what
+// the client sent (the EHLO name, an address) could otherwise pass the
+// limit; the text is ASCII by then, so a cut never splits a character.
+func capReplyLine(b []byte, start int) []byte {
+	if len(b)-start > maxSentReplyLine-2 {
+		b = b[:start+maxSentReplyLine-2]
+	}
+	return b
 }
 
 // appendSafeText appends s with everything but printable US-ASCII replaced
