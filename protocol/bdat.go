@@ -176,9 +176,11 @@ func (c *conn) cmdBdat(arg string) bool {
 	size, last, ok := parseBdatArgs(arg)
 	if !ok {
 		// Without a valid size the chunk's end is unknown: its bytes would be
-		// read as commands. Close the connection instead (RFC 3030 allows the
-		// server to close after a syntax error in BDAT).
-		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: BDAT size [LAST]; closing connection")
+		// read as commands, so the session cannot go on. The command gets
+		// its 501, and the close its 421: RFC 5321 section 3.8 lets a
+		// server close only after 221 or 421 (a 421 may come unasked).
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: BDAT size [LAST]")
+		c.reply(CodeServiceUnavailable, ECTempProtocol, c.srv.hostname()+" BDAT chunk size unknown, closing connection")
 		c.bw.Flush()
 		return false
 	}

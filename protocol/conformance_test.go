@@ -1,0 +1,88 @@
+package protocol
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// wireCase is one conformance check over a real connection: after the
+// greeting, the commands in pre are sent one at a time and each must get a
+// positive reply (2xx or 3xx); then send goes out as raw bytes and the
+// server's next lines must be exactly want (a line of want ending in "*"
+// only has to start with the rest); closed says the server then
+// closes the connection.
+type wireCase struct {
+	name   string
+	proto  Protocol
+	opts   []string
+	pre    []string
+	send   string
+	want   []string
+	closed bool
+}
+
+func runWireCases(t *testing.T, cases []wireCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, nc := testServer(t, tc.proto, "tcp", tc.opts)
+			cl := newClient(t, nc)
+			cl.expect("220")
+			for _, p := range tc.pre {
+				cl.send(p)
+				if r := cl.reply(); r[0] != '2' && r[0] != '3' {
+					t.Fatalf("%q: want a positive reply, got %q", p, r)
+				}
+			}
+			nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(nc, tc.send); err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range tc.want {
+				nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				l, err := cl.br.ReadString('\n')
+				if err != nil {
+					t.Fatalf("line %d: want %q, got error %v", i, w, err)
+				}
+				got := strings.TrimSuffix(l, "\r\n")
+				if p, ok := strings.CutSuffix(w, "*"); ok && strings.HasPrefix(got, p) {
+					continue
+				}
+				if got != w {
+					t.Fatalf("line %d: want %q, got %q", i, w, l)
+				}
+			}
+			if tc.closed {
+				cl.expectClosed()
+				return
+			}
+			// The session goes on: the next command is answered.
+			cl.send("NOOP")
+			cl.expect("250 2.0.0")
+		})
+	}
+}
+
+// TestWireBdatSyntax: BDAT's size is 1*DIGIT and its end marker LAST (RFC
+// 3030 section 2, any case as every SMTP keyword). A size that cannot be
+// read leaves the chunk's end unknown: the command gets 501 and, since the
+// session cannot go on, a 421 before the close (RFC 5321 section 3.8).
+func TestWireBdatSyntax(t *testing.T) {
+	tx := []string{"EHLO c.test", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.test>"}
+	closing := []string{"501 5.5.4 Syntax: BDAT size [LAST]", "421 4.5.0 mx.test BDAT chunk size unknown, closing connection"}
+	cases := []wireCase{
+		{name: "zero LAST", pre: tx, send: "BDAT 0 LAST\r\n", want: []string{"250 2.0.0 Message accepted for delivery as *"}},
+		{name: "last lower case", pre: tx, send: "BDAT 3 last\r\na\r\n", want: []string{"250 2.0.0 Message accepted for delivery as *"}},
+		{name: "leading zeros", pre: tx, send: "BDAT 003\r\na\r\nBDAT 0 LAST\r\n", want: []string{"250 2.0.0 3 octets received", "250 2.0.0 Message accepted for delivery as *"}},
+		{name: "no size", pre: tx, send: "BDAT\r\n", want: closing, closed: true},
+		{name: "letters", pre: tx, send: "BDAT x\r\n", want: closing, closed: true},
+		{name: "negative", pre: tx, send: "BDAT -1\r\n", want: closing, closed: true},
+		{name: "glued LAST", pre: tx, send: "BDAT 1LAST\r\n", want: closing, closed: true},
+		{name: "bad marker", pre: tx, send: "BDAT 1 END\r\n", want: closing, closed: true},
+		{name: "extra word", pre: tx, send: "BDAT 1 LAST x\r\n", want: closing, closed: true},
+		{name: "outside a transaction", pre: []string{"EHLO c.test"}, send: "BDAT x\r\n", want: closing, closed: true},
+	}
+	runWireCases(t, cases)
+}
