@@ -1,10 +1,15 @@
 package protocol
 
 import (
+	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
+	"github.com/rs/zerolog"
 )
 
 // wireCase is one conformance check over a real connection: after the
@@ -85,4 +90,71 @@ func TestWireBdatSyntax(t *testing.T) {
 		{name: "outside a transaction", pre: []string{"EHLO c.test"}, send: "BDAT x\r\n", want: closing, closed: true},
 	}
 	runWireCases(t, cases)
+}
+
+// refusingBackend refuses every connection at the greeting with err.
+type refusingBackend struct {
+	*fakeBackend
+	err error
+}
+
+func (b refusingBackend) CheckConn(context.Context, *ConnState) error { return b.err }
+
+// TestWireRefusedGreeting: a session refused at the greeting with 554
+// waits for QUIT and answers any other command 503 (RFC 5321 section
+// 3.1); one refused with 421 is closed at once.
+func TestWireRefusedGreeting(t *testing.T) {
+	refused554 := NewError(CodeTransactionFailed, ECPermSecurity, "No SMTP service here")
+	refused421 := NewError(CodeServiceUnavailable, ECTempSecurity, "mx.test Try again later")
+	cases := []struct {
+		name  string
+		err   error
+		send  string
+		want  []string
+		close bool
+	}{
+		{"554 then QUIT", refused554, "QUIT\r\n", []string{"554 5.7.0 No SMTP service here", "221 2.0.0 mx.test Bye"}, true},
+		{"554 then EHLO", refused554, "EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nNOOP\r\nQUIT\r\n", []string{
+			"554 5.7.0 No SMTP service here",
+			"503 5.5.1 No service here; send QUIT",
+			"503 5.5.1 No service here; send QUIT",
+			"503 5.5.1 No service here; send QUIT",
+			"221 2.0.0 mx.test Bye",
+		}, true},
+		{"plain error is 554", errors.New("blocked"), "RSET\r\nQUIT\r\n", []string{"554 5.7.0 Connection refused", "503 5.5.1 No service here; send QUIT", "221 2.0.0 mx.test Bye"}, true},
+		{"421 closes", refused421, "", []string{"421 4.7.0 mx.test Try again later"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			log := zerolog.New(zerolog.NewTestWriter(t))
+			s := &Server{Hostname: "mx.test", Software: "lmtpd", Logger: &log,
+				Backend: refusingBackend{newFakeBackend(), tc.err}}
+			nc := wiretest.Connect(t, s, "tcp")
+			cl := newClient(t, nc)
+			if tc.send != "" {
+				io.WriteString(nc, tc.send)
+			}
+			for _, w := range tc.want {
+				if got := cl.reply(); got != w {
+					t.Fatalf("want %q, got %q", w, got)
+				}
+			}
+			cl.expectClosed()
+		})
+	}
+}
+
+// TestWireRefusedGreetingErrorBudget: a client that never sends QUIT
+// after a 554 greeting is closed with 421 when its error budget is spent.
+func TestWireRefusedGreetingErrorBudget(t *testing.T) {
+	log := zerolog.New(zerolog.NewTestWriter(t))
+	s := &Server{Hostname: "mx.test", Logger: &log, MaxErrors: 2,
+		Backend: refusingBackend{newFakeBackend(), NewError(CodeTransactionFailed, ECPermSecurity, "No SMTP service here")}}
+	cl := newClient(t, wiretest.Connect(t, s, "tcp"))
+	cl.expect("554 5.7.0")
+	cl.send("NOOP", "NOOP")
+	cl.expect("503 5.5.1")
+	cl.expect("503 5.5.1")
+	cl.expect("421 4.7.0 mx.test Too many errors")
+	cl.expectClosed()
 }

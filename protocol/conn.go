@@ -84,7 +84,10 @@ type conn struct {
 	interrupt    atomic.Bool
 	shuttingDown atomic.Bool
 
-	greeted      bool
+	greeted bool
+	// noService is set when the greeting refused the session with a 5xx
+	// (ConnChecker): from then on only QUIT is served.
+	noService    bool
 	tx           *mailTx
 	txSeq        int
 	errCount     int
@@ -309,11 +312,18 @@ func (c *conn) serve() {
 			}
 			c.log.Info().Err(err).Msg("connection refused by backend")
 			c.replyErr(e)
-			c.bw.Flush()
-			return
+			if e.Code/100 != 5 {
+				c.bw.Flush() // 421: the server may close at once
+				return
+			}
+			// RFC 5321 section 3.1: after a 554 greeting the server
+			// waits for QUIT and answers other commands 503.
+			c.noService = true
 		}
 	}
-	c.writeReply(CodeReady, EnhancedCode{}, false, c.greeting())
+	if !c.noService {
+		c.writeReply(CodeReady, EnhancedCode{}, false, c.greeting())
+	}
 
 	for !c.quit {
 		if !c.nextCommand() {
@@ -469,6 +479,10 @@ func (c *conn) traceIn(line []byte) {
 }
 
 func (c *conn) dispatch(verb, arg string) bool {
+	if c.noService && verb != "QUIT" {
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "No service here; send QUIT")
+		return c.countError()
+	}
 	if c.srv.RequireTLS && c.state.TLS == nil {
 		switch verb {
 		case "EHLO", "HELO", "LHLO", "NOOP", "RSET", "QUIT", "STARTTLS":
