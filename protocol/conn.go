@@ -287,7 +287,7 @@ func (c *conn) serve() {
 		if v := recover(); v != nil {
 			c.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("session panicked")
 			c.wmu.Lock()
-			c.reply(CodeServiceUnavailable, ECTempSystem, "Internal error, closing connection (session "+c.state.ID+")")
+			c.reply(CodeServiceUnavailable, ECTempSystem, c.srv.hostname()+" Internal error, closing connection (session "+c.state.ID+")")
 			c.bw.Flush()
 			c.wmu.Unlock()
 		}
