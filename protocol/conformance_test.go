@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -157,4 +158,56 @@ func TestWireRefusedGreetingErrorBudget(t *testing.T) {
 	cl.expect("503 5.5.1")
 	cl.expect("421 4.7.0 mx.test Too many errors")
 	cl.expectClosed()
+}
+
+// mailErrBackend refuses every sender with err.
+type mailErrBackend struct{ err error }
+
+func (b mailErrBackend) Mail(context.Context, *ConnState, Address, *MailParams) (Transaction, error) {
+	return nil, b.err
+}
+
+// TestWireBackendReplyCodes: what a backend returns is sent as a
+// well-formed failure reply: the enhanced code's class is the basic
+// code's (RFC 3463 section 2), a code that is not 4xx or 5xx becomes the
+// generic 451 4.3.0, and the session goes on.
+func TestWireBackendReplyCodes(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"as it is", NewError(550, EnhancedCode{5, 7, 1}, "Refused"), "550 5.7.1 Refused"},
+		{"no enhanced code", NewError(450, EnhancedCode{}, "Later"), "450 4.0.0 Later"},
+		{"class mismatch permanent", NewError(550, EnhancedCode{4, 2, 2}, "Full"), "550 5.2.2 Full"},
+		{"class mismatch temporary", NewError(451, EnhancedCode{5, 3, 0}, "Later"), "451 4.3.0 Later"},
+		{"class 3", NewError(554, EnhancedCode{3, 1, 1}, "No"), "554 5.1.1 No"},
+		{"detail out of range", NewError(550, EnhancedCode{5, 1, 1000}, "No"), "550 5.0.0 No"},
+		{"negative subject", NewError(550, EnhancedCode{5, -1, 1}, "No"), "550 5.0.0 No"},
+		{"success code", NewError(250, EnhancedCode{2, 0, 0}, "OK?"), "451 4.3.0 Internal error, try again later (session *"},
+		{"intermediate code", NewError(354, EnhancedCode{}, "Go on"), "451 4.3.0 Internal error, try again later (session *"},
+		{"no code", NewError(0, EnhancedCode{}, "?"), "451 4.3.0 Internal error, try again later (session *"},
+		{"wrapped", fmt.Errorf("lookup: %w", NewError(553, EnhancedCode{4, 1, 7}, "Bad sender")), "553 5.1.7 Bad sender"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			log := zerolog.New(zerolog.NewTestWriter(t))
+			s := &Server{Hostname: "mx.test", Logger: &log, Backend: mailErrBackend{tc.err}}
+			cl := newClient(t, wiretest.Connect(t, s, "tcp"))
+			cl.expect("220")
+			cl.send("EHLO c.test")
+			cl.expect("250")
+			cl.send("MAIL FROM:<a@example.org>")
+			got := cl.reply()
+			if p, ok := strings.CutSuffix(tc.want, "*"); ok {
+				if !strings.HasPrefix(got, p) {
+					t.Fatalf("want %q, got %q", tc.want, got)
+				}
+			} else if got != tc.want {
+				t.Fatalf("want %q, got %q", tc.want, got)
+			}
+			cl.send("QUIT")
+			cl.expect("221 2.0.0")
+		})
+	}
 }

@@ -40,8 +40,11 @@
 //   - A reply of 250 for a recipient is sent only after the backend said
 //     so for that recipient and the whole message was received intact.
 //   - Errors become replies in one place: an *Error anywhere in a wrapped
-//     chain is sent as it is; any other error becomes 451 4.3.0 naming the
-//     session id, and its text is only logged.
+//     chain is sent as it is; any other error, or an *Error whose basic
+//     code is not 4xx or 5xx, becomes 451 4.3.0 naming the session id,
+//     and its text is only logged. An enhanced code of another class than
+//     the basic code's is sent with the basic code's class (550 4.2.2
+//     goes out as 550 5.2.2, RFC 3463 section 2).
 //   - SMTP folding (FoldStatuses): all delivered gives 250; else the first
 //     temporary failure, if any (the client retries; already delivered recipients may
 //     see a duplicate, none is lost); else the first permanent failure. A
