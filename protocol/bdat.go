@@ -261,6 +261,19 @@ func (c *conn) bdatTooBig(b *bdatState, size int64, last bool) bool {
 	if lim := c.drainLimit(); size > lim-b.total {
 		c.log.Info().Str("msg", d.msg.ID).Int64("chunk", size).Int64("received", b.total).
 			Msg("BDAT chunk far over the size limit, closing connection")
+		// The permanent answer first (per recipient for an LMTP BDAT
+		// LAST), so that the client bounces the message instead of
+		// retrying it, then the 421 that announces the close (RFC 5321
+		// section 3.8).
+		tooBig := NewError(ErrMessageTooBig.Code, ErrMessageTooBig.EnhancedCode,
+			"Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets")
+		c.wmu.Lock()
+		if last {
+			c.replyMessageRefused(d, tooBig)
+		} else {
+			c.replyErr(tooBig)
+		}
+		c.wmu.Unlock()
 		return c.closeDelivery(d, ErrMessageTooBig, NewError(CodeServiceUnavailable, ECTempMessageTooBig,
 			c.srv.hostname()+" Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets; closing connection"))
 	}

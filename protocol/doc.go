@@ -36,7 +36,10 @@
 //     read to its real end.
 //   - After any early stop (size, backend error) the rest of the message is
 //     read and dropped, within a bound, or the connection is closed: message
-//     text is never taken for commands.
+//     text is never taken for commands. A message refused for good while
+//     it streamed (5xx: too big, a text rule) still gets that reply, per
+//     recipient in LMTP, before the closing 421, so that the client
+//     bounces it instead of retrying it.
 //   - A reply of 250 for a recipient is sent only after the backend said
 //     so for that recipient and the whole message was received intact.
 //   - Errors become replies in one place: an *Error anywhere in a wrapped
@@ -68,8 +71,9 @@
 //     nothing of the message is delivered; the chunk is then read and
 //     dropped if the message's announced total stays within the drain
 //     bound (the limit plus half of it, the bound DATA drains to), and
-//     answered 552 5.3.4; past that bound the connection is closed with
-//     421 4.3.4 rather than read an absurd chunk. A refused chunk (no
+//     answered 552 5.3.4; past that bound the 552 5.3.4 is followed by
+//     421 4.3.4 and the connection is closed rather than read an absurd
+//     chunk. A refused chunk (no
 //     MAIL, no recipient) obeys the same bound.
 //   - A BDAT chunk that fails the message (size, or a text rule broken
 //     inside it) gets one reply and ends the transaction; chunks the
