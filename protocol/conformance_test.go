@@ -232,7 +232,7 @@ func TestWireConformance(t *testing.T) {
 		{name: "5321-7.3 EXPN", pre: ehlo, send: "EXPN list\r\n", want: []string{"252 2.5.0 Cannot verify user, but will accept message and attempt delivery"}},
 		{name: "5321-4.2.4 3463 unknown command", send: "XYZZY\r\n", want: []string{"500 5.5.2 Unrecognized command"}},
 		{name: "2033 LHLO in SMTP", send: "LHLO c.test\r\n", want: []string{"500 5.5.2 Unrecognized command"}},
-		{name: "2033 HELO in LMTP", proto: LMTP, send: "HELO c.test\r\n", want: []string{"500 5.5.1 This is an LMTP server: use LHLO"}},
+		{name: "2033 HELO in LMTP", proto: LMTP, send: "HELO c.test\r\n", want: []string{"500 5.5.2 This is an LMTP server: use LHLO"}},
 		{name: "5321-4.1.1.10 QUIT in a transaction", pre: rcpt, send: "QUIT\r\n", want: []string{"221 2.0.0 mx.test Bye"}, closed: true},
 		// RFC 5321 4.1.2 and 4.5.3.1: paths.
 		{name: "5321-4.1.2 null reverse path", pre: ehlo, send: "MAIL FROM:<>\r\n", want: []string{"250 2.1.0 Sender OK"}},

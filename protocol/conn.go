@@ -494,7 +494,9 @@ func (c *conn) dispatch(verb, arg string) bool {
 	switch verb {
 	case "EHLO", "HELO":
 		if c.srv.Protocol == LMTP {
-			c.reply(CodeSyntaxError, ECPermInvalidCommand, "This is an LMTP server: use LHLO")
+			// RFC 2033 section 4.1: HELO and EHLO "are not present in
+			// LMTP", 500 recommended; unrecognized, as LHLO in SMTP.
+			c.reply(CodeSyntaxError, ECPermSyntax, "This is an LMTP server: use LHLO")
 			return c.countError()
 		}
 		return c.cmdHello(verb, arg)
