@@ -206,6 +206,14 @@ func (c *conn) cmdAuth(arg string) bool {
 			c.replyErr(errAuthLineTooLong)
 			return c.countError()
 		}
+		if isTimeout(err) {
+			// As for a command (conn.nextCommand): the close is
+			// announced with 421 (RFC 5321 sections 3.8 and 4.5.3.2.7).
+			c.log.Info().Msg("AUTH response timeout")
+			c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Timeout waiting for AUTH response, closing connection")
+			c.bw.Flush()
+			return false
+		}
 		if err != nil {
 			return false
 		}

@@ -283,6 +283,7 @@ func TestWireConformance(t *testing.T) {
 		{name: "4954-6 required", opts: []string{"auth", "requireauth"}, pre: ehlo, send: "MAIL FROM:<a@example.org>\r\n", want: []string{"530 5.7.0 Authentication required"}},
 		// RFC 5321 4.5.3.2.7: an idle client is closed with 421.
 		{name: "5321-4.5.3.2.7 idle timeout", opts: []string{"cmdtimeout=50"}, send: "", want: []string{"421 4.4.2 mx.test Timeout waiting for command, closing connection"}, closed: true},
+		{name: "5321-4.5.3.2.7 timeout in an AUTH exchange", opts: []string{"auth", "cmdtimeout=50"}, pre: ehlo, send: "AUTH PLAIN\r\n", want: []string{"334 ", "421 4.4.2 mx.test Timeout waiting for AUTH response, closing connection"}, closed: true},
 	}
 	runWireCases(t, cases)
 }
