@@ -62,7 +62,6 @@ var (
 	errAuthBadBase64   = NewError(CodeParamSyntax, ECPermSyntax, "Invalid base64 data")
 	errAuthNeedsTLS    = NewError(CodeEncryptionRequired, ECPermEncryptionRequired, "Encryption required for requested authentication mechanism")
 	errAuthLineTooLong = NewError(CodeSyntaxError, ECPermAuthLineLong, "Authentication exchange line is too long")
-	errAuthBudget      = NewError(CodeServiceUnavailable, ECTempSecurity, "Too many authentication failures from your address, try again later")
 	errAuthBusy        = NewError(CodeTempAuthFailure, ECTempSecurity, "Too many authentications in progress, try again later")
 )
 
@@ -160,10 +159,7 @@ func (c *conn) cmdAuth(arg string) bool {
 		return c.countError()
 	}
 	if c.srv.authBudgetExhausted(c.ip) {
-		c.log.Warn().Msg("AUTH refused: per-address failure budget exhausted")
-		c.replyErr(errAuthBudget)
-		c.bw.Flush()
-		return false
+		return c.authBudgetSpent()
 	}
 	srv, err := c.srv.Auth.NewServer(c.ctx, &c.state, mech)
 	if err != nil {
@@ -181,10 +177,7 @@ func (c *conn) cmdAuth(arg string) bool {
 		challenge, done, err := c.authStep(srv, resp)
 		switch {
 		case errors.Is(err, errBudgetUsed):
-			c.log.Warn().Msg("AUTH refused: per-address failure budget exhausted")
-			c.replyErr(errAuthBudget)
-			c.bw.Flush()
-			return false
+			return c.authBudgetSpent()
 		case errors.Is(err, ErrAuthBusy):
 			c.log.Warn().Msg("AUTH refused: too many authentications in progress")
 			c.replyErr(errAuthBusy)
@@ -213,6 +206,14 @@ func (c *conn) cmdAuth(arg string) bool {
 			c.replyErr(errAuthLineTooLong)
 			return c.countError()
 		}
+		if isTimeout(err) {
+			// As for a command (conn.nextCommand): the close is
+			// announced with 421 (RFC 5321 sections 3.8 and 4.5.3.2.7).
+			c.log.Info().Msg("AUTH response timeout")
+			c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Timeout waiting for AUTH response, closing connection")
+			c.bw.Flush()
+			return false
+		}
 		if err != nil {
 			return false
 		}
@@ -225,6 +226,16 @@ func (c *conn) cmdAuth(arg string) bool {
 			return c.countError()
 		}
 	}
+}
+
+// authBudgetSpent refuses AUTH when the client address's failure budget
+// is used up, and ends the session: 421 with the server's domain first,
+// as RFC 5321 section 4.2.3 writes every 421.
+func (c *conn) authBudgetSpent() bool {
+	c.log.Warn().Msg("AUTH refused: per-address failure budget exhausted")
+	c.reply(CodeServiceUnavailable, ECTempSecurity, c.srv.hostname()+" Too many authentication failures from your address, try again later")
+	c.bw.Flush()
+	return false
 }
 
 // authStep runs one step of an exchange under the server's limits. A

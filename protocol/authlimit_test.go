@@ -203,7 +203,7 @@ func TestAuthRefund(t *testing.T) {
 	a := dialAuth(t, addr, "AUTH PLAIN AGFsaWNlAHNlY3JldA==") // right password, held at the gate
 	waitFor(t, func() bool { return g.cur.Load() == 1 })
 	b := dialAuth(t, addr, "AUTH PLAIN AGFsaWNlAHdyb25n")
-	b.expect("421 4.7.0 Too many authentication failures from your address")
+	b.expect("421 4.7.0 mx.test Too many authentication failures from your address")
 	b.expectClosed()
 	close(g.gate)
 	a.expect("235 2.7.0")

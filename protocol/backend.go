@@ -88,8 +88,10 @@ type StatusSetter interface {
 
 // ConnChecker may be implemented by a Backend to refuse a connection
 // before the greeting (for example by client address). A non-nil error is
-// sent instead of the greeting (as 554 if it is not an *Error with a code)
-// and the connection is closed (RFC 5321 section 3.1).
+// sent instead of the greeting (as 554 if it is not an *Error with a code).
+// After a 4xx (421) the connection is closed; after a 5xx the session
+// waits for QUIT and answers every other command 503 5.5.1 (RFC 5321
+// section 3.1), within the command timeout and the error budget.
 type ConnChecker interface {
 	CheckConn(ctx context.Context, conn *ConnState) error
 }

@@ -176,9 +176,11 @@ func (c *conn) cmdBdat(arg string) bool {
 	size, last, ok := parseBdatArgs(arg)
 	if !ok {
 		// Without a valid size the chunk's end is unknown: its bytes would be
-		// read as commands. Close the connection instead (RFC 3030 allows the
-		// server to close after a syntax error in BDAT).
-		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: BDAT size [LAST]; closing connection")
+		// read as commands, so the session cannot go on. The command gets
+		// its 501, and the close its 421: RFC 5321 section 3.8 lets a
+		// server close only after 221 or 421 (a 421 may come unasked).
+		c.reply(CodeParamSyntax, ECPermInvalidArgs, "Syntax: BDAT size [LAST]")
+		c.reply(CodeServiceUnavailable, ECTempProtocol, c.srv.hostname()+" BDAT chunk size unknown, closing connection")
 		c.bw.Flush()
 		return false
 	}
@@ -259,6 +261,19 @@ func (c *conn) bdatTooBig(b *bdatState, size int64, last bool) bool {
 	if lim := c.drainLimit(); size > lim-b.total {
 		c.log.Info().Str("msg", d.msg.ID).Int64("chunk", size).Int64("received", b.total).
 			Msg("BDAT chunk far over the size limit, closing connection")
+		// The permanent answer first (per recipient for an LMTP BDAT
+		// LAST), so that the client bounces the message instead of
+		// retrying it, then the 421 that announces the close (RFC 5321
+		// section 3.8).
+		tooBig := NewError(ErrMessageTooBig.Code, ErrMessageTooBig.EnhancedCode,
+			"Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets")
+		c.wmu.Lock()
+		if last {
+			c.replyMessageRefused(d, tooBig)
+		} else {
+			c.replyErr(tooBig)
+		}
+		c.wmu.Unlock()
 		return c.closeDelivery(d, ErrMessageTooBig, NewError(CodeServiceUnavailable, ECTempMessageTooBig,
 			c.srv.hostname()+" Message size exceeds fixed maximum message size of "+strconv.FormatInt(max, 10)+" octets; closing connection"))
 	}

@@ -74,6 +74,7 @@ var (
 	ECTempTimeExpired   = EnhancedCode{4, 4, 7} // X.4.7 Delivery time expired
 
 	// Mail delivery protocol status, X.5.XXX (RFC 3463 section 3.6).
+	ECTempProtocol       = EnhancedCode{4, 5, 0} // X.5.0 Other or undefined protocol status
 	ECPermProtocol       = EnhancedCode{5, 5, 0} // X.5.0 Other or undefined protocol status
 	ECPermInvalidCommand = EnhancedCode{5, 5, 1} // X.5.1 Invalid command
 	ECPermSyntax         = EnhancedCode{5, 5, 2} // X.5.2 Syntax error

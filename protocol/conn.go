@@ -84,7 +84,10 @@ type conn struct {
 	interrupt    atomic.Bool
 	shuttingDown atomic.Bool
 
-	greeted      bool
+	greeted bool
+	// noService is set when the greeting refused the session with a 5xx
+	// (ConnChecker): from then on only QUIT is served.
+	noService    bool
 	tx           *mailTx
 	txSeq        int
 	errCount     int
@@ -284,7 +287,7 @@ func (c *conn) serve() {
 		if v := recover(); v != nil {
 			c.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("session panicked")
 			c.wmu.Lock()
-			c.reply(CodeServiceUnavailable, ECTempSystem, "Internal error, closing connection (session "+c.state.ID+")")
+			c.reply(CodeServiceUnavailable, ECTempSystem, c.srv.hostname()+" Internal error, closing connection (session "+c.state.ID+")")
 			c.bw.Flush()
 			c.wmu.Unlock()
 		}
@@ -309,11 +312,18 @@ func (c *conn) serve() {
 			}
 			c.log.Info().Err(err).Msg("connection refused by backend")
 			c.replyErr(e)
-			c.bw.Flush()
-			return
+			if e.Code/100 != 5 {
+				c.bw.Flush() // 421: the server may close at once
+				return
+			}
+			// RFC 5321 section 3.1: after a 554 greeting the server
+			// waits for QUIT and answers other commands 503.
+			c.noService = true
 		}
 	}
-	c.writeReply(CodeReady, EnhancedCode{}, false, c.greeting())
+	if !c.noService {
+		c.writeReply(CodeReady, EnhancedCode{}, false, c.greeting())
+	}
 
 	for !c.quit {
 		if !c.nextCommand() {
@@ -469,6 +479,10 @@ func (c *conn) traceIn(line []byte) {
 }
 
 func (c *conn) dispatch(verb, arg string) bool {
+	if c.noService && verb != "QUIT" {
+		c.reply(CodeBadSequence, ECPermInvalidCommand, "No service here; send QUIT")
+		return c.countError()
+	}
 	if c.srv.RequireTLS && c.state.TLS == nil {
 		switch verb {
 		case "EHLO", "HELO", "LHLO", "NOOP", "RSET", "QUIT", "STARTTLS":
@@ -480,14 +494,15 @@ func (c *conn) dispatch(verb, arg string) bool {
 	switch verb {
 	case "EHLO", "HELO":
 		if c.srv.Protocol == LMTP {
-			c.reply(CodeSyntaxError, ECPermInvalidCommand, "This is an LMTP server: use LHLO")
+			// RFC 2033 section 4.1: HELO and EHLO "are not present in
+			// LMTP", 500 recommended; unrecognized, as LHLO in SMTP.
+			c.reply(CodeSyntaxError, ECPermSyntax, "This is an LMTP server: use LHLO")
 			return c.countError()
 		}
 		return c.cmdHello(verb, arg)
 	case "LHLO":
 		if c.srv.Protocol != LMTP {
-			c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
-			return c.countError()
+			return c.unknownCommand()
 		}
 		return c.cmdHello(verb, arg)
 	case "MAIL":
@@ -529,10 +544,19 @@ func (c *conn) dispatch(verb, arg string) bool {
 	case "XCLIENT":
 		return c.cmdXClient(arg)
 	default:
-		c.reply(CodeSyntaxError, ECPermInvalidCommand, "Unrecognized command")
-		return c.countError()
+		return c.unknownCommand()
 	}
 	return true
+}
+
+// unknownCommand answers a verb this dialect does not know: 500 (RFC 5321
+// section 4.2.4) with X.5.2, which RFC 3463 section 3.6 gives to a command
+// that "could not be interpreted, either because the syntax was wrong or
+// the command is unrecognized" (X.5.1 is for a known command out of
+// sequence or not supported).
+func (c *conn) unknownCommand() bool {
+	c.reply(CodeSyntaxError, ECPermSyntax, "Unrecognized command")
+	return c.countError()
 }
 
 func (c *conn) helloVerb() string {

@@ -278,6 +278,16 @@ func (c *conn) finishDelivery(d *msgDelivery, intact bool) bool {
 		d.mu.Unlock()
 		c.log.Info().Str("msg", d.msg.ID).Err(err).Msg("message not received completely, closing connection")
 		c.wmu.Lock()
+		if e := AsError(err); e != nil && e.Code/100 == 5 {
+			// The message was refused for good while it streamed (too
+			// big, a broken text rule) and then ran past the drain
+			// bound. The client gets that permanent answer, per
+			// recipient in LMTP, before the 421 that announces the
+			// close (RFC 5321 section 3.8): a 421 alone is transient,
+			// and the client would send the same message again and
+			// again until its queue lifetime ends.
+			c.replyMessageRefused(d, e)
+		}
 		c.reply(CodeServiceUnavailable, ECTempBadConnection, c.srv.hostname()+" Error reading message, closing connection")
 		c.bw.Flush()
 		c.wmu.Unlock()
@@ -330,6 +340,20 @@ func (c *conn) finishDelivery(d *msgDelivery, intact bool) bool {
 	}
 	d.logOutcome(out)
 	return true
+}
+
+// replyMessageRefused answers a whole message with e: one reply in SMTP,
+// one per accepted recipient in LMTP (RFC 2033 section 4.2). c.wmu is
+// held.
+func (c *conn) replyMessageRefused(d *msgDelivery, e *Error) {
+	e = c.errorFor(e)
+	if c.srv.Protocol != LMTP {
+		c.reply(e.Code, e.Enhanced(), e.Message)
+		return
+	}
+	for i := range d.msg.Recipients {
+		c.replyRcpt(e.Code, e.Enhanced(), &d.msg.Recipients[i].Address, e.Message, "")
+	}
 }
 
 // failDelivery ends a transaction whose message was refused as a whole

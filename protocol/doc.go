@@ -36,12 +36,18 @@
 //     read to its real end.
 //   - After any early stop (size, backend error) the rest of the message is
 //     read and dropped, within a bound, or the connection is closed: message
-//     text is never taken for commands.
+//     text is never taken for commands. A message refused for good while
+//     it streamed (5xx: too big, a text rule) still gets that reply, per
+//     recipient in LMTP, before the closing 421, so that the client
+//     bounces it instead of retrying it.
 //   - A reply of 250 for a recipient is sent only after the backend said
 //     so for that recipient and the whole message was received intact.
 //   - Errors become replies in one place: an *Error anywhere in a wrapped
-//     chain is sent as it is; any other error becomes 451 4.3.0 naming the
-//     session id, and its text is only logged.
+//     chain is sent as it is; any other error, or an *Error whose basic
+//     code is not 4xx or 5xx, becomes 451 4.3.0 naming the session id,
+//     and its text is only logged. An enhanced code of another class than
+//     the basic code's is sent with the basic code's class (550 4.2.2
+//     goes out as 550 5.2.2, RFC 3463 section 2).
 //   - SMTP folding (FoldStatuses): all delivered gives 250; else the first
 //     temporary failure, if any (the client retries; already delivered recipients may
 //     see a duplicate, none is lost); else the first permanent failure. A
@@ -65,8 +71,9 @@
 //     nothing of the message is delivered; the chunk is then read and
 //     dropped if the message's announced total stays within the drain
 //     bound (the limit plus half of it, the bound DATA drains to), and
-//     answered 552 5.3.4; past that bound the connection is closed with
-//     421 4.3.4 rather than read an absurd chunk. A refused chunk (no
+//     answered 552 5.3.4; past that bound the 552 5.3.4 is followed by
+//     421 4.3.4 and the connection is closed rather than read an absurd
+//     chunk. A refused chunk (no
 //     MAIL, no recipient) obeys the same bound.
 //   - A BDAT chunk that fails the message (size, or a text rule broken
 //     inside it) gets one reply and ends the transaction; chunks the

@@ -37,7 +37,14 @@ func (c *conn) receivedField(m *Message) []byte {
 	if helo == "" {
 		helo = "unknown" // XCLIENT HELO=[UNAVAILABLE]
 	}
-	b = appendHeaderWord(b, helo, utf8OK)
+	if isAddressLiteral(helo) {
+		// RFC 5321 section 4.1.4: a client without a name greets with
+		// its address literal, which section 4.4's Extended-Domain
+		// takes as it is ("from [192.0.2.1] ([192.0.2.1])").
+		b = append(b, helo...)
+	} else {
+		b = appendHeaderWord(b, helo, utf8OK)
+	}
 	b = append(b, " ("...)
 	if name != "" {
 		b = appendHeaderWord(b, name, utf8OK)
@@ -89,15 +96,54 @@ func (c *conn) receivedField(m *Message) []byte {
 // section 3.3), with the zone's name as a comment.
 const receivedDateLayout = "Mon, 02 Jan 2006 15:04:05 -0700 (MST)"
 
-// appendFor appends the Received field's "for" clause naming a.
+// appendFor appends the Received field's "for" clause naming a, as the
+// Path of RFC 5321 section 4.4: the address as the client wrote it, so a
+// quoted local part keeps its quotes and spaces and an address literal its
+// brackets. The address passed the path grammar (no controls; a space
+// only inside quotes); appendPathText still keeps anything that could
+// break the header out of it.
 func appendFor(b []byte, a *Address, utf8OK bool) []byte {
 	b = append(b, "\r\n\tfor <"...)
-	b = appendHeaderWord(b, a.LocalPart, utf8OK)
+	b = appendPathText(b, a.LocalPart, utf8OK)
 	if a.Domain != "" {
 		b = append(b, '@')
-		b = appendHeaderWord(b, a.Domain, utf8OK)
+		b = appendPathText(b, a.Domain, utf8OK)
 	}
 	return append(b, '>')
+}
+
+// appendPathText appends a part of a parsed address: printable ASCII and
+// spaces as they are, controls as '_', non-ASCII as appendHeaderWord does.
+func appendPathText(b []byte, s string, utf8OK bool) []byte {
+	for i := 0; i < len(s); {
+		ch := s[i]
+		if ch >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if utf8OK && isHeaderRune(r, n) {
+				b = append(b, s[i:i+n]...)
+			} else {
+				b = append(b, '_')
+			}
+			i += n
+			continue
+		}
+		if ch < ' ' || ch == 0x7f {
+			ch = '_'
+		}
+		b = append(b, ch)
+		i++
+	}
+	return b
+}
+
+// isAddressLiteral reports whether s is exactly an RFC 5321 section 4.1.3
+// address-literal ("[192.0.2.1]", "[IPv6:2001:db8::1]").
+func isAddressLiteral(s string) bool {
+	if len(s) < 2 || s[0] != '[' {
+		return false
+	}
+	end, msg := scanLiteral(s, 0)
+	return msg == "" && end == len(s)
 }
 
 // protocolKeyword returns the "with" keyword (RFC 3848 section 2, RFC 6531

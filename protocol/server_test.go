@@ -651,7 +651,7 @@ func TestPanicRecovered(t *testing.T) {
 	c.expect("220")
 	c.send("EHLO x", "MAIL FROM:<a@example.org>")
 	c.expect("250")
-	r := c.expect("421 4.3.0 Internal error")
+	r := c.expect("421 4.3.0 mx.test Internal error")
 	if strings.Contains(r, "boom") {
 		t.Errorf("panic text leaked: %q", r)
 	}
