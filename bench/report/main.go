@@ -360,7 +360,8 @@ func writeTable(w io.Writer, sc *scenario) {
 	}
 }
 
-// target is one goal of issue 7.
+// target is one goal of issue 7 (the maildir ones as issue 18 restated
+// them against the hard-linking go-smtp reference).
 type target struct {
 	text     string
 	scenario string
@@ -376,6 +377,7 @@ var targets = []target{
 	{text: "LMTP→maildir 1 KiB, c=8: ≥ 1.3× go-smtp's msgs/s", scenario: "1k-c8", server: "lmtpd", other: "gosmtpd", metric: msgsPerSec, atLeast: true, bound: 1.3},
 	{text: "5 recipients: ≥ 6× Dovecot's msgs/s", scenario: "1k-c8-r5", server: "lmtpd", other: "dovecot", metric: msgsPerSec, atLeast: true, bound: 6},
 	{text: "5 recipients: ≥ 2× go-smtp's msgs/s", scenario: "1k-c8-r5", server: "lmtpd", other: "gosmtpd", metric: msgsPerSec, atLeast: true, bound: 2},
+	{text: "5 recipients: CPU/1,000 msgs ≤ go-smtp's", scenario: "1k-c8-r5", server: "lmtpd", other: "gosmtpd", metric: cpuPer1000, bound: 1},
 	{text: "Null sink 1 KiB, c=8: CPU/1,000 msgs ≤ 0.7× go-smtp's", scenario: "1k-c8", server: "lmtpsink", other: "gosmtpd-discard", metric: cpuPer1000, bound: 0.7},
 	{text: "Null sink 1 KiB, c=8: CPU/1,000 msgs ≤ 1.2× smtp-sink's", scenario: "1k-c8", server: "lmtpsink", other: "smtp-sink", metric: cpuPer1000, bound: 1.2},
 	{text: "100 KiB, c=8: CPU/1,000 msgs ≤ smtp-sink's", scenario: "100k-c8", server: "lmtpsink", other: "smtp-sink", metric: cpuPer1000, bound: 1},
