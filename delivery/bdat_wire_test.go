@@ -22,7 +22,8 @@ import (
 // defect 5): up to the limit the message is delivered; a chunk that takes
 // it past the limit gets 552 5.3.4 (per recipient for LMTP LAST) once it
 // has been read, while the announced total stays within the drain bound
-// (limit + half); past the bound 421 and the connection closes at once.
+// (limit + half); past the bound 552 5.3.4 (per recipient for LMTP LAST)
+// without reading the chunk, then 421, and the connection closes.
 // The session stays in sync (NOOP after), nothing of a refused message is
 // left in new/ or tmp/, Shutdown returns at once and no goroutine is left.
 func TestBDATSizeLimitWire(t *testing.T) {
@@ -101,6 +102,11 @@ func TestBDATSizeLimitWire(t *testing.T) {
 						// Only the command: the server must not wait for
 						// the bytes.
 						cl.send(cmd)
+						// The refusal is permanent (the message can never
+						// fit), then the connection closes.
+						for range perRcptIf(last, perRcpt) {
+							cl.expect("552 5.3.4")
+						}
 						cl.expect("421 4.3.4")
 						cl.expectClosed()
 						closed = true
