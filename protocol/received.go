@@ -115,25 +115,7 @@ func appendFor(b []byte, a *Address, utf8OK bool) []byte {
 // appendPathText appends a part of a parsed address: printable ASCII and
 // spaces as they are, controls as '_', non-ASCII as appendHeaderWord does.
 func appendPathText(b []byte, s string, utf8OK bool) []byte {
-	for i := 0; i < len(s); {
-		ch := s[i]
-		if ch >= utf8.RuneSelf {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if utf8OK && isHeaderRune(r, n) {
-				b = append(b, s[i:i+n]...)
-			} else {
-				b = append(b, '_')
-			}
-			i += n
-			continue
-		}
-		if ch < ' ' || ch == 0x7f {
-			ch = '_'
-		}
-		b = append(b, ch)
-		i++
-	}
-	return b
+	return appendSafe(b, s, utf8OK, func(ch byte) bool { return ch < ' ' || ch == 0x7f })
 }
 
 // isAddressLiteral reports whether s is exactly an RFC 5321 section 4.1.3
@@ -177,6 +159,15 @@ func protocolKeyword(st *ConnState, utf8 bool) string {
 // is set and it passes isHeaderRune (each byte of invalid UTF-8 becomes
 // one '_').
 func appendHeaderWord(b []byte, s string, utf8OK bool) []byte {
+	return appendSafe(b, s, utf8OK, func(ch byte) bool {
+		return ch <= ' ' || ch == 0x7f || ch == '(' || ch == ')' || ch == '[' || ch == ']' || ch == ';'
+	})
+}
+
+// appendSafe appends s with each ASCII byte that bad refuses written as
+// '_', and each non-ASCII character as it is if utf8OK is set and it
+// passes isHeaderRune, else as '_' (one for each byte of invalid UTF-8).
+func appendSafe(b []byte, s string, utf8OK bool, bad func(byte) bool) []byte {
 	for i := 0; i < len(s); {
 		ch := s[i]
 		if ch >= utf8.RuneSelf {
@@ -189,7 +180,7 @@ func appendHeaderWord(b []byte, s string, utf8OK bool) []byte {
 			i += n
 			continue
 		}
-		if ch <= ' ' || ch == 0x7f || ch == '(' || ch == ')' || ch == '[' || ch == ']' || ch == ';' {
+		if bad(ch) {
 			ch = '_'
 		}
 		b = append(b, ch)
