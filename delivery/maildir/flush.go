@@ -59,10 +59,9 @@ const (
 	// rename and link on the file system before it and every transaction
 	// before theirs (the allocation's), with
 	// a cache flush before the commit record that covers the data written
-	// before. Beside it the fsync of the file, whose last change (the
-	// rename) is in that transaction: it waits for the same commit (or,
-	// if that is done when it looks, issues a cache flush). Since a
-	// directory's fsync commits the whole journal, one
+	// before. Last the fsync of the file, whose last change (the rename)
+	// is then committed: ext4 waits for no commit and issues only a cache
+	// flush. Since a directory's fsync commits the whole journal, one
 	// fsync of one new/ serves every new/ of the file system that
 	// concurrent Commits renamed into (five recipients: one directory
 	// fsync, not five, each of which would force a commit of its own).

@@ -181,11 +181,10 @@ func watchOrdered(t *testing.T, o *orderedFS) {
 // system (one for all the new/ directories a Commit and concurrent ones
 // renamed into: on ext4 it commits the journal) started after the rename
 // and ended before Commit returned, and the file itself was fsynced after
-// its rename (beside that directory fsync: both wait for the commit of
-// the rename's transaction) and before Commit returned, never before its
+// that directory fsync ended and before Commit returned, never before its
 // rename. Links of a file for further recipients are renamed after the
-// file's write-back too, and such a directory fsync and the file's fsync
-// follow them.
+// file's write-back too, and such a directory fsync follows them before
+// the file's fsync.
 func TestOrderedBarrierOrder(t *testing.T) {
 	for _, mode := range []FlushMode{FlushOrdered, FlushAuto} {
 		t.Run(mode.String(), func(t *testing.T) { testOrderedBarrierOrder(t, mode) })
@@ -301,8 +300,8 @@ func testOrderedBarrierOrder(t *testing.T, mode FlushMode) {
 			t.Errorf("%s: no fsync of a new/ started after the rename (%d) and ended before the return (%d)", name, ren, ret)
 			continue
 		}
-		if !slices.ContainsFunc(fsyncs, func(i int) bool { return ren < i && i < ret }) {
-			t.Errorf("%s: no fsync of the file %s between the rename (%d) and the return (%d); fsyncs at %v", name, data, ren, ret, fsyncs)
+		if !slices.ContainsFunc(fsyncs, func(i int) bool { return dirEnd < i && i < ret }) {
+			t.Errorf("%s: no fsync of the file %s between the end of the fsync of a new/ (%d) and the return (%d); fsyncs at %v", name, data, dirEnd, ret, fsyncs)
 		}
 		if slices.ContainsFunc(fsyncs, func(i int) bool { return i < dataRen }) {
 			t.Errorf("%s: the file %s was fsynced before its rename (%d): fsyncs at %v", name, data, dataRen, fsyncs)
@@ -495,7 +494,7 @@ func TestOrderedCheckExt4(t *testing.T) {
 
 // TestOrderedFileSync: with FlushOrdered, a file and its hard link for a
 // second recipient are committed together or in two Commits; each Commit
-// fsyncs the file once, beside the fsync of the new/ it renamed into, and
+// fsyncs the file once, after the fsync of the new/ it renamed into, and
 // when that fsync fails, the Commit fails (451 4.3.0) and takes the
 // message back out of new/ (the rename is done by then), leaving nothing
 // in tmp/ either; a link committed later then fails without a second
@@ -558,19 +557,20 @@ func TestOrderedFileSync(t *testing.T) {
 					t.Errorf("%s/tmp holds %d files, want none", box, n)
 				}
 			}
-			// Each Commit fsyncs the file beside a directory fsync of
-			// the new/ it renamed into.
-			fsyncs, dirSyncs := 0, 0
-			for _, e := range o.log {
+			// Each Commit's fsync of the file follows the fsync of the
+			// new/ it renamed into.
+			fsyncs, lastDirEnd := 0, -1
+			for i, e := range o.log {
 				switch {
-				case strings.HasPrefix(e, "dirsync-start ") && strings.HasSuffix(e, "/new"):
-					dirSyncs++
+				case strings.HasPrefix(e, "dirsync-end ") && strings.HasSuffix(e, "/new"):
+					lastDirEnd = i
 				case e == "fsync "+data:
 					fsyncs++
+					if lastDirEnd < 0 {
+						t.Errorf("the file was fsynced at %d, before any fsync of new/", i)
+					}
+					lastDirEnd = -1
 				}
-			}
-			if dirSyncs < fsyncs {
-				t.Errorf("%d fsyncs of the file but %d of new/:\n%s", fsyncs, dirSyncs, strings.Join(o.log, "\n"))
 			}
 			// A failed fsync is not retried for the link: the error
 			// may not be reported twice.

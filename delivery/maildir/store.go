@@ -759,24 +759,19 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 			st.state = aborted
 		}
 	}
-	// With FlushOrdered the files' own fsyncs run beside the directory
-	// barrier: the renames and links marked each file in the journal
-	// transaction the barrier commits, so both wait for that one commit
-	// (see FlushOrdered).
-	ordered := orderedFiles(files)
-	var wg sync.WaitGroup
-	if len(ordered.files) > 0 {
-		wg.Go(func() { fsyncBatch([]*flushReq{&ordered}) })
-	}
 	if len(barriers) == 1 {
 		run(&barriers[0])
 	} else {
+		var wg sync.WaitGroup
 		for j := range barriers {
 			wg.Go(func() { run(&barriers[j]) })
 		}
+		wg.Wait()
 	}
-	wg.Wait()
-	s.endOrdered(ctx, files, errs, &ordered)
+	// With FlushOrdered the files themselves last: their renames and
+	// links are committed now, so each fsync finds nothing to commit and
+	// costs at most a cache flush (see FlushOrdered).
+	s.syncOrdered(ctx, files, errs)
 	for _, st := range files {
 		if st.state != staged {
 			st.end(st.state)
@@ -785,10 +780,16 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	return errs
 }
 
-// orderedFiles returns the files Commit fsyncs itself under
-// FlushOrdered: the file of every message it put into new/ (or cur/),
-// each inode once however many links of it were committed.
-func orderedFiles(files []*Staged) flushReq {
+// syncOrdered ends Commit under FlushOrdered: the file of every message
+// it put into new/ (or cur/) is fsynced, each inode once however many
+// links of it were committed, after the fsync of every new/ it went to.
+// Its renames and links marked it in their journal transactions, which
+// those directory fsyncs committed, so the fsync waits for no commit: it
+// returns the file's write-back errors and issues a cache flush. A file
+// whose fsync fails is taken back out of new/ with each of its links in
+// this Commit, as when a directory's fsync fails, and its links staged
+// for a later Commit fail there.
+func (s *Store) syncOrdered(ctx context.Context, files []*Staged, errs []error) {
 	var r flushReq
 	for i, st := range files {
 		d := st.data
@@ -798,16 +799,11 @@ func orderedFiles(files []*Staged) flushReq {
 		}
 		r.files = append(r.files, d)
 	}
+	if len(r.files) == 0 {
+		return
+	}
 	r.errs = make([]error, len(r.files))
-	return r
-}
-
-// endOrdered ends Commit under FlushOrdered, once both the files' fsyncs
-// (r) and the directory barrier have returned: a file whose fsync failed
-// is taken back out of new/ with each of its links in this Commit, as
-// when a directory's fsync fails, and its links staged for a later
-// Commit fail there.
-func (s *Store) endOrdered(ctx context.Context, files []*Staged, errs []error, r *flushReq) {
+	fsyncBatch([]*flushReq{&r})
 	for k, d := range r.files {
 		if r.errs[k] == nil {
 			continue
