@@ -367,17 +367,18 @@ func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first
 	v, known := kinds.Load(id)
 	if !known {
 		ok, why := orderedCheck(id.dev)
-		v, known = kinds.LoadOrStore(id, orderedAnswer{ok: ok, why: why})
+		v, known = kinds.LoadOrStore(id, orderedAnswer{ok: ok, why: why, key: "o\x00" + id.String()})
 		first = !known
 	}
 	a := v.(orderedAnswer)
 	if !a.ok {
 		return "f", false, a.why, first
 	}
-	return "o\x00" + id.String(), true, "", first
+	return a.key, true, "", first
 }
 
 type orderedAnswer struct {
 	ok  bool
 	why string
+	key string // the barrier group, made once: not a Sprintf per message
 }
