@@ -59,9 +59,10 @@ const (
 	// rename and link on the file system before it and every transaction
 	// before theirs (the allocation's), with
 	// a cache flush before the commit record that covers the data written
-	// before. Last the fsync of the file, whose last change (the rename)
-	// is then committed: ext4 waits for no commit and issues only a cache
-	// flush. Since a directory's fsync commits the whole journal, one
+	// before. With it, submitted right after it, the fsync of the file,
+	// whose last change (the rename) that commit carries: it waits for
+	// the same commit and costs no flush of its own (orderedBarrier).
+	// Since a directory's fsync commits the whole journal, one
 	// fsync of one new/ serves every new/ of the file system that
 	// concurrent Commits renamed into (five recipients: one directory
 	// fsync, not five, each of which would force a commit of its own).
@@ -107,7 +108,7 @@ type barrierKind uint8
 const (
 	barrierFsync   barrierKind = iota // fsync(2) before the rename (FlushFsync)
 	barrierSyncfs                     // syncfs(2) of its file system (FlushSyncfs)
-	barrierOrdered                    // sync_file_range(2), no commit; fsync(2) last (FlushOrdered)
+	barrierOrdered                    // sync_file_range(2), no commit; fsync(2) with new/'s (FlushOrdered)
 )
 
 // stagedFile is the data of a staged message: the file written into tmp/,

@@ -382,3 +382,49 @@ type orderedAnswer struct {
 	why string
 	key string // the barrier group, made once: not a Sprintf per message
 }
+
+// aioFsyncCall is aioFsync; tests replace it to watch or fail the fsyncs.
+var aioFsyncCall = aioFsync
+
+// fsyncTogether fsyncs dir and then files, with each file's result in
+// errs, for FlushOrdered's barrier (see orderedBarrier): all in one
+// io_submit(2), the directory first, so that the files' fsyncs wait for
+// the journal commit the directory's starts; where AIO is refused (or a
+// File has no descriptor), as fsyncAfter.
+func fsyncTogether(dir File, files []File, errs []error) error {
+	fds, ok := descriptors(dir, files)
+	if !ok {
+		return fsyncAfter(dir, files, errs)
+	}
+	all := make([]error, len(fds))
+	if aioFsyncCall(fds, all) != nil {
+		return fsyncAfter(dir, files, errs)
+	}
+	for i, f := range files {
+		errs[i] = pathError("sync", f, all[1+i])
+	}
+	return pathError("sync", dir, all[0])
+}
+
+// descriptors returns the descriptors of dir and files, in that order,
+// if every one has one.
+func descriptors(dir File, files []File) ([]int, bool) {
+	fds := make([]int, 0, 1+len(files))
+	for _, f := range append([]File{dir}, files...) {
+		fd, ok := f.(fder)
+		if !ok {
+			return nil, false
+		}
+		fds = append(fds, int(fd.Fd()))
+	}
+	return fds, true
+}
+
+// pathError names f in a failed system call's error, as *os.File's
+// methods do; nil stays nil.
+func pathError(op string, f File, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &os.PathError{Op: op, Path: nameOf(f), Err: err}
+}

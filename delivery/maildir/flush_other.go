@@ -17,3 +17,8 @@ func orderedKey(kinds *sync.Map, _ File) (string, bool, string, bool) {
 	return "f", false, "sync_file_range(2) is Linux only", !known
 }
 func orderedFile(f File) error { return f.Sync() }
+
+// fsyncTogether is fsyncAfter: FlushOrdered is FlushFsync here.
+func fsyncTogether(dir File, files []File, errs []error) error {
+	return fsyncAfter(dir, files, errs)
+}

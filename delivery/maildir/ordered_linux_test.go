@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -13,8 +14,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lmtpd/lmtpd/protocol"
 	"github.com/rs/zerolog"
@@ -139,10 +142,13 @@ func (o *orderedFS) OpenFile(name string, flag int, perm fs.FileMode) (File, err
 	if err != nil {
 		return nil, err
 	}
-	if flag == os.O_RDONLY {
-		return &loggedFile{realFile: f.(realFile), o: o, name: name, dir: true}, nil
-	}
 	rf := f.(realFile)
+	if flag == os.O_RDONLY {
+		o.mu.Lock()
+		o.fds[rf.Fd()] = name
+		o.mu.Unlock()
+		return &loggedFile{realFile: rf, o: o, name: name, dir: true}, nil
+	}
 	o.mu.Lock()
 	o.fds[rf.Fd()] = path.Base(name)
 	o.mu.Unlock()
@@ -156,10 +162,40 @@ func (o *orderedFS) Rename(old, new string) error {
 }
 
 // watchOrdered makes every file system pass the check and logs each
-// sync_file_range in o.
-func watchOrdered(t *testing.T, o *orderedFS) {
-	oldCheck, oldSfr := orderedCheck, sfrCall
+// sync_file_range in o, and the fsyncs of FlushOrdered's barrier, made
+// through AIO (aioFsync: the directory's fsync and then the files', as
+// loggedFile logs them, the files' failing with o.syncErr) or, with
+// noAIO, through the Files' Sync (fsyncAfter).
+func watchOrdered(t *testing.T, o *orderedFS, noAIO bool) {
+	oldCheck, oldSfr, oldAIO := orderedCheck, sfrCall, aioFsyncCall
 	orderedCheck = func(uint64) (bool, string) { return true, "" }
+	aioFsyncCall = func(fds []int, errs []error) error {
+		if noAIO {
+			return errAIORefused
+		}
+		o.mu.Lock()
+		names := make([]string, len(fds))
+		for i, fd := range fds {
+			names[i] = o.fds[uintptr(fd)]
+		}
+		syncErr := o.syncErr
+		o.mu.Unlock()
+		o.add("dirsync-start " + names[0])
+		for _, name := range names[1:] {
+			o.add("fsync " + name)
+		}
+		if err := oldAIO(fds, errs); err != nil {
+			t.Errorf("aioFsync: %v", err)
+			return err
+		}
+		for i := range errs[1:] {
+			if syncErr != nil {
+				errs[1+i] = syncErr
+			}
+		}
+		o.add("dirsync-end " + names[0])
+		return nil
+	}
 	sfrCall = func(fd int, off, n int64, flags int) error {
 		o.mu.Lock()
 		name := o.fds[uintptr(fd)]
@@ -171,7 +207,7 @@ func watchOrdered(t *testing.T, o *orderedFS) {
 		o.add("sfr " + name)
 		return err
 	}
-	t.Cleanup(func() { orderedCheck, sfrCall = oldCheck, oldSfr })
+	t.Cleanup(func() { orderedCheck, sfrCall, aioFsyncCall = oldCheck, oldSfr, oldAIO })
 }
 
 // TestOrderedBarrierOrder delivers from many goroutines at once with
@@ -181,22 +217,25 @@ func watchOrdered(t *testing.T, o *orderedFS) {
 // system (one for all the new/ directories a Commit and concurrent ones
 // renamed into: on ext4 it commits the journal) started after the rename
 // and ended before Commit returned, and the file itself was fsynced after
-// that directory fsync ended and before Commit returned, never before its
-// rename. Links of a file for further recipients are renamed after the
-// file's write-back too, and such a directory fsync follows them before
-// the file's fsync.
+// that directory fsync started (submitted with it through AIO, or, where
+// AIO is refused, after it ended) and before Commit returned, never
+// before its rename. Links of a file for further recipients are renamed
+// after the file's write-back too, and such a directory fsync follows
+// them before the file's fsync.
 func TestOrderedBarrierOrder(t *testing.T) {
 	for _, mode := range []FlushMode{FlushOrdered, FlushAuto} {
-		t.Run(mode.String(), func(t *testing.T) { testOrderedBarrierOrder(t, mode) })
+		for _, noAIO := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v noAIO=%v", mode, noAIO), func(t *testing.T) { testOrderedBarrierOrder(t, mode, noAIO) })
+		}
 	}
 }
 
-func testOrderedBarrierOrder(t *testing.T, mode FlushMode) {
+func testOrderedBarrierOrder(t *testing.T, mode FlushMode, noAIO bool) {
 	root := t.TempDir()
 	r := NewRootFS(root)
 	t.Cleanup(func() { r.Close() })
 	o := &orderedFS{FS: r, fds: map[uintptr]string{}}
-	watchOrdered(t, o)
+	watchOrdered(t, o, noAIO)
 	s := newStore(t, Options{FS: o, Flush: mode})
 	ctx := context.Background()
 	const boxes, senders, each = 4, 8, 8
@@ -285,12 +324,12 @@ func testOrderedBarrierOrder(t *testing.T, mode FlushMode) {
 		// The first fsync of a new/ that started after the rename, and
 		// where it ended: any new/ of the file system (all are on one
 		// here), since on ext4 a directory's fsync commits the journal.
-		dirEnd := -1
+		dirStart, dirEnd := -1, -1
 		for i := ren + 1; i < ret && dirEnd < 0; i++ {
 			if dir, ok := strings.CutPrefix(log[i], "dirsync-start "); ok && strings.HasSuffix(dir, "/new") {
 				for j := i + 1; j < ret; j++ {
 					if log[j] == "dirsync-end "+dir {
-						dirEnd = j
+						dirStart, dirEnd = i, j
 						break
 					}
 				}
@@ -300,8 +339,8 @@ func testOrderedBarrierOrder(t *testing.T, mode FlushMode) {
 			t.Errorf("%s: no fsync of a new/ started after the rename (%d) and ended before the return (%d)", name, ren, ret)
 			continue
 		}
-		if !slices.ContainsFunc(fsyncs, func(i int) bool { return dirEnd < i && i < ret }) {
-			t.Errorf("%s: no fsync of the file %s between the end of the fsync of a new/ (%d) and the return (%d); fsyncs at %v", name, data, dirEnd, ret, fsyncs)
+		if !slices.ContainsFunc(fsyncs, func(i int) bool { return dirStart < i && i < ret }) {
+			t.Errorf("%s: no fsync of the file %s between the start of the fsync of a new/ (%d) and the return (%d); fsyncs at %v", name, data, dirStart, ret, fsyncs)
 		}
 		if slices.ContainsFunc(fsyncs, func(i int) bool { return i < dataRen }) {
 			t.Errorf("%s: the file %s was fsynced before its rename (%d): fsyncs at %v", name, data, dataRen, fsyncs)
@@ -336,7 +375,7 @@ func TestOrderedFallback(t *testing.T) {
 			r := NewRootFS(root)
 			t.Cleanup(func() { r.Close() })
 			o := &orderedFS{FS: r, fds: map[uintptr]string{}}
-			watchOrdered(t, o)
+			watchOrdered(t, o, false)
 			if !tt.ok {
 				orderedCheck = func(uint64) (bool, string) { return false, "the file system is \"xfs\", not ext4" }
 			}
@@ -494,8 +533,8 @@ func TestOrderedCheckExt4(t *testing.T) {
 
 // TestOrderedFileSync: with FlushOrdered, a file and its hard link for a
 // second recipient are committed together or in two Commits; each Commit
-// fsyncs the file once, after the fsync of the new/ it renamed into, and
-// when that fsync fails, the Commit fails (451 4.3.0) and takes the
+// fsyncs the file once, with or after the fsync of the new/ it renamed
+// into (through AIO, or without), and when that fsync fails, the Commit fails (451 4.3.0) and takes the
 // message back out of new/ (the rename is done by then), leaving nothing
 // in tmp/ either; a link committed later then fails without a second
 // fsync, which might not report the error again.
@@ -504,18 +543,21 @@ func TestOrderedFileSync(t *testing.T) {
 		name     string
 		together bool
 		fail     bool
+		noAIO    bool
 	}{
-		{"together", true, false},
-		{"separately", false, false},
-		{"together, the fsync fails", true, true},
-		{"separately, the fsync fails", false, true},
+		{"together", true, false, false},
+		{"separately", false, false, false},
+		{"together, the fsync fails", true, true, false},
+		{"separately, the fsync fails", false, true, false},
+		{"together, no AIO", true, false, true},
+		{"separately, the fsync fails, no AIO", false, true, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			r := NewRootFS(root)
 			t.Cleanup(func() { r.Close() })
 			o := &orderedFS{FS: r, fds: map[uintptr]string{}}
-			watchOrdered(t, o)
+			watchOrdered(t, o, tt.noAIO)
 			s := newStore(t, Options{FS: o, Flush: FlushOrdered})
 			ctx := context.Background()
 			a, err := s.Stage(ctx, Mailbox{Path: "d/a"}, testContent)
@@ -557,19 +599,19 @@ func TestOrderedFileSync(t *testing.T) {
 					t.Errorf("%s/tmp holds %d files, want none", box, n)
 				}
 			}
-			// Each Commit's fsync of the file follows the fsync of the
-			// new/ it renamed into.
-			fsyncs, lastDirEnd := 0, -1
+			// Each Commit's fsync of the file follows the start of the
+			// fsync of the new/ it renamed into.
+			fsyncs, lastDirStart := 0, -1
 			for i, e := range o.log {
 				switch {
-				case strings.HasPrefix(e, "dirsync-end ") && strings.HasSuffix(e, "/new"):
-					lastDirEnd = i
+				case strings.HasPrefix(e, "dirsync-start ") && strings.HasSuffix(e, "/new"):
+					lastDirStart = i
 				case e == "fsync "+data:
 					fsyncs++
-					if lastDirEnd < 0 {
+					if lastDirStart < 0 {
 						t.Errorf("the file was fsynced at %d, before any fsync of new/", i)
 					}
-					lastDirEnd = -1
+					lastDirStart = -1
 				}
 			}
 			// A failed fsync is not retried for the link: the error
@@ -578,5 +620,109 @@ func TestOrderedFileSync(t *testing.T) {
 				t.Errorf("%d fsyncs of the file, want %d:\n%s", fsyncs, want, strings.Join(o.log, "\n"))
 			}
 		})
+	}
+}
+
+// TestOrderedBarrierRuns: the barrier's group commit under contention.
+// Every caller is answered only after a run that started after it asked
+// and that fsynced its file, with the directory first; runs are shared;
+// each caller gets its own file's result and the run's directory result;
+// two file systems (keys) run independently; an idle barrier keeps
+// nothing.
+func TestOrderedBarrierRuns(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"a/new", "b/new"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewRootFS(root)
+	t.Cleanup(func() { r.Close() })
+	var clock atomic.Int64 // logical time
+	type run struct {
+		start, end int64
+		fds        []int
+	}
+	var mu sync.Mutex
+	var runs []run
+	old := aioFsyncCall
+	t.Cleanup(func() { aioFsyncCall = old })
+	aioFsyncCall = func(fds []int, errs []error) error {
+		start := clock.Add(1)
+		var st unix.Stat_t
+		if err := unix.Fstat(fds[0], &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			t.Errorf("the run's first descriptor is not a directory: %v", err)
+		}
+		err := old(fds, errs)
+		for i, fd := range fds[1:] {
+			if fd%2 == 1 {
+				errs[1+i] = unix.EIO // odd descriptors fail, to check who gets what
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+		mu.Lock()
+		runs = append(runs, run{start, clock.Add(1), slices.Clone(fds)})
+		mu.Unlock()
+		return err
+	}
+	var b orderedBarrier
+	const callers, each = 32, 20
+	var wg sync.WaitGroup
+	for g := range callers {
+		wg.Go(func() {
+			key, dir := "a", "a/new"
+			if g%4 == 0 {
+				key, dir = "b", "b/new"
+			}
+			f, err := r.OpenFile(fmt.Sprintf("%s/f%d", dir, g), os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer f.Close()
+			fd := int(f.(fder).Fd())
+			for range each {
+				asked := clock.Add(1)
+				errs := []error{errors.New("not set")}
+				if err := b.sync(key, r, dir, []File{f}, errs); err != nil {
+					t.Errorf("directory: %v", err)
+				}
+				answered := clock.Add(1)
+				if want := fd%2 == 1; (errs[0] != nil) != want || (want && !errors.Is(errs[0], unix.EIO)) {
+					t.Errorf("descriptor %d got %v", fd, errs[0])
+				}
+				mu.Lock()
+				ok := slices.ContainsFunc(runs, func(r run) bool {
+					return r.start > asked && r.end < answered && slices.Contains(r.fds[1:], fd)
+				})
+				mu.Unlock()
+				if !ok {
+					t.Errorf("caller asked at %d, answered at %d, without a run that fsynced its file", asked, answered)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(runs) >= callers*each {
+		t.Errorf("%d runs for %d calls: no sharing", len(runs), callers*each)
+	}
+	t.Logf("%d runs for %d calls", len(runs), callers*each)
+	if len(b.groups) != 0 {
+		t.Errorf("an idle barrier keeps %d groups", len(b.groups))
+	}
+	// A directory that cannot be opened fails every caller of the run,
+	// and no file is fsynced in vain.
+	runs = nil
+	f, err := r.OpenFile("a/new/g", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	errs := make([]error, 1)
+	if err := b.sync("a", r, "gone/new", []File{f}, errs); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing directory: %v, want not-exist", err)
+	}
+	if len(runs) != 0 {
+		t.Errorf("%d fsync runs without a directory", len(runs))
 	}
 }

@@ -116,7 +116,8 @@ type Store struct {
 	chmod     bool // modes configured: fchmod what is created
 	homeFS    func(home string) FS
 
-	syncer     GroupSync // new/ fsyncs (FlushFsync, FlushOrdered) and syncfs barriers (FlushSyncfs), by key
+	syncer     GroupSync      // new/ fsyncs (FlushFsync) and syncfs barriers (FlushSyncfs), by key
+	ordered    orderedBarrier // FlushOrdered's barriers, by file system
 	flushMode  FlushMode
 	quietFlush bool         // the FlushAuto choice logged at debug level
 	fsOrdered  sync.Map     // fsID -> orderedAnswer: its file system allows FlushOrdered (FlushAuto too)
@@ -674,11 +675,12 @@ func writeContent(f File, c Content, size int64) error {
 // files' data, so nothing incomplete ever shows in new/; the second, which
 // starts after the renames, covers the directory entries. With
 // FlushOrdered the first is a write-back without a journal commit and
-// each file is fsynced last, after its new/ (see FlushOrdered). It
-// returns one error per file, nil for those now durably in new/. A file
-// whose barrier or rename failed is removed again, so it is neither in
-// tmp/ nor, as far as the file system lets us, in new/. Committed or aborted files are
-// skipped with a nil error. Every file must come from this Store.
+// each file is fsynced with its new/, in the second (see FlushOrdered).
+// It returns one error per file, nil for those now durably in new/. A
+// file whose barrier or rename failed is removed again, so it is neither
+// in tmp/ nor, as far as the file system lets us, in new/. Committed or
+// aborted files are skipped with a nil error. Every file must come from
+// this Store.
 func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	errs := make([]error, len(files))
 	s.flushData(ctx, files, errs)
@@ -691,6 +693,9 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		data *stagedFile // with syncfs: a file on the file system, still open
 		fs   bool        // with ordered: the file system's one directory barrier
 		idx  []int
+		// With ordered, the files of idx (each inode once), fsynced
+		// beside the directory.
+		files flushReq
 	}
 	// A message has a few barriers (one per maildir at most): a list
 	// searched in order costs less than a map, and one on the stack
@@ -734,8 +739,15 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 			err = s.syncer.Sync(b.key, func() error { return syncfsFile(b.data.f) })
 		case b.fs:
 			// Any new/ of the file system will do: on ext4 a
-			// directory's fsync commits the whole journal.
-			err = s.syncer.Sync(b.key, func() error { return fsyncDir(b.l.fs, b.dir) })
+			// directory's fsync commits the whole journal. The files
+			// are fsynced beside it, waiting for the same commit.
+			b.files = orderedFiles(files, b.idx)
+			fs := make([]File, len(b.files.files))
+			for i, d := range b.files.files {
+				fs[i] = d.f
+			}
+			b.files.errs = make([]error, len(fs))
+			err = s.ordered.sync(b.key, b.l.fs, b.dir, fs, b.files.errs)
 		default:
 			err = s.syncDir(b.l, b.dir)
 		}
@@ -768,10 +780,9 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 		}
 		wg.Wait()
 	}
-	// With FlushOrdered the files themselves last: their renames and
-	// links are committed now, so each fsync finds nothing to commit and
-	// costs at most a cache flush (see FlushOrdered).
-	s.syncOrdered(ctx, files, errs)
+	for j := range barriers {
+		s.orderedSynced(ctx, files, errs, &barriers[j].files)
+	}
 	for _, st := range files {
 		if st.state != staged {
 			st.end(st.state)
@@ -780,30 +791,30 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	return errs
 }
 
-// syncOrdered ends Commit under FlushOrdered: the file of every message
-// it put into new/ (or cur/) is fsynced, each inode once however many
-// links of it were committed, after the fsync of every new/ it went to.
-// Its renames and links marked it in their journal transactions, which
-// those directory fsyncs committed, so the fsync waits for no commit: it
-// returns the file's write-back errors and issues a cache flush. A file
-// whose fsync fails is taken back out of new/ with each of its links in
-// this Commit, as when a directory's fsync fails, and its links staged
-// for a later Commit fail there.
-func (s *Store) syncOrdered(ctx context.Context, files []*Staged, errs []error) {
+// orderedFiles lists the files of files[idx] that Commit put into new/
+// (or cur/) under FlushOrdered, each inode once however many links of it
+// were committed, for their fsync beside the directory barrier (see
+// FlushOrdered).
+func orderedFiles(files []*Staged, idx []int) flushReq {
 	var r flushReq
-	for i, st := range files {
+	for _, i := range idx {
+		st := files[i]
 		d := st.data
 		if st.state != committed || d == nil || d.kind != barrierOrdered || d.f == nil ||
-			slices.ContainsFunc(files[:i], func(o *Staged) bool { return o.data == d }) {
+			slices.ContainsFunc(r.files, func(o *stagedFile) bool { return o == d }) {
 			continue
 		}
 		r.files = append(r.files, d)
 	}
-	if len(r.files) == 0 {
-		return
-	}
-	r.errs = make([]error, len(r.files))
-	fsyncBatch([]*flushReq{&r})
+	return r
+}
+
+// orderedSynced ends Commit under FlushOrdered with the result of the
+// files' fsyncs (r, from orderedFiles). A file whose fsync failed is taken
+// back out of new/ with each of its links in this Commit, as when a
+// directory's fsync fails, and its links staged for a later Commit fail
+// there.
+func (s *Store) orderedSynced(ctx context.Context, files []*Staged, errs []error, r *flushReq) {
 	for k, d := range r.files {
 		if r.errs[k] == nil {
 			continue
