@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/lmtpd/lmtpd/protocol"
 )
@@ -189,24 +187,4 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// clockThreadCPUTime is Linux's CLOCK_THREAD_CPUTIME_ID, which package
-// syscall does not name. (getrusage's RUSAGE_THREAD is no substitute: for
-// the running thread it lags by up to a scheduler tick, and the step takes
-// tens of microseconds.)
-const clockThreadCPUTime = 3
-
-var errNoThreadClock = errors.New("no per-thread CPU clock known on " + runtime.GOOS)
-
-// threadCPU is the CPU time of the calling thread so far.
-func threadCPU() (time.Duration, error) {
-	if runtime.GOOS != "linux" {
-		return 0, errNoThreadClock
-	}
-	var ts syscall.Timespec
-	if _, _, e := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
-		return 0, e
-	}
-	return time.Duration(ts.Nano()), nil
 }

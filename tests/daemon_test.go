@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package tests holds end-to-end tests of the lmtpd binary: TestMain
 // builds it once with coverage, and each test runs it as a process on a
 // temporary directory with its own configuration, talking to it over unix

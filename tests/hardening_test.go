@@ -1,3 +1,5 @@
+//go:build linux
+
 package tests
 
 // End-to-end tests of issue 19's daemon defects: deliver's exit status on

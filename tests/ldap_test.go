@@ -1,3 +1,5 @@
+//go:build linux
+
 package tests
 
 import (
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/testproc"
 )
 
 // privateSlapd starts a slapd of its own on a loopback port, with the
@@ -59,7 +63,7 @@ func privateSlapd(t *testing.T, dir string) (url string, cmd *exec.Cmd) {
 	var log bytes.Buffer
 	cmd = exec.Command("/usr/sbin/slapd", "-f", filepath.Join(sd, "slapd.conf"), "-h", url+"/", "-d", "0")
 	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = testproc.DieWithParent(nil)
 	if err := cmd.Start(); err != nil {
 		fail(err)
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package tests
 
 import (
@@ -17,6 +19,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // the test's own connection, as root
 
 	"github.com/lmtpd/lmtpd/internal/readmetest"
+	"github.com/lmtpd/lmtpd/internal/testproc"
 )
 
 // mariaDB is a private MariaDB server: a data directory and a unix
@@ -93,7 +96,7 @@ func (m *mariaDB) start() error {
 		"--skip-networking", "--pid-file="+filepath.Join(m.dir, "my.pid"), "--log-error="+filepath.Join(m.dir, "error.log"),
 		"--innodb-buffer-pool-size=16M", "--skip-log-bin", "--max-connections=30")
 	cmd.Dir = m.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: m.cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = testproc.DieWithParent(&syscall.SysProcAttr{Credential: m.cred})
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/lmtpd/lmtpd/directory"
+	"github.com/lmtpd/lmtpd/internal/testproc"
 )
 
 // One private slapd serves the whole package test run: started by the
@@ -149,7 +150,7 @@ func (s *slapd) start() error {
 	s.log = &bytes.Buffer{}
 	cmd := exec.Command(slapdBin, "-f", filepath.Join(s.dir, "slapd.conf"), "-h", s.url+"/ "+s.ldapsURL+"/", "-d", "0")
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = testproc.DieWithParent(nil)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the test's own connection, as postgres
+
+	"github.com/lmtpd/lmtpd/internal/testproc"
 )
 
 // Server is a running private PostgreSQL. Its superuser is "postgres",
@@ -122,7 +124,7 @@ func Start(t testing.TB) *Server {
 	}
 	cmd := exec.Command(postgres, "-D", filepath.Join(dir, "data"), "-k", dir, "-c", "listen_addresses=",
 		"-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = testproc.DieWithParent(&syscall.SysProcAttr{Credential: cred})
 	logFile := filepath.Join(dir, "postgres.log")
 	lf, err := os.Create(logFile)
 	if err != nil {

@@ -233,7 +233,7 @@ func TestNotInProduct(t *testing.T) {
 	for _, p := range strings.Fields(string(out)) {
 		switch p {
 		case "github.com/lmtpd/lmtpd/internal/wiretest", "github.com/lmtpd/lmtpd/internal/pgtest", "github.com/lmtpd/lmtpd/internal/dovecottest",
-			"github.com/lmtpd/lmtpd/internal/readmetest":
+			"github.com/lmtpd/lmtpd/internal/readmetest", "github.com/lmtpd/lmtpd/internal/testproc":
 			t.Errorf("cmd/lmtpd depends on the test-support package %s", p)
 		}
 	}

@@ -1,6 +1,9 @@
+//go:build linux
+
 // Package peers holds end-to-end tests that run the real lmtpd binary as a
 // process and drive it with real mail software and misbehaving clients.
-// It has no code of its own: everything is in the _test.go files.
+// It has no code of its own: everything is in the _test.go files, which
+// build on Linux alone, where the peers come from (Debian packages).
 //
 // TestMain builds cmd/lmtpd once, with coverage instrumentation (and with
 // the race detector when the tests themselves run under -race). Each test
