@@ -178,7 +178,7 @@ negative_cache_ttl = "0s"
 		t.Errorf("carol has %d messages, want 1", got)
 	}
 
-	if err := slapd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := testproc.Stop(slapd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	c.cmd("MAIL FROM:<sender@elsewhere.test>", "250 ")

@@ -198,25 +198,16 @@ func (s *slapd) signal(t *testing.T, sig syscall.Signal) {
 	if s.cmd == nil {
 		t.Fatal("slapd is not running")
 	}
+	if sig == syscall.SIGSTOP {
+		// Signals are asynchronous: Stop waits until it has stopped.
+		if err := testproc.Stop(s.cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
 	}
-	if sig != syscall.SIGSTOP {
-		return
-	}
-	// Signals are asynchronous: wait until the process is stopped.
-	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		b, err := os.ReadFile(stat)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// "pid (comm) state ...": the state follows the last ')'.
-		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
-			return
-		}
-	}
-	t.Fatal("slapd did not stop")
 }
 
 // writeCert writes a self-signed certificate for 127.0.0.1 and its key

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/testproc"
 )
 
 func TestMain(m *testing.M) {
@@ -293,18 +295,18 @@ func (s *server) signalTree(sig syscall.Signal) error {
 		return errors.New(s.name + " is not running")
 	}
 	if sig == syscall.SIGSTOP {
-		// The parent first, so it forks no new child meanwhile.
+		// The parent first, so it forks no new child meanwhile; then
+		// each descendant, waiting until all have stopped (signals are
+		// asynchronous).
 		if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
 			return err
 		}
+		return testproc.Stop(append([]int{s.cmd.Process.Pid}, descendants(s.cmd.Process.Pid)...)...)
 	}
 	for _, pid := range descendants(s.cmd.Process.Pid) {
 		syscall.Kill(pid, sig)
 	}
-	if sig != syscall.SIGSTOP {
-		return syscall.Kill(-s.cmd.Process.Pid, sig)
-	}
-	return nil
+	return syscall.Kill(-s.cmd.Process.Pid, sig)
 }
 
 // descendants lists the processes below pid, from /proc.

@@ -82,6 +82,13 @@ func (s *Server) Signal(sig syscall.Signal) {
 			pids = append(pids, child)
 		}
 	}
+	if sig == syscall.SIGSTOP {
+		// Signals are asynchronous: Stop waits until all have stopped.
+		if err := testproc.Stop(pids...); err != nil {
+			s.t.Errorf("stop PostgreSQL: %v", err)
+		}
+		return
+	}
 	for _, p := range pids {
 		if err := syscall.Kill(p, sig); err != nil {
 			s.t.Logf("signal %v to %d: %v", sig, p, err)
