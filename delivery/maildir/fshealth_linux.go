@@ -101,6 +101,21 @@ func (h *fsHealth) check(ctx context.Context, key string, l loc, dir string) err
 	return nil
 }
 
+// checkOpen is check for a directory the caller holds open and has just
+// synced, with nothing to share: FlushOrdered's barrier, whose run checks
+// after its own fsyncs, for every Commit it covers, on the descriptor it
+// synced (see orderedBarrier). dir names it in errors.
+func (h *fsHealth) checkOpen(ctx context.Context, d File, dir string) error {
+	fd, ok := d.(fder)
+	if !ok {
+		return nil
+	}
+	if err := h.probe(ctx, int(fd.Fd()), dir); err != nil {
+		return ReplyIOError.Wrap(err)
+	}
+	return nil
+}
+
 // probe checks the file system of the directory fd, named dir in errors:
 // statfs(2) for ST_RDONLY (a remount, and before Linux 6.15 ext4's own
 // errors=remount-ro); on ext4 then two futimens(2) of the directory: the

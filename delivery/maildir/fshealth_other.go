@@ -12,3 +12,6 @@ type fsHealth struct{}
 
 // check does nothing here.
 func (*fsHealth) check(context.Context, string, loc, string) error { return nil }
+
+// checkOpen does nothing here.
+func (*fsHealth) checkOpen(context.Context, File, string) error { return nil }

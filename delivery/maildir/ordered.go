@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"context"
 	"os"
 	"sync"
 )
@@ -23,8 +24,15 @@ import (
 // microseconds of each other, the directory first; elsewhere, or where
 // AIO is refused, the files are fsynced after the directory.
 //
-// The zero value is ready to use; safe for concurrent use.
+// After its fsyncs, a run checks the file system (fsHealth) on the
+// directory it synced, once for all its Commits: a barrier's success
+// alone does not prove the renames kept (see fshealth_linux.go).
+//
+// The zero value is ready to use, without the check; safe for
+// concurrent use.
 type orderedBarrier struct {
+	health *fsHealth // the check after each run; nil: none
+
 	mu     sync.Mutex
 	groups map[string]*orderedGroup
 }
@@ -38,7 +46,8 @@ type orderedGroup struct {
 // orderedRun is one barrier: a directory and the files of the Commits
 // it covers.
 type orderedRun struct {
-	fsys   FS
+	ctx    context.Context // the first Commit's: its logger says when the check fails
+	l      loc
 	dir    string  // the first Commit's new/ (or cur/): any of the file system will do
 	files  []File  // every Commit's files, in the order they joined
 	errs   []error // the files' results, once done is closed
@@ -46,10 +55,11 @@ type orderedRun struct {
 	done   chan struct{}
 }
 
-// sync fsyncs dir (of fsys) and files, or joins a run of other Commits of
-// the same file system (key) that has not started yet, and returns the
-// directory's result; the files' results are put in errs (len(files)).
-func (b *orderedBarrier) sync(key string, fsys FS, dir string, files []File, errs []error) error {
+// sync fsyncs dir (reached through l) and files, or joins a run of other
+// Commits of the same file system (key) that has not started yet, and
+// returns the directory's result, or the check's after it; the files'
+// results are put in errs (len(files)).
+func (b *orderedBarrier) sync(ctx context.Context, key string, l loc, dir string, files []File, errs []error) error {
 	b.mu.Lock()
 	if b.groups == nil {
 		b.groups = make(map[string]*orderedGroup)
@@ -61,7 +71,7 @@ func (b *orderedBarrier) sync(key string, fsys FS, dir string, files []File, err
 	}
 	r := g.next
 	if r == nil {
-		r = &orderedRun{fsys: fsys, dir: dir, done: make(chan struct{})}
+		r = &orderedRun{ctx: ctx, l: l, dir: dir, done: make(chan struct{})}
 		g.next = r
 	}
 	off := len(r.files)
@@ -85,7 +95,7 @@ func (b *orderedBarrier) sync(key string, fsys FS, dir string, files []File, err
 func (b *orderedBarrier) runFrom(key string, g *orderedGroup, r *orderedRun) {
 	for r != nil {
 		r.errs = make([]error, len(r.files))
-		r.dirErr = r.run()
+		r.dirErr = r.run(b.health)
 		b.mu.Lock()
 		next := g.next
 		g.next = nil
@@ -101,16 +111,20 @@ func (b *orderedBarrier) runFrom(key string, g *orderedGroup, r *orderedRun) {
 	}
 }
 
-// run opens the directory and fsyncs it and the files together
-// (fsyncTogether), closing it again.
-func (r *orderedRun) run() error {
-	d, err := r.fsys.OpenFile(r.dir, os.O_RDONLY, 0)
+// run opens the directory, fsyncs it and the files together
+// (fsyncTogether), checks the file system on it (h, if not nil) and
+// closes it again.
+func (r *orderedRun) run(h *fsHealth) error {
+	d, err := r.l.fs.OpenFile(r.dir, os.O_RDONLY, 0)
 	if err != nil {
 		// No barrier: the files' Commits fail and take them back, so
 		// their fsyncs would be of no use.
 		return err
 	}
 	err = fsyncTogether(d, r.files, r.errs)
+	if err == nil && h != nil {
+		err = h.checkOpen(r.ctx, d, r.l.show(r.dir))
+	}
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}

@@ -684,7 +684,7 @@ func TestOrderedBarrierRuns(t *testing.T) {
 			for range each {
 				asked := clock.Add(1)
 				errs := []error{errors.New("not set")}
-				if err := b.sync(key, r, dir, []File{f}, errs); err != nil {
+				if err := b.sync(context.Background(), key, loc{fs: r}, dir, []File{f}, errs); err != nil {
 					t.Errorf("directory: %v", err)
 				}
 				answered := clock.Add(1)
@@ -719,7 +719,7 @@ func TestOrderedBarrierRuns(t *testing.T) {
 	}
 	defer f.Close()
 	errs := make([]error, 1)
-	if err := b.sync("a", r, "gone/new", []File{f}, errs); !errors.Is(err, fs.ErrNotExist) {
+	if err := b.sync(context.Background(), "a", loc{fs: r}, "gone/new", []File{f}, errs); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a missing directory: %v, want not-exist", err)
 	}
 	if len(runs) != 0 {

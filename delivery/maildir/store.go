@@ -175,6 +175,7 @@ func New(opts Options) (*Store, error) {
 	if s.tmpMaxAge <= 0 {
 		s.tmpMaxAge = DefaultTmpMaxAge
 	}
+	s.ordered.health = &s.health
 	return s, nil
 }
 
@@ -733,6 +734,7 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 	}
 	run := func(b *barrier) {
 		var err error
+		checked := false // the file system checked after the barrier
 		switch {
 		case b.data != nil:
 			// The file's own descriptor: no directory to open.
@@ -747,11 +749,13 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 				fs[i] = d.f
 			}
 			b.files.errs = make([]error, len(fs))
-			err = s.ordered.sync(b.key, b.l.fs, b.dir, fs, b.files.errs)
+			// The run checks the file system itself, once for all.
+			err = s.ordered.sync(ctx, b.key, b.l, b.dir, fs, b.files.errs)
+			checked = true
 		default:
 			err = s.syncDir(b.l, b.dir)
 		}
-		if err == nil {
+		if err == nil && !checked {
 			// A barrier's success does not prove the file system kept
 			// the renames (ext4 after a journal abort): see fshealth_linux.go.
 			err = s.health.check(ctx, b.key, b.l, b.dir)
