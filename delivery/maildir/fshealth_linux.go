@@ -37,7 +37,9 @@ import (
 // barriers, by the commits that ask for it while one runs (a GroupSync:
 // a commit is covered by a check that started after its barrier
 // returned), so it costs a few system calls per barrier group, not per
-// message. The zero value is ready to use; safe for concurrent use.
+// message; FlushOrdered's barrier runs it itself, after its fsyncs, on
+// the directory it synced (checkOpen). The zero value is ready to use;
+// safe for concurrent use.
 type fsHealth struct {
 	runs GroupSync
 
