@@ -22,6 +22,9 @@ command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 command -v zsh     >/dev/null 2>&1 || need+=(zsh)
 # The power-cut test (powercut_test.go): mkfs.ext4, e2fsck, chattr.
 command -v e2fsck >/dev/null 2>&1 && command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
+# delivery/maildir's TestOtherFileSystems delivers on XFS and Btrfs.
+command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: missing ${need[*]} (not root or no apt-get): end-to-end tests will skip" >&2

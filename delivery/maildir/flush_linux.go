@@ -181,8 +181,8 @@ func orderedFile(f File) error {
 	return nil
 }
 
-// orderedCheck reports whether FlushOrdered is safe on the file system of
-// device dev, and if not, why. Tests replace it.
+// orderedCheck reports whether FlushOrdered is safe on the file system
+// id, and if not, why. Tests replace it.
 var orderedCheck = checkOrdered
 
 // checkOrdered: ext4 (from /proc/self/mountinfo), mounted with
@@ -192,16 +192,21 @@ var orderedCheck = checkOrdered
 // from /proc where the device is unreadable: ext4ProcProblem), on Linux
 // 5.8 or later (see orderedMajor), and, where the superblock shows it,
 // without fast_commit.
-func checkOrdered(dev uint64) (bool, string) {
+func checkOrdered(id fsID) (bool, string) {
 	if !kernelAtLeast(kernelRelease(), orderedMajor, orderedMinor) {
 		return false, "the kernel is older than 5.8"
 	}
-	maj, mnr := unix.Major(dev), unix.Minor(dev)
+	maj, mnr := unix.Major(id.dev), unix.Minor(id.dev)
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return false, err.Error()
 	}
-	if t := mountFSType(string(mi), maj, mnr); t != "ext4" {
+	if t := mountFSType(string(mi), maj, mnr); t != "ext4" || id.typ != unix.EXT4_SUPER_MAGIC {
+		if t == "" || t == "ext4" {
+			// Not found by device (Btrfs, for one, gives its files a
+			// device number of each subvolume's own): by its type.
+			t = fsMagicName(id.typ)
+		}
 		return false, fmt.Sprintf("the file system is %q, not ext4", t)
 	}
 	ue, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/uevent", maj, mnr))
@@ -265,6 +270,34 @@ func ext4ProcProblem(dev string) string {
 		return "no internal journal listed in " + jbd2Proc
 	}
 	return ""
+}
+
+// fsMagicName names a file system by its statfs(2) type, for messages:
+// the common ones by name, others by number.
+func fsMagicName(typ int64) string {
+	switch typ {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext2/ext3/ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.NFS_SUPER_MAGIC:
+		return "nfs"
+	case unix.F2FS_SUPER_MAGIC:
+		return "f2fs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlay"
+	case unix.FUSE_SUPER_MAGIC:
+		return "fuse"
+	case unix.CIFS_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC:
+		return "cifs"
+	case 0x2fc12fc1:
+		return "zfs"
+	}
+	return fmt.Sprintf("type %#x", typ)
 }
 
 // mountFSType returns the file system type of a mount of device maj:mnr
@@ -366,7 +399,7 @@ func orderedKey(kinds *sync.Map, f File) (key string, ok bool, why string, first
 	}
 	v, known := kinds.Load(id)
 	if !known {
-		ok, why := orderedCheck(id.dev)
+		ok, why := orderedCheck(id)
 		v, known = kinds.LoadOrStore(id, orderedAnswer{ok: ok, why: why, key: "o\x00" + id.String()})
 		first = !known
 	}

@@ -383,7 +383,7 @@ func TestFlushAnswerAfterRemount(t *testing.T) {
 	}
 	oldCheck := orderedCheck
 	checks := 0
-	orderedCheck = func(uint64) (bool, string) { checks++; return true, "" }
+	orderedCheck = func(fsID) (bool, string) { checks++; return true, "" }
 	t.Cleanup(func() { orderedCheck = oldCheck })
 	var ordered sync.Map
 

@@ -157,7 +157,7 @@ func TestCommitFSFailed(t *testing.T) {
 		t.Run(flush.String(), func(t *testing.T) {
 			if flush == FlushOrdered {
 				old := orderedCheck
-				orderedCheck = func(uint64) (bool, string) { return true, "" }
+				orderedCheck = func(fsID) (bool, string) { return true, "" }
 				t.Cleanup(func() { orderedCheck = old })
 			}
 			root := t.TempDir()
@@ -189,8 +189,15 @@ func TestCommitFSFailed(t *testing.T) {
 // be made on loop devices here.
 func needLoopExt4(t *testing.T, tools ...string) {
 	t.Helper()
+	needLoopFS(t, "mkfs.ext4", tools...)
+}
+
+// needLoopFS skips (fails under CI=true) unless file systems can be made
+// with mkfs on loop devices here, and tools are there too.
+func needLoopFS(t *testing.T, mkfs string, tools ...string) {
+	t.Helper()
 	needRoot(t)
-	for _, tool := range append([]string{"losetup", "mkfs.ext4", "mount", "umount"}, tools...) {
+	for _, tool := range append([]string{"losetup", mkfs, "mount", "umount"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
 				t.Fatalf("%s is missing", tool)
@@ -204,6 +211,15 @@ func needLoopExt4(t *testing.T, tools ...string) {
 // temporary directory, mounts it, and returns the image, the device's
 // name and the mount point; cleanup unmounts and detaches it.
 func loopExt4(t *testing.T) (img, dev, mnt string) {
+	t.Helper()
+	return loopFS(t, 32<<20, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0")
+}
+
+// loopFS makes a file system with mkfs (and its arguments, the image
+// last) on a loop device over a sparse image of size bytes in a
+// temporary directory, mounts it, and returns the image, the device's
+// name and the mount point; cleanup unmounts and detaches it.
+func loopFS(t *testing.T, size int64, mkfs string, args ...string) (img, dev, mnt string) {
 	t.Helper()
 	sh := func(name string, args ...string) string {
 		t.Helper()
@@ -219,8 +235,8 @@ func loopExt4(t *testing.T) (img, dev, mnt string) {
 	if err := os.WriteFile(img, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	os.Truncate(img, 32<<20)
-	sh("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", img)
+	os.Truncate(img, size)
+	sh(mkfs, append(args, img)...)
 	loop := sh("losetup", "-f", "--show", img)
 	t.Cleanup(func() {
 		exec.Command("chattr", "-i", img).Run()
@@ -228,7 +244,7 @@ func loopExt4(t *testing.T) (img, dev, mnt string) {
 			t.Logf("losetup -d %s: %v %s", loop, err, out)
 		}
 	})
-	sh("mount", "-t", "ext4", loop, mnt)
+	sh("mount", loop, mnt)
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 			t.Logf("umount %s: %v %s", mnt, err, out)

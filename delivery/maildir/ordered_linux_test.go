@@ -168,7 +168,7 @@ func (o *orderedFS) Rename(old, new string) error {
 // noAIO, through the Files' Sync (fsyncAfter).
 func watchOrdered(t *testing.T, o *orderedFS, noAIO bool) {
 	oldCheck, oldSfr, oldAIO := orderedCheck, sfrCall, aioFsyncCall
-	orderedCheck = func(uint64) (bool, string) { return true, "" }
+	orderedCheck = func(fsID) (bool, string) { return true, "" }
 	aioFsyncCall = func(fds []int, errs []error) error {
 		if noAIO {
 			return errAIORefused
@@ -377,7 +377,7 @@ func TestOrderedFallback(t *testing.T) {
 			o := &orderedFS{FS: r, fds: map[uintptr]string{}}
 			watchOrdered(t, o, false)
 			if !tt.ok {
-				orderedCheck = func(uint64) (bool, string) { return false, "the file system is \"xfs\", not ext4" }
+				orderedCheck = func(fsID) (bool, string) { return false, "the file system is \"xfs\", not ext4" }
 			}
 			s := newStore(t, Options{FS: o, Flush: tt.mode})
 			var logs bytes.Buffer
@@ -495,11 +495,8 @@ func TestOrderedCheckExt4(t *testing.T) {
 			t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
 			sh(t, "mount", append(append([]string{"-t", "ext4"}, tt.mount...), loop, mnt)...)
 			t.Cleanup(func() { exec.Command("umount", mnt).Run() })
-			var st unix.Stat_t
-			if err := unix.Stat(mnt, &st); err != nil {
-				t.Fatal(err)
-			}
-			ok, why := checkOrdered(st.Dev)
+			id := pathFS(t, mnt)
+			ok, why := checkOrdered(id)
 			if ok != tt.ok || !strings.Contains(why, tt.reason) {
 				t.Errorf("checkOrdered: %v, %q; want %v, %q", ok, why, tt.ok, tt.reason)
 			}
@@ -507,7 +504,7 @@ func TestOrderedCheckExt4(t *testing.T) {
 			// device (User=lmtpd): the same answer, from /proc.
 			read := readSuperblock
 			readSuperblock = func(string) ([]byte, error) { return nil, os.ErrPermission }
-			ok, why = checkOrdered(st.Dev)
+			ok, why = checkOrdered(id)
 			readSuperblock = read
 			want, reason := tt.ok, tt.reason
 			switch tt.procReason {
@@ -523,10 +520,9 @@ func TestOrderedCheckExt4(t *testing.T) {
 		})
 	}
 	// A tmpfs is refused by its type.
-	var st unix.Stat_t
-	if unix.Stat("/dev/shm", &st) == nil {
-		if ok, why := checkOrdered(st.Dev); ok {
-			t.Errorf("/dev/shm passes the check (%q)", why)
+	if _, err := os.Stat("/dev/shm"); err == nil {
+		if ok, why := checkOrdered(pathFS(t, "/dev/shm")); ok || !strings.Contains(why, "tmpfs") {
+			t.Errorf("/dev/shm: %v, %q; want refused as tmpfs", ok, why)
 		}
 	}
 }
@@ -725,4 +721,19 @@ func TestOrderedBarrierRuns(t *testing.T) {
 	if len(runs) != 0 {
 		t.Errorf("%d fsync runs without a directory", len(runs))
 	}
+}
+
+// pathFS is the file system of path, as the Store learns it of a file.
+func pathFS(t *testing.T, path string) fsID {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	id, err := fileFS(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
