@@ -101,7 +101,8 @@ import (
 // mounting replays the log (xfs_repair refuses a dirty one), then, after
 // an unmount, xfs_repair -n must find nothing; if it does, its report is
 // logged, xfs_repair repairs and xfs_repair -n must then be clean, as
-// e2fsck -y then -n does on ext4.
+// e2fsck -y then -n does on ext4 (TestPowerCutXFSRepair checks that step
+// on a damaged file system).
 //
 // Bounded for make test: on ext4 one round of each kind and barrier, on
 // XFS one round of each kind with "auto", 300 messages from 200
@@ -310,6 +311,47 @@ func (d *pcDisk) repairXFS() string {
 		d.t.Errorf("the file system is not clean after repair: %v\n%s", err, out2)
 	}
 	return "repaired what -n found after the log replay (mount; both reports logged above)"
+}
+
+// TestPowerCutXFSRepair: the XFS repair step reports a clean file system
+// as clean, and repairs one xfs_repair -n finds damaged (a file's link
+// count raised with xfs_db), so that the power-cut rounds' report of it
+// can be trusted. The rounds themselves have found nothing to repair.
+func TestPowerCutXFSRepair(t *testing.T) {
+	needPowercut(t, "xfs")
+	if _, err := exec.LookPath("xfs_db"); err != nil {
+		t.Skipf("SKIPPED: no xfs_db (xfsprogs)")
+	}
+	for _, tc := range []struct {
+		name    string
+		corrupt bool
+		want    string
+	}{
+		{"clean", false, "-n found no problems"},
+		{"nlink", true, "repaired what -n found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newPCDisk(t, tempDir(t), "xfs", 320<<20)
+			d.attach()
+			if err := os.Mkdir(filepath.Join(d.mnt, "a"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d.mnt, "a", "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d.teardown()
+			if tc.corrupt {
+				pcSh(t, "xfs_db", "-x", "-c", "path /a/f", "-c", "write core.nlinkv2 5", d.img)
+			}
+			if got := d.fsck(); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("repair step: %q, want it to start %q", got, tc.want)
+			}
+			out, err := exec.Command("xfs_repair", "-n", "-f", d.img).CombinedOutput()
+			if err != nil {
+				t.Errorf("xfs_repair -n after the repair step: %v\n%s", err, out)
+			}
+		})
+	}
 }
 
 // stamp is what a write to the image would change.
