@@ -97,8 +97,8 @@ package:
 	@GO=$(GO) VERSION=$(VERSION) COMMIT=$(COMMIT) bash scripts/package.sh -o dist
 
 # The power-cut test at length: ROUNDS (default 10) rounds of MESSAGES
-# (default 2000) deliveries into ext4 on a loop device whose writes are cut
-# at a random moment (tests/powercut_test.go; root and loop devices).
+# (default 2000) deliveries into ext4 and XFS on a loop device whose writes
+# are cut at a random moment (tests/powercut_test.go; root and loop devices).
 .PHONY: crash
 crash:
 	LMTPD_POWERCUT_ROUNDS=$${ROUNDS:-10} LMTPD_POWERCUT_MESSAGES=$${MESSAGES:-2000} \

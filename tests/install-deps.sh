@@ -22,7 +22,8 @@ command -v ldapadd >/dev/null 2>&1 || need+=(ldap-utils)
 command -v zsh     >/dev/null 2>&1 || need+=(zsh)
 # The power-cut test (powercut_test.go): mkfs.ext4, e2fsck, chattr.
 command -v e2fsck >/dev/null 2>&1 && command -v chattr >/dev/null 2>&1 || need+=(e2fsprogs)
-# delivery/maildir's TestOtherFileSystems delivers on XFS and Btrfs.
+# delivery/maildir's TestOtherFileSystems delivers on XFS and Btrfs; the
+# power-cut test also runs on XFS (mkfs.xfs, xfs_repair).
 command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
 command -v mkfs.btrfs >/dev/null 2>&1 || need+=(btrfs-progs)
 [ ${#need[@]} -eq 0 ] && exit 0

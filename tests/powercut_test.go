@@ -5,6 +5,7 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,12 +26,13 @@ import (
 )
 
 // The power-cut test (issue 18 item 3): lmtpd delivers into maildirs on an
-// ext4 file system of its own, on a loop device over a file in a temporary
-// directory, while many clients send at once. At a random moment every
-// write to the disk starts failing, as if it had lost power (or as
+// ext4 or XFS file system of its own, on a loop device over a file in a
+// temporary directory, while many clients send at once. At a random moment
+// every write to the disk starts failing, as if it had lost power (or as
 // dm-flakey's error_writes does); lmtpd keeps running for a moment and is
-// then killed. The image is checked and repaired with e2fsck, mounted
-// again, and every maildir is compared with what the clients were told.
+// then killed. The image is checked and repaired (ext4: e2fsck; XFS: a
+// mount, which replays the log, then xfs_repair), mounted again, and every
+// maildir is compared with what the clients were told.
 //
 // This kernel has no device-mapper (no dm-flakey, no dm-log-writes), so
 // the cut is made on the loop device's backing file instead: once it is
@@ -51,8 +54,8 @@ import (
 //
 // Checked: every recipient acknowledged with 250 before the cut has the
 // message whole in its new/; no file in new/ is empty, truncated or
-// foreign; no message is in a maildir twice; e2fsck leaves a consistent
-// file system. Then lmtpd
+// foreign; no message is in a maildir twice; the file system is
+// consistent after its repair step. Then lmtpd
 // starts again on the recovered file system (and its recovered dedup
 // journal) and the clients resend what was not acknowledged, as an MTA
 // would: lmtpd must accept every resend, and each message must end up in
@@ -91,14 +94,43 @@ import (
 // unflushed file can be seen half-written), and the same resend and
 // replay checks follow.
 //
-// Bounded for make test: one round of each kind and barrier, 300
-// messages from 200 connections. make crash runs more rounds with more
-// messages (LMTPD_POWERCUT_ROUNDS, LMTPD_POWERCUT_MESSAGES,
-// LMTPD_POWERCUT_CONNS). Needs root, losetup, mkfs.ext4, e2fsck and
-// chattr; without them the test skips, and fails under CI=true.
+// XFS (the default file system of RHEL-like systems) runs the same
+// rounds: there "auto" must choose "fsync" (file fsync, link or rename
+// into new/, fsync of new/) and say that the file system is XFS; "fsync"
+// and "syncfs" are run too ("ordered" is ext4's alone). Its repair step:
+// mounting replays the log (xfs_repair refuses a dirty one), then, after
+// an unmount, xfs_repair -n must find nothing; if it does, its report is
+// logged, xfs_repair repairs and xfs_repair -n must then be clean, as
+// e2fsck -y then -n does on ext4 (TestPowerCutXFSRepair checks that step
+// on a damaged file system).
+//
+// Bounded for make test: on ext4 one round of each kind and barrier, on
+// XFS one round of each kind with "auto", 300 messages from 200
+// connections. make crash runs more rounds with more messages, and every
+// barrier on XFS (LMTPD_POWERCUT_ROUNDS, LMTPD_POWERCUT_MESSAGES,
+// LMTPD_POWERCUT_CONNS). Needs root, losetup, chattr, mkfs.ext4 and
+// e2fsck, and for XFS mkfs.xfs and xfs_repair; without them the test
+// skips, and fails under CI=true. A kernel without XFS skips the XFS
+// rounds, CI or not (tests/install-deps.sh cannot install one).
 
-// powercutTools are the programs the test runs.
-var powercutTools = []string{"losetup", "mkfs.ext4", "e2fsck", "chattr", "mount", "umount"}
+// powercutTools are the programs the test runs on every file system (key
+// ""), and those of each kind.
+var powercutTools = map[string][]string{
+	"":     {"losetup", "chattr", "mount", "umount"},
+	"ext4": {"mkfs.ext4", "e2fsck"},
+	"xfs":  {"mkfs.xfs", "xfs_repair"},
+}
+
+// pcFileSystems are the file systems the rounds run on, with the flush
+// modes that apply there: modes in every run, more only in make crash's
+// (LMTPD_POWERCUT_ROUNDS set), to keep make test bounded.
+var pcFileSystems = []struct {
+	kind        string
+	modes, more []string
+}{
+	{"ext4", []string{"auto", "fsync", "syncfs", "ordered"}, nil},
+	{"xfs", []string{"auto"}, []string{"fsync", "syncfs"}},
+}
 
 func powercutEnvInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
@@ -108,14 +140,20 @@ func powercutEnvInt(name string, def int) int {
 }
 
 // needPowercut skips (or fails under CI=true) unless loop devices and the
-// tools work here.
-func needPowercut(t *testing.T) {
+// tools for a file system of the kind work here. A kernel without XFS
+// skips its rounds, CI or not; ext4 is the baseline and is not excused.
+func needPowercut(t *testing.T, kind string) {
 	t.Helper()
+	if kind != "ext4" {
+		if fss, err := os.ReadFile("/proc/filesystems"); err != nil || !strings.Contains(string(fss), "\t"+kind+"\n") {
+			t.Skipf("SKIPPED: this kernel has no %s (/proc/filesystems)", kind)
+		}
+	}
 	var missing []string
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
 	}
-	for _, tool := range powercutTools {
+	for _, tool := range slices.Concat(powercutTools[""], powercutTools[kind]) {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}
@@ -145,9 +183,10 @@ func pcSh(t *testing.T, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// pcDisk is an ext4 file system in an image file on a loop device.
+// pcDisk is an ext4 or XFS file system in an image file on a loop device.
 type pcDisk struct {
 	t     *testing.T
+	kind  string // "ext4" or "xfs", as mount -t takes it
 	img   string
 	mnt   string
 	loop  string // the loop device while attached
@@ -155,9 +194,9 @@ type pcDisk struct {
 	mount bool
 }
 
-func newPCDisk(t *testing.T, dir string, size int64) *pcDisk {
+func newPCDisk(t *testing.T, dir, kind string, size int64) *pcDisk {
 	t.Helper()
-	d := &pcDisk{t: t, img: filepath.Join(dir, "disk.img"), mnt: filepath.Join(dir, "fs")}
+	d := &pcDisk{t: t, kind: kind, img: filepath.Join(dir, "disk.img"), mnt: filepath.Join(dir, "fs")}
 	if err := os.MkdirAll(d.mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -169,9 +208,18 @@ func newPCDisk(t *testing.T, dir string, size int64) *pcDisk {
 		t.Fatal(err)
 	}
 	f.Close()
-	// Inode tables and journal written now, not by a kernel thread during
-	// the run.
-	pcSh(t, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", d.img)
+	switch kind {
+	case "ext4":
+		// Inode tables and journal written now, not by a kernel thread
+		// during the run.
+		pcSh(t, "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", d.img)
+	case "xfs":
+		// mkfs.xfs writes its inode chunks and log at once; it refuses
+		// file systems under 300 MiB.
+		pcSh(t, "mkfs.xfs", "-q", "-f", d.img)
+	default:
+		t.Fatalf("no power-cut disk of kind %q", kind)
+	}
 	t.Cleanup(d.teardown)
 	return d
 }
@@ -180,7 +228,7 @@ func newPCDisk(t *testing.T, dir string, size int64) *pcDisk {
 func (d *pcDisk) attach() {
 	d.t.Helper()
 	d.loop = pcSh(d.t, "losetup", "-f", "--show", d.img)
-	pcSh(d.t, "mount", "-t", "ext4", d.loop, d.mnt)
+	pcSh(d.t, "mount", "-t", d.kind, d.loop, d.mnt)
 	d.mount = true
 }
 
@@ -214,9 +262,13 @@ func (d *pcDisk) teardown() {
 }
 
 // fsck repairs the image (replaying the journal) and then checks that it
-// is clean. It returns e2fsck's report of the repair.
+// is clean. It returns the repair tool's report, whose last line says
+// what it did.
 func (d *pcDisk) fsck() string {
 	d.t.Helper()
+	if d.kind == "xfs" {
+		return d.repairXFS()
+	}
 	out, err := exec.Command("e2fsck", "-f", "-y", d.img).CombinedOutput()
 	var ee *exec.ExitError
 	// 1: errors corrected; 2: corrected, reboot advised; 4 and up: not.
@@ -227,6 +279,79 @@ func (d *pcDisk) fsck() string {
 		d.t.Errorf("the file system is not clean after repair: %v\n%s", err, out2)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// repairXFS is fsck for XFS. xfs_repair refuses a dirty log and replays
+// none (its -L zeroes it, losing what it holds), so the image is mounted,
+// which replays the log and frees inodes left unlinked (staged O_TMPFILE
+// files), and unmounted; then xfs_repair -n must find nothing. If it
+// finds something, its report is logged, xfs_repair repairs, and
+// xfs_repair -n must be clean afterwards.
+func (d *pcDisk) repairXFS() string {
+	d.t.Helper()
+	d.attach()
+	pcSh(d.t, "umount", d.mnt)
+	d.mount = false
+	defer d.teardown()
+	out, err := exec.Command("xfs_repair", "-n", d.loop).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return "-n found no problems after the log replay (mount)"
+	case !errors.As(err, &ee) || ee.ExitCode() != 1: // 1: problems found
+		d.t.Fatalf("xfs_repair -n: %v\n%s", err, out)
+	}
+	d.t.Logf("xfs_repair -n found problems after the log replay (mount):\n%s", out)
+	out, err = exec.Command("xfs_repair", d.loop).CombinedOutput()
+	if err != nil {
+		d.t.Fatalf("xfs_repair: %v\n%s", err, out)
+	}
+	d.t.Logf("xfs_repair:\n%s", out)
+	if out2, err := exec.Command("xfs_repair", "-n", d.loop).CombinedOutput(); err != nil {
+		d.t.Errorf("the file system is not clean after repair: %v\n%s", err, out2)
+	}
+	return "repaired what -n found after the log replay (mount; both reports logged above)"
+}
+
+// TestPowerCutXFSRepair: the XFS repair step reports a clean file system
+// as clean, and repairs one xfs_repair -n finds damaged (a file's link
+// count raised with xfs_db), so that the power-cut rounds' report of it
+// can be trusted. The rounds themselves have found nothing to repair.
+func TestPowerCutXFSRepair(t *testing.T) {
+	needPowercut(t, "xfs")
+	if _, err := exec.LookPath("xfs_db"); err != nil {
+		t.Skipf("SKIPPED: no xfs_db (xfsprogs)")
+	}
+	for _, tc := range []struct {
+		name    string
+		corrupt bool
+		want    string
+	}{
+		{"clean", false, "-n found no problems"},
+		{"nlink", true, "repaired what -n found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newPCDisk(t, tempDir(t), "xfs", 320<<20)
+			d.attach()
+			if err := os.Mkdir(filepath.Join(d.mnt, "a"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d.mnt, "a", "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			d.teardown()
+			if tc.corrupt {
+				pcSh(t, "xfs_db", "-x", "-c", "path /a/f", "-c", "write core.nlinkv2 5", d.img)
+			}
+			if got := d.fsck(); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("repair step: %q, want it to start %q", got, tc.want)
+			}
+			out, err := exec.Command("xfs_repair", "-n", "-f", d.img).CombinedOutput()
+			if err != nil {
+				t.Errorf("xfs_repair -n after the repair step: %v\n%s", err, out)
+			}
+		})
+	}
 }
 
 // stamp is what a write to the image would change.
@@ -432,27 +557,37 @@ any_user = true
 
 // TestPowerCut: see the comment at the top of this file.
 func TestPowerCut(t *testing.T) {
-	needPowercut(t)
 	rounds := powercutEnvInt("LMTPD_POWERCUT_ROUNDS", 1)
+	crash := os.Getenv("LMTPD_POWERCUT_ROUNDS") != ""
 	messages := powercutEnvInt("LMTPD_POWERCUT_MESSAGES", 300)
 	conns := powercutEnvInt("LMTPD_POWERCUT_CONNS", 200)
-	for _, kill := range []bool{false, true} {
-		kind := "power"
-		if kill {
-			kind = "kill"
-		}
-		for _, flush := range []string{"auto", "fsync", "syncfs", "ordered"} {
-			for i := range rounds {
-				t.Run(fmt.Sprintf("%s/%s/round%d", kind, flush, i+1), func(t *testing.T) {
-					powercutRound(t, pcOptions{messages: messages, conns: conns, flush: flush, kill: kill})
-				})
+	for _, pfs := range pcFileSystems {
+		t.Run(pfs.kind, func(t *testing.T) {
+			needPowercut(t, pfs.kind)
+			modes := pfs.modes
+			if crash {
+				modes = slices.Concat(modes, pfs.more)
 			}
-		}
+			for _, kill := range []bool{false, true} {
+				kind := "power"
+				if kill {
+					kind = "kill"
+				}
+				for _, flush := range modes {
+					for i := range rounds {
+						t.Run(fmt.Sprintf("%s/%s/round%d", kind, flush, i+1), func(t *testing.T) {
+							powercutRound(t, pcOptions{fs: pfs.kind, messages: messages, conns: conns, flush: flush, kill: kill})
+						})
+					}
+				}
+			}
+		})
 	}
 }
 
 // pcOptions are one round's settings.
 type pcOptions struct {
+	fs              string // the file system: "ext4" or "xfs"
 	messages, conns int
 	flush           string // [delivery.maildir] flush
 	kill            bool   // SIGKILL only: no power cut
@@ -461,7 +596,7 @@ type pcOptions struct {
 func powercutRound(t *testing.T, o pcOptions) {
 	n, conns := o.messages, o.conns
 	dir := tempDir(t)
-	d := newPCDisk(t, dir, 512<<20)
+	d := newPCDisk(t, dir, o.fs, 512<<20)
 	d.attach()
 	fs := d.mnt
 	for _, sub := range []string{"mail", "lib"} {
@@ -588,11 +723,18 @@ func powercutRound(t *testing.T, o pcOptions) {
 			logErrs++
 		}
 	}
-	if o.flush == "ordered" && strings.Contains(p.log(), "not safe on this file system") {
-		t.Errorf(`flush = "ordered" fell back to "fsync" on the test's ext4; lmtpd's log:%s`, p.log())
-	}
-	if o.flush == "auto" && !strings.Contains(p.log(), `"flush":"ordered"`) {
-		t.Errorf(`flush = "auto" did not choose "ordered" on the test's ext4; lmtpd's log:%s`, p.log())
+	switch o.fs {
+	case "ext4":
+		if o.flush == "ordered" && strings.Contains(p.log(), "not safe on this file system") {
+			t.Errorf(`flush = "ordered" fell back to "fsync" on the test's ext4; lmtpd's log:%s`, p.log())
+		}
+		if o.flush == "auto" && !strings.Contains(p.log(), `"flush":"ordered"`) {
+			t.Errorf(`flush = "auto" did not choose "ordered" on the test's ext4; lmtpd's log:%s`, p.log())
+		}
+	case "xfs":
+		if o.flush == "auto" && !pcChoseFsync(p.log(), "xfs") {
+			t.Errorf(`flush = "auto" did not say it chose "fsync" because the file system is XFS; lmtpd's log:%s`, p.log())
+		}
 	}
 	d.teardown()
 	report := d.fsck()
@@ -600,8 +742,12 @@ func powercutRound(t *testing.T, o pcOptions) {
 	if o.kill {
 		what = "SIGKILL"
 	}
-	t.Logf("%s (flush = %q) at %d recipients acknowledged, with %d messages in flight on %d connections; %d of %d messages sent by the end; lmtpd logged %d warnings/errors; e2fsck: %s",
-		what, o.flush, before, inFlight, conns, sent.Load(), n, logErrs, pcLastLine(report))
+	repair := "e2fsck"
+	if o.fs == "xfs" {
+		repair = "xfs_repair"
+	}
+	t.Logf("%s on %s (flush = %q) at %d recipients acknowledged, with %d messages in flight on %d connections; %d of %d messages sent by the end; lmtpd logged %d warnings/errors; %s: %s",
+		what, o.fs, o.flush, before, inFlight, conns, sent.Load(), n, logErrs, repair, pcLastLine(report))
 
 	// Mounted again: every acknowledged delivery is there, whole.
 	d.attach()
@@ -731,6 +877,21 @@ func powercutRound(t *testing.T, o pcOptions) {
 	// resend be skipped for a delivery that then failed.
 	t.Logf("resent %d messages: %d recipients delivered twice (on the disk from before the cut without a 250: the LMTP duplicate the dedup journal does not cover)", resent, lmtpDups)
 	t.Logf("replayed %d acknowledged messages (%d recipients): the recovered dedup journal recognised %d, %d delivered twice", len(replayed), replayKeys, replayKeys-replayDups, replayDups)
+}
+
+// pcChoseFsync reports whether lmtpd's JSON log has flush = "auto"'s line
+// choosing "fsync", with a reason that names the file system kind.
+func pcChoseFsync(log, kind string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		var e struct{ Message, Flush, Reason string }
+		if json.Unmarshal([]byte(l), &e) != nil {
+			continue
+		}
+		if strings.HasPrefix(e.Message, `flush = "auto"`) && e.Flush == "fsync" && strings.Contains(e.Reason, `"`+kind+`"`) {
+			return true
+		}
+	}
+	return false
 }
 
 func pcLastLine(s string) string {
