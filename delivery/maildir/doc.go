@@ -191,10 +191,11 @@
 // not seen until lmtpd restarts.
 //
 // The power-cut test (tests/powercut_test.go) checks the default on
-// ext4: every acknowledged message whole after a cut, nothing damaged in
-// new/. What it rests on beyond fsync's own promise is that a file never
-// shows in new/ half-written after a crash between the rename and the
-// fsyncs, which the journal's ordering gives and no standard promises.
+// ext4, and on XFS, where it is FlushFsync: every acknowledged message
+// whole after a cut, nothing damaged in new/. What FlushOrdered rests on
+// beyond fsync's own promise is that a file never shows in new/
+// half-written after a crash between the rename and the fsyncs, which
+// ext4's journal ordering gives and no standard promises.
 //
 // # Path safety
 //
