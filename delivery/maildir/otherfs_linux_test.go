@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,27 +9,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/rs/zerolog"
 )
-
-// lockedBuffer is a bytes.Buffer for a logger written from several
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestOtherFileSystems: on XFS and Btrfs (real ones, on loop devices),
 // the default flush ("auto") chooses "fsync" and says why; files are
@@ -61,7 +42,7 @@ func TestOtherFileSystems(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := newStore(t, Options{Root: root}) // Flush: FlushAuto
-			var logs lockedBuffer
+			var logs wiretest.LogBuffer
 			ctx := zerolog.New(&logs).WithContext(context.Background())
 			const senders, each = 8, 10
 			var wg sync.WaitGroup

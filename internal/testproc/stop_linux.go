@@ -5,27 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
-
-// Stop sends SIGSTOP to each process in pids and waits until every
-// thread of each is stopped. A signal is asynchronous: a server's thread
-// that is running when kill(2) returns can still answer a request, so a
-// test that stops a server to see what a hung one does must wait.
-func Stop(pids ...int) error {
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			return fmt.Errorf("SIGSTOP to %d: %w", pid, err)
-		}
-	}
-	for _, pid := range pids {
-		if err := waitStopped(pid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 // waitStopped waits, up to 10 s, until every thread of pid shows state T
 // (stopped) in /proc. A process that has exited counts as stopped.
