@@ -53,9 +53,10 @@ type ioEvent struct {
 	res2 int64
 }
 
-// aioBroken is set once io_setup or an fsync submission was refused
-// (a kernel before 4.18, a seccomp filter, aio-max-nr reached): the
-// caller's fallback is used from then on, without asking again.
+// aioBroken is set once io_setup or an fsync submission was refused for
+// good (a kernel before 4.18, a seccomp filter): the caller's fallback is
+// used from then on, without asking again. A refusal for now (EAGAIN,
+// aio-max-nr reached) uses the fallback once.
 var aioBroken atomic.Bool
 
 // aioPool keeps idle contexts: one per barrier running at a time, so
@@ -80,7 +81,11 @@ func aioGet() (uintptr, bool) {
 	aioPool.mu.Unlock()
 	var ctx uintptr
 	if _, _, e := unix.Syscall(unix.SYS_IO_SETUP, aioSlots, uintptr(unsafe.Pointer(&ctx)), 0); e != 0 {
-		aioBroken.Store(true)
+		// EAGAIN: aio-max-nr is reached for now (other processes'
+		// contexts); ask again next time. Anything else will not change.
+		if e != unix.EAGAIN {
+			aioBroken.Store(true)
+		}
 		return 0, false
 	}
 	return ctx, true
