@@ -59,6 +59,23 @@ type ioEvent struct {
 // aio-max-nr reached) uses the fallback once.
 var aioBroken atomic.Bool
 
+// aioWhy is what refused it for good, for the log (aioRefused).
+var aioWhy atomic.Pointer[string]
+
+// refuseAIO records that AIO cannot be used here, and why.
+func refuseAIO(why string) {
+	aioWhy.CompareAndSwap(nil, &why)
+	aioBroken.Store(true)
+}
+
+// aioRefused says why AIO was refused for good, "" while it is not.
+func aioRefused() string {
+	if why := aioWhy.Load(); why != nil {
+		return *why
+	}
+	return ""
+}
+
 // aioPool keeps idle contexts: one per barrier running at a time, so
 // contexts are not set up and torn down for every burst of deliveries.
 var aioPool struct {
@@ -84,7 +101,7 @@ func aioGet() (uintptr, bool) {
 		// EAGAIN: aio-max-nr is reached for now (other processes'
 		// contexts); ask again next time. Anything else will not change.
 		if e != unix.EAGAIN {
-			aioBroken.Store(true)
+			refuseAIO("io_setup: " + e.Error())
 		}
 		return 0, false
 	}
@@ -146,7 +163,7 @@ func aioFsync(fds []int, errs []error) error {
 				// seccomp filter's EPERM or ENOSYS), or for now
 				// (EAGAIN: aio-max-nr reached).
 				if e != unix.EAGAIN {
-					aioBroken.Store(true)
+					refuseAIO("io_submit of an fsync: " + e.Error())
 				}
 				aioPut(ctx)
 				return errAIORefused

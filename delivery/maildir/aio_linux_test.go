@@ -1,13 +1,18 @@
 package maildir
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"unsafe"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,4 +100,34 @@ func TestAIOFsync(t *testing.T) {
 			t.Errorf("aioFsync with AIO refused: %v, want errAIORefused", err)
 		}
 	})
+}
+
+// TestAIORefusedLogged: where AIO is refused for good (here by force, as
+// a seccomp filter's EPERM would), FlushOrdered still delivers, fsyncing
+// the files after the directory, and says so once, with the reason.
+func TestAIORefusedLogged(t *testing.T) {
+	oldCheck := orderedCheck
+	orderedCheck = func(fsID) (bool, string) { return true, "" }
+	t.Cleanup(func() {
+		orderedCheck = oldCheck
+		aioBroken.Store(false)
+		aioWhy.Store(nil)
+		aioLogged = sync.Once{}
+	})
+	refuseAIO("io_setup: operation not permitted")
+	root := t.TempDir()
+	s := newStore(t, Options{Root: root, Flush: FlushOrdered})
+	var logs bytes.Buffer
+	ctx := zerolog.New(&logs).WithContext(context.Background())
+	for range 3 {
+		if _, err := s.Deliver(ctx, Mailbox{Path: "a/b"}, testContent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(listDir(t, root, "a/b/new")); n != 3 {
+		t.Errorf("%d messages in new/, want 3", n)
+	}
+	if n := strings.Count(logs.String(), "asynchronous fsync (Linux AIO) is refused here"); n != 1 || !strings.Contains(logs.String(), "operation not permitted") {
+		t.Errorf("want one line saying AIO is refused and why, got:\n%s", logs.String())
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"sync"
+
+	"github.com/rs/zerolog"
 )
 
 // orderedBarrier is FlushOrdered's barrier: per file system, one fsync of
@@ -122,6 +124,12 @@ func (r *orderedRun) run(h *fsHealth) error {
 		return err
 	}
 	err = fsyncTogether(d, r.files, r.errs)
+	if why := aioRefused(); why != "" {
+		aioLogged.Do(func() {
+			zerolog.Ctx(r.ctx).Info().Str("reason", why).
+				Msg("flush = \"ordered\": asynchronous fsync (Linux AIO) is refused here: each file is fsynced after its directory, a cache flush more per message")
+		})
+	}
 	if err == nil && h != nil {
 		err = h.checkOpen(r.ctx, d, r.l.show(r.dir))
 	}
@@ -130,6 +138,9 @@ func (r *orderedRun) run(h *fsHealth) error {
 	}
 	return err
 }
+
+// aioLogged makes the refusal of AIO logged once per process.
+var aioLogged sync.Once
 
 // fsyncAfter fsyncs dir, then files in parallel, with each file's result
 // in errs: fsyncTogether where the files cannot be submitted with the
