@@ -744,13 +744,13 @@ func (s *Store) Commit(ctx context.Context, files ...*Staged) []error {
 			// directory's fsync commits the whole journal. The files
 			// are fsynced beside it, waiting for the same commit.
 			b.files = orderedFiles(files, b.idx)
-			fs := make([]File, len(b.files.files))
+			open := make([]File, len(b.files.files))
 			for i, d := range b.files.files {
-				fs[i] = d.f
+				open[i] = d.f
 			}
-			b.files.errs = make([]error, len(fs))
+			b.files.errs = make([]error, len(open))
 			// The run checks the file system itself, once for all.
-			err = s.ordered.sync(ctx, b.key, b.l, b.dir, fs, b.files.errs)
+			err = s.ordered.sync(ctx, b.key, b.l, b.dir, open, b.files.errs)
 			checked = true
 		default:
 			err = s.syncDir(b.l, b.dir)
