@@ -156,6 +156,7 @@ func aioFsync(fds []int, errs []error) error {
 			case e == unix.EBADF:
 				// This one's descriptor: its own result.
 				errs[next] = e
+				cbs[next].opcode = 0 // answered
 				next++
 			case sent == 0:
 				// Nothing submitted: the caller does it all. No AIO
