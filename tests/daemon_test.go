@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // lmtpdBin is the binary TestMain built; coverDir receives coverage
@@ -98,12 +100,7 @@ func tempDir(t testing.TB) string {
 // cannot say port 0).
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return wiretest.FreePorts(t, 1)[0]
 }
 
 // writeFile writes text into dir/name and returns the path.
@@ -1063,7 +1060,8 @@ func TestSubmissionTLSAuthMetrics(t *testing.T) {
 	dir := tempDir(t)
 	certFile, keyFile, pool := selfSigned(t, dir, "mx.example.test")
 	_, user, _ := run(t, dir, "s3cret\n", "hash-password", "-user", "alice@example.test")
-	smtpAddr, metricsAddr := freePort(t), freePort(t)
+	ports := wiretest.FreePorts(t, 2)
+	smtpAddr, metricsAddr := ports[0], ports[1]
 	cfg := fmt.Sprintf(`[log]
 format = "json"
 

@@ -13,6 +13,7 @@ import (
 
 	_ "modernc.org/sqlite" // the SQLite files the directories read
 
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 	"github.com/lmtpd/lmtpd/sasl"
 )
 
@@ -102,7 +103,8 @@ func TestDirectoryDaemon(t *testing.T) {
 		"bob@example.test":   hashed(t, "BLF-CRYPT", "bob-pw"),
 	})
 	writeUsersDB(t, db2, map[string]string{"carol@example.test": hashed(t, "ARGON2ID", "carol-pw")})
-	smtpAddr, metricsAddr := freePort(t), freePort(t)
+	ports := wiretest.FreePorts(t, 2)
+	smtpAddr, metricsAddr := ports[0], ports[1]
 	cfgFile := writeFile(t, dir, "lmtpd.toml", directoryConfig(dir, smtpAddr, metricsAddr, db1))
 	if st, _, stderr := run(t, dir, "", "check-config", "-q", "-config", cfgFile); st != 0 {
 		t.Fatalf("check-config: status %d\n%s", st, stderr)

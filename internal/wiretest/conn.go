@@ -103,3 +103,21 @@ func (c *scriptConn) RemoteAddr() net.Addr             { return &net.UnixAddr{Na
 func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
 func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FreePorts returns n loopback TCP addresses ("127.0.0.1:port") whose
+// ports were free a moment ago, all different: each is held until all
+// are chosen, since a port just closed may be handed out again at once.
+// Whoever binds them later may still lose one to another process.
+func FreePorts(t testing.TB, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		addrs[i] = l.Addr().String()
+	}
+	return addrs
+}

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lmtpd/lmtpd/internal/wiretest"
 )
 
 // daemonOptions shape the configuration file of one lmtpd. The zero value
@@ -92,13 +94,7 @@ func shortTempDir(t testing.TB) string {
 // freePort returns a loopback address whose port was free a moment ago.
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return wiretest.FreePorts(t, 1)[0]
 }
 
 // newDaemon writes the configuration for opts into a new directory and
@@ -116,15 +112,17 @@ func prepareDaemon(t testing.TB, opts daemonOptions) *daemon {
 	t.Helper()
 	dir := shortTempDir(t)
 	d := &daemon{
-		t:        t,
-		Dir:      dir,
-		Config:   filepath.Join(dir, "lmtpd.toml"),
-		Socket:   filepath.Join(dir, "lmtp.sock"),
-		LMTPAddr: freePort(t),
-		SMTPAddr: freePort(t),
-		Maildir:  opts.MaildirRoot,
-		Log:      filepath.Join(dir, "lmtpd.log"),
+		t:       t,
+		Dir:     dir,
+		Config:  filepath.Join(dir, "lmtpd.toml"),
+		Socket:  filepath.Join(dir, "lmtp.sock"),
+		Maildir: opts.MaildirRoot,
+		Log:     filepath.Join(dir, "lmtpd.log"),
 	}
+	// Two picks in a row may return the same port (CI once started a
+	// daemon whose two listeners had one address).
+	ports := wiretest.FreePorts(t, 2)
+	d.LMTPAddr, d.SMTPAddr = ports[0], ports[1]
 	if d.Maildir == "" {
 		d.Maildir = filepath.Join(dir, "mail")
 	}
