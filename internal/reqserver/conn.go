@@ -132,7 +132,11 @@ func (c *Conn) serve(sess Session) {
 		requests++
 		pending = true
 		if err := sess.Answer(requests); err != nil {
-			c.log.Warn().Err(err).Int("request", requests).Msg("cannot send the reply; closing connection")
+			ev := c.log.Warn()
+			if c.s.shuttingDown() {
+				ev = c.log.Debug() // Close cut it off: routine
+			}
+			ev.Err(err).Int("request", requests).Msg("cannot send the reply; closing connection")
 			return
 		}
 		pending = false

@@ -266,11 +266,15 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// closeAll closes every connection, then cancels the handler context:
+// in that order, so that a handler that returns because of the
+// cancellation finds its connection closed and sends nothing (cancelled
+// first, its error answer could reach the client before the close).
 func (s *Server) closeAll() {
-	s.cancelBase()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.nc.Close()
 	}
+	s.mu.Unlock()
+	s.cancelBase()
 }
