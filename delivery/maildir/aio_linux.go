@@ -140,7 +140,9 @@ func aioFsync(fds []int, errs []error) error {
 		cbs[i] = iocb{data: uint64(i), opcode: iocbCmdFsync, fildes: uint32(fd)}
 		ptrs[i] = &cbs[i]
 	}
-	events := make([]ioEvent, aioSlots)
+	// At most this many are in flight (a run is usually a directory and
+	// a few files): no larger buffer to allocate per run.
+	events := make([]ioEvent, min(aioSlots, len(fds)))
 	next, inflight, sent := 0, 0, 0
 	var lost error // io_getevents failed: the context can no longer be trusted
 	for next < len(fds) || inflight > 0 {
