@@ -442,13 +442,17 @@ func fsyncTogether(dir File, files []File, errs []error) error {
 // descriptors returns the descriptors of dir and files, in that order,
 // if every one has one.
 func descriptors(dir File, files []File) ([]int, bool) {
-	fds := make([]int, 0, 1+len(files))
-	for _, f := range append([]File{dir}, files...) {
+	fds := make([]int, 1+len(files))
+	for i := range fds {
+		f := dir
+		if i > 0 {
+			f = files[i-1]
+		}
 		fd, ok := f.(fder)
 		if !ok {
 			return nil, false
 		}
-		fds = append(fds, int(fd.Fd()))
+		fds[i] = int(fd.Fd())
 	}
 	return fds, true
 }

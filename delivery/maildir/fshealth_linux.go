@@ -91,11 +91,7 @@ func (h *fsHealth) check(ctx context.Context, key string, l loc, dir string) err
 			return &FSError{Dir: l.show(dir), Reason: "cannot open the directory to check it", Err: err}
 		}
 		defer f.Close()
-		fd, ok := f.(fder)
-		if !ok {
-			return nil
-		}
-		return h.probe(ctx, int(fd.Fd()), l.show(dir))
+		return h.probeFile(ctx, f, l.show(dir))
 	})
 	if err != nil {
 		return ReplyIOError.Wrap(err)
@@ -108,14 +104,20 @@ func (h *fsHealth) check(ctx context.Context, key string, l loc, dir string) err
 // after its own fsyncs, for every Commit it covers, on the descriptor it
 // synced (see orderedBarrier). dir names it in errors.
 func (h *fsHealth) checkOpen(ctx context.Context, d File, dir string) error {
+	if err := h.probeFile(ctx, d, dir); err != nil {
+		return ReplyIOError.Wrap(err)
+	}
+	return nil
+}
+
+// probeFile is probe on an open directory, nil when the FS gives no
+// descriptor (a test FS).
+func (h *fsHealth) probeFile(ctx context.Context, d File, dir string) error {
 	fd, ok := d.(fder)
 	if !ok {
 		return nil
 	}
-	if err := h.probe(ctx, int(fd.Fd()), dir); err != nil {
-		return ReplyIOError.Wrap(err)
-	}
-	return nil
+	return h.probe(ctx, int(fd.Fd()), dir)
 }
 
 // probe checks the file system of the directory fd, named dir in errors:
